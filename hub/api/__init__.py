@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): ingest routes, coordinator read routes, probes and metrics."""

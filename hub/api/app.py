@@ -1,0 +1,211 @@
+"""FastAPI application factory. Services are injected; nothing here opens connections itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from pydantic import AwareDatetime, BaseModel, Field
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp
+
+from hub import readmodel
+from hub.api.problems import hub_error_handler, problem, request_validation_handler
+from hub.errors import HubError, NotFoundError, Problem, ValidationError
+from hub.events import InboundEvent, SubjectRef
+from hub.ingest import relay_unpublished
+from hub.jsonavro import coerce_record
+from hub.logging import get_logger
+from hub.services import Services
+from hub.topics import consumer_lag
+from hub.worker import GROUP_ID
+
+log = get_logger(__name__)
+READY_HEARTBEAT = timedelta(seconds=10)
+
+
+class SubjectIn(BaseModel):
+    system: Literal["nhs-number", "upn", "la-person-id", "hub-child-id", "other"]
+    value: str = Field(min_length=1, max_length=64)
+
+
+class EventIn(BaseModel):
+    """An event already in the hub's own shape (agency formats go through the connector routes)."""
+
+    record_type: str
+    sector: Literal["health", "social_care", "education", "family", "hub"]
+    source_system: str = Field(min_length=1, max_length=120)
+    source_id: str = Field(min_length=1, max_length=200)
+    source_version: int = Field(default=1, ge=1)
+    occurred_at: AwareDatetime
+    subject: SubjectIn
+    category: str = "general"
+    status: Literal["active", "entered_in_error"] = "active"
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
+class AcceptanceOut(BaseModel):
+    event_id: str
+    source_version: int
+    status: Literal["accepted", "duplicate"]
+    topic: str
+
+
+class BodyLimit(BaseHTTPMiddleware):
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        super().__init__(app)
+        self.max_bytes = max_bytes
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return problem(413, "too-large", "Request body too large",
+                           f"the limit is {self.max_bytes} bytes; split the batch")
+        return await call_next(request)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.accepted = Counter("hub_ingest_accepted", "Events accepted", ["topic"], registry=self.registry)
+        self.duplicates = Counter("hub_ingest_duplicates", "Duplicate events answered", registry=self.registry)
+        self.rejected = Counter("hub_ingest_rejected", "Requests refused as invalid", registry=self.registry)
+        self.lag = Gauge("hub_consumer_lag", "Messages not yet processed by the workers", ["topic"],
+                         registry=self.registry)
+        self.dead = Gauge("hub_dead_letters", "Dead-lettered records not yet replayed", registry=self.registry)
+        self.unpublished = Gauge("hub_ingest_unpublished", "Accepted events not yet acknowledged by Kafka",
+                                 registry=self.registry)
+        self.workers_ready = Gauge("hub_workers_ready", "Workers with a fresh ready heartbeat",
+                                   registry=self.registry)
+
+
+def events_to_inbound(services: Services, items: list[EventIn]) -> list[InboundEvent]:
+    problems: list[Problem] = []
+    out = []
+    for i, it in enumerate(items):
+        try:
+            schema = services.catalogue.writer(it.record_type).schema
+        except HubError as exc:
+            problems.append(Problem(f"/{i}/record_type", str(exc)))
+            continue
+        body = coerce_record(schema, it.body, f"/{i}/body", problems, skip=("meta",))
+        out.append(InboundEvent(record_type=it.record_type, sector=it.sector, source_system=it.source_system,
+                                source_id=it.source_id, occurred_at=it.occurred_at,
+                                subject=SubjectRef(it.subject.system, it.subject.value), body=body,
+                                source_version=it.source_version, category=it.category, status=it.status))
+    if problems:
+        raise ValidationError(problems)
+    return out
+
+
+def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
+    metrics = Metrics()
+    store = services.store
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+
+        async def relay_forever() -> None:
+            while True:
+                await asyncio.sleep(relay_interval)
+                with contextlib.suppress(HubError):
+                    await relay_unpublished(store, services.publisher)
+
+        task = asyncio.create_task(relay_forever())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await services.stop()
+
+    app = FastAPI(title="Family integration hub", version="0.1.0", lifespan=lifespan,
+                  description="Agency events in; consent-gated family timelines out.")
+    app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
+    app.add_exception_handler(HubError, hub_error_handler)
+    app.add_exception_handler(RequestValidationError, request_validation_handler)
+
+    @app.get("/healthz", tags=["probes"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["probes"])
+    async def readyz() -> Response:
+        reasons = []
+        try:
+            workers = await asyncio.to_thread(store.workers)
+        except Exception as exc:  # noqa: BLE001
+            return problem(503, "not-ready", "Not ready", f"database: {type(exc).__name__}")
+        now = datetime.now(UTC)
+        fresh = [w for w in workers if w["state"] == "ready" and now - w["heartbeat_at"] < READY_HEARTBEAT]
+        if not fresh:
+            reasons.append("no stream worker has finished recovering")
+        if not services.started:
+            reasons.append("not connected to Kafka")
+        if reasons:
+            return problem(503, "not-ready", "Not ready", "; ".join(reasons))
+        return Response('{"status":"ready"}', media_type="application/json")
+
+    @app.get("/metrics", tags=["probes"])
+    async def prometheus() -> Response:
+        with contextlib.suppress(HubError):
+            for topic, lag in (await consumer_lag(services.settings, GROUP_ID)).items():
+                metrics.lag.labels(topic).set(lag)
+        metrics.dead.set(len(await asyncio.to_thread(store.dead_letters, limit=100000)))
+        metrics.unpublished.set(await asyncio.to_thread(store.log_count, unpublished_only=True))
+        now = datetime.now(UTC)
+        workers = await asyncio.to_thread(store.workers)
+        metrics.workers_ready.set(sum(1 for w in workers if w["state"] == "ready"
+                                      and now - w["heartbeat_at"] < READY_HEARTBEAT))
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/v1/events", tags=["ingest"], response_model=list[AcceptanceOut])
+    async def ingest_events(items: list[EventIn]) -> list[AcceptanceOut]:
+        """Accept events in the hub's own shape. Safe to retry: a resend returns the same event ids."""
+        try:
+            inbound = events_to_inbound(services, items)
+            acceptances = await services.ingest.accept(inbound)
+        except ValidationError:
+            metrics.rejected.inc()
+            raise
+        for a in acceptances:
+            if a.status == "accepted":
+                metrics.accepted.labels(a.topic).inc()
+            else:
+                metrics.duplicates.inc()
+        return [AcceptanceOut(**a.__dict__) for a in acceptances]
+
+    @app.get("/v1/households", tags=["timeline"])
+    async def list_households() -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(readmodel.households, store)
+        return [{"household_id": h.household_id, "children": h.children} for h in rows]
+
+    @app.get("/v1/households/{household_id}/timeline", tags=["timeline"])
+    async def household_timeline(
+        household_id: str,
+        child_id: str | None = None,
+        sector: Literal["health", "social_care", "education", "family", "hub"] | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        started = time.perf_counter()
+        rows, nxt = await asyncio.to_thread(readmodel.timeline, store, household_id, child_id=child_id,
+                                            sector=sector, kind=kind, since=since, until=until, cursor=cursor,
+                                            limit=limit)
+        if not rows and cursor is None and not any((child_id, sector, kind, since, until)):
+            raise NotFoundError("no such household")
+        log.info("timeline.read", household=household_id, entries=len(rows),
+                 ms=round((time.perf_counter() - started) * 1000, 2))
+        return {"household_id": household_id, "entries": rows, "next_cursor": nxt}
+
+    return app

@@ -1,0 +1,237 @@
+"""The `hub` command line (typer). Every command reads HUB_* settings; see hub/settings.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hub.errors import ConfigError, HubError
+from hub.logging import configure_logging
+from hub.settings import Settings, running_bootstrap
+
+app = typer.Typer(help="Family integration hub: agency events in, consent-gated family timelines out.",
+                  no_args_is_help=True, add_completion=False)
+dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered records.", no_args_is_help=True)
+schemas_app = typer.Typer(help="Check and release Avro schemas.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(schemas_app, name="schemas")
+console = Console(stderr=True)
+out = Console()
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        s = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except Exception as exc:  # noqa: BLE001 - pydantic explains which variable is wrong
+        _fail(f"invalid settings: {exc}".replace("\n", " "))
+    configure_logging(s.log_level, s.log_format)
+    return s
+
+
+def _fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(coro: object) -> object:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except HubError as exc:
+        _fail(str(exc).splitlines()[0])
+    return None
+
+
+async def _until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+@app.command()
+def up(
+    workers: Annotated[int | None, typer.Option(help="Stream worker processes.")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (HUB_API_PORT).")] = None,
+) -> None:
+    """Start everything: embedded broker (unless HUB_KAFKA_BOOTSTRAP is set), workers and the API."""
+    from hub.stack import Stack
+
+    settings = _settings(workers=workers, api_port=port)
+
+    async def main() -> None:
+        stack = Stack(settings)
+        try:
+            await stack.start()
+            await stack.wait_ready()
+            console.print(f"hub up: API on http://{settings.api_host}:{stack.settings.api_port}, "
+                          f"Kafka {stack.bootstrap}, {len(stack.workers)} worker(s). Ctrl-C stops.")
+            await stack.serve_api()
+        finally:
+            await stack.stop()
+
+    _run(main())
+
+
+@app.command()
+def demo(
+    serve: Annotated[bool, typer.Option("--serve", help="Keep the stack running after the demo.")] = False,
+) -> None:
+    """Bring the stack up, publish the seed journeys and show what the hub holds per family."""
+    import os
+
+    from hub.demo.run import run_demo
+
+    # The demo talks to people: keep the JSON logs (and the workers') to warnings unless asked.
+    os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
+    settings = _settings()
+    _run(run_demo(settings, serve=serve, console=out))
+
+
+@app.command()
+def worker() -> None:
+    """Run one stream worker in the foreground (`hub up` starts these for you)."""
+    from hub.worker import run_worker
+
+    settings = _settings()
+    if not settings.kafka_bootstrap:
+        _fail("HUB_KAFKA_BOOTSTRAP must name the Kafka cluster for a stand-alone worker")
+    run_worker(settings)
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API only (against HUB_KAFKA_BOOTSTRAP and HUB_DATABASE_URL)."""
+    import uvicorn
+
+    from hub.api.app import create_app
+    from hub.services import Services
+
+    settings = _settings()
+    if not settings.kafka_bootstrap:
+        _fail("HUB_KAFKA_BOOTSTRAP must name the Kafka cluster for a stand-alone API")
+    try:
+        services = Services.build(settings)
+    except HubError as exc:
+        _fail(str(exc))
+    uvicorn.run(create_app(services), host=settings.api_host, port=settings.api_port, log_config=None)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    from hub.store import Store
+
+    settings = _settings()
+    try:
+        Store.open(settings.effective_database_url)
+    except HubError as exc:
+        _fail(str(exc))
+    out.print("database is at the latest schema")
+
+
+@app.command()
+def topics(create: Annotated[bool, typer.Option("--create", help="Create missing topics first.")] = False) -> None:
+    """List the topic catalogue with message counts (starts the embedded broker's re-seed if needed)."""
+    from hub.topics import CATALOGUE, ensure_topics, message_counts
+
+    settings = _settings()
+
+    async def main() -> dict[str, int | None]:
+        bootstrap = settings.kafka_bootstrap or running_bootstrap(settings)
+        if not bootstrap:
+            raise ConfigError("no broker is running: start the hub with `hub up` (or `hub demo --serve`), "
+                              "or set HUB_KAFKA_BOOTSTRAP")
+        if create:
+            await ensure_topics(settings, bootstrap)
+        return await message_counts(settings, bootstrap)
+
+    counts = _run(main())
+    assert isinstance(counts, dict)
+    table = Table("topic", "messages", "key", "values", "retention")
+    for spec in CATALOGUE:
+        n = counts.get(spec.name)
+        table.add_row(spec.name, "-" if n is None else str(n), spec.key, spec.values,
+                      "forever" if spec.retention_ms < 0 else f"{spec.retention_ms // 86400000} days")
+    out.print(table)
+
+
+@app.command()
+def replay() -> None:
+    """Rebuild every projection from the hub's own ingest log (after a mapping or rule change)."""
+    from hub.replay import replay_all
+
+    settings = _settings()
+    n = _run(replay_all(settings, console=out))
+    out.print(f"replayed {n} event versions")
+
+
+@dlq_app.command("list")
+def dlq_list(all_: Annotated[bool, typer.Option("--all", help="Include replayed ones.")] = False) -> None:
+    """Dead-lettered records with their reasons."""
+    from hub.store import Store
+
+    settings = _settings()
+    store = Store.open(settings.effective_database_url)
+    table = Table("id", "topic", "partition", "offset", "error", "reason", "failed at", "replayed")
+    for r in store.dead_letters(include_replayed=all_):
+        table.add_row(str(r["id"]), r["topic"], str(r["partition"]), str(r["offset"]), r["error_class"],
+                      r["error_message"][:80], str(r["failed_at"])[:19], "yes" if r["replayed_at"] else "")
+    out.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(ids: Annotated[list[int] | None, typer.Argument(help="Dead letter ids (default: all).")] = None) -> None:
+    """Re-drive dead letters: publish their original bytes to their original topic again."""
+    from hub.replay import replay_dead_letters
+
+    settings = _settings()
+    n = _run(replay_dead_letters(settings, ids or []))
+    out.print(f"re-published {n} dead-lettered record(s)")
+
+
+@schemas_app.command("check")
+def schemas_check() -> None:
+    """Fail if a schema breaks FULL_TRANSITIVE compatibility or is changed but not released."""
+    from hub.schemas import SchemaCatalogue
+
+    cat = SchemaCatalogue(_settings().schema_dir)
+    bad = {t: cat.check(t) for t in cat.current}
+    bad = {t: p for t, p in bad.items() if p}
+    for t, problems in bad.items():
+        console.print(f"{t}: " + "; ".join(problems))
+    unreleased = cat.unreleased()
+    if unreleased:
+        console.print("changed but not released: " + ", ".join(unreleased) + " (run `hub schemas release`)")
+    if bad or unreleased:
+        raise typer.Exit(1)
+    out.print(f"{len(cat.current)} schemas, all compatible and released")
+
+
+@schemas_app.command("release")
+def schemas_release() -> None:
+    """Snapshot changed schemas as new released versions (refused if incompatible)."""
+    from hub.schemas import SchemaCatalogue
+
+    try:
+        done = SchemaCatalogue(_settings().schema_dir).release()
+    except HubError as exc:
+        _fail(str(exc))
+    for t, v in done:
+        out.print(f"released {t} v{v}")
+
+
+def main() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

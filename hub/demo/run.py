@@ -1,0 +1,106 @@
+"""Runs the demo: the embedded stack, the seed journeys through the ingest service, then a readable
+account of what the hub holds for each family, child by child, with the agency of each entry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from hub import readmodel
+from hub.demo.scenario import Journey, build
+from hub.errors import ConfigError
+from hub.services import Services
+from hub.settings import Settings
+from hub.stack import Stack
+from hub.timeline import agency_label
+
+BATCH = 20
+
+
+async def publish(services: Services, journey: Journey, console: Console) -> Counter[str]:
+    statuses: Counter[str] = Counter()
+    with Progress(TextColumn("publishing agency events"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("publish", total=len(journey.events))
+        for i in range(0, len(journey.events), BATCH):
+            batch = journey.events[i:i + BATCH]
+            for a in await services.ingest.accept(batch):
+                statuses[a.status] += 1
+            progress.update(task, advance=len(batch))
+    return statuses
+
+
+async def wait_projected(services: Services, journey: Journey, console: Console, timeout: float = 60) -> None:
+    """Until the workers have projected every event of the journey (or a clear error)."""
+    want = {e.source_system + "/" + e.source_id for e in journey.events if e.record_type != "IdentityLinked"}
+    import sqlalchemy as sa
+
+    from hub.ingest import event_id_for
+    from hub.store import timeline_entries
+
+    ids = [event_id_for(*k.split("/", 1)) for k in want]
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("stream workers projecting"), BarColumn(), MofNCompleteColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("project", total=len(ids))
+        while True:
+            with services.store.engine.connect() as conn:
+                got = conn.execute(sa.select(sa.func.count()).select_from(timeline_entries)
+                                   .where(timeline_entries.c.event_id.in_(ids))).scalar_one()
+            progress.update(task, completed=got)
+            if got >= len(ids):
+                return
+            if time.monotonic() > deadline:
+                raise ConfigError(f"workers projected {got} of {len(ids)} events in {timeout:.0f}s")
+            await asyncio.sleep(0.1)
+
+
+def show(services: Services, journey: Journey, console: Console) -> None:
+    labels = {p.child_id: p.label for p in journey.people}
+    for hh in readmodel.households(services.store):
+        entries, _ = readmodel.timeline(services.store, hh.household_id, limit=500)
+        by_child: dict[str, list[dict[str, object]]] = {}
+        for e in entries:
+            by_child.setdefault(str(e["child_id"]), []).append(e)
+        sectors = Counter(agency_label(str(e["sector"])) for e in entries)
+        console.rule(f"[bold]{hh.household_id}[/]  {len(entries)} entries from "
+                     + ", ".join(f"{n} {s.lower()}" for s, n in sectors.most_common()))
+        for child, rows in by_child.items():
+            table = Table(title=f"{labels.get(child, child)}  [dim]{child}[/]", title_justify="left",
+                          show_lines=False, expand=True)
+            table.add_column("when", no_wrap=True)
+            table.add_column("agency", no_wrap=True)
+            table.add_column("what")
+            for r in rows:
+                when = r["occurred_at"]
+                table.add_row(when.strftime("%d %b %Y") if hasattr(when, "strftime") else str(when),
+                              agency_label(str(r["sector"])), str(r["summary"]))
+            console.print(table)
+    parked = readmodel.parked_count(services.store)
+    console.print(f"[dim]{parked} entries parked for subjects not yet linked to a child[/]")
+
+
+async def run_demo(settings: Settings, *, serve: bool, console: Console) -> None:
+    stack = Stack(settings)
+    try:
+        services = await stack.start()
+        console.print(f"[bold]hub demo[/]: broker {stack.bootstrap}, database "
+                      f"{services.store.engine.url.render_as_string(hide_password=True)}, "
+                      f"{len(stack.workers)} stream worker(s)")
+        await stack.wait_ready()
+        journey = build()
+        statuses = await publish(services, journey, console)
+        console.print(f"accepted {statuses['accepted']} new event versions, {statuses['duplicate']} already held")
+        await wait_projected(services, journey, console)
+        show(services, journey, console)
+        if serve:
+            console.print(f"serving the API on http://{stack.settings.api_host}:{stack.settings.api_port} "
+                          "(Ctrl-C stops)")
+            await stack.serve_api()
+    finally:
+        await stack.stop()

@@ -1,0 +1,51 @@
+"""What a connector hands to the hub: one agency event, mapped but not yet accepted.
+
+Connectors (``connectors/``) turn agency payloads into :class:`InboundEvent` values; the ingest
+service (``hub.ingest``) pseudonymises the subject, gives the event its hub id, writes its durable
+record, encodes it as Avro and publishes it. Nothing here knows about Kafka or HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Sector = Literal["health", "social_care", "education", "family", "hub"]
+
+#: Identifier systems the hub links. The value of an identifier never leaves the ingest edge:
+#: it is replaced by a keyed-HMAC pseudonym before anything is logged, stored in a key or published.
+IDENTIFIER_SYSTEMS = ("nhs-number", "upn", "la-person-id", "hub-child-id", "other")
+
+
+@dataclass(frozen=True)
+class SubjectRef:
+    """The agency identifier of the person an event is about."""
+
+    system: str
+    value: str
+
+    def __repr__(self) -> str:  # never print the identifier's value
+        return f"SubjectRef(system={self.system!r}, value=<redacted>)"
+
+
+@dataclass(frozen=True)
+class InboundEvent:
+    """One agency event mapped to a hub record type, before acceptance.
+
+    ``body`` holds the record's fields other than ``meta`` as Python values fastavro can write:
+    ``datetime`` (timezone-aware) for timestamp-millis fields, ``date`` for date fields, dicts for
+    nested records (Service, Professional), strings for enum symbols.
+    """
+
+    record_type: str  # short name in uk.familyhub.event, e.g. "ReportIssued"
+    sector: Sector
+    source_system: str
+    source_id: str
+    occurred_at: datetime
+    subject: SubjectRef
+    body: dict[str, Any] = field(default_factory=dict)
+    source_version: int = 1
+    category: str = "general"
+    status: str = "active"
+    mapping: str | None = None

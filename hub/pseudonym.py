@@ -1,0 +1,51 @@
+"""Keyed-HMAC pseudonyms: the only form in which a person's agency identifier leaves the ingest edge.
+
+``pseudonym(system, value)`` = ``"s-"`` + base32(HMAC-SHA256(key, system ":" normalised value))[:26].
+The same identifier always gives the same pseudonym under one key, so events from one agency
+system join; without the key the pseudonym cannot be reversed or recomputed from a guessed NHS
+number. The key comes from ``HUB_PSEUDONYM_KEY``, ``HUB_PSEUDONYM_KEY_FILE`` or, on the embedded
+default, a file created on first start in the data directory with mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from hub.errors import ConfigError
+
+
+class Pseudonymiser:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 16:
+            raise ConfigError("the pseudonym key must be at least 16 bytes")
+        self._key = key
+
+    def __call__(self, system: str, value: str) -> str:
+        msg = f"{system}:{value.strip().replace(' ', '').upper()}".encode()
+        digest = hmac.new(self._key, msg, hashlib.sha256).digest()
+        return "s-" + base64.b32encode(digest).decode().lower()[:26]
+
+    def __repr__(self) -> str:
+        return "Pseudonymiser(<key>)"
+
+
+def load_or_create_key(explicit: str, key_file: Path | None, data_dir: Path) -> bytes:
+    if explicit:
+        return explicit.encode()
+    path = key_file or data_dir / "keys" / "pseudonym.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    if key_file is not None:
+        raise ConfigError(f"pseudonym key file {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key

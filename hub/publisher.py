@@ -1,0 +1,65 @@
+"""Publishing to Kafka: one aiokafka producer with acks=all (and idempotence where the broker allows)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from hub.errors import BrokerError
+from hub.settings import Settings
+from hub.topics import client_args
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    topic: str
+    key: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class Publisher:
+    def __init__(self, settings: Settings, bootstrap: str | None = None) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect (inside the event loop that will publish)."""
+        if self._producer is not None:
+            return
+        producer = AIOKafkaProducer(
+            **client_args(self.settings, self.bootstrap),  # type: ignore[arg-type]
+            acks="all",
+            enable_idempotence=self.settings.idempotent_producer,
+            linger_ms=2,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=15000,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise BrokerError(f"cannot connect a producer to Kafka: {exc}") from exc
+        self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        """Send every record and return only when the broker acknowledged all of them."""
+        if self._producer is None:
+            raise BrokerError("the publisher is not connected to Kafka")
+        try:
+            futures = [
+                await self._producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers) for r in records
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise BrokerError(f"the broker did not acknowledge {len(records)} record(s): {exc}") from exc

@@ -1,0 +1,92 @@
+"""Read queries over the projections: households, a family's timeline, parked events."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.errors import ValidationError
+from hub.store import Store, as_utc, identity_links, timeline_entries
+
+L = identity_links.c
+T = timeline_entries.c
+
+
+@dataclass(frozen=True)
+class HouseholdSummary:
+    household_id: str
+    children: dict[str, int]  # child id -> timeline entries
+    parked: int = 0
+
+
+def households(store: Store) -> list[HouseholdSummary]:
+    q = (sa.select(L.household_id, L.child_id, sa.func.count(T.event_id))
+         .select_from(identity_links.outerjoin(timeline_entries, sa.and_(
+             T.subject == L.subject, T.status == "active")))
+         .where(L.active.is_(True)).group_by(L.household_id, L.child_id).order_by(L.household_id, L.child_id))
+    out: dict[str, dict[str, int]] = {}
+    with store.engine.connect() as conn:
+        for hh, child, n in conn.execute(q):
+            out.setdefault(hh, {})
+            out[hh][child] = out[hh].get(child, 0) + int(n)
+    return [HouseholdSummary(h, c) for h, c in out.items()]
+
+
+def parked_count(store: Store) -> int:
+    linked = sa.select(L.subject).where(L.active.is_(True))
+    q = sa.select(sa.func.count()).select_from(timeline_entries).where(T.subject.not_in(linked))
+    with store.engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
+def _encode_cursor(occurred_at: datetime, event_id: str) -> str:
+    raw = json.dumps([as_utc(occurred_at).isoformat(), event_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts, eid = json.loads(raw)
+        return datetime.fromisoformat(ts), str(eid)
+    except (ValueError, TypeError) as exc:
+        raise ValidationError("cursor is not one this API issued", title="Invalid cursor") from exc
+
+
+def timeline(store: Store, household_id: str, *, child_id: str | None = None, sector: str | None = None,
+             kind: str | None = None, since: datetime | None = None, until: datetime | None = None,
+             cursor: str | None = None, limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
+    """One household's entries in event-time order, with a cursor for the next page."""
+    conds = [L.household_id == household_id, L.active.is_(True), T.status == "active"]
+    if child_id:
+        conds.append(L.child_id == child_id)
+    if sector:
+        conds.append(T.sector == sector)
+    if kind:
+        conds.append(T.record_type == kind)
+    if since:
+        conds.append(T.occurred_at >= since)
+    if until:
+        conds.append(T.occurred_at < until)
+    if cursor:
+        ts, eid = _decode_cursor(cursor)
+        conds.append(sa.tuple_(T.occurred_at, T.event_id) > sa.tuple_(sa.literal(ts, timeline_entries.c.occurred_at.type), sa.literal(eid)))
+    q = (sa.select(L.child_id, T.event_id, T.record_type, T.ce_type, T.sector, T.agency_id, T.service_name,
+                   T.category, T.source_version, T.occurred_at, T.received_at, T.summary)
+         .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
+         .where(*conds).order_by(T.occurred_at, T.event_id).limit(limit + 1))
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    for r in rows:
+        r["occurred_at"] = as_utc(r["occurred_at"])
+        r["received_at"] = as_utc(r["received_at"])
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        nxt = _encode_cursor(rows[-1]["occurred_at"], rows[-1]["event_id"])
+    return rows, nxt

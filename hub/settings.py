@@ -1,0 +1,142 @@
+"""All settings, from ``HUB_*`` environment variables (or a ``.env`` file). The one place they are documented.
+
+| variable | default | meaning |
+|---|---|---|
+| HUB_KAFKA_BOOTSTRAP | (empty) | Kafka bootstrap servers. Empty: `hub up` starts the embedded broker. |
+| HUB_DATABASE_URL | sqlite:///<data_dir>/hub.db | SQLAlchemy URL; `postgresql+psycopg://…` for PostgreSQL. |
+| HUB_DATA_DIR | ./.hub | State: SQLite file, keys, worker table data, broker logs. |
+| HUB_SCHEMA_DIR | <package>/schemas | Directory of `.avsc` files. |
+| HUB_SCHEMA_REGISTRY_URL | (empty) | Confluent-compatible registry; set to use the Confluent wire format. |
+| HUB_API_HOST / HUB_API_PORT | 127.0.0.1 / 8080 | HTTP API address. |
+| HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
+| HUB_WORKER_STORE | memory:// | faust table store (`rocksdb://` in production). |
+| HUB_PROCESSING_GUARANTEE | at_least_once | faust processing guarantee (`exactly_once` on Apache Kafka). |
+| HUB_TOPIC_PARTITIONS | 4 | Partitions for new topics. |
+| HUB_TOPIC_REPLICATION_FACTOR | 1 | Replication factor for new topics (3 in production). |
+| HUB_TOPIC_MIN_INSYNC_REPLICAS | 1 | min.insync.replicas for new topics (2 in production). |
+| HUB_KAFKA_IDEMPOTENCE | auto | Idempotent producer; auto = on for an external Kafka, off on the embedded broker (tansu rejects InitProducerId). |
+| HUB_KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. |
+| HUB_KAFKA_SASL_MECHANISM / _USERNAME / _PASSWORD | (empty) | SASL settings. |
+| HUB_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | (empty) | TLS files. |
+| HUB_PSEUDONYM_KEY / HUB_PSEUDONYM_KEY_FILE | (generated in data dir) | Secret for keyed-HMAC pseudonyms. |
+| HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
+| HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
+| HUB_LOG_FORMAT | json | `json` or `console`. |
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_schema_dir() -> Path:
+    # An installed wheel carries the schemas inside the package; a checkout has them at the top.
+    installed = Path(__file__).resolve().parent / "schemas"
+    return installed if installed.is_dir() else PACKAGE_ROOT / "schemas"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
+
+    kafka_bootstrap: str = ""
+    database_url: str = ""
+    data_dir: Path = Path(".hub")
+    schema_dir: Path = Field(default_factory=_default_schema_dir)
+    schema_registry_url: str = ""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    workers: int = 1
+    worker_store: str = "memory://"
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+    topic_partitions: int = 4
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
+
+    kafka_embedded: bool = False  # set by `hub up` for its children when it runs the embedded broker
+    kafka_idempotence: bool | None = None  # None: on for an external Kafka, off on the embedded broker
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+
+    pseudonym_key: str = ""
+    pseudonym_key_file: Path | None = None
+
+    max_body_bytes: int = 5 * 1024 * 1024
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def idempotent_producer(self) -> bool:
+        if self.kafka_idempotence is not None:
+            return self.kafka_idempotence
+        return not (self.embedded_broker or self.kafka_embedded)
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Security options in aiokafka's spelling, for every client the hub makes."""
+        opts: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            opts.update(
+                sasl_mechanism=self.kafka_sasl_mechanism or "PLAIN",
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password,
+            )
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            opts["ssl_context"] = create_ssl_context(
+                cafile=self.kafka_ssl_cafile or None,
+                certfile=self.kafka_ssl_certfile or None,
+                keyfile=self.kafka_ssl_keyfile or None,
+            )
+        return opts
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def bootstrap_file(settings: Settings) -> Path:
+    """Where a running `hub up` writes the address of its embedded broker for other commands."""
+    return settings.data_dir / "run" / "bootstrap"
+
+
+def running_bootstrap(settings: Settings) -> str:
+    """The embedded broker of a running `hub up` on this data directory, or ""."""
+    import socket
+
+    path = bootstrap_file(settings)
+    if not path.exists():
+        return ""
+    address = path.read_text().strip()
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return address
+    except (OSError, ValueError):
+        return ""

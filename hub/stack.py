@@ -1,0 +1,146 @@
+"""The embedded stack behind `hub up` and `hub demo`: broker, workers and API on one machine.
+
+Start-up order: check settings (one-line ConfigError for each bad one), open and migrate the
+database, start the embedded broker (unless HUB_KAFKA_BOOTSTRAP names a cluster), create topics,
+re-seed a new broker from the ingest log, publish anything not yet acknowledged, start worker
+processes, then serve the API. Children are started with PR_SET_PDEATHSIG, so SIGKILL of this
+process takes the broker and the workers with it; SIGTERM and Ctrl-C stop everything in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from hub.broker import EmbeddedBroker, die_with_parent, port_is_free
+from hub.errors import BrokerError, ConfigError
+from hub.ingest import relay_unpublished
+from hub.logging import get_logger
+from hub.services import Services
+from hub.settings import Settings, bootstrap_file
+from hub.topics import INGEST_TOPICS, ensure_topics, message_counts
+
+log = get_logger(__name__)
+
+
+async def reseed_if_new(services: Services, bootstrap: str) -> int:
+    """If the broker holds none of the accepted events (a new in-memory broker), publish them all again."""
+    counts = await message_counts(services.settings, bootstrap)
+    held = sum(counts.get(t.name) or 0 for t in INGEST_TOPICS)
+    accepted = await asyncio.to_thread(services.store.log_count)
+    if held == 0 and accepted:
+        marked = await asyncio.to_thread(services.store.mark_all_unpublished)
+        log.info("stack.reseed", events=marked)
+    return await relay_unpublished(services.store, services.publisher)
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    broker: EmbeddedBroker | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    services: Services | None = None
+    bootstrap: str = ""
+
+    def preflight(self) -> None:
+        s = self.settings
+        if not s.schema_dir.is_dir():
+            raise ConfigError(f"schema directory {s.schema_dir} does not exist (set HUB_SCHEMA_DIR)")
+        if not port_is_free(s.api_host, s.api_port):
+            raise ConfigError(f"port {s.api_host}:{s.api_port} is busy (set HUB_API_PORT to a free port)")
+        try:
+            s.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"data directory {s.data_dir} cannot be created: {exc.strerror}") from exc
+
+    async def start(self) -> Services:
+        self.preflight()
+        s = self.settings
+        if s.embedded_broker:
+            self.broker = EmbeddedBroker(log_dir=s.data_dir / "logs").start()
+            self.bootstrap = self.broker.bootstrap
+            s = self.settings = s.model_copy(update={"kafka_bootstrap": self.bootstrap, "kafka_embedded": True})
+            marker = bootstrap_file(s)
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(self.bootstrap)
+        else:
+            self.bootstrap = s.kafka_bootstrap
+        services = self.services = Services.build(s)
+        try:
+            created = await asyncio.wait_for(ensure_topics(s), timeout=20)
+        except (BrokerError, TimeoutError) as exc:
+            raise ConfigError(f"Kafka at {self.bootstrap} is unreachable: {exc or 'timed out'}") from exc
+        if created:
+            log.info("stack.topics_created", topics=created)
+        await services.start()
+        await reseed_if_new(services, self.bootstrap)
+        self.start_workers(s.workers)
+        return services
+
+    def worker_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(HUB_KAFKA_BOOTSTRAP=self.bootstrap, HUB_DATA_DIR=str(self.settings.data_dir),
+                   HUB_DATABASE_URL=self.settings.effective_database_url,
+                   HUB_SCHEMA_DIR=str(self.settings.schema_dir))
+        if self.broker is not None:
+            env["HUB_KAFKA_EMBEDDED"] = "true"
+        return env
+
+    def start_workers(self, n: int) -> None:
+        for i in range(n):
+            env = {**self.worker_env(), "HUB_WORKER_NAME": f"worker-{len(self.workers) + i}"}
+            self.workers.append(subprocess.Popen(
+                [sys.executable, "-m", "hub.cli", "worker"], env=env,
+                preexec_fn=die_with_parent, stdin=subprocess.DEVNULL,
+            ))
+        log.info("stack.workers_started", pids=[w.pid for w in self.workers])
+
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every worker has a fresh ready heartbeat (its partitions assigned, state recovered)."""
+        assert self.services is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = await asyncio.to_thread(self.services.store.workers)
+            alive = {f"-{w.pid}" for w in self.workers if w.poll() is None}
+            ready = [r for r in rows if r["state"] == "ready" and any(r["worker_id"].endswith(a) for a in alive)]
+            if len(ready) >= len(alive) > 0:
+                return
+            dead = [w for w in self.workers if w.poll() is not None]
+            if dead:
+                raise ConfigError(f"a stream worker exited with status {dead[0].returncode} during start-up")
+            await asyncio.sleep(0.2)
+        raise ConfigError(f"stream workers did not become ready within {timeout:.0f}s")
+
+    async def stop(self) -> None:
+        for w in self.workers:
+            if w.poll() is None:
+                w.terminate()
+        for w in self.workers:
+            try:
+                await asyncio.to_thread(w.wait, 15)
+            except subprocess.TimeoutExpired:
+                w.kill()
+        self.workers.clear()
+        if self.services is not None:
+            await self.services.stop()
+            await asyncio.to_thread(self.services.store.clear_workers)
+            self.services.store.engine.dispose()
+        if self.broker is not None:
+            self.broker.stop()
+            bootstrap_file(self.settings).unlink(missing_ok=True)
+
+    async def serve_api(self) -> None:
+        from hub.api.app import create_app
+
+        assert self.services is not None
+        config = uvicorn.Config(create_app(self.services), host=self.settings.api_host, port=self.settings.api_port,
+                                log_config=None, access_log=False)
+        server = uvicorn.Server(config)
+        log.info("stack.api", url=f"http://{self.settings.api_host}:{self.settings.api_port}")
+        await server.serve()

@@ -1,0 +1,143 @@
+"""The stream worker: a faust-streaming app that decodes ingest records and projects them.
+
+Each batch from the ingest topics is decoded with the serde; a record that cannot be decoded (bad
+framing, unknown fingerprint, corrupt body) is dead-lettered — recorded in the database and
+republished to ``hub.deadletter`` with ``__connect.errors.*`` headers — and the stream moves on, so
+a poison message never stops it or loops. Decoded records go to :mod:`hub.projection` in one
+transaction per batch; projections are idempotent, so a batch replayed after a crash or a
+rebalance changes nothing twice. Several workers in one consumer group split the partitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+import faust
+
+from hub import envelope, projection
+from hub.errors import SerdeError
+from hub.logging import configure_logging, get_logger
+from hub.publisher import OutgoingRecord, Publisher
+from hub.schemas import SchemaCatalogue
+from hub.serde import Serde, make_serde
+from hub.settings import Settings
+from hub.store import Store
+from hub.topics import DEADLETTER, INGEST_TOPICS
+
+log = get_logger(__name__)
+GROUP_ID = "familyhub-worker"
+BATCH = 1000
+
+
+def dead_letter_headers(original: list[tuple[str, bytes]], topic: str, partition: int, offset: int,
+                        exc: BaseException) -> list[tuple[str, bytes]]:
+    """Kafka Connect style error headers, after the original headers."""
+    return [*original,
+            ("__connect.errors.topic", topic.encode()),
+            ("__connect.errors.partition", str(partition).encode()),
+            ("__connect.errors.offset", str(offset).encode()),
+            ("__connect.errors.exception.class.name", type(exc).__name__.encode()),
+            ("__connect.errors.exception.message", str(exc)[:500].encode())]
+
+
+class Processor:
+    """Decode-and-project logic of one worker, independent of faust so replay and tests share it."""
+
+    def __init__(self, store: Store, serde: Serde, catalogue: SchemaCatalogue, publisher: Publisher | None) -> None:
+        self.store = store
+        self.serde = serde
+        self.catalogue = catalogue
+        self.publisher = publisher
+        self.processed = 0
+        self.dead_lettered = 0
+
+    async def handle(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
+        decoded: list[tuple[str, str, dict[str, Any]]] = []
+        dead: list[OutgoingRecord] = []
+        for topic, partition, offset, key, value, headers in messages:
+            try:
+                d = self.serde.decode(value)
+                decoded.append((d.record_type, self.catalogue.writer(d.record_type).ce_type, d.record))
+            except SerdeError as exc:
+                key_text = key.decode(errors="replace") if key else None
+                new = await asyncio.to_thread(self.store.add_dead_letter, topic=topic, partition=partition,
+                                              offset=offset, key=key_text, value=value, headers=headers, error=exc)
+                if new:
+                    self.dead_lettered += 1
+                    dead.append(OutgoingRecord(DEADLETTER.name, key_text or "", value,
+                                               dead_letter_headers(headers, topic, partition, offset, exc)))
+                log.warning("worker.dead_lettered", topic=topic, partition=partition, offset=offset,
+                            error=type(exc).__name__, reason=str(exc))
+        if decoded:
+            await asyncio.to_thread(projection.apply, self.store, decoded)
+        if dead and self.publisher is not None:
+            await self.publisher.publish(dead)
+        self.processed += len(messages)
+
+
+def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
+    name = os.environ.get("HUB_WORKER_NAME") or socket.gethostname()
+    worker_id = worker_id or f"{name}-{os.getpid()}"
+    datadir = settings.data_dir / "worker" / name
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        GROUP_ID,
+        broker=[f"kafka://{b}" for b in settings.kafka_bootstrap.split(",")],
+        store=settings.worker_store,
+        datadir=str(datadir),
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        producer_acks=-1,
+        broker_commit_every=BATCH,
+        broker_commit_interval=0.5,
+        stream_wait_empty=False,
+    )
+    catalogue = SchemaCatalogue(settings.schema_dir)
+    store = Store.open(settings.effective_database_url, migrate_schema=False)
+    publisher = Publisher(settings)
+    processor = Processor(store, make_serde(catalogue, settings.schema_registry_url), catalogue, publisher)
+    state = {"ready": False}
+    app.conf.hub_processor = processor  # type: ignore[attr-defined]
+
+    topic = app.topic(*(t.name for t in INGEST_TOPICS), key_type=bytes, value_type=bytes,
+                      key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic)
+    async def project(stream: Any) -> Any:
+        async for batch in stream.take_events(BATCH, within=0.05):
+            msgs = [(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
+                     list(e.message.headers or [])) for e in batch]
+            await processor.handle(msgs)
+            yield len(msgs)
+
+    @app.on_rebalance_complete.connect  # type: ignore[misc]
+    async def _ready(sender: Any, **_: Any) -> None:
+        state["ready"] = True
+
+    @app.task
+    async def _start_publisher() -> None:
+        await publisher.start()
+
+    @app.timer(1.0)
+    async def _heartbeat() -> None:
+        ready = state["ready"] and app.tables.recovery.completed.is_set()
+        await asyncio.to_thread(store.heartbeat, worker_id, "ready" if ready else "recovering", processor.processed)
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one worker in the foreground until SIGTERM/SIGINT."""
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
