@@ -64,9 +64,29 @@ def compatibility_problems(reader: dict[str, Any], writer: dict[str, Any]) -> li
     )
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
-    return [f"{loc}: {msg}" for msg, loc in zip(result.messages, result.locations, strict=False)] or [
+    return [f"{_named(reader, loc)}: {msg}" for msg, loc in zip(result.messages, result.locations, strict=False)] or [
         str(result.incompatibilities)
     ]
+
+
+def _named(schema: Any, location: str) -> str:
+    """Turn the checker's '/fields/7/type' into 'page_count (field 7)/type' using the reader schema."""
+    parts = location.strip("/").split("/")
+    out: list[str] = []
+    node = schema
+    i = 0
+    while i < len(parts):
+        if parts[i] == "fields" and i + 1 < len(parts) and parts[i + 1].isdigit() and isinstance(node, dict):
+            idx = int(parts[i + 1])
+            fields = node.get("fields", [])
+            name = fields[idx]["name"] if idx < len(fields) else parts[i + 1]
+            out.append(name)
+            node = fields[idx]["type"] if idx < len(fields) else None
+            i += 2
+        else:
+            out.append(parts[i])
+            i += 1
+    return "/" + "/".join(out)
 
 
 class SchemaCatalogue:

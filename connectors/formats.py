@@ -1,0 +1,106 @@
+"""Payload formats: content-type checks and decoding JSON, NDJSON and CSV with line numbers.
+
+Messages describe where a payload is broken, never what it contains.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from connectors.results import RowProblem
+from hub.errors import Problem, ValidationError
+
+JSON = ("application/json",)
+NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonl")
+CSV = ("text/csv",)
+FHIR_JSON = ("application/fhir+json",)
+FHIR_XML = ("application/fhir+xml", "application/xml", "text/xml")
+FHIR_NDJSON = ("application/fhir+ndjson",)
+
+
+def media_type(content_type: str | None) -> str:
+    """The bare media type of a Content-Type header (lower case, without parameters)."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def require(content_type: str | None, accepted: tuple[str, ...]) -> str:
+    """Return the media type if it is accepted; otherwise raise :class:`ValidationError`."""
+    media = media_type(content_type)
+    if media not in accepted:
+        shown = media or "(none)"
+        raise ValidationError(
+            Problem("Content-Type", f"content type {shown} is not accepted; send {', '.join(accepted)}"),
+            title="Unsupported content type",
+        )
+    return media
+
+
+def decode_text(body: bytes | str) -> str:
+    if isinstance(body, str):
+        return body
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(Problem("", f"payload is not UTF-8 (byte {exc.start})")) from None
+
+
+def load_json(body: bytes | str, *, where: str = "") -> Any:
+    """Parse JSON; raise :class:`ValidationError` saying where it is malformed."""
+    try:
+        return json.loads(decode_text(body))
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            Problem(where, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"),
+            title="Malformed JSON",
+        ) from None
+
+
+def iter_ndjson(body: bytes | str) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    """(line number, object) for each non-blank line; a :class:`RowProblem` for a broken line."""
+    for number, line in enumerate(decode_text(body).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, RowProblem(number, "", f"malformed JSON at column {exc.colno}: {exc.msg}")
+            continue
+        if not isinstance(value, dict):
+            yield number, RowProblem(number, "", "each line must be a JSON object")
+            continue
+        yield number, value
+
+
+def iter_csv(body: bytes | str) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+    """(line number, row) for each CSV row; the header is line 1. Empty cells become ``None``."""
+    reader = csv.reader(io.StringIO(decode_text(body), newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ValidationError(Problem("", "CSV payload is empty; expected a header row")) from None
+    except csv.Error as exc:
+        raise ValidationError(Problem("line 1", f"malformed CSV header: {exc}")) from None
+    if not any(header) or len(set(header)) != len(header):
+        raise ValidationError(Problem("line 1", "CSV header must name each column once"))
+    line = 1
+    while True:
+        start = line + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = reader.line_num
+            yield start, RowProblem(start, "", f"malformed CSV row: {exc}")
+            continue
+        line = reader.line_num
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            yield start, RowProblem(start, "", f"row has {len(cells)} columns; the header has {len(header)}")
+            continue
+        yield start, {h: (c.strip() or None) for h, c in zip(header, cells, strict=True)}

@@ -1,0 +1,182 @@
+"""Decode FHIR R4 payloads (JSON, XML, NDJSON; single resources and Bundles) and validate each
+resource with the ``fhir.resources.R4B`` models.
+
+Each resource becomes an :class:`Entry` holding its JSON form, or the problems that refused it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic
+from fhir.resources.R4B import get_fhir_model_class
+from lxml import etree
+
+from connectors import formats
+from connectors.identifiers import scrub
+from connectors.results import RowProblem
+from hub.errors import Problem, ValidationError
+
+FHIR_NS = "http://hl7.org/fhir"
+ACCEPTED = formats.FHIR_JSON + formats.JSON + formats.FHIR_XML + formats.FHIR_NDJSON + formats.NDJSON
+BUNDLE_TYPES = ("transaction", "batch", "collection", "message", "searchset", "history")
+
+
+@dataclass
+class Entry:
+    """One resource of a payload. ``row`` is the Bundle entry index or NDJSON line (None if single)."""
+
+    row: int | None
+    root: str
+    resource: dict[str, Any] | None = None
+    full_url: str | None = None
+    problems: list[RowProblem] = field(default_factory=list)
+
+
+@dataclass
+class Decoded:
+    entries: list[Entry]
+    atomic: bool  # a single resource or a transaction Bundle: all-or-nothing
+    bundle_type: str | None = None
+
+
+def _loc(root: str, loc: tuple[Any, ...]) -> str:
+    out = root
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _model(resource_type: Any) -> type[Any] | None:
+    if not isinstance(resource_type, str) or resource_type == "":
+        return None
+    try:
+        return get_fhir_model_class(resource_type)  # type: ignore[no-any-return]
+    except (KeyError, ValueError, AttributeError, ModuleNotFoundError):
+        return None
+
+
+def validate_resource(resource: Any, root: str, row: int | None) -> list[RowProblem]:
+    """Problems with one resource's FHIR R4 structure (empty when it is valid)."""
+    if not isinstance(resource, dict):
+        return [RowProblem(row, root, "a FHIR resource must be a JSON object")]
+    resource_type = resource.get("resourceType")
+    model = _model(resource_type)
+    if model is None:
+        what = f"resource type '{resource_type}'" if isinstance(resource_type, str) else "resourceType"
+        return [RowProblem(row, f"{root}.resourceType", f"{what} is not a FHIR R4 resource")]
+    try:
+        model.model_validate(resource)
+    except pydantic.ValidationError as exc:
+        return [RowProblem(row, _loc(root, tuple(e["loc"])), scrub(str(e["msg"]))) for e in exc.errors()]
+    return []
+
+
+def _entries_from_json(data: Any, row: int | None, single_root: str | None = None) -> Decoded:
+    if not isinstance(data, dict):
+        raise ValidationError(Problem("", "FHIR JSON payload must be a resource object"))
+    if data.get("resourceType") != "Bundle":
+        root = single_root or str(data.get("resourceType") or "Resource")
+        return Decoded([Entry(row, root, data, None, validate_resource(data, root, row))], atomic=True)
+    bundle_type = data.get("type")
+    if bundle_type not in BUNDLE_TYPES:
+        raise ValidationError(Problem("Bundle.type", f"Bundle.type must be one of {', '.join(BUNDLE_TYPES)}"))
+    raw_entries = data.get("entry") or []
+    if not isinstance(raw_entries, list):
+        raise ValidationError(Problem("Bundle.entry", "Bundle.entry must be an array"))
+    entries = []
+    for index, raw in enumerate(raw_entries):
+        root = f"Bundle.entry[{index}].resource"
+        resource = raw.get("resource") if isinstance(raw, dict) else None
+        full_url = raw.get("fullUrl") if isinstance(raw, dict) else None
+        if resource is None:
+            entries.append(
+                Entry(index, root, None, full_url, [RowProblem(index, root, "entry has no resource")])
+            )
+            continue
+        entries.append(Entry(index, root, resource, full_url, validate_resource(resource, root, index)))
+    return Decoded(entries, atomic=bundle_type == "transaction", bundle_type=bundle_type)
+
+
+# --- XML ----------------------------------------------------------------------------------------
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+def _local(element: Any) -> str:
+    return str(etree.QName(element).localname)
+
+
+def _xml_resource(element: Any, root: str, row: int | None) -> tuple[dict[str, Any] | None, list[RowProblem]]:
+    name = _local(element)
+    model = _model(name)
+    if model is None:
+        return None, [
+            RowProblem(row, f"{root}.resourceType", f"resource type '{name}' is not a FHIR R4 resource")
+        ]
+    try:
+        parsed = model.model_validate_xml(etree.tostring(element))
+    except pydantic.ValidationError as exc:
+        return None, [
+            RowProblem(row, _loc(root, tuple(e["loc"])), scrub(str(e["msg"]))) for e in exc.errors()
+        ]
+    except (ValueError, TypeError, etree.LxmlError) as exc:
+        return None, [
+            RowProblem(row, root, scrub(f"{name} could not be read from XML: {type(exc).__name__}"))
+        ]
+    return json.loads(parsed.model_dump_json()), []
+
+
+def _child_value(element: Any, name: str) -> str | None:
+    child = element.find(f"{{{FHIR_NS}}}{name}")
+    return None if child is None else child.get("value")
+
+
+def _entries_from_xml(body: bytes | str) -> Decoded:
+    try:
+        document = etree.fromstring(body.encode() if isinstance(body, str) else body, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        line = exc.lineno or 0
+        raise ValidationError(Problem("", f"malformed XML at line {line}"), title="Malformed XML") from None
+    if etree.QName(document).namespace != FHIR_NS:
+        raise ValidationError(Problem("", f"XML root element is not in the FHIR namespace {FHIR_NS}"))
+    if _local(document) != "Bundle":
+        root = _local(document)
+        resource, problems = _xml_resource(document, root, None)
+        return Decoded([Entry(None, root, resource, None, problems)], atomic=True)
+    bundle_type = _child_value(document, "type")
+    if bundle_type not in BUNDLE_TYPES:
+        raise ValidationError(Problem("Bundle.type", f"Bundle.type must be one of {', '.join(BUNDLE_TYPES)}"))
+    entries = []
+    for index, entry in enumerate(document.findall(f"{{{FHIR_NS}}}entry")):
+        root = f"Bundle.entry[{index}].resource"
+        holder = entry.find(f"{{{FHIR_NS}}}resource")
+        children = [] if holder is None else [c for c in holder if isinstance(c.tag, str)]
+        if not children:
+            entries.append(Entry(index, root, None, None, [RowProblem(index, root, "entry has no resource")]))
+            continue
+        resource, problems = _xml_resource(children[0], root, index)
+        entries.append(Entry(index, root, resource, _child_value(entry, "fullUrl"), problems))
+    return Decoded(entries, atomic=bundle_type == "transaction", bundle_type=bundle_type)
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def decode(body: bytes | str, content_type: str | None) -> Decoded:
+    """Decode a FHIR payload into entries; raise :class:`ValidationError` if it cannot be read at all."""
+    media = formats.require(content_type, ACCEPTED)
+    if media in formats.FHIR_XML:
+        return _entries_from_xml(body)
+    if media in formats.FHIR_NDJSON + formats.NDJSON:
+        entries = []
+        for line, item in formats.iter_ndjson(body):
+            if isinstance(item, RowProblem):
+                entries.append(Entry(line, f"line {line}", None, None, [item]))
+                continue
+            root = str(item.get("resourceType") or "Resource")
+            entries.extend(_entries_from_json(item, line, root).entries)
+        return Decoded(entries, atomic=False)
+    return _entries_from_json(formats.load_json(body), None)

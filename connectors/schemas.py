@@ -1,0 +1,138 @@
+"""What the hub's Avro schemas say about a record type's body: field kinds, enums, required fields.
+
+The mapping engine uses this to know which body fields are required, which enum symbols are
+allowed, and to validate every body it produces before handing it to the hub.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fastavro.schema
+import fastavro.validation
+from fastavro.validation import ValidationError as AvroValidationError
+
+from hub.errors import UnknownRecordTypeError
+
+#: Where the schemas live; ``HUB_SCHEMA_DIR`` overrides it (e.g. for an installed package).
+SCHEMA_DIR = Path(os.environ.get("HUB_SCHEMA_DIR", Path(__file__).resolve().parents[1] / "schemas"))
+EVENT_NAMESPACE = "uk.familyhub.event"
+
+_PRIMITIVE_KINDS = {"string", "int", "long", "boolean", "double", "float", "bytes"}
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    """One field of a record: its kind (string, int, long, boolean, date, timestamp, enum, record)."""
+
+    name: str
+    kind: str
+    nullable: bool = False
+    has_default: bool = False
+    symbols: tuple[str, ...] = ()
+    fields: dict[str, FieldInfo] = field(default_factory=dict)
+
+    @property
+    def required(self) -> bool:
+        return not self.nullable and not self.has_default
+
+
+def _kind_of(avro_type: Any, named: dict[str, Any]) -> tuple[str, tuple[str, ...], dict[str, FieldInfo]]:
+    if isinstance(avro_type, str):
+        if avro_type in _PRIMITIVE_KINDS:
+            return avro_type, (), {}
+        avro_type = named[avro_type]
+    if isinstance(avro_type, dict):
+        name = avro_type.get("name")
+        if name and avro_type.get("type") in ("record", "enum"):
+            named[name] = avro_type
+        logical = avro_type.get("logicalType")
+        if logical == "date":
+            return "date", (), {}
+        if logical in ("timestamp-millis", "timestamp-micros"):
+            return "timestamp", (), {}
+        if avro_type.get("type") == "enum":
+            return "enum", tuple(avro_type["symbols"]), {}
+        if avro_type.get("type") == "record":
+            return "record", (), _fields_of(avro_type, named)
+        return _kind_of(avro_type["type"], named)
+    raise UnknownRecordTypeError(f"unsupported Avro type {avro_type!r}")
+
+
+def _fields_of(record: dict[str, Any], named: dict[str, Any]) -> dict[str, FieldInfo]:
+    out: dict[str, FieldInfo] = {}
+    for f in record["fields"]:
+        avro_type = f["type"]
+        nullable = isinstance(avro_type, list) and "null" in avro_type
+        if isinstance(avro_type, list):
+            avro_type = next(t for t in avro_type if t != "null")
+        kind, symbols, sub = _kind_of(avro_type, named)
+        has_default = "default" in f  # an enum's own default is for schema resolution, not a field default
+        out[f["name"]] = FieldInfo(f["name"], kind, nullable, has_default, symbols, sub)
+    return out
+
+
+def _schema_path(record_type: str) -> Path:
+    return SCHEMA_DIR / f"{EVENT_NAMESPACE}.{record_type}.avsc"
+
+
+@cache
+def load_event_schema(record_type: str) -> Any:
+    """The parsed Avro schema of ``uk.familyhub.event.<record_type>``."""
+    path = _schema_path(record_type)
+    if not path.is_file():
+        raise UnknownRecordTypeError(f"no schema for record type {record_type!r}")
+    return fastavro.schema.load_schema(str(path))
+
+
+@cache
+def body_fields(record_type: str) -> dict[str, FieldInfo]:
+    """The record type's fields other than ``meta``."""
+    schema = load_event_schema(record_type)
+    fields = _fields_of(schema, {})
+    fields.pop("meta", None)
+    return fields
+
+
+def record_type_exists(record_type: str) -> bool:
+    return _schema_path(record_type).is_file()
+
+
+def _dummy_meta() -> dict[str, Any]:
+    now = datetime(2000, 1, 1, tzinfo=UTC)
+    return {
+        "event_id": "00000000-0000-0000-0000-000000000000",
+        "source_system": "x",
+        "source_id": "x",
+        "source_version": 1,
+        "occurred_at": now,
+        "received_at": now,
+        "subject": "x",
+        "category": "general",
+        "status": "active",
+        "mapping": None,
+    }
+
+
+def invalid_body_fields(record_type: str, body: dict[str, Any]) -> list[str]:
+    """Names of body fields that do not validate against the schema (empty when the body is valid).
+
+    The names are taken from fastavro's messages; the messages themselves (which quote values) are
+    never passed on.
+    """
+    record = {"meta": _dummy_meta(), **body}
+    try:
+        fastavro.validation.validate(record, load_event_schema(record_type), raise_errors=True)
+    except AvroValidationError as exc:
+        prefix = f"{EVENT_NAMESPACE}.{record_type}."
+        names = []
+        for message in exc.errors:
+            where = str(message).split(" ", 1)[0]
+            names.append(where.removeprefix(prefix) or record_type)
+        return names or [record_type]
+    return []

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from connector_helpers import FIXTURES, assert_no_identifiers, avro_validate
+
+from connectors import education
+from hub.errors import ValidationError
+
+
+def test_csv_send_events(fixture_bytes):
+    result = education.parse_payload(fixture_bytes("education/send-events.csv"), "text/csv; charset=utf-8")
+    kinds = [e.record_type for e in result.events]
+    assert kinds == [
+        "EhcAssessmentRequested",
+        "EhcAssessmentDecided",
+        "EhcPlanIssued",
+        "SchoolPlacement",
+        "SchoolAttendance",
+        "TransitionRecorded",
+    ]
+    for event in result.events:
+        avro_validate(event)
+        assert (event.subject.system, event.category) == ("upn", "education")
+    request, decision, plan, placement, attendance, _ = result.events
+    assert request.body["requested_by"] == "family"
+    assert decision.body["decision"] == "assess"
+    assert plan.body["weeks_from_request"] == 19
+    assert plan.body["plan_status"] == "issued"
+    assert placement.body["school"]["agency_id"] == "110000"
+    assert attendance.body["sessions_attended"] == 128
+    problems = {p.row: p for p in result.problems}
+    assert set(problems) == {7, 8}
+    assert problems[7].message == "upn identifier fails the modulus-23 check-letter test"
+    assert problems[8].message == "plan_start_date is before request_received_date"
+    assert_no_identifiers(result.problems)
+
+
+def test_ehc_plan_json_20_week_clock(fixture_bytes):
+    (event,) = education.parse_payload(
+        fixture_bytes("education/ehc-plan-issued.json"), "application/json"
+    ).events
+    assert event.body["weeks_from_request"] == 20
+    assert event.source_version == 2
+    avro_validate(event)
+
+
+def test_ndjson_and_bad_values():
+    good = json.loads((FIXTURES / "education/ehc-plan-issued.json").read_text())
+    bad = dict(good, event_id="X", plan_start_date="14/06/2024", upn="H20112345670")
+    excl = {
+        "event_type": "exclusion",
+        "event_id": "E1",
+        "occurred_at": "2024-11-05T12:00:00Z",
+        "upn": good["upn"],
+        "school_urn": "100000",
+        "school_name": "Example School",
+        "exclusion_kind": "expelled",
+        "start_date": "2024-11-06",
+        "sessions": "four",
+    }
+    body = "\n".join(json.dumps(x) for x in (good, bad, excl))
+    result = education.parse_payload(body, "application/x-ndjson")
+    assert len(result.events) == 1
+    by_row: dict[int, list[str]] = {}
+    for p in result.problems:
+        by_row.setdefault(p.row, []).append(f"{p.location} {p.message}")
+    assert sorted(by_row) == [2, 3]
+    assert any("/plan_start_date" in m and "expected a date" in m for m in by_row[2])
+    assert any("/upn" in m and "wrong length" in m for m in by_row[2])
+    assert any("/exclusion_kind" in m for m in by_row[3]) and any("/sessions" in m for m in by_row[3])
+    assert_no_identifiers(result.problems)
+
+
+def test_future_dates_refused():
+    data = json.loads((FIXTURES / "education/ehc-plan-issued.json").read_text())
+    data["plan_start_date"] = "2199-01-01"
+    with pytest.raises(ValidationError, match="plan_start_date is more than 730 days in the future"):
+        education.parse_payload(json.dumps(data), "application/json")

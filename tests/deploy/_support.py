@@ -1,0 +1,470 @@
+"""Shared helpers for the deploy/ tests: paths, YAML loading and the policy checks.
+
+Each ``*_problems`` function returns a list of human-readable problems (empty = fine), so a test
+can assert both that the real files pass and that a deliberately broken copy is caught.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+COMPOSE = DEPLOY / "compose.yaml"
+K8S = DEPLOY / "k8s"
+DOCKERFILE = DEPLOY / "Dockerfile"
+OPERATIONS_DOC = REPO / "docs" / "operations.md"
+SERVICEMONITOR_SCHEMA = Path(__file__).with_name("servicemonitor.schema.json")
+
+#: Kubernetes minor version the manifests must validate against (oldest one we support).
+K8S_VERSION = "1.29.0"
+
+#: The hub's settings, as the runtime contract lists them.
+HUB_SETTINGS = (
+    "HUB_KAFKA_BOOTSTRAP",
+    "HUB_DATABASE_URL",
+    "HUB_SCHEMA_REGISTRY_URL",
+    "HUB_TOPIC_REPLICATION_FACTOR",
+    "HUB_TOPIC_MIN_INSYNC_REPLICAS",
+    "HUB_TOPIC_PARTITIONS",
+    "HUB_KAFKA_SECURITY_PROTOCOL",
+    "HUB_KAFKA_SASL_MECHANISM",
+    "HUB_KAFKA_SASL_USERNAME",
+    "HUB_KAFKA_SASL_PASSWORD",
+    "HUB_KAFKA_SSL_CAFILE",
+    "HUB_DATA_DIR",
+    "HUB_WORKER_STORE",
+    "HUB_PROCESSING_GUARANTEE",
+    "HUB_PSEUDONYM_KEY_FILE",
+    "HUB_JWT_KEY_FILE",
+    "HUB_LOG_LEVEL",
+    "HUB_API_HOST",
+    "HUB_API_PORT",
+)
+
+HUB_IMAGE_REPO = "familyhub/hub"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def load_all_yaml(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def dump_yaml(data: Any, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def dump_all_yaml(docs: Iterable[Any], path: Path) -> Path:
+    path.write_text(yaml.safe_dump_all(list(docs), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def k8s_manifest_files() -> list[Path]:
+    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
+    """(label, document) for every Kubernetes object in deploy/k8s."""
+    out = []
+    for path in k8s_manifest_files():
+        for doc in load_all_yaml(path):
+            out.append((f"{path.name}:{doc.get('kind')}/{doc.get('metadata', {}).get('name')}", doc))
+    return out
+
+
+def venv_tool(name: str) -> str | None:
+    """The console script `name` next to this interpreter (the venv's), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    return shutil.which(name)
+
+
+# --------------------------------------------------------------------------- images
+
+
+_IMAGE_RE = re.compile(
+    r"^(?:(?P<registry>[a-z0-9.-]+(?::[0-9]+)?)/)?(?P<path>[a-z0-9._/-]+)(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+def image_problem(image: Any) -> str | None:
+    """Why `image` is not pinned (None when it is): a tag other than `latest`, or a digest."""
+    if not isinstance(image, str) or not image:
+        return f"image {image!r} is not a string"
+    m = _IMAGE_RE.match(image)
+    if m is None:
+        return f"image {image!r} is not a valid reference"
+    if m["digest"]:
+        return None
+    if not m["tag"]:
+        return f"image {image!r} has no tag (means :latest)"
+    if m["tag"].lower() == "latest":
+        return f"image {image!r} uses the floating tag latest"
+    return None
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _command_text(service: dict[str, Any]) -> str:
+    cmd = service.get("command") or ""
+    return " ".join(cmd) if isinstance(cmd, list) else str(cmd)
+
+
+def kafka_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: svc
+        for name, svc in compose.get("services", {}).items()
+        if str(svc.get("image", "")).split(":")[0] in ("apache/kafka", "apache/kafka-native")
+    }
+
+
+def kraft_problems(compose: dict[str, Any]) -> list[str]:
+    """A three-node combined broker+controller KRaft quorum with production replication defaults."""
+    problems: list[str] = []
+    brokers = kafka_services(compose)
+    if len(brokers) != 3:
+        return [f"expected 3 apache/kafka brokers, found {len(brokers)}: {sorted(brokers)}"]
+    node_ids: dict[str, str] = {}
+    cluster_ids = set()
+    voters_seen = set()
+    for name, svc in brokers.items():
+        env = _env(svc)
+        if "zookeeper" in " ".join(env).lower():
+            problems.append(f"{name}: ZooKeeper settings present (KRaft only)")
+        roles = {r.strip() for r in env.get("KAFKA_PROCESS_ROLES", "").split(",")}
+        if roles != {"broker", "controller"}:
+            problems.append(f"{name}: KAFKA_PROCESS_ROLES={sorted(roles)}, want broker,controller")
+        if not env.get("KAFKA_NODE_ID"):
+            problems.append(f"{name}: no KAFKA_NODE_ID")
+        node_ids[name] = env.get("KAFKA_NODE_ID", "")
+        cluster_ids.add(env.get("CLUSTER_ID"))
+        voters_seen.add(env.get("KAFKA_CONTROLLER_QUORUM_VOTERS"))
+        ctl = env.get("KAFKA_CONTROLLER_LISTENER_NAMES", "")
+        if not ctl or f"{ctl}://" not in env.get("KAFKA_LISTENERS", ""):
+            problems.append(f"{name}: controller listener {ctl!r} not in KAFKA_LISTENERS")
+        if not env.get("KAFKA_ADVERTISED_LISTENERS"):
+            problems.append(f"{name}: no KAFKA_ADVERTISED_LISTENERS")
+        wanted = {
+            "KAFKA_DEFAULT_REPLICATION_FACTOR": "3",
+            "KAFKA_MIN_INSYNC_REPLICAS": "2",
+            "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "3",
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "3",
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "2",
+        }
+        for key, value in wanted.items():
+            if env.get(key) != value:
+                problems.append(f"{name}: {key}={env.get(key)!r}, want {value!r}")
+    if len(set(node_ids.values())) != 3:
+        problems.append(f"node ids not distinct: {node_ids}")
+    if len(cluster_ids) != 1 or None in cluster_ids:
+        problems.append(f"brokers disagree on CLUSTER_ID: {cluster_ids}")
+    if len(voters_seen) != 1:
+        problems.append(f"brokers disagree on KAFKA_CONTROLLER_QUORUM_VOTERS: {voters_seen}")
+    else:
+        voters = {}
+        for voter in (voters_seen.pop() or "").split(","):
+            node, _, hostport = voter.partition("@")
+            voters[node.strip()] = hostport.rsplit(":", 1)[0]
+        expected = {node_ids[n]: (brokers[n].get("hostname") or n) for n in brokers}
+        if voters != expected:
+            problems.append(f"quorum voters {voters} do not match the brokers {expected}")
+    return problems
+
+
+def init_problems(compose: dict[str, Any]) -> list[str]:
+    """The one-shot init migrates and creates topics with RF 3 / min ISR 2, and gates the hub."""
+    services = compose.get("services", {})
+    init = services.get("init")
+    if init is None:
+        return ["no init service"]
+    problems = []
+    cmd = _command_text(init)
+    for step in ("hub migrate", "hub topics --create"):
+        if step not in cmd:
+            problems.append(f"init does not run {step!r}: {cmd!r}")
+    env = _env(init)
+    if env.get("HUB_TOPIC_REPLICATION_FACTOR") != "3":
+        problems.append(f"init HUB_TOPIC_REPLICATION_FACTOR={env.get('HUB_TOPIC_REPLICATION_FACTOR')!r}")
+    if env.get("HUB_TOPIC_MIN_INSYNC_REPLICAS") != "2":
+        problems.append(f"init HUB_TOPIC_MIN_INSYNC_REPLICAS={env.get('HUB_TOPIC_MIN_INSYNC_REPLICAS')!r}")
+    if str(init.get("restart", "no")) != "no":
+        problems.append("init is one-shot and must not restart")
+    for name in ("api", "connectors", "worker"):
+        dep = (services.get(name, {}).get("depends_on") or {}).get("init")
+        if not isinstance(dep, dict) or dep.get("condition") != "service_completed_successfully":
+            problems.append(f"{name} does not wait for init to complete successfully")
+    for name in kafka_services(compose):
+        dep = (init.get("depends_on") or {}).get(name)
+        if not isinstance(dep, dict) or dep.get("condition") != "service_healthy":
+            problems.append(f"init does not wait for broker {name} to be healthy")
+    return problems
+
+
+def long_running(services: dict[str, Any]) -> dict[str, Any]:
+    return {n: s for n, s in services.items() if str(s.get("restart", "no")) != "no"}
+
+
+def compose_service_problems(compose: dict[str, Any]) -> list[str]:
+    """Healthchecks, restart policies, depends_on conditions and pinned images on every service."""
+    problems = []
+    services = compose.get("services", {})
+    for name in ("api", "connectors", "worker", "postgres", "schema-registry"):
+        if name not in services:
+            problems.append(f"service {name} missing")
+    for name, svc in services.items():
+        if name != "init" and str(svc.get("restart", "no")) == "no":
+            problems.append(f"{name}: long-running service without a restart policy")
+        if (p := image_problem(svc.get("image"))) is not None:
+            problems.append(f"{name}: {p}")
+        deps = svc.get("depends_on") or {}
+        if isinstance(deps, list):
+            problems.append(f"{name}: depends_on without conditions")
+        else:
+            for dep, spec in deps.items():
+                if not isinstance(spec, dict) or "condition" not in spec:
+                    problems.append(f"{name}: depends_on {dep} without a condition")
+                elif spec["condition"] == "service_healthy" and not services.get(dep, {}).get("healthcheck"):
+                    problems.append(f"{name}: waits for {dep} to be healthy but {dep} has no healthcheck")
+    for name, svc in long_running(services).items():
+        hc = svc.get("healthcheck")
+        if not isinstance(hc, dict) or hc.get("disable") or not hc.get("test"):
+            problems.append(f"{name}: long-running service without a healthcheck")
+        elif hc["test"] in (["NONE"], "NONE"):
+            problems.append(f"{name}: healthcheck disabled with NONE")
+    worker = services.get("worker", {})
+    if not isinstance((worker.get("deploy") or {}).get("replicas"), int):
+        problems.append("worker: deploy.replicas not set")
+    if _env(worker).get("HUB_WORKER_STORE") != "rocksdb://":
+        problems.append("worker: HUB_WORKER_STORE is not rocksdb://")
+    return problems
+
+
+def compose_secret_problems(compose: dict[str, Any]) -> list[str]:
+    """Keys and passwords come from compose secrets, never from plain environment values."""
+    problems = []
+    declared = set((compose.get("secrets") or {}).keys())
+    for name, svc in compose.get("services", {}).items():
+        env = _env(svc)
+        mounted = {s if isinstance(s, str) else s.get("source") for s in svc.get("secrets") or []}
+        for key, value in env.items():
+            if key.endswith("_FILE") and value.startswith("/run/secrets/"):
+                secret = value.removeprefix("/run/secrets/")
+                if secret not in declared or secret not in mounted:
+                    problems.append(f"{name}: {key} points at secret {secret!r} that is not mounted")
+            if key == "POSTGRES_PASSWORD" or key in ("HUB_KAFKA_SASL_PASSWORD", "HUB_DATABASE_URL"):
+                problems.append(f"{name}: {key} set in plain environment; use a secret")
+            if re.search(r"://[^/@\s:]+:[^/@\s]+@", value):
+                problems.append(f"{name}: {key} holds credentials in a URL")
+        if str(svc.get("image", "")).startswith(HUB_IMAGE_REPO):
+            for key in ("HUB_PSEUDONYM_KEY_FILE", "HUB_JWT_KEY_FILE"):
+                if not env.get(key, "").startswith("/run/secrets/"):
+                    problems.append(f"{name}: {key} is not a mounted secret")
+    return problems
+
+
+# --------------------------------------------------------------------------- kubernetes
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    kind = doc.get("kind")
+    if kind in ("Deployment", "StatefulSet", "Job", "DaemonSet", "ReplicaSet"):
+        return doc["spec"]["template"]["spec"]
+    if kind == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    if kind == "Pod":
+        return doc["spec"]
+    return None
+
+
+def containers(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield from spec.get("initContainers") or []
+    yield from spec.get("containers") or []
+
+
+def workload_problems(doc: dict[str, Any]) -> list[str]:
+    """Non-root, read-only root fs, no privilege escalation, resources, pinned images."""
+    spec = pod_spec(doc)
+    if spec is None:
+        return []
+    name = f"{doc['kind']}/{doc['metadata']['name']}"
+    problems = []
+    pod_sc = spec.get("securityContext") or {}
+    for c in containers(spec):
+        sc = c.get("securityContext") or {}
+        where = f"{name}/{c.get('name')}"
+        if sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is not True:
+            problems.append(f"{where}: runAsNonRoot is not true")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{where}: readOnlyRootFilesystem is not true")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{where}: allowPrivilegeEscalation is not false")
+        res = c.get("resources") or {}
+        for part in ("requests", "limits"):
+            for r in ("cpu", "memory"):
+                if r not in (res.get(part) or {}):
+                    problems.append(f"{where}: no resources.{part}.{r}")
+        if (p := image_problem(c.get("image"))) is not None:
+            problems.append(f"{where}: {p}")
+    return problems
+
+
+def probe_problems(doc: dict[str, Any]) -> list[str]:
+    """Long-running hub pods: liveness on /healthz, readiness on /readyz, port 8080."""
+    if doc.get("kind") not in ("Deployment", "StatefulSet"):
+        return []
+    problems = []
+    for c in doc["spec"]["template"]["spec"]["containers"]:
+        where = f"{doc['kind']}/{doc['metadata']['name']}/{c['name']}"
+        ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            get = (c.get(probe) or {}).get("httpGet") or {}
+            if get.get("path") != path:
+                problems.append(f"{where}: {probe} path {get.get('path')!r}, want {path}")
+            port = get.get("port")
+            if ports.get(port, port) != 8080:
+                problems.append(f"{where}: {probe} port {port!r} is not 8080")
+    return problems
+
+
+def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def topology_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Cross-object wiring: names, selectors, secret keys, volumes, the worker's state."""
+    problems: list[str] = []
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+
+    def one(kind: str) -> list[dict[str, Any]]:
+        if not by_kind.get(kind):
+            problems.append(f"no {kind}")
+        return by_kind.get(kind, [])
+
+    namespaces = {d["metadata"]["name"] for d in one("Namespace")}
+    for d in docs:
+        if d["kind"] != "Namespace" and d["metadata"].get("namespace") not in namespaces:
+            problems.append(f"{d['kind']}/{d['metadata']['name']}: namespace not declared")
+
+    configmaps = {d["metadata"]["name"]: d for d in one("ConfigMap")}
+    secrets = {d["metadata"]["name"]: d for d in one("Secret")}
+    for cm in configmaps.values():
+        for key in cm.get("data") or {}:
+            if key not in HUB_SETTINGS:
+                problems.append(f"ConfigMap key {key} is not a hub setting")
+    secret_keys = {n: set((s.get("stringData") or {}) | (s.get("data") or {})) for n, s in secrets.items()}
+
+    workloads = [d for d in docs if pod_spec(d) is not None]
+    for d in workloads:
+        spec = pod_spec(d)
+        assert spec is not None
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        volumes = {v["name"]: v for v in spec.get("volumes") or []}
+        claims = {t["metadata"]["name"] for t in (d["spec"].get("volumeClaimTemplates") or [])}
+        for v in volumes.values():
+            sec = v.get("secret")
+            if sec:
+                for item in sec.get("items") or []:
+                    if item["key"] not in secret_keys.get(sec["secretName"], set()):
+                        problems.append(f"{name}: volume {v['name']} wants missing secret key {item['key']}")
+        for c in containers(spec):
+            for ef in c.get("envFrom") or []:
+                ref = (ef.get("configMapRef") or {}).get("name")
+                if ref and ref not in configmaps:
+                    problems.append(f"{name}: envFrom unknown ConfigMap {ref}")
+            for e in c.get("env") or []:
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref and ref["key"] not in secret_keys.get(ref["name"], set()):
+                    problems.append(
+                        f"{name}: env {e['name']} wants missing secret key {ref['name']}/{ref['key']}"
+                    )
+            for m in c.get("volumeMounts") or []:
+                if m["name"] not in volumes and m["name"] not in claims:
+                    problems.append(f"{name}: mount {m['name']} has no volume")
+
+    services = by_kind.get("Service", [])
+    for s in services:
+        sel = s["spec"].get("selector") or {}
+        if not any(_labels_match(sel, w["spec"]["template"]["metadata"]["labels"]) for w in workloads):
+            problems.append(f"Service/{s['metadata']['name']}: selector matches no pod template")
+
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        sel = pdb["spec"]["selector"]["matchLabels"]
+        if not any(_labels_match(sel, w["spec"]["template"]["metadata"]["labels"]) for w in workloads):
+            problems.append(
+                f"PodDisruptionBudget/{pdb['metadata']['name']}: selector matches no pod template"
+            )
+
+    # The worker: a StatefulSet with per-pod state on a claim, RocksDB, headless service.
+    sts = [d for d in one("StatefulSet") if d["metadata"]["name"].endswith("worker")]
+    if not sts:
+        problems.append("no worker StatefulSet")
+    for w in sts:
+        spec = w["spec"]
+        c = spec["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in c.get("env") or []}
+        for cm in configmaps.values():
+            env = {**(cm.get("data") or {}), **env}
+        if env.get("HUB_WORKER_STORE") != "rocksdb://":
+            problems.append("worker: HUB_WORKER_STORE is not rocksdb://")
+        claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates") or []}
+        mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts") or []}
+        data_dir = env.get("HUB_DATA_DIR")
+        if not any(mounts.get(cl) == data_dir for cl in claims):
+            problems.append(f"worker: HUB_DATA_DIR {data_dir!r} is not on a volumeClaimTemplate")
+        headless = [s for s in services if s["metadata"]["name"] == spec.get("serviceName")]
+        if not headless or headless[0]["spec"].get("clusterIP") != "None":
+            problems.append("worker: serviceName is not a headless Service")
+        if not any(
+            _labels_match(p["spec"]["selector"]["matchLabels"], spec["template"]["metadata"]["labels"])
+            for p in by_kind.get("PodDisruptionBudget", [])
+        ):
+            problems.append("worker: no PodDisruptionBudget")
+
+    for kind_name in ("api", "connectors"):
+        if not any(d["metadata"]["name"].endswith(kind_name) for d in by_kind.get("Deployment", [])):
+            problems.append(f"no {kind_name} Deployment")
+    if not any(d["metadata"]["name"].endswith("migrate") for d in by_kind.get("Job", [])):
+        problems.append("no migrate Job")
+
+    # The ServiceMonitor scrapes /metrics on a named port of Services it selects.
+    monitors = one("ServiceMonitor")
+    for sm in monitors:
+        sel = sm["spec"]["selector"].get("matchLabels") or {}
+        matched = [s for s in services if _labels_match(sel, s["metadata"].get("labels") or {})]
+        if not matched:
+            problems.append(f"ServiceMonitor/{sm['metadata']['name']}: selects no Service")
+        for ep in sm["spec"].get("endpoints") or []:
+            if ep.get("path") != "/metrics":
+                problems.append(f"ServiceMonitor endpoint path {ep.get('path')!r} is not /metrics")
+            for s in matched:
+                if ep.get("port") not in {p.get("name") for p in s["spec"]["ports"]}:
+                    problems.append(
+                        f"ServiceMonitor port {ep.get('port')!r} not on Service/{s['metadata']['name']}"
+                    )
+    return problems
