@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hub.errors import ConfigError, HubError
+from hub.ingest_files import ingest_app
 from hub.logging import configure_logging
 from hub.settings import Settings, running_bootstrap
 
@@ -22,6 +23,7 @@ dlq_app = typer.Typer(help="Inspect and re-drive dead-lettered records.", no_arg
 schemas_app = typer.Typer(help="Check and release Avro schemas.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(ingest_app, name="ingest")
 console = Console(stderr=True)
 out = Console()
 
@@ -138,7 +140,10 @@ def migrate() -> None:
 
 
 @app.command()
-def topics(create: Annotated[bool, typer.Option("--create", help="Create missing topics first.")] = False) -> None:
+def topics(
+    create: Annotated[bool, typer.Option("--create", help="Create missing topics first.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print {topic: messages} as JSON.")] = False,
+) -> None:
     """List the topic catalogue with message counts (starts the embedded broker's re-seed if needed)."""
     from hub.topics import CATALOGUE, ensure_topics, message_counts
 
@@ -155,7 +160,13 @@ def topics(create: Annotated[bool, typer.Option("--create", help="Create missing
 
     counts = _run(main())
     assert isinstance(counts, dict)
+    if as_json:
+        import json
+
+        print(json.dumps(counts))
+        return
     table = Table("topic", "messages", "key", "values", "retention")
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True
     for spec in CATALOGUE:
         n = counts.get(spec.name)
         table.add_row(spec.name, "-" if n is None else str(n), spec.key, spec.values,

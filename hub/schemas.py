@@ -41,7 +41,7 @@ class SchemaVersion:
 
     @cached_property
     def parsed(self) -> Any:
-        return parse_schema(self.schema, _write_hint=False)
+        return parse_schema(self.schema)
 
     @cached_property
     def fingerprint(self) -> bytes:

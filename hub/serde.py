@@ -131,7 +131,7 @@ class ConfluentSerde:
         if cached is None:
             raw = self.registry.schema(schema_id)
             short = str(raw.get("name", "")).rsplit(".", 1)[-1]
-            cached = (short, parse_schema(raw, _write_hint=False))
+            cached = (short, parse_schema(raw))
             with self._lock:
                 self._writers[schema_id] = cached
         short, writer = cached

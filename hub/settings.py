@@ -10,6 +10,8 @@
 | HUB_API_HOST / HUB_API_PORT | 127.0.0.1 / 8080 | HTTP API address. |
 | HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
 | HUB_WORKER_STORE | memory:// | faust table store (`rocksdb://` in production). |
+| HUB_WORKER_REBALANCE_TIMEOUT | 2 (embedded) / 60 | Consumer-group rebalance timeout, seconds. The embedded broker holds a join for about this long. |
+| HUB_WORKER_SESSION_TIMEOUT | 10 (embedded) / 60 | How long a silent worker keeps its partitions before the others take them over. |
 | HUB_PROCESSING_GUARANTEE | at_least_once | faust processing guarantee (`exactly_once` on Apache Kafka). |
 | HUB_TOPIC_PARTITIONS | 4 | Partitions for new topics. |
 | HUB_TOPIC_REPLICATION_FACTOR | 1 | Replication factor for new topics (3 in production). |
@@ -55,6 +57,8 @@ class Settings(BaseSettings):
     api_port: int = 8080
     workers: int = 1
     worker_store: str = "memory://"
+    worker_rebalance_timeout: float | None = None  # None: 2 s on the embedded broker, 60 s on Kafka
+    worker_session_timeout: float | None = None  # None: 10 s on the embedded broker, 60 s on Kafka
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     topic_partitions: int = 4
@@ -96,6 +100,18 @@ class Settings(BaseSettings):
         if self.kafka_idempotence is not None:
             return self.kafka_idempotence
         return not (self.embedded_broker or self.kafka_embedded)
+
+    @property
+    def rebalance_timeout(self) -> float:
+        if self.worker_rebalance_timeout is not None:
+            return self.worker_rebalance_timeout
+        return 2.0 if (self.embedded_broker or self.kafka_embedded) else 60.0
+
+    @property
+    def session_timeout(self) -> float:
+        if self.worker_session_timeout is not None:
+            return self.worker_session_timeout
+        return 10.0 if (self.embedded_broker or self.kafka_embedded) else 60.0
 
     def kafka_client_options(self) -> dict[str, object]:
         """Security options in aiokafka's spelling, for every client the hub makes."""

@@ -10,10 +10,13 @@ process takes the broker and the workers with it; SIGTERM and Ctrl-C stop everyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -141,6 +144,22 @@ class Stack:
         assert self.services is not None
         config = uvicorn.Config(create_app(self.services), host=self.settings.api_host, port=self.settings.api_port,
                                 log_config=None, access_log=False)
-        server = uvicorn.Server(config)
+        server = _QuietServer(config)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.request_exit)
         log.info("stack.api", url=f"http://{self.settings.api_host}:{self.settings.api_port}")
         await server.serve()
+        log.info("stack.stopping")
+
+
+class _QuietServer(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after serving, which would kill us before the stack stops in order;
+    the stack owns signals instead and asks the server to exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    def request_exit(self) -> None:
+        self.should_exit = True

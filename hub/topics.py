@@ -98,22 +98,55 @@ async def ensure_topics(settings: Settings, bootstrap: str | None = None) -> lis
         await admin.close()
 
 
+async def end_offsets(consumer: AIOKafkaConsumer, parts: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """End offsets, read from the log itself.
+
+    The embedded tansu broker answers ListOffsets(latest) with the base offset of the last record
+    batch + 1, whatever the batch holds; so read the last batch and take its last offset + 1. On
+    Apache Kafka this gives the same answer as ``end_offsets``.
+    """
+    reported = await consumer.end_offsets(parts)
+    begin = await consumer.beginning_offsets(parts)
+    probe = [tp for tp in parts if reported[tp] > begin[tp]]
+    out = dict(reported)
+    if probe:
+        consumer.assign(probe)
+        for tp in probe:
+            consumer.seek(tp, reported[tp] - 1)
+        pending = set(probe)
+        for _ in range(20):
+            if not pending:
+                break
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, msgs in batch.items():
+                if msgs:
+                    out[tp] = max(out[tp], msgs[-1].offset + 1)
+                    if consumer.highwater(tp) is not None and msgs[-1].offset + 1 >= (consumer.highwater(tp) or 0):
+                        pending.discard(tp)
+            if not batch:
+                break
+        consumer.unsubscribe()
+    return out
+
+
+async def _partitions(consumer: AIOKafkaConsumer, specs: tuple[TopicSpec, ...]) -> dict[str, list[TopicPartition]]:
+    """Partitions of each existing topic, read before any assignment narrows the consumer's metadata."""
+    existing = await consumer.topics()
+    return {spec.name: [TopicPartition(spec.name, p) for p in sorted(consumer.partitions_for_topic(spec.name) or ())]
+            for spec in specs if spec.name in existing}
+
+
 async def message_counts(settings: Settings, bootstrap: str | None = None) -> dict[str, int | None]:
     """Messages currently held per catalogue topic (end minus beginning offsets); None if absent."""
-    consumer = AIOKafkaConsumer(**client_args(settings, bootstrap))  # type: ignore[arg-type]
+    consumer = AIOKafkaConsumer(**client_args(settings, bootstrap), enable_auto_commit=False)  # type: ignore[arg-type]
     try:
         await consumer.start()
-        existing = await consumer.topics()
-        out: dict[str, int | None] = {}
-        for spec in CATALOGUE:
-            if spec.name not in existing:
-                out[spec.name] = None
-                continue
-            parts = [TopicPartition(spec.name, p) for p in consumer.partitions_for_topic(spec.name) or ()]
-            begin = await consumer.beginning_offsets(parts)
-            end = await consumer.end_offsets(parts)
-            out[spec.name] = sum(end[tp] - begin[tp] for tp in parts)
-        return out
+        parts = await _partitions(consumer, CATALOGUE)
+        every = [tp for tps in parts.values() for tp in tps]
+        begin = await consumer.beginning_offsets(every) if every else {}
+        end = await end_offsets(consumer, every) if every else {}
+        return {spec.name: (sum(end[tp] - begin[tp] for tp in parts[spec.name]) if spec.name in parts else None)
+                for spec in CATALOGUE}
     except KafkaError as exc:
         raise BrokerError(f"cannot read topic offsets from {bootstrap or settings.kafka_bootstrap}: {exc}") from exc
     finally:
@@ -123,22 +156,17 @@ async def message_counts(settings: Settings, bootstrap: str | None = None) -> di
 async def consumer_lag(settings: Settings, group_id: str, bootstrap: str | None = None) -> dict[str, int]:
     """Per topic: messages the group has not committed yet (end offset minus committed offset)."""
     admin = AIOKafkaAdminClient(**client_args(settings, bootstrap), request_timeout_ms=5000)  # type: ignore[arg-type]
-    consumer = AIOKafkaConsumer(**client_args(settings, bootstrap))  # type: ignore[arg-type]
+    consumer = AIOKafkaConsumer(**client_args(settings, bootstrap), enable_auto_commit=False)  # type: ignore[arg-type]
     try:
         await admin.start()
         await consumer.start()
         committed = await admin.list_consumer_group_offsets(group_id)
-        existing = await consumer.topics()
-        lag: dict[str, int] = {}
-        for spec in INGEST_TOPICS:
-            if spec.name not in existing:
-                continue
-            parts = [TopicPartition(spec.name, p) for p in consumer.partitions_for_topic(spec.name) or ()]
-            end = await consumer.end_offsets(parts)
-            lag[spec.name] = sum(
-                max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0))
-                for tp in parts)
-        return lag
+        parts = await _partitions(consumer, INGEST_TOPICS)
+        every = [tp for tps in parts.values() for tp in tps]
+        end = await end_offsets(consumer, every) if every else {}
+        return {topic: sum(max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
+                                             else 0)) for tp in tps)
+                for topic, tps in parts.items()}
     except KafkaError as exc:
         raise BrokerError(f"cannot read consumer lag: {exc}") from exc
     finally:

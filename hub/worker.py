@@ -98,6 +98,9 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
         broker_commit_every=BATCH,
         broker_commit_interval=0.5,
         stream_wait_empty=False,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
     )
     catalogue = SchemaCatalogue(settings.schema_dir)
     store = Store.open(settings.effective_database_url, migrate_schema=False)

@@ -92,6 +92,14 @@ def _results(decoded: Decoded, mapping: Mapping, lookup: PreviousLookup | None) 
         yield RecordResult(row, event)
 
 
+def results(
+    decoded: Decoded, mapping: Mapping | None = None, *, previous: PreviousLookup | None = None
+) -> Iterator[RecordResult]:
+    """One :class:`RecordResult` per entry of an already decoded payload (``decoded.atomic`` says
+    whether the caller must treat it as all-or-nothing)."""
+    return _results(decoded, mapping or default_mapping(), previous)
+
+
 def iter_payload(
     body: bytes | str,
     content_type: str | None,

@@ -17,6 +17,7 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.types import ASGIApp
 
 from hub import readmodel
+from hub.api.ingest_routes import ingest_router
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.errors import HubError, NotFoundError, Problem, ValidationError
 from hub.events import InboundEvent, SubjectRef
@@ -208,4 +209,5 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
                  ms=round((time.perf_counter() - started) * 1000, 2))
         return {"household_id": household_id, "entries": rows, "next_cursor": nxt}
 
+    app.include_router(ingest_router(services, metrics))
     return app

@@ -1,0 +1,224 @@
+"""End-to-end ingest rate per connector: parse + map + Avro prepare + ingest log + publish (acks=all).
+
+Run: /work/venv/bin/python bench/bench_ingest.py [--rows 20000] [--fhir 5000] [--profile SECTOR]
+Single process; starts its own embedded broker and a temporary SQLite database. Synthetic input is
+generated from tests/connectors/fixtures by varying ids. For each input it prints the end-to-end rate
+and where the time went (parse+map, prepare, accept = DB log + publish + mark published), and for
+FHIR the bare ``fhir.resources`` R4B validation rate of the same resources as the baseline.
+Goals: FHIR ≥ 0.7× bare validation; social-care / education JSON and CSV ≥ 10,000 events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import csv
+import io
+import json
+import pstats
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, before site-packages
+
+import os  # noqa: E402
+
+os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
+
+from connectors import education, health, social_care  # noqa: E402
+from connectors.health import fhir  # noqa: E402
+from connectors.results import RecordResult  # noqa: E402
+from hub.broker import EmbeddedBroker  # noqa: E402
+from hub.ingest_files import Summary, accept_batch, prepare_batch  # noqa: E402
+from hub.logging import configure_logging  # noqa: E402
+from hub.services import Services  # noqa: E402
+from hub.settings import Settings  # noqa: E402
+from hub.topics import ensure_topics  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "connectors" / "fixtures"
+CHUNK = 500
+
+
+# --- synthetic input ----------------------------------------------------------------------------
+
+
+def _good_csv_rows(name: str, module: Any, id_column: str = "event_id") -> tuple[list[str], list[dict[str, str]]]:
+    text = (FIXTURES / name).read_text()
+    reader = csv.DictReader(io.StringIO(text))
+    header = list(reader.fieldnames or [])
+    rows = []
+    for row in reader:
+        if None in row or len(row) != len(header):
+            continue
+        one = io.StringIO()
+        w = csv.DictWriter(one, header)
+        w.writeheader()
+        w.writerow(row)
+        if module.parse_payload(one.getvalue(), "text/csv").events:
+            rows.append(row)
+    return header, rows
+
+
+def records_input(name: str, module: Any, n: int) -> tuple[bytes, bytes]:
+    """(CSV, JSON array) with ``n`` good rows, ids varied."""
+    header, rows = _good_csv_rows(name, module)
+    out: list[dict[str, str]] = []
+    i = 0
+    while len(out) < n:
+        for row in rows:
+            out.append({**row, "event_id": f"{row['event_id']}-{i}"})
+        i += 1
+    out = out[:n]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, header, lineterminator="\n")
+    w.writeheader()
+    w.writerows(out)
+    as_json = [{k: v for k, v in r.items() if v} for r in out]
+    return buf.getvalue().encode(), json.dumps(as_json).encode()
+
+
+def fhir_input(n: int) -> tuple[list[bytes], list[dict[str, Any]]]:
+    """``batch`` Bundles of 500 with ``n`` event resources (Appointments and EpisodeOfCare, ids varied)."""
+    appointment = json.loads((FIXTURES / "health/appointment-booked.json").read_text())
+    lines = (FIXTURES / "health/resources.ndjson").read_text().splitlines()
+    episode = json.loads(lines[0])
+    resources = []
+    for i in range(n):
+        base = appointment if i % 2 == 0 else episode
+        resources.append({**base, "id": f"{base['id']}-{i}"})
+    bundles = []
+    for start in range(0, n, CHUNK):
+        chunk = resources[start:start + CHUNK]
+        bundles.append(json.dumps({"resourceType": "Bundle", "type": "batch",
+                                   "entry": [{"resource": r, "request": {"method": "PUT",
+                                                                         "url": f"{r['resourceType']}/{r['id']}"}}
+                                             for r in chunk]}).encode())
+    return bundles, resources
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {"parse+map": 0.0, "prepare": 0.0, "accept": 0.0}
+
+    def add(self, part: str, since: float) -> float:
+        now = time.perf_counter()
+        self.parts[part] += now - since
+        return now
+
+
+def _chunks(results: Iterator[RecordResult], size: int) -> Iterator[list[RecordResult]]:
+    chunk: list[RecordResult] = []
+    for r in results:
+        chunk.append(r)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+async def ingest(services: Services, payloads: list[bytes], parse: Callable[[bytes], Iterator[RecordResult]],
+                 timer: Timer) -> Summary:
+    total = Summary()
+    for body in payloads:
+        t = time.perf_counter()
+        results = list(parse(body))
+        t = timer.add("parse+map", t)
+        for chunk in _chunks(iter(results), CHUNK):
+            t = time.perf_counter()
+            batch = prepare_batch(services.ingest, chunk)
+            t = timer.add("prepare", t)
+            total.merge(await accept_batch(services.ingest, batch))
+            timer.add("accept", t)
+    return total
+
+
+def bare_validation_rate(resources: list[dict[str, Any]]) -> float:
+    t = time.perf_counter()
+    for r in resources:
+        fhir.get_fhir_model_class(r["resourceType"]).model_validate(r)
+    return len(resources) / (time.perf_counter() - t)
+
+
+def report(label: str, n: int, elapsed: float, timer: Timer, summary: Summary, goal: str) -> float:
+    rate = n / elapsed
+    parts = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in timer.parts.items())
+    print(f"{label:<28} {n:>7} events  {elapsed:6.2f} s  {rate:>9,.0f} events/s   ({parts})  {goal}")
+    assert summary.accepted == n and not summary.rejected, (summary.accepted, summary.rejected, summary.problems[:3])
+    return rate
+
+
+async def main(args: argparse.Namespace) -> None:
+    configure_logging("WARNING", "console")
+    broker = EmbeddedBroker().start()
+    tmp = tempfile.TemporaryDirectory()
+    try:
+        settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, data_dir=Path(tmp.name),
+                            database_url=f"sqlite:///{tmp.name}/bench.db", pseudonym_key="b" * 32)
+        await ensure_topics(settings)
+        services = Services.build(settings)
+        await services.start()
+        print(f"embedded broker {broker.bootstrap}, SQLite {tmp.name}/bench.db, chunks of {CHUNK}, acks=all")
+
+        cases: list[tuple[str, list[bytes], Callable[[bytes], Iterator[RecordResult]], int]] = []
+        for sector, module, fixture in (("social-care", social_care, "social_care/newport-events.csv"),
+                                        ("education", education, "education/send-events.csv")):
+            csv_body, json_body = records_input(fixture, module, args.rows)
+            # the JSON and CSV runs use different ids so that neither is a run of duplicates
+            json_body = json_body.replace(b'"event_id": "', b'"event_id": "J')
+            cases.append((f"{sector} CSV", [csv_body], lambda b, m=module: m.iter_payload(b, "text/csv"),
+                          args.rows))
+            cases.append((f"{sector} JSON", [json_body],
+                          lambda b, m=module: m.iter_payload(b, "application/json"), args.rows))
+        bundles, resources = fhir_input(args.fhir)
+        cases.append(("health FHIR batch Bundles", bundles,
+                      lambda b: health.iter_payload(b, "application/fhir+json"), args.fhir))
+
+        rates: dict[str, float] = {}
+        for label, payloads, parse, n in cases:
+            if args.profile and args.profile.lower() not in label.lower():
+                continue
+            timer = Timer()
+            profiler = cProfile.Profile() if args.profile else None
+            t = time.perf_counter()
+            if profiler:
+                profiler.enable()
+            summary = await ingest(services, payloads, parse, timer)
+            if profiler:
+                profiler.disable()
+            elapsed = time.perf_counter() - t
+            goal = "" if label.startswith("health") else ("(goal 10,000/s: met)" if n / elapsed >= 10000
+                                                         else "(goal 10,000/s: MISSED)")
+            rates[label] = report(label, n, elapsed, timer, summary, goal)
+            if profiler:
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+
+        if "health FHIR batch Bundles" in rates:
+            bare = bare_validation_rate(resources)
+            ratio = rates["health FHIR batch Bundles"] / bare
+            print(f"{'fhir.resources R4B validate':<28} {len(resources):>7} resources          {bare:>9,.0f} "
+                  f"resources/s   (the same resources, model_validate only)")
+            print(f"FHIR end-to-end / bare validation = {ratio:.2f}x  (goal >= 0.70x: "
+                  f"{'met' if ratio >= 0.7 else 'MISSED'})")
+        await services.stop()
+        services.store.engine.dispose()
+    finally:
+        broker.stop()
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20000, help="rows per CSV/JSON input")
+    parser.add_argument("--fhir", type=int, default=5000, help="FHIR resources")
+    parser.add_argument("--profile", help="profile the cases whose label contains this (e.g. 'education CSV')")
+    asyncio.run(main(parser.parse_args()))

@@ -1,0 +1,57 @@
+"""Fixtures for the HTTP ingest tests: a fresh embedded broker per test, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.api.app import create_app
+from hub.broker import EmbeddedBroker
+from hub.services import Services
+from hub.settings import Settings
+from hub.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _services(db_url: str, tmp_path: Path, **overrides: object) -> tuple[EmbeddedBroker, Services]:
+    broker = EmbeddedBroker().start()
+    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=db_url,
+                        data_dir=tmp_path / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32,
+                        **overrides)  # type: ignore[arg-type]
+    await ensure_topics(settings)
+    svc = Services.build(settings)
+    await svc.start()
+    return broker, svc
+
+
+@pytest.fixture
+async def services(db_url: str, tmp_path: Path) -> AsyncIterator[Services]:
+    broker, svc = await _services(db_url, tmp_path)
+    yield svc
+    await svc.stop()
+    svc.store.engine.dispose()
+    broker.stop()
+
+
+@pytest.fixture
+async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app over ASGI; the publisher is started by the ``services`` fixture (no lifespan)."""
+    app = create_app(services)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+        yield c
+
+
+@pytest.fixture
+async def small_client(sqlite_url: str, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with a 2 KiB body limit."""
+    broker, svc = await _services(sqlite_url, tmp_path, max_body_bytes=2048)
+    app = create_app(svc)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+        yield c
+    await svc.stop()
+    svc.store.engine.dispose()
+    broker.stop()
