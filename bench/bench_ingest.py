@@ -26,19 +26,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, before site-packages
 
-import os  # noqa: E402
+import os
 
 os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
 
-from connectors import education, health, social_care  # noqa: E402
-from connectors.health import fhir  # noqa: E402
-from connectors.results import RecordResult  # noqa: E402
-from hub.broker import EmbeddedBroker  # noqa: E402
-from hub.ingest_files import Summary, accept_batch, prepare_batch  # noqa: E402
-from hub.logging import configure_logging  # noqa: E402
-from hub.services import Services  # noqa: E402
-from hub.settings import Settings  # noqa: E402
-from hub.topics import ensure_topics  # noqa: E402
+from connectors import education, health, social_care
+from connectors.health import fhir
+from connectors.results import RecordResult
+from hub.broker import EmbeddedBroker
+from hub.ingest_files import Summary, accept_batch, prepare_batch
+from hub.logging import configure_logging
+from hub.services import Services
+from hub.settings import Settings
+from hub.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "connectors" / "fixtures"
@@ -48,7 +48,9 @@ CHUNK = 500
 # --- synthetic input ----------------------------------------------------------------------------
 
 
-def _good_csv_rows(name: str, module: Any, id_column: str = "event_id") -> tuple[list[str], list[dict[str, str]]]:
+def _good_csv_rows(
+    name: str, module: Any, id_column: str = "event_id"
+) -> tuple[list[str], list[dict[str, str]]]:
     text = (FIXTURES / name).read_text()
     reader = csv.DictReader(io.StringIO(text))
     header = list(reader.fieldnames or [])
@@ -94,11 +96,19 @@ def fhir_input(n: int) -> tuple[list[bytes], list[dict[str, Any]]]:
         resources.append({**base, "id": f"{base['id']}-{i}"})
     bundles = []
     for start in range(0, n, CHUNK):
-        chunk = resources[start:start + CHUNK]
-        bundles.append(json.dumps({"resourceType": "Bundle", "type": "batch",
-                                   "entry": [{"resource": r, "request": {"method": "PUT",
-                                                                         "url": f"{r['resourceType']}/{r['id']}"}}
-                                             for r in chunk]}).encode())
+        chunk = resources[start : start + CHUNK]
+        bundles.append(
+            json.dumps(
+                {
+                    "resourceType": "Bundle",
+                    "type": "batch",
+                    "entry": [
+                        {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+                        for r in chunk
+                    ],
+                }
+            ).encode()
+        )
     return bundles, resources
 
 
@@ -126,8 +136,9 @@ def _chunks(results: Iterator[RecordResult], size: int) -> Iterator[list[RecordR
         yield chunk
 
 
-async def ingest(services: Services, payloads: list[bytes], parse: Callable[[bytes], Iterator[RecordResult]],
-                 timer: Timer) -> Summary:
+async def ingest(
+    services: Services, payloads: list[bytes], parse: Callable[[bytes], Iterator[RecordResult]], timer: Timer
+) -> Summary:
     total = Summary()
     for body in payloads:
         t = time.perf_counter()
@@ -153,7 +164,11 @@ def report(label: str, n: int, elapsed: float, timer: Timer, summary: Summary, g
     rate = n / elapsed
     parts = ", ".join(f"{k} {v / elapsed:.0%}" for k, v in timer.parts.items())
     print(f"{label:<28} {n:>7} events  {elapsed:6.2f} s  {rate:>9,.0f} events/s   ({parts})  {goal}")
-    assert summary.accepted == n and not summary.rejected, (summary.accepted, summary.rejected, summary.problems[:3])
+    assert summary.accepted == n and not summary.rejected, (
+        summary.accepted,
+        summary.rejected,
+        summary.problems[:3],
+    )
     return rate
 
 
@@ -162,26 +177,46 @@ async def main(args: argparse.Namespace) -> None:
     broker = EmbeddedBroker().start()
     tmp = tempfile.TemporaryDirectory()
     try:
-        settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, data_dir=Path(tmp.name),
-                            database_url=f"sqlite:///{tmp.name}/bench.db", pseudonym_key="b" * 32)
+        settings = Settings(
+            kafka_bootstrap=broker.bootstrap,
+            kafka_embedded=True,
+            data_dir=Path(tmp.name),
+            database_url=f"sqlite:///{tmp.name}/bench.db",
+            pseudonym_key="b" * 32,
+        )
         await ensure_topics(settings)
         services = Services.build(settings)
         await services.start()
         print(f"embedded broker {broker.bootstrap}, SQLite {tmp.name}/bench.db, chunks of {CHUNK}, acks=all")
 
         cases: list[tuple[str, list[bytes], Callable[[bytes], Iterator[RecordResult]], int]] = []
-        for sector, module, fixture in (("social-care", social_care, "social_care/newport-events.csv"),
-                                        ("education", education, "education/send-events.csv")):
+        for sector, module, fixture in (
+            ("social-care", social_care, "social_care/newport-events.csv"),
+            ("education", education, "education/send-events.csv"),
+        ):
             csv_body, json_body = records_input(fixture, module, args.rows)
             # the JSON and CSV runs use different ids so that neither is a run of duplicates
             json_body = json_body.replace(b'"event_id": "', b'"event_id": "J')
-            cases.append((f"{sector} CSV", [csv_body], lambda b, m=module: m.iter_payload(b, "text/csv"),
-                          args.rows))
-            cases.append((f"{sector} JSON", [json_body],
-                          lambda b, m=module: m.iter_payload(b, "application/json"), args.rows))
+            cases.append(
+                (f"{sector} CSV", [csv_body], lambda b, m=module: m.iter_payload(b, "text/csv"), args.rows)
+            )
+            cases.append(
+                (
+                    f"{sector} JSON",
+                    [json_body],
+                    lambda b, m=module: m.iter_payload(b, "application/json"),
+                    args.rows,
+                )
+            )
         bundles, resources = fhir_input(args.fhir)
-        cases.append(("health FHIR batch Bundles", bundles,
-                      lambda b: health.iter_payload(b, "application/fhir+json"), args.fhir))
+        cases.append(
+            (
+                "health FHIR batch Bundles",
+                bundles,
+                lambda b: health.iter_payload(b, "application/fhir+json"),
+                args.fhir,
+            )
+        )
 
         rates: dict[str, float] = {}
         for label, payloads, parse, n in cases:
@@ -196,8 +231,11 @@ async def main(args: argparse.Namespace) -> None:
             if profiler:
                 profiler.disable()
             elapsed = time.perf_counter() - t
-            goal = "" if label.startswith("health") else ("(goal 10,000/s: met)" if n / elapsed >= 10000
-                                                         else "(goal 10,000/s: MISSED)")
+            goal = (
+                ""
+                if label.startswith("health")
+                else ("(goal 10,000/s: met)" if n / elapsed >= 10000 else "(goal 10,000/s: MISSED)")
+            )
             rates[label] = report(label, n, elapsed, timer, summary, goal)
             if profiler:
                 pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
@@ -205,10 +243,14 @@ async def main(args: argparse.Namespace) -> None:
         if "health FHIR batch Bundles" in rates:
             bare = bare_validation_rate(resources)
             ratio = rates["health FHIR batch Bundles"] / bare
-            print(f"{'fhir.resources R4B validate':<28} {len(resources):>7} resources          {bare:>9,.0f} "
-                  f"resources/s   (the same resources, model_validate only)")
-            print(f"FHIR end-to-end / bare validation = {ratio:.2f}x  (goal >= 0.70x: "
-                  f"{'met' if ratio >= 0.7 else 'MISSED'})")
+            print(
+                f"{'fhir.resources R4B validate':<28} {len(resources):>7} resources          {bare:>9,.0f} "
+                f"resources/s   (the same resources, model_validate only)"
+            )
+            print(
+                f"FHIR end-to-end / bare validation = {ratio:.2f}x  (goal >= 0.70x: "
+                f"{'met' if ratio >= 0.7 else 'MISSED'})"
+            )
         await services.stop()
         services.store.engine.dispose()
     finally:
@@ -220,5 +262,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20000, help="rows per CSV/JSON input")
     parser.add_argument("--fhir", type=int, default=5000, help="FHIR resources")
-    parser.add_argument("--profile", help="profile the cases whose label contains this (e.g. 'education CSV')")
+    parser.add_argument(
+        "--profile", help="profile the cases whose label contains this (e.g. 'education CSV')"
+    )
     asyncio.run(main(parser.parse_args()))

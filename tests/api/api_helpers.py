@@ -14,8 +14,18 @@ from hub.services import Services
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "connectors" / "fixtures"
 #: Every synthetic NHS number / UPN / LA id in the fixtures: no answer may contain one.
-IDENTIFIERS = ("9990000018", "9990000026", "9990000034", "9990000019", "9990000027", "1234567890",
-               "C873123456700", "C873123456701", "H201123456700", "LA-100234")
+IDENTIFIERS = (
+    "9990000018",
+    "9990000026",
+    "9990000034",
+    "9990000019",
+    "9990000027",
+    "1234567890",
+    "C873123456700",
+    "C873123456701",
+    "H201123456700",
+    "LA-100234",
+)
 
 
 def fixture(name: str) -> bytes:
@@ -37,8 +47,9 @@ def assert_no_identifiers(text: Any) -> None:
 
 async def consume_all(bootstrap: str, topic: str, timeout_ms: int = 1500) -> list[Any]:
     """Every message on ``topic`` (from the beginning), stopping once the topic is quiet."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         out: list[Any] = []
@@ -58,6 +69,12 @@ async def records_on(services: Services, topic: str) -> list[dict[str, Any]]:
     out = []
     for msg in await consume_all(services.settings.kafka_bootstrap, topic):
         decoded = serde.decode(msg.value)
-        out.append({**decoded.record, "_type": decoded.record_type, "_key": msg.key.decode(),
-                    "_raw": msg.value + msg.key + b"".join(v for _, v in msg.headers)})
+        out.append(
+            {
+                **decoded.record,
+                "_type": decoded.record_type,
+                "_key": msg.key.decode(),
+                "_raw": msg.value + msg.key + b"".join(v for _, v in msg.headers),
+            }
+        )
     return out

@@ -19,9 +19,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def _services(db_url: str, tmp_path: Path, **overrides: object) -> tuple[EmbeddedBroker, Services]:
     broker = EmbeddedBroker().start()
-    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=db_url,
-                        data_dir=tmp_path / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32,
-                        **overrides)  # type: ignore[arg-type]
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        kafka_embedded=True,
+        database_url=db_url,
+        data_dir=tmp_path / "data",
+        schema_dir=ROOT / "schemas",
+        pseudonym_key="k" * 32,
+        **overrides,
+    )  # type: ignore[arg-type]
     await ensure_topics(settings)
     svc = Services.build(settings)
     await svc.start()

@@ -30,13 +30,20 @@ ROOT = Path(__file__).resolve().parents[2]
 def served(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Services]]:
     """The app on a free port in a thread of its own (its lifespan starts the publisher there)."""
     broker = EmbeddedBroker().start()
-    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=db_url,
-                        data_dir=tmp_path / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32)
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        kafka_embedded=True,
+        database_url=db_url,
+        data_dir=tmp_path / "data",
+        schema_dir=ROOT / "schemas",
+        pseudonym_key="k" * 32,
+    )
     asyncio.run(ensure_topics(settings))
     services = Services.build(settings)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_config=None,
-                                           lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -89,12 +96,16 @@ def test_client_sends_all_three_sectors(served: tuple[str, Services]) -> None:
     with HubClient(base) as client:
         [h] = client.send_health(json.loads(fixture("health/bundle-message-appointments.json")))
         [e] = client.send_education(fixture("education/send-events.csv").decode())
-        resources = [entry["resource"] for entry in json.loads(fixture("health/bundle-collection-cerys.json"))["entry"]]
+        resources = [
+            entry["resource"] for entry in json.loads(fixture("health/bundle-collection-cerys.json"))["entry"]
+        ]
         batches = client.send_health(resources)
         with pytest.raises(ValidationError, match="HTTP 415"):
             client._post("/v1/ingest/education", b"{}", "text/plain")
     assert h.status_code == 200 and h.body["accepted"] == 3
-    assert e.status_code == 207 and e.body["accepted"] == 6 and {p["row"] for p in e.body["problems"]} == {7, 8}
+    assert (
+        e.status_code == 207 and e.body["accepted"] == 6 and {p["row"] for p in e.body["problems"]} == {7, 8}
+    )
     assert batches[0].status_code == 200
     assert batches[0].body["accepted"] + batches[0].body["duplicates"] == 6  # appt-1001 was sent above
     assert len(asyncio.run(records_on(services, "hub.ingest.education"))) == 6

@@ -13,7 +13,12 @@ from api_helpers import assert_no_identifiers, assert_not_in_bytes, fixture, rec
 from hub.services import Services
 
 pytestmark = pytest.mark.broker
-CSV, JSON, FHIR_JSON, FHIR_XML = "text/csv", "application/json", "application/fhir+json", "application/fhir+xml"
+CSV, JSON, FHIR_JSON, FHIR_XML = (
+    "text/csv",
+    "application/json",
+    "application/fhir+json",
+    "application/fhir+xml",
+)
 PROBLEM = "application/problem+json"
 
 
@@ -47,8 +52,12 @@ async def test_social_care_csv_keeps_good_rows_names_bad_lines_and_resend_is_dup
 
     records = await records_on(services, "hub.ingest.social-care")
     assert sorted(x["meta"]["event_id"] for x in records) == sorted(ok_ids(answer))
-    assert {x["_type"] for x in records} == {"ReferralMade", "SocialCareOutcome", "KeyProfessionalChanged",
-                                             "PlanPublished"}
+    assert {x["_type"] for x in records} == {
+        "ReferralMade",
+        "SocialCareOutcome",
+        "KeyProfessionalChanged",
+        "PlanPublished",
+    }
     subject = services.pseudonymise("la-person-id", "LA-100234")
     assert subject in {x["_key"] for x in records}
     assert all(x["_key"] == x["meta"]["subject"] for x in records)
@@ -73,21 +82,34 @@ async def test_social_care_single_json_event(client: httpx.AsyncClient, services
     assert record["meta"]["category"] == "child_protection"
 
 
-async def test_single_json_event_refused_names_every_field(client: httpx.AsyncClient, services: Services) -> None:
+async def test_single_json_event_refused_names_every_field(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     data = json.loads(fixture("social_care/cp-plan-started.json"))
-    data.update(event_type="case_closed", reason_for_closure="RC12", occurred_at="not a date", la_code=None,
-                person_id="LA/100234")
+    data.update(
+        event_type="case_closed",
+        reason_for_closure="RC12",
+        occurred_at="not a date",
+        la_code=None,
+        person_id="LA/100234",
+    )
     r = await post(client, "/v1/ingest/social-care", json.dumps(data), JSON)
     assert r.status_code == 422 and r.headers["content-type"] == PROBLEM
     doc = r.json()
     assert doc["status"] == 422 and doc["accepted"] == 0
-    assert {e["pointer"] for e in doc["errors"]} == {"/reason_for_closure", "/occurred_at", "/la_code",
-                                                     "/person_id"}
+    assert {e["pointer"] for e in doc["errors"]} == {
+        "/reason_for_closure",
+        "/occurred_at",
+        "/la_code",
+        "/person_id",
+    }
     assert_no_identifiers(r.text)
     assert await records_on(services, "hub.ingest.social-care") == []
 
 
-async def test_json_array_wrong_types_and_out_of_range_dates(client: httpx.AsyncClient, services: Services) -> None:
+async def test_json_array_wrong_types_and_out_of_range_dates(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     good = json.loads(fixture("social_care/cp-plan-started.json"))
     batch = [
         good,
@@ -114,7 +136,9 @@ async def test_json_array_wrong_types_and_out_of_range_dates(client: httpx.Async
 
 
 async def test_education_csv_and_json(client: httpx.AsyncClient, services: Services) -> None:
-    r = await post(client, "/v1/ingest/education", fixture("education/send-events.csv"), "text/csv; charset=utf-8")
+    r = await post(
+        client, "/v1/ingest/education", fixture("education/send-events.csv"), "text/csv; charset=utf-8"
+    )
     assert r.status_code == 207, r.text
     answer = r.json()
     assert (answer["accepted"], answer["rejected"]) == (6, 2)
@@ -147,14 +171,24 @@ async def test_education_invalid_upn_only_batch_is_422(client: httpx.AsyncClient
 # --- health (/v1/ingest/health) -------------------------------------------------------------------
 
 
-async def test_health_bundle_json_then_xml_is_the_same_events(client: httpx.AsyncClient, services: Services) -> None:
+async def test_health_bundle_json_then_xml_is_the_same_events(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     r = await post(client, "/v1/ingest/health", fixture("health/bundle-collection-cerys.json"), FHIR_JSON)
     assert r.status_code == 200, r.text
     answer = r.json()
     assert answer["accepted"] == 6 and answer["rejected"] == 0 and answer["ignored"] >= 3
-    records = await records_on(services, "hub.ingest.health") + await records_on(services, "hub.ingest.consent")
-    assert {x["_type"] for x in records} == {"AppointmentBooked", "AttendanceRecorded", "ReferralMade",
-                                             "ReportIssued", "DiagnosisRecorded", "ConsentGranted"}
+    records = await records_on(services, "hub.ingest.health") + await records_on(
+        services, "hub.ingest.consent"
+    )
+    assert {x["_type"] for x in records} == {
+        "AppointmentBooked",
+        "AttendanceRecorded",
+        "ReferralMade",
+        "ReportIssued",
+        "DiagnosisRecorded",
+        "ConsentGranted",
+    }
     subject = services.pseudonymise("nhs-number", "9990000018")
     assert {x["_key"] for x in records} == {subject}
     for x in records:
@@ -176,7 +210,8 @@ async def test_health_ndjson_reports_lines(client: httpx.AsyncClient, services: 
     assert "'Observation' is not mapped" in by_row[4]["detail"]
     records = await records_on(services, "hub.ingest.health")  # a FHIR Flag's SocialCareOutcome too
     assert sorted(x["_type"] for x in records) == sorted(
-        ["WaitingListEntered", "ResultAvailable", "PlanPublished", "SocialCareOutcome", "ReferralOutcome"])
+        ["WaitingListEntered", "ResultAvailable", "PlanPublished", "SocialCareOutcome", "ReferralOutcome"]
+    )
 
 
 async def test_health_transaction_is_all_or_nothing(client: httpx.AsyncClient, services: Services) -> None:
@@ -189,24 +224,45 @@ async def test_health_transaction_is_all_or_nothing(client: httpx.AsyncClient, s
     assert doc["accepted"] == 0 and doc["rejected"] >= 3
     assert_no_identifiers(r.text)
     assert await records_on(services, "hub.ingest.health") == []
-    good = await post(client, "/v1/ingest/health", fixture("health/bundle-transaction-admission.json"), FHIR_JSON)
+    good = await post(
+        client, "/v1/ingest/health", fixture("health/bundle-transaction-admission.json"), FHIR_JSON
+    )
     assert good.status_code == 200 and good.json()["accepted"] == 3
 
 
 @pytest.mark.parametrize(
     ("route", "body", "content_type", "status", "needle"),
     [
-        ("/v1/ingest/health", b'{"resourceType": "Appointment", ', FHIR_JSON, 400, "malformed JSON at line 1"),
-        ("/v1/ingest/health", b"<Appointment xmlns='http://hl7.org/fhir'><status", FHIR_XML, 400, "malformed XML"),
-        ("/v1/ingest/health", b'{"resourceType": "Wibble"}', FHIR_JSON, 422, "'Wibble' is not a FHIR R4 resource"),
+        (
+            "/v1/ingest/health",
+            b'{"resourceType": "Appointment", ',
+            FHIR_JSON,
+            400,
+            "malformed JSON at line 1",
+        ),
+        (
+            "/v1/ingest/health",
+            b"<Appointment xmlns='http://hl7.org/fhir'><status",
+            FHIR_XML,
+            400,
+            "malformed XML",
+        ),
+        (
+            "/v1/ingest/health",
+            b'{"resourceType": "Wibble"}',
+            FHIR_JSON,
+            422,
+            "'Wibble' is not a FHIR R4 resource",
+        ),
         ("/v1/ingest/social-care", b"[{]", JSON, 400, "malformed JSON"),
         ("/v1/ingest/social-care", b"", CSV, 400, "CSV payload is empty"),
         ("/v1/ingest/education", b'"just a string"', JSON, 400, "object or an array"),
         ("/v1/ingest/education", b"\xff\xfe", CSV, 400, "not UTF-8"),
     ],
 )
-async def test_unreadable_payloads(client: httpx.AsyncClient, route: str, body: bytes, content_type: str,
-                                   status: int, needle: str) -> None:
+async def test_unreadable_payloads(
+    client: httpx.AsyncClient, route: str, body: bytes, content_type: str, status: int, needle: str
+) -> None:
     r = await post(client, route, body, content_type)
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == PROBLEM
@@ -231,14 +287,17 @@ async def test_wrong_field_type_in_fhir_resource_names_the_path(client: httpx.As
         ("/v1/ingest/health", "text/csv", "application/fhir+json"),
     ],
 )
-async def test_wrong_content_type_is_415(client: httpx.AsyncClient, route: str, content_type: str,
-                                         accepted: str) -> None:
+async def test_wrong_content_type_is_415(
+    client: httpx.AsyncClient, route: str, content_type: str, accepted: str
+) -> None:
     r = await post(client, route, b"{}", content_type)
     assert r.status_code == 415 and r.headers["content-type"] == PROBLEM
     assert accepted in r.json()["detail"]
 
 
-async def test_oversized_bodies_are_413_with_and_without_content_length(small_client: httpx.AsyncClient) -> None:
+async def test_oversized_bodies_are_413_with_and_without_content_length(
+    small_client: httpx.AsyncClient,
+) -> None:
     big = b"event_type,event_id\n" + b"referral,X\n" * 400
     r = await post(small_client, "/v1/ingest/social-care", big, CSV)
     assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
@@ -302,12 +361,20 @@ async def test_fhir_refusals_are_operation_outcomes(client: httpx.AsyncClient, s
     r = await post(client, "/fhir/Patient", appointment, FHIR_JSON)
     assert r.status_code == 400
     [issue] = r.json()["issue"]
-    assert issue["severity"] == "error" and issue["code"] == "invalid" and issue["expression"] == ["resourceType"]
+    assert (
+        issue["severity"] == "error"
+        and issue["code"] == "invalid"
+        and issue["expression"] == ["resourceType"]
+    )
     assert "'Appointment'" in issue["diagnostics"]
     r = await post(client, "/fhir/Wibble", b'{"resourceType": "Wibble"}', FHIR_JSON)
     assert r.status_code == 404 and r.json()["issue"][0]["code"] == "not-supported"
-    r = await post(client, "/fhir/Observation", json.dumps({"resourceType": "Observation", "status": "final",
-                                                            "code": {"text": "Weight"}}), FHIR_JSON)
+    r = await post(
+        client,
+        "/fhir/Observation",
+        json.dumps({"resourceType": "Observation", "status": "final", "code": {"text": "Weight"}}),
+        FHIR_JSON,
+    )
     assert r.status_code == 422 and "not-supported" in [i["code"] for i in r.json()["issue"]]
     r = await post(client, "/fhir/Appointment", b"<Appointment", FHIR_XML)
     assert r.status_code == 400 and r.json()["issue"][0]["code"] == "structure"
@@ -340,8 +407,9 @@ async def test_fhir_batch_and_transaction_responses(client: httpx.AsyncClient, s
     assert len(await records_on(services, "hub.ingest.health")) == 3
 
     collection = json.loads(fixture("health/bundle-collection-cerys.json"))
-    collection["entry"].append({"resource": {"resourceType": "Observation", "status": "final",
-                                             "code": {"text": "Weight"}}})
+    collection["entry"].append(
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "Weight"}}}
+    )
     r = await post(client, "/fhir", json.dumps(collection), FHIR_JSON)
     assert r.status_code == 200
     last = r.json()["entry"][-1]["response"]
@@ -355,5 +423,7 @@ async def test_fhir_batch_and_transaction_responses(client: httpx.AsyncClient, s
     tx["id"] = "other"
     r = await post(client, "/fhir", json.dumps(tx), FHIR_JSON)
     assert r.status_code == 422 and r.json()["resourceType"] == "OperationOutcome"
-    assert any(i.get("expression") == ["Bundle.entry[0].resource.identifier[0].value"] for i in r.json()["issue"])
+    assert any(
+        i.get("expression") == ["Bundle.entry[0].resource.identifier[0].value"] for i in r.json()["issue"]
+    )
     assert_no_identifiers(r.text)

@@ -31,8 +31,14 @@ FIXTURES = ROOT / "tests" / "connectors" / "fixtures"
 @pytest.fixture
 async def services(db_url: str, tmp_path: Path) -> AsyncIterator[Services]:
     broker = EmbeddedBroker().start()
-    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=db_url,
-                        data_dir=tmp_path / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32)
+    settings = Settings(
+        kafka_bootstrap=broker.bootstrap,
+        kafka_embedded=True,
+        database_url=db_url,
+        data_dir=tmp_path / "data",
+        schema_dir=ROOT / "schemas",
+        pseudonym_key="k" * 32,
+    )
     await ensure_topics(settings)
     svc = Services.build(settings)
     await svc.start()
@@ -43,8 +49,12 @@ async def services(db_url: str, tmp_path: Path) -> AsyncIterator[Services]:
 
 
 async def topic_records(services: Services, topic: str) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=services.settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=services.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     serde = SingleObjectSerde(services.catalogue)
     out = []
@@ -88,7 +98,9 @@ async def test_import_health_directory_reports_file_and_line(services: Services,
     # JSON and XML copies of the same Bundles are the same events: duplicates, not new records
     assert summary.duplicates > 0
     health = await topic_records(services, "hub.ingest.health")
-    assert len(health) == services.store.log_count() - len(await topic_records(services, "hub.ingest.consent"))
+    assert len(health) == services.store.log_count() - len(
+        await topic_records(services, "hub.ingest.consent")
+    )
     assert len({r["meta"]["event_id"] + str(r["meta"]["source_version"]) for r in health}) == len(health)
 
     again = await import_files(services, "health", [src])
@@ -99,26 +111,47 @@ async def test_import_csv_in_chunks_keeps_good_rows(services: Services, tmp_path
     big = tmp_path / "big.csv"
     _big_csv(big, 1200)
     seen: list[int] = []
-    summary = await import_files(services, "education", [big, FIXTURES / "education/send-events.csv"],
-                                 chunk=500, on_chunk=lambda s: seen.append(len(s.results)))
+    summary = await import_files(
+        services,
+        "education",
+        [big, FIXTURES / "education/send-events.csv"],
+        chunk=500,
+        on_chunk=lambda s: seen.append(len(s.results)),
+    )
     assert summary.accepted == 1206 and summary.rejected == 2
     assert len(seen) >= 3  # published in chunks
-    assert {(Path(p.source or "").name, p.row) for p in summary.problems} == {("send-events.csv", 7),
-                                                                              ("send-events.csv", 8)}
+    assert {(Path(p.source or "").name, p.row) for p in summary.problems} == {
+        ("send-events.csv", 7),
+        ("send-events.csv", 8),
+    }
     assert len(await topic_records(services, "hub.ingest.education")) == 1206
 
 
 async def test_events_failing_avro_preparation_are_rejected_rows(services: Services) -> None:
     def event(source_id: str, **body: Any) -> InboundEvent:
-        service = {"agency_id": "7A6", "agency_name": "ABUHB", "sector": "health", "service_code": "SLT",
-                   "service_name": "SLT"}
-        return InboundEvent(record_type="AppointmentBooked", sector="health", source_system="pas",
-                            source_id=source_id, occurred_at=datetime(2026, 1, 5, tzinfo=UTC),
-                            subject=SubjectRef("nhs-number", "9990000018"),
-                            body={"service": service, "start": datetime(2026, 2, 1, tzinfo=UTC), **body})
+        service = {
+            "agency_id": "7A6",
+            "agency_name": "ABUHB",
+            "sector": "health",
+            "service_code": "SLT",
+            "service_name": "SLT",
+        }
+        return InboundEvent(
+            record_type="AppointmentBooked",
+            sector="health",
+            source_system="pas",
+            source_id=source_id,
+            occurred_at=datetime(2026, 1, 5, tzinfo=UTC),
+            subject=SubjectRef("nhs-number", "9990000018"),
+            body={"service": service, "start": datetime(2026, 2, 1, tzinfo=UTC), **body},
+        )
 
-    results = [RecordResult(1, event("a")), RecordResult(2, event("b", contact_type="maybe")),
-               RecordResult(3, None, (RowProblem(3, "x", "bad"),)), RecordResult(4)]
+    results = [
+        RecordResult(1, event("a")),
+        RecordResult(2, event("b", contact_type="maybe")),
+        RecordResult(3, None, (RowProblem(3, "x", "bad"),)),
+        RecordResult(4),
+    ]
     summary = await accept_results(services.ingest, results)
     assert (summary.accepted, summary.rejected, summary.ignored, summary.status_code) == (1, 2, 1, 207)
     assert {p.row for p in summary.problems} == {2, 3}
@@ -128,14 +161,19 @@ async def test_events_failing_avro_preparation_are_rejected_rows(services: Servi
     assert services.store.log_count() == 1
 
 
-def test_cli_import_prints_line_numbered_errors_and_summary(db_url: str, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_import_prints_line_numbered_errors_and_summary(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import asyncio
 
     broker = EmbeddedBroker().start()
     try:
-        env = {"HUB_DATA_DIR": str(tmp_path / "data"), "HUB_DATABASE_URL": db_url,
-               "HUB_PSEUDONYM_KEY": "k" * 32, "HUB_SCHEMA_DIR": str(ROOT / "schemas")}
+        env = {
+            "HUB_DATA_DIR": str(tmp_path / "data"),
+            "HUB_DATABASE_URL": db_url,
+            "HUB_PSEUDONYM_KEY": "k" * 32,
+            "HUB_SCHEMA_DIR": str(ROOT / "schemas"),
+        }
         for k, v in env.items():
             monkeypatch.setenv(k, v)
         monkeypatch.delenv("HUB_KAFKA_BOOTSTRAP", raising=False)
@@ -150,22 +188,45 @@ def test_cli_import_prints_line_numbered_errors_and_summary(db_url: str, tmp_pat
         result = runner.invoke(cli_app, ["ingest", "social-care", csv])
         assert result.exit_code == 1, result.output
         assert "social-care: 6 accepted, 0 duplicates, 4 rejected" in result.output
-        assert "newport-events.csv:7: nhs_number: nhs-number identifier fails the modulus-11 check" in result.output
+        assert (
+            "newport-events.csv:7: nhs_number: nhs-number identifier fails the modulus-11 check"
+            in result.output
+        )
         assert "newport-events.csv:11:" in result.output and "1234567890" not in result.output
 
-        good = runner.invoke(cli_app, ["ingest", "education", str(FIXTURES / "education/ehc-plan-issued.json")])
+        good = runner.invoke(
+            cli_app, ["ingest", "education", str(FIXTURES / "education/ehc-plan-issued.json")]
+        )
         assert good.exit_code == 0 and "1 accepted, 0 duplicates, 0 rejected" in good.output
-        again = runner.invoke(cli_app, ["ingest", "education", str(FIXTURES / "education/ehc-plan-issued.json")])
+        again = runner.invoke(
+            cli_app, ["ingest", "education", str(FIXTURES / "education/ehc-plan-issued.json")]
+        )
         assert again.exit_code == 0 and "0 accepted, 1 duplicates" in again.output
 
         mapping = json.loads((ROOT / "connectors/mappings/education/mis-generic.json").read_text())
         mapping.update(name="my-mis", source_system="my-mis")
         (tmp_path / "my-mis.json").write_text(json.dumps(mapping))
-        custom = runner.invoke(cli_app, ["ingest", "education", "--mapping", str(tmp_path / "my-mis.json"),
-                                         str(FIXTURES / "education/ehc-plan-issued.json")])
+        custom = runner.invoke(
+            cli_app,
+            [
+                "ingest",
+                "education",
+                "--mapping",
+                str(tmp_path / "my-mis.json"),
+                str(FIXTURES / "education/ehc-plan-issued.json"),
+            ],
+        )
         assert custom.exit_code == 0 and "1 accepted" in custom.output  # another source system: new event
-        broken = runner.invoke(cli_app, ["ingest", "education", "--mapping", str(tmp_path / "nope.json"),
-                                         str(FIXTURES / "education/ehc-plan-issued.json")])
+        broken = runner.invoke(
+            cli_app,
+            [
+                "ingest",
+                "education",
+                "--mapping",
+                str(tmp_path / "nope.json"),
+                str(FIXTURES / "education/ehc-plan-issued.json"),
+            ],
+        )
         assert broken.exit_code == 2 and "nope.json" in broken.output
     finally:
         broker.stop()
