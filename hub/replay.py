@@ -38,7 +38,7 @@ def replay_log(store: Store, catalogue: SchemaCatalogue, settings: Settings, pro
                                       headers=rec.headers, error=exc)
                 continue
             decoded.append((d.record_type, catalogue.writer(d.record_type).ce_type, d.record))
-        projection.apply(store, decoded)
+        projection.apply(store, decoded, record_changes=False)
         done += len(batch)
         if progress is not None and task is not None:
             progress.update(task, advance=len(batch))

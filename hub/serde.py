@@ -57,7 +57,7 @@ def _read(body: bytes, writer: Any, reader: SchemaVersion) -> dict[str, Any]:
     buf = io.BytesIO(body)
     try:
         record = schemaless_reader(buf, writer, reader.parsed)
-    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on bad bytes
+    except Exception as exc:
         raise CorruptRecordError(f"payload does not decode as {reader.full_name}: {type(exc).__name__}") from exc
     if buf.tell() != len(body):
         raise CorruptRecordError(f"{len(body) - buf.tell()} trailing bytes after a {reader.full_name} record")

@@ -10,13 +10,13 @@
 | HUB_API_HOST / HUB_API_PORT | 127.0.0.1 / 8080 | HTTP API address. |
 | HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
 | HUB_WORKER_STORE | memory:// | faust table store (`rocksdb://` in production). |
-| HUB_WORKER_REBALANCE_TIMEOUT | 2 (embedded) / 60 | Consumer-group rebalance timeout, seconds. The embedded broker holds a join for about this long. |
-| HUB_WORKER_SESSION_TIMEOUT | 10 (embedded) / 60 | How long a silent worker keeps its partitions before the others take them over. |
+| HUB_WORKER_REBALANCE_TIMEOUT | 2 / 60 | Group rebalance timeout, s (embedded / Kafka); tansu holds a join this long. |
+| HUB_WORKER_SESSION_TIMEOUT | 10 / 60 | Seconds before a silent worker's partitions go to the others. |
 | HUB_PROCESSING_GUARANTEE | at_least_once | faust processing guarantee (`exactly_once` on Apache Kafka). |
 | HUB_TOPIC_PARTITIONS | 4 | Partitions for new topics. |
 | HUB_TOPIC_REPLICATION_FACTOR | 1 | Replication factor for new topics (3 in production). |
 | HUB_TOPIC_MIN_INSYNC_REPLICAS | 1 | min.insync.replicas for new topics (2 in production). |
-| HUB_KAFKA_IDEMPOTENCE | auto | Idempotent producer; auto = on for an external Kafka, off on the embedded broker (tansu rejects InitProducerId). |
+| HUB_KAFKA_IDEMPOTENCE | auto | Idempotent producer: on for Kafka, off on the embedded broker (refused there). |
 | HUB_KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. |
 | HUB_KAFKA_SASL_MECHANISM / _USERNAME / _PASSWORD | (empty) | SASL settings. |
 | HUB_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | (empty) | TLS files. |

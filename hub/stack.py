@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -95,14 +95,24 @@ class Stack:
             env["HUB_KAFKA_EMBEDDED"] = "true"
         return env
 
+    def _spawn_worker(self, index: int) -> subprocess.Popen[bytes]:
+        env = {**self.worker_env(), "HUB_WORKER_NAME": f"worker-{index}"}
+        return subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=env,
+                                preexec_fn=die_with_parent, stdin=subprocess.DEVNULL)
+
     def start_workers(self, n: int) -> None:
-        for i in range(n):
-            env = {**self.worker_env(), "HUB_WORKER_NAME": f"worker-{len(self.workers) + i}"}
-            self.workers.append(subprocess.Popen(
-                [sys.executable, "-m", "hub.cli", "worker"], env=env,
-                preexec_fn=die_with_parent, stdin=subprocess.DEVNULL,
-            ))
+        for _ in range(n):
+            self.workers.append(self._spawn_worker(len(self.workers)))
         log.info("stack.workers_started", pids=[w.pid for w in self.workers])
+
+    async def supervise(self, interval: float = 1.0) -> None:
+        """Restart a worker that died (crash or kill -9); the others carry on meanwhile."""
+        while True:
+            await asyncio.sleep(interval)
+            for i, w in enumerate(self.workers):
+                if w.poll() is not None:
+                    log.warning("stack.worker_restarted", index=i, pid=w.pid, status=w.returncode)
+                    self.workers[i] = self._spawn_worker(i)
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Until every worker has a fresh ready heartbeat (its partitions assigned, state recovered)."""
@@ -149,7 +159,11 @@ class Stack:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, server.request_exit)
         log.info("stack.api", url=f"http://{self.settings.api_host}:{self.settings.api_port}")
-        await server.serve()
+        supervisor = asyncio.create_task(self.supervise())
+        try:
+            await server.serve()
+        finally:
+            supervisor.cancel()
         log.info("stack.stopping")
 
 

@@ -68,6 +68,7 @@ timeline_entries = sa.Table(
     sa.Column("received_at", TS, nullable=False),
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("record", sa.Text, nullable=False),
+    sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 sa.Index("ix_timeline_subject_time", timeline_entries.c.subject, timeline_entries.c.occurred_at,
          timeline_entries.c.event_id)
@@ -83,6 +84,17 @@ identity_links = sa.Table(
     sa.Column("source_version", sa.BigInteger, nullable=False),
     sa.Column("occurred_at", TS, nullable=False),
 )
+
+timeline_changes = sa.Table(
+    "timeline_changes", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("household_id", sa.String(80), nullable=False),
+    sa.Column("child_id", sa.String(80), nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # added | updated | joined | left
+    sa.Column("at", TS, nullable=False),
+)
+sa.Index("ix_timeline_changes_household", timeline_changes.c.household_id, timeline_changes.c.seq)
 
 dead_letters = sa.Table(
     "dead_letters", metadata,
@@ -107,6 +119,10 @@ worker_status = sa.Table(
     sa.Column("heartbeat_at", TS, nullable=False),
     sa.Column("processed", sa.BigInteger, nullable=False, default=0),
 )
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 def utcnow() -> datetime:
@@ -165,7 +181,7 @@ def make_engine(url: str) -> Engine:
             raise ConfigError(f"database path {path} is not writable: {exc.strerror or exc}") from exc
     try:
         engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ConfigError(f"database URL is not usable: {exc}") from exc
     if engine.dialect.name == "sqlite":
         @sa_event.listens_for(engine, "connect")
@@ -180,7 +196,7 @@ def make_engine(url: str) -> Engine:
             conn.execute(sa.text("select 1"))
     except SQLAlchemyError as exc:
         raise ConfigError(f"cannot open the database ({engine.url.render_as_string(hide_password=True)}): "
-                          f"{str(exc.orig or exc).splitlines()[0]}") from exc
+                          f"{_first_line(exc)}") from exc
     return engine
 
 
@@ -238,12 +254,13 @@ class Store:
                     return [r[0] for r in result]
                 seqs = []
                 for row in prepared:
-                    seqs.append(conn.execute(ingest_log.insert(), row).inserted_primary_key[0])
+                    key = conn.execute(ingest_log.insert(), row).inserted_primary_key
+                    seqs.append(int(key[0]) if key else 0)
                 return seqs
         except sa.exc.IntegrityError:
             raise
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record accepted events: {str(exc.orig or exc).splitlines()[0]}") from exc
+            raise StoreError(f"cannot record accepted events: {_first_line(exc)}") from exc
 
     def mark_published(self, seqs: Sequence[int]) -> None:
         if not seqs:

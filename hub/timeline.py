@@ -74,7 +74,8 @@ def summarise(record_type: str, r: dict[str, Any]) -> str:
         case "WaitEstimateUpdated":
             return f"{svc} wait now about {r['estimated_wait_days'] // 7} weeks"
         case "AppointmentBooked":
-            return f"{_human(r.get('contact_type', 'other')).capitalize()} appointment with {svc} on {_when(r['start'])}"
+            contact = _human(r.get("contact_type", "other")).capitalize()
+            return f"{contact} appointment with {svc} on {_when(r['start'])}"
         case "AppointmentRescheduled":
             return f"{svc} appointment moved to {_when(r['new_start'])} by {_human(r['rescheduled_by'])}"
         case "AppointmentCancelled":
@@ -100,7 +101,8 @@ def summarise(record_type: str, r: dict[str, Any]) -> str:
             verb = "published" if record_type == "PlanPublished" else "reviewed"
             return f"{_human(r['plan_kind']).capitalize()} {verb} by {svc}"
         case "TransitionRecorded":
-            return f"Transition: {_human(r['transition_kind'])}" + (f" to {r['to_setting']}" if r.get("to_setting") else "")
+            to = f" to {r['to_setting']}" if r.get("to_setting") else ""
+            return f"Transition: {_human(r['transition_kind'])}{to}"
         case "KeyProfessionalChanged":
             return f"New {r['role']} at {svc}: {r['current'].get('display_name') or r['current']['id']}"
         case "SocialCareOutcome":

@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 
-from hub import envelope, projection
+from hub import projection
 from hub.errors import SerdeError
 from hub.logging import configure_logging, get_logger
 from hub.publisher import OutgoingRecord, Publisher
@@ -120,7 +120,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
             await processor.handle(msgs)
             yield len(msgs)
 
-    @app.on_rebalance_complete.connect  # type: ignore[misc]
+    @app.on_rebalance_complete.connect  # type: ignore[misc,arg-type]
     async def _ready(sender: Any, **_: Any) -> None:
         state["ready"] = True
 
@@ -130,7 +130,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
 
     @app.timer(1.0)
     async def _heartbeat() -> None:
-        ready = state["ready"] and app.tables.recovery.completed.is_set()
+        ready = state["ready"] and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
         await asyncio.to_thread(store.heartbeat, worker_id, "ready" if ready else "recovering", processor.processed)
 
     return app

@@ -35,7 +35,7 @@ def pg_server() -> str:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if os.environ.get("CI"):
             raise
         pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL}: {exc}")

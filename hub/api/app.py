@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp
 
-from hub import readmodel
 from hub.api.ingest_routes import ingest_router
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
-from hub.errors import HubError, NotFoundError, Problem, ValidationError
+from hub.api.timeline_routes import timeline_router
+from hub.errors import HubError, Problem, ValidationError
 from hub.events import InboundEvent, SubjectRef
 from hub.ingest import relay_unpublished
 from hub.jsonavro import coerce_record
@@ -142,7 +141,7 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
         reasons = []
         try:
             workers = await asyncio.to_thread(store.workers)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return problem(503, "not-ready", "Not ready", f"database: {type(exc).__name__}")
         now = datetime.now(UTC)
         fresh = [w for w in workers if w["state"] == "ready" and now - w["heartbeat_at"] < READY_HEARTBEAT]
@@ -183,31 +182,6 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
                 metrics.duplicates.inc()
         return [AcceptanceOut(**a.__dict__) for a in acceptances]
 
-    @app.get("/v1/households", tags=["timeline"])
-    async def list_households() -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(readmodel.households, store)
-        return [{"household_id": h.household_id, "children": h.children} for h in rows]
-
-    @app.get("/v1/households/{household_id}/timeline", tags=["timeline"])
-    async def household_timeline(
-        household_id: str,
-        child_id: str | None = None,
-        sector: Literal["health", "social_care", "education", "family", "hub"] | None = None,
-        kind: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        cursor: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> dict[str, Any]:
-        started = time.perf_counter()
-        rows, nxt = await asyncio.to_thread(readmodel.timeline, store, household_id, child_id=child_id,
-                                            sector=sector, kind=kind, since=since, until=until, cursor=cursor,
-                                            limit=limit)
-        if not rows and cursor is None and not any((child_id, sector, kind, since, until)):
-            raise NotFoundError("no such household")
-        log.info("timeline.read", household=household_id, entries=len(rows),
-                 ms=round((time.perf_counter() - started) * 1000, 2))
-        return {"household_id": household_id, "entries": rows, "next_cursor": nxt}
-
     app.include_router(ingest_router(services, metrics))
+    app.include_router(timeline_router(services))
     return app

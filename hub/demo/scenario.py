@@ -90,8 +90,9 @@ class Journey:
     def appointment(self, who: Person, svc: dict[str, Any], days: float, outcome: str | None,
                     contact: str = "follow_up", purpose: str | None = None) -> str:
         start = self.now + timedelta(days=days)
-        appt = self.add(who, "AppointmentBooked", days - 21, {"service": svc, "start": start, "contact_type": contact,
-                                                               "purpose": purpose, "location": "Serennu Children's Centre"})
+        booking = {"service": svc, "start": start, "contact_type": contact, "purpose": purpose,
+                   "location": "Serennu Children's Centre"}
+        appt = self.add(who, "AppointmentBooked", days - 21, booking)
         if outcome:
             self.add(who, "AttendanceRecorded", days, {"appointment_id": appt, "service": svc, "outcome": outcome,
                                                       "contact_type": contact})

@@ -31,7 +31,7 @@ def schema_copy(tmp_path: Path) -> Path:
 
 def test_every_event_kind_has_a_schema_and_a_released_version() -> None:
     cat = SchemaCatalogue(ROOT / "schemas")
-    assert EVENT_KINDS_FROM_THE_SEEDS <= set(cat.current)
+    assert set(cat.current) >= EVENT_KINDS_FROM_THE_SEEDS
     assert cat.unreleased() == [], "run `hub schemas release` after changing a schema"
     for short in cat.current:
         assert cat.check(short) == [], short

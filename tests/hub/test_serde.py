@@ -42,7 +42,7 @@ def test_single_object_round_trip_and_framing() -> None:
 
 
 @pytest.mark.parametrize(("data", "error", "message"), [
-    (b"", CorruptRecordError, "missing C3 01"),
+    (b"", CorruptRecordError, r"missing C3 01"),
     (b"{\"json\": true}", CorruptRecordError, "missing C3 01"),
     (b"\xc3\x01" + b"\x00" * 8 + b"\x02", UnknownFingerprintError, "unknown writer schema fingerprint"),
 ])
@@ -54,7 +54,7 @@ def test_bad_bytes_raise_typed_errors(data: bytes, error: type[Exception], messa
 def test_truncated_and_trailing_bytes_are_corrupt() -> None:
     serde = SingleObjectSerde(CAT)
     good = serde.encode("ReportIssued", report())
-    with pytest.raises(CorruptRecordError, match="does not decode as uk.familyhub.event.ReportIssued"):
+    with pytest.raises(CorruptRecordError, match=r"does not decode as uk\.familyhub\.event\.ReportIssued"):
         serde.decode(good[:-5])
     with pytest.raises(CorruptRecordError, match="trailing bytes"):
         serde.decode(good + b"\x00")

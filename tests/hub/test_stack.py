@@ -151,3 +151,23 @@ def test_kill_9_of_every_process_loses_nothing(tmp_path: Path) -> None:
     os.kill(hub.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
     for pid in children:
         wait_until(lambda pid=pid: not pid_alive(pid), 10, f"orphan {pid} to die")
+
+
+def test_two_workers_split_the_work_and_carry_on_when_one_is_killed(tmp_path: Path) -> None:
+    hub = HubUp(tmp_path)
+    hub.env["HUB_WORKERS"] = "2"
+    proc = hub.start()
+    workers = [p for p in children_of(proc.pid) if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    wait_until(lambda: "hub_workers_ready 2.0" in httpx.get(f"{hub.base}/metrics", timeout=5).text, 30,
+               "both workers in the group and ready")
+    batch = events(120)
+    assert httpx.post(f"{hub.base}/v1/events", json=batch[:61], timeout=30).status_code == 200
+    os.kill(workers[0], signal.SIGKILL)  # mid-stream: more events arrive while it is gone
+    assert httpx.post(f"{hub.base}/v1/events", json=batch[:1] + batch[61:], timeout=30).status_code == 200
+    entries = wait_until(lambda: (e := hub.timeline()) and len(e) == 120 and e, 60, "120 entries after a kill")
+    assert len({e["event_id"] for e in entries}) == 120  # none lost, none doubled
+    # the stack replaced the killed worker
+    wait_until(lambda: len([p for p in children_of(proc.pid)
+                            if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()]) == 2, 20, "a new worker")
+    stop(proc)

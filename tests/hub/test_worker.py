@@ -129,8 +129,8 @@ def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(stack: Any) ->
             await p.stop()
 
     asyncio.run(produce_garbage())
-    store = asyncio.run(accept(settings, [link(nhs, "child-3", "hh-3"),
-                                          ev("AppointmentBooked", "a3", 1, {"service": SLT, "start": T0}, ident=nhs)])).store
+    good = [link(nhs, "child-3", "hh-3"), ev("AppointmentBooked", "a3", 1, {"service": SLT, "start": T0}, ident=nhs)]
+    store = asyncio.run(accept(settings, good)).store
     wait_until(lambda: len(entries(store, "hh-3")) == 1, what="good event after poison")
     letters = wait_until(lambda: (d := store.dead_letters()) and len(d) == 2 and d, what="2 dead letters")
     by_class = {d["error_class"]: d for d in letters}
@@ -148,4 +148,5 @@ def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(stack: Any) ->
     corrupt = headers[b"CorruptRecordError"]
     assert corrupt["__connect.errors.topic"] == b"hub.ingest.health"
     assert b"C3 01" in corrupt["__connect.errors.exception.message"]
-    assert b"unknown writer schema fingerprint" in headers[b"UnknownFingerprintError"]["__connect.errors.exception.message"]
+    unknown = headers[b"UnknownFingerprintError"]
+    assert b"unknown writer schema fingerprint" in unknown["__connect.errors.exception.message"]

@@ -1,0 +1,104 @@
+"""Coordinator read routes: households, a family's timeline, the team around each child, upcoming
+appointments, and a live stream of new and changed entries (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from sse_starlette.sse import EventSourceResponse
+
+from hub import readmodel
+from hub.errors import NotFoundError
+from hub.logging import get_logger
+from hub.services import Services
+
+log = get_logger(__name__)
+Sector = Literal["health", "social_care", "education", "family", "hub"]
+
+
+def timeline_router(services: Services, *, poll_interval: float = 0.1) -> APIRouter:
+    router = APIRouter(prefix="/v1/households", tags=["timeline"])
+    store = services.store
+
+    async def known(household_id: str) -> list[str]:
+        kids = await asyncio.to_thread(readmodel.children, store, household_id)
+        if not kids:
+            raise NotFoundError("no such household")
+        return kids
+
+    @router.get("")
+    async def list_households() -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(readmodel.households, store)
+        return [{"household_id": h.household_id, "children": h.children} for h in rows]
+
+    @router.get("/{household_id}/timeline")
+    async def household_timeline(
+        household_id: str,
+        child_id: str | None = None,
+        sector: Sector | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        """A family's entries from every agency in event-time order; ``next_cursor`` fetches the next page."""
+        started = time.perf_counter()
+        rows, nxt = await asyncio.to_thread(readmodel.timeline, store, household_id, child_id=child_id,
+                                            sector=sector, kind=kind, since=since, until=until, cursor=cursor,
+                                            limit=limit)
+        if not rows and cursor is None:
+            await known(household_id)
+        log.info("timeline.read", household=household_id, entries=len(rows),
+                 ms=round((time.perf_counter() - started) * 1000, 2))
+        return {"household_id": household_id, "entries": rows, "next_cursor": nxt}
+
+    @router.get("/{household_id}/children/{child_id}/team")
+    async def child_team(household_id: str, child_id: str) -> dict[str, Any]:
+        """Every service and named professional currently involved with the child."""
+        if child_id not in await known(household_id):
+            raise NotFoundError("no such child in this household")
+        members = await asyncio.to_thread(readmodel.team, store, household_id, child_id)
+        return {"child_id": child_id, "team": [asdict(m) for m in members]}
+
+    @router.get("/{household_id}/appointments")
+    async def upcoming(household_id: str) -> dict[str, Any]:
+        """Appointments still ahead for each child, moved ones at their new time."""
+        await known(household_id)
+        by_child = await asyncio.to_thread(readmodel.upcoming_appointments, store, household_id, datetime.now(UTC))
+        return {"household_id": household_id,
+                "children": {c: [asdict(a) for a in appts] for c, appts in by_child.items()}}
+
+    @router.get("/{household_id}/stream")
+    async def stream(
+        request: Request,
+        household_id: str,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        after: Annotated[int | None, Query(description="Resume after this change id (as Last-Event-ID).")] = None,
+    ) -> EventSourceResponse:
+        """Server-Sent Events of new and changed entries. Each event's id is a change id; reconnecting
+        with Last-Event-ID resumes exactly after it, with no gap and no repeat."""
+        await known(household_id)
+        resume = last_event_id or ""
+        position = after if after is not None else int(resume) if resume.isdigit() else 0
+
+        async def events() -> AsyncIterator[dict[str, str]]:
+            nonlocal position
+            while not await request.is_disconnected():
+                rows = await asyncio.to_thread(readmodel.changes_since, store, [household_id], position)
+                for row in rows:
+                    position = row["seq"]
+                    yield {"id": str(row["seq"]), "event": row["kind"], "data": json.dumps(row)}
+                if not rows:
+                    await asyncio.sleep(poll_interval)
+
+        return EventSourceResponse(events(), ping=15)
+
+    return router

@@ -1,0 +1,93 @@
+"""Pure derivations over a child's timeline: the team around the child and upcoming appointments.
+
+Both take timeline entries in event-time order (each with ``record_type`` and the decoded
+``record``) and know nothing of storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+_JOINS = {"ReferralMade", "WaitingListEntered", "AppointmentBooked", "AttendanceRecorded", "AssessmentCompleted",
+          "ReportIssued", "PlanPublished", "PlanReviewed", "KeyProfessionalChanged", "SchoolPlacement",
+          "EhcAssessmentRequested", "EhcPlanIssued", "HospitalAdmitted"}
+_CLOSED_OUTCOMES = {"case_closed", "referral_declined"}
+
+
+@dataclass
+class TeamMember:
+    agency_id: str
+    sector: str
+    service: str
+    since: datetime
+    last_contact: datetime
+    professionals: dict[str, str] = field(default_factory=dict)  # id -> role / name
+    how: str = ""
+
+
+def _key(svc: dict[str, Any]) -> tuple[str, str]:
+    return svc.get("agency_id", ""), svc.get("service_name", "")
+
+
+def team_around(entries: list[dict[str, Any]]) -> list[TeamMember]:
+    """Every service and named professional currently involved with the child."""
+    team: dict[tuple[str, str], TeamMember] = {}
+    for e in entries:
+        r, kind, when = e["record"], e["record_type"], e["occurred_at"]
+        svc = r.get("service") or r.get("school")
+        if not svc:
+            continue
+        k = _key(svc)
+        leaves = (kind in ("ServiceDischarged", "HospitalDischarged")
+                  or (kind == "SocialCareOutcome" and r.get("outcome_kind") in _CLOSED_OUTCOMES)
+                  or (kind == "ReferralOutcome" and r.get("outcome") == "declined"))
+        if leaves:
+            team.pop(k, None)
+            continue
+        if kind not in _JOINS and kind not in ("SocialCareOutcome", "ReferralOutcome"):
+            continue
+        member = team.get(k)
+        if member is None:
+            member = team[k] = TeamMember(svc.get("agency_id", ""), svc.get("sector", ""), svc.get("service_name", ""),
+                                          when, when, how=kind)
+        member.last_contact = max(member.last_contact, when)
+        for role_key in ("professional", "author", "current", "social_worker", "referrer"):
+            p = r.get(role_key)
+            if isinstance(p, dict) and p.get("id"):
+                member.professionals[p["id"]] = p.get("display_name") or p.get("role") or ""
+        if kind == "KeyProfessionalChanged" and isinstance(r.get("previous"), dict):
+            member.professionals.pop(r["previous"].get("id", ""), None)
+    return sorted(team.values(), key=lambda m: (m.sector, m.service))
+
+
+@dataclass(frozen=True)
+class Appointment:
+    appointment_id: str
+    event_id: str
+    start: datetime
+    service: str
+    agency_id: str
+    purpose: str | None
+    contact_type: str
+    rescheduled: bool
+
+
+def upcoming(entries: list[dict[str, Any]], now: datetime) -> list[Appointment]:
+    """Booked appointments still ahead: moved ones at their new time, cancelled or recorded ones gone."""
+    booked: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        r, kind = e["record"], e["record_type"]
+        if kind == "AppointmentBooked":
+            booked[r["meta"]["source_id"]] = {"event_id": e["event_id"], "start": r["start"], "record": r,
+                                              "rescheduled": r["meta"]["source_version"] > 1}
+        elif kind == "AppointmentRescheduled" and r["appointment_id"] in booked:
+            booked[r["appointment_id"]].update(start=r["new_start"], rescheduled=True)
+        elif kind in ("AppointmentCancelled", "AttendanceRecorded"):
+            booked.pop(r["appointment_id"], None)
+    out = [Appointment(aid, b["event_id"], b["start"], b["record"]["service"]["service_name"],
+                       b["record"]["service"]["agency_id"], b["record"].get("purpose"),
+                       b["record"].get("contact_type", "other"), b["rescheduled"])
+           for aid, b in booked.items() if b["start"] >= now]
+    return sorted(out, key=lambda a: a.start)
