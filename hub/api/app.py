@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp
 
+from hub.api.enrolment_routes import enrolment_router
 from hub.api.ingest_routes import ingest_router
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.api.timeline_routes import timeline_router
@@ -184,4 +185,5 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
 
     app.include_router(ingest_router(services, metrics))
     app.include_router(timeline_router(services))
+    app.include_router(enrolment_router(services))
     return app

@@ -1,0 +1,110 @@
+"""Enrolment and caseload routes: households, members, identifier links, a coordinator's caseload and
+its live stream. Identifier values travel only in request bodies (never URLs, which get logged)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Request
+from pydantic import BaseModel, Field
+from sse_starlette.sse import EventSourceResponse
+
+from hub import readmodel
+from hub.enrolment import Enrolment
+from hub.services import Services
+
+
+class HouseholdIn(BaseModel):
+    coordinator_id: str = Field(min_length=1, max_length=120)
+
+
+class MemberIn(BaseModel):
+    kind: Literal["child", "adult"]
+    relationship: str = Field(min_length=1, max_length=40, examples=["child", "mother", "father", "carer"])
+    parental_responsibility: bool = False
+    date_of_birth: date | None = None
+
+
+class IdentifierIn(BaseModel):
+    system: Literal["nhs-number", "upn", "la-person-id", "hub-child-id", "other"]
+    value: str = Field(min_length=1, max_length=64)
+    reason: str | None = Field(default=None, max_length=200)
+    by: str = Field(default="coordinator", max_length=120)
+
+
+def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRouter:
+    router = APIRouter(tags=["enrolment"])
+    enrol = Enrolment(services.store, services.ingest)
+    store = services.store
+
+    @router.post("/v1/households", status_code=201)
+    async def create_household(body: HouseholdIn) -> dict[str, str]:
+        """Create a household on the coordinator's caseload."""
+        return {"household_id": await asyncio.to_thread(enrol.create_household, body.coordinator_id)}
+
+    @router.get("/v1/households/{household_id}/members")
+    async def members(household_id: str) -> list[dict[str, Any]]:
+        return [asdict(m) for m in await asyncio.to_thread(enrol.household, household_id)]
+
+    @router.post("/v1/households/{household_id}/members", status_code=201)
+    async def add_member(household_id: str, body: MemberIn) -> dict[str, Any]:
+        member = await asyncio.to_thread(enrol.add_member, household_id, body.kind, body.relationship,
+                                         body.parental_responsibility, body.date_of_birth)
+        return asdict(member)
+
+    @router.post("/v1/households/{household_id}/members/{member_id}/identifiers", status_code=202)
+    async def link(household_id: str, member_id: str, body: IdentifierIn) -> dict[str, Any]:
+        """Link an agency identifier: its events (including parked ones) join this family's timeline."""
+        acc = await enrol.link(household_id, member_id, body.system, body.value, by=body.by, reason=body.reason)
+        return {"event_id": acc.event_id, "version": acc.source_version, "status": acc.status}
+
+    @router.post("/v1/households/{household_id}/members/{member_id}/identifiers/unlink", status_code=202)
+    async def unlink(household_id: str, member_id: str, body: IdentifierIn) -> dict[str, Any]:
+        """Undo a wrong link: the events it brought leave this family's timeline."""
+        acc = await enrol.link(household_id, member_id, body.system, body.value, by=body.by, action="unlink",
+                               reason=body.reason)
+        return {"event_id": acc.event_id, "version": acc.source_version, "status": acc.status}
+
+    @router.get("/v1/coordinators/{coordinator_id}/caseload", tags=["timeline"])
+    async def caseload(coordinator_id: str) -> dict[str, Any]:
+        """The coordinator's families: children, entries, and appointments still ahead."""
+        ids = await asyncio.to_thread(enrol.caseload, coordinator_id)
+        summaries = {h.household_id: h for h in await asyncio.to_thread(readmodel.households, store)}
+        now = datetime.now(UTC)
+        out = []
+        for hh in ids:
+            upcoming = await asyncio.to_thread(readmodel.upcoming_appointments, store, hh, now)
+            out.append({"household_id": hh,
+                        "children": summaries[hh].children if hh in summaries else {},
+                        "upcoming_appointments": sum(len(v) for v in upcoming.values()),
+                        "next_appointment": min((a.start for v in upcoming.values() for a in v), default=None)})
+        return {"coordinator_id": coordinator_id, "households": out}
+
+    @router.get("/v1/coordinators/{coordinator_id}/stream", tags=["timeline"])
+    async def caseload_stream(
+        request: Request, coordinator_id: str,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> EventSourceResponse:
+        """New and changed entries across the coordinator's caseload (SSE, resumable by Last-Event-ID)."""
+        resume = last_event_id or ""
+        position = int(resume) if resume.isdigit() else 0
+
+        async def events() -> AsyncIterator[dict[str, str]]:
+            nonlocal position
+            while not await request.is_disconnected():
+                ids = await asyncio.to_thread(enrol.caseload, coordinator_id)
+                rows = await asyncio.to_thread(readmodel.changes_since, store, ids, position) if ids else []
+                for row in rows:
+                    position = row["seq"]
+                    yield {"id": str(row["seq"]), "event": row["kind"], "data": json.dumps(row)}
+                if not rows:
+                    await asyncio.sleep(poll_interval)
+
+        return EventSourceResponse(events(), ping=15)
+
+    return router
