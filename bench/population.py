@@ -50,7 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, before site-packages
 
-from hub.demo.identifiers import nhs_number, upn
+from hub.demo.identifiers import upn
 from hub.events import InboundEvent, SubjectRef
 
 MISSED_RATE = 0.12  # assumed: share of appointments with an outcome that were missed (DNA + CNA)
@@ -58,6 +58,26 @@ CNA_SHARE = 1002 / 1455  # seed §6.3: CNA 1,002 of 1,455 missed
 FOLLOW_UP_SHARE = 0.85  # seed §6.3: follow-ups are 85 % of missed appointments
 END = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)  # "now" of the population: events run up to here
 SPAN_DAYS = 365
+
+
+_NHS: list[str] = []
+
+
+def nhs_number(k: int) -> str:
+    """The k-th modulus-11-valid NHS number of the never-issued 999 range (909,091 of them), so that
+    distinct k give distinct numbers (``hub.demo.identifiers.nhs_number`` skips invalid bodies to the
+    next serial, so neighbouring serials can collide)."""
+    if not _NHS:
+        # weights 10..2 over 999 + six digits; split the six digits into two halves of three
+        hi = [(f"{a:03d}", 7 * (a // 100) + 6 * (a // 10 % 10) + 5 * (a % 10)) for a in range(1000)]
+        lo = [(f"{b:03d}", 4 * (b // 100) + 3 * (b // 10 % 10) + 2 * (b % 10)) for b in range(1000)]
+        base = 9 * 10 + 9 * 9 + 9 * 8
+        for ha, hw in hi:
+            for lb, lw in lo:
+                check = (11 - (base + hw + lw) % 11) % 11
+                if check != 10:
+                    _NHS.append(f"999{ha}{lb}{check}")
+    return _NHS[k % len(_NHS)]
 
 
 def _svc(agency_id: str, agency: str, sector: str, name: str, code: str | None = None) -> dict[str, Any]:
@@ -142,6 +162,7 @@ class Population:
     seed: int = 20261123
     chunk_families: int = 500
     prefix: str = "hh"
+    id_offset: int = 0  # identifiers of family i use serials id_offset + 4i + child (keep populations apart)
 
     # ---------------------------------------------------------------------------------- people
     def family(self, i: int) -> Family:
@@ -153,7 +174,7 @@ class Population:
         n = rng.choices((1, 2, 3), (50, 30, 20))[0]
         kids = []
         for c in range(n):
-            serial = (self.seed % 1000) * 10_000_000 + i * 4 + c
+            serial = self.id_offset + i * 4 + c
             ids = {"nhs-number": SubjectRef("nhs-number", nhs_number(serial))}
             if rng.random() < 0.75:
                 ids["upn"] = SubjectRef("upn", upn(serial))
@@ -223,7 +244,7 @@ def _professionals(rng: random.Random, child: Child) -> list[tuple[str, dict[str
     has_school = "upn" in child.identifiers
     la_id, la_name = _LAS[rng.randrange(len(_LAS))]
     out = []
-    for j in range(k):
+    for _j in range(k):
         r = rng.random()
         if has_la and r < 0.2:
             name, code = LA_SERVICES[rng.randrange(len(LA_SERVICES))]
@@ -283,7 +304,7 @@ def _child_events(rng: random.Random, fam: Family, child: Child, n: int, start: 
 
     while made < n:
         when = first + timedelta(seconds=randrange(0, span_s))
-        sector, svc, kind, prof = profs[randrange(len(profs))]
+        sector, svc, _kind, prof = profs[randrange(len(profs))]
         r = rand()
         if r < 0.60 and n - made >= 2:
             # an appointment: booked 14-28 days ahead; its outcome once it has happened
@@ -348,7 +369,7 @@ def main() -> None:
     parser.add_argument("--families", type=int, default=1000)
     parser.add_argument("--events-per-family", type=int, default=100)
     args = parser.parse_args()
-    pop = Population(args.families, args.events_per_family)
+    pop = Population(args.families, args.events_per_family, chunk_families=args.families)
     t = time.perf_counter()
     counts: dict[str, int] = {}
     outcomes: dict[str, int] = {}

@@ -10,16 +10,17 @@ See ``connectors/mappings/README.md`` for the format. :meth:`Mapping.apply` turn
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 from connectors.identifiers import IdentifierError, scrub, subject_ref
-from connectors.paths import compile_path, render, resolve
+from connectors.paths import compile_path, compile_resolver, render
 from connectors.schemas import FieldInfo, body_fields, invalid_body_fields, record_type_exists
-from connectors.values import COMPUTATIONS, CONVERTERS, DEFAULT_FOR_KIND, zone
+from connectors.values import COMPUTATIONS, CONVERTERS, DEFAULT_FOR_KIND, to_string, zone
 from hub.errors import ConfigError, Problem, ValidationError
 from hub.events import InboundEvent, SubjectRef
 
@@ -101,6 +102,156 @@ class Mapping:
         """Map one record. Returns ``None`` for kinds the mapping lists under ``ignore``."""
         return _Run(self, record, style, root, now or datetime.now(UTC)).event()
 
+    @cached_property
+    def _compiled(self) -> _Compiled:
+        return _Compiled(self)
+
+
+# --- compiling a mapping ------------------------------------------------------------------------
+#
+# A rule's field specs are expanded (``ref``/shorthand), their paths parsed, converters and lookup
+# tables chosen once per mapping (:meth:`Mapping._compiled`), not once per field per record. The
+# compiled form computes exactly what the specs say; only where the work happens changes.
+
+_MISSING = object()
+
+
+class _Field:
+    """One field spec of a rule, expanded once: paths compiled, converter and code table chosen."""
+
+    __slots__ = (
+        "const",
+        "converter",
+        "default",
+        "env_default",
+        "first_path",
+        "folded",
+        "format",
+        "getters",
+        "has_const",
+        "has_default",
+        "has_map",
+        "info",
+        "is_enum",
+        "is_record",
+        "label",
+        "missing",
+        "name",
+        "no_subs",
+        "paths",
+        "plain_string",
+        "probe",
+        "required",
+        "spec",
+        "strict",
+        "subs",
+        "suffix",
+        "symbols",
+        "table",
+        "type_name",
+    )
+
+    def __init__(self, name: str, prefix: str, raw: Any, info: FieldInfo, defs: dict[str, Any], sector: str) -> None:
+        spec = _expand(raw, defs)
+        self.name, self.label, self.spec, self.info = name, f"{prefix}{name}", spec, info
+        self.paths = tuple(_paths(spec))
+        self.getters = tuple((p, compile_resolver(p)) for p in self.paths)
+        self.first_path = self.paths[0] if self.paths else None
+        self.has_const, self.const = "const" in spec, spec.get("const")
+        self.has_map = "map" in spec
+        self.table = spec["map"] if self.has_map else {}
+        self.folded = {str(k).casefold(): v for k, v in self.table.items()} if self.has_map else {}
+        self.strict = spec.get("strict")
+        self.has_default, self.default = "default" in spec, spec.get("default")
+        self.suffix = spec.get("suffix")
+        self.required = spec.get("required", info.required)
+        self.missing = spec.get("missing")
+        self.type_name = spec.get("type") or DEFAULT_FOR_KIND.get(info.kind, "raw")
+        self.converter = CONVERTERS.get(self.type_name)
+        self.plain_string = self.type_name == "string" and self.converter is to_string
+        self.format = spec.get("format")
+        self.env_default = _ENVELOPE_DEFAULTS.get(name, _MISSING) if not prefix else _MISSING
+        self.is_enum, self.symbols = info.kind == "enum", info.symbols
+        self.is_record = info.kind == "record"
+        self.subs: list[tuple[str, _Field | None, FieldInfo]] = []
+        self.no_subs = False
+        self.probe: tuple[bool, tuple[Callable[[Any], Any], ...]] | None = None
+        if self.is_record:
+            sub_specs: dict[str, Any] = dict(spec.get("fields", {}))
+            if "sector" in info.fields and "sector" not in sub_specs:
+                sub_specs["sector"] = {"const": sector}
+            self.no_subs = not sub_specs
+            if sub_specs and (info.nullable or not self.required):
+                key = spec.get("when_present") or next(iter(sub_specs))
+                probe = _expand(sub_specs[key], defs)
+                self.probe = ("const" in probe, tuple(compile_resolver(p) for p in _paths(probe)))
+            for sub_name, sub_info in info.fields.items():
+                sub = (
+                    _Field(sub_name, f"{self.label}.", sub_specs[sub_name], sub_info, defs, sector)
+                    if sub_name in sub_specs
+                    else None
+                )
+                self.subs.append((sub_name, sub, sub_info))
+
+
+class _Subject:
+    """A rule's subject alternatives: (identifier system, paths) in order."""
+
+    def __init__(self, specs: Any) -> None:
+        alternatives = specs if isinstance(specs, list) else [specs] if specs else []
+        self.alternatives = [(alt, [(p, compile_resolver(p)) for p in _paths(alt)]) for alt in alternatives]
+        self.expected = " or ".join(f"{a['system']} at {p}" for a in alternatives for p in _paths(a))
+        self.first = _paths(alternatives[0])[0] if alternatives and _paths(alternatives[0]) else None
+
+
+class _CompiledRule:
+    def __init__(self, mapping: Mapping, rule: Rule) -> None:
+        defs, sector = mapping.defs, mapping.sector
+        self.rule = rule
+        self.when = [(compile_resolver(p), cond) for p, cond in rule.when.items()]
+        if not rule.record_type:
+            return
+        self.envelope = [
+            (name, _Field(name, "", rule.envelope.get(name, {}), info, defs, sector))
+            for name, info in _ENVELOPE_INFO.items()
+        ]
+        self.subject = _Subject(rule.envelope.get("subject"))
+        fields = body_fields(rule.record_type)
+        self.plain: list[tuple[str, _Field]] = []
+        self.computed: list[tuple[str, Callable[..., Any], list[str]]] = []
+        for name, spec in rule.body.items():
+            expanded = _expand(spec, defs)
+            if "compute" in expanded:
+                compute = expanded["compute"]
+                self.computed.append((name, COMPUTATIONS[compute["fn"]], list(compute.get("args", []))))
+            else:
+                self.plain.append((name, _Field(name, "", spec, fields[name], defs, sector)))
+        self.occurred_limits = _date_limits(
+            rule.envelope.get("occurred_at"), mapping.limits.occurred_at_max_future_days, defs
+        )
+        self.date_limits = {
+            name: _date_limits(spec, mapping.limits.max_future_days, defs) for name, spec in rule.body.items()
+        }
+        self.checks = [
+            (check, next(iter(_paths(_expand(rule.body[check["field"]], defs))), None)) for check in rule.checks
+        ]
+
+
+def _date_limits(spec: Any, max_future_days: int, defs: dict[str, Any]) -> tuple[str | None, int]:
+    spec = _expand(spec or {}, defs)
+    return next(iter(_paths(spec)), None), spec.get("max_future_days", max_future_days)
+
+
+class _Compiled:
+    """A mapping's rules compiled for running, with the rules of each kind in order."""
+
+    def __init__(self, mapping: Mapping) -> None:
+        self.tz: tzinfo | None = zone(mapping.timezone)
+        self.kind = compile_resolver(mapping.kind_path)
+        self.by_kind: dict[str, list[_CompiledRule]] = {}
+        for rule in mapping.rules:
+            self.by_kind.setdefault(rule.kind, []).append(_CompiledRule(mapping, rule))
+
 
 # --- running a mapping --------------------------------------------------------------------------
 
@@ -109,7 +260,8 @@ class _Run:
     def __init__(self, mapping: Mapping, record: dict[str, Any], style: str, root: str, now: datetime):
         self.mapping, self.record, self.style, self.root, self.now = mapping, record, style, root, now
         self.problems: list[Problem] = []
-        self.tz: tzinfo | None = zone(mapping.timezone)
+        self.compiled = mapping._compiled
+        self.tz = self.compiled.tz
 
     def where(self, path: str | None) -> str:
         if not path:
@@ -124,21 +276,21 @@ class _Run:
 
     # kind and rule ------------------------------------------------------------------------------
 
-    def rule(self) -> Rule | None:
+    def rule(self) -> _CompiledRule | None:
         m = self.mapping
-        kind = resolve(self.record, m.kind_path)
+        kind = self.compiled.kind(self.record)
         if kind in (None, "", []) or isinstance(kind, dict | list):
             self.problem(m.kind_path, f"{m.kind_label} is missing")
             raise self.fail()
         kind = str(kind)
         if kind in m.ignore:
             return None
-        candidates = [r for r in m.rules if r.kind == kind]
-        for rule in candidates:
-            if all(_matches(resolve(self.record, p), cond) for p, cond in rule.when.items()):
-                return rule
+        candidates = self.compiled.by_kind.get(kind, [])
+        for compiled in candidates:
+            if all(_matches(get(self.record), cond) for get, cond in compiled.when):
+                return compiled
         if candidates:
-            keys = sorted({p for r in candidates for p in r.when if not p.startswith("$")})
+            keys = sorted({p for c in candidates for p in c.rule.when if not p.startswith("$")})
             self.problem(
                 keys[0] if keys else m.kind_path,
                 f"{m.kind_label} '{kind}' with these values of {', '.join(keys) or 'its fields'} "
@@ -149,34 +301,28 @@ class _Run:
         raise self.fail()
 
     def event(self) -> InboundEvent | None:
-        rule = self.rule()
-        if rule is None or not rule.record_type:
+        compiled = self.rule()
+        if compiled is None:
             return None
-        env = {
-            name: self.value(name, rule.envelope.get(name, {}), _ENVELOPE_INFO[name], "")
-            for name in _ENVELOPE_INFO
-        }
-        subject = self.subject(rule.envelope.get("subject"))
-        fields = body_fields(rule.record_type)
-        body: dict[str, Any] = {}
-        for name, spec in rule.body.items():
-            if "compute" not in _expand(spec, self.mapping.defs):
-                body[name] = self.value(name, spec, fields[name], "")
-        for name, spec in rule.body.items():
-            spec = _expand(spec, self.mapping.defs)
-            if "compute" in spec:
-                args = [body.get(a) for a in spec["compute"].get("args", [])]
-                body[name] = COMPUTATIONS[spec["compute"]["fn"]](*args)
-        self.check_dates(
-            env.get("occurred_at"),
-            "occurred_at",
-            rule.envelope.get("occurred_at"),
-            self.mapping.limits.occurred_at_max_future_days,
-        )
-        for name, value in body.items():
-            self.check_dates(value, name, rule.body[name], self.mapping.limits.max_future_days)
-        for check in rule.checks:
-            self.run_check(check, body, rule)
+        rule = compiled.rule
+        if not rule.record_type:
+            return None
+        value = self.value
+        env = {name: value(f) for name, f in compiled.envelope}
+        subject = self.subject(compiled.subject)
+        body: dict[str, Any] = {name: value(f) for name, f in compiled.plain}
+        for name, fn, args in compiled.computed:
+            body[name] = fn(*[body.get(a) for a in args])
+        limits = self.mapping.limits
+        occurred = env.get("occurred_at")
+        if isinstance(occurred, date):
+            self.check_dates(occurred, "occurred_at", compiled.occurred_limits, limits.min_year)
+        date_limits = compiled.date_limits
+        for name, v in body.items():
+            if isinstance(v, date):
+                self.check_dates(v, name, date_limits[name], limits.min_year)
+        for check, used in compiled.checks:
+            self.run_check(check, body, used)
         if self.problems:
             raise self.fail()
         for bad in invalid_body_fields(rule.record_type, body):
@@ -199,92 +345,87 @@ class _Run:
 
     # field values -------------------------------------------------------------------------------
 
-    def value(self, name: str, spec: Any, info: FieldInfo, prefix: str) -> Any:
-        spec = _expand(spec, self.mapping.defs)
-        label = f"{prefix}{name}"
-        if info.kind == "record":
-            return self.record_value(label, spec, info)
-        paths = _paths(spec)
-        raw, used = None, (paths[0] if paths else None)
-        if "const" in spec:
-            raw = spec["const"]
+    def value(self, f: _Field) -> Any:
+        if f.is_record:
+            return self.record_value(f)
+        raw, used = None, f.first_path
+        if f.has_const:
+            raw = f.const
+        has_map = f.has_map
         gathered: list[Any] = []
-        for path in paths:
-            found = resolve(self.record, path)
+        record = self.record
+        for path, get in f.getters:
+            found = get(record)
             if found not in (None, "", []):
                 if raw is None:
                     raw, used = found, path
-                if "map" not in spec:
+                if not has_map:
                     break
                 gathered.extend(found if isinstance(found, list) else [found])
-        if "map" in spec and gathered:
+        if has_map and gathered:
             raw = gathered  # a map looks at every path's values, first known value wins
         value: Any = None
         failed = False
         if raw not in (None, "", []):
-            if "map" in spec:
-                mapped = _lookup(spec["map"], raw, None)
-                if mapped is None and spec.get("strict"):
+            if has_map:
+                mapped = _lookup_folded(f.table, f.folded, raw, None)
+                if mapped is None and f.strict:
                     self.problem(
                         used,
-                        f"{label} has a code the mapping does not know "
-                        f"(expected one of {', '.join(map(str, spec['map']))})",
+                        f"{f.label} has a code the mapping does not know "
+                        f"(expected one of {', '.join(map(str, f.table))})",
                     )
                     failed = True
-                raw = mapped if mapped is not None else spec.get("default")
+                raw = mapped if mapped is not None else f.default
             if raw is not None:
-                value = self.convert(label, used, spec, info, raw)
+                # a text field from text needs only to_string's strip; everything else is converted
+                value = raw.strip() if f.plain_string and type(raw) is str else self.convert(f, used, raw)
                 failed = value is None
-                if isinstance(value, str) and spec.get("suffix"):
-                    value += spec["suffix"]
-        if value is None and spec.get("default") is not None and not failed:
-            value = spec["default"]
-        if value is None and "default" not in spec and name in _ENVELOPE_DEFAULTS and not prefix:
-            value = _ENVELOPE_DEFAULTS[name]
-        if value is None and not failed and spec.get("required", info.required):
-            where = " or ".join(paths) if paths else "the mapping"
-            self.problem(used, spec.get("missing") or f"{label} is required but {where} has no value")
-        if value is not None and info.kind == "enum" and value not in info.symbols:
-            self.problem(used, f"{label} must be one of {', '.join(info.symbols)}")
+                if isinstance(value, str) and f.suffix:
+                    value += f.suffix
+        if value is None and f.default is not None and not failed:
+            value = f.default
+        if value is None and not f.has_default and f.env_default is not _MISSING:
+            value = f.env_default
+        if value is None and not failed and f.required:
+            where = " or ".join(f.paths) if f.paths else "the mapping"
+            self.problem(used, f.missing or f"{f.label} is required but {where} has no value")
+        if value is not None and f.is_enum and value not in f.symbols:
+            self.problem(used, f"{f.label} must be one of {', '.join(f.symbols)}")
             return None
         return value
 
-    def convert(self, label: str, used: str | None, spec: dict[str, Any], info: FieldInfo, raw: Any) -> Any:
-        kind = spec.get("type") or DEFAULT_FOR_KIND.get(info.kind, "raw")
+    def convert(self, f: _Field, used: str | None, raw: Any) -> Any:
+        converter = f.converter or CONVERTERS[f.type_name]
         try:
-            return CONVERTERS[kind](raw, format=spec.get("format"), tz=self.tz)
+            return converter(raw, format=f.format, tz=self.tz)
         except ValueError as exc:
-            self.problem(used, f"{label}: {exc}")
+            self.problem(used, f"{f.label}: {exc}")
             return None
 
-    def record_value(self, label: str, spec: dict[str, Any], info: FieldInfo) -> dict[str, Any] | None:
-        sub_specs: dict[str, Any] = dict(spec.get("fields", {}))
-        if "sector" in info.fields and "sector" not in sub_specs:
-            sub_specs["sector"] = {"const": self.mapping.sector}
-        if not sub_specs:
-            if spec.get("required", info.required):
-                self.problem(None, f"{label} is required but the mapping gives no fields")
+    def record_value(self, f: _Field) -> dict[str, Any] | None:
+        if f.no_subs:
+            if f.required:
+                self.problem(None, f"{f.label} is required but the mapping gives no fields")
             return None
-        if info.nullable or not spec.get("required", info.required):
-            key = spec.get("when_present") or next(iter(sub_specs))
-            probe = _expand(sub_specs[key], self.mapping.defs)
-            if "const" not in probe and all(resolve(self.record, p) in (None, "", []) for p in _paths(probe)):
+        if f.probe is not None:
+            has_const, getters = f.probe
+            if not has_const and all(get(self.record) in (None, "", []) for get in getters):
                 return None
         out = {}
-        for sub_name, sub_info in info.fields.items():
-            if sub_name in sub_specs:
-                out[sub_name] = self.value(sub_name, sub_specs[sub_name], sub_info, f"{label}.")
+        for sub_name, sub, sub_info in f.subs:
+            if sub is not None:
+                out[sub_name] = self.value(sub)
             elif sub_info.required:
-                self.problem(None, f"{label}.{sub_name} is required but the mapping gives no value")
+                self.problem(None, f"{f.label}.{sub_name} is required but the mapping gives no value")
             else:
                 out[sub_name] = None
         return out
 
-    def subject(self, specs: Any) -> SubjectRef | None:
-        alternatives = specs if isinstance(specs, list) else [specs] if specs else []
-        for alt in alternatives:
-            for path in _paths(alt):
-                raw = resolve(self.record, path)
+    def subject(self, compiled: _Subject) -> SubjectRef | None:
+        for alt, paths in compiled.alternatives:
+            for path, get in paths:
+                raw = get(self.record)
                 if raw in (None, "", []):
                     continue
                 try:
@@ -292,28 +433,22 @@ class _Run:
                 except IdentifierError as exc:
                     self.problem(path, str(exc))
                     return None
-        expected = " or ".join(f"{a['system']} at {p}" for a in alternatives for p in _paths(a))
-        first = _paths(alternatives[0])[0] if alternatives and _paths(alternatives[0]) else None
-        self.problem(first, f"subject identifier is missing (expected {expected or 'a subject'})")
+        self.problem(compiled.first, f"subject identifier is missing (expected {compiled.expected or 'a subject'})")
         return None
 
     # checks -------------------------------------------------------------------------------------
 
-    def check_dates(self, value: Any, label: str, spec: Any, max_future_days: int) -> None:
-        if not isinstance(value, date):
-            return
-        spec = _expand(spec or {}, self.mapping.defs)
-        used = next(iter(_paths(spec)), None)
-        limit_days = spec.get("max_future_days", max_future_days)
-        if value.year < self.mapping.limits.min_year:
-            self.problem(used, f"{label} is before {self.mapping.limits.min_year}")
+    def check_dates(self, value: date, label: str, limits: tuple[str | None, int], min_year: int) -> None:
+        used, limit_days = limits
+        if value.year < min_year:
+            self.problem(used, f"{label} is before {min_year}")
             return
         latest = self.now + timedelta(days=limit_days)
         too_late = value > latest if isinstance(value, datetime) else value > latest.date()
         if too_late:
             self.problem(used, f"{label} is more than {limit_days} days in the future")
 
-    def run_check(self, check: dict[str, Any], body: dict[str, Any], rule: Rule) -> None:
+    def run_check(self, check: dict[str, Any], body: dict[str, Any], used: str | None) -> None:
         name, other = check["field"], check["not_before"]
         a, b = body.get(name), body.get(other)
         if a is None or b is None:
@@ -321,7 +456,6 @@ class _Run:
         if isinstance(a, datetime) != isinstance(b, datetime):
             a, b = (a.date() if isinstance(a, datetime) else a), (b.date() if isinstance(b, datetime) else b)
         if a < b:
-            used = next(iter(_paths(_expand(rule.body[name], self.mapping.defs))), None)
             self.problem(used, f"{name} is before {other}")
 
 
@@ -344,8 +478,11 @@ def _expand(spec: Any, defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _lookup(table: dict[str, Any], raw: Any, default: Any) -> Any:
+    return _lookup_folded(table, {str(k).casefold(): v for k, v in table.items()}, raw, default)
+
+
+def _lookup_folded(table: dict[str, Any], folded: dict[str, Any], raw: Any, default: Any) -> Any:
     candidates = raw if isinstance(raw, list) else [raw]
-    folded = {str(k).casefold(): v for k, v in table.items()}
     for candidate in candidates:
         key = str(candidate).strip()
         if key in table:
@@ -364,10 +501,7 @@ def _matches(value: Any, cond: Any) -> bool:
             excluded = {str(c) for c in (cond["not"] if isinstance(cond["not"], list) else [cond["not"]])}
             return not any(v in excluded for v in values)
         raise ConfigError(f"unknown condition {sorted(cond)}")
-    allowed = {
-        str(c).lower() if isinstance(c, bool) else str(c)
-        for c in (cond if isinstance(cond, list) else [cond])
-    }
+    allowed = {str(c).lower() if isinstance(c, bool) else str(c) for c in (cond if isinstance(cond, list) else [cond])}
     values = [v.lower() if v in ("True", "False") else v for v in values]
     return any(v in allowed for v in values)
 
@@ -401,9 +535,7 @@ def _check_spec(where: str, name: str, spec: Any, info: FieldInfo | None, defs: 
 
 def _build_rule(where: str, raw: dict[str, Any], data: dict[str, Any]) -> Rule:
     if raw.get("emit") is False:  # recognised on purpose, emits nothing
-        return Rule(
-            kind=str(raw["kind"]), record_type="", when=dict(raw.get("when", {})), envelope={}, body={}
-        )
+        return Rule(kind=str(raw["kind"]), record_type="", when=dict(raw.get("when", {})), envelope={}, body={})
     record_type = raw.get("record_type")
     if not record_type or not record_type_exists(record_type):
         raise _config_error(where, f"unknown record type {record_type!r}")
@@ -445,9 +577,7 @@ def mapping_from_dict(data: dict[str, Any], *, path: str | None = None) -> Mappi
             raise _config_error(label, f"the {key!r} key is missing")
     if data["sector"] not in SECTORS:
         raise _config_error(label, f"sector must be one of {', '.join(SECTORS)}")
-    rules = tuple(
-        _build_rule(f"{label} rule {i} ({r.get('kind')})", r, data) for i, r in enumerate(data["rules"])
-    )
+    rules = tuple(_build_rule(f"{label} rule {i} ({r.get('kind')})", r, data) for i, r in enumerate(data["rules"]))
     kind = data["kind"] if isinstance(data["kind"], dict) else {"path": data["kind"]}
     return Mapping(
         name=str(data["name"]),

@@ -14,6 +14,7 @@ A path resolves to ``None`` (nothing), one value, or a list when several values 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -86,6 +87,51 @@ def resolve(data: Any, path: str) -> Any:
     if not values:
         return None
     return values[0] if len(values) == 1 else values
+
+
+def _one_or_many(values: list[Any]) -> Any:
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+@cache
+def compile_resolver(path: str) -> Callable[[Any], Any]:
+    """A function equivalent to ``lambda data: resolve(data, path)``, with the path parsed once.
+
+    A plain key (the common case: a CSV column or a top-level JSON field) is looked up directly.
+    """
+    steps = compile_path(path)
+    if len(steps) == 1 and steps[0][0] and not steps[0][1]:
+        name = steps[0][0]
+
+        def key(data: Any) -> Any:
+            if isinstance(data, dict):
+                value = data.get(name)
+            elif isinstance(data, list):
+                return _one_or_many(_walk(data, steps))
+            else:
+                return None
+            if isinstance(value, list):
+                return _one_or_many([v for v in value if v is not None])
+            return value
+
+        return key
+
+    def walk(data: Any) -> Any:
+        return _one_or_many(_walk(data, steps))
+
+    return walk
+
+
+def _walk(data: Any, steps: tuple[tuple[str, tuple[str, ...]], ...]) -> list[Any]:
+    values = _flatten([data])
+    for name, selectors in steps:
+        if name:
+            values = _flatten([v.get(name) for v in values if isinstance(v, dict)])
+        for selector in selectors:
+            values = _select(values, selector)
+    return values
 
 
 def render(path: str, style: str, root: str = "") -> str:

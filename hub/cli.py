@@ -12,10 +12,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hub.audit_cli import audit_app
 from hub.errors import ConfigError, HubError
 from hub.ingest_files import ingest_app
 from hub.logging import configure_logging
 from hub.settings import Settings, running_bootstrap
+from hub.sharing.cli import consent_app
 
 app = typer.Typer(help="Family integration hub: agency events in, consent-gated family timelines out.",
                   no_args_is_help=True, add_completion=False)
@@ -24,6 +26,8 @@ schemas_app = typer.Typer(help="Check and release Avro schemas.", no_args_is_hel
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(consent_app, name="consent")
+app.add_typer(audit_app, name="audit")
 console = Console(stderr=True)
 out = Console()
 
@@ -74,7 +78,7 @@ def up(
             await stack.start()
             await stack.wait_ready()
             console.print(f"hub up: API on http://{settings.api_host}:{stack.settings.api_port}, "
-                          f"Kafka {stack.bootstrap}, {len(stack.workers)} worker(s). Ctrl-C stops.")
+                          f"Kafka {stack.bootstrap}, {len(stack.workers)} worker(s). Ctrl-C stops.", soft_wrap=True)
             await stack.serve_api()
         finally:
             await stack.stop()
@@ -182,6 +186,29 @@ def replay() -> None:
     settings = _settings()
     n = _run(replay_all(settings, console=out))
     out.print(f"replayed {n} event versions")
+
+
+token_app = typer.Typer(help="Create access tokens signed by this hub (embedded default).", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create(
+    role: Annotated[str, typer.Option(help="coordinator, agency, parent, young_person, ig_officer, admin, monitor")],
+    subject: Annotated[str, typer.Option(help="Who the token is for (a user or system id, not a person's name).")],
+    agency: Annotated[str | None, typer.Option(help="Agency id (role agency).")] = None,
+    household: Annotated[str | None, typer.Option(help="Household id (parent, young_person).")] = None,
+    member: Annotated[str | None, typer.Option(help="Member id (young_person: their own record).")] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print a bearer token for the HTTP API."""
+    from hub.auth import TokenService
+
+    try:
+        print(TokenService(_settings()).create(subject, role, ttl=ttl, agency=agency, household=household,
+                                               member=member))
+    except HubError as exc:
+        _fail(str(exc))
 
 
 @dlq_app.command("list")

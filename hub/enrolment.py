@@ -10,6 +10,7 @@ The identifier's value never leaves this module except as a pseudonym.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -17,6 +18,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
+from hub.audit import AuditLog
 from hub.errors import NotFoundError, ValidationError
 from hub.events import InboundEvent, SubjectRef
 from hub.ingest import Acceptance, IngestService
@@ -74,9 +76,14 @@ class Enrolment:
                                                    since=now))
         return household_id
 
-    def assign(self, coordinator_id: str, household_id: str) -> None:
-        self.household(household_id)
+    def assign(self, coordinator_id: str, household_id: str, *, by: str) -> None:
+        """Put a household on a coordinator's caseload (creating its record if links made it first)."""
         with self.store.engine.begin() as conn:
+            known = conn.execute(sa.select(households.c.household_id).where(
+                households.c.household_id == household_id)).first()
+            if not known:
+                conn.execute(households.insert().values(household_id=household_id, created_at=utcnow(),
+                                                        created_by=by))
             exists = conn.execute(sa.select(caseloads.c.since).where(
                 caseloads.c.coordinator_id == coordinator_id, caseloads.c.household_id == household_id)).first()
             if not exists:
@@ -138,6 +145,11 @@ class Enrolment:
             body={"action": action, "child_id": member.member_id, "household_id": household_id,
                   "identifier_system": system, "reason": reason or f"{action} by {by}"})
         [acceptance] = await self.ingest.accept([event])
+        await asyncio.to_thread(
+            AuditLog(self.store).record, "identity_link" if action == "link" else "identity_unlink", actor=by,
+            actor_role="coordinator", subject_household=household_id, subject_child=member.member_id,
+            data_ref=acceptance.event_id, purpose="enrolment",
+            detail={"identifier_system": system, "version": acceptance.source_version, "reason": reason or ""})
         return acceptance
 
     @staticmethod

@@ -10,7 +10,6 @@ to ``timeline_changes``, the feed behind the live streams.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -54,7 +53,7 @@ def _apply_links(conn: Connection, links: list[Link], now: datetime) -> tuple[in
         cur = current.get(lk.subject)
         if cur is not None and (lk.occurred_at, lk.source_version) <= (as_utc(cur.occurred_at), cur.source_version):
             continue
-        row = asdict(lk)
+        row = dict(vars(lk))
         if cur is None:
             conn.execute(identity_links.insert(), row)
         else:
@@ -80,7 +79,7 @@ def _apply_entries(conn: Connection, entries: list[Entry], now: datetime) -> tup
         sa.select(T.subject, sa.func.max(T.occurred_at)).where(T.subject.in_(subjects)).group_by(T.subject))}
     inserts, updates = [], []
     for e in sorted(entries, key=lambda x: x.received_at):
-        row = asdict(e)
+        row = dict(vars(e))
         seen = latest.get(e.subject)
         row["late"] = seen is not None and e.occurred_at < seen
         latest[e.subject] = max(seen, e.occurred_at) if seen else e.occurred_at

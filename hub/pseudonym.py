@@ -20,15 +20,32 @@ from hub.errors import ConfigError
 
 
 class Pseudonymiser:
-    def __init__(self, key: bytes) -> None:
+    """Computes pseudonyms, remembering the most recent ones (in memory only, never written anywhere).
+
+    A batch usually names the same child many times; the cache holds at most ``cache_size``
+    (system, identifier) → pseudonym pairs and is emptied when full.
+    """
+
+    def __init__(self, key: bytes, cache_size: int = 65536) -> None:
         if len(key) < 16:
             raise ConfigError("the pseudonym key must be at least 16 bytes")
         self._key = key
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._cache: dict[tuple[str, str], str] = {}
+        self._cache_size = cache_size
 
     def __call__(self, system: str, value: str) -> str:
+        cached = self._cache.get((system, value))
+        if cached is not None:
+            return cached
         msg = f"{system}:{value.strip().replace(' ', '').upper()}".encode()
-        digest = hmac.new(self._key, msg, hashlib.sha256).digest()
-        return "s-" + base64.b32encode(digest).decode().lower()[:26]
+        mac = self._mac.copy()
+        mac.update(msg)
+        pseudonym = "s-" + base64.b32encode(mac.digest()).decode().lower()[:26]
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[(system, value)] = pseudonym
+        return pseudonym
 
     def __repr__(self) -> str:
         return "Pseudonymiser(<key>)"

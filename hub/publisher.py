@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from hub.errors import BrokerError
 from hub.settings import Settings
@@ -20,6 +21,28 @@ class OutgoingRecord:
     key: str
     value: bytes
     headers: list[tuple[str, bytes]]
+
+
+class CachingPartitioner:
+    """aiokafka's default partitioner (murmur2 of the key, as the Java client), remembering each key's hash.
+
+    The key is the subject's pseudonym and one child has many events; murmur2 is pure Python in
+    aiokafka. Records without a key are left to the default partitioner.
+    """
+
+    def __init__(self, max_keys: int = 65536) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._max_keys = max_keys
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)  # type: ignore[no-any-return]
+        idx = self._hashes.get(key)
+        if idx is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()
+            idx = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[idx % len(all_partitions)]
 
 
 class Publisher:
@@ -37,6 +60,7 @@ class Publisher:
             acks="all",
             enable_idempotence=self.settings.idempotent_producer,
             linger_ms=2,
+            partitioner=CachingPartitioner(),
             max_batch_size=256 * 1024,
             request_timeout_ms=15000,
         )

@@ -118,9 +118,22 @@ def child_records(store: Store, household_id: str, child_id: str) -> list[dict[s
 
 
 def children(store: Store, household_id: str) -> list[str]:
+    """Children of a household: enrolled as members, or linked by identity events."""
+    from hub.enrolment import household_members as M
+
+    linked = sa.select(L.child_id).where(L.household_id == household_id, L.active.is_(True))
+    enrolled = sa.select(M.c.member_id).where(M.c.household_id == household_id, M.c.kind == "child")
     with store.engine.connect() as conn:
-        return [r[0] for r in conn.execute(sa.select(L.child_id).where(
-            L.household_id == household_id, L.active.is_(True)).distinct().order_by(L.child_id))]
+        return sorted({r[0] for r in conn.execute(linked.union(enrolled))})
+
+
+def household_exists(store: Store, household_id: str) -> bool:
+    from hub.enrolment import households as H
+
+    with store.engine.connect() as conn:
+        if conn.execute(sa.select(H.c.household_id).where(H.c.household_id == household_id)).first():
+            return True
+        return conn.execute(sa.select(L.subject).where(L.household_id == household_id).limit(1)).first() is not None
 
 
 def team(store: Store, household_id: str, child_id: str) -> list[TeamMember]:

@@ -12,6 +12,7 @@
 | HUB_WORKER_STORE | memory:// | faust table store (`rocksdb://` in production). |
 | HUB_WORKER_REBALANCE_TIMEOUT | 2 / 60 | Group rebalance timeout, s (embedded / Kafka); tansu holds a join this long. |
 | HUB_WORKER_SESSION_TIMEOUT | 10 / 60 | Seconds before a silent worker's partitions go to the others. |
+| HUB_WORKER_FETCH_WAIT_MS | 20 / 500 | Longest a worker's fetch waits for data (embedded / Kafka). |
 | HUB_PROCESSING_GUARANTEE | at_least_once | faust processing guarantee (`exactly_once` on Apache Kafka). |
 | HUB_TOPIC_PARTITIONS | 4 | Partitions for new topics. |
 | HUB_TOPIC_REPLICATION_FACTOR | 1 | Replication factor for new topics (3 in production). |
@@ -21,6 +22,10 @@
 | HUB_KAFKA_SASL_MECHANISM / _USERNAME / _PASSWORD | (empty) | SASL settings. |
 | HUB_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | (empty) | TLS files. |
 | HUB_PSEUDONYM_KEY / HUB_PSEUDONYM_KEY_FILE | (generated in data dir) | Secret for keyed-HMAC pseudonyms. |
+| HUB_JWT_KEY / HUB_JWT_KEY_FILE | (generated) | HS256 key for the hub's own tokens (`hub token create`). |
+| HUB_JWT_ISSUER / HUB_JWT_AUDIENCE | familyhub / familyhub-api | iss and aud of the hub's own tokens. |
+| HUB_JWT_LEEWAY | 30 | Clock skew allowed on exp/nbf/iat, seconds. |
+| HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: tokens from this OIDC issuer, keys from its JWKS. |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
@@ -59,6 +64,7 @@ class Settings(BaseSettings):
     worker_store: str = "memory://"
     worker_rebalance_timeout: float | None = None  # None: 2 s on the embedded broker, 60 s on Kafka
     worker_session_timeout: float | None = None  # None: 10 s on the embedded broker, 60 s on Kafka
+    worker_fetch_wait_ms: int | None = None  # None: 20 ms on the embedded broker, 500 ms on Kafka
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
 
     topic_partitions: int = 4
@@ -77,6 +83,15 @@ class Settings(BaseSettings):
 
     pseudonym_key: str = ""
     pseudonym_key_file: Path | None = None
+
+    jwt_key: str = ""
+    jwt_key_file: Path | None = None
+    jwt_issuer: str = "familyhub"
+    jwt_audience: str = "familyhub-api"
+    jwt_leeway: float = 30.0
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
 
     max_body_bytes: int = 5 * 1024 * 1024
     log_level: str = "INFO"
@@ -106,6 +121,12 @@ class Settings(BaseSettings):
         if self.worker_rebalance_timeout is not None:
             return self.worker_rebalance_timeout
         return 2.0 if (self.embedded_broker or self.kafka_embedded) else 60.0
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        if self.worker_fetch_wait_ms is not None:
+            return self.worker_fetch_wait_ms
+        return 20 if (self.embedded_broker or self.kafka_embedded) else 500
 
     @property
     def session_timeout(self) -> float:

@@ -16,6 +16,7 @@ Alembic migrations (``hub/migrations``). Tables:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +25,15 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.errors import ConfigError, StoreError
+
+#: Bound parameters per IN list (well under SQLite's 32,766 and PostgreSQL's 65,535).
+_IN_CHUNK = 2000
 
 metadata = sa.MetaData()
 TS = sa.DateTime(timezone=True)
@@ -174,7 +180,7 @@ def make_engine(url: str) -> Engine:
         path = Path(url.removeprefix("sqlite:///"))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            probe = path.parent / ".write-probe"
+            probe = path.parent / f".write-probe-{os.getpid()}"
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as exc:
@@ -227,34 +233,68 @@ class Store:
 
     # ---- ingest log -------------------------------------------------------------------------
     def existing_versions(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
-        keys = list(keys)
-        if not keys:
+        """The (source system, source id, version) keys of ``keys`` already in the ingest log.
+
+        One index range per source system (``source_system = ? AND source_id IN (...)``, a prefix of
+        the unique index) instead of a row-value IN list, which SQLite cannot use the index for.
+        """
+        wanted = set(keys)
+        if not wanted:
             return set()
         c = ingest_log.c
+        by_system: dict[str, set[str]] = {}
+        for system, source_id, _ in wanted:
+            by_system.setdefault(system, set()).add(source_id)
         found: set[tuple[str, str, int]] = set()
         with self.engine.connect() as conn:
-            for i in range(0, len(keys), 300):
-                chunk = keys[i:i + 300]
-                rows = conn.execute(
-                    sa.select(c.source_system, c.source_id, c.source_version).where(
-                        sa.tuple_(c.source_system, c.source_id, c.source_version).in_(chunk))
-                )
-                found.update((r[0], r[1], r[2]) for r in rows)
+            for system, ids in by_system.items():
+                id_list = sorted(ids)
+                for i in range(0, len(id_list), _IN_CHUNK):
+                    rows = conn.execute(
+                        sa.select(c.source_system, c.source_id, c.source_version).where(
+                            c.source_system == system, c.source_id.in_(id_list[i:i + _IN_CHUNK]))
+                    )
+                    found.update(k for k in ((r[0], r[1], r[2]) for r in rows) if k in wanted)
         return found
 
-    def append(self, rows: Sequence[dict[str, Any]]) -> list[int]:
-        """Insert accepted event versions; return their seq numbers. Rows carry headers as pairs."""
+    def append(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False) -> list[int]:
+        """Insert accepted event versions; return their seq numbers. Rows carry headers as pairs.
+
+        With ``skip_existing`` a row whose (source system, source id, version) is already logged is
+        left alone (``ON CONFLICT DO NOTHING`` on the unique constraint, one statement for the chunk,
+        also when a concurrent transaction inserted it first) and its seq is ``0`` in the answer; the
+        seqs of the inserted rows are in row order. Without it a duplicate raises ``IntegrityError``.
+        """
         if not rows:
             return []
         prepared = [{**r, "headers": _headers_to_text(r["headers"])} for r in rows]
         try:
             with self.engine.begin() as conn:
-                if conn.dialect.name in ("sqlite", "postgresql"):
+                dialect = conn.dialect.name
+                if skip_existing and dialect in ("sqlite", "postgresql"):
+                    c = ingest_log.c
+                    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+                    stmt = (insert(ingest_log)
+                            .on_conflict_do_nothing(index_elements=[c.source_system, c.source_id, c.source_version])
+                            .returning(c.seq, c.source_system, c.source_id, c.source_version))
+                    seq_of = {(r[1], r[2], r[3]): r[0] for r in conn.execute(stmt, prepared)}
+                    return [seq_of.pop((r["source_system"], r["source_id"], r["source_version"]), 0) for r in rows]
+                if dialect in ("sqlite", "postgresql"):
                     result = conn.execute(ingest_log.insert().returning(ingest_log.c.seq), prepared)
                     return [r[0] for r in result]
                 seqs = []
                 for row in prepared:
-                    key = conn.execute(ingest_log.insert(), row).inserted_primary_key
+                    if skip_existing:
+                        nested = conn.begin_nested()
+                        try:
+                            key = conn.execute(ingest_log.insert(), row).inserted_primary_key
+                        except sa.exc.IntegrityError:
+                            nested.rollback()
+                            seqs.append(0)
+                            continue
+                        nested.commit()
+                    else:
+                        key = conn.execute(ingest_log.insert(), row).inserted_primary_key
                     seqs.append(int(key[0]) if key else 0)
                 return seqs
         except sa.exc.IntegrityError:
@@ -263,27 +303,43 @@ class Store:
             raise StoreError(f"cannot record accepted events: {_first_line(exc)}") from exc
 
     def mark_published(self, seqs: Sequence[int]) -> None:
+        """Record the broker's acknowledgement: one UPDATE per up to 2,000 seqs, in one transaction."""
         if not seqs:
             return
         now = utcnow()
+        ordered = sorted(set(seqs))
+        c = ingest_log.c
         with self.engine.begin() as conn:
-            for i in range(0, len(seqs), 500):
-                conn.execute(ingest_log.update().where(ingest_log.c.seq.in_(seqs[i:i + 500]))
-                             .values(published_at=now))
+            for i in range(0, len(ordered), _IN_CHUNK):
+                chunk = ordered[i:i + _IN_CHUNK]
+                if chunk[-1] - chunk[0] + 1 == len(chunk):  # contiguous: a range is all of them, none other
+                    where = c.seq.between(chunk[0], chunk[-1])
+                else:
+                    where = c.seq.in_(chunk)
+                conn.execute(ingest_log.update().where(where).values(published_at=now))
 
     def mark_all_unpublished(self) -> int:
         with self.engine.begin() as conn:
             return conn.execute(ingest_log.update().values(published_at=None)).rowcount or 0
 
     def log_by_source(self, keys: Iterable[tuple[str, str, int]]) -> list[LogRecord]:
-        keys = list(keys)
+        wanted = set(keys)
+        if not wanted:
+            return []
         c = ingest_log.c
+        by_system: dict[str, set[str]] = {}
+        for system, source_id, _ in wanted:
+            by_system.setdefault(system, set()).add(source_id)
         out: list[LogRecord] = []
         with self.engine.connect() as conn:
-            for i in range(0, len(keys), 300):
-                rows = conn.execute(sa.select(ingest_log).where(
-                    sa.tuple_(c.source_system, c.source_id, c.source_version).in_(keys[i:i + 300])))
-                out.extend(_row_to_log(r) for r in rows)
+            for system, ids in by_system.items():
+                id_list = sorted(ids)
+                for i in range(0, len(id_list), _IN_CHUNK):
+                    rows = conn.execute(sa.select(ingest_log).where(
+                        c.source_system == system, c.source_id.in_(id_list[i:i + _IN_CHUNK])).order_by(c.seq))
+                    out.extend(_row_to_log(r) for r in rows if (r.source_system, r.source_id, r.source_version)
+                               in wanted)
+        out.sort(key=lambda r: r.seq)
         return out
 
     def iter_log(self, *, after_seq: int = 0, unpublished_only: bool = False,

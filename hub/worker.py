@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from typing import Any
 
 import faust
@@ -24,6 +25,7 @@ from hub.publisher import OutgoingRecord, Publisher
 from hub.schemas import SchemaCatalogue
 from hub.serde import Serde, make_serde
 from hub.settings import Settings
+from hub.sharing import runtime as sharing_runtime
 from hub.store import Store
 from hub.topics import DEADLETTER, INGEST_TOPICS
 
@@ -73,9 +75,29 @@ class Processor:
                             error=type(exc).__name__, reason=str(exc))
         if decoded:
             await asyncio.to_thread(projection.apply, self.store, decoded)
+            await sharing_runtime.after_projection(self.store, decoded)
         if dead and self.publisher is not None:
             await self.publisher.publish(dead)
         self.processed += len(messages)
+
+
+def _limit_fetch_wait(wait_ms: int) -> None:
+    """faust hard-codes fetch_max_wait_ms=1500 for its worker consumer, and the embedded broker holds
+    every fetch that long when the log is idle, so a new event could wait 1.5 s before a worker sees
+    it. Set the worker consumer's wait from the settings instead (before it starts its fetcher)."""
+    from faust.transport.drivers import aiokafka as driver
+
+    original = driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(original, "hub_fetch_wait", None) == wait_ms:
+        return
+
+    def create(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms
+        return consumer
+
+    create.hub_fetch_wait = wait_ms  # type: ignore[attr-defined]
+    driver.AIOKafkaConsumerThread._create_worker_consumer = create  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
@@ -102,6 +124,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
     )
+    _limit_fetch_wait(settings.fetch_wait_ms)
     catalogue = SchemaCatalogue(settings.schema_dir)
     store = Store.open(settings.effective_database_url, migrate_schema=False)
     publisher = Publisher(settings)
@@ -117,7 +140,9 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
         async for batch in stream.take_events(BATCH, within=0.05):
             msgs = [(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
                      list(e.message.headers or [])) for e in batch]
+            started = time.perf_counter()
             await processor.handle(msgs)
+            log.debug("worker.batch", size=len(msgs), ms=round((time.perf_counter() - started) * 1000, 1))
             yield len(msgs)
 
     @app.on_rebalance_complete.connect  # type: ignore[misc,arg-type]
@@ -127,6 +152,10 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
     @app.task
     async def _start_publisher() -> None:
         await publisher.start()
+
+    @app.timer(1.0)
+    async def _deliver_shares() -> None:
+        await sharing_runtime.tick(store)
 
     @app.timer(1.0)
     async def _heartbeat() -> None:
@@ -142,5 +171,6 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings)
     from faust.worker import Worker
 
-    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # keep the hub's own logging (JSON, identifiers scrubbed) instead of faust's handlers
+    worker = Worker(app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False, override_logging=False)
     worker.execute_from_commandline()

@@ -14,12 +14,22 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+TEST_JWT_KEY = "test-jwt-key-0123456789abcdef0123456789"
+
+
+def bearer(role: str, subject: str = "tester", **claims: str) -> dict[str, str]:
+    """An Authorization header signed with the key the test processes use."""
+    from hub.auth import TokenService
+    from hub.settings import Settings
+
+    token = TokenService(Settings(jwt_key=TEST_JWT_KEY)).create(subject, role, **claims)  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def hub_env(**settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_SCHEMA_DIR": str(ROOT / "schemas"), "HUB_PSEUDONYM_KEY": "test-key-0123456789abcdef",
-                "HUB_LOG_LEVEL": "INFO"})
+                "HUB_JWT_KEY": TEST_JWT_KEY, "HUB_LOG_LEVEL": "INFO"})
     env.update({f"HUB_{k.upper()}": str(v) for k, v in settings.items()})
     return env
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
@@ -18,12 +19,16 @@ from starlette.types import ASGIApp
 from hub.api.enrolment_routes import enrolment_router
 from hub.api.ingest_routes import ingest_router
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
+from hub.api.sharing_routes import sharing_router
 from hub.api.timeline_routes import timeline_router
-from hub.errors import HubError, Problem, ValidationError
+from hub.audit import AuditLog
+from hub.auth import INVESTIGATION_HEADER, AuthError, ForbiddenError, Principal, TokenService, authorise
+from hub.enrolment import Enrolment
+from hub.errors import HubError, NotFoundError, Problem, ValidationError
 from hub.events import InboundEvent, SubjectRef
 from hub.ingest import relay_unpublished
 from hub.jsonavro import coerce_record
-from hub.logging import get_logger
+from hub.logging import get_logger, scrub_text
 from hub.services import Services
 from hub.topics import consumer_lag
 from hub.worker import GROUP_ID
@@ -127,7 +132,49 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
             task.cancel()
             await services.stop()
 
+    tokens = TokenService(services.settings)
+    enrolment = Enrolment(store, services.ingest)
+
+    async def on_caseload(coordinator: str, household: str) -> bool:
+        return household in await asyncio.to_thread(enrolment.caseload, coordinator)
+
+    audit = AuditLog(store)
+
+    def trace(action: str, principal: Principal | None, request: Request, template: str,
+              detail: dict[str, Any]) -> None:
+        params = request.path_params
+        audit.record(action, actor=principal.subject if principal else "anonymous",
+                     actor_role=principal.role if principal else "", subject_household=params.get("household_id"),
+                     subject_child=params.get("child_id"), data_ref=f"{request.method} {template}",
+                     purpose=request.headers.get("x-purpose") or ("investigation" if principal and principal.reason
+                                                                  else None),
+                     detail=detail, source=request.client.host if request.client else None)
+
+    async def guard(request: Request) -> None:
+        """Authenticate the bearer token, apply the route's policy (hub/auth.py POLICY), audit the access."""
+        header = request.headers.get("authorization", "")
+        route = request.scope.get("route")
+        template = getattr(route, "path", request.url.path)
+        principal = None
+        try:
+            if header.lower().startswith("bearer "):
+                principal = tokens.verify(header[7:].strip())
+                reason = request.headers.get(INVESTIGATION_HEADER)
+                if reason and principal.role == "ig_officer":
+                    principal = dataclasses.replace(principal, reason=scrub_text(reason)[:500])
+            rule = await authorise(principal, request.method, template, dict(request.path_params), on_caseload)
+        except (AuthError, ForbiddenError, NotFoundError) as exc:
+            if template not in ("/healthz", "/readyz"):
+                await asyncio.to_thread(trace, "login_denied", principal, request, template,
+                                        {"refused": type(exc).__name__})
+            raise
+        request.state.principal = principal
+        if rule.audit and principal is not None:
+            detail = {"reason": principal.reason} if principal.reason else {}
+            await asyncio.to_thread(trace, rule.audit, principal, request, template, detail)
+
     app = FastAPI(title="Family integration hub", version="0.1.0", lifespan=lifespan,
+                  dependencies=[Depends(guard)],
                   description="Agency events in; consent-gated family timelines out.")
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     app.add_exception_handler(HubError, hub_error_handler)
@@ -186,4 +233,5 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
     app.include_router(ingest_router(services, metrics))
     app.include_router(timeline_router(services))
     app.include_router(enrolment_router(services))
+    app.include_router(sharing_router(services))
     return app

@@ -34,7 +34,17 @@ class IdentifierIn(BaseModel):
     system: Literal["nhs-number", "upn", "la-person-id", "hub-child-id", "other"]
     value: str = Field(min_length=1, max_length=64)
     reason: str | None = Field(default=None, max_length=200)
-    by: str = Field(default="coordinator", max_length=120)
+    by: str = Field(default="coordinator", max_length=120, description="Ignored when a token names the caller.")
+
+
+def actor(request: Request, fallback: str) -> str:
+    """Who is acting: the authenticated caller, never a name taken from the request body."""
+    principal = getattr(request.state, "principal", None)
+    return str(getattr(principal, "subject", None) or fallback)
+
+
+class AssignIn(BaseModel):
+    household_id: str = Field(min_length=1, max_length=80)
 
 
 def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRouter:
@@ -58,17 +68,23 @@ def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRo
         return asdict(member)
 
     @router.post("/v1/households/{household_id}/members/{member_id}/identifiers", status_code=202)
-    async def link(household_id: str, member_id: str, body: IdentifierIn) -> dict[str, Any]:
+    async def link(household_id: str, member_id: str, body: IdentifierIn, request: Request) -> dict[str, Any]:
         """Link an agency identifier: its events (including parked ones) join this family's timeline."""
-        acc = await enrol.link(household_id, member_id, body.system, body.value, by=body.by, reason=body.reason)
+        acc = await enrol.link(household_id, member_id, body.system, body.value, by=actor(request, body.by),
+                               reason=body.reason)
         return {"event_id": acc.event_id, "version": acc.source_version, "status": acc.status}
 
     @router.post("/v1/households/{household_id}/members/{member_id}/identifiers/unlink", status_code=202)
-    async def unlink(household_id: str, member_id: str, body: IdentifierIn) -> dict[str, Any]:
+    async def unlink(household_id: str, member_id: str, body: IdentifierIn, request: Request) -> dict[str, Any]:
         """Undo a wrong link: the events it brought leave this family's timeline."""
-        acc = await enrol.link(household_id, member_id, body.system, body.value, by=body.by, action="unlink",
-                               reason=body.reason)
+        acc = await enrol.link(household_id, member_id, body.system, body.value, by=actor(request, body.by),
+                               action="unlink", reason=body.reason)
         return {"event_id": acc.event_id, "version": acc.source_version, "status": acc.status}
+
+    @router.post("/v1/coordinators/{coordinator_id}/caseload", status_code=204)
+    async def assign(coordinator_id: str, body: AssignIn, request: Request) -> None:
+        """Put a household on a coordinator's caseload."""
+        await asyncio.to_thread(enrol.assign, coordinator_id, body.household_id, by=actor(request, "admin"))
 
     @router.get("/v1/coordinators/{coordinator_id}/caseload", tags=["timeline"])
     async def caseload(coordinator_id: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from hub.auth import AuthError, ForbiddenError
 from hub.errors import BrokerError, HubError, NotFoundError, StoreError, ValidationError
 
 PROBLEM_JSON = "application/problem+json"
@@ -26,6 +27,11 @@ async def hub_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ValidationError):
         return problem(422, "validation", exc.title, f"{len(exc.problems)} problem(s) in the request",
                        [{"pointer": p.location, "detail": p.message} for p in exc.problems])
+    if isinstance(exc, AuthError):
+        return problem(401, "unauthorised", "Authentication required", str(exc),
+                       headers={"WWW-Authenticate": 'Bearer realm="familyhub"'})
+    if isinstance(exc, ForbiddenError):
+        return problem(403, "forbidden", "Forbidden", str(exc))
     if isinstance(exc, NotFoundError):
         return problem(404, "not-found", "Not found", str(exc))
     if isinstance(exc, BrokerError | StoreError):

@@ -28,10 +28,9 @@ def timeline_router(services: Services, *, poll_interval: float = 0.1) -> APIRou
     store = services.store
 
     async def known(household_id: str) -> list[str]:
-        kids = await asyncio.to_thread(readmodel.children, store, household_id)
-        if not kids:
+        if not await asyncio.to_thread(readmodel.household_exists, store, household_id):
             raise NotFoundError("no such household")
-        return kids
+        return await asyncio.to_thread(readmodel.children, store, household_id)
 
     @router.get("")
     async def list_households() -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from hub.api.app import create_app
+from hub.auth import TokenService
 from hub.broker import EmbeddedBroker
 from hub.services import Services
 from hub.settings import Settings
@@ -47,8 +48,15 @@ async def services(db_url: str, tmp_path: Path) -> AsyncIterator[Services]:
 async def client(services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """The real app over ASGI; the publisher is started by the ``services`` fixture (no lifespan)."""
     app = create_app(services)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test",
+                                 headers=token_header(services, "agency", "abuhb-pas", agency="7A6")) as c:
         yield c
+
+
+def token_header(services: Services, role: str, subject: str, **claims: str) -> dict[str, str]:
+    """A bearer token the app under test accepts (signed with its own key)."""
+    token = TokenService(services.settings).create(subject, role, **claims)  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture
@@ -56,7 +64,8 @@ async def small_client(sqlite_url: str, tmp_path: Path) -> AsyncIterator[httpx.A
     """An app with a 2 KiB body limit."""
     broker, svc = await _services(sqlite_url, tmp_path, max_body_bytes=2048)
     app = create_app(svc)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test",
+                                 headers=token_header(svc, "agency", "abuhb-pas", agency="7A6")) as c:
         yield c
     await svc.stop()
     svc.store.engine.dispose()

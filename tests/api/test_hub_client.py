@@ -16,6 +16,7 @@ from api_helpers import fixture, records_on
 
 from connectors.client import HubClient
 from hub.api.app import create_app
+from hub.auth import TokenService
 from hub.broker import EmbeddedBroker, free_port
 from hub.errors import ValidationError
 from hub.services import Services
@@ -57,6 +58,16 @@ def served(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Services]]:
     broker.stop()
 
 
+def agency_token(services: Services) -> str:
+    return TokenService(services.settings).create("abuhb-pas", "agency", agency="7A6")
+
+
+def test_client_without_a_token_is_refused(served: tuple[str, Services]) -> None:
+    base, _services = served
+    with HubClient(base) as client, pytest.raises(Exception, match="401"):
+        client.send_social_care([json.loads(fixture("social_care/cp-plan-started.json"))])
+
+
 class LostAnswers(httpx.HTTPTransport):
     """Lets the first ``n`` requests reach the hub, then loses their answers (the client sees a 503)."""
 
@@ -81,7 +92,8 @@ def test_client_retries_a_batch_without_duplicating_it(served: tuple[str, Servic
     event = json.loads(fixture("social_care/cp-plan-started.json"))
     events = [{**event, "event_id": f"NPT-CP-{i:04d}"} for i in range(7)]
     transport = LostAnswers(1)
-    with HubClient(base, transport=transport, batch_size=5, sleep=lambda _: None) as client:
+    with HubClient(base, token=agency_token(services), transport=transport, batch_size=5,
+                   sleep=lambda _: None) as client:
         results = client.send_social_care(events)
     assert [r.attempts for r in results] == [2, 1] and transport.calls == 3
     first = results[0].body
@@ -93,7 +105,7 @@ def test_client_retries_a_batch_without_duplicating_it(served: tuple[str, Servic
 
 def test_client_sends_all_three_sectors(served: tuple[str, Services]) -> None:
     base, services = served
-    with HubClient(base) as client:
+    with HubClient(base, token=agency_token(services)) as client:
         [h] = client.send_health(json.loads(fixture("health/bundle-message-appointments.json")))
         [e] = client.send_education(fixture("education/send-events.csv").decode())
         resources = [

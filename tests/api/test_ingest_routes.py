@@ -11,6 +11,7 @@ import pytest
 from api_helpers import assert_no_identifiers, assert_not_in_bytes, fixture, records_on
 
 from hub.services import Services
+from tests.api.conftest import token_header
 
 pytestmark = pytest.mark.broker
 CSV, JSON, FHIR_JSON, FHIR_XML = (
@@ -329,12 +330,13 @@ async def test_broker_down_is_503_with_retry_after_and_retry_is_safe(
     assert services.store.log_count(unpublished_only=True) == 1  # the FHIR attempt: left for the relay
 
 
-async def test_metrics_count_accepted_duplicates_and_rejected(client: httpx.AsyncClient) -> None:
+async def test_metrics_count_accepted_duplicates_and_rejected(client: httpx.AsyncClient, services: Services) -> None:
     body = fixture("education/send-events.csv")
     await post(client, "/v1/ingest/education", body, CSV)
     await post(client, "/v1/ingest/education", body, CSV)
     await post(client, "/v1/ingest/education", body, "text/plain")
-    text = (await client.get("/metrics")).text
+    assert (await client.get("/metrics")).status_code == 403  # an agency token does not open the metrics
+    text = (await client.get("/metrics", headers=token_header(services, "monitor", "prometheus"))).text
     assert 'hub_ingest_accepted_total{topic="hub.ingest.education"} 6.0' in text
     assert "hub_ingest_duplicates_total 6.0" in text
     assert "hub_ingest_rejected_total 5.0" in text  # 2 rows twice and one refused request

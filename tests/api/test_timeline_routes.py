@@ -21,6 +21,7 @@ from hub.api.app import create_app
 from hub.broker import free_port
 from hub.demo.identifiers import nhs_number, upn
 from hub.services import Services
+from tests.api.conftest import token_header
 
 pytestmark = pytest.mark.broker
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -46,14 +47,17 @@ def project_log(services: Services) -> None:
     projection.apply(services.store, decoded)
 
 
-async def enrol_family(client: httpx.AsyncClient, coordinator: str = "cc-newport-7") -> dict[str, str]:
-    hh = (await client.post("/v1/households", json={"coordinator_id": coordinator})).json()["household_id"]
-    child = (await client.post(f"/v1/households/{hh}/members", json={"kind": "child", "relationship": "child",
-                                                                     "date_of_birth": "2024-04-01"})).json()
-    mother = (await client.post(f"/v1/households/{hh}/members", json={
+async def enrol_family(client: httpx.AsyncClient, services: Services,
+                       coordinator: str = "cc-newport-7") -> dict[str, str]:
+    cc = token_header(services, "coordinator", coordinator)
+    r = await client.post("/v1/households", json={"coordinator_id": coordinator}, headers=cc)
+    hh = r.json()["household_id"]
+    child = (await client.post(f"/v1/households/{hh}/members", headers=cc, json={
+        "kind": "child", "relationship": "child", "date_of_birth": "2024-04-01"})).json()
+    mother = (await client.post(f"/v1/households/{hh}/members", headers=cc, json={
         "kind": "adult", "relationship": "mother", "parental_responsibility": True})).json()
     for system, value in (("nhs-number", nhs_number(61)), ("upn", upn(61))):
-        r = await client.post(f"/v1/households/{hh}/members/{child['member_id']}/identifiers",
+        r = await client.post(f"/v1/households/{hh}/members/{child['member_id']}/identifiers", headers=cc,
                               json={"system": system, "value": value})
         assert r.status_code == 202, r.text
     return {"household": hh, "child": child["member_id"], "mother": mother["member_id"]}
@@ -61,10 +65,11 @@ async def enrol_family(client: httpx.AsyncClient, coordinator: str = "cc-newport
 
 async def test_enrolment_timeline_team_appointments_and_caseload(client: httpx.AsyncClient,
                                                                  services: Services) -> None:
-    fam = await enrol_family(client)
+    fam = await enrol_family(client, services)
     hh, child = fam["household"], fam["child"]
+    cc = token_header(services, "coordinator", "cc-newport-7")
     nhs, pupil = ("nhs-number", nhs_number(61)), ("upn", upn(61))
-    bad = await client.post(f"/v1/households/{hh}/members/{child}/identifiers",
+    bad = await client.post(f"/v1/households/{hh}/members/{child}/identifiers", headers=cc,
                             json={"system": "nhs-number", "value": "9990000017"})
     assert bad.status_code == 422 and "9990000017" not in bad.text and "check" in bad.text.lower()
 
@@ -86,34 +91,38 @@ async def test_enrolment_timeline_team_appointments_and_caseload(client: httpx.A
     assert r.status_code == 200, r.text
     project_log(services)
 
-    page1 = (await client.get(f"/v1/households/{hh}/timeline", params={"limit": 3})).json()
-    page2 = (await client.get(f"/v1/households/{hh}/timeline",
+    page1 = (await client.get(f"/v1/households/{hh}/timeline", params={"limit": 3}, headers=cc)).json()
+    page2 = (await client.get(f"/v1/households/{hh}/timeline", headers=cc,
                               params={"limit": 3, "cursor": page1["next_cursor"]})).json()
     kinds = [e["record_type"] for e in page1["entries"] + page2["entries"]]
     assert kinds == ["SchoolPlacement", "ReferralMade", "AppointmentBooked", "AppointmentBooked",
                      "AppointmentCancelled", "ServiceDischarged"]
     assert page2["next_cursor"] is None
-    edu = (await client.get(f"/v1/households/{hh}/timeline", params={"sector": "education"})).json()
+    edu = (await client.get(f"/v1/households/{hh}/timeline", params={"sector": "education"}, headers=cc)).json()
     assert [e["record_type"] for e in edu["entries"]] == ["SchoolPlacement"]
 
-    team = (await client.get(f"/v1/households/{hh}/children/{child}/team")).json()["team"]
+    team = (await client.get(f"/v1/households/{hh}/children/{child}/team", headers=cc)).json()["team"]
     assert sorted(m["service"] for m in team) == ["Maes Ebbw Special School", "Speech and language therapy"]
 
-    appts = (await client.get(f"/v1/households/{hh}/appointments")).json()["children"][child]
+    appts = (await client.get(f"/v1/households/{hh}/appointments", headers=cc)).json()["children"][child]
     assert [(a["service"], a["rescheduled"]) for a in appts] == [("Speech and language therapy", True)]
     assert datetime.fromisoformat(appts[0]["start"]) == NOW + timedelta(days=14)
 
-    mine = (await client.get("/v1/coordinators/cc-newport-7/caseload")).json()["households"]
+    mine = (await client.get("/v1/coordinators/cc-newport-7/caseload", headers=cc)).json()["households"]
     assert [(h["household_id"], h["upcoming_appointments"]) for h in mine] == [(hh, 1)]
-    assert (await client.get("/v1/coordinators/cc-torfaen-2/caseload")).json()["households"] == []
-    assert (await client.get("/v1/households/hh-nope/timeline")).status_code == 404
+    other = token_header(services, "coordinator", "cc-torfaen-2")
+    assert (await client.get("/v1/coordinators/cc-torfaen-2/caseload", headers=other)).json()["households"] == []
+    # another coordinator asking for this family by id learns nothing, not even that it exists
+    theirs = await client.get(f"/v1/households/{hh}/timeline", headers=other)
+    nobody = await client.get("/v1/households/hh-nope/timeline", headers=other)
+    assert theirs.status_code == nobody.status_code == 404 and theirs.json() == nobody.json()
 
     # a wrong link is undone: the school's entries leave the family's timeline
-    r = await client.post(f"/v1/households/{hh}/members/{child}/identifiers/unlink",
+    r = await client.post(f"/v1/households/{hh}/members/{child}/identifiers/unlink", headers=cc,
                           json={"system": "upn", "value": upn(61), "reason": "linked to the wrong child"})
     assert r.status_code == 202 and r.json()["version"] == 2
     project_log(services)
-    after = (await client.get(f"/v1/households/{hh}/timeline")).json()["entries"]
+    after = (await client.get(f"/v1/households/{hh}/timeline", headers=cc)).json()["entries"]
     assert "SchoolPlacement" not in [e["record_type"] for e in after] and len(after) == 5
 
 
@@ -132,8 +141,9 @@ def server(services: Services) -> Iterator[str]:
     thread.join(10)
 
 
-def read_sse(url: str, n: int, last_id: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
-    headers = {"Last-Event-ID": last_id} if last_id else {}
+def read_sse(url: str, auth: dict[str, str], n: int,
+             last_id: str | None = None) -> list[tuple[str, str, dict[str, Any]]]:
+    headers = {**auth, **({"Last-Event-ID": last_id} if last_id else {})}
     out: list[tuple[str, str, dict[str, Any]]] = []
     with httpx.stream("GET", url, headers=headers, timeout=10) as r:
         assert r.status_code == 200
@@ -152,23 +162,24 @@ def read_sse(url: str, n: int, last_id: str | None = None) -> list[tuple[str, st
 
 async def test_live_stream_resumes_without_gaps_or_repeats(client: httpx.AsyncClient, services: Services,
                                                            server: str) -> None:
-    fam = await enrol_family(client, "cc-stream")
+    fam = await enrol_family(client, services, "cc-stream")
     hh = fam["household"]
+    cc = token_header(services, "coordinator", "cc-stream")
     nhs = ("nhs-number", nhs_number(61))
     first = [event("AttendanceRecorded", f"att-{i}", -i, {"appointment_id": f"a{i}", "service": PHYSIO,
                                                           "outcome": "attended"}, ident=nhs) for i in range(5)]
     assert (await client.post("/v1/events", json=first)).status_code == 200
     await asyncio.to_thread(project_log, services)
 
-    got = await asyncio.to_thread(read_sse, f"{server}/v1/households/{hh}/stream", 3)
+    got = await asyncio.to_thread(read_sse, f"{server}/v1/households/{hh}/stream", cc, 3)
     assert [k for _, k, _ in got] == ["added"] * 3
     more = [event("AttendanceRecorded", f"att-{i}", -i, {"appointment_id": f"a{i}", "service": PHYSIO,
                                                          "outcome": "did_not_attend"}, ident=nhs) for i in range(5, 8)]
     assert (await client.post("/v1/events", json=more)).status_code == 200
     await asyncio.to_thread(project_log, services)
-    rest = await asyncio.to_thread(read_sse, f"{server}/v1/households/{hh}/stream", 5, got[-1][0])
+    rest = await asyncio.to_thread(read_sse, f"{server}/v1/households/{hh}/stream", cc, 5, got[-1][0])
     ids = [int(i) for i, _, _ in got + rest]
     assert ids == sorted(set(ids)) and len(ids) == 8  # no repeat, in order
     assert len({d["event_id"] for _, _, d in got + rest}) == 8  # no gap: every entry arrived once
-    caseload = await asyncio.to_thread(read_sse, f"{server}/v1/coordinators/cc-stream/stream", 8)
+    caseload = await asyncio.to_thread(read_sse, f"{server}/v1/coordinators/cc-stream/stream", cc, 8)
     assert [int(i) for i, _, _ in caseload] == ids

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from hub import envelope
 from hub.broker import EmbeddedBroker
 from hub.demo.identifiers import nhs_number
-from hub.errors import ValidationError
+from hub.errors import BrokerError, ValidationError
 from hub.events import InboundEvent, SubjectRef
-from hub.ingest import relay_unpublished
+from hub.ingest import EVENT_NAMESPACE, event_id_for, relay_unpublished
 from hub.serde import SingleObjectSerde
 from hub.services import Services
 from hub.settings import Settings
@@ -128,3 +131,79 @@ async def test_unpublished_rows_are_relayed_in_order(services: Services) -> None
     assert [dict(m.headers)["ce_hubeventid"] for m in msgs] == [p.row["event_id"].encode() for p in prepared if p]
     # a resend of a relayed event is a duplicate, not a second copy
     assert (await services.ingest.accept([appointment("appt-r0")]))[0].status == "duplicate"
+
+
+async def test_two_concurrent_requests_with_the_same_event_log_and_publish_it_once(services: Services) -> None:
+    batch = [appointment("appt-c1"), appointment("appt-c2")]
+    first, second = await asyncio.gather(services.ingest.accept(batch), services.ingest.accept(list(batch)))
+    statuses = sorted(a.status for a in [*first, *second])
+    assert statuses == ["accepted", "accepted", "duplicate", "duplicate"]
+    assert [a.event_id for a in first] == [a.event_id for a in second]
+    assert services.store.log_count() == 2 and services.store.log_count(unpublished_only=True) == 0
+    assert (await message_counts(services.settings))["hub.ingest.health"] == 2
+    # a third copy, and a newer version alongside, after both answered
+    third = await services.ingest.accept([appointment("appt-c1"), appointment("appt-c1", version=2, days=3)])
+    assert [a.status for a in third] == ["duplicate", "accepted"]
+    assert (await message_counts(services.settings))["hub.ingest.health"] == 3
+
+
+async def test_concurrent_services_on_one_database_log_the_event_once(services: Services, db_url: str) -> None:
+    """Two hub processes (two stores on one database) accepting the same event at the same time."""
+    other = Services.build(services.settings)
+    await other.start()
+    try:
+        events = [appointment(f"appt-p{i}") for i in range(50)]
+        a, b = await asyncio.gather(services.ingest.accept(events), other.ingest.accept(list(events)))
+        assert [x.event_id for x in a] == [x.event_id for x in b]
+        assert all({x.status, y.status} == {"accepted", "duplicate"} for x, y in zip(a, b, strict=True))
+        assert services.store.log_count() == 50 and services.store.log_count(unpublished_only=True) == 0
+    finally:
+        await other.stop()
+        other.store.engine.dispose()
+
+
+async def test_broker_failure_keeps_the_row_and_a_resend_or_the_relay_publishes_it(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broker_down(records: Any) -> None:
+        raise BrokerError("the broker did not acknowledge")
+
+    with monkeypatch.context() as m:
+        m.setattr(services.publisher, "publish", broker_down)
+        with pytest.raises(BrokerError):
+            await services.ingest.accept([appointment("appt-f1"), appointment("appt-f2")])
+    assert services.store.log_count(unpublished_only=True) == 2
+    assert (await message_counts(services.settings))["hub.ingest.health"] == 0
+    # the sender retries one of them: it is a duplicate, published before the answer
+    [again] = await services.ingest.accept([appointment("appt-f1")])
+    assert again.status == "duplicate"
+    assert services.store.log_count(unpublished_only=True) == 1
+    assert await relay_unpublished(services.store, services.publisher) == 1
+    assert services.store.log_count(unpublished_only=True) == 0
+    assert (await message_counts(services.settings))["hub.ingest.health"] == 2
+    assert services.store.log_count() == 2
+
+
+async def test_append_skipping_existing_rows(services: Services) -> None:
+    prepared, _ = services.ingest.prepare([appointment("appt-s1"), appointment("appt-s2")])
+    rows = [p.row for p in prepared if p]
+    seqs = services.store.append(rows[:1])
+    again = services.store.append(rows, skip_existing=True)
+    assert again[0] == 0 and again[1] > seqs[0]
+    assert services.store.existing_versions([p.source_key for p in prepared if p] + [("abuhb-pas", "x", 1)]) == {
+        p.source_key for p in prepared if p}
+    assert [r.seq for r in services.store.log_by_source([p.source_key for p in prepared if p])] == [seqs[0], again[1]]
+    services.store.mark_published([seqs[0], again[1]])
+    assert services.store.log_count(unpublished_only=True) == 0
+
+
+async def test_prepared_headers_and_ids_are_the_envelope_ones(services: Services) -> None:
+    event = appointment("appt-h1", version=3)
+    [prep], _ = services.ingest.prepare([event])
+    assert prep is not None
+    row = prep.row
+    assert row["event_id"] == str(uuid.uuid5(EVENT_NAMESPACE, "abuhb-pas\x1fappt-h1"))
+    assert event_id_for("sys-é", "id/1") == str(uuid.uuid5(EVENT_NAMESPACE, "sys-é\x1fid/1"))
+    assert row["headers"] == envelope.headers(
+        event_id=row["event_id"], version=3, source_system="abuhb-pas", ce_type="uk.familyhub.appointment.booked",
+        occurred_at=T0, subject=row["key"], received_at=row["received_at"])

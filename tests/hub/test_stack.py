@@ -17,9 +17,10 @@ import pytest
 
 from hub.broker import free_port
 from hub.demo.identifiers import nhs_number
-from tests.support import children_of, hub_env, pid_alive, ready, run_hub, spawn, stop, wait_until
+from tests.support import bearer, children_of, hub_env, pid_alive, ready, run_hub, spawn, stop, wait_until
 
 pytestmark = pytest.mark.broker
+AGENCY = bearer("agency", "abuhb-pas", agency="7A6")
 
 
 def test_unreachable_kafka_is_one_clear_line(tmp_path: Path) -> None:
@@ -84,6 +85,7 @@ class HubUp:
         self.env = hub_env(data_dir=tmp_path / "data", api_port=self.port)
         self.log = tmp_path / "hub.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.assigned: set[str] = set()
 
     def start(self) -> subprocess.Popen[bytes]:
         self.proc = spawn(["up"], self.env, self.log)
@@ -91,8 +93,14 @@ class HubUp:
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
         return self.proc
 
-    def timeline(self) -> list[dict[str, Any]]:
-        r = httpx.get(f"{self.base}/v1/households/hh-1/timeline", params={"limit": 500}, timeout=5)
+    def timeline(self, household: str = "hh-1") -> list[dict[str, Any]]:
+        if household not in self.assigned:
+            r = httpx.post(f"{self.base}/v1/coordinators/cc-1/caseload", json={"household_id": household},
+                           headers=bearer("admin"), timeout=5)
+            assert r.status_code == 204, r.text
+            self.assigned.add(household)
+        r = httpx.get(f"{self.base}/v1/households/{household}/timeline", params={"limit": 500},
+                      headers=bearer("coordinator", "cc-1"), timeout=5)
         return r.json()["entries"] if r.status_code == 200 else []
 
     def topics(self) -> dict[str, int]:
@@ -104,7 +112,7 @@ class HubUp:
 def test_sigterm_stops_everything_and_a_restart_has_everything(tmp_path: Path) -> None:
     hub = HubUp(tmp_path)
     proc = hub.start()
-    accepted = httpx.post(f"{hub.base}/v1/events", json=events(30), timeout=30)
+    accepted = httpx.post(f"{hub.base}/v1/events", headers=AGENCY, json=events(30), timeout=30)
     assert accepted.status_code == 200, accepted.text
     ids = [a["event_id"] for a in accepted.json()]
     wait_until(lambda: len(hub.timeline()) == 30, 30, "30 timeline entries")
@@ -124,7 +132,7 @@ def test_sigterm_stops_everything_and_a_restart_has_everything(tmp_path: Path) -
     assert hub.topics() | {"hub.deadletter": 0} == {
         "hub.ingest.health": 30, "hub.ingest.identity": 1, "hub.ingest.social-care": 0, "hub.ingest.education": 0,
         "hub.ingest.consent": 0, "hub.deadletter": 0}
-    again = httpx.post(f"{hub.base}/v1/events", json=events(30), timeout=30).json()
+    again = httpx.post(f"{hub.base}/v1/events", headers=AGENCY, json=events(30), timeout=30).json()
     assert {a["status"] for a in again} == {"duplicate"} and [a["event_id"] for a in again] == ids
     stop(hub.proc)  # type: ignore[arg-type]
 
@@ -132,7 +140,7 @@ def test_sigterm_stops_everything_and_a_restart_has_everything(tmp_path: Path) -
 def test_kill_9_of_every_process_loses_nothing(tmp_path: Path) -> None:
     hub = HubUp(tmp_path)
     proc = hub.start()
-    first = httpx.post(f"{hub.base}/v1/events", json=events(20), timeout=30)
+    first = httpx.post(f"{hub.base}/v1/events", headers=AGENCY, json=events(20), timeout=30)
     assert first.status_code == 200
     everything = [proc.pid, *children_of(proc.pid)]
     for pid in everything:
@@ -143,7 +151,7 @@ def test_kill_9_of_every_process_loses_nothing(tmp_path: Path) -> None:
 
     hub.start()
     wait_until(lambda: len(hub.timeline()) == 20, 30, "20 entries after kill -9")
-    more = httpx.post(f"{hub.base}/v1/events", json=events(25), timeout=30).json()
+    more = httpx.post(f"{hub.base}/v1/events", headers=AGENCY, json=events(25), timeout=30).json()
     assert [a["status"] for a in more].count("accepted") == 5
     wait_until(lambda: len(hub.timeline()) == 25, 30, "25 entries")
     # killing only the supervisor takes its broker and workers with it (no orphans)
@@ -159,12 +167,14 @@ def test_two_workers_split_the_work_and_carry_on_when_one_is_killed(tmp_path: Pa
     proc = hub.start()
     workers = [p for p in children_of(proc.pid) if b"worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert len(workers) == 2
-    wait_until(lambda: "hub_workers_ready 2.0" in httpx.get(f"{hub.base}/metrics", timeout=5).text, 30,
-               "both workers in the group and ready")
+    monitor = bearer("monitor")
+    wait_until(lambda: "hub_workers_ready 2.0" in httpx.get(f"{hub.base}/metrics", headers=monitor, timeout=5).text,
+               30, "both workers in the group and ready")
     batch = events(120)
-    assert httpx.post(f"{hub.base}/v1/events", json=batch[:61], timeout=30).status_code == 200
+    assert httpx.post(f"{hub.base}/v1/events", headers=AGENCY, json=batch[:61], timeout=30).status_code == 200
     os.kill(workers[0], signal.SIGKILL)  # mid-stream: more events arrive while it is gone
-    assert httpx.post(f"{hub.base}/v1/events", json=batch[:1] + batch[61:], timeout=30).status_code == 200
+    rest = httpx.post(f"{hub.base}/v1/events", headers=AGENCY, json=batch[:1] + batch[61:], timeout=30)
+    assert rest.status_code == 200
     entries = wait_until(lambda: (e := hub.timeline()) and len(e) == 120 and e, 60, "120 entries after a kill")
     assert len({e["event_id"] for e in entries}) == 120  # none lost, none doubled
     # the stack replaced the killed worker

@@ -1,0 +1,99 @@
+"""Sharing routes: consent management, the agency inbox, family copies, share states and report readiness.
+
+* ``POST /v1/households/{hid}/children/{cid}/consents`` — body: a FHIR R4 Consent resource (JSON)
+  whose patient is ``Patient/<cid>``; accepted through the hub's ingest path (202).
+* ``DELETE /v1/households/{hid}/children/{cid}/consents/{directive_id}`` — withdraw it (202).
+* ``GET /v1/households/{hid}/children/{cid}/consents`` — the child's directives and their status.
+* ``GET /v1/households/{hid}/shares`` — per information and recipient: decision and delivery state.
+* ``GET /v1/households/{hid}/family-copies`` — copies delivered into the family's own view.
+* ``GET /v1/households/{hid}/readiness`` — before each appointment: visible / withheld / missing reports.
+* ``GET /v1/households/{hid}/alerts`` — open coordinator alerts and report requests.
+* ``GET /v1/agencies/{agency_id}/inbox`` — an agency's shares (cursor pagination); reading delivers.
+* ``POST /v1/agencies/{agency_id}/inbox/{delivery_id}/ack`` — acknowledge one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse
+
+from hub import readmodel
+from hub.errors import NotFoundError
+from hub.services import Services
+from hub.sharing import consents, delivery, readiness
+from hub.sharing.alerts import list_alerts
+
+
+def sharing_router(services: Services) -> APIRouter:
+    router = APIRouter(tags=["sharing"])
+    store = services.store
+
+    async def known_child(household_id: str, child_id: str | None = None) -> None:
+        kids = await asyncio.to_thread(readmodel.children, store, household_id)
+        if not kids or (child_id is not None and child_id not in kids):
+            raise NotFoundError("no such household or child")
+
+    @router.post("/v1/households/{household_id}/children/{child_id}/consents", status_code=202)
+    async def give_consent(household_id: str, child_id: str,
+                           resource: Annotated[dict[str, Any], Body(description="FHIR R4 Consent")]) -> JSONResponse:
+        """Record a consent directive (FHIR R4 Consent). Durable once answered; applied by the worker."""
+        directive, acc = await consents.grant(store, services.ingest, household_id, child_id, resource)
+        return JSONResponse({"directive_id": directive.id, "event_id": acc[-1].event_id, "status": acc[-1].status},
+                            status_code=202)
+
+    @router.delete("/v1/households/{household_id}/children/{child_id}/consents/{directive_id}", status_code=202)
+    async def withdraw_consent(household_id: str, child_id: str, directive_id: str,
+                               reason: str | None = None) -> JSONResponse:
+        """Withdraw a directive: undelivered shares are cancelled, holders of copies get a notice."""
+        acc = await consents.withdraw(store, services.ingest, household_id, child_id, directive_id, reason)
+        return JSONResponse({"directive_id": directive_id, "event_id": acc[0].event_id, "status": acc[0].status},
+                            status_code=202)
+
+    @router.get("/v1/households/{household_id}/children/{child_id}/consents")
+    async def child_consents(household_id: str, child_id: str) -> dict[str, Any]:
+        await known_child(household_id, child_id)
+        rows = await asyncio.to_thread(consents.list_directives, store, household_id, child_id)
+        return {"child_id": child_id, "directives": rows}
+
+    @router.get("/v1/households/{household_id}/shares")
+    async def shares(household_id: str, child_id: str | None = None) -> dict[str, Any]:
+        await known_child(household_id, child_id)
+        rows = await asyncio.to_thread(delivery.recipient_states, store, household_id, child_id)
+        return {"household_id": household_id, "shares": rows}
+
+    @router.get("/v1/households/{household_id}/family-copies")
+    async def family_copies(household_id: str) -> dict[str, Any]:
+        await known_child(household_id)
+        rows = await asyncio.to_thread(delivery.family_copies, store, household_id)
+        return {"household_id": household_id, "copies": rows}
+
+    @router.get("/v1/households/{household_id}/readiness")
+    async def report_readiness(household_id: str,
+                               report_days: Annotated[int, Query(ge=1, le=365)] = 28,
+                               warn_days: Annotated[int, Query(ge=0, le=90)] = 7) -> dict[str, Any]:
+        await known_child(household_id)
+        return await asyncio.to_thread(readiness.readiness, store, household_id, datetime.now(UTC),
+                                       report_days=report_days, warn_days=warn_days)
+
+    @router.get("/v1/households/{household_id}/alerts")
+    async def household_alerts(household_id: str) -> dict[str, Any]:
+        await known_child(household_id)
+        rows = await asyncio.to_thread(list_alerts, store, household_id=household_id)
+        return {"household_id": household_id, "alerts": rows}
+
+    @router.get("/v1/agencies/{agency_id}/inbox")
+    async def agency_inbox(agency_id: str, cursor: str | None = None,
+                           limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+        """The agency's shares and withdrawal notices, oldest first; ``next_cursor`` fetches more."""
+        items, nxt = await asyncio.to_thread(delivery.inbox, store, agency_id, cursor=cursor, limit=limit)
+        return {"agency_id": agency_id, "items": items, "next_cursor": nxt}
+
+    @router.post("/v1/agencies/{agency_id}/inbox/{delivery_id}/ack")
+    async def agency_ack(agency_id: str, delivery_id: str) -> dict[str, Any]:
+        return await asyncio.to_thread(delivery.acknowledge, store, agency_id, delivery_id)
+
+    return router

@@ -1,0 +1,229 @@
+"""Authentication (bearer JWTs) and the authorisation policy, as data.
+
+Tokens
+    Embedded default: the hub signs its own HS256 tokens (``hub token create``) with a key created
+    on first start in ``<data dir>/keys/jwt.key`` (mode 0600) or given by ``HUB_JWT_KEY[_FILE]``.
+    Production: tokens from an OIDC issuer (``HUB_OIDC_ISSUER``), checked against its JWKS
+    (``HUB_OIDC_JWKS_URL``) for signature, issuer, audience, expiry and not-before, with
+    ``HUB_JWT_LEEWAY`` seconds of clock skew. Claims: ``sub``, ``role`` and, by role, ``agency``
+    (agency users), ``household`` and ``member`` (parents and young people).
+
+Policy
+    :data:`POLICY` maps every route (method + path template) to the roles allowed and the
+    relationship that must hold for the resource in the path: a coordinator's caseload, the
+    caller's own household or own record, the caller's own agency or coordinator id. A route not
+    in the table is refused (deny by default; a test checks every route is listed). A request
+    outside the caller's relationship gets 404, the same answer as a record that does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import jwt
+
+from hub.errors import ConfigError, HubError, NotFoundError
+from hub.settings import Settings
+
+Role = Literal["coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor"]
+ROLES: tuple[str, ...] = ("coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor")
+
+
+class AuthError(HubError):
+    """No token, or a token that is forged, expired or not for this hub (401)."""
+
+
+class ForbiddenError(HubError):
+    """The caller's role may not use this route (403)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: str
+    agency: str | None = None
+    household: str | None = None
+    member: str | None = None
+    reason: str | None = None  # an IG officer's recorded reason for looking at clinical content
+
+
+def load_or_create_signing_key(settings: Settings) -> bytes:
+    if settings.jwt_key:
+        return settings.jwt_key.encode()
+    path = settings.jwt_key_file or settings.data_dir / "keys" / "jwt.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    if settings.jwt_key_file is not None:
+        raise ConfigError(f"JWT key file {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    key = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
+class TokenService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.key = load_or_create_signing_key(settings)
+        self._jwks: jwt.PyJWKClient | None = (
+            jwt.PyJWKClient(settings.oidc_jwks_url, cache_keys=True) if settings.oidc_jwks_url else None)
+
+    def create(self, subject: str, role: str, *, ttl: int = 3600, agency: str | None = None,
+               household: str | None = None, member: str | None = None) -> str:
+        if role not in ROLES:
+            raise ConfigError(f"role must be one of {', '.join(ROLES)}")
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": subject, "role": role, "iss": self.settings.jwt_issuer,
+                                  "aud": self.settings.jwt_audience, "iat": now, "nbf": now, "exp": now + ttl}
+        claims.update({k: v for k, v in (("agency", agency), ("household", household), ("member", member)) if v})
+        return jwt.encode(claims, self.key, algorithm="HS256")
+
+    def verify(self, token: str) -> Principal:
+        s = self.settings
+        try:
+            header = jwt.get_unverified_header(token)
+            if header.get("alg") == "HS256":
+                claims = jwt.decode(token, self.key, algorithms=["HS256"], audience=s.jwt_audience,
+                                    issuer=s.jwt_issuer, leeway=s.jwt_leeway,
+                                    options={"require": ["exp", "iat", "sub", "role"]})
+            elif self._jwks is not None:
+                key = self._jwks.get_signing_key_from_jwt(token).key
+                claims = jwt.decode(token, key, algorithms=["RS256", "ES256", "PS256", "EdDSA"],
+                                    audience=s.oidc_audience or s.jwt_audience, issuer=s.oidc_issuer,
+                                    leeway=s.jwt_leeway, options={"require": ["exp", "iat", "sub"]})
+            else:
+                raise AuthError("token algorithm is not accepted")
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise AuthError(f"token is not valid: {exc}") from exc
+        role = str(claims.get("role", ""))
+        if role not in ROLES:
+            raise AuthError("token has no recognised role")
+        return Principal(str(claims["sub"]), role, claims.get("agency"), claims.get("household"),
+                         claims.get("member"))
+
+
+# ---- the policy ----------------------------------------------------------------------------------
+Relation = Literal["none", "household", "child", "coordinator", "agency"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset[str]
+    relation: Relation = "none"
+    audit: str | None = None  # audit action recorded for every allowed call (reads of family data)
+    clinical: bool = False  # an IG officer may call it only with a recorded investigation reason
+
+
+def rule(*roles: str, relation: Relation = "none", audit: str | None = None, clinical: bool = False) -> Rule:
+    return Rule(frozenset(roles), relation, audit, clinical)
+
+
+PUBLIC = rule()
+FAMILY = ("parent", "young_person")
+IG = "ig_officer"
+INVESTIGATION_HEADER = "X-Investigation-Reason"
+
+#: (method, path template) -> who may call it. Everything not listed is refused.
+POLICY: dict[tuple[str, str], Rule] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): rule("monitor", "admin"),
+    # ingest: agency systems
+    ("POST", "/v1/events"): rule("agency", "admin"),
+    ("POST", "/v1/ingest/health"): rule("agency"),
+    ("POST", "/v1/ingest/social-care"): rule("agency"),
+    ("POST", "/v1/ingest/education"): rule("agency"),
+    ("POST", "/fhir/{resource_type}"): rule("agency"),
+    ("POST", "/fhir"): rule("agency"),
+    # households and timelines: coordinators (their caseload), the family (their own household),
+    # IG officers only with a recorded investigation reason; every read is audited
+    ("GET", "/v1/households"): rule("admin"),
+    ("POST", "/v1/households"): rule("coordinator"),
+    ("GET", "/v1/households/{household_id}/timeline"):
+        rule("coordinator", *FAMILY, IG, relation="household", audit="read_timeline", clinical=True),
+    ("GET", "/v1/households/{household_id}/children/{child_id}/team"):
+        rule("coordinator", *FAMILY, relation="child", audit="read_timeline"),
+    ("GET", "/v1/households/{household_id}/appointments"):
+        rule("coordinator", *FAMILY, relation="household", audit="read_timeline"),
+    ("GET", "/v1/households/{household_id}/stream"):
+        rule("coordinator", *FAMILY, relation="household", audit="read_timeline", clinical=True),
+    ("GET", "/v1/households/{household_id}/members"): rule("coordinator", "parent", relation="household"),
+    ("POST", "/v1/households/{household_id}/members"): rule("coordinator", relation="household"),
+    ("POST", "/v1/households/{household_id}/members/{member_id}/identifiers"):
+        rule("coordinator", relation="household"),
+    ("POST", "/v1/households/{household_id}/members/{member_id}/identifiers/unlink"):
+        rule("coordinator", relation="household"),
+    ("GET", "/v1/coordinators/{coordinator_id}/caseload"): rule("coordinator", relation="coordinator"),
+    ("POST", "/v1/coordinators/{coordinator_id}/caseload"): rule("admin"),
+    ("GET", "/v1/coordinators/{coordinator_id}/stream"):
+        rule("coordinator", relation="coordinator", audit="read_timeline"),
+    # consent, sharing, delivery
+    ("GET", "/v1/households/{household_id}/children/{child_id}/consents"):
+        rule("coordinator", *FAMILY, IG, relation="child"),
+    ("POST", "/v1/households/{household_id}/children/{child_id}/consents"):
+        rule("coordinator", *FAMILY, relation="child"),
+    ("DELETE", "/v1/households/{household_id}/children/{child_id}/consents/{directive_id}"):
+        rule("coordinator", *FAMILY, relation="child"),
+    ("GET", "/v1/households/{household_id}/shares"): rule("coordinator", *FAMILY, IG, relation="household"),
+    ("GET", "/v1/households/{household_id}/family-copies"):
+        rule(*FAMILY, "coordinator", relation="household", audit="read_report"),
+    ("GET", "/v1/households/{household_id}/readiness"): rule("coordinator", relation="household"),
+    ("GET", "/v1/households/{household_id}/alerts"): rule("coordinator", relation="household"),
+    ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency", audit="read_report"),
+    ("POST", "/v1/agencies/{agency_id}/inbox/{delivery_id}/ack"): rule("agency", relation="agency"),
+}
+
+
+def policy_for(method: str, path: str) -> Rule | None:
+    return POLICY.get((method.upper(), path))
+
+
+CaseloadCheck = Callable[[str, str], Awaitable[bool]]
+
+
+async def authorise(principal: Principal | None, method: str, path: str, params: dict[str, str],
+                    on_caseload: CaseloadCheck) -> Rule:
+    """Raise AuthError (401), ForbiddenError (403) or NotFoundError (404); return the rule if allowed."""
+    policy = policy_for(method, path)
+    if policy is None:
+        raise ForbiddenError(f"{method} {path} is not open to anyone")
+    if policy is PUBLIC:
+        return policy
+    if principal is None:
+        raise AuthError("a bearer token is required")
+    if principal.role not in policy.roles:
+        raise ForbiddenError(f"role {principal.role} may not use this route")
+    if principal.role == IG:
+        if policy.clinical and len((principal.reason or "").strip()) < 10:
+            raise ForbiddenError(f"clinical content needs an investigation reason ({INVESTIGATION_HEADER})")
+        return policy  # IG officers are not bound to a caseload; every call they make is audited
+    hh = params.get("household_id")
+    if policy.relation in ("household", "child"):
+        if principal.role == "coordinator":
+            allowed = hh is not None and await on_caseload(principal.subject, hh)
+        else:  # parent or young person: their own household
+            allowed = hh is not None and principal.household == hh
+            if principal.role == "young_person" and policy.relation == "child":
+                allowed = allowed and params.get("child_id") == principal.member
+        if not allowed:
+            raise NotFoundError("no such household")
+    elif policy.relation == "coordinator" and params.get("coordinator_id") != principal.subject:
+        raise NotFoundError("no such caseload")
+    elif policy.relation == "agency" and params.get("agency_id") != principal.agency:
+        raise NotFoundError("no such agency")
+    return policy
+
+
+def token_file_default(settings: Settings) -> Path:
+    return settings.jwt_key_file or settings.data_dir / "keys" / "jwt.key"

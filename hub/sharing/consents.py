@@ -1,0 +1,115 @@
+"""Consent management through the hub's acceptance path (durable, replayable, in order).
+
+A family's or coordinator's directive becomes a ConsentGranted event (its ``fhir_consent`` the FHIR
+R4 Consent JSON) and a withdrawal a ConsentWithdrawn event; both go through
+``IngestService.accept`` like any agency event, so the ingest log holds them and the stream worker
+applies them (:mod:`hub.sharing.processor`).
+
+The subject of these events is the identifier ``hub-child-id`` = the hub's child id: a pseudonym
+cannot be reversed to an agency identifier, so the hub uses its own. Enrolment must therefore link
+``hub-child-id`` too; when the child has no such link yet, :func:`grant` sends an IdentityLinked
+event for it first (same subject, so the same partition and order).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from consent import ConsentError, Directive, Grantor
+from consent.fhir import directive_to_fhir_dict, from_fhir
+from hub.errors import NotFoundError, Problem, ValidationError
+from hub.events import InboundEvent, SubjectRef
+from hub.ingest import Acceptance, IngestService
+from hub.sharing.tables import consent_directives
+from hub.store import Store, as_utc, identity_links, utcnow
+
+SOURCE = "hub-consent"
+SYSTEM = "hub-child-id"
+CD = consent_directives.c
+L = identity_links.c
+
+
+def child_subject(child_id: str) -> SubjectRef:
+    return SubjectRef(SYSTEM, child_id)
+
+
+def _linked(store: Store, household_id: str, child_id: str) -> tuple[bool, bool]:
+    """(the child is in the household, the child has an active hub-child-id link)."""
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(L.identifier_system).where(
+            L.household_id == household_id, L.child_id == child_id, L.active.is_(True))).all()
+    return bool(rows), any(r[0] == SYSTEM for r in rows)
+
+
+def parse(resource: dict[str, Any], child_id: str) -> Directive:
+    """Validate a FHIR R4 Consent for this child (422 with the reason when it does not map)."""
+    try:
+        d = from_fhir(resource)
+    except (ConsentError, ValueError) as exc:
+        raise ValidationError([Problem("/", str(exc))], title="Not a usable FHIR Consent") from None
+    if d.child_id != child_id:
+        raise ValidationError([Problem("/patient", f"the consent must be about Patient/{child_id}")],
+                              title="Consent for another child")
+    if d.made_by_role is Grantor.YOUNG_PERSON:
+        raise ValidationError([Problem("/performer", "young-person directives need a recorded age or "
+                                                     "competence, which the hub does not hold yet")],
+                              title="Young-person directive not supported")
+    return d
+
+
+async def grant(store: Store, ingest: IngestService, household_id: str, child_id: str,
+                resource: dict[str, Any], now: datetime | None = None) -> tuple[Directive, list[Acceptance]]:
+    now = now or utcnow()
+    directive = parse(resource, child_id)
+    in_household, linked = _linked(store, household_id, child_id)
+    if not in_household:
+        raise NotFoundError("no such child in this household")
+    events = []
+    if not linked:
+        events.append(InboundEvent(
+            record_type="IdentityLinked", sector="hub", source_system=SOURCE, source_id=f"link-{child_id}-{SYSTEM}",
+            occurred_at=now, subject=child_subject(child_id),
+            body={"action": "link", "child_id": child_id, "household_id": household_id, "identifier_system": SYSTEM,
+                  "reason": "consent management"}))
+    fhir = json.dumps(directive_to_fhir_dict(directive), separators=(",", ":"))
+    events.append(InboundEvent(
+        record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive.id,
+        source_version=int(now.timestamp() * 1000), occurred_at=directive.made_at, subject=child_subject(child_id),
+        body={"directive_id": directive.id, "granted_by": "family", "fhir_consent": fhir}))
+    return directive, await ingest.accept(events)
+
+
+async def withdraw(store: Store, ingest: IngestService, household_id: str, child_id: str, directive_id: str,
+                   reason: str | None = None, now: datetime | None = None) -> list[Acceptance]:
+    now = now or utcnow()
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(CD.status).where(CD.directive_id == directive_id, CD.child_id == child_id,
+                                                      CD.household_id == household_id)).first()
+    if row is None:
+        raise NotFoundError("no such consent directive for this child")
+    return await ingest.accept([InboundEvent(
+        record_type="ConsentWithdrawn", sector="family", source_system=SOURCE,
+        source_id=f"{directive_id}-withdrawn", occurred_at=now, subject=child_subject(child_id),
+        body={"directive_id": directive_id, "withdrawn_by": "family", "reason": reason})])
+
+
+def list_directives(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(consent_directives).where(
+            CD.child_id == child_id, CD.household_id == household_id).order_by(CD.made_at, CD.directive_id)).all()
+    out = []
+    for r in rows:
+        out.append({"directive_id": r.directive_id, "status": r.status,
+                    "made_at": as_utc(r.made_at).isoformat() if r.made_at else None,
+                    "withdrawn_at": as_utc(r.withdrawn_at).isoformat() if r.withdrawn_at else None,
+                    "error": r.error, "fhir": json.loads(r.fhir_json) if r.fhir_json else None})
+    return out
+
+
+def with_child(directive: Directive, child_id: str) -> Directive:
+    return replace(directive, child_id=child_id)

@@ -1,0 +1,173 @@
+"""What the sharing step shares, and with whom: hub records → consent ``Information`` and ``Recipient``.
+
+Pure functions over decoded records and the team around the child; no storage.
+
+* Shareable records: ReportIssued / ReportAmended (kind ``report``), AssessmentCompleted
+  (``assessment``), ResultAvailable (``result``), PlanPublished / PlanReviewed / EhcPlanIssued
+  (``plan``), ReferralOutcome (``referral_outcome``).
+* Recipients: every service in the team around the child (``hub.team.team_around``) other than the
+  producing service itself — same-agency services are decided too (rule R2 permits them for direct
+  care) — plus the family: the parents (one recipient per household, with parental responsibility)
+  and the young person. The hub holds no birth dates, so every child is treated as under 16: the
+  young person is refused their own copy (R1-not-own-record) and young-person directives are not
+  applied (documented limitation).
+* Recipient keys: ``service:<agency id>:<service name>``, ``family:parents:<household>``,
+  ``family:young_person:<child>``.
+* ``Recipient.service`` is the service code in lower case when the records carry one (``send``,
+  ``slt``), else the service name: consent directives name services that way, and the statutory EHC
+  rule (R6) matches LA SEN team codes. A coordinator is a team service whose name mentions
+  coordination; it is decided for purpose ``care_coordination``. The LA SEN team is decided for
+  ``ehc_needs_assessment`` while the child has an EHC needs assessment request on record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from consent import Category, Child, Information, Purpose, Recipient, RecipientKind, Sector
+from hub.team import TeamMember
+
+SHAREABLE: dict[str, str] = {
+    "ReportIssued": "report", "ReportAmended": "report", "AssessmentCompleted": "assessment",
+    "ResultAvailable": "result", "PlanPublished": "plan", "PlanReviewed": "plan", "EhcPlanIssued": "plan",
+    "ReferralOutcome": "referral_outcome",
+}
+#: the hub holds no birth dates: every child is treated as under 16 (see the module docstring)
+UNKNOWN_BIRTH_DATE = date(9000, 1, 1)
+SHARING_NAMESPACE = uuid.UUID("3d7f6c52-2f0e-4c1e-9a55-6c1d7e0b8a11")
+_SECTORS = {"health": Sector.HEALTH, "social_care": Sector.SOCIAL_CARE, "education": Sector.EDUCATION}
+_STATUTORY_SERVICES = frozenset({"sen", "send", "sen_team", "send_team"})
+
+
+def child_for_engine(child_id: str) -> Child:
+    return Child(child_id, UNKNOWN_BIRTH_DATE)
+
+
+def stable_id(*parts: object) -> str:
+    return str(uuid.uuid5(SHARING_NAMESPACE, "\x1f".join(str(p) for p in parts)))
+
+
+@dataclass(frozen=True)
+class Target:
+    """A recipient of the child's information, with the purpose it is decided for."""
+
+    key: str
+    recipient: Recipient
+    purpose: Purpose
+    agency_id: str | None
+    service: str | None  # service name (display)
+    sector: str | None
+
+    @property
+    def is_family(self) -> bool:
+        return self.recipient.is_family_side
+
+
+@dataclass(frozen=True)
+class Shareable:
+    """A shareable record of one child, as the consent engine sees it, plus what a recipient may be sent."""
+
+    info: Information
+    version: int
+    record_type: str
+    producer_agency_id: str
+    producer_service: str
+    producer_sector: str
+    record: dict[str, Any]
+
+    @property
+    def event_id(self) -> str:
+        return self.info.id
+
+
+def service_key(agency_id: str, service_name: str) -> str:
+    return f"service:{agency_id}:{service_name}"
+
+
+def _service_codes(entries: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    codes: dict[tuple[str, str], str] = {}
+    for e in entries:
+        svc = e["record"].get("service") or e["record"].get("school") or {}
+        if svc.get("service_code"):
+            codes[(svc.get("agency_id", ""), svc.get("service_name", ""))] = str(svc["service_code"]).lower()
+    return codes
+
+
+def targets_for(team: list[TeamMember], entries: list[dict[str, Any]], household_id: str,
+                child_id: str) -> list[Target]:
+    """Every recipient the child's information is decided for (team services and the family)."""
+    codes = _service_codes(entries)
+    ehc_open = any(e["record_type"] == "EhcAssessmentRequested" for e in entries)
+    out: list[Target] = []
+    for m in team:
+        sector = _SECTORS.get(m.sector)
+        if sector is None or not m.agency_id:
+            continue
+        service_id = codes.get((m.agency_id, m.service)) or m.service
+        coordinator = "coordinat" in m.service.lower()
+        kind = RecipientKind.COORDINATOR if coordinator else RecipientKind.AGENCY_PROFESSIONAL
+        if coordinator:
+            purpose = Purpose.CARE_COORDINATION
+        elif ehc_open and service_id in _STATUTORY_SERVICES:
+            purpose = Purpose.EHC_NEEDS_ASSESSMENT
+        else:
+            purpose = Purpose.DIRECT_CARE
+        out.append(Target(service_key(m.agency_id, m.service),
+                          Recipient(kind, agency_id=m.agency_id, sector=sector, service=service_id),
+                          purpose, m.agency_id, m.service, m.sector))
+    out.append(Target(f"family:parents:{household_id}",
+                      Recipient(RecipientKind.FAMILY, person_id=f"parents-{household_id}"),
+                      Purpose.FAMILY_COPY, None, "Parents / carers", "family"))
+    out.append(Target(f"family:young_person:{child_id}",
+                      Recipient(RecipientKind.YOUNG_PERSON, person_id=child_id),
+                      Purpose.FAMILY_COPY, None, "Young person", "family"))
+    return out
+
+
+def shareable_from(entry: dict[str, Any], child_id: str) -> Shareable | None:
+    """The shareable view of one of the child's entries (``readmodel.child_records`` shape), or None."""
+    kind = SHAREABLE.get(entry["record_type"])
+    if kind is None:
+        return None
+    r = entry["record"]
+    meta = r["meta"]
+    svc = r.get("service") or {}
+    sector = _SECTORS.get(svc.get("sector", ""))
+    if sector is None or not svc.get("agency_id"):
+        return None
+    try:
+        category = Category(meta.get("category", "general"))
+    except ValueError:
+        category = Category.GENERAL
+    issued = meta["occurred_at"]
+    if not isinstance(issued, datetime):
+        issued = datetime.fromisoformat(str(issued))
+    info = Information(
+        id=meta["event_id"], kind=kind, category=category, agency_id=svc["agency_id"], sector=sector,
+        about=child_id, in_record_of=child_id, issued_at=issued,
+        disclosure_hold=bool(r.get("disclosure_hold", False)), released=False)
+    return Shareable(info, int(meta.get("source_version", 1)), entry["record_type"], svc["agency_id"],
+                     svc.get("service_name", ""), svc.get("sector", ""), r)
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime | date) else value
+
+
+def information_summary(s: Shareable) -> dict[str, Any]:
+    """Least data about the information: metadata and a document reference, no free text or identifiers."""
+    r = s.record
+    out: dict[str, Any] = {
+        "event_id": s.event_id, "version": s.version, "record_type": s.record_type, "kind": s.info.kind,
+        "category": s.info.category.value, "issued_at": _iso(s.info.issued_at),
+        "producer": {"agency_id": s.producer_agency_id, "service_name": s.producer_service,
+                     "sector": s.producer_sector},
+    }
+    for key in ("report_id", "report_kind", "title", "document_ref", "assessment_kind", "test_kind", "plan_id",
+                "plan_kind", "plan_status", "outcome", "review_due", "plan_start_date"):
+        if r.get(key) is not None:
+            out[key] = _iso(r[key])
+    return out

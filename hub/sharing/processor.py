@@ -1,0 +1,478 @@
+"""The sharing step: after a batch is projected, decide who may see each shareable record, and queue it.
+
+``process(store, decoded)`` is called by the stream worker with each decoded batch right after
+``projection.apply`` (and may be called again with the same batch: it is idempotent).
+
+1. ConsentGranted / ConsentWithdrawn → ``consent_directives`` (FHIR R4 Consent converted with
+   ``consent.fhir.from_fhir``; the subject resolved to the hub child through ``identity_links``; a
+   directive for a subject not linked yet waits for its link).
+2. For every child the batch touches (a record of theirs, a link, a directive), every shareable
+   record × every recipient (team around the child other than the producing service, parents, young
+   person) that has no decision yet is decided with ``ConsentEngine.decide_strictest`` — consent in
+   force at the event's time and now. The event-time side is the record's issue time, or, when the
+   share rests on a directive made later, that directive's ``made_at`` (so a later consent can
+   permit an earlier report, while a refusal in force when the report was written still binds).
+   Each decision is one ``share_decisions`` row (unique per information id + version + recipient +
+   seq) and one ``deliveries`` row: ``queued`` for a permit, ``withheld`` (why) for deny / hold.
+3. When a child's directives change (granted, withdrawn), every current decision of that child is
+   re-decided: withheld → queued when now permitted (exactly once: one delivery row per information
+   version and recipient), queued → cancelled when no longer permitted, and a ``withdrawal_notice``
+   delivery for recipients who already hold a copy.
+4. Queued shares of an older version of a record, or of a record no longer in the child's record
+   (entered in error, subject unlinked), are cancelled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from consent import ConsentEngine, ConsentError, Decision, Directive, DirectiveSet, Grantor, Outcome
+from consent.fhir import from_fhir
+from hub import readmodel
+from hub.logging import get_logger
+from hub.sharing.model import (
+    SHAREABLE,
+    Shareable,
+    Target,
+    child_for_engine,
+    information_summary,
+    shareable_from,
+    stable_id,
+    targets_for,
+)
+from hub.sharing.tables import consent_directives, deliveries, share_decisions
+from hub.store import Store, as_utc, identity_links, timeline_entries, utcnow
+from hub.team import team_around
+
+log = get_logger(__name__)
+CD = consent_directives.c
+SD = share_decisions.c
+DL = deliveries.c
+L = identity_links.c
+CONSENT_TYPES = ("ConsentGranted", "ConsentWithdrawn")
+_ENGINE: ConsentEngine | None = None
+_DIRECTIVE_CACHE: dict[tuple[str, int, str], Directive] = {}
+
+
+def engine() -> ConsentEngine:
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = ConsentEngine()
+    return _ENGINE
+
+
+@dataclass
+class SharingResult:
+    decisions: int = 0
+    queued: int = 0
+    withheld: int = 0
+    cancelled: int = 0
+    notices: int = 0
+    children: set[str] = field(default_factory=set)
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.queued or self.notices)
+
+
+# ---------------------------------------------------------------------------------------- directives
+
+def _aware(value: Any) -> datetime | None:
+    return None if value is None else as_utc(value)
+
+
+def parse_directive(fhir_json: str, child_id: str, withdrawn_at: datetime | None) -> Directive:
+    """A stored FHIR Consent as a directive of the hub child (its patient reference re-pointed there)."""
+    key = (fhir_json, 0, child_id)
+    d = _DIRECTIVE_CACHE.get(key)
+    if d is None:
+        d = from_fhir(json.loads(fhir_json))
+        made_by = child_id if d.made_by_role is Grantor.YOUNG_PERSON else d.made_by
+        d = replace(d, child_id=child_id, made_by=made_by)
+        if len(_DIRECTIVE_CACHE) > 10000:
+            _DIRECTIVE_CACHE.clear()
+        _DIRECTIVE_CACHE[key] = d
+    if withdrawn_at is not None:
+        d = replace(d, withdrawn_at=max(withdrawn_at, d.made_at))
+    return d
+
+
+def load_directive_set(conn: Connection, child_id: str) -> tuple[DirectiveSet, dict[str, Directive]]:
+    rows = conn.execute(sa.select(CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
+        CD.child_id == child_id, CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))).all()
+    return _directive_set(child_id, rows)
+
+
+def _directive_set(child_id: str, rows: Sequence[Any]) -> tuple[DirectiveSet, dict[str, Directive]]:
+    found: dict[str, Directive] = {}
+    for r in rows:
+        try:
+            d = parse_directive(r.fhir_json, child_id, _aware(r.withdrawn_at))
+        except (ConsentError, ValueError) as exc:
+            log.warning("sharing.directive_unusable", directive=r.directive_id, error=str(exc)[:200])
+            continue
+        if d.made_by_role is Grantor.YOUNG_PERSON:  # no birth date held: see hub.sharing.model
+            log.info("sharing.young_person_directive_skipped", directive=r.directive_id)
+            continue
+        found[d.id] = d
+    return engine().compile(child_for_engine(child_id), found.values()), found
+
+
+def _upsert_grant(conn: Connection, record: dict[str, Any], home: tuple[str, str] | None, now: datetime) -> bool:
+    meta = record["meta"]
+    did, version = record["directive_id"], int(meta.get("source_version", 1))
+    cur = conn.execute(sa.select(consent_directives).where(CD.directive_id == did)).first()
+    if cur is not None and cur.fhir_json is not None and cur.source_version >= version:
+        return False
+    status, error, made_at, withdrawn = "active", None, None, None
+    try:
+        d = from_fhir(json.loads(record["fhir_consent"]))
+        made_at, withdrawn = d.made_at, d.withdrawn_at
+        if d.id != did:
+            raise ValueError(f"the Consent identifier {d.id} is not the event's directive id")
+        if withdrawn is not None:
+            status = "withdrawn"
+    except (ConsentError, ValueError) as exc:
+        status, error = "invalid", str(exc)[:2000]
+    if meta.get("status") == "entered_in_error":
+        status, error = "invalid", "entered in error by its sender"
+    if cur is not None and cur.status == "withdrawn" and status == "active":
+        status, withdrawn = "withdrawn", _aware(cur.withdrawn_at)  # the withdrawal arrived first
+    row = dict(directive_id=did, subject=meta["subject"], child_id=home[1] if home else None,
+               household_id=home[0] if home else None, event_id=meta["event_id"], source_version=version,
+               fhir_json=record["fhir_consent"], status=status, made_at=made_at, withdrawn_at=withdrawn,
+               error=error, updated_at=now)
+    if cur is None:
+        conn.execute(consent_directives.insert(), row)
+    else:
+        conn.execute(consent_directives.update().where(CD.directive_id == did).values(**row))
+    return True
+
+
+def _apply_withdrawal(conn: Connection, record: dict[str, Any], home: tuple[str, str] | None,
+                      now: datetime) -> bool:
+    meta = record["meta"]
+    did, at = record["directive_id"], meta["occurred_at"]
+    cur = conn.execute(sa.select(consent_directives).where(CD.directive_id == did)).first()
+    if cur is None:  # withdrawal before the grant: remember it
+        conn.execute(consent_directives.insert(), dict(
+            directive_id=did, subject=meta["subject"], child_id=home[1] if home else None,
+            household_id=home[0] if home else None, event_id=None, source_version=0, fhir_json=None,
+            status="withdrawn", made_at=None, withdrawn_at=at, error=None, updated_at=now))
+        return True
+    if cur.status == "withdrawn" and cur.withdrawn_at is not None and as_utc(cur.withdrawn_at) <= at:
+        return False
+    if cur.status == "invalid":
+        return False
+    conn.execute(consent_directives.update().where(CD.directive_id == did).values(
+        status="withdrawn", withdrawn_at=at, updated_at=now))
+    return True
+
+
+# ---------------------------------------------------------------------------------------- decisions
+
+def decide(info_: Shareable, target: Target, ds: DirectiveSet, directives: dict[str, Directive],
+           now: datetime) -> tuple[Decision, datetime]:
+    """decide_strictest at the event's time and now; the event time moves to a later permitting directive."""
+    eng = engine()
+    info = info_.info
+    at_now = eng.decide(info, target.recipient, target.purpose, now, ds)
+    t_event = info.issued_at
+    if at_now.outcome is Outcome.PERMIT and at_now.directive_ids:
+        made = [directives[i].made_at for i in at_now.directive_ids if i in directives]
+        if made:
+            t_event = max(t_event, *made)
+    t_event = min(t_event, now)
+    return eng.decide_strictest(info, target.recipient, target.purpose, ds, at_event_time=t_event,
+                                at_delivery_time=now), t_event
+
+
+def _payload(s: Shareable, target: Target, decision_id: str, decision: Decision, kind: str, child_id: str,
+             delivery_id: str) -> str:
+    body: dict[str, Any] = {
+        "delivery_id": delivery_id, "kind": kind, "child_id": child_id, "information": information_summary(s),
+        "recipient": {"kind": target.recipient.kind.value, "agency_id": target.agency_id,
+                      "service": target.service},
+        "decision": {"decision_id": decision_id, "basis": decision.basis.value, "rule_id": decision.rule_id,
+                     "ruleset_version": decision.ruleset_version},
+    }
+    if kind == "withdrawal_notice":
+        body["notice"] = ("The family has withdrawn the consent this information was shared under. Do not "
+                          "share it further; review your copy under your records policy.")
+    return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
+def _decision_row(s: Shareable, target: Target, d: Decision, t_event: datetime, seq: int, child_id: str,
+                  household_id: str, now: datetime, trigger: str) -> dict[str, Any]:
+    rec = target.recipient
+    return dict(
+        decision_id=stable_id("decision", s.event_id, s.version, target.key, seq),
+        information_id=s.event_id, information_version=s.version, recipient_key=target.key, seq=seq,
+        current=True, child_id=child_id, household_id=household_id, record_type=s.record_type,
+        info_kind=s.info.kind, category=s.info.category.value, producer_agency_id=s.producer_agency_id,
+        producer_service=s.producer_service, recipient_kind=rec.kind.value, recipient_agency_id=target.agency_id,
+        recipient_service=target.service, recipient_sector=target.sector, purpose=target.purpose.value,
+        outcome=d.outcome.value, basis=d.basis.value, rule_id=d.rule_id, ruleset_version=d.ruleset_version,
+        reasons=json.dumps(list(d.reasons)), directive_ids=json.dumps(list(d.directive_ids)),
+        notify_family=d.notify_family, requires_ig_review=d.requires_ig_review, decided_for=t_event,
+        decided_at=now, trigger=trigger)
+
+
+def _why(d: Decision) -> str:
+    return f"{d.outcome.value} ({d.rule_id}): " + " ".join(d.reasons)
+
+
+def _new_delivery(s: Shareable, target: Target, d: Decision, decision_id: str, kind: str, child_id: str,
+                  household_id: str, now: datetime) -> dict[str, Any]:
+    did = stable_id("delivery", s.event_id, s.version, target.key, kind)
+    permitted = d.outcome is Outcome.PERMIT or kind == "withdrawal_notice"
+    return dict(
+        delivery_id=did, kind=kind, decision_id=decision_id, information_id=s.event_id,
+        information_version=s.version, recipient_key=target.key, recipient_kind=target.recipient.kind.value,
+        agency_id=target.agency_id, service=target.service, child_id=child_id, household_id=household_id,
+        state="queued" if permitted else "withheld", why=None if permitted else _why(d),
+        channel=None, payload=_payload(s, target, decision_id, d, kind, child_id, did), attempts=0,
+        next_attempt_at=now if permitted else None, last_error=None, receipt=None, created_at=now,
+        queued_at=now if permitted else None, delivered_at=None, acknowledged_at=None, closed_at=None,
+        escalated_at=None)
+
+
+@dataclass
+class _ChildState:
+    deliveries: dict[tuple[str, int, str, str], Any] = field(default_factory=dict)
+    current: dict[tuple[str, int, str], Any] = field(default_factory=dict)
+    directive_rows: list[Any] = field(default_factory=list)
+
+
+def _load_states(conn: Connection, child_ids: list[str]) -> dict[str, _ChildState]:
+    """Every touched child's deliveries, current decisions and directives, in three queries."""
+    states = {c: _ChildState() for c in child_ids}
+    for i in range(0, len(child_ids), 300):
+        chunk = child_ids[i:i + 300]
+        for r in conn.execute(sa.select(deliveries).where(DL.child_id.in_(chunk))):
+            states[r.child_id].deliveries[(r.information_id, r.information_version, r.recipient_key, r.kind)] = r
+        for r in conn.execute(sa.select(share_decisions).where(SD.child_id.in_(chunk), SD.current.is_(True))):
+            states[r.child_id].current[(r.information_id, r.information_version, r.recipient_key)] = r
+        for r in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
+                CD.child_id.in_(chunk), CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))):
+            states[r.child_id].directive_rows.append(r)
+    return states
+
+
+def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """``readmodel.child_records`` for many children in one query (same shape and order)."""
+    T = timeline_entries.c
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {h: [] for h in homes}
+    with store.engine.connect() as conn:
+        for i in range(0, len(homes), 300):
+            chunk = homes[i:i + 300]
+            q = (sa.select(L.household_id, L.child_id, T.event_id, T.record_type, T.occurred_at, T.record)
+                 .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
+                 .where(sa.tuple_(L.household_id, L.child_id).in_(chunk), L.active.is_(True),
+                        T.status == "active").order_by(T.occurred_at, T.event_id))
+            for r in conn.execute(q):
+                out[(r.household_id, r.child_id)].append({
+                    "event_id": r.event_id, "record_type": r.record_type, "occurred_at": as_utc(r.occurred_at),
+                    "record": readmodel._parse_times(json.loads(r.record))})
+    return out
+
+
+def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
+                now: datetime, *, redecide: bool, trigger: str, result: SharingResult,
+                state: _ChildState | None = None, sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+                ) -> None:
+    infos = [s for s in (shareable_from(e, child_id) for e in entries) if s is not None]
+    current_versions = {s.event_id: s.version for s in infos}
+    if state is None:
+        state = _load_states(conn, [child_id])[child_id]
+    existing_deliveries = state.deliveries
+    # queued shares of superseded versions or of records no longer in this child's record
+    for (iid, ver, _rk, _kind), r in existing_deliveries.items():
+        if r.state != "queued":
+            continue
+        why = None
+        if iid not in current_versions:
+            why = "the record is no longer in this child's record (entered in error or unlinked)"
+        elif ver < current_versions[iid]:
+            why = f"superseded by version {current_versions[iid]}"
+        if why:
+            conn.execute(deliveries.update().where(DL.delivery_id == r.delivery_id, DL.state == "queued")
+                         .values(state="cancelled", why=why, closed_at=now))
+            result.cancelled += 1
+    if not infos:
+        return
+    targets = targets_for(team_around(entries), entries, household_id, child_id)
+    current = state.current
+    ds, directives = _directive_set(child_id, state.directive_rows)
+    new_decisions: list[dict[str, Any]] = []
+    new_deliveries: list[dict[str, Any]] = []
+    for s in infos:
+        for t in targets:
+            if t.agency_id == s.producer_agency_id and t.service == s.producer_service:
+                continue  # the producing service itself
+            cur = current.get((s.event_id, s.version, t.key))
+            if cur is not None and not redecide:
+                continue
+            d, t_event = decide(s, t, ds, directives, now)
+            if cur is None:
+                row = _decision_row(s, t, d, t_event, 0, child_id, household_id, now, trigger)
+                new_decisions.append(row)
+                key = (s.event_id, s.version, t.key, "share")
+                if key not in existing_deliveries:
+                    dl = _new_delivery(s, t, d, row["decision_id"], "share", child_id, household_id, now)
+                    new_deliveries.append(dl)
+                    result.queued += dl["state"] == "queued"
+                    result.withheld += dl["state"] == "withheld"
+                continue
+            if d.outcome.value == cur.outcome and d.rule_id == cur.rule_id \
+                    and json.dumps(list(d.directive_ids)) == cur.directive_ids:
+                continue
+            row = _decision_row(s, t, d, t_event, cur.seq + 1, child_id, household_id, now, trigger)
+            conn.execute(share_decisions.update().where(SD.decision_id == cur.decision_id).values(current=False))
+            new_decisions.append(row)
+            _follow_decision(conn, s, t, d, row["decision_id"], existing_deliveries, new_deliveries, child_id,
+                             household_id, now, result)
+    result.decisions += len(new_decisions)
+    if sink is not None:  # the caller inserts every child's rows at once
+        sink[0].extend(new_decisions)
+        sink[1].extend(new_deliveries)
+        return
+    if new_decisions:
+        conn.execute(share_decisions.insert(), new_decisions)
+    if new_deliveries:
+        conn.execute(deliveries.insert(), new_deliveries)
+
+
+def _follow_decision(conn: Connection, s: Shareable, t: Target, d: Decision, decision_id: str,
+                     existing: dict[tuple[str, int, str, str], Any], new_deliveries: list[dict[str, Any]],
+                     child_id: str, household_id: str, now: datetime, result: SharingResult) -> None:
+    """Move the share's delivery after a re-decision (at most one share and one notice per version)."""
+    share = existing.get((s.event_id, s.version, t.key, "share"))
+    if d.outcome is Outcome.PERMIT:
+        if share is None:
+            new_deliveries.append(_new_delivery(s, t, d, decision_id, "share", child_id, household_id, now))
+            result.queued += 1
+        elif share.state in ("withheld", "cancelled"):
+            conn.execute(deliveries.update().where(DL.delivery_id == share.delivery_id,
+                                                   DL.state.in_(("withheld", "cancelled"))).values(
+                state="queued", why=None, decision_id=decision_id, queued_at=now, next_attempt_at=now,
+                closed_at=None, attempts=0, last_error=None,
+                payload=_payload(s, t, decision_id, d, "share", child_id, share.delivery_id)))
+            result.queued += 1
+        return
+    if share is None:
+        new_deliveries.append(_new_delivery(s, t, d, decision_id, "share", child_id, household_id, now))
+        result.withheld += 1
+    elif share.state == "queued":
+        conn.execute(deliveries.update().where(DL.delivery_id == share.delivery_id, DL.state == "queued").values(
+            state="cancelled", why=_why(d), closed_at=now, decision_id=decision_id))
+        result.cancelled += 1
+    elif share.state == "withheld":
+        conn.execute(deliveries.update().where(DL.delivery_id == share.delivery_id).values(
+            why=_why(d), decision_id=decision_id))
+    elif share.state in ("delivered", "acknowledged") and \
+            (s.event_id, s.version, t.key, "withdrawal_notice") not in existing:
+        new_deliveries.append(_new_delivery(s, t, d, decision_id, "withdrawal_notice", child_id, household_id,
+                                            now))
+        result.notices += 1
+
+
+# ---------------------------------------------------------------------------------------- the step
+
+def _homes(conn: Connection, subjects: set[str]) -> dict[str, tuple[str, str]]:
+    if not subjects:
+        return {}
+    return {r.subject: (r.household_id, r.child_id) for r in conn.execute(
+        sa.select(L.subject, L.household_id, L.child_id).where(L.subject.in_(subjects), L.active.is_(True)))}
+
+
+def process(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *,
+            now: datetime | None = None) -> SharingResult:
+    """Run the sharing step for one decoded batch (after ``projection.apply``); idempotent."""
+    relevant = [(rt, r) for rt, _ce, r in decoded
+                if rt in SHAREABLE or rt in CONSENT_TYPES or rt == "IdentityLinked"
+                or rt in _TEAM_CHANGES]
+    if not relevant:
+        return SharingResult()
+    last: Exception | None = None
+    for _attempt in range(3):
+        try:
+            return _process(store, relevant, now or utcnow())
+        except sa.exc.IntegrityError as exc:  # another worker decided the same child at the same time
+            last = exc
+            log.info("sharing.concurrent_retry")
+    assert last is not None
+    raise last
+
+
+#: record types that change the team around the child (a new member may now be owed earlier records)
+_TEAM_CHANGES = frozenset({"ReferralMade", "AppointmentBooked", "AttendanceRecorded", "KeyProfessionalChanged",
+                           "SchoolPlacement", "EhcAssessmentRequested", "HospitalAdmitted", "WaitingListEntered",
+                           "SocialCareOutcome"})
+
+
+def _process(store: Store, relevant: list[tuple[str, dict[str, Any]]], now: datetime) -> SharingResult:
+    result = SharingResult()
+    subjects = {r["meta"]["subject"] for _rt, r in relevant}
+    with store.engine.connect() as rconn:
+        homes = _homes(rconn, subjects)
+    consent_children: set[tuple[str, str]] = set()
+    # the children's records first (committed by the projection), then one transaction for everything
+    linked = [r["meta"]["subject"] for rt, r in relevant if rt == "IdentityLinked" and r["meta"]["subject"] in homes]
+    waiting = {r["meta"]["subject"]: homes.get(r["meta"]["subject"]) for rt, r in relevant if rt in CONSENT_TYPES}
+    touched = set(homes.values())
+    entries = _records(store, sorted(touched))
+    with store.engine.begin() as conn:
+        for rt, r in relevant:
+            home = waiting.get(r["meta"]["subject"]) if rt in CONSENT_TYPES else None
+            if rt == "ConsentGranted":
+                _upsert_grant(conn, r, home, now)
+            elif rt == "ConsentWithdrawn":
+                _apply_withdrawal(conn, r, home, now)
+            else:
+                continue
+            if home:  # re-deciding is idempotent, so a replayed batch re-decides harmlessly
+                consent_children.add(home)
+        for subject in linked:  # directives that were waiting for their subject's link
+            hh, child = homes[subject]
+            n = conn.execute(consent_directives.update().where(
+                CD.subject == subject, CD.child_id.is_(None)).values(child_id=child, household_id=hh)).rowcount
+            if n:
+                consent_children.add((hh, child))
+        children = sorted(touched | consent_children)
+        states = _load_states(conn, sorted({c for _h, c in children}))
+        sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+        for hh, child in children:
+            if (hh, child) not in entries:
+                entries[(hh, child)] = readmodel.child_records(store, hh, child)
+            redecide = (hh, child) in consent_children
+            _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
+                        trigger="consent_changed" if redecide else "event", result=result, state=states[child],
+                        sink=sink)
+            result.children.add(child)
+        if sink[0]:
+            conn.execute(share_decisions.insert(), sink[0])
+        if sink[1]:
+            conn.execute(deliveries.insert(), sink[1])
+    if result.decisions:
+        log.info("sharing.decided", decisions=result.decisions, queued=result.queued, withheld=result.withheld,
+                 cancelled=result.cancelled, notices=result.notices, children=len(result.children))
+    return result
+
+
+def process_child(store: Store, household_id: str, child_id: str, *, redecide: bool = False,
+                  now: datetime | None = None) -> SharingResult:
+    """Decide (or re-decide) one child's records now — for tools and tests."""
+    result = SharingResult()
+    entries = readmodel.child_records(store, household_id, child_id)
+    with store.engine.begin() as conn:
+        _sync_child(conn, child_id, household_id, entries, now or utcnow(), redecide=redecide, trigger="manual",
+                    result=result)
+    return result

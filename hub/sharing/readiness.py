@@ -1,0 +1,170 @@
+"""Report readiness: before each upcoming appointment, will the clinician have the reports?
+
+For every upcoming appointment of every child in a household: each shareable record the child has
+(reports, assessments, results, plans, referral outcomes — not those the appointment's own service
+wrote), whether that service can see it (``will_see``: decision permit and delivered or
+acknowledged; ``on_its_way``: permit, still queued), or why it is withheld and the step that unblocks
+it ("ask the family for consent to share with <service>", "ask <producer> to release the held
+report"), or ``not_decided`` (the service is not yet in the team around the child). Then the reports
+that are expected but not yet written: an AssessmentCompleted, or a referral a service accepted,
+with no ReportIssued from that service since; overdue after ``report_days`` (default 28).
+
+:func:`sweep` turns this into alerts (table ``alerts``): ``readiness`` to the coordinator when an
+appointment is at most ``warn_days`` (default 7) away and something is withheld or overdue, and
+``report_request`` to the producing service for each overdue report. Each alert is raised once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub import readmodel
+from hub.sharing.alerts import coordinator_of, raise_alert
+from hub.sharing.model import service_key, shareable_from
+from hub.sharing.tables import deliveries, share_decisions
+from hub.store import Store, as_utc, utcnow
+from hub.team import upcoming
+
+SD = share_decisions.c
+DL = deliveries.c
+REPORT_TYPES = ("ReportIssued", "ReportAmended")
+
+
+def _label(r: dict[str, Any], record_type: str) -> str:
+    if record_type == "EhcPlanIssued":
+        return f"EHC plan ({r.get('plan_status', 'issued')})"
+    for key in ("title", "assessment_kind", "test_kind", "plan_kind", "outcome"):
+        if r.get(key):
+            return str(r[key]).replace("_", " ")
+    return record_type
+
+
+def expected_reports(entries: list[dict[str, Any]], now: datetime, report_days: int = 28) -> list[dict[str, Any]]:
+    """Reports a service owes: an assessment done or a referral accepted, and no report from it since."""
+    reports: dict[tuple[str, str], list[datetime]] = {}
+    for e in entries:
+        if e["record_type"] in REPORT_TYPES:
+            svc = e["record"].get("service") or {}
+            reports.setdefault((svc.get("agency_id", ""), svc.get("service_name", "")), []).append(e["occurred_at"])
+    out = []
+    for e in entries:
+        r, kind = e["record"], e["record_type"]
+        if not (kind == "AssessmentCompleted" or (kind == "ReferralOutcome" and r.get("outcome") == "accepted")):
+            continue
+        svc = r.get("service") or {}
+        key = (svc.get("agency_id", ""), svc.get("service_name", ""))
+        if any(t >= e["occurred_at"] for t in reports.get(key, ())):
+            continue
+        due = e["occurred_at"] + timedelta(days=report_days)
+        out.append({"service": key[1], "agency_id": key[0], "trigger": kind, "trigger_event_id": e["event_id"],
+                    "since": e["occurred_at"].isoformat(), "due_at": due.isoformat(), "overdue": now > due,
+                    "status": "not_yet_written",
+                    "unblock": f"ask {key[1]} to write and issue the report"})
+    return out
+
+
+def _decisions(store: Store, child_id: str) -> dict[tuple[str, int, str], dict[str, Any]]:
+    j = share_decisions.join(deliveries, sa.and_(
+        DL.information_id == SD.information_id, DL.information_version == SD.information_version,
+        DL.recipient_key == SD.recipient_key, DL.kind == "share"), isouter=True)
+    q = sa.select(SD.decision_id, SD.information_id, SD.information_version, SD.recipient_key, SD.outcome,
+                  SD.rule_id, SD.reasons, DL.state, DL.why).select_from(j).where(
+        SD.child_id == child_id, SD.current.is_(True))
+    with store.engine.connect() as conn:
+        return {(r.information_id, r.information_version, r.recipient_key): dict(r._mapping) for r in conn.execute(q)}
+
+
+def _report_status(dec: dict[str, Any] | None, producer: str, service: str) -> tuple[str, str | None, str | None]:
+    if dec is None:
+        return "not_decided", "the service is not yet in the team around the child", None
+    if dec["outcome"] == "permit":
+        if dec["state"] in ("delivered", "acknowledged"):
+            return "will_see", None, None
+        if dec["state"] == "failed":
+            return "delivery_failed", "the share could not be delivered", f"check {service}'s webhook"
+        return "on_its_way", None, None
+    reasons = " ".join(json.loads(dec["reasons"]))
+    if dec["outcome"] == "hold":
+        return "withheld", reasons, f"ask {producer} to release the held report"
+    if dec["rule_id"] == "R8-third-party":
+        return "withheld", reasons, None
+    return "withheld", reasons, f"ask the family for consent to share with {service}"
+
+
+def child_readiness(store: Store, household_id: str, child_id: str, now: datetime, *, report_days: int = 28,
+                    warn_days: int = 7) -> dict[str, Any]:
+    entries = readmodel.child_records(store, household_id, child_id)
+    appts = upcoming(entries, now)
+    infos = [s for s in (shareable_from(e, child_id) for e in entries) if s is not None]
+    decisions = _decisions(store, child_id) if appts else {}
+    expected = expected_reports(entries, now, report_days)
+    out = []
+    for a in appts:
+        rk = service_key(a.agency_id, a.service)
+        items = []
+        for s in infos:
+            if s.producer_agency_id == a.agency_id and s.producer_service == a.service:
+                continue
+            status, why, step = _report_status(decisions.get((s.event_id, s.version, rk)), s.producer_service,
+                                               a.service)
+            items.append({"event_id": s.event_id, "version": s.version, "record_type": s.record_type,
+                          "title": _label(s.record, s.record_type), "producer": s.producer_service,
+                          "issued_at": s.info.issued_at.isoformat(), "status": status, "why": why, "unblock": step})
+        missing = [x for x in expected if not (x["agency_id"] == a.agency_id and x["service"] == a.service)]
+        attention = [i for i in items if i["status"] in ("withheld", "delivery_failed")] + \
+                    [m for m in missing if m["overdue"]]
+        start = as_utc(a.start)
+        out.append({**{k: v for k, v in asdict(a).items() if k != "start"}, "start": start.isoformat(),
+                    "days_until": round((start - now).total_seconds() / 86400, 1), "reports": items,
+                    "expected": missing, "ready": not attention,
+                    "alert_due": bool(attention) and start - now <= timedelta(days=warn_days)})
+    return {"child_id": child_id, "appointments": out, "expected_reports": expected}
+
+
+def readiness(store: Store, household_id: str, now: datetime | None = None, *, report_days: int = 28,
+              warn_days: int = 7) -> dict[str, Any]:
+    now = now or utcnow()
+    kids = readmodel.children(store, household_id)
+    return {"household_id": household_id, "generated_at": now.isoformat(),
+            "children": [child_readiness(store, household_id, c, now, report_days=report_days, warn_days=warn_days)
+                         for c in kids]}
+
+
+def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, warn_days: int = 7,
+          households: list[str] | None = None) -> int:
+    """Raise readiness alerts and report requests for every (or the given) household; returns how many."""
+    now = now or utcnow()
+    ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
+    raised = 0
+    for hh in ids:
+        view = readiness(store, hh, now, report_days=report_days, warn_days=warn_days)
+        with store.engine.begin() as conn:
+            for child in view["children"]:
+                cid = child["child_id"]
+                agency, service = coordinator_of(conn, cid)
+                for a in child["appointments"]:
+                    if not a["alert_due"]:
+                        continue
+                    withheld = [i for i in a["reports"] if i["status"] in ("withheld", "delivery_failed")]
+                    overdue = [m for m in a["expected"] if m["overdue"]]
+                    msg = (f"Before the {a['service']} appointment on {a['start'][:10]}: {len(withheld)} report(s) "
+                           f"withheld, {len(overdue)} overdue. " +
+                           "; ".join(x["unblock"] for x in withheld + overdue if x.get("unblock")))
+                    raised += raise_alert(conn, key=f"readiness:{cid}:{a['appointment_id']}:{a['start']}",
+                                          kind="readiness", household_id=hh, child_id=cid, to_agency_id=agency,
+                                          to_service=service, message=msg, now=now,
+                                          details={"appointment_id": a["appointment_id"], "withheld": withheld,
+                                                   "overdue": overdue})
+                for m in child["expected_reports"]:
+                    if m["overdue"]:
+                        raised += raise_alert(
+                            conn, key=f"report_request:{cid}:{m['trigger_event_id']}", kind="report_request",
+                            household_id=hh, child_id=cid, to_agency_id=m["agency_id"], to_service=m["service"],
+                            message=f"Report requested from {m['service']}: due {m['due_at'][:10]} after "
+                                    f"{m['trigger']} and not yet issued", details=m, now=now)
+    return raised
