@@ -212,14 +212,25 @@ def token_create(
 
 
 @dlq_app.command("list")
-def dlq_list(all_: Annotated[bool, typer.Option("--all", help="Include replayed ones.")] = False) -> None:
+def dlq_list(
+    all_: Annotated[bool, typer.Option("--all", help="Include replayed ones.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per dead letter.")] = False,
+) -> None:
     """Dead-lettered records with their reasons."""
+    import json
+
     from hub.store import Store
 
     settings = _settings()
     store = Store.open(settings.effective_database_url)
+    letters = store.dead_letters(include_replayed=all_)
+    if as_json:
+        for r in letters:
+            print(json.dumps({k: (str(v) if k in ("failed_at", "replayed_at") and v else v) for k, v in r.items()
+                              if k not in ("value", "headers")}))
+        return
     table = Table("id", "topic", "partition", "offset", "error", "reason", "failed at", "replayed")
-    for r in store.dead_letters(include_replayed=all_):
+    for r in letters:
         table.add_row(str(r["id"]), r["topic"], str(r["partition"]), str(r["offset"]), r["error_class"],
                       r["error_message"][:80], str(r["failed_at"])[:19], "yes" if r["replayed_at"] else "")
     out.print(table)

@@ -7,12 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 from hub.errors import BrokerError
+from hub.logging import get_logger
 from hub.settings import Settings
 from hub.topics import client_args
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,22 @@ class Publisher:
         """Connect (inside the event loop that will publish)."""
         if self._producer is not None:
             return
+        idempotent = self.settings.idempotent_producer
+        try:
+            self._producer = await self._connect(idempotent)
+        except UnknownError:
+            if not idempotent:
+                raise BrokerError("cannot connect a producer to Kafka: the broker answered UnknownError") from None
+            # The embedded broker (and some Kafka-compatible ones) refuse InitProducerId. Delivery stays
+            # acks=all and at-least-once; duplicates are removed downstream by event id and version.
+            log.warning("publisher.idempotence_refused", bootstrap=self.bootstrap or self.settings.kafka_bootstrap)
+            self._producer = await self._connect(False)
+
+    async def _connect(self, idempotent: bool) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             **client_args(self.settings, self.bootstrap),  # type: ignore[arg-type]
             acks="all",
-            enable_idempotence=self.settings.idempotent_producer,
+            enable_idempotence=idempotent,
             linger_ms=2,
             partitioner=CachingPartitioner(),
             max_batch_size=256 * 1024,
@@ -66,10 +81,13 @@ class Publisher:
         )
         try:
             await producer.start()
+        except UnknownError:
+            await producer.stop()
+            raise
         except KafkaError as exc:
             await producer.stop()
             raise BrokerError(f"cannot connect a producer to Kafka: {exc}") from exc
-        self._producer = producer
+        return producer
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None

@@ -57,7 +57,8 @@ async def replay_dead_letters(settings: Settings, ids: list[int]) -> int:
     bootstrap = settings.kafka_bootstrap or running_bootstrap(settings)
     if not bootstrap:
         raise ConfigError("no broker to publish to: start the hub (`hub up`) or set HUB_KAFKA_BOOTSTRAP")
-    settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+    settings = settings.model_copy(update={"kafka_bootstrap": bootstrap,
+                                           "kafka_embedded": settings.kafka_embedded or not settings.kafka_bootstrap})
     store = Store.open(settings.effective_database_url)
     letters = [d for d in store.dead_letters(limit=100000) if not ids or d["id"] in ids]
     if not letters:
