@@ -181,6 +181,15 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/households/{household_id}/readiness"): rule("coordinator", relation="household"),
     ("GET", "/v1/households/{household_id}/alerts"): rule("coordinator", relation="household"),
     ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency", audit="read_report"),
+    # information governance: audit records and decisions, not clinical content
+    ("GET", "/v1/audit/verify"): rule(IG),
+    ("GET", "/v1/audit/households/{household_id}/who-has-seen"): rule(IG),
+    ("GET", "/v1/audit/withheld"): rule(IG),
+    ("GET", "/v1/audit/overrides"): rule(IG),
+    ("GET", "/v1/audit/households/{household_id}/consent-history"): rule(IG),
+    ("GET", "/v1/audit/export"): rule(IG),
+    # the family's own view of who received or viewed their child's information
+    ("GET", "/v1/households/{household_id}/transparency"): rule(*FAMILY, relation="household"),
     ("POST", "/v1/agencies/{agency_id}/inbox/{delivery_id}/ack"): rule("agency", relation="agency"),
 }
 

@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp
 
+from hub.api.audit_routes import audit_router
 from hub.api.enrolment_routes import enrolment_router
 from hub.api.ingest_routes import ingest_router
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
@@ -234,4 +235,5 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
     app.include_router(timeline_router(services))
     app.include_router(enrolment_router(services))
     app.include_router(sharing_router(services))
+    app.include_router(audit_router(services))
     return app

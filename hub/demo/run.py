@@ -98,6 +98,9 @@ async def run_demo(settings: Settings, *, serve: bool, console: Console) -> None
         console.print(f"accepted {statuses['accepted']} new event versions, {statuses['duplicate']} already held")
         await wait_projected(services, journey, console)
         show(services, journey, console)
+        from hub.demo import report_journey
+
+        await report_journey.run(services, console)
         if serve:
             console.print(f"serving the API on http://{stack.settings.api_host}:{stack.settings.api_port} "
                           "(Ctrl-C stops)")

@@ -20,6 +20,7 @@ import httpx
 
 from hub.errors import HubError
 from hub.logging import get_logger
+from hub.sharing import audit_trail
 from hub.sharing.delivery import deliver_due
 from hub.sharing.processor import SharingResult, process
 from hub.sharing.readiness import sweep
@@ -67,6 +68,8 @@ def kick(store: Store, *, escalate: bool = False) -> None:
 
 async def after_projection(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]]) -> SharingResult:
     result = await asyncio.to_thread(process, store, decoded)
+    if result.decisions or result.cancelled or result.notices:
+        await asyncio.to_thread(audit_trail.record_new, store)
     if result.has_work:
         kick(store)
     return result
@@ -74,6 +77,8 @@ async def after_projection(store: Store, decoded: Sequence[tuple[str, str, dict[
 
 async def tick(store: Store) -> None:
     kick(store, escalate=True)
+    with contextlib.suppress(HubError):
+        await asyncio.to_thread(audit_trail.record_new, store)  # decisions made outside the stream step
     interval = float(os.environ.get("HUB_SHARING_READINESS_INTERVAL", "300"))
     if time.monotonic() - _RT.last_sweep >= interval:
         _RT.last_sweep = time.monotonic()

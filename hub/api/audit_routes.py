@@ -1,0 +1,78 @@
+"""Information-governance routes over the audit log, and the family's own transparency view."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+
+from hub import audit
+from hub.audit_export import export_csv, export_fhir
+from hub.services import Services
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def audit_router(services: Services) -> APIRouter:
+    router = APIRouter(tags=["audit"])
+    log = audit.AuditLog(services.store)
+
+    @router.get("/v1/audit/verify")
+    async def verify() -> dict[str, Any]:
+        """Walk the hash chain; name every altered, deleted, reordered or inserted record."""
+        report = await asyncio.to_thread(log.verify)
+        return {"ok": report.ok, "records": report.records, "anchors_checked": report.anchors_checked,
+                "problems": [str(p) for p in report.problems]}
+
+    @router.get("/v1/audit/households/{household_id}/who-has-seen")
+    async def who_has_seen(household_id: str) -> list[Any]:
+        return _plain(await asyncio.to_thread(audit.who_has_seen, log, household_id))  # type: ignore[no-any-return]
+
+    @router.get("/v1/audit/withheld")
+    async def withheld(household_id: str | None = None) -> list[Any]:
+        """What was withheld or held, and why."""
+        return _plain(await asyncio.to_thread(audit.withheld, log, household_id))  # type: ignore[no-any-return]
+
+    @router.get("/v1/audit/overrides")
+    async def overrides(since: datetime | None = None, until: datetime | None = None,
+                        awaiting: bool = False) -> list[Any]:
+        """Safeguarding overrides in a period, awaiting review or reviewed."""
+        found = await asyncio.to_thread(audit.overrides, log, since=since, until=until, awaiting_only=awaiting)
+        return _plain(found)  # type: ignore[no-any-return]
+
+    @router.get("/v1/audit/households/{household_id}/consent-history")
+    async def consent_history(household_id: str) -> list[Any]:
+        return _plain(await asyncio.to_thread(audit.consent_history, log, household_id))  # type: ignore[no-any-return]
+
+    @router.get("/v1/audit/export")
+    async def export(request: Request, format: Literal["fhir", "csv"] = "fhir",
+                     household_id: str | None = None) -> Response:
+        """The audit records as FHIR R4 AuditEvents (a Bundle) or CSV; the export itself is audited."""
+        records = await asyncio.to_thread(log.records, household=household_id)
+        principal = getattr(request.state, "principal", None)
+        await asyncio.to_thread(log.record, "export", actor=getattr(principal, "subject", "unknown"),
+                                actor_role=getattr(principal, "role", ""), subject_household=household_id,
+                                purpose="audit", detail={"format": format, "records": len(records)})
+        if format == "csv":
+            return Response(export_csv(records), media_type="text/csv")
+        return Response(export_fhir(records), media_type="application/fhir+json")
+
+    @router.get("/v1/households/{household_id}/transparency", tags=["family"])
+    async def transparency(household_id: str) -> list[Any]:
+        """Who received or viewed this family's information, when and on what basis."""
+        return _plain(await asyncio.to_thread(audit.transparency_view, log, household_id))  # type: ignore[no-any-return]
+
+    return router

@@ -1,0 +1,71 @@
+"""The demo's second act: "they haven't sent me the report".
+
+An SLT report from a neighbouring health board is withheld for want of consent; before the
+paediatric appointment the coordinator sees it, and why, and what unblocks it; the family gives
+consent; the report is shared, exactly once, before the appointment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from hub.errors import ConfigError
+from hub.services import Services
+from hub.sharing import delivery, readiness
+from hub.sharing.journey import report_not_sent_journey
+
+
+async def _until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = await asyncio.to_thread(probe)
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise ConfigError(f"the demo waited {timeout:.0f}s for {what}")
+
+
+def _slt_for_paediatrics(store: Any, household: str) -> dict[str, Any] | None:
+    for row in delivery.recipient_states(store, household):
+        if row["record_type"] == "ReportIssued" and "paediatrics" in (row["recipient_service"] or "").lower():
+            return row
+    return None
+
+
+async def run(services: Services, console: Console) -> None:
+    store = services.store
+    journey = report_not_sent_journey(datetime.now(UTC))
+    hh = journey.household_id
+    console.rule("[bold]“They haven't sent me the report”[/]")
+    await services.ingest.accept(journey.before_consent)
+
+    def withheld_item() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        for child in readiness.readiness(store, hh)["children"]:
+            for appt in child["appointments"]:
+                for item in appt["reports"]:
+                    if item["status"] == "withheld":
+                        return appt, item
+        return None
+
+    appt, item = await _until("the SLT report to be decided", withheld_item)
+    console.print(f"Appointment with [bold]{appt['service']}[/] in {appt['days_until']:.0f} days. "
+                  f"Reports the clinician will see before it:")
+    console.print(f"  [red]withheld[/] {item['title']} from {item['producer']}\n"
+                  f"      why: {item['why']}\n      to unblock: [bold]{item['unblock']}[/]")
+    console.print("The coordinator is told now, not at the appointment. The family gives consent …")
+    await services.ingest.accept(journey.consent)
+    row = await _until("the report to be shared after consent",
+                       lambda: (r := _slt_for_paediatrics(store, hh)) and r["outcome"] == "permit"
+                       and r["state"] in ("queued", "delivered", "acknowledged") and r)
+    console.print(f"  [green]{row['outcome']}[/] ({row['basis']}, rule {row['rule_id']}): the report is "
+                  f"[bold]{row['state']}[/] for {row['recipient_service']}, "
+                  f"{appt['days_until']:.0f} days before the appointment.")
+    copies = await asyncio.to_thread(delivery.family_copies, store, hh)
+    console.print(f"The family's own view holds {len(copies)} cop{'y' if len(copies) == 1 else 'ies'} of reports "
+                  "about their child.")
