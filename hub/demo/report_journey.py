@@ -40,7 +40,11 @@ def _slt_for_paediatrics(store: Any, household: str) -> dict[str, Any] | None:
 
 async def run(services: Services, console: Console) -> None:
     store = services.store
-    journey = report_not_sent_journey(datetime.now(UTC))
+    now = datetime.now(UTC)
+    # a new family each run, so the demo can be run again on the same data directory
+    run = now.strftime("%Y%m%d%H%M%S")
+    journey = report_not_sent_journey(now, seed=301 + int(now.timestamp()) % 500_000,
+                                      child_id=f"child-morgan-{run}", household_id=f"household-morgan-{run}")
     hh = journey.household_id
     console.rule("[bold]“They haven't sent me the report”[/]")
     await services.ingest.accept(journey.before_consent)
