@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from connectors import formats
-from connectors.mapping import Mapping
+from connectors.mapping import Mapping, builtin_mapping
 from connectors.results import ParseResult, RecordResult, RowProblem, problems_to_rows
 from hub.errors import Problem, ValidationError
 
@@ -77,3 +77,24 @@ def collect(results: Iterable[RecordResult], *, atomic: bool = False) -> ParseRe
 def parse_payload(body: bytes | str, content_type: str | None, mapping: Mapping) -> ParseResult:
     """Parse a JSON object (all-or-nothing), JSON array, NDJSON or CSV batch (bad rows reported)."""
     return collect(iter_payload(body, content_type, mapping))
+
+
+class SectorConnector:
+    """A sector's JSON/NDJSON/CSV connector: the shared engine plus that sector's default mapping."""
+
+    def __init__(self, sector: str, default_source: str) -> None:
+        self.sector = sector
+        self.default_source = default_source
+
+    def default_mapping(self) -> Mapping:
+        return builtin_mapping(self.sector, self.default_source)
+
+    def iter_payload(self, body: bytes | str, content_type: str | None,
+                     mapping: Mapping | None = None) -> Iterator[RecordResult]:
+        """One result per record (see :func:`iter_payload`)."""
+        return iter_payload(body, content_type, mapping or self.default_mapping())
+
+    def parse_payload(self, body: bytes | str, content_type: str | None,
+                      mapping: Mapping | None = None) -> ParseResult:
+        """Parse ``application/json`` (object or array), ``application/x-ndjson`` or ``text/csv``."""
+        return parse_payload(body, content_type, mapping or self.default_mapping())

@@ -6,28 +6,13 @@ mapping file, passed as ``mapping``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from connectors.records import ACCEPTED, SectorConnector
 
-from connectors import records
-from connectors.mapping import Mapping, builtin_mapping
-from connectors.results import ParseResult, RecordResult
+connector = SectorConnector("social_care", "la-generic")
+SECTOR = connector.sector
+DEFAULT_SOURCE = connector.default_source
+default_mapping = connector.default_mapping
+iter_payload = connector.iter_payload
+parse_payload = connector.parse_payload
 
-SECTOR = "social_care"
-DEFAULT_SOURCE = "la-generic"
-ACCEPTED = records.ACCEPTED
-
-
-def default_mapping() -> Mapping:
-    return builtin_mapping(SECTOR, DEFAULT_SOURCE)
-
-
-def iter_payload(
-    body: bytes | str, content_type: str | None, mapping: Mapping | None = None
-) -> Iterator[RecordResult]:
-    """One result per record (see :func:`connectors.records.iter_payload`)."""
-    return records.iter_payload(body, content_type, mapping or default_mapping())
-
-
-def parse_payload(body: bytes | str, content_type: str | None, mapping: Mapping | None = None) -> ParseResult:
-    """Parse ``application/json`` (object or array), ``application/x-ndjson`` or ``text/csv``."""
-    return records.parse_payload(body, content_type, mapping or default_mapping())
+__all__ = ["ACCEPTED", "DEFAULT_SOURCE", "SECTOR", "connector", "default_mapping", "iter_payload", "parse_payload"]
