@@ -75,9 +75,11 @@ from bench.population import Population
 from hub import readmodel
 from hub.broker import EmbeddedBroker, die_with_parent, free_port
 from hub.ingest import event_id_for
+from hub.keyvault import SqlKeyVault
 from hub.logging import configure_logging
 from hub.replay import replay_log
 from hub.schemas import SchemaCatalogue
+from hub.sealing import open_frame, parse_frame
 from hub.services import Services
 from hub.settings import Settings
 from hub.stack import Stack
@@ -325,12 +327,15 @@ import io, json, os, sqlite3, sys
 sys.path.insert(0, {repo!r})
 import faust
 from hub.schemas import SchemaCatalogue
-from hub.serde import SingleObjectSerde
+from hub.keyvault import sealed_serde
+from hub.settings import Settings
+from hub.store import Store
 from hub.timeline import to_json
 
 from pathlib import Path
 catalogue = SchemaCatalogue(Path({schema_dir!r}))
-serde = SingleObjectSerde(catalogue)
+hub_settings = Settings(database_url={hub_db!r}, data_dir=Path({hub_data!r}))
+serde = sealed_serde(catalogue, hub_settings, Store.open(hub_settings.effective_database_url, migrate_schema=False))
 app = faust.App({group!r}, broker={broker!r}, store="memory://", datadir={datadir!r}, web_enabled=False,
                 topic_allow_declare=False, consumer_auto_offset_reset="earliest", producer_acks=-1,
                 broker_rebalance_timeout=2.0, broker_session_timeout=10.0, broker_heartbeat_interval=3.0)
@@ -369,9 +374,10 @@ if __name__ == "__main__":
 '''
 
 
-async def raw_floor_consume(bootstrap: str, catalogue: SchemaCatalogue, expected: int, cap: float
-                            ) -> tuple[int, float, float]:
-    """aiokafka getmany + bare fastavro decode of everything: (count after first fetch, seconds, join s)."""
+async def raw_floor_consume(bootstrap: str, catalogue: SchemaCatalogue, expected: int, cap: float,
+                            vault: SqlKeyVault) -> tuple[int, float, float]:
+    """aiokafka getmany + AES-GCM open + bare fastavro decode of everything: (count after first fetch,
+    seconds, join s). Values are sealed with per-subject keys (hub/sealing.py); the keys are cached."""
     parsed = {sv.fingerprint: parse_schema(sv.schema) for sv in catalogue.current.values()}
     consumer = AIOKafkaConsumer(*(t.name for t in INGEST_TOPICS), bootstrap_servers=bootstrap,
                                 group_id=f"bench-floor-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",
@@ -386,7 +392,8 @@ async def raw_floor_consume(bootstrap: str, catalogue: SchemaCatalogue, expected
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             for msgs in batches.values():
                 for m in msgs:
-                    v = m.value
+                    f = parse_frame(m.value)
+                    v = open_frame(vault.get(f.subject, f.key_version), f)
                     schemaless_reader(io.BytesIO(v[10:]), parsed[v[2:10]], None)
                 total += len(msgs)
             if total and first is None:
@@ -474,7 +481,7 @@ async def bench_pipeline(report: Report, args: argparse.Namespace, tmp: Path) ->
               f"published in {pub_s:.1f} s", flush=True)
 
         print("b. raw floor: aiokafka getmany + fastavro decode ...", flush=True)
-        c, secs, join = await raw_floor_consume(broker.bootstrap, services.catalogue, n, 120)
+        c, secs, join = await raw_floor_consume(broker.bootstrap, services.catalogue, n, 120, services.vault)
         report.add("b. raw floor (aiokafka+fastavro)", c / secs if secs else 0, "ev/s",
                    note=f"{c:,} decoded in {secs:.2f} s after the first fetch (start->first {join:.1f} s); no DB")
 
@@ -501,7 +508,8 @@ async def bench_pipeline(report: Report, args: argparse.Namespace, tmp: Path) ->
         app_py.write_text(textwrap.dedent(NAIVE_APP).format(
             repo=str(REPO_ROOT), schema_dir=str(settings.schema_dir), group=f"bench-naive-{uuid.uuid4().hex[:6]}",
             broker=f"kafka://{broker.bootstrap}", datadir=str(tmp / "naive-data"), db=str(naive_db),
-            topics=tuple(t.name for t in INGEST_TOPICS)))
+            topics=tuple(t.name for t in INGEST_TOPICS), hub_db=settings.effective_database_url,
+            hub_data=str(settings.data_dir)))
         proc = subprocess.Popen([sys.executable, str(app_py), "worker", "-l", "warn"], cwd=tmp,
                                 stdout=(tmp / "naive.log").open("ab"), stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)

@@ -6,7 +6,11 @@ Tokens
     Production: tokens from an OIDC issuer (``HUB_OIDC_ISSUER``), checked against its JWKS
     (``HUB_OIDC_JWKS_URL``) for signature, issuer, audience, expiry and not-before, with
     ``HUB_JWT_LEEWAY`` seconds of clock skew. Claims: ``sub``, ``role`` and, by role, ``agency``
-    (agency users), ``household`` and ``member`` (parents and young people).
+    (agency users), ``household`` and ``member`` (parents and young people). With OIDC configured
+    the hub's own tokens are refused; the issuer's must use an asymmetric algorithm, and the one
+    the published key names (``alg: none`` and HS256 signed with a public key never verify). The
+    key set is cached ``HUB_OIDC_JWKS_LIFESPAN`` seconds and refetched early for an unknown key id
+    (key rotation). A refused token answers 401 with the kind of failure, never the token.
 
 Policy
     :data:`POLICY` maps every route (method + path template) to the roles allowed and the
@@ -29,7 +33,10 @@ from typing import Any, Literal
 import jwt
 
 from hub.errors import ConfigError, HubError, NotFoundError
+from hub.logging import get_logger
 from hub.settings import Settings
+
+log = get_logger(__name__)
 
 Role = Literal["coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor"]
 ROLES: tuple[str, ...] = ("coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor")
@@ -70,15 +77,58 @@ def load_or_create_signing_key(settings: Settings) -> bytes:
     return key
 
 
+#: Signature algorithms accepted from an OIDC issuer: asymmetric only, so a token can never be
+#: checked against a published public key as if it were a shared HMAC secret.
+OIDC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+
+#: What a refused token is told, by the kind of failure; never the token, its key id or PyJWT's text.
+_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.ExpiredSignatureError, "token has expired"),
+    (jwt.ImmatureSignatureError, "token is not valid yet"),
+    (jwt.InvalidAudienceError, "token is not for this service (audience)"),
+    (jwt.InvalidIssuerError, "token is not from a trusted issuer"),
+    (jwt.MissingRequiredClaimError, "token lacks a required claim"),
+    (jwt.InvalidAlgorithmError, "token algorithm is not accepted"),
+    (jwt.PyJWKClientConnectionError, "the identity provider's signing keys could not be fetched"),
+    (jwt.PyJWKClientError, "token is not signed by a key the identity provider publishes"),
+    (jwt.InvalidSignatureError, "token signature does not verify"),
+)
+
+
+def _refusal(exc: jwt.PyJWTError) -> str:
+    return next((text for kind, text in _REFUSALS if isinstance(exc, kind)), "token is not valid")
+
+
 class TokenService:
+    """Creates the hub's own tokens and verifies bearer tokens.
+
+    With ``HUB_OIDC_ISSUER`` and ``HUB_OIDC_JWKS_URL`` set, only the issuer's tokens are accepted
+    and the hub neither makes nor accepts its own: one source of identity in production, so a
+    signing key on the hub's disk is not a second way in that the identity provider cannot revoke.
+    """
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.key = load_or_create_signing_key(settings)
-        self._jwks: jwt.PyJWKClient | None = (
-            jwt.PyJWKClient(settings.oidc_jwks_url, cache_keys=True) if settings.oidc_jwks_url else None)
+        self._jwks: jwt.PyJWKClient | None = None
+        if settings.oidc_issuer or settings.oidc_jwks_url:
+            if not (settings.oidc_issuer and settings.oidc_jwks_url):
+                raise ConfigError("HUB_OIDC_ISSUER and HUB_OIDC_JWKS_URL must be set together")
+            # No per-key cache (it never expires): a key the issuer withdraws stops verifying once
+            # the cached key set ages out. An unknown key id refetches the set, at most once a cooldown.
+            self._jwks = jwt.PyJWKClient(settings.oidc_jwks_url, cache_keys=False,
+                                         lifespan=settings.oidc_jwks_lifespan,
+                                         cooldown_duration=settings.oidc_jwks_cooldown, timeout=5)
+        self.key = b"" if self._jwks is not None else load_or_create_signing_key(settings)
+
+    @property
+    def uses_oidc(self) -> bool:
+        """Verifying may fetch the issuer's key set over the network (call it off the event loop)."""
+        return self._jwks is not None
 
     def create(self, subject: str, role: str, *, ttl: int = 3600, agency: str | None = None,
                household: str | None = None, member: str | None = None) -> str:
+        if self._jwks is not None:
+            raise ConfigError("this hub accepts tokens from its OIDC issuer only (HUB_OIDC_ISSUER is set)")
         if role not in ROLES:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}")
         now = int(time.time())
@@ -90,27 +140,29 @@ class TokenService:
     def verify(self, token: str) -> Principal:
         s = self.settings
         try:
-            header = jwt.get_unverified_header(token)
-            if header.get("alg") == "HS256":
-                claims = jwt.decode(token, self.key, algorithms=["HS256"], audience=s.jwt_audience,
-                                    issuer=s.jwt_issuer, leeway=s.jwt_leeway,
-                                    options={"require": ["exp", "iat", "sub", "role"]})
-            elif self._jwks is not None:
-                key = self._jwks.get_signing_key_from_jwt(token).key
-                claims = jwt.decode(token, key, algorithms=["RS256", "ES256", "PS256", "EdDSA"],
+            if self._jwks is not None:
+                jwk = self._jwks.get_signing_key_from_jwt(token)
+                claims = jwt.decode(token, jwk, algorithms=OIDC_ALGORITHMS,
                                     audience=s.oidc_audience or s.jwt_audience, issuer=s.oidc_issuer,
                                     leeway=s.jwt_leeway, options={"require": ["exp", "iat", "sub"]})
             else:
-                raise AuthError("token algorithm is not accepted")
-        except jwt.ExpiredSignatureError as exc:
-            raise AuthError("token has expired") from exc
+                claims = jwt.decode(token, self.key, algorithms=["HS256"], audience=s.jwt_audience,
+                                    issuer=s.jwt_issuer, leeway=s.jwt_leeway,
+                                    options={"require": ["exp", "iat", "sub", "role"]})
         except jwt.PyJWTError as exc:
-            raise AuthError(f"token is not valid: {exc}") from exc
+            if isinstance(exc, jwt.PyJWKClientConnectionError):
+                log.warning("auth.jwks_unreachable", error=type(exc.__cause__ or exc).__name__)
+            raise AuthError(_refusal(exc)) from None
         role = str(claims.get("role", ""))
         if role not in ROLES:
             raise AuthError("token has no recognised role")
-        return Principal(str(claims["sub"]), role, claims.get("agency"), claims.get("household"),
-                         claims.get("member"))
+        return Principal(str(claims["sub"]), role, _text(claims.get("agency")), _text(claims.get("household")),
+                         _text(claims.get("member")))
+
+
+def _text(value: object) -> str | None:
+    """A relationship claim as a string, or None: a list or object never matches a path parameter."""
+    return value if isinstance(value, str) and value else None
 
 
 # ---- the policy ----------------------------------------------------------------------------------
@@ -181,6 +233,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/households/{household_id}/readiness"): rule("coordinator", relation="household"),
     ("GET", "/v1/households/{household_id}/alerts"): rule("coordinator", relation="household"),
     ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency", audit="read_report"),
+    # the minimum team view (hub/agency_team.py): the route also checks the agency is in the child's
+    # team (else 404, as for a child that does not exist) and audits against the child's household
+    ("GET", "/v1/agencies/{agency_id}/children/{child_id}/team"): rule("agency", relation="agency"),
     # information governance: audit records and decisions, not clinical content
     ("GET", "/v1/audit/verify"): rule(IG),
     ("GET", "/v1/audit/households/{household_id}/who-has-seen"): rule(IG),
@@ -188,6 +243,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/audit/overrides"): rule(IG),
     ("GET", "/v1/audit/households/{household_id}/consent-history"): rule(IG),
     ("GET", "/v1/audit/export"): rule(IG),
+    # erasure of one person: an IG decision (admins configure, they do not decide on personal data)
+    ("POST", "/v1/erasures"): rule(IG),
     # the family's own view of who received or viewed their child's information
     ("GET", "/v1/households/{household_id}/transparency"): rule(*FAMILY, relation="household"),
     ("POST", "/v1/agencies/{agency_id}/inbox/{delivery_id}/ack"): rule("agency", relation="agency"),

@@ -74,10 +74,14 @@ def broker_binary() -> str:
 class EmbeddedBroker:
     """A tansu broker on 127.0.0.1, memory storage, owned by this process."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_dir: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_dir: Path | None = None,
+                 advertised: str | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.log_dir = log_dir
+        # host:port clients are told to connect to (metadata); default: where it listens. Set it when
+        # clients reach the broker through something in front of it, e.g. a TLS-terminating proxy.
+        self.advertised = advertised
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,7 +97,8 @@ class EmbeddedBroker:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             out = open(self.log_dir / "broker.log", "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(
-            [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [broker_binary(), "broker", "--listener-url", url,
+             "--advertised-listener-url", f"tcp://{self.advertised}" if self.advertised else url,
              "--storage-engine", "memory://tansu/", "--cluster-id", "familyhub"],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent, start_new_session=True,

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from hub.audit_cli import audit_app
 from hub.errors import ConfigError, HubError
+from hub.governance_cli import erase, keys_app, retention_app
 from hub.ingest_files import ingest_app
 from hub.logging import configure_logging
 from hub.settings import Settings, running_bootstrap
@@ -28,6 +29,9 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(consent_app, name="consent")
 app.add_typer(audit_app, name="audit")
+app.add_typer(retention_app, name="retention")
+app.add_typer(keys_app, name="keys")
+app.command("erase")(erase)
 console = Console(stderr=True)
 out = Console()
 

@@ -39,6 +39,7 @@ household_members = sa.Table(
     sa.Column("parental_responsibility", sa.Boolean(), nullable=False),
     sa.Column("date_of_birth", sa.Date(), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("competent_from", sa.Date(), nullable=True),  # recorded (Gillick) competence before 16
 )
 caseloads = sa.Table(
     "caseloads", metadata,
@@ -59,6 +60,7 @@ class Member:
     relationship: str
     parental_responsibility: bool
     date_of_birth: date | None
+    competent_from: date | None = None
 
 
 class Enrolment:
@@ -99,21 +101,25 @@ class Enrolment:
             rows = conn.execute(sa.select(household_members).where(
                 household_members.c.household_id == household_id).order_by(household_members.c.created_at))
             return [Member(r.member_id, r.household_id, r.kind, r.relationship, r.parental_responsibility,
-                           r.date_of_birth) for r in rows]
+                           r.date_of_birth, r.competent_from) for r in rows]
 
     def add_member(self, household_id: str, kind: Literal["child", "adult"], relationship: str,
-                   parental_responsibility: bool = False, date_of_birth: date | None = None) -> Member:
+                   parental_responsibility: bool = False, date_of_birth: date | None = None,
+                   competent_from: date | None = None) -> Member:
         self.household(household_id)
         if kind == "child" and parental_responsibility:
             raise ValidationError("a child member cannot hold parental responsibility")
         if date_of_birth and date_of_birth > datetime.now(UTC).date():
             raise ValidationError("date_of_birth is in the future")
+        if competent_from is not None and kind != "child":
+            raise ValidationError("competent_from is recorded for a child member only")
         member = Member(f"{'c' if kind == 'child' else 'a'}-{uuid.uuid4().hex[:16]}", household_id, kind,
-                        relationship, parental_responsibility, date_of_birth)
+                        relationship, parental_responsibility, date_of_birth, competent_from)
         with self.store.engine.begin() as conn:
             conn.execute(household_members.insert().values(
                 member_id=member.member_id, household_id=household_id, kind=kind, relationship=relationship,
-                parental_responsibility=parental_responsibility, date_of_birth=date_of_birth, created_at=utcnow()))
+                parental_responsibility=parental_responsibility, date_of_birth=date_of_birth,
+                competent_from=competent_from, created_at=utcnow()))
         return member
 
     def _member(self, household_id: str, member_id: str) -> Member:

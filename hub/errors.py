@@ -11,7 +11,9 @@ of birth): refer to records by the hub's event id or a pseudonymous subject.
     │   └── IncompatibleSchemaError  a schema change breaks FULL_TRANSITIVE compatibility
     ├── SerdeError               bytes that cannot be turned into a record (dead-lettered)
     │   ├── CorruptRecordError       bad framing or bytes that do not decode
-    │   └── UnknownFingerprintError  framing is fine but the writer schema is unknown
+    │   ├── UnknownFingerprintError  framing is fine but the writer schema is unknown
+    │   └── UnsealError              a sealed value failed authentication or its data key is missing
+    ├── ErasedRecordError        a sealed value whose data key was shredded: erased, skipped (never dead-lettered)
     ├── ValidationError          input refused; carries one Problem per bad field
     ├── BrokerError              the Kafka-protocol broker refused or could not be reached
     ├── StoreError               the database refused or could not be reached
@@ -53,6 +55,18 @@ class CorruptRecordError(SerdeError):
 
 class UnknownFingerprintError(SerdeError):
     """The framing is valid but names a writer schema this hub does not know."""
+
+
+class UnsealError(SerdeError):
+    """A sealed value failed authentication (tampered, moved to another subject or event, wrong key), or
+    names a data key this hub does not hold. Dead-lettered like corrupt bytes."""
+
+
+class ErasedRecordError(HubError):
+    """A sealed value whose subject's data key was shredded: the record was erased and cannot be read.
+
+    Not a :class:`SerdeError`: readers skip and count such records; they are never dead-lettered.
+    """
 
 
 @dataclass(frozen=True)

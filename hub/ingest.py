@@ -4,6 +4,9 @@
    derived from (source system, source id), so every version of one source record shares it.
 2. The same (source system, source id, version) sent again is the same event: it is not recorded or
    published twice, and the sender gets the same event id back (``status="duplicate"``).
+   The Avro bytes are sealed with the subject's data key when the service's serde is the sealing
+   one (:mod:`hub.sealing`, as :class:`hub.services.Services` builds it), so the log and Kafka hold
+   only ciphertext that an erasure can shred.
 3. New versions are appended to the ingest log (the hub's durable record) and then published with
    acks=all; the sender is answered only after the broker acknowledged. If publishing fails the row
    stays unpublished and the outbox relay (:func:`relay_unpublished`) publishes it later; the
@@ -101,6 +104,13 @@ class Prepared:
         return OutgoingRecord(r["topic"], r["key"], r["value"], r["headers"])
 
 
+def _producing_agency(body: dict[str, Any]) -> str | None:
+    """The agency that produced a record (its service's or school's agency id), kept for retention."""
+    service = body.get("service") or body.get("school")
+    agency = service.get("agency_id") if isinstance(service, dict) else None
+    return str(agency)[:120] if agency else None
+
+
 def _as_utc(ts: datetime) -> datetime:
     if ts.tzinfo is None:
         raise ValueError("timestamp has no time zone")
@@ -162,7 +172,8 @@ class IngestService:
         ]
         row = dict(event_id=event_id, source_system=ev.source_system, source_id=ev.source_id,
                    source_version=ev.source_version, record_type=ev.record_type, topic=topic, key=subject,
-                   value=value, headers=headers, occurred_at=occurred, received_at=received, published_at=None)
+                   value=value, headers=headers, occurred_at=occurred, received_at=received, published_at=None,
+                   agency_id=_producing_agency(ev.body))
         return Prepared((ev.source_system, ev.source_id, ev.source_version), row)
 
     async def accept(self, events: Sequence[InboundEvent]) -> list[Acceptance]:

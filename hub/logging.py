@@ -20,6 +20,8 @@ import structlog
 _NHS = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
 _UPN = re.compile(r"(?<![A-Za-z0-9])[A-HJ-NP-Z]\d{11}[0-9A-HJ-NP-Z](?![A-Za-z0-9])")
 _DATE = re.compile(r"(?<!\d)(19|20)\d\d-[01]\d-[0-3]\d(?![\dT:])")
+#: opaque ids the hub makes (UUIDs, hex digests): a run of digits inside one is not an identifier
+_OPAQUE = re.compile(r"(?<![0-9A-Za-z-])(?=[0-9a-fA-F-]*[a-fA-F])[0-9a-fA-F][0-9a-fA-F-]{15,}(?![0-9A-Za-z-])")
 _PERSONAL_KEYS = frozenset(
     {"name", "given", "family", "surname", "forename", "birth_date", "birthdate", "dob", "date_of_birth",
      "nhs_number", "nhs", "upn", "address", "postcode", "phone", "email", "identifier_value"}
@@ -27,7 +29,24 @@ _PERSONAL_KEYS = frozenset(
 
 
 def scrub_text(text: str) -> str:
-    """Replace anything shaped like an NHS number, UPN or bare calendar date."""
+    """Replace anything shaped like an NHS number, UPN or bare calendar date.
+
+    UUIDs and hex digests (16+ hex characters with at least one letter) are left whole: an event id
+    such as ``…-4a1b-9c3d-a123456789b0`` holds ten digits in a row by chance, not an NHS number.
+    """
+    if not any(c.isdigit() for c in text):
+        return text
+    out, last = [], 0
+    for m in _OPAQUE.finditer(text):
+        out += [_scrub_plain(text[last:m.start()]), m.group()]
+        last = m.end()
+    if not out:
+        return _scrub_plain(text)
+    out.append(_scrub_plain(text[last:]))
+    return "".join(out)
+
+
+def _scrub_plain(text: str) -> str:
     text = _NHS.sub("<nhs-number>", text)
     text = _UPN.sub("<upn>", text)
     return _DATE.sub("<date>", text)

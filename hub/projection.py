@@ -4,7 +4,8 @@ Used by the stream worker for live events and by ``hub replay`` for rebuilding; 
 batches of decoded records. Timeline entries: highest source version wins. Identity links: the
 link event with the highest (occurred_at, version) for a subject wins. Every change a family can
 see — an entry added or updated, a subject's entries joining or leaving a household — is appended
-to ``timeline_changes``, the feed behind the live streams.
+to ``timeline_changes``, the feed behind the live streams and the sharing step. Records of erased
+subjects are left out (:mod:`hub.erasure_guard`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub import erasure_guard
 from hub.store import Store, as_utc, identity_links, timeline_changes, timeline_entries, utcnow
 from hub.timeline import Entry, Link, entry_from, link_from
 
@@ -104,17 +106,35 @@ def _apply_entries(conn: Connection, entries: list[Entry], now: datetime) -> tup
     return len(inserts) + len(updates), changes
 
 
+#: PostgreSQL advisory lock key held from the change-feed insert to the commit (see _lock_change_feed)
+CHANGE_FEED_LOCK = 0x6875625F63686E67
+
+
+def _lock_change_feed(conn: Connection) -> None:
+    """Make change-feed sequence numbers commit in order.
+
+    Followers of ``timeline_changes`` (live streams, the sharing step) read ``seq > position``. On
+    PostgreSQL two workers' transactions could take seqs 10 and 11 and commit 11 first; a follower
+    reading then would move past 10 before it is visible and never see it. Holding a transaction
+    lock from the insert to the commit orders them. SQLite has one writer at a time already.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": CHANGE_FEED_LOCK})
+
+
 def apply(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *, record_changes: bool = True) -> int:
     """Apply a batch in one transaction; return how many rows changed.
 
     A replay rebuilds what families already saw, so it passes ``record_changes=False``: the change
     feed keeps its history and live streams see no repeats.
     """
-    entries, links = to_rows(decoded)
     now = utcnow()
     changed = 0
     changes: list[dict[str, Any]] = []
     with store.engine.begin() as conn:
+        # records of erased subjects never come back (redelivery, replay, a key still cached elsewhere)
+        erasure_guard.hold_shared(conn)
+        entries, links = to_rows(erasure_guard.unerased(conn, decoded))
         if links:  # links first: entries in the same batch then land in the right household
             n, c = _apply_links(conn, links, now)
             changed, changes = changed + n, changes + c
@@ -122,6 +142,7 @@ def apply(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *, r
             n, c = _apply_entries(conn, entries, now)
             changed, changes = changed + n, changes + c
         if changes and record_changes:
+            _lock_change_feed(conn)
             conn.execute(timeline_changes.insert(), changes)
     return changed
 

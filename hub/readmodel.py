@@ -107,14 +107,14 @@ def _parse_times(value: Any) -> Any:
 
 def child_records(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
     """A child's active entries with their decoded records, in event-time order."""
-    q = (sa.select(T.event_id, T.record_type, T.occurred_at, T.record)
+    q = (sa.select(T.event_id, T.record_type, T.category, T.occurred_at, T.record)
          .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
          .where(L.household_id == household_id, L.child_id == child_id, L.active.is_(True), T.status == "active")
          .order_by(T.occurred_at, T.event_id))
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
-    return [{"event_id": r.event_id, "record_type": r.record_type, "occurred_at": as_utc(r.occurred_at),
-             "record": _parse_times(json.loads(r.record))} for r in rows]
+    return [{"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
+             "occurred_at": as_utc(r.occurred_at), "record": _parse_times(json.loads(r.record))} for r in rows]
 
 
 def children(store: Store, household_id: str) -> list[str]:
@@ -125,6 +125,16 @@ def children(store: Store, household_id: str) -> list[str]:
     enrolled = sa.select(M.c.member_id).where(M.c.household_id == household_id, M.c.kind == "child")
     with store.engine.connect() as conn:
         return sorted({r[0] for r in conn.execute(linked.union(enrolled))})
+
+
+def child_household(store: Store, child_id: str) -> str | None:
+    """The household a child belongs to (by active identity link, else enrolment), or None."""
+    from hub.enrolment import household_members as M
+
+    linked = sa.select(L.household_id).where(L.child_id == child_id, L.active.is_(True)).limit(1)
+    enrolled = sa.select(M.c.household_id).where(M.c.member_id == child_id, M.c.kind == "child")
+    with store.engine.connect() as conn:
+        return conn.execute(linked).scalar() or conn.execute(enrolled).scalar()
 
 
 def household_exists(store: Store, household_id: str) -> bool:

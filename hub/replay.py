@@ -3,6 +3,10 @@
 ``replay_all`` clears the projections and re-applies every accepted event version in acceptance
 order through the same decode-and-project code the worker uses, so a mapping or rule change is
 applied to history. It needs no broker: the ingest log in the database is the source of truth.
+Values are opened with the subjects' data keys; rows of erased subjects (marked in the log, or
+whose keys are shredded) are skipped, and the projection's erasure guard drops anything else of
+theirs, so a replay never brings an erased person back. Dead letters of erased subjects are not
+re-driven.
 """
 
 from __future__ import annotations
@@ -14,25 +18,35 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hub import projection
-from hub.errors import ConfigError, SerdeError
+from hub.erasure_guard import erased_among
+from hub.errors import ConfigError, ErasedRecordError, SerdeError
+from hub.keyvault import sealed_serde
+from hub.logging import get_logger
 from hub.publisher import OutgoingRecord, Publisher
 from hub.schemas import SchemaCatalogue
-from hub.serde import make_serde
 from hub.settings import Settings, running_bootstrap
 from hub.store import Store
 
+log = get_logger(__name__)
+
 
 def replay_log(store: Store, catalogue: SchemaCatalogue, settings: Settings, progress: Progress | None = None) -> int:
-    serde = make_serde(catalogue, settings.schema_registry_url)
+    serde = sealed_serde(catalogue, settings, store)
     total = store.log_count()
     task = progress.add_task("replaying", total=total) if progress else None
     projection.clear(store)
-    done = 0
+    done = erased = 0
     for batch in store.iter_log(batch=5000):
         decoded = []
         for rec in batch:
+            if rec.erased:
+                erased += 1
+                continue
             try:
                 d = serde.decode(rec.value)
+            except ErasedRecordError:
+                erased += 1
+                continue
             except SerdeError as exc:
                 store.add_dead_letter(topic=rec.topic, partition=None, offset=-rec.seq, key=rec.key, value=rec.value,
                                       headers=rec.headers, error=exc)
@@ -42,6 +56,8 @@ def replay_log(store: Store, catalogue: SchemaCatalogue, settings: Settings, pro
         done += len(batch)
         if progress is not None and task is not None:
             progress.update(task, advance=len(batch))
+    if erased:
+        log.info("replay.erased_records_skipped", records=erased)
     return done
 
 
@@ -61,6 +77,9 @@ async def replay_dead_letters(settings: Settings, ids: list[int]) -> int:
                                            "kafka_embedded": settings.kafka_embedded or not settings.kafka_bootstrap})
     store = Store.open(settings.effective_database_url)
     letters = [d for d in store.dead_letters(limit=100000) if not ids or d["id"] in ids]
+    with store.engine.connect() as conn:  # an erased subject's records are not re-driven
+        erased = erased_among(conn, {d["key"] for d in letters if d["key"]})
+    letters = [d for d in letters if d["key"] not in erased]
     if not letters:
         return 0
     publisher = Publisher(settings)

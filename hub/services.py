@@ -1,13 +1,18 @@
-"""Wiring: builds the hub's services from settings, once, for the API, the CLI and the demo."""
+"""Wiring: builds the hub's services from settings, once, for the API, the CLI and the demo.
+
+The serde is the sealing one: records are encrypted with per-subject data keys from the key vault.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from hub.ingest import IngestService
+from hub.keyvault import SqlKeyVault, load_keyring
 from hub.pseudonym import Pseudonymiser, load_or_create_key
 from hub.publisher import Publisher
 from hub.schemas import SchemaCatalogue
+from hub.sealing import SealingSerde
 from hub.serde import Serde, make_serde
 from hub.settings import Settings
 from hub.store import Store
@@ -22,18 +27,20 @@ class Services:
     pseudonymise: Pseudonymiser
     publisher: Publisher
     ingest: IngestService
+    vault: SqlKeyVault
     started: bool = field(default=False)
 
     @classmethod
     def build(cls, settings: Settings, *, migrate_schema: bool = True) -> Services:
         catalogue = SchemaCatalogue(settings.schema_dir)
         store = Store.open(settings.effective_database_url, migrate_schema=migrate_schema)
-        serde = make_serde(catalogue, settings.schema_registry_url)
+        vault = SqlKeyVault(store, load_keyring(settings))
+        serde = SealingSerde(make_serde(catalogue, settings.schema_registry_url), vault)
         pseudonymise = Pseudonymiser(
             load_or_create_key(settings.pseudonym_key, settings.pseudonym_key_file, settings.data_dir))
         publisher = Publisher(settings)
         ingest = IngestService(store, catalogue, serde, publisher, pseudonymise)
-        return cls(settings, store, catalogue, serde, pseudonymise, publisher, ingest)
+        return cls(settings, store, catalogue, serde, pseudonymise, publisher, ingest, vault)
 
     async def start(self) -> None:
         if not self.started:

@@ -25,7 +25,11 @@
 | HUB_JWT_KEY / HUB_JWT_KEY_FILE | (generated) | HS256 key for the hub's own tokens (`hub token create`). |
 | HUB_JWT_ISSUER / HUB_JWT_AUDIENCE | familyhub / familyhub-api | iss and aud of the hub's own tokens. |
 | HUB_JWT_LEEWAY | 30 | Clock skew allowed on exp/nbf/iat, seconds. |
-| HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: tokens from this OIDC issuer, keys from its JWKS. |
+| HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: only this OIDC issuer's tokens, keys from its JWKS. |
+| HUB_OIDC_JWKS_LIFESPAN | 300 | Seconds the JWKS is cached; a key the issuer removes stops verifying in this time. |
+| HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
+| HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
+| HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
@@ -92,6 +96,13 @@ class Settings(BaseSettings):
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_jwks_url: str = ""
+    oidc_jwks_lifespan: float = Field(default=300.0, gt=0)
+    oidc_jwks_cooldown: float = Field(default=30.0, ge=0)
+
+    payload_master_key: str = ""
+    payload_master_key_file: Path | None = None
+    retention_policy: str = ""
+    retention_policy_file: Path | None = None
 
     max_body_bytes: int = 5 * 1024 * 1024
     log_level: str = "INFO"

@@ -5,7 +5,10 @@ Alembic migrations (``hub/migrations``). Tables:
 
 * ``ingest_log`` — every accepted event version, its encoded Avro bytes and envelope headers, in
   acceptance order (``seq``). The source of truth for re-seeding a new broker and for ``hub replay``.
-  ``published_at`` is null until the broker acknowledged it (an outbox).
+  ``published_at`` is null until the broker acknowledged it (an outbox). Values are sealed with the
+  subject's data key (:mod:`hub.sealing`); ``erased_at`` marks rows of an erased subject (their
+  keys are shredded: replay and re-seeding skip them); ``agency_id`` is the producing agency, for
+  retention (:mod:`hub.retention`).
 * ``timeline_entries`` — one row per source record (highest version wins), the projection the
   coordinator's timeline reads.
 * ``identity_links`` — subject pseudonym → child and household, the active link per subject.
@@ -53,9 +56,13 @@ ingest_log = sa.Table(
     sa.Column("occurred_at", TS, nullable=False),
     sa.Column("received_at", TS, nullable=False),
     sa.Column("published_at", TS, nullable=True),
+    sa.Column("agency_id", sa.String(120), nullable=True),  # the producing agency, for retention
+    sa.Column("erased_at", TS, nullable=True),  # the subject was erased: the sealed value is unreadable
     sa.UniqueConstraint("source_system", "source_id", "source_version", name="uq_ingest_source_version"),
 )
 sa.Index("ix_ingest_unpublished", ingest_log.c.published_at, ingest_log.c.seq)
+sa.Index("ix_ingest_key", ingest_log.c.key)
+sa.Index("ix_ingest_agency_time", ingest_log.c.agency_id, ingest_log.c.occurred_at)
 
 timeline_entries = sa.Table(
     "timeline_entries", metadata,
@@ -101,6 +108,15 @@ timeline_changes = sa.Table(
     sa.Column("at", TS, nullable=False),
 )
 sa.Index("ix_timeline_changes_household", timeline_changes.c.household_id, timeline_changes.c.seq)
+
+stream_cursors = sa.Table(
+    "stream_cursors", metadata,
+    sa.Column("name", sa.String(60), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),  # the last timeline_changes seq handled
+    sa.Column("owner", sa.String(120), nullable=True),  # the process holding the lease
+    sa.Column("lease_until", TS, nullable=True),
+    sa.Column("updated_at", TS, nullable=False),
+)
 
 dead_letters = sa.Table(
     "dead_letters", metadata,
@@ -155,6 +171,7 @@ class LogRecord:
     occurred_at: datetime
     received_at: datetime
     published: bool
+    erased: bool = False
 
 
 def _headers_to_text(headers: Sequence[tuple[str, bytes]]) -> str:
@@ -171,6 +188,7 @@ def _row_to_log(row: Any) -> LogRecord:
         source_version=row.source_version, record_type=row.record_type, topic=row.topic, key=row.key,
         value=bytes(row.value), headers=_headers_from_text(row.headers), occurred_at=as_utc(row.occurred_at),
         received_at=as_utc(row.received_at), published=row.published_at is not None,
+        erased=row.erased_at is not None,
     )
 
 
@@ -319,8 +337,10 @@ class Store:
                 conn.execute(ingest_log.update().where(where).values(published_at=now))
 
     def mark_all_unpublished(self) -> int:
+        """Every row but erased ones is to be published again (a new, empty broker)."""
         with self.engine.begin() as conn:
-            return conn.execute(ingest_log.update().values(published_at=None)).rowcount or 0
+            return conn.execute(ingest_log.update().where(ingest_log.c.erased_at.is_(None))
+                                .values(published_at=None)).rowcount or 0
 
     def log_by_source(self, keys: Iterable[tuple[str, str, int]]) -> list[LogRecord]:
         wanted = set(keys)
@@ -349,7 +369,7 @@ class Store:
         while True:
             q = sa.select(ingest_log).where(c.seq > last).order_by(c.seq).limit(batch)
             if unpublished_only:
-                q = q.where(c.published_at.is_(None))
+                q = q.where(c.published_at.is_(None), c.erased_at.is_(None))
             with self.engine.connect() as conn:
                 rows = [_row_to_log(r) for r in conn.execute(q)]
             if not rows:

@@ -154,21 +154,25 @@ async def message_counts(settings: Settings, bootstrap: str | None = None) -> di
 
 
 async def consumer_lag(settings: Settings, group_id: str, bootstrap: str | None = None) -> dict[str, int]:
-    """Per topic: messages the group has not committed yet (end offset minus committed offset)."""
-    admin = AIOKafkaAdminClient(**client_args(settings, bootstrap), request_timeout_ms=5000)  # type: ignore[arg-type]
+    """Per topic: messages the group has not committed yet (end offset minus committed offset).
+
+    The committed offsets are read with OffsetFetch through a consumer bound to the group (it never
+    subscribes, so it does not join it): the admin client's ListConsumerGroupOffsets answer from the
+    embedded broker does not decode in aiokafka.
+    """
+    group = AIOKafkaConsumer(**client_args(settings, bootstrap), group_id=group_id,  # type: ignore[arg-type]
+                             enable_auto_commit=False)
     consumer = AIOKafkaConsumer(**client_args(settings, bootstrap), enable_auto_commit=False)  # type: ignore[arg-type]
     try:
-        await admin.start()
+        await group.start()
         await consumer.start()
-        committed = await admin.list_consumer_group_offsets(group_id)
         parts = await _partitions(consumer, INGEST_TOPICS)
         every = [tp for tps in parts.values() for tp in tps]
         end = await end_offsets(consumer, every) if every else {}
-        return {topic: sum(max(0, end[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
-                                             else 0)) for tp in tps)
-                for topic, tps in parts.items()}
+        committed = {tp: await group.committed(tp) for tp in every}
+        return {topic: sum(max(0, end[tp] - (committed[tp] or 0)) for tp in tps) for topic, tps in parts.items()}
     except KafkaError as exc:
         raise BrokerError(f"cannot read consumer lag: {exc}") from exc
     finally:
         await consumer.stop()
-        await admin.close()
+        await group.stop()

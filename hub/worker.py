@@ -1,7 +1,9 @@
 """The stream worker: a faust-streaming app that decodes ingest records and projects them.
 
-Each batch from the ingest topics is decoded with the serde; a record that cannot be decoded (bad
-framing, unknown fingerprint, corrupt body) is dead-lettered — recorded in the database and
+Each batch from the ingest topics is opened and decoded with the sealing serde (:mod:`hub.sealing`);
+a record of an erased subject (its data key shredded) is skipped and counted, never dead-lettered;
+a record that cannot be decoded (bad framing, unknown fingerprint, corrupt body, a sealed value
+that fails authentication) is dead-lettered — recorded in the database and
 republished to ``hub.deadletter`` with ``__connect.errors.*`` headers — and the stream moves on, so
 a poison message never stops it or loops. Decoded records go to :mod:`hub.projection` in one
 transaction per batch; projections are idempotent, so a batch replayed after a crash or a
@@ -14,16 +16,19 @@ import asyncio
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
 from hub import projection
-from hub.errors import SerdeError
+from hub.errors import ErasedRecordError, SerdeError
+from hub.kafka_security import faust_credentials
+from hub.keyvault import sealed_serde
 from hub.logging import configure_logging, get_logger
 from hub.publisher import OutgoingRecord, Publisher
 from hub.schemas import SchemaCatalogue
-from hub.serde import Serde, make_serde
+from hub.serde import Serde
 from hub.settings import Settings
 from hub.sharing import runtime as sharing_runtime
 from hub.store import Store
@@ -48,13 +53,16 @@ def dead_letter_headers(original: list[tuple[str, bytes]], topic: str, partition
 class Processor:
     """Decode-and-project logic of one worker, independent of faust so replay and tests share it."""
 
-    def __init__(self, store: Store, serde: Serde, catalogue: SchemaCatalogue, publisher: Publisher | None) -> None:
+    def __init__(self, store: Store, serde: Serde, catalogue: SchemaCatalogue, publisher: Publisher | None,
+                 on_projected: Callable[[], None] | None = None) -> None:
         self.store = store
+        self.on_projected = on_projected
         self.serde = serde
         self.catalogue = catalogue
         self.publisher = publisher
         self.processed = 0
         self.dead_lettered = 0
+        self.erased = 0
 
     async def handle(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
         decoded: list[tuple[str, str, dict[str, Any]]] = []
@@ -63,6 +71,9 @@ class Processor:
             try:
                 d = self.serde.decode(value)
                 decoded.append((d.record_type, self.catalogue.writer(d.record_type).ce_type, d.record))
+            except ErasedRecordError:  # the subject's data key was shredded: skip, never dead-letter
+                self.erased += 1
+                log.info("worker.erased_record_skipped", topic=topic, partition=partition, offset=offset)
             except SerdeError as exc:
                 key_text = key.decode(errors="replace") if key else None
                 new = await asyncio.to_thread(self.store.add_dead_letter, topic=topic, partition=partition,
@@ -75,7 +86,8 @@ class Processor:
                             error=type(exc).__name__, reason=str(exc))
         if decoded:
             await asyncio.to_thread(projection.apply, self.store, decoded)
-            await sharing_runtime.after_projection(self.store, decoded)
+            if self.on_projected is not None:
+                self.on_projected()
         if dead and self.publisher is not None:
             await self.publisher.publish(dead)
         self.processed += len(messages)
@@ -123,12 +135,15 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
         broker_rebalance_timeout=settings.rebalance_timeout,
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=min(3.0, settings.session_timeout / 3),
+        broker_credentials=faust_credentials(settings),  # TLS / SASL, as every other Kafka client
     )
     _limit_fetch_wait(settings.fetch_wait_ms)
     catalogue = SchemaCatalogue(settings.schema_dir)
     store = Store.open(settings.effective_database_url, migrate_schema=False)
     publisher = Publisher(settings)
-    processor = Processor(store, make_serde(catalogue, settings.schema_registry_url), catalogue, publisher)
+    projected = asyncio.Event()
+    processor = Processor(store, sealed_serde(catalogue, settings, store), catalogue, publisher,
+                          on_projected=projected.set)
     state = {"ready": False}
     app.conf.hub_processor = processor  # type: ignore[attr-defined]
 
@@ -152,6 +167,10 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
     @app.task
     async def _start_publisher() -> None:
         await publisher.start()
+
+    @app.task
+    async def _follow_changes() -> None:
+        await sharing_runtime.follow(store, worker_id, projected)
 
     @app.timer(1.0)
     async def _deliver_shares() -> None:

@@ -16,8 +16,10 @@ from pydantic import AwareDatetime, BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp
 
+from hub.api.agency_routes import agency_router
 from hub.api.audit_routes import audit_router
 from hub.api.enrolment_routes import enrolment_router
+from hub.api.governance_routes import governance_router
 from hub.api.ingest_routes import ingest_router
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.api.sharing_routes import sharing_router
@@ -31,10 +33,13 @@ from hub.ingest import relay_unpublished
 from hub.jsonavro import coerce_record
 from hub.logging import get_logger, scrub_text
 from hub.services import Services
+from hub.sharing.follower import lag as sharing_lag
 from hub.topics import consumer_lag
 from hub.worker import GROUP_ID
 
 log = get_logger(__name__)
+#: routes open to everyone with no token at all (orchestrators' liveness and readiness checks)
+PROBES = frozenset({"/healthz", "/readyz"})
 READY_HEARTBEAT = timedelta(seconds=10)
 
 
@@ -91,6 +96,8 @@ class Metrics:
                                  registry=self.registry)
         self.workers_ready = Gauge("hub_workers_ready", "Workers with a fresh ready heartbeat",
                                    registry=self.registry)
+        self.sharing_lag = Gauge("hub_sharing_lag", "Timeline changes the sharing step has not decided on yet",
+                                 registry=self.registry)
 
 
 def events_to_inbound(services: Services, items: list[EventIn]) -> list[InboundEvent]:
@@ -156,18 +163,22 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
         header = request.headers.get("authorization", "")
         route = request.scope.get("route")
         template = getattr(route, "path", request.url.path)
+        if template in PROBES:  # health probes take no token: an orchestrator's stale one must not fail them
+            return
         principal = None
         try:
             if header.lower().startswith("bearer "):
-                principal = tokens.verify(header[7:].strip())
+                bearer = header[7:].strip()
+                # an OIDC check may fetch the issuer's key set: keep that off the event loop
+                principal = (await asyncio.to_thread(tokens.verify, bearer) if tokens.uses_oidc
+                             else tokens.verify(bearer))
                 reason = request.headers.get(INVESTIGATION_HEADER)
                 if reason and principal.role == "ig_officer":
                     principal = dataclasses.replace(principal, reason=scrub_text(reason)[:500])
             rule = await authorise(principal, request.method, template, dict(request.path_params), on_caseload)
         except (AuthError, ForbiddenError, NotFoundError) as exc:
-            if template not in ("/healthz", "/readyz"):
-                await asyncio.to_thread(trace, "login_denied", principal, request, template,
-                                        {"refused": type(exc).__name__})
+            await asyncio.to_thread(trace, "login_denied", principal, request, template,
+                                    {"refused": type(exc).__name__})
             raise
         request.state.principal = principal
         if rule.audit and principal is not None:
@@ -213,6 +224,8 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
         workers = await asyncio.to_thread(store.workers)
         metrics.workers_ready.set(sum(1 for w in workers if w["state"] == "ready"
                                       and now - w["heartbeat_at"] < READY_HEARTBEAT))
+        position, newest = await asyncio.to_thread(sharing_lag, store)
+        metrics.sharing_lag.set(max(0, newest - position))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/events", tags=["ingest"], response_model=list[AcceptanceOut])
@@ -235,5 +248,7 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
     app.include_router(timeline_router(services))
     app.include_router(enrolment_router(services))
     app.include_router(sharing_router(services))
+    app.include_router(agency_router(services))
     app.include_router(audit_router(services))
+    app.include_router(governance_router(services))
     return app

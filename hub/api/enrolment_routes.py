@@ -28,6 +28,9 @@ class MemberIn(BaseModel):
     relationship: str = Field(min_length=1, max_length=40, examples=["child", "mother", "father", "carer"])
     parental_responsibility: bool = False
     date_of_birth: date | None = None
+    competent_from: date | None = Field(
+        default=None, description="A child under 16 recorded as competent (Gillick) to make their own consent "
+                                  "decisions from this date.")
 
 
 class IdentifierIn(BaseModel):
@@ -64,7 +67,7 @@ def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRo
     @router.post("/v1/households/{household_id}/members", status_code=201)
     async def add_member(household_id: str, body: MemberIn) -> dict[str, Any]:
         member = await asyncio.to_thread(enrol.add_member, household_id, body.kind, body.relationship,
-                                         body.parental_responsibility, body.date_of_birth)
+                                         body.parental_responsibility, body.date_of_birth, body.competent_from)
         return asdict(member)
 
     @router.post("/v1/households/{household_id}/members/{member_id}/identifiers", status_code=202)

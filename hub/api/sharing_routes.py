@@ -18,14 +18,27 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
+from consent import Directive, Grantor
 from hub import readmodel
+from hub.auth import ForbiddenError
 from hub.errors import NotFoundError
 from hub.services import Services
 from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import list_alerts
+
+
+def _check_grantor(request: Request, directive: Directive) -> None:
+    """Nobody records a directive in another family member's name."""
+    principal = getattr(request.state, "principal", None)
+    role = getattr(principal, "role", None)
+    young = directive.made_by_role is Grantor.YOUNG_PERSON
+    if role == "parent" and young:
+        raise ForbiddenError("a parent may not record a directive as the young person")
+    if role == "young_person" and not young:
+        raise ForbiddenError("a young person records directives in their own name")
 
 
 def sharing_router(services: Services) -> APIRouter:
@@ -38,9 +51,13 @@ def sharing_router(services: Services) -> APIRouter:
             raise NotFoundError("no such household or child")
 
     @router.post("/v1/households/{household_id}/children/{child_id}/consents", status_code=202)
-    async def give_consent(household_id: str, child_id: str,
+    async def give_consent(household_id: str, child_id: str, request: Request,
                            resource: Annotated[dict[str, Any], Body(description="FHIR R4 Consent")]) -> JSONResponse:
-        """Record a consent directive (FHIR R4 Consent). Durable once answered; applied by the worker."""
+        """Record a consent directive (FHIR R4 Consent). Durable once answered; applied by the worker.
+
+        A parent records parents' directives and a young person their own (the Consent's performer
+        says which); a coordinator may record either on the family's behalf."""
+        _check_grantor(request, consents.parse(resource, child_id))
         directive, acc = await consents.grant(store, services.ingest, household_id, child_id, resource)
         return JSONResponse({"directive_id": directive.id, "event_id": acc[-1].event_id, "status": acc[-1].status},
                             status_code=202)

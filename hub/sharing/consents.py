@@ -13,14 +13,15 @@ event for it first (same subject, so the same partition and order).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from consent import ConsentError, Directive, Grantor
+from consent import ConsentError, Directive, Grantor, directives_needing_confirmation
 from consent.fhir import directive_to_fhir_dict, from_fhir
 from hub.errors import NotFoundError, Problem, ValidationError
 from hub.events import InboundEvent, SubjectRef
@@ -55,11 +56,22 @@ def parse(resource: dict[str, Any], child_id: str) -> Directive:
     if d.child_id != child_id:
         raise ValidationError([Problem("/patient", f"the consent must be about Patient/{child_id}")],
                               title="Consent for another child")
-    if d.made_by_role is Grantor.YOUNG_PERSON:
-        raise ValidationError([Problem("/performer", "young-person directives need a recorded age or "
-                                                     "competence, which the hub does not hold yet")],
-                              title="Young-person directive not supported")
     return d
+
+
+def _check_young_person(store: Store, directive: Directive) -> None:
+    """A young person's own directive counts from 16, or from recorded competence (422 before that)."""
+    if directive.made_by_role is not Grantor.YOUNG_PERSON:
+        return
+    from hub.sharing.processor import load_child
+
+    with store.engine.connect() as conn:
+        child = load_child(conn, directive.child_id)
+    if not child.young_person_controls(directive.made_at):
+        raise ValidationError([Problem("/performer", "a young person makes their own consent decisions from 16, "
+                                                     "or earlier once recorded as competent; neither is on record "
+                                                     "for this child at the consent's date")],
+                              title="Young-person directive not in force")
 
 
 async def grant(store: Store, ingest: IngestService, household_id: str, child_id: str,
@@ -69,6 +81,7 @@ async def grant(store: Store, ingest: IngestService, household_id: str, child_id
     in_household, linked = _linked(store, household_id, child_id)
     if not in_household:
         raise NotFoundError("no such child in this household")
+    _check_young_person(store, directive)
     events = []
     if not linked:
         events.append(InboundEvent(
@@ -98,15 +111,32 @@ async def withdraw(store: Store, ingest: IngestService, household_id: str, child
         body={"directive_id": directive_id, "withdrawn_by": "family", "reason": reason})])
 
 
-def list_directives(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
+def list_directives(store: Store, household_id: str, child_id: str, *, today: date | None = None
+                    ) -> list[dict[str, Any]]:
+    """The child's directives; once the child is 16, parents' directives are flagged for the young
+    person to confirm (``needs_young_person_confirmation``)."""
+    from hub.sharing.model import UNKNOWN_BIRTH_DATE
+    from hub.sharing.processor import load_child, parse_directive
+
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(consent_directives).where(
             CD.child_id == child_id, CD.household_id == household_id).order_by(CD.made_at, CD.directive_id)).all()
+        child = load_child(conn, child_id)
+    to_confirm: set[str] = set()
+    if child.birth_date != UNKNOWN_BIRTH_DATE:
+        active = []
+        for r in rows:
+            if r.status == "active" and r.fhir_json:
+                with contextlib.suppress(ConsentError, ValueError):
+                    active.append(parse_directive(r.fhir_json, child_id, None))
+        to_confirm = {d.id for d in directives_needing_confirmation(
+            active, child.birth_date, today or utcnow().date())}
     out = []
     for r in rows:
         out.append({"directive_id": r.directive_id, "status": r.status,
                     "made_at": as_utc(r.made_at).isoformat() if r.made_at else None,
                     "withdrawn_at": as_utc(r.withdrawn_at).isoformat() if r.withdrawn_at else None,
+                    "needs_young_person_confirmation": r.directive_id in to_confirm,
                     "error": r.error, "fhir": json.loads(r.fhir_json) if r.fhir_json else None})
     return out
 

@@ -8,9 +8,10 @@ Pure functions over decoded records and the team around the child; no storage.
 * Recipients: every service in the team around the child (``hub.team.team_around``) other than the
   producing service itself — same-agency services are decided too (rule R2 permits them for direct
   care) — plus the family: the parents (one recipient per household, with parental responsibility)
-  and the young person. The hub holds no birth dates, so every child is treated as under 16: the
-  young person is refused their own copy (R1-not-own-record) and young-person directives are not
-  applied (documented limitation).
+  and the young person. The child's age comes from enrolment (``household_members.date_of_birth``,
+  and ``competent_from`` where competence before 16 is recorded): from 16 (or competence) the young
+  person receives their own copy and their own directives decide; a child with no birth date on
+  record is treated as under 16.
 * Recipient keys: ``service:<agency id>:<service name>``, ``family:parents:<household>``,
   ``family:young_person:<child>``.
 * ``Recipient.service`` is the service code in lower case when the records carry one (``send``,
@@ -35,15 +36,15 @@ SHAREABLE: dict[str, str] = {
     "ResultAvailable": "result", "PlanPublished": "plan", "PlanReviewed": "plan", "EhcPlanIssued": "plan",
     "ReferralOutcome": "referral_outcome",
 }
-#: the hub holds no birth dates: every child is treated as under 16 (see the module docstring)
+#: a child enrolled without a birth date is treated as under 16 (see the module docstring)
 UNKNOWN_BIRTH_DATE = date(9000, 1, 1)
 SHARING_NAMESPACE = uuid.UUID("3d7f6c52-2f0e-4c1e-9a55-6c1d7e0b8a11")
 _SECTORS = {"health": Sector.HEALTH, "social_care": Sector.SOCIAL_CARE, "education": Sector.EDUCATION}
 _STATUTORY_SERVICES = frozenset({"sen", "send", "sen_team", "send_team"})
 
 
-def child_for_engine(child_id: str) -> Child:
-    return Child(child_id, UNKNOWN_BIRTH_DATE)
+def child_for_engine(child_id: str, birth_date: date | None = None, competent_from: date | None = None) -> Child:
+    return Child(child_id, birth_date or UNKNOWN_BIRTH_DATE, competent_from)
 
 
 def stable_id(*parts: object) -> str:

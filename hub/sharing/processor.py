@@ -1,12 +1,13 @@
-"""The sharing step: after a batch is projected, decide who may see each shareable record, and queue it.
+"""The sharing step: for each change to a child's record, decide who may see each shareable record.
 
-``process(store, decoded)`` is called by the stream worker with each decoded batch right after
-``projection.apply`` (and may be called again with the same batch: it is idempotent).
+``process_changes(store, changes)`` is called by :mod:`hub.sharing.follower` with a run of the
+timeline's change feed (and may be called again with the same run: it is idempotent).
 
-1. ConsentGranted / ConsentWithdrawn → ``consent_directives`` (FHIR R4 Consent converted with
-   ``consent.fhir.from_fhir``; the subject resolved to the hub child through ``identity_links``; a
-   directive for a subject not linked yet waits for its link).
-2. For every child the batch touches (a record of theirs, a link, a directive), every shareable
+1. ConsentGranted / ConsentWithdrawn entries that joined, changed in or left a child's record →
+   ``consent_directives`` (FHIR R4 Consent converted with ``consent.fhir.from_fhir``). A consent
+   event for a subject not linked yet is parked like any event and reaches the feed when its link
+   does; a wrong link undone leaves its directives without a child until the next link.
+2. For every child the changes touch (a record of theirs, a link, a directive), every shareable
    record × every recipient (team around the child other than the producing service, parents, young
    person) that has no decision yet is decided with ``ConsentEngine.decide_strictest`` — consent in
    force at the event's time and now. The event-time side is the record's issue time, or, when the
@@ -25,7 +26,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,9 +34,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from consent import ConsentEngine, ConsentError, Decision, Directive, DirectiveSet, Grantor, Outcome
+from consent import Child, ConsentEngine, ConsentError, Decision, Directive, DirectiveSet, Grantor, Outcome
 from consent.fhir import from_fhir
-from hub import readmodel
+from hub import erasure_guard, readmodel
+from hub.enrolment import household_members
 from hub.logging import get_logger
 from hub.sharing.model import (
     SHAREABLE,
@@ -107,22 +109,34 @@ def parse_directive(fhir_json: str, child_id: str, withdrawn_at: datetime | None
 def load_directive_set(conn: Connection, child_id: str) -> tuple[DirectiveSet, dict[str, Directive]]:
     rows = conn.execute(sa.select(CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
         CD.child_id == child_id, CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))).all()
-    return _directive_set(child_id, rows)
+    return _directive_set(load_child(conn, child_id), rows)
 
 
-def _directive_set(child_id: str, rows: Sequence[Any]) -> tuple[DirectiveSet, dict[str, Directive]]:
+def load_child(conn: Connection, child_id: str) -> Child:
+    """The child as the engine needs them: their birth date and recorded competence from enrolment."""
+    return _children(conn, [child_id])[child_id]
+
+
+def _children(conn: Connection, child_ids: list[str]) -> dict[str, Child]:
+    M = household_members.c
+    known = {r.member_id: child_for_engine(r.member_id, r.date_of_birth, r.competent_from) for r in conn.execute(
+        sa.select(M.member_id, M.date_of_birth, M.competent_from).where(M.member_id.in_(child_ids)))}
+    return {c: known.get(c) or child_for_engine(c) for c in child_ids}
+
+
+def _directive_set(child: Child, rows: Sequence[Any]) -> tuple[DirectiveSet, dict[str, Directive]]:
     found: dict[str, Directive] = {}
     for r in rows:
         try:
-            d = parse_directive(r.fhir_json, child_id, _aware(r.withdrawn_at))
+            d = parse_directive(r.fhir_json, child.id, _aware(r.withdrawn_at))
         except (ConsentError, ValueError) as exc:
             log.warning("sharing.directive_unusable", directive=r.directive_id, error=str(exc)[:200])
             continue
-        if d.made_by_role is Grantor.YOUNG_PERSON:  # no birth date held: see hub.sharing.model
-            log.info("sharing.young_person_directive_skipped", directive=r.directive_id)
-            continue
+        if d.made_by_role is Grantor.YOUNG_PERSON and not child.young_person_controls(d.made_at):
+            log.info("sharing.young_person_directive_not_in_force", directive=r.directive_id)
+            continue  # made before 16 without recorded competence: not theirs to make yet
         found[d.id] = d
-    return engine().compile(child_for_engine(child_id), found.values()), found
+    return engine().compile(child, found.values()), found
 
 
 def _upsert_grant(conn: Connection, record: dict[str, Any], home: tuple[str, str] | None, now: datetime) -> bool:
@@ -249,6 +263,7 @@ class _ChildState:
     deliveries: dict[tuple[str, int, str, str], Any] = field(default_factory=dict)
     current: dict[tuple[str, int, str], Any] = field(default_factory=dict)
     directive_rows: list[Any] = field(default_factory=list)
+    child: Child | None = None
 
 
 def _load_states(conn: Connection, child_ids: list[str]) -> dict[str, _ChildState]:
@@ -256,10 +271,15 @@ def _load_states(conn: Connection, child_ids: list[str]) -> dict[str, _ChildStat
     states = {c: _ChildState() for c in child_ids}
     for i in range(0, len(child_ids), 300):
         chunk = child_ids[i:i + 300]
-        for r in conn.execute(sa.select(deliveries).where(DL.child_id.in_(chunk))):
-            states[r.child_id].deliveries[(r.information_id, r.information_version, r.recipient_key, r.kind)] = r
-        for r in conn.execute(sa.select(share_decisions).where(SD.child_id.in_(chunk), SD.current.is_(True))):
-            states[r.child_id].current[(r.information_id, r.information_version, r.recipient_key)] = r
+        for c, child in _children(conn, chunk).items():
+            states[c].child = child
+        for d in conn.execute(sa.select(DL.child_id, DL.information_id, DL.information_version, DL.recipient_key,
+                                        DL.kind, DL.state, DL.delivery_id).where(DL.child_id.in_(chunk))):
+            states[d.child_id].deliveries[(d.information_id, d.information_version, d.recipient_key, d.kind)] = d
+        for dec in conn.execute(sa.select(SD.child_id, SD.information_id, SD.information_version, SD.recipient_key,
+                                          SD.decision_id, SD.seq, SD.outcome, SD.rule_id, SD.directive_ids).where(
+                SD.child_id.in_(chunk), SD.current.is_(True))):
+            states[dec.child_id].current[(dec.information_id, dec.information_version, dec.recipient_key)] = dec
         for r in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
                 CD.child_id.in_(chunk), CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))):
             states[r.child_id].directive_rows.append(r)
@@ -310,7 +330,7 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
         return
     targets = targets_for(team_around(entries), entries, household_id, child_id)
     current = state.current
-    ds, directives = _directive_set(child_id, state.directive_rows)
+    ds, directives = _directive_set(state.child or child_for_engine(child_id), state.directive_rows)
     new_decisions: list[dict[str, Any]] = []
     new_deliveries: list[dict[str, Any]] = []
     for s in infos:
@@ -386,72 +406,111 @@ def _follow_decision(conn: Connection, s: Shareable, t: Target, d: Decision, dec
 
 # ---------------------------------------------------------------------------------------- the step
 
-def _homes(conn: Connection, subjects: set[str]) -> dict[str, tuple[str, str]]:
-    if not subjects:
-        return {}
-    return {r.subject: (r.household_id, r.child_id) for r in conn.execute(
-        sa.select(L.subject, L.household_id, L.child_id).where(L.subject.in_(subjects), L.active.is_(True)))}
+@dataclass(frozen=True)
+class Change:
+    """One row of the timeline's change feed, with the entry's type and status as they are now."""
 
-
-def process(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *,
-            now: datetime | None = None) -> SharingResult:
-    """Run the sharing step for one decoded batch (after ``projection.apply``); idempotent."""
-    relevant = [(rt, r) for rt, _ce, r in decoded
-                if rt in SHAREABLE or rt in CONSENT_TYPES or rt == "IdentityLinked"
-                or rt in _TEAM_CHANGES]
-    if not relevant:
-        return SharingResult()
-    last: Exception | None = None
-    for _attempt in range(3):
-        try:
-            return _process(store, relevant, now or utcnow())
-        except sa.exc.IntegrityError as exc:  # another worker decided the same child at the same time
-            last = exc
-            log.info("sharing.concurrent_retry")
-    assert last is not None
-    raise last
+    seq: int
+    household_id: str
+    child_id: str
+    event_id: str
+    kind: str  # added | updated | joined | left
+    record_type: str
+    status: str
 
 
 #: record types that change the team around the child (a new member may now be owed earlier records)
 _TEAM_CHANGES = frozenset({"ReferralMade", "AppointmentBooked", "AttendanceRecorded", "KeyProfessionalChanged",
                            "SchoolPlacement", "EhcAssessmentRequested", "HospitalAdmitted", "WaitingListEntered",
                            "SocialCareOutcome"})
+#: record types whose change can alter a decision of the child (other changes are skipped)
+RELEVANT = frozenset(SHAREABLE) | frozenset(CONSENT_TYPES) | _TEAM_CHANGES
 
 
-def _process(store: Store, relevant: list[tuple[str, dict[str, Any]]], now: datetime) -> SharingResult:
+def relevant(change: Change) -> bool:
+    return change.kind in ("joined", "left") or change.record_type in RELEVANT
+
+
+def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | None = None,
+                    finish: Callable[[Connection], None] | None = None) -> SharingResult:
+    """Run the sharing step for a run of the change feed, in one transaction; idempotent.
+
+    ``finish(conn)`` runs inside that transaction before it commits (the follower moves its cursor
+    there, so decisions and the cursor commit together).
+    """
+    last: Exception | None = None
+    for _attempt in range(3):
+        try:
+            return _process(store, [c for c in changes if relevant(c)], now or utcnow(), finish)
+        except sa.exc.IntegrityError as exc:  # another process decided the same child at the same time
+            last = exc
+            log.info("sharing.concurrent_retry")
+    assert last is not None
+    raise last
+
+
+def _consent_records(store: Store, changes: list[Change]) -> dict[str, dict[str, Any]]:
+    ids = sorted({c.event_id for c in changes})
+    out: dict[str, dict[str, Any]] = {}
+    with store.engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            for r in conn.execute(sa.select(timeline_entries.c.event_id, timeline_entries.c.record).where(
+                    timeline_entries.c.event_id.in_(ids[i:i + 500]))):
+                out[r.event_id] = readmodel._parse_times(json.loads(r.record))
+    return out
+
+
+def _apply_consent(conn: Connection, change: Change, record: dict[str, Any], now: datetime) -> bool:
+    """A consent entry that joined, left or changed in a child's record → ``consent_directives``."""
+    did = record["directive_id"]
+    if change.kind == "left":  # a wrong link undone: the directive waits for its subject's next link
+        return conn.execute(consent_directives.update().where(
+            CD.directive_id == did, CD.child_id == change.child_id).values(
+            child_id=None, household_id=None, updated_at=now)).rowcount > 0
+    home = (change.household_id, change.child_id)
+    if change.record_type == "ConsentGranted":
+        changed = _upsert_grant(conn, record, home, now)
+    else:
+        changed = _apply_withdrawal(conn, record, home, now)
+    moved = conn.execute(consent_directives.update().where(
+        CD.directive_id == did, sa.or_(CD.child_id.is_(None), CD.child_id != change.child_id)).values(
+        child_id=change.child_id, household_id=change.household_id, updated_at=now)).rowcount
+    return changed or moved > 0
+
+
+def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The children among ``homes`` with no active identity link now."""
+    linked: set[tuple[str, str]] = set()
+    ordered = sorted(homes)
+    for i in range(0, len(ordered), 300):
+        linked |= {(r.household_id, r.child_id) for r in conn.execute(
+            sa.select(L.household_id, L.child_id).where(
+                sa.tuple_(L.household_id, L.child_id).in_(ordered[i:i + 300]), L.active.is_(True)).distinct())}
+    return homes - linked
+
+
+def _process(store: Store, changes: list[Change], now: datetime,
+             finish: Callable[[Connection], None] | None) -> SharingResult:
     result = SharingResult()
-    subjects = {r["meta"]["subject"] for _rt, r in relevant}
-    with store.engine.connect() as rconn:
-        homes = _homes(rconn, subjects)
-    consent_children: set[tuple[str, str]] = set()
+    consents = [c for c in changes if c.record_type in CONSENT_TYPES]
+    records = _consent_records(store, consents) if consents else {}
+    touched = {(c.household_id, c.child_id) for c in changes}
     # the children's records first (committed by the projection), then one transaction for everything
-    linked = [r["meta"]["subject"] for rt, r in relevant if rt == "IdentityLinked" and r["meta"]["subject"] in homes]
-    waiting = {r["meta"]["subject"]: homes.get(r["meta"]["subject"]) for rt, r in relevant if rt in CONSENT_TYPES}
-    touched = set(homes.values())
     entries = _records(store, sorted(touched))
+    consent_children: set[tuple[str, str]] = set()
     with store.engine.begin() as conn:
-        for rt, r in relevant:
-            home = waiting.get(r["meta"]["subject"]) if rt in CONSENT_TYPES else None
-            if rt == "ConsentGranted":
-                _upsert_grant(conn, r, home, now)
-            elif rt == "ConsentWithdrawn":
-                _apply_withdrawal(conn, r, home, now)
-            else:
-                continue
-            if home:  # re-deciding is idempotent, so a replayed batch re-decides harmlessly
-                consent_children.add(home)
-        for subject in linked:  # directives that were waiting for their subject's link
-            hh, child = homes[subject]
-            n = conn.execute(consent_directives.update().where(
-                CD.subject == subject, CD.child_id.is_(None)).values(child_id=child, household_id=hh)).rowcount
-            if n:
-                consent_children.add((hh, child))
-        children = sorted(touched | consent_children)
+        erasure_guard.hold_shared(conn)  # an erasure's purge and this pass never interleave
+        gone = _without_links(conn, touched)
+        for home in gone:  # erased (or every link undone) since their records were read: decide nothing
+            entries[home] = []
+        consents = [c for c in consents if c.kind == "left" or (c.household_id, c.child_id) not in gone]
+        for c in consents:  # in feed order
+            if c.event_id in records and _apply_consent(conn, c, records[c.event_id], now):
+                consent_children.add((c.household_id, c.child_id))
+        children = sorted(touched)
         states = _load_states(conn, sorted({c for _h, c in children}))
         sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         for hh, child in children:
-            if (hh, child) not in entries:
-                entries[(hh, child)] = readmodel.child_records(store, hh, child)
             redecide = (hh, child) in consent_children
             _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
                         trigger="consent_changed" if redecide else "event", result=result, state=states[child],
@@ -461,6 +520,8 @@ def _process(store: Store, relevant: list[tuple[str, dict[str, Any]]], now: date
             conn.execute(share_decisions.insert(), sink[0])
         if sink[1]:
             conn.execute(deliveries.insert(), sink[1])
+        if finish is not None:
+            finish(conn)
     if result.decisions:
         log.info("sharing.decided", decisions=result.decisions, queued=result.queued, withheld=result.withheld,
                  cancelled=result.cancelled, notices=result.notices, children=len(result.children))

@@ -1,10 +1,12 @@
-"""How the stream worker runs sharing: one call after each projected batch, one timer.
+"""How the stream worker runs sharing: a follower task beside the stream, one timer.
 
-``after_projection(store, decoded)`` runs the sharing step (in a thread) and, when it queued
-something, starts a delivery pass at once, so a permitted report reaches its webhook within about a
-batch of being accepted. ``tick(store)`` (a 1-second faust timer) delivers whatever is due — retries,
-inbox rechecks — escalates unacknowledged deliveries and, every ``HUB_SHARING_READINESS_INTERVAL``
-seconds (default 300), sweeps readiness alerts and report requests.
+``follow(store, owner, wake)`` runs for the life of the worker: it follows the timeline's change
+feed (:mod:`hub.sharing.follower`, in a thread), woken at once when this worker projected a batch
+(``wake``) and otherwise every ``POLL`` seconds (a change another worker projected), and starts a
+delivery pass as soon as a pass queued something. ``tick(store)`` (a 1-second faust timer)
+delivers whatever is due — retries, inbox rechecks — escalates unacknowledged deliveries and,
+every ``HUB_SHARING_READINESS_INTERVAL`` seconds (default 300), sweeps readiness alerts and report
+requests.
 """
 
 from __future__ import annotations
@@ -13,20 +15,21 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Sequence
-from typing import Any
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.errors import HubError
 from hub.logging import get_logger
 from hub.sharing import audit_trail
 from hub.sharing.delivery import deliver_due
-from hub.sharing.processor import SharingResult, process
+from hub.sharing.follower import LEASE, Follower
 from hub.sharing.readiness import sweep
 from hub.store import Store
 
 log = get_logger(__name__)
+#: seconds between looks at the change feed when nothing woke the follower
+POLL = 0.2
 
 
 class _Runtime:
@@ -66,21 +69,54 @@ def kick(store: Store, *, escalate: bool = False) -> None:
     _RT.running = asyncio.get_running_loop().create_task(_deliver_loop(store, escalate))
 
 
-async def after_projection(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]]) -> SharingResult:
-    result = await asyncio.to_thread(process, store, decoded)
-    if result.decisions or result.cancelled or result.notices:
-        await asyncio.to_thread(audit_trail.record_new, store)
-    if result.has_work:
-        kick(store)
-    return result
+async def follow(store: Store, owner: str, wake: asyncio.Event) -> None:
+    """Follow the change feed until cancelled; decisions are audited and deliveries started as they come.
+
+    A failing pass (the database restarting, a bug) is logged and tried again with a growing pause,
+    up to 30 s: it never stops the stream worker it runs beside, and its errors show in the logs.
+    """
+    follower = Follower(store, owner)
+    pause = 1.0
+    try:
+        while True:
+            try:
+                step = await asyncio.to_thread(follower.step)
+                result = step.result
+                if result.decisions or result.cancelled or result.notices:
+                    await asyncio.to_thread(audit_trail.record_new, store)
+            except (HubError, SQLAlchemyError) as exc:
+                log.warning("sharing.follow_failed", error=type(exc).__name__, reason=str(exc)[:200])
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+                continue
+            except Exception as exc:
+                log.error("sharing.follow_error", error=type(exc).__name__, reason=str(exc)[:200])
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+                continue
+            pause = 1.0
+            if result.has_work:
+                kick(store)
+            if not step.held:  # another worker follows the feed: look again when its lease could lapse
+                await asyncio.sleep(LEASE.total_seconds() / 3)
+            elif not step.more:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), POLL)
+            wake.clear()
+    finally:
+        with contextlib.suppress(HubError, SQLAlchemyError):
+            await asyncio.to_thread(follower.release)
 
 
 async def tick(store: Store) -> None:
     kick(store, escalate=True)
-    with contextlib.suppress(HubError):
-        await asyncio.to_thread(audit_trail.record_new, store)  # decisions made outside the stream step
-    interval = float(os.environ.get("HUB_SHARING_READINESS_INTERVAL", "300"))
-    if time.monotonic() - _RT.last_sweep >= interval:
-        _RT.last_sweep = time.monotonic()
-        with contextlib.suppress(HubError):
+    try:
+        await asyncio.to_thread(audit_trail.record_new, store)  # decisions made outside the follower
+        interval = float(os.environ.get("HUB_SHARING_READINESS_INTERVAL", "300"))
+        if time.monotonic() - _RT.last_sweep >= interval:
+            _RT.last_sweep = time.monotonic()
             await asyncio.to_thread(sweep, store)
+    except (HubError, SQLAlchemyError) as exc:  # the next tick tries again
+        log.warning("sharing.tick_failed", error=type(exc).__name__, reason=str(exc)[:200])
+    except Exception as exc:  # never let the timer take the stream worker down
+        log.error("sharing.tick_error", error=type(exc).__name__, reason=str(exc)[:200])

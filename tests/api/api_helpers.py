@@ -8,7 +8,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from hub.serde import SingleObjectSerde
 from hub.services import Services
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +64,7 @@ async def consume_all(bootstrap: str, topic: str, timeout_ms: int = 1500) -> lis
 
 async def records_on(services: Services, topic: str) -> list[dict[str, Any]]:
     """The decoded Avro records on a topic, each with ``_type`` (record type) and ``_key``."""
-    serde = SingleObjectSerde(services.catalogue)
+    serde = services.serde  # opens the sealed values with the subjects' data keys
     out = []
     for msg in await consume_all(services.settings.kafka_bootstrap, topic):
         decoded = serde.decode(msg.value)

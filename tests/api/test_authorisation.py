@@ -93,6 +93,8 @@ async def test_bad_tokens_are_refused(client: httpx.AsyncClient, services: Servi
     r = await client.get("/v1/coordinators/cc-1/caseload", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 401, r.text
     assert "cc-1" not in r.text or how != "forged"
+    probe = await client.get("/healthz", headers={"Authorization": f"Bearer {token}"})
+    assert probe.status_code == 200, probe.text  # health probes ignore tokens, good or bad
 
 
 async def test_family_sees_its_own_household_and_the_young_person_only_their_own_record(
@@ -131,3 +133,21 @@ async def test_reads_and_refusals_leave_an_audit_trace(client: httpx.AsyncClient
     assert ig_read.action == "read_timeline" and ig_read.purpose == "investigation"
     assert ig_read.detail["reason"] == "complaint ref 2026-0042 review"
     assert AuditLog(services.store).verify().ok
+
+
+async def test_the_agency_team_view_is_bound_to_the_tokens_agency_and_the_team(
+        client: httpx.AsyncClient, services: Services) -> None:
+    """In the matrix the agency gets 404 (it is in no child's team there); here: an agency asking
+    through another agency's path, or for a child whose team it is not in, learns nothing more than
+    for a child that does not exist (behaviour: test_agency_team_routes.py)."""
+    route = ("GET", "/v1/agencies/{agency_id}/children/{child_id}/team")
+    assert route in routes(services) and POLICY[route].roles == {"agency"}
+    cc = token_header(services, "coordinator", "cc-team")
+    hh = (await client.post("/v1/households", json={"coordinator_id": "cc-team"}, headers=cc)).json()["household_id"]
+    child = (await client.post(f"/v1/households/{hh}/members", headers=cc,
+                               json={"kind": "child", "relationship": "child"})).json()["member_id"]
+    agency = token_header(services, "agency", "slt-1", agency="7A6")
+    known = await client.get(f"/v1/agencies/7A6/children/{child}/team", headers=agency)
+    unknown = await client.get("/v1/agencies/7A6/children/c-does-not-exist/team", headers=agency)
+    assert known.status_code == unknown.status_code == 404 and known.json() == unknown.json()
+    assert (await client.get(f"/v1/agencies/S1/children/{child}/team", headers=agency)).status_code == 404

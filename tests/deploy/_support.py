@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from hub.settings import Settings
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
@@ -27,27 +29,8 @@ SERVICEMONITOR_SCHEMA = Path(__file__).with_name("servicemonitor.schema.json")
 K8S_VERSION = "1.29.0"
 
 #: The hub's settings, as the runtime contract lists them.
-HUB_SETTINGS = (
-    "HUB_KAFKA_BOOTSTRAP",
-    "HUB_DATABASE_URL",
-    "HUB_SCHEMA_REGISTRY_URL",
-    "HUB_TOPIC_REPLICATION_FACTOR",
-    "HUB_TOPIC_MIN_INSYNC_REPLICAS",
-    "HUB_TOPIC_PARTITIONS",
-    "HUB_KAFKA_SECURITY_PROTOCOL",
-    "HUB_KAFKA_SASL_MECHANISM",
-    "HUB_KAFKA_SASL_USERNAME",
-    "HUB_KAFKA_SASL_PASSWORD",
-    "HUB_KAFKA_SSL_CAFILE",
-    "HUB_DATA_DIR",
-    "HUB_WORKER_STORE",
-    "HUB_PROCESSING_GUARANTEE",
-    "HUB_PSEUDONYM_KEY_FILE",
-    "HUB_JWT_KEY_FILE",
-    "HUB_LOG_LEVEL",
-    "HUB_API_HOST",
-    "HUB_API_PORT",
-)
+#: every HUB_* variable the hub reads (hub/settings.py is the one place they are declared)
+HUB_SETTINGS = frozenset(f"HUB_{name.upper()}" for name in Settings.model_fields)
 
 HUB_IMAGE_REPO = "familyhub/hub"
 
@@ -462,6 +445,11 @@ def topology_problems(docs: list[dict[str, Any]]) -> list[str]:
         for ep in sm["spec"].get("endpoints") or []:
             if ep.get("path") != "/metrics":
                 problems.append(f"ServiceMonitor endpoint path {ep.get('path')!r} is not /metrics")
+            creds = (ep.get("authorization") or {}).get("credentials") or {}
+            if not creds:  # the hub's /metrics needs a bearer token with the monitor role
+                problems.append("ServiceMonitor endpoint scrapes /metrics without a bearer token")
+            elif creds.get("key") not in secret_keys.get(creds.get("name", ""), set()):
+                problems.append(f"ServiceMonitor token wants missing secret key {creds.get('name')}/{creds.get('key')}")
             for s in matched:
                 if ep.get("port") not in {p.get("name") for p in s["spec"]["ports"]}:
                     problems.append(

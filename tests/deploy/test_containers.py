@@ -1,10 +1,14 @@
-"""Against real Apache Kafka (KRaft) and a Confluent-compatible schema registry, in containers.
+"""The cluster itself: Apache Kafka (KRaft) and a Confluent-compatible schema registry.
 
-Runs where a Docker engine answers; skips with the reason where none does (this project's dev
-machines and CI have the docker client only). When it runs it registers a hub Avro schema,
-produces one Confluent-framed record (magic 0, 4-byte schema id, Avro body) to a hub ingest topic
-with acks=all and idempotence, consumes it back and decodes it with the schema fetched by id.
-It uses aiokafka and fastavro directly, not the hub package.
+The hub's behaviour on that cluster (`hub up` with the registry's wire format, the family journeys,
+restarts) is the scenario suite's ``kafka`` variant (tests/scenarios); this module checks the
+cluster underneath with plain clients, so a broken broker or registry setup is told apart from a hub
+fault. It uses the same containers (tests/scenarios/cluster.py), or the cluster named by
+``HUB_TEST_KAFKA_BOOTSTRAP`` and ``HUB_TEST_SCHEMA_REGISTRY_URL``; without either it skips with the
+reason no Docker engine answers (this project's dev machines and CI have the docker client only).
+When it runs it registers a hub Avro schema, produces one Confluent-framed record (magic 0, 4-byte
+schema id, Avro body) to a hub ingest topic with acks=all and idempotence, consumes it back and
+decodes it with the schema fetched by id. It uses aiokafka and fastavro directly, not the hub package.
 """
 
 from __future__ import annotations
@@ -12,77 +16,43 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import struct
 import time
-import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.scenarios.cluster import Cluster, existing_kafka, kafka_in_containers, probe_docker
 
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = REPO / "schemas" / "uk.familyhub.event.ReferralMade.avsc"
 
-KAFKA_IMAGE = "confluentinc/cp-kafka:7.7.1"
-REGISTRY_IMAGE = "confluentinc/cp-schema-registry:7.7.1"
 #: A hub ingest topic name as the topic catalogue spells them (dots and hyphens, no `__`).
 TOPIC = "hub.ingest.health"
 CE_TYPE = "referral.made"
 
 
 def docker_engine_or_skip() -> None:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=5)
-        client.ping()
-        client.close()
-    except Exception as exc:  # DockerException, ConnectionError, FileNotFoundError, ...
-        pytest.skip(f"no Docker engine answers: {type(exc).__name__}: {exc}")
+    reason = probe_docker()
+    if reason is not None:
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack() -> Iterator[Cluster]:
+    existing = existing_kafka()
+    if existing is not None and existing.registry_url:
+        yield existing
+        return
     docker_engine_or_skip()
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.network import Network
-    from testcontainers.kafka import KafkaContainer
-
-    with Network() as network:
-        kafka = KafkaContainer(KAFKA_IMAGE).with_kraft().with_network(network).with_network_aliases("kafka")
-        with kafka:
-            registry = (
-                DockerContainer(REGISTRY_IMAGE)
-                .with_network(network)
-                .with_network_aliases("schema-registry")
-                .with_env("SCHEMA_REGISTRY_HOST_NAME", "schema-registry")
-                .with_env("SCHEMA_REGISTRY_LISTENERS", "http://0.0.0.0:8081")
-                .with_env("SCHEMA_REGISTRY_KAFKASTORE_BOOTSTRAP_SERVERS", "PLAINTEXT://kafka:9092")
-                .with_env("SCHEMA_REGISTRY_KAFKASTORE_TOPIC_REPLICATION_FACTOR", "1")
-                .with_env("SCHEMA_REGISTRY_SCHEMA_COMPATIBILITY_LEVEL", "full_transitive")
-                .with_exposed_ports(8081)
-            )
-            with registry:
-                url = f"http://{registry.get_container_host_ip()}:{registry.get_exposed_port(8081)}"
-                _wait_http(url + "/subjects", timeout=120)
-                yield {"bootstrap": kafka.get_bootstrap_server(), "registry": url}
-
-
-def _wait_http(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as exc:
-            last = exc
-        time.sleep(1)
-    raise TimeoutError(f"{url} not ready after {timeout}s: {last}")
+    with kafka_in_containers() as cluster:
+        yield cluster
 
 
 def _http_json(method: str, url: str, body: Any | None = None) -> Any:
@@ -94,7 +64,7 @@ def _http_json(method: str, url: str, body: Any | None = None) -> Any:
         return json.loads(resp.read())
 
 
-def test_avro_record_round_trip_through_kafka_kraft_and_registry(stack: dict[str, str]) -> None:
+def test_avro_record_round_trip_through_kafka_kraft_and_registry(stack: Cluster) -> None:
     import fastavro
     from fastavro.schema import load_schema
     from fastavro.utils import generate_one
@@ -104,7 +74,7 @@ def test_avro_record_round_trip_through_kafka_kraft_and_registry(stack: dict[str
     subject = f"{TOPIC}-value"
     registered = _http_json(
         "POST",
-        f"{stack['registry']}/subjects/{subject}/versions",
+        f"{stack.registry_url}/subjects/{subject}/versions",
         {"schemaType": "AVRO", "schema": json.dumps(schema_dict)},
     )
     schema_id = int(registered["id"])
@@ -117,13 +87,13 @@ def test_avro_record_round_trip_through_kafka_kraft_and_registry(stack: dict[str
     key = b"pseudonymous-subject-0001"
     headers = [("ce_type", CE_TYPE.encode()), ("content-type", b"application/avro")]
 
-    received = asyncio.run(_produce_and_consume(stack["bootstrap"], key, value, headers))
+    received = asyncio.run(_produce_and_consume(stack.bootstrap, stack.replication_factor, key, value, headers))
 
     assert received.key == key
     assert dict(received.headers)["ce_type"] == CE_TYPE.encode()
     magic, got_id = received.value[0], struct.unpack(">I", received.value[1:5])[0]
     assert magic == 0 and got_id == schema_id
-    fetched = _http_json("GET", f"{stack['registry']}/schemas/ids/{got_id}")
+    fetched = _http_json("GET", f"{stack.registry_url}/schemas/ids/{got_id}")
     reader = fastavro.parse_schema(json.loads(fetched["schema"]))
     decoded = fastavro.schemaless_reader(io.BytesIO(received.value[5:]), reader, parsed)
     # Logical types come back as Python values (timestamp-millis -> datetime): compare with a local
@@ -135,15 +105,16 @@ def test_avro_record_round_trip_through_kafka_kraft_and_registry(stack: dict[str
     assert again.getvalue() == body.getvalue()
 
 
-async def _produce_and_consume(bootstrap: str, key: bytes, value: bytes, headers):
+async def _produce_and_consume(bootstrap: str, replicas: int, key: bytes, value: bytes, headers):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        # One broker here; the catalogue uses RF 3 / min ISR 2 against the real cluster.
-        await admin.create_topics([NewTopic(TOPIC, num_partitions=6, replication_factor=1)])
+        # One broker in containers; the catalogue uses RF 3 / min ISR 2 against the real cluster.
+        if TOPIC not in await admin.list_topics():  # a hub may have made it already
+            await admin.create_topics([NewTopic(TOPIC, num_partitions=6, replication_factor=replicas)])
     finally:
         await admin.close()
 
@@ -179,5 +150,5 @@ async def _produce_and_consume(bootstrap: str, key: bytes, value: bytes, headers
 def test_skip_reason_names_the_missing_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """The probe turns an unreachable engine into a skip that says why (runs without Docker too)."""
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    with pytest.raises(pytest.skip.Exception, match="no Docker engine answers"):
+    with pytest.raises(pytest.skip.Exception, match=re.escape("no Docker engine answers at unix:///nonexistent/docker.sock")):
         docker_engine_or_skip()

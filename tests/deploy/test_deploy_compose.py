@@ -182,7 +182,7 @@ def test_hub_services_use_the_project_image_and_the_contract_commands(compose) -
 
 def test_secrets_come_from_compose_secrets(compose: dict[str, Any]) -> None:
     assert compose_secret_problems(compose) == []
-    assert set(compose["secrets"]) == {"pseudonym_key", "jwt_key", "postgres_password"}
+    assert set(compose["secrets"]) == {"pseudonym_key", "jwt_key", "payload_master_key", "postgres_password"}
 
 
 def test_secret_check_catches_plain_passwords(compose: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from hub import envelope
 from hub.broker import EmbeddedBroker
 from hub.demo.identifiers import nhs_number
-from hub.errors import BrokerError, ValidationError
+from hub.errors import BrokerError, CorruptRecordError, ValidationError
 from hub.events import InboundEvent, SubjectRef
 from hub.ingest import EVENT_NAMESPACE, event_id_for, relay_unpublished
 from hub.serde import SingleObjectSerde
@@ -77,7 +77,9 @@ async def test_accepted_event_is_avro_on_its_topic_with_pseudonymous_key(service
     assert headers["ce_subject"] == subject.encode()
     assert headers["ce_source"] == b"urn:familyhub:source:abuhb-pas"
     assert headers["content-type"] == b"application/avro"
-    record = SingleObjectSerde(services.catalogue).decode(msg.value).record
+    with pytest.raises(CorruptRecordError):  # sealed with the subject's data key, not plain Avro
+        SingleObjectSerde(services.catalogue).decode(msg.value)
+    record = services.serde.decode(msg.value).record
     assert record["meta"]["event_id"] == acc.event_id and record["meta"]["subject"] == subject
     assert record["start"] == T0 + timedelta(days=14)
     raw = msg.value + msg.key + b"".join(v for _, v in msg.headers)

@@ -18,7 +18,6 @@ from hub.broker import EmbeddedBroker
 from hub.cli import app as cli_app
 from hub.events import InboundEvent, SubjectRef
 from hub.ingest_files import accept_results, import_files
-from hub.serde import SingleObjectSerde
 from hub.services import Services
 from hub.settings import Settings
 from hub.topics import ensure_topics
@@ -56,7 +55,7 @@ async def topic_records(services: Services, topic: str) -> list[dict[str, Any]]:
         enable_auto_commit=False,
     )
     await consumer.start()
-    serde = SingleObjectSerde(services.catalogue)
+    serde = services.serde  # opens the sealed values with the subjects' data keys
     out = []
     try:
         while batch := await consumer.getmany(timeout_ms=1500):

@@ -52,3 +52,17 @@ def test_every_log_line_is_scrubbed_of_identifiers() -> None:
         assert forbidden not in text
     assert lines[0]["name"] == "<redacted>" and "<nhs-number>" in lines[0]["detail"]
     assert lines[1]["event"] == "bad row for <nhs-number>"
+
+
+def test_event_ids_and_digests_are_not_mistaken_for_identifiers_but_identifiers_beside_them_are() -> None:
+    from hub.audit import check_detail
+    from hub.logging import scrub_text
+
+    event_id = "3f2b1c9d-4a1b-9c3d-8e7f-a12345678901"  # ten digits in a row in its last group
+    digest = "0123456789abcdef" * 4
+    assert scrub_text(f"share {event_id} after {digest}") == f"share {event_id} after {digest}"
+    check_detail({"information": event_id, "hash": digest})  # an audit record may name the event
+    assert scrub_text(f"{event_id} for 943 476 5919 born 2011-09-01") == f"{event_id} for <nhs-number> born <date>"
+    assert scrub_text("NHS9434765919") == "NHS<nhs-number>"
+    with pytest.raises(ValueError, match="NHS number, UPN or date of birth"):
+        check_detail({"information": f"{event_id} 9434765919"})

@@ -64,35 +64,38 @@ def test_no_identifier_name_or_birth_date_in_logs_or_kafka_keys(tmp_path: Path) 
     hub = HubUp(tmp_path)
     hub.env["HUB_LOG_LEVEL"] = "DEBUG"
     hub.start()
-    agency = bearer("agency", "abuhb-pas", agency="7A6")
-    journey = build()
-    body = [{"record_type": e.record_type, "sector": e.sector, "source_system": e.source_system,
-             "source_id": e.source_id, "source_version": e.source_version, "occurred_at": e.occurred_at.isoformat(),
-             "subject": {"system": e.subject.system, "value": e.subject.value}, "category": e.category,
-             "body": jsonable(e.body)} for e in journey.events]
-    assert httpx.post(f"{hub.base}/v1/events", json=body, headers=agency, timeout=60).status_code == 200
-    sent = 0
-    for path in sorted(FIXTURES.rglob("*")):
-        kind = {"health": "health", "social_care": "social-care", "education": "education"}.get(path.parent.name)
-        ctype = {".json": "application/fhir+json" if kind == "health" else "application/json", ".xml":
-                 "application/fhir+xml", ".csv": "text/csv", ".ndjson": "application/x-ndjson"}.get(path.suffix)
-        if kind and ctype:
-            r = httpx.post(f"{hub.base}/v1/ingest/{kind}", content=path.read_bytes(),
-                           headers=agency | {"Content-Type": ctype}, timeout=60)
-            assert r.status_code < 500, (path.name, r.text)
-            sent += 1
-    assert sent >= 6
-    wait_until(lambda: len(hub.timeline("household-lewis")) >= 26, 30, "the journey projected")
+    try:
+        agency = bearer("agency", "abuhb-pas", agency="7A6")
+        journey = build()
+        body = [{"record_type": e.record_type, "sector": e.sector, "source_system": e.source_system,
+                 "source_id": e.source_id, "source_version": e.source_version, "occurred_at": e.occurred_at.isoformat(),
+                 "subject": {"system": e.subject.system, "value": e.subject.value}, "category": e.category,
+                 "body": jsonable(e.body)} for e in journey.events]
+        assert httpx.post(f"{hub.base}/v1/events", json=body, headers=agency, timeout=60).status_code == 200
+        sent = 0
+        for path in sorted(FIXTURES.rglob("*")):
+            kind = {"health": "health", "social_care": "social-care", "education": "education"}.get(path.parent.name)
+            ctype = {".json": "application/fhir+json" if kind == "health" else "application/json", ".xml":
+                     "application/fhir+xml", ".csv": "text/csv", ".ndjson": "application/x-ndjson"}.get(path.suffix)
+            if kind and ctype:
+                r = httpx.post(f"{hub.base}/v1/ingest/{kind}", content=path.read_bytes(),
+                               headers=agency | {"Content-Type": ctype}, timeout=60)
+                assert r.status_code < 500, (path.name, r.text)
+                sent += 1
+        assert sent >= 6
+        wait_until(lambda: len(hub.timeline("household-lewis")) >= 26, 30, "the journey projected")
 
-    bootstrap = (tmp_path / "data" / "run" / "bootstrap").read_text()
-    kafka = asyncio.run(topic_keys_and_headers(bootstrap))
-    assert kafka.count(b"ce_subject") >= len(journey.events)
-    logs = hub.log.read_text() + "".join(p.read_text(errors="replace") for p in (tmp_path / "data").rglob("*.log"))
-    assert "ingest.accepted" in logs and "ingest.batch" in logs and "timeline.read" in logs  # logging ran
-    for value in sorted(personal_values()):
-        assert value not in logs, f"{value!r} found in a log line"
-        assert value.encode() not in kafka, f"{value!r} found in a Kafka key or header"
-    # every line the hub and its workers wrote went through the JSON pipeline that scrubs identifiers
-    human = [line for line in hub.log.read_text().splitlines() if not line.startswith("{")]
-    assert all(json.loads(line) for line in hub.log.read_text().splitlines() if line.startswith("{"))
-    assert all("hub up: API on" in line for line in human), human  # only the start-up banner is for people
+        bootstrap = (tmp_path / "data" / "run" / "bootstrap").read_text()
+        kafka = asyncio.run(topic_keys_and_headers(bootstrap))
+        assert kafka.count(b"ce_subject") >= len(journey.events)
+        logs = hub.log.read_text() + "".join(p.read_text(errors="replace") for p in (tmp_path / "data").rglob("*.log"))
+        assert "ingest.accepted" in logs and "ingest.batch" in logs and "timeline.read" in logs  # logging ran
+        for value in sorted(personal_values()):
+            assert value not in logs, f"{value!r} found in a log line"
+            assert value.encode() not in kafka, f"{value!r} found in a Kafka key or header"
+        # every line the hub and its workers wrote went through the JSON pipeline that scrubs identifiers
+        human = [line for line in hub.log.read_text().splitlines() if not line.startswith("{")]
+        assert all(json.loads(line) for line in hub.log.read_text().splitlines() if line.startswith("{"))
+        assert all("hub up: API on" in line for line in human), human  # only the start-up banner is for people
+    finally:
+        hub.stop()

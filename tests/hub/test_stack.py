@@ -93,6 +93,11 @@ class HubUp:
         assert self.proc.poll() is None, self.log.read_text()[-3000:]
         return self.proc
 
+    def stop(self) -> None:
+        """SIGTERM the stack if it is still running (tests call this in ``finally``: no orphans)."""
+        if self.proc is not None and self.proc.poll() is None:
+            stop(self.proc, signal.SIGTERM)
+
     def timeline(self, household: str = "hh-1") -> list[dict[str, Any]]:
         if household not in self.assigned:
             r = httpx.post(f"{self.base}/v1/coordinators/cc-1/caseload", json={"household_id": household},

@@ -1,5 +1,5 @@
 """Helpers for the sharing tests: real Avro encode/decode of InboundEvents (no broker), then projection
-and the sharing step, exactly as the worker runs them."""
+and the sharing step following the change feed, exactly as the worker runs them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from hub.ingest import IngestService
 from hub.pseudonym import Pseudonymiser
 from hub.schemas import SchemaCatalogue
 from hub.serde import make_serde
-from hub.sharing.processor import SharingResult, process
+from hub.sharing.follower import Follower
+from hub.sharing.processor import SharingResult
 from hub.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ class Feeder:
         self.pseudonymise = Pseudonymiser(KEY.encode())
         self.ingest = IngestService(store, self.catalogue, self.serde, None,  # type: ignore[arg-type]
                                     self.pseudonymise, clock=lambda: clock)
+        self.follower = Follower(store, "sharing-tests")
 
     def decode(self, events: list[InboundEvent]) -> Decoded:
         prepared, problems = self.ingest.prepare(events)
@@ -49,7 +51,14 @@ class Feeder:
     def feed(self, events: list[InboundEvent], now: datetime) -> SharingResult:
         decoded = self.decode(events)
         projection.apply(self.store, decoded)
-        return process(self.store, decoded, now=now)
+        return self.follow(now)
+
+    def follow(self, now: datetime) -> SharingResult:
+        """Run the sharing step over everything new in the change feed, as the worker's follower does."""
+        step = self.follower.step(now)
+        assert step.held, "the test's follower should hold the sharing cursor"
+        assert not step.more, "a test batch should fit one pass"
+        return step.result
 
 
 def permit_directive(directive_id: str, child_id: str, made_at: datetime, *, sectors: tuple[str, ...] = ("health",),

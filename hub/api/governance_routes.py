@@ -1,0 +1,85 @@
+"""Information-governance actions: erasure of one person (role ``ig_officer``; hub/auth.py POLICY).
+
+``POST /v1/erasures`` takes the person — ``member`` (household and member id) or ``identifier``
+(system and value; pseudonymised at once, never stored, logged or echoed) — and a written
+``reason``. It answers 201 with what was erased, or 200 when the person was already erased (nothing
+changed). The erasure itself is :class:`hub.erasure.Erasure`; the caller is the audit record's actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from hub.erasure import Erasure, ErasureResult, MemberRef
+from hub.errors import Problem, ValidationError
+from hub.events import SubjectRef
+from hub.services import Services
+
+
+class MemberIn(BaseModel):
+    household_id: str = Field(min_length=1, max_length=80)
+    member_id: str = Field(min_length=1, max_length=80)
+
+
+class IdentifierIn(BaseModel):
+    system: Literal["nhs-number", "upn", "la-person-id", "hub-child-id", "other"]
+    value: str = Field(min_length=1, max_length=64)
+
+
+class ErasureIn(BaseModel):
+    """Whom to erase (exactly one of ``member`` and ``identifier``) and why."""
+
+    member: MemberIn | None = None
+    identifier: IdentifierIn | None = None
+    reason: str | None = Field(default=None, description="Why: the request's reference, not the person.")
+
+
+class ErasureOut(BaseModel):
+    erasure_id: str
+    status: Literal["erased", "already_erased"]
+    kind: Literal["member", "subject"]
+    household_id: str | None
+    member_id: str | None
+    pseudonyms: int
+    keys_shredded: int
+    removed: dict[str, int]
+    audit_seq: int | None
+
+
+def _out(r: ErasureResult) -> ErasureOut:
+    return ErasureOut(erasure_id=r.erasure_id, status=r.status, kind=r.kind, household_id=r.household_id,
+                      member_id=r.member_id, pseudonyms=len(r.subjects), keys_shredded=r.keys_shredded,
+                      removed=r.removed, audit_seq=r.audit_seq)
+
+
+def governance_router(services: Services) -> APIRouter:
+    router = APIRouter(tags=["information governance"])
+    erasure = Erasure(services.store, services.vault, services.pseudonymise)
+
+    @router.post("/v1/erasures", status_code=201, response_model=ErasureOut,
+                 responses={200: {"description": "Already erased: nothing changed"},
+                            404: {"description": "No such member, or no data held for the identifier"},
+                            422: {"description": "No person, both kinds, or no written reason"}})
+    async def erase(body: ErasureIn, request: Request, response: Response) -> ErasureOut:
+        """Erase one person: shred their data keys, remove them from every projection, audit it."""
+        target: MemberRef | SubjectRef
+        if (body.member is None) == (body.identifier is None):
+            raise ValidationError(Problem("/", "give exactly one of member and identifier"), title="Erasure refused")
+        if body.member is not None:
+            target = MemberRef(body.member.household_id, body.member.member_id)
+        else:
+            assert body.identifier is not None
+            target = SubjectRef(body.identifier.system, body.identifier.value)
+        principal = request.state.principal
+        result = await asyncio.to_thread(erasure.erase, target, reason=body.reason, actor=principal.subject,
+                                         actor_role=principal.role,
+                                         source=request.client.host if request.client else None)
+        if result.status == "already_erased":
+            response.status_code = 200
+        return _out(result)
+
+    return router

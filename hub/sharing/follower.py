@@ -1,0 +1,145 @@
+"""The sharing step as a follower of the timeline's change feed.
+
+The stream worker only projects: every change a family can see (an entry added or updated, a
+subject's entries joining or leaving a child) lands in ``timeline_changes`` (:mod:`hub.projection`).
+The sharing step reads that feed from its own cursor (the ``stream_cursors`` row ``sharing``),
+decides for the children the changes touch (:func:`hub.sharing.processor.process_changes`) and moves
+the cursor in the same transaction as its decisions. So:
+
+* timeline freshness never waits for consent decisions;
+* a burst of changes is decided child by child in one pass: each touched child's record is read once
+  however many of its entries changed;
+* a crash repeats at most the pass in hand, and passes are idempotent.
+
+One process at a time holds the cursor, under a lease (owner, lease_until) renewed while it works.
+With several workers the others stay idle and take over within ``LEASE`` when the holder dies (at
+once when it stops cleanly and releases the lease).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from hub.errors import HubError
+from hub.sharing.processor import Change, SharingResult, process_changes
+from hub.store import Store, stream_cursors, timeline_changes, timeline_entries, utcnow
+
+CURSOR = "sharing"
+LEASE = timedelta(seconds=15)
+BATCH = 5000
+S = stream_cursors.c
+C = timeline_changes.c
+T = timeline_entries.c
+
+
+class LeaseLost(HubError):
+    """Another process took the sharing cursor while this one was deciding; its pass is rolled back."""
+
+
+@dataclass
+class Pass:
+    """What one pass did: ``held`` False when another process holds the cursor."""
+
+    held: bool
+    read: int = 0
+    position: int = 0
+    more: bool = False  # the pass read a full batch: more may be waiting
+    result: SharingResult = field(default_factory=SharingResult)
+
+
+def read_changes(conn: Connection, after: int, limit: int = BATCH) -> list[Change]:
+    q = (sa.select(C.seq, C.household_id, C.child_id, C.event_id, C.kind, T.record_type, T.status)
+         .select_from(timeline_changes.join(timeline_entries, T.event_id == C.event_id))
+         .where(C.seq > after).order_by(C.seq).limit(limit))
+    return [Change(r.seq, r.household_id, r.child_id, r.event_id, r.kind, r.record_type, r.status)
+            for r in conn.execute(q)]
+
+
+class Follower:
+    """Follows the change feed for one process (``owner``); call :meth:`step` repeatedly."""
+
+    def __init__(self, store: Store, owner: str, *, name: str = CURSOR, lease: timedelta = LEASE,
+                 batch: int = BATCH) -> None:
+        self.store = store
+        self.owner = owner
+        self.name = name
+        self.lease = lease
+        self.batch = batch
+        self._position = 0
+        self._held_until: datetime | None = None
+
+    def step(self, now: datetime | None = None) -> Pass:
+        """Claim or renew the lease when due, then decide for the next run of changes."""
+        now = now or utcnow()
+        if not self._holds(now):
+            return Pass(held=False)
+        with self.store.engine.connect() as conn:
+            changes = read_changes(conn, self._position, self.batch)
+        last = changes[-1].seq if changes else self._position
+        if not changes:
+            return Pass(held=True, position=last)
+
+        def advance(conn: Connection) -> None:
+            n = conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
+                position=last, lease_until=now + self.lease, updated_at=now)).rowcount
+            if n != 1:
+                raise LeaseLost("the sharing cursor was taken over by another process")
+
+        try:
+            result = process_changes(self.store, changes, now=now, finish=advance)
+        except LeaseLost:
+            self._held_until = None
+            return Pass(held=False)
+        self._position, self._held_until = last, now + self.lease
+        return Pass(held=True, read=len(changes), position=last, more=len(changes) >= self.batch, result=result)
+
+    def _holds(self, now: datetime) -> bool:
+        if self._held_until is not None and now < self._held_until - self.lease / 2:
+            return True
+        position = self._claim(now)
+        if position is None:
+            self._held_until = None
+            return False
+        self._position, self._held_until = position, now + self.lease
+        return True
+
+    def _claim(self, now: datetime) -> int | None:
+        """Take or renew the lease if it is free, expired or ours; the cursor's position, or None."""
+        with self.store.engine.begin() as conn:
+            row = conn.execute(stream_cursors.update().where(
+                S.name == self.name,
+                sa.or_(S.owner == self.owner, S.owner.is_(None), S.lease_until < now)).values(
+                owner=self.owner, lease_until=now + self.lease, updated_at=now).returning(S.position)).first()
+            if row is not None:
+                return int(row.position)
+            if conn.execute(sa.select(S.name).where(S.name == self.name)).first() is not None:
+                return None  # held by another process
+        try:
+            with self.store.engine.begin() as conn:
+                conn.execute(stream_cursors.insert().values(name=self.name, position=0, owner=self.owner,
+                                                            lease_until=now + self.lease, updated_at=now))
+        except sa.exc.IntegrityError:
+            return None  # another process created it first and holds it
+        return 0
+
+    def release(self) -> None:
+        """Give the lease up (on a clean stop) so another process can take over at once."""
+        if self._held_until is None:
+            return
+        with self.store.engine.begin() as conn:
+            conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
+                owner=None, lease_until=None))
+        self._held_until = None
+
+
+def lag(store: Store, name: str = CURSOR) -> tuple[int, int]:
+    """(position, newest change seq): how far the sharing step is behind the change feed."""
+    with store.engine.connect() as conn:
+        pos = conn.execute(sa.select(S.position).where(S.name == name)).scalar()
+        newest = conn.execute(sa.select(sa.func.max(C.seq))).scalar()
+    return int(pos or 0), int(newest or 0)
+

@@ -1,0 +1,59 @@
+"""Fixtures for the scenario suite: every scenario runs on each cluster, against a real `hub up`.
+
+``cluster`` has two params: ``embedded`` (the session's tansu broker) and ``kafka`` (Apache Kafka:
+``HUB_TEST_KAFKA_BOOTSTRAP`` if set, else KRaft Kafka and a schema registry in containers, skipped
+with the reason where no Docker engine answers; there ``HUB_SCHEMA_REGISTRY_URL`` is set, so every
+accepted event is written in the Confluent wire format with its schema registered). ``hub`` is one
+`hub up` per cluster for the whole suite, with a fresh data directory and database: each scenario
+enrols households and identifiers of its own, and the restart scenario stops and starts it.
+
+Topic names are the hub's catalogue and its workers one consumer group, so two hubs must not run
+on one cluster at once: the suite runs one, and a hub started on the cluster later resumes from the
+offsets it committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import pytest
+
+from tests.scenarios.cluster import Cluster, docker_unavailable, existing_kafka, kafka_in_containers
+from tests.scenarios.running import PAEDIATRICS_SECRET, AgencyEndpoint, RunningHub
+
+
+@pytest.fixture(scope="session", params=["embedded", pytest.param("kafka", marks=pytest.mark.docker)])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    if request.param == "embedded":
+        broker = request.getfixturevalue("broker")
+        yield Cluster("embedded", broker.bootstrap, embedded=True)
+        return
+    existing = existing_kafka()
+    if existing is not None:
+        yield existing
+        return
+    reason = docker_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with kafka_in_containers() as containers:
+        yield containers
+
+
+@pytest.fixture(scope="package")
+def paediatrics_webhook() -> Iterator[AgencyEndpoint]:
+    """Aneurin Bevan's (7A6) webhook, where community paediatrics receives shares."""
+    endpoint = AgencyEndpoint(PAEDIATRICS_SECRET)
+    yield endpoint
+    endpoint.close()
+
+
+@pytest.fixture(scope="package")
+def hub(cluster: Cluster, paediatrics_webhook: AgencyEndpoint,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    running = RunningHub(cluster, tmp_path_factory.mktemp(f"hub-{cluster.name}"), {"7A6": paediatrics_webhook})
+    running.start()
+    yield running
+    if running.proc is not None:
+        with contextlib.suppress(Exception):
+            running.stop()
