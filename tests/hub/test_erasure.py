@@ -35,9 +35,9 @@ from hub.serde import SingleObjectSerde
 from hub.services import Services
 from hub.settings import Settings
 from hub.stack import reseed_if_new
-from hub.store import Store, ingest_log, metadata, stream_cursors, timeline_changes
+from hub.store import Store, ingest_log, stream_cursors, timeline_changes
 from hub.topics import INGEST_TOPICS, ensure_topics
-from tests.support import hub_env, spawn, stop, wait_until
+from tests.support import hub_env, row_counts, spawn, stop, wait_until
 
 T0 = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
 SLT = {"agency_id": "7A6", "agency_name": None, "sector": "health", "service_code": None, "service_name": "SLT"}
@@ -282,17 +282,11 @@ def services(db_url: str, tmp_path: Path) -> Iterator[Services]:
     svc.store.engine.dispose()
 
 
-def snapshot(store: Store) -> dict[str, int]:
-    with store.engine.connect() as conn:
-        return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
-                for t in metadata.sorted_tables}
-
-
 def test_bad_requests_are_refused_clearly_and_change_nothing(services: Services) -> None:
     nhs = SubjectRef("nhs-number", nhs_number(711))
     accepted(services, [link(nhs, "child-711", "hh-711"), *journey(nhs, SubjectRef("upn", upn(711)), "b")])
     erasure = Erasure(services.store, services.vault, services.pseudonymise)
-    before = snapshot(services.store)
+    before = row_counts(services.store)
     unknown = SubjectRef("nhs-number", nhs_number(799))
     with pytest.raises(NotFoundError, match="no such member"):
         erasure.erase(MemberRef("hh-711", "child-nobody"), reason="request 1", actor="ig-1")
@@ -309,7 +303,7 @@ def test_bad_requests_are_refused_clearly_and_change_nothing(services: Services)
     assert nhs_number(711) not in str(refused.value)
     with pytest.raises(ValidationError, match="system"):
         erasure.erase(SubjectRef("passport", "123"), reason="request 1", actor="ig-1")
-    assert snapshot(services.store) == before
+    assert row_counts(services.store) == before
     assert readmodel.timeline(services.store, "hh-711", limit=50)[0]
 
 

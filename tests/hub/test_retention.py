@@ -22,7 +22,8 @@ from hub.replay import replay_log
 from hub.retention import RetentionPolicy, apply_retention
 from hub.services import Services
 from hub.settings import Settings
-from hub.store import Store, ingest_log, metadata, timeline_entries
+from hub.store import Store, ingest_log, timeline_entries
+from tests.support import row_counts
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 OLD, RECENT = NOW - timedelta(days=4000), NOW - timedelta(days=10)
@@ -67,12 +68,6 @@ def services(db_url: str, tmp_path: Path) -> Iterator[Services]:
     svc.store.engine.dispose()
 
 
-def snapshot(store: Store) -> dict[str, int]:
-    with store.engine.connect() as conn:
-        return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
-                for t in metadata.sorted_tables}
-
-
 def source_ids(store: Store) -> set[str]:
     with store.engine.connect() as conn:
         return {r[0] for r in conn.execute(sa.select(ingest_log.c.source_id))}
@@ -90,11 +85,11 @@ def test_policy_parsing() -> None:
 def test_expired_events_leave_the_log_and_the_projections_audited(services: Services) -> None:
     store = services.store
     policy = RetentionPolicy.parse(json.dumps({"7A6": 3650}))  # ten years for the health board; school kept
-    before = snapshot(store)
+    before = row_counts(store)
     dry = apply_retention(store, policy, dry_run=True)
     [health] = dry.agencies
     assert (health.agency_id, health.days, health.events, health.versions) == ("7A6", 3650, 2, 2)
-    assert snapshot(store) == before and AuditLog(store).count() == 0
+    assert row_counts(store) == before and AuditLog(store).count() == 0
 
     report = apply_retention(store, policy)
     assert report.events == 2 and report.removed["ingest_log"] == 2 and report.removed["timeline_entries"] == 2

@@ -9,12 +9,9 @@
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
 import signal
 import subprocess
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -28,42 +25,19 @@ from hub.settings import Settings
 from hub.topics import consumer_lag
 from hub.worker import GROUP_ID
 from tests.scenarios.cluster import Cluster
+from tests.sharing.sharing_support import Webhook
 from tests.support import bearer, ready, spawn, stop, wait_until
 
 TIMEOUT = 30.0  # HTTP calls to the hub
 PAEDIATRICS_SECRET = "paediatrics-webhook-secret-0123"  # shared with Aneurin Bevan's webhook
 
 
-class AgencyEndpoint:
-    """An agency's webhook: records every request and answers 200."""
+class AgencyEndpoint(Webhook):
+    """An agency's webhook (the shared test endpoint) with the secret the hub signs its deliveries with."""
 
     def __init__(self, secret: str) -> None:
+        super().__init__()
         self.secret = secret
-        self.requests: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                outer.requests.append({"headers": dict(self.headers.items()), "body": body, "at": time.time()})
-                reply = b'{"received":true}'
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hub-inbox"
 
     def received(self, child_id: str, kind: str = "share") -> list[dict[str, Any]]:
         """The deliveries of ``kind`` about one child, each with its parsed JSON as ``json``."""
