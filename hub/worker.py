@@ -168,6 +168,10 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
     async def _start_publisher() -> None:
         await publisher.start()
 
+    @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
+    async def _stop_publisher(sender: Any, **_: Any) -> None:
+        await publisher.stop()  # the dead-letter producer: flushed and closed, never left to the collector
+
     @app.task
     async def _follow_changes() -> None:
         await sharing_runtime.follow(store, worker_id, projected)

@@ -129,6 +129,7 @@ def test_sigterm_stops_everything_and_a_restart_has_everything(tmp_path: Path) -
     assert stop(proc, signal.SIGTERM) == 0
     for pid in children:
         wait_until(lambda pid=pid: not pid_alive(pid), 10, f"child {pid} to exit")
+    assert "Unclosed AIOKafkaProducer" not in hub.log.read_text()  # every producer closed on the way down
 
     hub.start()
     entries = hub.timeline()

@@ -1,4 +1,4 @@
-"""The Kafka clusters the scenarios run on: the session's embedded broker, or Apache Kafka.
+"""The Kafka clusters the scenarios run on: an embedded broker of their own, or Apache Kafka.
 
 Apache Kafka is, in order of preference, an existing cluster named by ``HUB_TEST_KAFKA_BOOTSTRAP``
 (with ``HUB_TEST_SCHEMA_REGISTRY_URL`` for its registry, if any, and ``HUB_TEST_TOPIC_REPLICATION_FACTOR``

@@ -1,6 +1,6 @@
 """Fixtures for the scenario suite: every scenario runs on each cluster, against a real `hub up`.
 
-``cluster`` has two params: ``embedded`` (the session's tansu broker) and ``kafka`` (Apache Kafka:
+``cluster`` has two params: ``embedded`` (a tansu broker of the suite's own) and ``kafka`` (Apache Kafka:
 ``HUB_TEST_KAFKA_BOOTSTRAP`` if set, else KRaft Kafka and a schema registry in containers, skipped
 with the reason where no Docker engine answers; there ``HUB_SCHEMA_REGISTRY_URL`` is set, so every
 accepted event is written in the Confluent wire format with its schema registered). ``hub`` is one
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from hub.broker import EmbeddedBroker
 from tests.scenarios.cluster import Cluster, docker_unavailable, existing_kafka, kafka_in_containers
 from tests.scenarios.running import PAEDIATRICS_SECRET, AgencyEndpoint, RunningHub
 
@@ -26,8 +27,12 @@ from tests.scenarios.running import PAEDIATRICS_SECRET, AgencyEndpoint, RunningH
 @pytest.fixture(scope="session", params=["embedded", pytest.param("kafka", marks=pytest.mark.docker)])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     if request.param == "embedded":
-        broker = request.getfixturevalue("broker")
-        yield Cluster("embedded", broker.bootstrap, embedded=True)
+        # a broker of the suite's own: other tests' workers share the session broker's topics and group
+        broker = EmbeddedBroker().start()
+        try:
+            yield Cluster("embedded", broker.bootstrap, embedded=True)
+        finally:
+            broker.stop()
         return
     existing = existing_kafka()
     if existing is not None:
