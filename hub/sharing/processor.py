@@ -106,12 +106,6 @@ def parse_directive(fhir_json: str, child_id: str, withdrawn_at: datetime | None
     return d
 
 
-def load_directive_set(conn: Connection, child_id: str) -> tuple[DirectiveSet, dict[str, Directive]]:
-    rows = conn.execute(sa.select(CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
-        CD.child_id == child_id, CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))).all()
-    return _directive_set(load_child(conn, child_id), rows)
-
-
 def load_child(conn: Connection, child_id: str) -> Child:
     """The child as the engine needs them: their birth date and recorded competence from enrolment."""
     return _children(conn, [child_id])[child_id]
