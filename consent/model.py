@@ -374,6 +374,19 @@ class Directive:
         """Made by ``at``, not withdrawn by ``at`` (withdrawal applies from ``withdrawn_at``)."""
         return self.made_at <= at and (self.withdrawn_at is None or at < self.withdrawn_at)
 
+    def names_individuals(self) -> bool:
+        """True if this directive or any nested exception is scoped to named professionals or roles.
+
+        Only such a provision can decide a named professional differently from their service.
+        """
+        todo: list[Scope] = [self.scope]
+        stack = list(self.exceptions)
+        while stack:
+            p = stack.pop()
+            todo.append(p.scope)
+            stack.extend(p.exceptions)
+        return any(sc.professional_ids is not None or sc.roles is not None for sc in todo)
+
     def withdraw(self, at: datetime) -> Directive:
         """A copy of this directive withdrawn from ``at``."""
         return replace(self, withdrawn_at=at)

@@ -25,6 +25,7 @@ class TeamMember:
     last_contact: datetime
     professionals: dict[str, str] = field(default_factory=dict)  # id -> role / name
     how: str = ""
+    roles: dict[str, str] = field(default_factory=dict)  # id -> role, where the records give one
 
 
 def _key(svc: dict[str, Any]) -> tuple[str, str]:
@@ -57,8 +58,11 @@ def team_around(entries: list[dict[str, Any]]) -> list[TeamMember]:
             p = r.get(role_key)
             if isinstance(p, dict) and p.get("id"):
                 member.professionals[p["id"]] = p.get("display_name") or p.get("role") or ""
+                if p.get("role"):
+                    member.roles[p["id"]] = str(p["role"])
         if kind == "KeyProfessionalChanged" and isinstance(r.get("previous"), dict):
             member.professionals.pop(r["previous"].get("id", ""), None)
+            member.roles.pop(r["previous"].get("id", ""), None)
     return sorted(team.values(), key=lambda m: (m.sector, m.service))
 
 
@@ -72,6 +76,15 @@ class Appointment:
     purpose: str | None
     contact_type: str
     rescheduled: bool
+    professional_id: str | None = None  # the named professional the child will see, where booked with one
+    professional: str | None = None  # their display name or role
+
+
+def _who(record: dict[str, Any]) -> tuple[str | None, str | None]:
+    p = record.get("professional")
+    if not isinstance(p, dict) or not p.get("id"):
+        return None, None
+    return str(p["id"]), p.get("display_name") or p.get("role")
 
 
 def upcoming(entries: list[dict[str, Any]], now: datetime) -> list[Appointment]:
@@ -88,6 +101,6 @@ def upcoming(entries: list[dict[str, Any]], now: datetime) -> list[Appointment]:
             booked.pop(r["appointment_id"], None)
     out = [Appointment(aid, b["event_id"], b["start"], b["record"]["service"]["service_name"],
                        b["record"]["service"]["agency_id"], b["record"].get("purpose"),
-                       b["record"].get("contact_type", "other"), b["rescheduled"])
+                       b["record"].get("contact_type", "other"), b["rescheduled"], *_who(b["record"]))
            for aid, b in booked.items() if b["start"] >= now]
     return sorted(out, key=lambda a: a.start)

@@ -27,7 +27,7 @@ def decision_record(store: Store, decision_id: str) -> dict[str, Any] | None:
         d = dict(row._mapping)
         dlv = conn.execute(sa.select(dl.state, dl.why, dl.delivered_at, dl.acknowledged_at).where(
             dl.information_id == row.information_id, dl.information_version == row.information_version,
-            dl.recipient_key == row.recipient_key, dl.kind == "share")).first()
+            dl.recipient_key == row.recipient_key, dl.kind == "share").order_by(dl.round.desc())).first()
     d["delivery"] = dict(dlv._mapping) if dlv else None
     return d
 

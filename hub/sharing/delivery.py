@@ -15,7 +15,13 @@ What a webhook receives (``POST``, JSON)
     child id, the information's metadata (record type, kind, category, issue time, producing agency
     and service, report / plan kind, title and document reference — never free text or any other
     identifier), the recipient service and the decision's basis / rule / rule-set version, and
-    ``sent_at``. Headers: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the
+    ``sent_at``. Named professionals (see :mod:`hub.sharing.decisions`): a share to the service
+    may carry ``not_for_professionals`` (ids of professionals it must not be shown to); a share or
+    notice whose ``recipient.professional_id`` is set is about that professional alone — a share
+    gives them access of their own (a notice to the service does not take it away), a notice takes
+    all their access away until a later share covers them again. A notice then a later share for
+    the same recipient (consent withdrawn, then given again) each arrive as deliveries of their
+    own. Headers: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the
     shared secret>``, ``X-Hub-Timestamp`` (unix seconds; reject old ones), ``Idempotency-Key`` (the
     delivery id: the same for every attempt) and ``X-Hub-Delivery-Kind``. Any 2xx is the receipt
     (status and the first 500 characters of the body are recorded); anything else is retried with
@@ -52,7 +58,7 @@ import sqlalchemy as sa
 from hub.errors import NotFoundError, ValidationError
 from hub.logging import get_logger
 from hub.sharing.alerts import coordinator_of, raise_alert
-from hub.sharing.tables import agency_webhooks, consent_directives, deliveries, share_decisions
+from hub.sharing.tables import agency_webhooks, consent_directives, deliveries, latest_share, share_decisions
 from hub.store import Store, as_utc, utcnow
 
 log = get_logger(__name__)
@@ -390,9 +396,7 @@ def recipient_states(store: Store, household_id: str, child_id: str | None = Non
     conds = [SD.household_id == household_id, SD.current.is_(True)]
     if child_id:
         conds.append(SD.child_id == child_id)
-    j = share_decisions.join(deliveries, sa.and_(
-        DL.information_id == SD.information_id, DL.information_version == SD.information_version,
-        DL.recipient_key == SD.recipient_key, DL.kind == "share"), isouter=True)
+    j = share_decisions.join(deliveries, latest_share(share_decisions), isouter=True)
     q = (sa.select(SD.decision_id, SD.child_id, SD.information_id, SD.information_version, SD.record_type,
                    SD.producer_service, SD.recipient_key, SD.recipient_kind, SD.recipient_service, SD.outcome,
                    SD.rule_id, SD.basis, DL.delivery_id, DL.state, DL.why, DL.delivered_at, DL.acknowledged_at)

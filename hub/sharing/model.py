@@ -13,7 +13,12 @@ Pure functions over decoded records and the team around the child; no storage.
   person receives their own copy and their own directives decide; a child with no birth date on
   record is treated as under 16.
 * Recipient keys: ``service:<agency id>:<service name>``, ``family:parents:<household>``,
-  ``family:young_person:<child>``.
+  ``family:young_person:<child>``, and for a named professional of a team service
+  ``professional:<agency id>:<service name>:<professional id>``.
+* Named professionals: each service target carries one sub-target per named professional the
+  records show in that service (``TeamMember.professionals``, with their role where recorded), so a
+  directive naming a professional or a role ("never to this named professional") decides for them
+  apart from their colleagues. See :mod:`hub.sharing.processor` for how those decisions are kept.
 * ``Recipient.service`` is the service code in lower case when the records carry one (``send``,
   ``slt``), else the service name: consent directives name services that way, and the statutory EHC
   rule (R6) matches LA SEN team codes. A coordinator is a team service whose name mentions
@@ -61,6 +66,8 @@ class Target:
     agency_id: str | None
     service: str | None  # service name (display)
     sector: str | None
+    professional_id: str | None = None  # a named professional of the service (their own target)
+    professionals: tuple[Target, ...] = ()  # a service's named professionals
 
     @property
     def is_family(self) -> bool:
@@ -86,6 +93,20 @@ class Shareable:
 
 def service_key(agency_id: str, service_name: str) -> str:
     return f"service:{agency_id}:{service_name}"
+
+
+def professional_key(agency_id: str, service_name: str, professional_id: str) -> str:
+    return f"professional:{agency_id}:{service_name}:{professional_id}"
+
+
+def _named(member: TeamMember, kind: RecipientKind, sector: Sector, service_id: str,
+           purpose: Purpose) -> tuple[Target, ...]:
+    return tuple(
+        Target(professional_key(member.agency_id, member.service, pid),
+               Recipient(kind, agency_id=member.agency_id, sector=sector, service=service_id,
+                         role=member.roles.get(pid), professional_id=pid),
+               purpose, member.agency_id, member.service, member.sector, professional_id=pid)
+        for pid in sorted(member.professionals))
 
 
 def _service_codes(entries: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
@@ -118,7 +139,8 @@ def targets_for(team: list[TeamMember], entries: list[dict[str, Any]], household
             purpose = Purpose.DIRECT_CARE
         out.append(Target(service_key(m.agency_id, m.service),
                           Recipient(kind, agency_id=m.agency_id, sector=sector, service=service_id),
-                          purpose, m.agency_id, m.service, m.sector))
+                          purpose, m.agency_id, m.service, m.sector,
+                          professionals=_named(m, kind, sector, service_id, purpose)))
     out.append(Target(f"family:parents:{household_id}",
                       Recipient(RecipientKind.FAMILY, person_id=f"parents-{household_id}"),
                       Purpose.FAMILY_COPY, None, "Parents / carers", "family"))

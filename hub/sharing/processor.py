@@ -27,31 +27,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from consent import Child, ConsentEngine, ConsentError, Decision, Directive, DirectiveSet, Grantor, Outcome
+from consent import Child, ConsentError, Directive, DirectiveSet, Grantor
 from consent.fhir import from_fhir
 from hub import erasure_guard, readmodel
 from hub.enrolment import household_members
 from hub.logging import get_logger
-from hub.sharing.model import (
-    SHAREABLE,
-    Shareable,
-    Target,
-    child_for_engine,
-    information_summary,
-    shareable_from,
-    stable_id,
-    targets_for,
-)
+from hub.sharing.decisions import ChildState, SharingResult, engine, sync_child
+from hub.sharing.model import SHAREABLE, child_for_engine, shareable_from
 from hub.sharing.tables import consent_directives, deliveries, share_decisions
 from hub.store import Store, as_utc, identity_links, timeline_entries, utcnow
-from hub.team import team_around
 
 log = get_logger(__name__)
 CD = consent_directives.c
@@ -59,29 +50,7 @@ SD = share_decisions.c
 DL = deliveries.c
 L = identity_links.c
 CONSENT_TYPES = ("ConsentGranted", "ConsentWithdrawn")
-_ENGINE: ConsentEngine | None = None
 _DIRECTIVE_CACHE: dict[tuple[str, int, str], Directive] = {}
-
-
-def engine() -> ConsentEngine:
-    global _ENGINE
-    if _ENGINE is None:
-        _ENGINE = ConsentEngine()
-    return _ENGINE
-
-
-@dataclass
-class SharingResult:
-    decisions: int = 0
-    queued: int = 0
-    withheld: int = 0
-    cancelled: int = 0
-    notices: int = 0
-    children: set[str] = field(default_factory=set)
-
-    @property
-    def has_work(self) -> bool:
-        return bool(self.queued or self.notices)
 
 
 # ---------------------------------------------------------------------------------------- directives
@@ -184,94 +153,22 @@ def _apply_withdrawal(conn: Connection, record: dict[str, Any], home: tuple[str,
     return True
 
 
-# ---------------------------------------------------------------------------------------- decisions
-
-def decide(info_: Shareable, target: Target, ds: DirectiveSet, directives: dict[str, Directive],
-           now: datetime) -> tuple[Decision, datetime]:
-    """decide_strictest at the event's time and now; the event time moves to a later permitting directive."""
-    eng = engine()
-    info = info_.info
-    at_now = eng.decide(info, target.recipient, target.purpose, now, ds)
-    t_event = info.issued_at
-    if at_now.outcome is Outcome.PERMIT and at_now.directive_ids:
-        made = [directives[i].made_at for i in at_now.directive_ids if i in directives]
-        if made:
-            t_event = max(t_event, *made)
-    t_event = min(t_event, now)
-    return eng.decide_strictest(info, target.recipient, target.purpose, ds, at_event_time=t_event,
-                                at_delivery_time=now), t_event
-
-
-def _payload(s: Shareable, target: Target, decision_id: str, decision: Decision, kind: str, child_id: str,
-             delivery_id: str) -> str:
-    body: dict[str, Any] = {
-        "delivery_id": delivery_id, "kind": kind, "child_id": child_id, "information": information_summary(s),
-        "recipient": {"kind": target.recipient.kind.value, "agency_id": target.agency_id,
-                      "service": target.service},
-        "decision": {"decision_id": decision_id, "basis": decision.basis.value, "rule_id": decision.rule_id,
-                     "ruleset_version": decision.ruleset_version},
-    }
-    if kind == "withdrawal_notice":
-        body["notice"] = ("The family has withdrawn the consent this information was shared under. Do not "
-                          "share it further; review your copy under your records policy.")
-    return json.dumps(body, separators=(",", ":"), sort_keys=True)
-
-
-def _decision_row(s: Shareable, target: Target, d: Decision, t_event: datetime, seq: int, child_id: str,
-                  household_id: str, now: datetime, trigger: str) -> dict[str, Any]:
-    rec = target.recipient
-    return dict(
-        decision_id=stable_id("decision", s.event_id, s.version, target.key, seq),
-        information_id=s.event_id, information_version=s.version, recipient_key=target.key, seq=seq,
-        current=True, child_id=child_id, household_id=household_id, record_type=s.record_type,
-        info_kind=s.info.kind, category=s.info.category.value, producer_agency_id=s.producer_agency_id,
-        producer_service=s.producer_service, recipient_kind=rec.kind.value, recipient_agency_id=target.agency_id,
-        recipient_service=target.service, recipient_sector=target.sector, purpose=target.purpose.value,
-        outcome=d.outcome.value, basis=d.basis.value, rule_id=d.rule_id, ruleset_version=d.ruleset_version,
-        reasons=json.dumps(list(d.reasons)), directive_ids=json.dumps(list(d.directive_ids)),
-        notify_family=d.notify_family, requires_ig_review=d.requires_ig_review, decided_for=t_event,
-        decided_at=now, trigger=trigger)
-
-
-def _why(d: Decision) -> str:
-    return f"{d.outcome.value} ({d.rule_id}): " + " ".join(d.reasons)
-
-
-def _new_delivery(s: Shareable, target: Target, d: Decision, decision_id: str, kind: str, child_id: str,
-                  household_id: str, now: datetime) -> dict[str, Any]:
-    did = stable_id("delivery", s.event_id, s.version, target.key, kind)
-    permitted = d.outcome is Outcome.PERMIT or kind == "withdrawal_notice"
-    return dict(
-        delivery_id=did, kind=kind, decision_id=decision_id, information_id=s.event_id,
-        information_version=s.version, recipient_key=target.key, recipient_kind=target.recipient.kind.value,
-        agency_id=target.agency_id, service=target.service, child_id=child_id, household_id=household_id,
-        state="queued" if permitted else "withheld", why=None if permitted else _why(d),
-        channel=None, payload=_payload(s, target, decision_id, d, kind, child_id, did), attempts=0,
-        next_attempt_at=now if permitted else None, last_error=None, receipt=None, created_at=now,
-        queued_at=now if permitted else None, delivered_at=None, acknowledged_at=None, closed_at=None,
-        escalated_at=None)
-
-
-@dataclass
-class _ChildState:
-    deliveries: dict[tuple[str, int, str, str], Any] = field(default_factory=dict)
-    current: dict[tuple[str, int, str], Any] = field(default_factory=dict)
-    directive_rows: list[Any] = field(default_factory=list)
-    child: Child | None = None
-
-
-def _load_states(conn: Connection, child_ids: list[str]) -> dict[str, _ChildState]:
+def _load_states(conn: Connection, child_ids: list[str]) -> dict[str, ChildState]:
     """Every touched child's deliveries, current decisions and directives, in three queries."""
-    states = {c: _ChildState() for c in child_ids}
+    states = {c: ChildState() for c in child_ids}
     for i in range(0, len(child_ids), 300):
         chunk = child_ids[i:i + 300]
         for c, child in _children(conn, chunk).items():
             states[c].child = child
         for d in conn.execute(sa.select(DL.child_id, DL.information_id, DL.information_version, DL.recipient_key,
-                                        DL.kind, DL.state, DL.delivery_id).where(DL.child_id.in_(chunk))):
-            states[d.child_id].deliveries[(d.information_id, d.information_version, d.recipient_key, d.kind)] = d
+                                        DL.kind, DL.state, DL.delivery_id, DL.round).where(
+                DL.child_id.in_(chunk)).order_by(DL.round)):
+            st = states[d.child_id]
+            st.deliveries[(d.information_id, d.information_version, d.recipient_key, d.kind)] = d  # latest round
+            st.rounds[(d.information_id, d.information_version, d.recipient_key)] = d.round
         for dec in conn.execute(sa.select(SD.child_id, SD.information_id, SD.information_version, SD.recipient_key,
-                                          SD.decision_id, SD.seq, SD.outcome, SD.rule_id, SD.directive_ids).where(
+                                          SD.decision_id, SD.seq, SD.outcome, SD.rule_id, SD.directive_ids,
+                                          SD.basis, SD.ruleset_version).where(
                 SD.child_id.in_(chunk), SD.current.is_(True))):
             states[dec.child_id].current[(dec.information_id, dec.information_version, dec.recipient_key)] = dec
         for r in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
@@ -300,15 +197,14 @@ def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str]
 
 def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
                 now: datetime, *, redecide: bool, trigger: str, result: SharingResult,
-                state: _ChildState | None = None, sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
+                state: ChildState | None = None, sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
                 ) -> None:
     infos = [s for s in (shareable_from(e, child_id) for e in entries) if s is not None]
     current_versions = {s.event_id: s.version for s in infos}
     if state is None:
         state = _load_states(conn, [child_id])[child_id]
-    existing_deliveries = state.deliveries
     # queued shares of superseded versions or of records no longer in this child's record
-    for (iid, ver, _rk, _kind), r in existing_deliveries.items():
+    for (iid, ver, _rk, _kind), r in state.deliveries.items():
         if r.state != "queued":
             continue
         why = None
@@ -322,38 +218,9 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
             result.cancelled += 1
     if not infos:
         return
-    targets = targets_for(team_around(entries), entries, household_id, child_id)
-    current = state.current
     ds, directives = _directive_set(state.child or child_for_engine(child_id), state.directive_rows)
-    new_decisions: list[dict[str, Any]] = []
-    new_deliveries: list[dict[str, Any]] = []
-    for s in infos:
-        for t in targets:
-            if t.agency_id == s.producer_agency_id and t.service == s.producer_service:
-                continue  # the producing service itself
-            cur = current.get((s.event_id, s.version, t.key))
-            if cur is not None and not redecide:
-                continue
-            d, t_event = decide(s, t, ds, directives, now)
-            if cur is None:
-                row = _decision_row(s, t, d, t_event, 0, child_id, household_id, now, trigger)
-                new_decisions.append(row)
-                key = (s.event_id, s.version, t.key, "share")
-                if key not in existing_deliveries:
-                    dl = _new_delivery(s, t, d, row["decision_id"], "share", child_id, household_id, now)
-                    new_deliveries.append(dl)
-                    result.queued += dl["state"] == "queued"
-                    result.withheld += dl["state"] == "withheld"
-                continue
-            if d.outcome.value == cur.outcome and d.rule_id == cur.rule_id \
-                    and json.dumps(list(d.directive_ids)) == cur.directive_ids:
-                continue
-            row = _decision_row(s, t, d, t_event, cur.seq + 1, child_id, household_id, now, trigger)
-            conn.execute(share_decisions.update().where(SD.decision_id == cur.decision_id).values(current=False))
-            new_decisions.append(row)
-            _follow_decision(conn, s, t, d, row["decision_id"], existing_deliveries, new_deliveries, child_id,
-                             household_id, now, result)
-    result.decisions += len(new_decisions)
+    new_decisions, new_deliveries = sync_child(conn, child_id, household_id, entries, infos, state, ds, directives,
+                                               now, redecide=redecide, trigger=trigger, result=result)
     if sink is not None:  # the caller inserts every child's rows at once
         sink[0].extend(new_decisions)
         sink[1].extend(new_deliveries)
@@ -362,40 +229,6 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
         conn.execute(share_decisions.insert(), new_decisions)
     if new_deliveries:
         conn.execute(deliveries.insert(), new_deliveries)
-
-
-def _follow_decision(conn: Connection, s: Shareable, t: Target, d: Decision, decision_id: str,
-                     existing: dict[tuple[str, int, str, str], Any], new_deliveries: list[dict[str, Any]],
-                     child_id: str, household_id: str, now: datetime, result: SharingResult) -> None:
-    """Move the share's delivery after a re-decision (at most one share and one notice per version)."""
-    share = existing.get((s.event_id, s.version, t.key, "share"))
-    if d.outcome is Outcome.PERMIT:
-        if share is None:
-            new_deliveries.append(_new_delivery(s, t, d, decision_id, "share", child_id, household_id, now))
-            result.queued += 1
-        elif share.state in ("withheld", "cancelled"):
-            conn.execute(deliveries.update().where(DL.delivery_id == share.delivery_id,
-                                                   DL.state.in_(("withheld", "cancelled"))).values(
-                state="queued", why=None, decision_id=decision_id, queued_at=now, next_attempt_at=now,
-                closed_at=None, attempts=0, last_error=None,
-                payload=_payload(s, t, decision_id, d, "share", child_id, share.delivery_id)))
-            result.queued += 1
-        return
-    if share is None:
-        new_deliveries.append(_new_delivery(s, t, d, decision_id, "share", child_id, household_id, now))
-        result.withheld += 1
-    elif share.state == "queued":
-        conn.execute(deliveries.update().where(DL.delivery_id == share.delivery_id, DL.state == "queued").values(
-            state="cancelled", why=_why(d), closed_at=now, decision_id=decision_id))
-        result.cancelled += 1
-    elif share.state == "withheld":
-        conn.execute(deliveries.update().where(DL.delivery_id == share.delivery_id).values(
-            why=_why(d), decision_id=decision_id))
-    elif share.state in ("delivered", "acknowledged") and \
-            (s.event_id, s.version, t.key, "withdrawal_notice") not in existing:
-        new_deliveries.append(_new_delivery(s, t, d, decision_id, "withdrawal_notice", child_id, household_id,
-                                            now))
-        result.notices += 1
 
 
 # ---------------------------------------------------------------------------------------- the step

@@ -2,10 +2,14 @@
 
 For every upcoming appointment of every child in a household: each shareable record the child has
 (reports, assessments, results, plans, referral outcomes — not those the appointment's own service
-wrote), whether that service can see it (``will_see``: decision permit and delivered or
+wrote), whether the clinician can see it (``will_see``: decision permit and delivered or
 acknowledged; ``on_its_way``: permit, still queued), or why it is withheld and the step that unblocks
 it ("ask the family for consent to share with <service>", "ask <producer> to release the held
-report"), or ``not_decided`` (the service is not yet in the team around the child). Then the reports
+report"), or ``not_decided`` (the service is not yet in the team around the child). When the
+appointment is booked with a named professional, their own decision counts where the family's
+directives decide them apart from their service (a professional refused sees ``withheld`` even
+though their service holds a copy; one permitted alone sees it through the share addressed to
+them). Then the reports
 that are expected but not yet written: an AssessmentCompleted, or a referral a service accepted,
 with no ReportIssued from that service since; overdue after ``report_days`` (default 28).
 
@@ -25,8 +29,8 @@ import sqlalchemy as sa
 
 from hub import readmodel
 from hub.sharing.alerts import coordinator_of, raise_alert
-from hub.sharing.model import service_key, shareable_from
-from hub.sharing.tables import deliveries, share_decisions
+from hub.sharing.model import professional_key, service_key, shareable_from
+from hub.sharing.tables import deliveries, latest_share, share_decisions
 from hub.store import Store, as_utc, utcnow
 from hub.team import upcoming
 
@@ -69,14 +73,25 @@ def expected_reports(entries: list[dict[str, Any]], now: datetime, report_days: 
 
 
 def _decisions(store: Store, child_id: str) -> dict[tuple[str, int, str], dict[str, Any]]:
-    j = share_decisions.join(deliveries, sa.and_(
-        DL.information_id == SD.information_id, DL.information_version == SD.information_version,
-        DL.recipient_key == SD.recipient_key, DL.kind == "share"), isouter=True)
+    j = share_decisions.join(deliveries, latest_share(share_decisions), isouter=True)
     q = sa.select(SD.decision_id, SD.information_id, SD.information_version, SD.recipient_key, SD.outcome,
                   SD.rule_id, SD.reasons, DL.state, DL.why).select_from(j).where(
         SD.child_id == child_id, SD.current.is_(True))
     with store.engine.connect() as conn:
         return {(r.information_id, r.information_version, r.recipient_key): dict(r._mapping) for r in conn.execute(q)}
+
+
+def _for_clinician(decisions: dict[tuple[str, int, str], dict[str, Any]], iid: str, version: int, service_key: str,
+                   professional_key: str | None) -> dict[str, Any] | None:
+    """The decision that governs what the appointment's clinician sees: theirs where they have one."""
+    svc = decisions.get((iid, version, service_key))
+    own = decisions.get((iid, version, professional_key)) if professional_key else None
+    if own is None:
+        return svc
+    if own["outcome"] == "permit" and own["state"] not in ("delivered", "acknowledged") and svc is not None \
+            and svc["outcome"] == "permit" and svc["state"] in ("delivered", "acknowledged"):
+        return svc  # permitted, and their service already holds a copy they may see
+    return own
 
 
 def _report_status(dec: dict[str, Any] | None, producer: str, service: str) -> tuple[str, str | None, str | None]:
@@ -106,12 +121,15 @@ def child_readiness(store: Store, household_id: str, child_id: str, now: datetim
     out = []
     for a in appts:
         rk = service_key(a.agency_id, a.service)
+        pk = professional_key(a.agency_id, a.service, a.professional_id) if a.professional_id else None
+        who = f"{a.professional} ({a.service})" if pk and a.professional else a.service
         items = []
         for s in infos:
             if s.producer_agency_id == a.agency_id and s.producer_service == a.service:
                 continue
-            status, why, step = _report_status(decisions.get((s.event_id, s.version, rk)), s.producer_service,
-                                               a.service)
+            dec = _for_clinician(decisions, s.event_id, s.version, rk, pk)
+            status, why, step = _report_status(dec, s.producer_service,
+                                               who if dec is not None and dec["recipient_key"] == pk else a.service)
             items.append({"event_id": s.event_id, "version": s.version, "record_type": s.record_type,
                           "title": _label(s.record, s.record_type), "producer": s.producer_service,
                           "issued_at": s.info.issued_at.isoformat(), "status": status, "why": why, "unblock": step})

@@ -6,9 +6,12 @@
   the consent engine's decision with its basis, rule, rule-set version and reasons. ``seq`` 0 is the
   first decision; a re-decision after a consent change adds ``seq + 1`` and clears ``current`` on the
   older row, so the history stays auditable.
-* ``deliveries`` — one row per (information, version, recipient, kind): ``kind`` share or
+* ``deliveries`` — one row per (information, version, recipient, kind, round): ``kind`` share or
   withdrawal_notice; ``state`` withheld → queued → delivered → acknowledged, or cancelled / failed.
-  The unique key is what makes a retroactive share or a withdrawal notice happen exactly once.
+  ``round`` (migration 0009) counts the rows of one information version and recipient across both
+  kinds: a notice after a delivered share takes the next round, and so does a share given again
+  after a notice (consent withdrawn, then given again). The unique key is what makes each
+  retroactive share or withdrawal notice happen exactly once.
 * ``alerts`` — coordinator alerts (unacknowledged delivery, readiness before an appointment,
   delivery failed) and report requests to producing services, once per ``alert_key``.
 * ``agency_webhooks`` — agency id → webhook URL and shared secret (``HUB_WEBHOOKS_FILE`` may add more).
@@ -98,11 +101,25 @@ deliveries = sa.Table(
     sa.Column("acknowledged_at", TS, nullable=True),
     sa.Column("closed_at", TS, nullable=True),  # cancelled or failed
     sa.Column("escalated_at", TS, nullable=True),
-    sa.UniqueConstraint("information_id", "information_version", "recipient_key", "kind", name="uq_delivery"),
+    sa.Column("round", sa.Integer, nullable=False, server_default="0"),
+    sa.UniqueConstraint("information_id", "information_version", "recipient_key", "kind", "round", name="uq_delivery"),
 )
 sa.Index("ix_deliveries_due", deliveries.c.state, deliveries.c.next_attempt_at)
 sa.Index("ix_deliveries_agency", deliveries.c.agency_id, deliveries.c.created_at, deliveries.c.delivery_id)
 sa.Index("ix_deliveries_child", deliveries.c.child_id)
+
+
+
+def latest_share(decisions: sa.Table) -> sa.ColumnElement[bool]:
+    """Join condition: the latest round of the share delivery that follows a ``share_decisions`` row."""
+    dl, later = deliveries.c, deliveries.alias("later_round").c
+    return sa.and_(
+        dl.information_id == decisions.c.information_id, dl.information_version == decisions.c.information_version,
+        dl.recipient_key == decisions.c.recipient_key, dl.kind == "share",
+        ~sa.exists().where(later.information_id == dl.information_id,
+                           later.information_version == dl.information_version,
+                           later.recipient_key == dl.recipient_key, later.kind == "share", later.round > dl.round))
+
 
 alerts = sa.Table(
     "alerts", metadata,

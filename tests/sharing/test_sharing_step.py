@@ -338,3 +338,48 @@ def test_every_decision_and_consent_change_is_in_the_audit_log_once(store: Store
     assert by_ref[share["decision_id"]].detail["rule"] == "R5-directive-permit"
     assert [c.data_ref for c in consents] == [j.directive_id]
     assert log.verify().ok
+
+
+def test_consent_withdrawn_then_given_again_shares_again_once(store: Store) -> None:
+    """A family that withdraws and then gives consent again: the holder is told to stop, then gets the
+    report again — once per change, however often the events are redelivered."""
+    feeder = Feeder(store, NOW)
+    j = report_not_sent_journey(NOW, seed=306, child_id="child-again", household_id="hh-again")
+    feeder.feed(j.before_consent + j.consent, NOW)
+    hook = Webhook()
+    try:
+        delivery.set_webhook(store, "7A6", hook.url, "k")
+
+        async def run(at: datetime) -> delivery.DeliveryStats:
+            async with httpx.AsyncClient() as client:
+                return await delivery.deliver_due(store, client, at)
+
+        def sent() -> list[tuple[str, str]]:
+            return [(b["kind"], b["delivery_id"]) for b in (json.loads(q["body"]) for q in hook.requests)
+                    if b["information"].get("report_id") == "slt-child-again"]
+
+        asyncio.run(run(NOW + timedelta(seconds=1)))
+        t1 = NOW + timedelta(hours=1)
+        feeder.feed([withdraw_event(j.directive_id, j.subject, t1)], t1)
+        asyncio.run(run(t1 + timedelta(seconds=1)))
+        assert [k for k, _ in sent()] == ["share", "withdrawal_notice"]
+
+        t2 = t1 + timedelta(hours=1)
+        again = permit_directive("consent-again-2", j.child_id, t2)
+        r = feeder.feed([consent_event(again, j.subject)], t2)
+        assert r.queued == 2  # the report and the assessment, shared again
+        assert feeder.feed([consent_event(again, j.subject)], t2).queued == 0
+        asyncio.run(run(t2 + timedelta(seconds=1)))
+        kinds = [k for k, _ in sent()]
+        assert kinds == ["share", "withdrawal_notice", "share"]
+        assert len({d for _, d in sent()}) == 3  # each a delivery of its own (its own Idempotency-Key)
+        view = readiness.readiness(store, "hh-again", t2)
+        item = next(i for i in view["children"][0]["appointments"][0]["reports"] if i["record_type"] == "ReportIssued")
+        assert item["status"] == "will_see"
+
+        t3 = t2 + timedelta(hours=1)  # and withdrawn once more: a second notice
+        feeder.feed([withdraw_event(again.id, j.subject, t3)], t3)
+        asyncio.run(run(t3 + timedelta(seconds=1)))
+        assert [k for k, _ in sent()] == ["share", "withdrawal_notice", "share", "withdrawal_notice"]
+    finally:
+        hook.close()
