@@ -5,7 +5,9 @@ community paediatrician is in Aneurin Bevan (7A6), with an appointment in five d
 crosses an organisational boundary and the family has not said it may be shared, so the hub
 withholds it. The coordinator's readiness view for the paediatric appointment says so, why, and
 what unblocks it; the family gives consent; the report reaches the paediatrician's webhook once,
-signed, before the appointment, and the paediatrician's inbox holds it once.
+signed, before the appointment, and the paediatrician's inbox holds it once. Then a family that
+permits all health services but never a named registrar: the service's copy says who it must not
+be shown to.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from consent import Directive, DirectiveDecision, Grantor, Provision, Purpose, Scope, Sector
+from consent.fhir import directive_to_fhir_dict
 from hub.events import InboundEvent
 from hub.sharing.delivery import verify
 from hub.sharing.journey import ABUHB_PAEDS, CAV_SLT, ReportJourney, report_not_sent_journey
@@ -150,3 +154,51 @@ def test_the_paediatricians_inbox_holds_the_report_once_and_takes_an_acknowledge
     other_board = bearer("agency", "cav-slt", agency=CAV_SLT["agency_id"])
     assert hub.call("POST", f"/v1/agencies/{CAV_SLT['agency_id']}/inbox/{item['delivery_id']}/ack",
                     other_board).status_code == 404
+
+
+def test_permit_all_health_but_never_a_named_registrar(hub: RunningHub, paediatrics_webhook: AgencyEndpoint) -> None:
+    """The family's consent, sent through the consent API as a FHIR Consent with a nested exception
+    (``Practitioner/<id>``), reaches the paediatric service with the registrar named as one it must
+    not be shown to; the readiness view says the registrar's appointment will go without it."""
+    tag = uuid.uuid4().hex[:10]
+    coordinator = Coordinator(hub, f"cc-{tag}")
+    household, (child,) = coordinator.enrol(children=1)
+    now = datetime.now(UTC)
+    j = report_not_sent_journey(now, seed=random.randrange(300_000, 900_000), child_id=child, household_id=household)
+    agency_events = [e for e in j.before_consent if e.record_type != "IdentityLinked"]
+    nhs = next(e.subject for e in agency_events if e.record_type == "ReportIssued")
+    registrar = {"id": f"reg-{tag}", "role": "registrar", "display_name": "Dr Bowen"}
+    agency_events.append(InboundEvent(
+        record_type="AppointmentBooked", sector="health", source_system="abuhb-wcp", source_id=f"appt-reg-{tag}",
+        occurred_at=now, subject=nhs, body={"service": ABUHB_PAEDS, "professional": registrar,
+                                            "start": j.appointment_start, "contact_type": "follow_up"}))
+    coordinator.link(household, child, nhs.system, nhs.value)
+    send(hub, agency_events)
+    hub.eventually(lambda: (i := paediatric_item(coordinator, household)) and i["status"] != "not_decided",
+                   "the SLT report to be decided for the paediatric service")
+
+    health = Scope(sectors=frozenset({Sector.HEALTH}), purposes=frozenset({Purpose.DIRECT_CARE}))
+    directive = Directive(
+        id=f"consent-{tag}", child_id=child, made_by=f"parent-{tag}", made_by_role=Grantor.PARENT, made_at=now,
+        decision=DirectiveDecision.PERMIT, scope=health,
+        exceptions=(Provision(DirectiveDecision.DENY, Scope(sectors=health.sectors, purposes=health.purposes,
+                                                             professional_ids=frozenset({registrar["id"]}))),))
+    r = hub.call("POST", f"/v1/households/{household}/children/{child}/consents",
+                 bearer("parent", f"parent-{tag}", household=household), json=directive_to_fhir_dict(directive))
+    assert r.status_code == 202, r.text
+    (share,) = hub.eventually(lambda: [d for d in paediatrics_webhook.received(child)
+                                       if d["json"]["information"].get("report_id") == f"slt-{child}"],
+                              "the report at the paediatric service's webhook")
+    assert share["json"]["kind"] == "share" and share["json"]["not_for_professionals"] == [registrar["id"]]
+    assert "professional_id" not in share["json"]["recipient"]  # the service's copy, everyone else may see it
+
+    def registrar_item() -> dict[str, Any] | None:
+        for c in coordinator.readiness(household)["children"]:
+            for appt in c["appointments"]:
+                if appt["professional_id"] == registrar["id"]:
+                    return next(i for i in appt["reports"] if i["record_type"] == "ReportIssued")
+        return None
+
+    item = registrar_item()
+    assert item is not None and item["status"] == "withheld"
+    assert item["unblock"] == f"ask the family for consent to share with Dr Bowen ({PAEDIATRICS})"

@@ -3,14 +3,15 @@ see — read from what their service was actually sent — is what the consent e
 
 Each example is one child (a fresh id in one SQLite database): the SLT report from another health
 board, Dr Ahmed (consultant) and Dr Bowen (registrar) in the paediatric service, then a random run
-of grants and withdrawals from a pool of directives (all health; all health but never Dr Bowen; never
-Dr Ahmed; only Dr Ahmed; never a registrar; the whole health board; no health service). After each
-step the sharing step runs and the agency reads its inbox. The service's view is rebuilt from the
-messages alone: a share to the service gives everyone but ``not_for_professionals`` a copy, a
+of grants and withdrawals from a pool of directives (all health; all health but never Dr Bowen;
+never Dr Ahmed; only Dr Ahmed; never a registrar; the whole health board; no health service). After
+each step the sharing step runs and the agency reads its inbox. The service's view is rebuilt from
+the messages alone: a share to the service gives everyone but ``not_for_professionals`` a copy, a
 withdrawal notice to the service takes that copy away, a share addressed to a professional gives
-them access of their own (which a notice to the service does not take), and a notice addressed to
-a professional takes away all their access until a later share covers them again. That view must match :func:`hub.sharing.decisions.decide` for
-each professional, and for any other member of the service (the service's own decision).
+them access of their own (which a notice to the service does not take), and a notice addressed to a
+professional takes away all their access until a later share covers them again. That view must match
+:func:`hub.sharing.decisions.decide` for each professional, and for any other member of the service
+(the service's own decision).
 """
 
 from __future__ import annotations
