@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-_JOINS = {"ReferralMade", "WaitingListEntered", "AppointmentBooked", "AttendanceRecorded", "AssessmentCompleted",
-          "ReportIssued", "PlanPublished", "PlanReviewed", "KeyProfessionalChanged", "SchoolPlacement",
-          "EhcAssessmentRequested", "EhcPlanIssued", "HospitalAdmitted"}
+TEAM_JOINS = frozenset({
+    "ReferralMade", "WaitingListEntered", "AppointmentBooked", "AttendanceRecorded", "AssessmentCompleted",
+    "ReportIssued", "PlanPublished", "PlanReviewed", "KeyProfessionalChanged", "SchoolPlacement",
+    "EhcAssessmentRequested", "EhcPlanIssued", "HospitalAdmitted", "SocialCareOutcome", "ReferralOutcome"})
+"""record types that can add a service or a named professional to the team around the child"""
 _CLOSED_OUTCOMES = {"case_closed", "referral_declined"}
 
 
@@ -47,7 +49,7 @@ def team_around(entries: list[dict[str, Any]]) -> list[TeamMember]:
         if leaves:
             team.pop(k, None)
             continue
-        if kind not in _JOINS and kind not in ("SocialCareOutcome", "ReferralOutcome"):
+        if kind not in TEAM_JOINS:
             continue
         member = team.get(k)
         if member is None:

@@ -43,6 +43,7 @@ from hub.sharing.decisions import ChildState, SharingResult, engine, sync_child
 from hub.sharing.model import SHAREABLE, child_for_engine, shareable_from
 from hub.sharing.tables import consent_directives, deliveries, share_decisions
 from hub.store import Store, as_utc, identity_links, timeline_entries, utcnow
+from hub.team import TEAM_JOINS, TeamMember, team_around
 
 log = get_logger(__name__)
 CD = consent_directives.c
@@ -153,23 +154,33 @@ def _apply_withdrawal(conn: Connection, record: dict[str, Any], home: tuple[str,
     return True
 
 
-def _load_states(conn: Connection, child_ids: list[str]) -> dict[str, ChildState]:
-    """Every touched child's deliveries, current decisions and directives, in three queries."""
+def _load_states(conn: Connection, child_ids: list[str],
+                 only: set[str] | None = None) -> dict[str, ChildState]:
+    """The children's deliveries, current decisions and directives, in four queries.
+
+    ``only``: load deliveries and decisions of these information ids alone (the children's new
+    records, when nothing else of theirs needs deciding).
+    """
     states = {c: ChildState() for c in child_ids}
+    info_ids = sorted(only) if only is not None else None
     for i in range(0, len(child_ids), 300):
         chunk = child_ids[i:i + 300]
         for c, child in _children(conn, chunk).items():
             states[c].child = child
+        dl_where = [DL.child_id.in_(chunk)]
+        sd_where = [SD.child_id.in_(chunk), SD.current.is_(True)]
+        if info_ids is not None:
+            dl_where.append(DL.information_id.in_(info_ids))
+            sd_where.append(SD.information_id.in_(info_ids))
         for d in conn.execute(sa.select(DL.child_id, DL.information_id, DL.information_version, DL.recipient_key,
                                         DL.kind, DL.state, DL.delivery_id, DL.round).where(
-                DL.child_id.in_(chunk)).order_by(DL.round)):
+                *dl_where).order_by(DL.round)):
             st = states[d.child_id]
             st.deliveries[(d.information_id, d.information_version, d.recipient_key, d.kind)] = d  # latest round
             st.rounds[(d.information_id, d.information_version, d.recipient_key)] = d.round
         for dec in conn.execute(sa.select(SD.child_id, SD.information_id, SD.information_version, SD.recipient_key,
                                           SD.decision_id, SD.seq, SD.outcome, SD.rule_id, SD.directive_ids,
-                                          SD.basis, SD.ruleset_version).where(
-                SD.child_id.in_(chunk), SD.current.is_(True))):
+                                          SD.basis, SD.ruleset_version).where(*sd_where)):
             states[dec.child_id].current[(dec.information_id, dec.information_version, dec.recipient_key)] = dec
         for r in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
                 CD.child_id.in_(chunk), CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))):
@@ -178,7 +189,11 @@ def _load_states(conn: Connection, child_ids: list[str]) -> dict[str, ChildState
 
 
 def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """``readmodel.child_records`` for many children in one query (same shape and order)."""
+    """``readmodel.child_records`` for many children in one query (same shape and order).
+
+    Times inside the records stay ISO strings: the sharing step parses the one it uses (the issue
+    time, in ``shareable_from``) and passes the others through to payloads as they are.
+    """
     T = timeline_entries.c
     out: dict[tuple[str, str], list[dict[str, Any]]] = {h: [] for h in homes}
     with store.engine.connect() as conn:
@@ -191,16 +206,35 @@ def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str]
             for r in conn.execute(q):
                 out[(r.household_id, r.child_id)].append({
                     "event_id": r.event_id, "record_type": r.record_type, "occurred_at": as_utc(r.occurred_at),
-                    "record": readmodel._parse_times(json.loads(r.record))})
+                    "record": json.loads(r.record)})
     return out
+
+
+def _team_grew(entries: list[dict[str, Any]], new: set[str]) -> bool:
+    """Did the entries ``new`` bring the team around the child a service or a named professional?"""
+    def members(team: list[TeamMember]) -> set[tuple[str, str, str]]:
+        return {(m.agency_id, m.service, p) for m in team for p in ("", *m.professionals)}
+    if not any(e["record_type"] in TEAM_JOINS for e in entries if e["event_id"] in new):
+        return False
+    return bool(members(team_around(entries)) - members(team_around([e for e in entries
+                                                                      if e["event_id"] not in new])))
 
 
 def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
                 now: datetime, *, redecide: bool, trigger: str, result: SharingResult,
-                state: ChildState | None = None, sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
-                ) -> None:
-    infos = [s for s in (shareable_from(e, child_id) for e in entries) if s is not None]
+                state: ChildState | None = None, sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+                only: set[str] | None = None) -> None:
+    """Bring one child's decisions up to date.
+
+    ``only`` (with a ``state`` loaded for those ids): the ids of the child's new or changed
+    shareable records, when nothing else changed and they brought the team no new member (who
+    would be owed the earlier records too) — those alone are decided.
+    """
+    mine = entries if only is None else [e for e in entries if e["event_id"] in only]
+    infos = [s for s in (shareable_from(e, child_id) for e in mine) if s is not None]
     current_versions = {s.event_id: s.version for s in infos}
+    if only is not None:  # a changed record that left the child's record has no version now
+        current_versions.update({iid: 0 for iid in only if iid not in current_versions})
     if state is None:
         state = _load_states(conn, [child_id])[child_id]
     # queued shares of superseded versions or of records no longer in this child's record
@@ -208,7 +242,7 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
         if r.state != "queued":
             continue
         why = None
-        if iid not in current_versions:
+        if not current_versions.get(iid):
             why = "the record is no longer in this child's record (entered in error or unlinked)"
         elif ver < current_versions[iid]:
             why = f"superseded by version {current_versions[iid]}"
@@ -335,13 +369,25 @@ def _process(store: Store, changes: list[Change], now: datetime,
             if c.event_id in records and _apply_consent(conn, c, records[c.event_id], now):
                 consent_children.add((c.household_id, c.child_id))
         children = sorted(touched)
-        states = _load_states(conn, sorted({c for _h, c in children}))
+        # children whose only changes are shareable records added or updated: decide those alone
+        new: dict[tuple[str, str], set[str]] = {}
+        whole: set[tuple[str, str]] = set(consent_children) | gone
+        for c in changes:
+            home = (c.household_id, c.child_id)
+            if c.kind in ("added", "updated") and c.record_type in SHAREABLE:
+                new.setdefault(home, set()).add(c.event_id)
+            else:
+                whole.add(home)
+        partial = {h: ids for h, ids in new.items() if h not in whole and not _team_grew(entries[h], ids)}
+        states = _load_states(conn, sorted({home[1] for home in children if home not in partial}))
+        if partial:
+            states |= _load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
         sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
         for hh, child in children:
             redecide = (hh, child) in consent_children
             _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
                         trigger="consent_changed" if redecide else "event", result=result, state=states[child],
-                        sink=sink)
+                        sink=sink, only=partial.get((hh, child)))
             result.children.add(child)
         if sink[0]:
             conn.execute(share_decisions.insert(), sink[0])

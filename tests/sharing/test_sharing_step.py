@@ -383,3 +383,28 @@ def test_consent_withdrawn_then_given_again_shares_again_once(store: Store) -> N
         assert [k for k, _ in sent()] == ["share", "withdrawal_notice", "share", "withdrawal_notice"]
     finally:
         hook.close()
+
+
+def test_a_report_from_a_new_service_brings_it_the_earlier_reports_too(store: Store) -> None:
+    """A pass that only adds reports decides those alone — unless a report brings the team a new
+    member, who is then owed the child's earlier records as well."""
+    feeder = Feeder(store, NOW)
+    nhs = SubjectRef("nhs-number", nhs_number(307))
+    link = InboundEvent(record_type="IdentityLinked", sector="hub", source_system="enrol", source_id="l-307",
+                        occurred_at=NOW - timedelta(days=9), subject=nhs,
+                        body={"action": "link", "child_id": "c-307", "household_id": "hh-307",
+                              "identifier_system": "nhs-number"})
+
+    def report(sid: str, service: dict[str, Any], days: int) -> InboundEvent:
+        return InboundEvent(record_type="ReportIssued", sector="health", source_system="abuhb", source_id=sid,
+                            occurred_at=NOW - timedelta(days=days), subject=nhs, category="clinical",
+                            body={"report_id": sid, "service": service, "report_kind": "paediatric", "title": sid})
+
+    feeder.feed([link, report("paeds-1", ABUHB_PAEDS, 5)], NOW)
+    assert feeder.feed([report("paeds-2", ABUHB_PAEDS, 4)], NOW).decisions == 2  # parents and young person only
+    r = feeder.feed([report("physio-1", PHYSIO, 3)], NOW)
+    assert share_of(store, "paeds-1", PHYSIO["service_name"])["state"] == "queued"  # same board: direct care
+    assert share_of(store, "paeds-2", PHYSIO["service_name"])["state"] == "queued"
+    assert share_of(store, "physio-1", ABUHB_PAEDS["service_name"])["state"] == "queued"
+    assert r.decisions == 5  # physio gets paeds-1 and paeds-2; physio-1 to paediatrics, parents, young person
+    assert feeder.feed([report("physio-1", PHYSIO, 3)], NOW).decisions == 0  # redelivered: nothing new
