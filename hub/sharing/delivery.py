@@ -392,7 +392,11 @@ def family_copies(store: Store, household_id: str) -> list[dict[str, Any]]:
 
 
 def recipient_states(store: Store, household_id: str, child_id: str | None = None) -> list[dict[str, Any]]:
-    """Per information and recipient: the current decision and where its delivery is."""
+    """Per information and recipient: the current decision and where its delivery is.
+
+    A named professional decided apart from their service has a row of their own
+    (``recipient_professional`` set); the service's row stands for everyone else in it.
+    """
     conds = [SD.household_id == household_id, SD.current.is_(True)]
     if child_id:
         conds.append(SD.child_id == child_id)
@@ -405,6 +409,8 @@ def recipient_states(store: Store, household_id: str, child_id: str | None = Non
         out = []
         for r in conn.execute(q):
             d = dict(r._mapping)
+            key = d["recipient_key"]
+            d["recipient_professional"] = key.rsplit(":", 1)[1] if key.startswith("professional:") else None
             for k in ("delivered_at", "acknowledged_at"):
                 d[k] = as_utc(d[k]).isoformat() if d[k] else None
             out.append(d)

@@ -106,6 +106,10 @@ def test_never_to_this_named_professional_then_a_refusal_after_delivery(store: S
     assert all(d1.id in json.loads(d["directive_ids"]) for d in bowen_decisions)
 
     assert appointment_item(store, j.household_id, AHMED["id"])["status"] == "on_its_way"
+    states = [r for r in delivery.recipient_states(store, j.household_id, j.child_id)
+              if r["record_type"] == "ReportIssued" and r["recipient_service"] == PAEDS]
+    assert sorted((r["recipient_professional"] or "", r["outcome"], r["state"]) for r in states) == [
+        ("", "permit", "queued"), (BOWEN["id"], "deny", "withheld")]  # the coordinator's view of the shares
     bowen_item = appointment_item(store, j.household_id, BOWEN["id"])
     assert bowen_item["status"] == "withheld"
     assert bowen_item["unblock"] == f"ask the family for consent to share with Dr Bowen ({PAEDS})"
