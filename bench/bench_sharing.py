@@ -1,9 +1,12 @@
 """Report issued (accepted by the hub) → delivered at the agency's webhook, at a steady event rate.
 
 Run: /work/venv/bin/python bench/bench_sharing.py [--rate 200] [--seconds 15] [--children 200]
+         [--delivery-mode process|worker]
 Starts the embedded stack pieces the path needs: the embedded broker, a temporary SQLite database, one
-stream worker process (``hub worker``, which runs projection, the sharing step and deliveries) and a
-local HTTP endpoint as the paediatric service's webhook. Children are enrolled first, each with a
+stream worker process (``hub worker``: projection and the sharing step), with ``--delivery-mode process``
+(the default, as ``hub up`` runs it) one ``hub deliver`` process for the deliveries, or with ``worker`` the
+deliveries in the worker too (``HUB_DELIVERY_MODE=worker``), and a local HTTP endpoint as the paediatric
+service's webhook. Children are enrolled first, each with a
 paediatric appointment in the same health board as the reporting SLT service, so every report is
 permitted (rule R2) and goes to the webhook. Reports are then accepted at ``--rate`` per second
 through ``IngestService.accept`` (batches every 50 ms); latency = webhook arrival − acceptance.
@@ -55,9 +58,10 @@ async def run(args: argparse.Namespace, report: Report) -> None:
     Store.open(settings.effective_database_url)
     env = hub_env(kafka_bootstrap=broker.bootstrap, kafka_embedded="true", data_dir=tmp / "data",
                   database_url=settings.effective_database_url, worker_name="bench", webhooks_file=hooks_file,
-                  pseudonym_key="bench-key-0123456789abcdef", log_level="WARNING")
+                  pseudonym_key="bench-key-0123456789abcdef", log_level="WARNING", delivery_mode=args.delivery_mode)
     services = Services.build(settings)  # before the worker: both probe the SQLite directory on open
     worker = spawn(["worker"], env, tmp / "worker.log")
+    deliverer = spawn(["deliver"], env, tmp / "deliver.log") if args.delivery_mode == "process" else None
     await services.start()
     now = datetime.now(UTC)
     try:
@@ -114,7 +118,8 @@ async def run(args: argparse.Namespace, report: Report) -> None:
             ok = False
         lat = [arrivals[k] - accepted[k] for k in accepted if k in arrivals]
         pct = percentiles(lat)
-        report.add("offered rate", total / send_seconds, "ev/s", note=f"{total} ReportIssued over {send_seconds:.1f} s")
+        report.add("offered rate", total / send_seconds, "ev/s",
+                   note=f"{total} ReportIssued over {send_seconds:.1f} s; deliveries: {args.delivery_mode} mode")
         report.add("delivered", len(lat), "count", note="all" if ok else f"of {total} (timed out)")
         report.add("p50 accepted → webhook", pct["p50"] * 1000, "ms")
         report.add("p95 accepted → webhook", pct["p95"] * 1000, "ms")
@@ -123,6 +128,8 @@ async def run(args: argparse.Namespace, report: Report) -> None:
     finally:
         await services.stop()
         stop(worker)
+        if deliverer is not None:
+            stop(deliverer)
         broker.stop()
         hook.close()
 
@@ -132,6 +139,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--children", type=int, default=200)
+    parser.add_argument("--delivery-mode", choices=("process", "worker"), default="process",
+                        help="process: `hub deliver` delivers (as `hub up` runs it); worker: the worker delivers too")
     args = parser.parse_args()
     report = Report("sharing: report accepted → delivered at a webhook", argv=sys.argv)
     asyncio.run(run(args, report))

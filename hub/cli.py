@@ -71,7 +71,7 @@ def up(
     workers: Annotated[int | None, typer.Option(help="Stream worker processes.")] = None,
     port: Annotated[int | None, typer.Option(help="API port (HUB_API_PORT).")] = None,
 ) -> None:
-    """Start everything: embedded broker (unless HUB_KAFKA_BOOTSTRAP is set), workers and the API."""
+    """Start everything: embedded broker (unless HUB_KAFKA_BOOTSTRAP is set), workers, a deliverer and the API."""
     from hub.stack import Stack
 
     settings = _settings(workers=workers, api_port=port)
@@ -81,8 +81,10 @@ def up(
         try:
             await stack.start()
             await stack.wait_ready()
+            deliveries = "a deliverer" if stack.deliverer is not None else "deliveries in the workers"
             console.print(f"hub up: API on http://{settings.api_host}:{stack.settings.api_port}, "
-                          f"Kafka {stack.bootstrap}, {len(stack.workers)} worker(s). Ctrl-C stops.", soft_wrap=True)
+                          f"Kafka {stack.bootstrap}, {len(stack.workers)} worker(s), {deliveries}. Ctrl-C stops.",
+                          soft_wrap=True)
             await stack.serve_api()
         finally:
             await stack.stop()
@@ -114,6 +116,29 @@ def worker() -> None:
     if not settings.kafka_bootstrap:
         _fail("HUB_KAFKA_BOOTSTRAP must name the Kafka cluster for a stand-alone worker")
     run_worker(settings)
+
+
+@app.command()
+def deliver(
+    interval: Annotated[float, typer.Option(help="Seconds between looks for due deliveries when idle.")] = 0.05,
+    probe_port: Annotated[int | None, typer.Option(
+        help="Serve /healthz and /readyz on this port (default HUB_PROBE_PORT; none when unset).")] = None,
+) -> None:
+    """Deliver shares in a process of their own (webhooks, family copies, inbox, retries, audit trail,
+    escalation, readiness sweep): run beside workers with HUB_DELIVERY_MODE=process (`hub up` starts one)."""
+    from hub.sharing.deliverer import run_deliverer
+    from hub.store import Store
+
+    settings = _settings()
+    if settings.delivery_mode == "worker":
+        console.print("note: HUB_DELIVERY_MODE=worker: the workers deliver too (each share is still sent once)")
+    try:
+        store = Store.open(settings.effective_database_url, migrate_schema=False)
+    except HubError as exc:
+        _fail(str(exc))
+    _run(run_deliverer(store, poll=interval, probe_host=settings.api_host,
+                       probe_port=probe_port or settings.probe_port))
+    store.engine.dispose()
 
 
 @app.command()

@@ -14,6 +14,8 @@
 | HUB_WORKER_SESSION_TIMEOUT | 10 / 60 | Seconds before a silent worker's partitions go to the others. |
 | HUB_WORKER_FETCH_WAIT_MS | 20 / 500 | Longest a worker's fetch waits for data (embedded / Kafka). |
 | HUB_PROCESSING_GUARANTEE | at_least_once | faust processing guarantee (`exactly_once` on Apache Kafka). |
+| HUB_DELIVERY_MODE | auto | Who delivers shares: `worker`, `process` (`hub deliver`); auto: process under `hub up`. |
+| HUB_PROBE_PORT | none | `hub worker` / `hub deliver` serve `/healthz` and `/readyz` here (8080 in deploy/). |
 | HUB_TOPIC_PARTITIONS | 4 | Partitions for new topics. |
 | HUB_TOPIC_REPLICATION_FACTOR | 1 | Replication factor for new topics (3 in production). |
 | HUB_TOPIC_MIN_INSYNC_REPLICAS | 1 | min.insync.replicas for new topics (2 in production). |
@@ -70,6 +72,10 @@ class Settings(BaseSettings):
     worker_session_timeout: float | None = None  # None: 10 s on the embedded broker, 60 s on Kafka
     worker_fetch_wait_ms: int | None = None  # None: 20 ms on the embedded broker, 500 ms on Kafka
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    #: auto: `hub up` runs one `hub deliver` and its workers only decide; a bare `hub worker` delivers itself
+    delivery_mode: Literal["auto", "worker", "process"] = "auto"
+    #: health probes of the processes without the API (`hub worker`, `hub deliver`); none when unset
+    probe_port: int | None = None
 
     topic_partitions: int = 4
     topic_replication_factor: int = 1
@@ -126,6 +132,16 @@ class Settings(BaseSettings):
         if self.kafka_idempotence is not None:
             return self.kafka_idempotence
         return not (self.embedded_broker or self.kafka_embedded)
+
+    @property
+    def worker_delivers(self) -> bool:
+        """Whether a stream worker delivers shares itself (every mode but `process`)."""
+        return self.delivery_mode != "process"
+
+    @property
+    def stack_runs_deliverer(self) -> bool:
+        """Whether `hub up` starts a `hub deliver` process (and tells its workers not to deliver)."""
+        return self.delivery_mode != "worker"
 
     @property
     def rebalance_timeout(self) -> float:

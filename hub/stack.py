@@ -1,10 +1,12 @@
-"""The embedded stack behind `hub up` and `hub demo`: broker, workers and API on one machine.
+"""The embedded stack behind `hub up` and `hub demo`: broker, workers, deliverer and API on one machine.
 
 Start-up order: check settings (one-line ConfigError for each bad one), open and migrate the
 database, start the embedded broker (unless HUB_KAFKA_BOOTSTRAP names a cluster), create topics,
 re-seed a new broker from the ingest log, publish anything not yet acknowledged, start worker
-processes, then serve the API. Children are started with PR_SET_PDEATHSIG, so SIGKILL of this
-process takes the broker and the workers with it; SIGTERM and Ctrl-C stop everything in order.
+processes and (unless HUB_DELIVERY_MODE=worker) one `hub deliver` process, then serve the API.
+Children are started with PR_SET_PDEATHSIG, so SIGKILL of this process takes the broker, the
+workers and the deliverer with it; SIGTERM and Ctrl-C stop everything in order, and a child that
+dies is started again.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Stack:
     settings: Settings
     broker: EmbeddedBroker | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    deliverer: subprocess.Popen[bytes] | None = None
     services: Services | None = None
     bootstrap: str = ""
 
@@ -84,6 +87,8 @@ class Stack:
         await services.start()
         await reseed_if_new(services, self.bootstrap)
         self.start_workers(s.workers)
+        if s.stack_runs_deliverer:
+            self.start_deliverer()
         return services
 
     def worker_env(self) -> dict[str, str]:
@@ -93,6 +98,8 @@ class Stack:
                    HUB_SCHEMA_DIR=str(self.settings.schema_dir))
         if self.broker is not None:
             env["HUB_KAFKA_EMBEDDED"] = "true"
+        if self.settings.stack_runs_deliverer:  # the deliverer delivers: the workers only decide
+            env["HUB_DELIVERY_MODE"] = "process"
         return env
 
     def _spawn_worker(self, index: int) -> subprocess.Popen[bytes]:
@@ -105,14 +112,29 @@ class Stack:
             self.workers.append(self._spawn_worker(len(self.workers)))
         log.info("stack.workers_started", pids=[w.pid for w in self.workers])
 
+    def _spawn_deliverer(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "hub.cli", "deliver"], env=self.worker_env(),
+                                preexec_fn=die_with_parent, stdin=subprocess.DEVNULL)
+
+    def start_deliverer(self) -> None:
+        self.deliverer = self._spawn_deliverer()
+        log.info("stack.deliverer_started", pid=self.deliverer.pid)
+
+    def children(self) -> list[subprocess.Popen[bytes]]:
+        return [*self.workers, *([self.deliverer] if self.deliverer is not None else [])]
+
     async def supervise(self, interval: float = 1.0) -> None:
-        """Restart a worker that died (crash or kill -9); the others carry on meanwhile."""
+        """Restart a worker or the deliverer that died (crash or kill -9); the others carry on meanwhile."""
         while True:
             await asyncio.sleep(interval)
             for i, w in enumerate(self.workers):
                 if w.poll() is not None:
                     log.warning("stack.worker_restarted", index=i, pid=w.pid, status=w.returncode)
                     self.workers[i] = self._spawn_worker(i)
+            d = self.deliverer
+            if d is not None and d.poll() is not None:
+                log.warning("stack.deliverer_restarted", pid=d.pid, status=d.returncode)
+                self.start_deliverer()
 
     async def wait_ready(self, timeout: float = 60.0) -> None:
         """Until every worker has a fresh ready heartbeat (its partitions assigned, state recovered)."""
@@ -127,19 +149,23 @@ class Stack:
             dead = [w for w in self.workers if w.poll() is not None]
             if dead:
                 raise ConfigError(f"a stream worker exited with status {dead[0].returncode} during start-up")
+            if self.deliverer is not None and self.deliverer.poll() is not None:
+                raise ConfigError(f"the deliverer exited with status {self.deliverer.returncode} during start-up")
             await asyncio.sleep(0.2)
         raise ConfigError(f"stream workers did not become ready within {timeout:.0f}s")
 
     async def stop(self) -> None:
-        for w in self.workers:
+        children = self.children()
+        for w in children:
             if w.poll() is None:
-                w.terminate()
-        for w in self.workers:
+                w.terminate()  # the deliverer finishes the pass in hand, the workers their batch
+        for w in children:
             try:
                 await asyncio.to_thread(w.wait, 15)
             except subprocess.TimeoutExpired:
                 w.kill()
         self.workers.clear()
+        self.deliverer = None
         if self.services is not None:
             await self.services.stop()
             await asyncio.to_thread(self.services.store.clear_workers)

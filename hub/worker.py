@@ -8,6 +8,8 @@ republished to ``hub.deadletter`` with ``__connect.errors.*`` headers — and th
 a poison message never stops it or loops. Decoded records go to :mod:`hub.projection` in one
 transaction per batch; projections are idempotent, so a batch replayed after a crash or a
 rebalance changes nothing twice. Several workers in one consumer group split the partitions.
+Beside the stream, a task decides on sharing (:mod:`hub.sharing.runtime`); the worker also delivers
+the shares unless ``HUB_DELIVERY_MODE`` is ``process`` (then ``hub deliver`` does).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hub.errors import ErasedRecordError, SerdeError
 from hub.kafka_security import faust_credentials
 from hub.keyvault import sealed_serde
 from hub.logging import configure_logging, get_logger
+from hub.probes import serve_probes
 from hub.publisher import OutgoingRecord, Publisher
 from hub.schemas import SchemaCatalogue
 from hub.serde import Serde
@@ -171,14 +174,35 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
     @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
     async def _stop_publisher(sender: Any, **_: Any) -> None:
         await publisher.stop()  # the dead-letter producer: flushed and closed, never left to the collector
+        await sharing_runtime.close()
+
+    delivers = settings.worker_delivers  # HUB_DELIVERY_MODE=process: `hub deliver` delivers, this worker decides
 
     @app.task
     async def _follow_changes() -> None:
-        await sharing_runtime.follow(store, worker_id, projected)
+        await sharing_runtime.follow(store, worker_id, projected, deliver=delivers)
 
-    @app.timer(1.0)
-    async def _deliver_shares() -> None:
-        await sharing_runtime.tick(store)
+    if delivers:
+        @app.timer(1.0)
+        async def _deliver_shares() -> None:
+            await sharing_runtime.tick(store)
+
+    if settings.probe_port:
+        def probe(path: str) -> tuple[int, dict[str, Any]] | None:
+            if path == "/healthz":
+                return 200, {"status": "ok"}  # answered at all: the worker's event loop turns
+            if path == "/readyz":
+                ready = state["ready"] and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+                return (200 if ready else 503), {"ready": ready}
+            return None
+
+        @app.task
+        async def _serve_probes() -> None:
+            runner = await serve_probes(probe, settings.api_host, settings.probe_port or 0)
+            try:
+                await asyncio.Event().wait()  # until the worker stops (the task is cancelled)
+            finally:
+                await runner.cleanup()
 
     @app.timer(1.0)
     async def _heartbeat() -> None:

@@ -1,12 +1,14 @@
-"""How the stream worker runs sharing: a follower task beside the stream, one timer.
+"""How the stream worker runs sharing: a follower task beside the stream, and (delivering workers) one timer.
 
 ``follow(store, owner, wake)`` runs for the life of the worker: it follows the timeline's change
 feed (:mod:`hub.sharing.follower`, in a thread), woken at once when this worker projected a batch
-(``wake``) and otherwise every ``POLL`` seconds (a change another worker projected), and starts a
-delivery pass as soon as a pass queued something. ``tick(store)`` (a 1-second faust timer)
-delivers whatever is due — retries, inbox rechecks — escalates unacknowledged deliveries and,
-every ``HUB_SHARING_READINESS_INTERVAL`` seconds (default 300), sweeps readiness alerts and report
-requests.
+(``wake``) and otherwise every ``POLL`` seconds (a change another worker projected). Where the
+worker delivers (``HUB_DELIVERY_MODE`` ``worker``, or ``auto`` for a bare ``hub worker``) it then
+writes the decisions' audit trail and starts a delivery pass as soon as a pass queued something,
+and ``tick(store)`` (a 1-second faust timer) delivers whatever is due — retries, inbox rechecks —
+escalates unacknowledged deliveries and, every ``HUB_SHARING_READINESS_INTERVAL`` seconds (default
+300), sweeps readiness alerts and report requests. Where it does not (``process``), the worker only
+decides and ``hub deliver`` (:mod:`hub.sharing.deliverer`) does all of that in a process of its own.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ def kick(store: Store, *, escalate: bool = False) -> None:
     _RT.running = asyncio.get_running_loop().create_task(_deliver_loop(store, escalate))
 
 
-async def follow(store: Store, owner: str, wake: asyncio.Event) -> None:
-    """Follow the change feed until cancelled; decisions are audited and deliveries started as they come.
+async def follow(store: Store, owner: str, wake: asyncio.Event, *, deliver: bool = True) -> None:
+    """Follow the change feed until cancelled; with ``deliver``, decisions are audited and deliveries
+    started as they come (without, that is left to ``hub deliver``).
 
     A failing pass (the database restarting, a bug) is logged and tried again with a growing pause,
     up to 30 s: it never stops the stream worker it runs beside, and its errors show in the logs.
@@ -82,7 +85,7 @@ async def follow(store: Store, owner: str, wake: asyncio.Event) -> None:
             try:
                 step = await asyncio.to_thread(follower.step)
                 result = step.result
-                if result.decisions or result.cancelled or result.notices:
+                if deliver and (result.decisions or result.cancelled or result.notices):
                     await asyncio.to_thread(audit_trail.record_new, store)
             except (HubError, SQLAlchemyError) as exc:
                 log.warning("sharing.follow_failed", error=type(exc).__name__, reason=str(exc)[:200])
@@ -95,7 +98,7 @@ async def follow(store: Store, owner: str, wake: asyncio.Event) -> None:
                 pause = min(pause * 2, 30.0)
                 continue
             pause = 1.0
-            if result.has_work:
+            if deliver and result.has_work:
                 kick(store)
             if not step.held:  # another worker follows the feed: look again when its lease could lapse
                 await asyncio.sleep(LEASE.total_seconds() / 3)
@@ -120,3 +123,10 @@ async def tick(store: Store) -> None:
         log.warning("sharing.tick_failed", error=type(exc).__name__, reason=str(exc)[:200])
     except Exception as exc:  # never let the timer take the stream worker down
         log.error("sharing.tick_error", error=type(exc).__name__, reason=str(exc)[:200])
+
+
+async def close() -> None:
+    """Close the delivery HTTP client (on the worker's shutdown)."""
+    if _RT.client is not None:
+        client, _RT.client = _RT.client, None
+        await client.aclose()

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from hub import readmodel
-from hub.broker import EmbeddedBroker
+from hub.broker import EmbeddedBroker, free_port
 from hub.demo.identifiers import nhs_number, upn
 from hub.events import InboundEvent, SubjectRef
 from hub.services import Services
@@ -52,9 +53,12 @@ def stack(tmp_path: Path) -> Iterator[tuple[Settings, Any]]:
                         database_url=f"sqlite:///{tmp_path / 'hub.db'}", pseudonym_key="test-key-0123456789abcdef")
     asyncio.run(ensure_topics(settings))
     Store.open(settings.effective_database_url)  # migrate before the worker starts
+    probe_port = free_port()
     env = hub_env(kafka_bootstrap=broker.bootstrap, kafka_embedded="true", data_dir=tmp_path / "data",
-                  database_url=settings.effective_database_url, worker_name="w0")
+                  database_url=settings.effective_database_url, worker_name="w0", probe_port=probe_port,
+                  api_host="127.0.0.1")
     worker = spawn(["worker"], env, tmp_path / "worker.log")
+    worker.probe_url = f"http://127.0.0.1:{probe_port}"  # type: ignore[attr-defined]
     yield settings, worker
     stop(worker)
     broker.stop()
@@ -150,3 +154,22 @@ def test_poison_messages_are_dead_lettered_and_the_stream_goes_on(stack: Any) ->
     assert b"C3 01" in corrupt["__connect.errors.exception.message"]
     unknown = headers[b"UnknownFingerprintError"]
     assert b"unknown writer schema fingerprint" in unknown["__connect.errors.exception.message"]
+
+
+def test_the_worker_answers_its_orchestrators_probes(stack: Any) -> None:
+    """Without the API on it, a worker still tells Kubernetes / Compose it is alive, and when it is ready."""
+    _settings, worker = stack
+    url = worker.probe_url
+    health = wait_until(lambda: _get(f"{url}/healthz"), 60, "the worker's /healthz")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    ready = wait_until(lambda: (r := _get(f"{url}/readyz")) is not None and r.status_code == 200 and r, 60,
+                       "the worker to be ready")
+    assert ready.json() == {"ready": True}
+    assert httpx.get(f"{url}/metrics", timeout=5).status_code == 404  # probes only: nothing else is served
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=5)
+    except httpx.TransportError:
+        return None  # not listening yet

@@ -88,11 +88,12 @@ def withdraw_event(directive_id: str, subject: SubjectRef, at: datetime) -> Inbo
 class Webhook:
     """A real local HTTP endpoint standing in for an agency system (the only stand-in these tests use)."""
 
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, delay: float = 0.0) -> None:
         import http.server
         import threading
 
         self.status = status
+        self.delay = delay  # seconds before answering, like an agency's endpoint under load
         self.requests: list[dict[str, Any]] = []
         outer = self
 
@@ -101,6 +102,8 @@ class Webhook:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if outer.delay:
+                    time.sleep(outer.delay)
                 outer.requests.append({"headers": dict(self.headers.items()), "body": body, "path": self.path,
                                        "at": time.time()})
                 reply = b'{"received":true}'
@@ -113,7 +116,10 @@ class Webhook:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 128  # the default backlog (5) resets connections when the hub opens dozens at once
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
