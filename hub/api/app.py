@@ -42,6 +42,7 @@ from hub.ingest import relay_unpublished
 from hub.jsonavro import coerce_record
 from hub.logging import get_logger, scrub_text
 from hub.services import Services
+from hub.sharing.delivery import backlog as delivery_backlog
 from hub.sharing.follower import lag as sharing_lag
 from hub.topics import consumer_lag
 from hub.worker import GROUP_ID
@@ -105,6 +106,11 @@ class Metrics:
                                    registry=self.registry)
         self.sharing_lag = Gauge("hub_sharing_lag", "Timeline changes the sharing step has not decided on yet",
                                  registry=self.registry)
+        self.deliveries_queued = Gauge("hub_deliveries_queued", "Shares and notices waiting to be sent",
+                                       registry=self.registry)
+        self.deliveries_overdue = Gauge(
+            "hub_deliveries_overdue", "Queued deliveries due for over 30 s that no deliverer has taken up",
+            registry=self.registry)
 
 
 def events_to_inbound(services: Services, items: list[EventIn]) -> list[InboundEvent]:
@@ -233,6 +239,9 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
                                       and now - w["heartbeat_at"] < READY_HEARTBEAT))
         position, newest = await asyncio.to_thread(sharing_lag, store)
         metrics.sharing_lag.set(max(0, newest - position))
+        queued, overdue = await asyncio.to_thread(delivery_backlog, store)
+        metrics.deliveries_queued.set(queued)
+        metrics.deliveries_overdue.set(overdue)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/events", tags=["ingest"], response_model=list[AcceptanceOut])

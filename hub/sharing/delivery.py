@@ -292,6 +292,25 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
     return stats
 
 
+#: a share still queued this long after it fell due has not been taken up by any deliverer
+OVERDUE = timedelta(seconds=30)
+
+
+def backlog(store: Store, now: datetime | None = None) -> tuple[int, int]:
+    """(queued deliveries, those due for longer than ``OVERDUE``): the second should stay near 0.
+
+    A claimed delivery's ``next_attempt_at`` moves past now for its lease, so only shares nobody
+    has taken up — no deliverer running (``HUB_DELIVERY_MODE=process`` without ``hub deliver``), or
+    deliverers far behind — count as overdue.
+    """
+    now = now or utcnow()
+    with store.engine.connect() as conn:
+        queued, overdue = conn.execute(sa.select(
+            sa.func.count(), sa.func.count().filter(DL.next_attempt_at < now - OVERDUE)).where(
+            DL.state == "queued")).one()
+    return int(queued), int(overdue)
+
+
 def escalate_unacknowledged(store: Store, now: datetime, hours: float | None = None) -> int:
     """Alert the coordinator once for each professional delivery not acknowledged within N hours."""
     limit = now - timedelta(hours=ack_hours() if hours is None else hours)

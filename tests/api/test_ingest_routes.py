@@ -343,6 +343,7 @@ async def test_metrics_count_accepted_duplicates_and_rejected(client: httpx.Asyn
     # no worker runs here: the six accepted records wait for the workers' consumer group
     assert 'hub_consumer_lag{topic="hub.ingest.education"} 6.0' in text
     assert "hub_sharing_lag 0.0" in text  # nothing projected, so nothing for the sharing step to decide
+    assert "hub_deliveries_queued 0.0" in text and "hub_deliveries_overdue 0.0" in text
 
 
 # --- FHIR routes ----------------------------------------------------------------------------------

@@ -283,3 +283,22 @@ def test_hub_deliver_processes_share_the_work_and_stop_cleanly(db_url: str, tmp_
                     if "sharing.deliverer_stopped" in line)
     assert delivered >= expected
     store.engine.dispose()
+
+
+def test_queued_shares_nobody_takes_up_show_as_overdue(store: Store, hook: Webhook) -> None:
+    """Workers in process mode with no deliverer running send nothing: the metric an operator alerts
+    on (``hub_deliveries_overdue``) counts the shares left waiting, and drops to 0 once one runs."""
+    now = datetime.now(UTC)
+    j = report_not_sent_journey(now, seed=4711, child_id="child-overdue", household_id="hh-overdue")
+    Feeder(store, now).feed(j.before_consent + j.consent, now)
+    queued, overdue = delivery.backlog(store, now + timedelta(seconds=5))
+    assert queued > 0 and overdue == 0  # just decided: due, not yet overdue
+    assert delivery.backlog(store, now + timedelta(minutes=2)) == (queued, queued)
+    delivery.set_webhook(store, ABUHB_PAEDS["agency_id"], hook.url, SECRET)
+
+    async def deliver() -> None:
+        async with httpx.AsyncClient() as client:
+            await delivery.deliver_due(store, client, now + timedelta(minutes=2))
+
+    asyncio.run(deliver())
+    assert delivery.backlog(store, now + timedelta(minutes=2)) == (0, 0)
