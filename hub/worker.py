@@ -185,7 +185,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
     if delivers:
         @app.timer(1.0)
         async def _deliver_shares() -> None:
-            await sharing_runtime.tick(store)
+            await sharing_runtime.tick(store, worker_id)
 
     if settings.probe_port:
         def probe(path: str) -> tuple[int, dict[str, Any]] | None:

@@ -27,7 +27,6 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
 
 import httpx
 import sqlalchemy as sa
@@ -37,8 +36,9 @@ from hub.logging import get_logger
 from hub.probes import serve_probes
 from hub.sharing import audit_trail
 from hub.sharing.delivery import DeliveryStats, deliver_due, escalate_unacknowledged
+from hub.sharing.lease import CHORES, Lease
 from hub.sharing.readiness import sweep
-from hub.store import Store, stream_cursors, utcnow
+from hub.store import Store, utcnow
 
 log = get_logger(__name__)
 #: seconds between looks for due deliveries when the last pass found nothing
@@ -53,8 +53,6 @@ AUDIT_BATCH = 2000
 STUCK = 120.0
 #: the longest pause after repeated failures
 MAX_PAUSE = 30.0
-CHORES = "sharing-chores"
-S = stream_cursors.c
 #: errors worth a warning and a retry; anything else is logged as an error and retried too
 EXPECTED = (HubError, sa.exc.SQLAlchemyError, OSError, httpx.HTTPError)
 
@@ -74,44 +72,6 @@ def _reason(exc: BaseException) -> str:
 def claimed(stats: DeliveryStats) -> int:
     """How many deliveries one pass took up (whatever became of them)."""
     return stats.delivered + stats.to_inbox + stats.retried + stats.failed + stats.cancelled
-
-
-class Lease:
-    """A named lease in ``stream_cursors`` (owner, lease_until): one holder at a time, taken over when it lapses."""
-
-    def __init__(self, store: Store, name: str, owner: str, ttl: timedelta = timedelta(seconds=15)) -> None:
-        self.store = store
-        self.name = name
-        self.owner = owner
-        self.ttl = ttl
-        self.held = False
-
-    def hold(self, now: datetime | None = None) -> bool:
-        """Take or renew the lease if it is free, lapsed or ours."""
-        now = now or utcnow()
-        with self.store.engine.begin() as conn:
-            n = conn.execute(stream_cursors.update().where(
-                S.name == self.name, sa.or_(S.owner == self.owner, S.owner.is_(None), S.lease_until < now))
-                .values(owner=self.owner, lease_until=now + self.ttl, updated_at=now)).rowcount
-            exists = n == 1 or conn.execute(sa.select(S.name).where(S.name == self.name)).first() is not None
-        if not exists:
-            try:
-                with self.store.engine.begin() as conn:
-                    conn.execute(stream_cursors.insert().values(name=self.name, position=0, owner=self.owner,
-                                                                lease_until=now + self.ttl, updated_at=now))
-                n = 1
-            except sa.exc.IntegrityError:
-                n = 0  # another process created it first
-        self.held = n == 1
-        return self.held
-
-    def release(self) -> None:
-        if not self.held:
-            return
-        with self.store.engine.begin() as conn:
-            conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
-                owner=None, lease_until=None))
-        self.held = False
 
 
 class Deliverer:

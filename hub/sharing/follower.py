@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.errors import HubError
+from hub.sharing.lease import Lease
 from hub.sharing.processor import Change, SharingResult, process_changes
 from hub.store import Store, stream_cursors, timeline_changes, timeline_entries, utcnow
 
@@ -71,6 +72,7 @@ class Follower:
         self.batch = batch
         self._position = 0
         self._held_until: datetime | None = None
+        self._lease = Lease(store, name, owner, lease)
 
     def step(self, now: datetime | None = None) -> Pass:
         """Claim or renew the lease when due, then decide for the next run of changes."""
@@ -108,31 +110,13 @@ class Follower:
         return True
 
     def _claim(self, now: datetime) -> int | None:
-        """Take or renew the lease if it is free, expired or ours; the cursor's position, or None."""
-        with self.store.engine.begin() as conn:
-            row = conn.execute(stream_cursors.update().where(
-                S.name == self.name,
-                sa.or_(S.owner == self.owner, S.owner.is_(None), S.lease_until < now)).values(
-                owner=self.owner, lease_until=now + self.lease, updated_at=now).returning(S.position)).first()
-            if row is not None:
-                return int(row.position)
-            if conn.execute(sa.select(S.name).where(S.name == self.name)).first() is not None:
-                return None  # held by another process
-        try:
-            with self.store.engine.begin() as conn:
-                conn.execute(stream_cursors.insert().values(name=self.name, position=0, owner=self.owner,
-                                                            lease_until=now + self.lease, updated_at=now))
-        except sa.exc.IntegrityError:
-            return None  # another process created it first and holds it
-        return 0
+        return self._lease.claim(now)
 
     def release(self) -> None:
         """Give the lease up (on a clean stop) so another process can take over at once."""
         if self._held_until is None:
             return
-        with self.store.engine.begin() as conn:
-            conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
-                owner=None, lease_until=None))
+        self._lease.release()
         self._held_until = None
 
 

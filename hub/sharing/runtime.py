@@ -5,7 +5,7 @@ feed (:mod:`hub.sharing.follower`, in a thread), woken at once when this worker 
 (``wake``) and otherwise every ``POLL`` seconds (a change another worker projected). Where the
 worker delivers (``HUB_DELIVERY_MODE`` ``worker``, or ``auto`` for a bare ``hub worker``) it then
 writes the decisions' audit trail and starts a delivery pass as soon as a pass queued something,
-and ``tick(store)`` (a 1-second faust timer) delivers whatever is due — retries, inbox rechecks —
+and ``tick(store, owner)`` (a 1-second faust timer) delivers whatever is due — retries, inbox rechecks —
 escalates unacknowledged deliveries and, every ``HUB_SHARING_READINESS_INTERVAL`` seconds (default
 300), sweeps readiness alerts and report requests. Where it does not (``process``), the worker only
 decides and ``hub deliver`` (:mod:`hub.sharing.deliverer`) does all of that in a process of its own.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 
 import httpx
@@ -26,6 +27,7 @@ from hub.logging import get_logger
 from hub.sharing import audit_trail
 from hub.sharing.delivery import deliver_due
 from hub.sharing.follower import LEASE, Follower
+from hub.sharing.lease import CHORES, Lease
 from hub.sharing.readiness import sweep
 from hub.store import Store
 
@@ -48,6 +50,7 @@ class _Runtime:
 
 
 _RT = _Runtime()
+_CHORES_LOCK = threading.Lock()
 
 
 async def _deliver_loop(store: Store, escalate: bool) -> None:
@@ -86,7 +89,7 @@ async def follow(store: Store, owner: str, wake: asyncio.Event, *, deliver: bool
                 step = await asyncio.to_thread(follower.step)
                 result = step.result
                 if deliver and (result.decisions or result.cancelled or result.notices):
-                    await asyncio.to_thread(audit_trail.record_new, store)
+                    await asyncio.to_thread(audit_under_lease, store, owner)
             except (HubError, SQLAlchemyError) as exc:
                 log.warning("sharing.follow_failed", error=type(exc).__name__, reason=str(exc)[:200])
                 await asyncio.sleep(pause)
@@ -111,10 +114,22 @@ async def follow(store: Store, owner: str, wake: asyncio.Event, *, deliver: bool
             await asyncio.to_thread(follower.release)
 
 
-async def tick(store: Store) -> None:
+def audit_under_lease(store: Store, owner: str) -> int:
+    """Copy new decisions into the audit log if ``owner`` holds the chores lease; how many were written.
+
+    One writer at a time, however many delivering workers run (and, in one worker, its follower and
+    its timer): two copying the same decisions at once would record them twice.
+    """
+    with _CHORES_LOCK:
+        if not Lease(store, CHORES, owner).hold():
+            return 0
+        return audit_trail.record_new(store)
+
+
+async def tick(store: Store, owner: str) -> None:
     kick(store, escalate=True)
     try:
-        await asyncio.to_thread(audit_trail.record_new, store)  # decisions made outside the follower
+        await asyncio.to_thread(audit_under_lease, store, owner)  # decisions made outside the follower
         interval = float(os.environ.get("HUB_SHARING_READINESS_INTERVAL", "300"))
         if time.monotonic() - _RT.last_sweep >= interval:
             _RT.last_sweep = time.monotonic()

@@ -302,3 +302,23 @@ def test_queued_shares_nobody_takes_up_show_as_overdue(store: Store, hook: Webho
 
     asyncio.run(deliver())
     assert delivery.backlog(store, now + timedelta(minutes=2)) == (0, 0)
+
+
+def test_delivering_workers_write_the_audit_trail_one_at_a_time(store: Store) -> None:
+    """In worker mode every worker's follower and timer would copy the same decisions into the audit
+    log: only the holder of the chores lease does, so each decision is recorded once."""
+    from hub.sharing.lease import Lease
+
+    now = datetime.now(UTC)
+    j = report_not_sent_journey(now, seed=4712, child_id="child-audit-once", household_id="hh-audit-once")
+    Feeder(store, now).feed(j.before_consent + j.consent, now)
+    made = decisions(store)
+    assert made > 0 and audited_decisions(store) == 0
+    w1 = Lease(store, CHORES, "worker-1")
+    assert w1.hold()
+    assert runtime.audit_under_lease(store, "worker-2") == 0 and audited_decisions(store) == 0
+    assert runtime.audit_under_lease(store, "worker-1") >= made
+    assert runtime.audit_under_lease(store, "worker-1") == 0  # nothing new: nothing twice
+    w1.release()  # a clean stop: the other takes over at once
+    assert runtime.audit_under_lease(store, "worker-2") == 0
+    assert audited_decisions(store) == made
