@@ -35,13 +35,23 @@
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
+
+Sharing (:class:`SharingSettings`, read when used, so a change applies from the next delivery pass):
+
+| variable | default | meaning |
+|---|---|---|
+| HUB_WEBHOOKS_FILE | (none) | JSON agency id → webhook url and shared secret (re-read when it changes). |
+| HUB_SHARING_MAX_ATTEMPTS | 8 | Webhook attempts before a delivery fails (dead letter) and the coordinator is told. |
+| HUB_SHARING_RETRY_BASE | 2 | Seconds before the first retry; doubles each attempt (jittered), capped at an hour. |
+| HUB_SHARING_ACK_HOURS | 72 | Hours a delivered share may wait for an acknowledgement before the coordinator is told. |
+| HUB_SHARING_READINESS_INTERVAL | 300 | Seconds between readiness sweeps (coordinator alerts before appointments). |
 """
 
 from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -179,6 +189,31 @@ class Settings(BaseSettings):
                 keyfile=self.kafka_ssl_keyfile or None,
             )
         return opts
+
+
+class SharingSettings(BaseSettings):
+    """The sharing knobs (table above): validated, read from the environment each time they are used."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_SHARING_", env_file=".env", extra="ignore")
+
+    webhooks_file: Annotated[Path | None, Field(validation_alias="HUB_WEBHOOKS_FILE")] = None
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    retry_base: Annotated[float, Field(ge=0)] = 2.0
+    ack_hours: Annotated[float, Field(ge=0)] = 72.0
+    readiness_interval: Annotated[float, Field(ge=0)] = 300.0
+
+
+def sharing_settings() -> SharingSettings:
+    """The sharing settings now; a bad value is a ConfigError naming the variable."""
+    from pydantic import ValidationError
+
+    from hub.errors import ConfigError
+
+    try:
+        return SharingSettings()
+    except ValidationError as exc:
+        bad = "; ".join(f"HUB_SHARING_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(bad.replace("HUB_SHARING_HUB_WEBHOOKS_FILE", "HUB_WEBHOOKS_FILE")) from None
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from hub.errors import HubError
 from hub.logging import get_logger
 from hub.probes import serve_probes
+from hub.settings import sharing_settings
 from hub.sharing import audit_trail
 from hub.sharing.delivery import DeliveryStats, deliver_due, escalate_unacknowledged
 from hub.sharing.lease import CHORES, Lease
@@ -58,10 +59,7 @@ EXPECTED = (HubError, sa.exc.SQLAlchemyError, OSError, httpx.HTTPError)
 
 
 def readiness_interval() -> float:
-    try:
-        return float(os.environ.get("HUB_SHARING_READINESS_INTERVAL", "300"))
-    except ValueError:
-        return 300.0
+    return sharing_settings().readiness_interval
 
 
 def _reason(exc: BaseException) -> str:

@@ -44,7 +44,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -57,6 +56,7 @@ import sqlalchemy as sa
 
 from hub.errors import NotFoundError, ValidationError
 from hub.logging import get_logger
+from hub.settings import sharing_settings
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.tables import agency_webhooks, consent_directives, deliveries, latest_share, share_decisions
 from hub.store import Store, as_utc, utcnow
@@ -65,25 +65,17 @@ log = get_logger(__name__)
 DL = deliveries.c
 SD = share_decisions.c
 CD = consent_directives.c
-WEBHOOKS_ENV = "HUB_WEBHOOKS_FILE"
 LEASE = timedelta(seconds=60)
 INBOX_RECHECK = timedelta(minutes=5)
 FAMILY_KINDS = ("family", "young_person")
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 def max_attempts() -> int:
-    return int(_env_float("HUB_SHARING_MAX_ATTEMPTS", 8))
+    return sharing_settings().max_attempts
 
 
 def ack_hours() -> float:
-    return _env_float("HUB_SHARING_ACK_HOURS", 72)
+    return sharing_settings().ack_hours
 
 
 @dataclass(frozen=True)
@@ -120,9 +112,9 @@ def load_webhooks(store: Store) -> dict[str, Webhook]:
     with store.engine.connect() as conn:
         hooks = {r.agency_id: Webhook(r.url, r.secret) for r in conn.execute(
             sa.select(agency_webhooks).where(w.active.is_(True)))}
-    path = os.environ.get(WEBHOOKS_ENV)
+    path = sharing_settings().webhooks_file
     if path:
-        hooks.update(_from_file(path))
+        hooks.update(_from_file(str(path)))
     return hooks
 
 
@@ -147,7 +139,7 @@ def verify(secret: str, body: bytes, header: str) -> bool:
 
 def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
     """Exponential backoff with jitter: uniform(step / 2, step), step = min(1 h, base * 2^(attempts-1))."""
-    base = _env_float("HUB_SHARING_RETRY_BASE", 2.0)
+    base = sharing_settings().retry_base
     ceiling = min(3600.0, base * 2 ** max(0, attempts - 1))
     return timedelta(seconds=(rng or random).uniform(ceiling / 2, ceiling))
 

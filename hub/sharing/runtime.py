@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 
@@ -24,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.errors import HubError
 from hub.logging import get_logger
+from hub.settings import sharing_settings
 from hub.sharing import audit_trail
 from hub.sharing.delivery import deliver_due
 from hub.sharing.follower import LEASE, Follower
@@ -130,7 +130,7 @@ async def tick(store: Store, owner: str) -> None:
     kick(store, escalate=True)
     try:
         await asyncio.to_thread(audit_under_lease, store, owner)  # decisions made outside the follower
-        interval = float(os.environ.get("HUB_SHARING_READINESS_INTERVAL", "300"))
+        interval = sharing_settings().readiness_interval
         if time.monotonic() - _RT.last_sweep >= interval:
             _RT.last_sweep = time.monotonic()
             await asyncio.to_thread(sweep, store)
