@@ -3,11 +3,14 @@ and the sharing step following the change feed, exactly as the worker runs them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Sector
 from consent.fhir import directive_to_fhir_dict
@@ -17,6 +20,7 @@ from hub.ingest import IngestService
 from hub.pseudonym import Pseudonymiser
 from hub.schemas import SchemaCatalogue
 from hub.serde import make_serde
+from hub.sharing.delivery import DeliveryStats, deliver_due
 from hub.sharing.follower import Follower
 from hub.sharing.processor import SharingResult
 from hub.store import Store
@@ -83,6 +87,14 @@ def withdraw_event(directive_id: str, subject: SubjectRef, at: datetime) -> Inbo
     return InboundEvent(record_type="ConsentWithdrawn", sector="family", source_system="hub-consent",
                         source_id=f"{directive_id}-withdrawn", occurred_at=at, subject=subject,
                         body={"directive_id": directive_id, "withdrawn_by": "family"})
+
+
+def deliver(store: Store, at: datetime) -> DeliveryStats:
+    """One delivery pass at ``at``, as a deliverer runs it."""
+    async def run() -> DeliveryStats:
+        async with httpx.AsyncClient() as client:
+            return await deliver_due(store, client, at)
+    return asyncio.run(run())
 
 
 class Webhook:

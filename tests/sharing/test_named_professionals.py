@@ -8,12 +8,10 @@ Cardiff and Vale crosses an organisational boundary, so it waits for the family'
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -23,7 +21,7 @@ from hub.sharing import delivery, readiness
 from hub.sharing.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_journey
 from hub.sharing.tables import deliveries, share_decisions
 from hub.store import Store
-from tests.sharing.sharing_support import Feeder, Webhook, consent_event, withdraw_event
+from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, withdraw_event
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PAEDS = ABUHB_PAEDS["service_name"]
@@ -70,13 +68,6 @@ def appointment_item(store: Store, household: str, professional_id: str) -> dict
     (appt,) = [a for a in view["children"][0]["appointments"] if a["professional_id"] == professional_id]
     (item,) = [i for i in appt["reports"] if i["record_type"] == "ReportIssued"]
     return dict(item)
-
-
-def deliver(store: Store, at: datetime) -> delivery.DeliveryStats:
-    async def run() -> delivery.DeliveryStats:
-        async with httpx.AsyncClient() as client:
-            return await delivery.deliver_due(store, client, at)
-    return asyncio.run(run())
 
 
 def test_never_to_this_named_professional_then_a_refusal_after_delivery(store: Store) -> None:

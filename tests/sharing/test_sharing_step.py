@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
@@ -21,7 +19,7 @@ from hub.sharing.cli import decision_record, explain_stored
 from hub.sharing.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.sharing.tables import deliveries, share_decisions
 from hub.store import Store
-from tests.sharing.sharing_support import Feeder, Webhook, consent_event, permit_directive, withdraw_event
+from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, permit_directive, withdraw_event
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PHYSIO = {"agency_id": "7A6", "agency_name": None, "sector": "health", "service_code": "PHYS",
@@ -43,6 +41,13 @@ def share_of(store: Store, source_record: str, recipient_service: str, kind: str
              and json.loads(d["payload"])["information"].get("report_id", "") == source_record]
     assert len(found) == 1, found
     return found[0]
+
+
+def link_event(nhs: SubjectRef, n: str, at: datetime) -> InboundEvent:
+    """Enrolment links the NHS number to child ``c-<n>`` of household ``hh-<n>``."""
+    body = {"action": "link", "child_id": f"c-{n}", "household_id": f"hh-{n}", "identifier_system": "nhs-number"}
+    return InboundEvent(record_type="IdentityLinked", sector="hub", source_system="enrol", source_id=f"l-{n}",
+                        occurred_at=at, subject=nhs, body=body)
 
 
 @pytest.fixture
@@ -75,11 +80,7 @@ def test_olivia_paediatrician_sees_same_agency_reports_and_the_ehc_plan_waits_fo
     assert appt["alert_due"] and not appt["ready"]
 
     # deliver (no webhooks configured: agencies read their inbox; the family view gets its copies)
-    async def run() -> delivery.DeliveryStats:
-        async with httpx.AsyncClient() as client:
-            return await delivery.deliver_due(store, client, NOW + timedelta(seconds=1))
-
-    stats = asyncio.run(run())
+    stats = deliver(store, NOW + timedelta(seconds=1))
     assert stats.delivered > 0 and stats.to_inbox > 0
     copies = delivery.family_copies(store, "household-lewis")
     titles = {c["content"]["information"].get("title") for c in copies}
@@ -133,11 +134,7 @@ def test_withheld_report_is_shared_exactly_once_after_consent_then_withdrawal_no
     try:
         delivery.set_webhook(store, "7A6", hook.url, "s3cret-shared")
 
-        async def run(at: datetime) -> delivery.DeliveryStats:
-            async with httpx.AsyncClient() as client:
-                return await delivery.deliver_due(store, client, at)
-
-        asyncio.run(run(later + timedelta(seconds=1)))
+        deliver(store, later + timedelta(seconds=1))
         (req,) = [q for q in hook.requests if json.loads(q["body"])["kind"] == "share"
                   and json.loads(q["body"])["information"].get("report_id") == f"slt-{j.child_id}"]
         assert delivery.verify("s3cret-shared", req["body"], req["headers"]["X-Hub-Signature-256"])
@@ -153,7 +150,7 @@ def test_withheld_report_is_shared_exactly_once_after_consent_then_withdrawal_no
         assert w.notices == 2  # the report and the assessment
         notice = share_of(store, f"slt-{j.child_id}", ABUHB_PAEDS["service_name"], kind="withdrawal_notice")
         assert notice["state"] == "queued"
-        asyncio.run(run(gone + timedelta(seconds=1)))
+        deliver(store, gone + timedelta(seconds=1))
         kinds = [json.loads(q["body"])["kind"] for q in hook.requests]
         assert kinds.count("withdrawal_notice") == 2 and kinds.count("share") == 2
     finally:
@@ -183,10 +180,7 @@ def test_records_before_the_link_are_decided_when_the_link_arrives(store: Store)
                           source_id="a-303", occurred_at=NOW - timedelta(days=2), subject=nhs,
                           body={"service": PHYSIO, "start": NOW + timedelta(days=3)})
     assert feeder.feed([report, booked], NOW).decisions == 0  # parked: not linked yet
-    link = InboundEvent(record_type="IdentityLinked", sector="hub", source_system="enrol", source_id="l-303",
-                        occurred_at=NOW, subject=nhs,
-                        body={"action": "link", "child_id": "c-303", "household_id": "hh-303",
-                              "identifier_system": "nhs-number"})
+    link = link_event(nhs, "303", NOW)
     r = feeder.feed([link], NOW)
     assert r.decisions == 3  # physiotherapy (another board: withheld), parents (copy), young person (under 16)
     physio = share_of(store, "r-303", PHYSIO["service_name"])
@@ -198,10 +192,7 @@ def test_records_before_the_link_are_decided_when_the_link_arrives(store: Store)
 def test_a_new_version_supersedes_the_queued_share_and_a_disclosure_hold_waits(store: Store) -> None:
     feeder = Feeder(store, NOW)
     nhs = SubjectRef("nhs-number", nhs_number(304))
-    link = InboundEvent(record_type="IdentityLinked", sector="hub", source_system="enrol", source_id="l-304",
-                        occurred_at=NOW - timedelta(days=9), subject=nhs,
-                        body={"action": "link", "child_id": "c-304", "household_id": "hh-304",
-                              "identifier_system": "nhs-number"})
+    link = link_event(nhs, "304", NOW - timedelta(days=9))
     booked = InboundEvent(record_type="AppointmentBooked", sector="health", source_system="abuhb",
                           source_id="a-304", occurred_at=NOW - timedelta(days=8), subject=nhs,
                           body={"service": PHYSIO, "start": NOW + timedelta(days=3)})
@@ -235,18 +226,14 @@ def test_failed_webhook_backs_off_then_dead_letters_and_unacknowledged_delivery_
     try:
         delivery.set_webhook(store, "7A6", hook.url, "k")
 
-        async def run(at: datetime) -> delivery.DeliveryStats:
-            async with httpx.AsyncClient() as client:
-                return await delivery.deliver_due(store, client, at)
-
         t = NOW + timedelta(seconds=1)
-        assert asyncio.run(run(t)).retried == 2  # the report and the assessment (family copies need no hook)
+        assert deliver(store, t).retried == 2  # the report and the assessment (family copies need no hook)
         share = share_of(store, "slt-child-f", ABUHB_PAEDS["service_name"])
         wait = share["next_attempt_at"].replace(tzinfo=UTC) - t
         assert timedelta(seconds=1) <= wait <= timedelta(seconds=2)  # base 2 s, jittered
-        assert asyncio.run(run(t)).retried == 0  # not due yet
-        asyncio.run(run(t + timedelta(seconds=3)))
-        st = asyncio.run(run(t + timedelta(seconds=10)))
+        assert deliver(store, t).retried == 0  # not due yet
+        deliver(store, t + timedelta(seconds=3))
+        st = deliver(store, t + timedelta(seconds=10))
         assert st.failed == 2
         share = share_of(store, "slt-child-f", ABUHB_PAEDS["service_name"])
         assert share["state"] == "failed" and share["attempts"] == 3 and "HTTP 503" in share["last_error"]
@@ -257,7 +244,7 @@ def test_failed_webhook_backs_off_then_dead_letters_and_unacknowledged_delivery_
         hook.status = 200  # another child's share delivers; then nobody acknowledges it
         j2 = report_not_sent_journey(NOW, seed=3160, child_id="child-g", household_id="hh-g")
         feeder.feed(j2.before_consent + j2.consent, NOW)
-        asyncio.run(run(NOW + timedelta(seconds=30)))
+        deliver(store, NOW + timedelta(seconds=30))
         assert share_of(store, "slt-child-g", ABUHB_PAEDS["service_name"])["state"] == "delivered"
         assert delivery.escalate_unacknowledged(store, NOW + timedelta(hours=71)) == 0
         assert delivery.escalate_unacknowledged(store, NOW + timedelta(hours=73)) == 2
@@ -275,10 +262,7 @@ def test_overdue_report_raises_a_report_request(store: Store) -> None:
     feeder = Feeder(store, NOW)
     nhs = SubjectRef("nhs-number", nhs_number(307))
     evs = [
-        InboundEvent(record_type="IdentityLinked", sector="hub", source_system="enrol", source_id="l-307",
-                     occurred_at=NOW - timedelta(days=60), subject=nhs,
-                     body={"action": "link", "child_id": "c-307", "household_id": "hh-307",
-                           "identifier_system": "nhs-number"}),
+        link_event(nhs, "307", NOW - timedelta(days=60)),
         InboundEvent(record_type="AssessmentCompleted", sector="health", source_system="abuhb", source_id="as-307",
                      occurred_at=NOW - timedelta(days=40), subject=nhs,
                      body={"service": PHYSIO, "assessment_kind": "Motor assessment"}),
@@ -350,18 +334,14 @@ def test_consent_withdrawn_then_given_again_shares_again_once(store: Store) -> N
     try:
         delivery.set_webhook(store, "7A6", hook.url, "k")
 
-        async def run(at: datetime) -> delivery.DeliveryStats:
-            async with httpx.AsyncClient() as client:
-                return await delivery.deliver_due(store, client, at)
-
         def sent() -> list[tuple[str, str]]:
             return [(b["kind"], b["delivery_id"]) for b in (json.loads(q["body"]) for q in hook.requests)
                     if b["information"].get("report_id") == "slt-child-again"]
 
-        asyncio.run(run(NOW + timedelta(seconds=1)))
+        deliver(store, NOW + timedelta(seconds=1))
         t1 = NOW + timedelta(hours=1)
         feeder.feed([withdraw_event(j.directive_id, j.subject, t1)], t1)
-        asyncio.run(run(t1 + timedelta(seconds=1)))
+        deliver(store, t1 + timedelta(seconds=1))
         assert [k for k, _ in sent()] == ["share", "withdrawal_notice"]
 
         t2 = t1 + timedelta(hours=1)
@@ -369,7 +349,7 @@ def test_consent_withdrawn_then_given_again_shares_again_once(store: Store) -> N
         r = feeder.feed([consent_event(again, j.subject)], t2)
         assert r.queued == 2  # the report and the assessment, shared again
         assert feeder.feed([consent_event(again, j.subject)], t2).queued == 0
-        asyncio.run(run(t2 + timedelta(seconds=1)))
+        deliver(store, t2 + timedelta(seconds=1))
         kinds = [k for k, _ in sent()]
         assert kinds == ["share", "withdrawal_notice", "share"]
         assert len({d for _, d in sent()}) == 3  # each a delivery of its own (its own Idempotency-Key)
@@ -379,7 +359,7 @@ def test_consent_withdrawn_then_given_again_shares_again_once(store: Store) -> N
 
         t3 = t2 + timedelta(hours=1)  # and withdrawn once more: a second notice
         feeder.feed([withdraw_event(again.id, j.subject, t3)], t3)
-        asyncio.run(run(t3 + timedelta(seconds=1)))
+        deliver(store, t3 + timedelta(seconds=1))
         assert [k for k, _ in sent()] == ["share", "withdrawal_notice", "share", "withdrawal_notice"]
     finally:
         hook.close()
@@ -390,10 +370,7 @@ def test_a_report_from_a_new_service_brings_it_the_earlier_reports_too(store: St
     member, who is then owed the child's earlier records as well."""
     feeder = Feeder(store, NOW)
     nhs = SubjectRef("nhs-number", nhs_number(307))
-    link = InboundEvent(record_type="IdentityLinked", sector="hub", source_system="enrol", source_id="l-307",
-                        occurred_at=NOW - timedelta(days=9), subject=nhs,
-                        body={"action": "link", "child_id": "c-307", "household_id": "hh-307",
-                              "identifier_system": "nhs-number"})
+    link = link_event(nhs, "307", NOW - timedelta(days=9))
 
     def report(sid: str, service: dict[str, Any], days: int) -> InboundEvent:
         return InboundEvent(record_type="ReportIssued", sector="health", source_system="abuhb", source_id=sid,
