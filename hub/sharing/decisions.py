@@ -38,7 +38,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from consent import Basis, Child, ConsentEngine, Decision, Directive, DirectiveSet, Outcome
-from hub.sharing.model import Shareable, Target, information_summary, stable_id, targets_for
+from hub.sharing.model import Shareable, Target, delivery_row_id, information_summary, stable_id, targets_for
 from hub.sharing.tables import deliveries, share_decisions
 from hub.team import team_around
 
@@ -140,9 +140,7 @@ def why(d: Decision) -> str:
 
 
 def delivery_id(s: Shareable, target: Target, kind: str, round_: int) -> str:
-    if round_ == 0:
-        return stable_id("delivery", s.event_id, s.version, target.key, kind)
-    return stable_id("delivery", s.event_id, s.version, target.key, kind, round_)
+    return delivery_row_id(s.event_id, s.version, target.key, kind, round_)
 
 
 def new_delivery(s: Shareable, target: Target, d: Decision, decision_id: str, kind: str, child_id: str,

@@ -34,7 +34,9 @@ Family copies (parents, young person) are delivered into the family's own view
 (``GET /v1/households/{id}/family-copies``). A professional delivery not acknowledged within
 ``HUB_SHARING_ACK_HOURS`` hours (default 72) raises an ``ack_overdue`` alert to the coordinator.
 Before any share is sent, the directives it rests on are checked again: one withdrawn since the
-decision cancels it.
+decision cancels it. A share the sharing step withdraws while its POST is in flight has gone all
+the same: it is recorded as delivered and a withdrawal notice follows it (to the service, or to
+each named professional the copy did not yet exclude).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ from hub.errors import NotFoundError, ValidationError
 from hub.logging import get_logger
 from hub.settings import sharing_settings
 from hub.sharing.alerts import coordinator_of, raise_alert
+from hub.sharing.decisions import PROFESSIONAL_NOTICE, SERVICE_NOTICE
+from hub.sharing.model import delivery_row_id
 from hub.sharing.tables import agency_webhooks, consent_directives, deliveries, latest_share, share_decisions
 from hub.store import Store, as_utc, utcnow
 
@@ -189,7 +193,59 @@ def _withdrawn(store: Store, rows: list[dict[str, Any]]) -> set[str]:
     return {d for d, ids in wanted.items() if gone & set(ids)}
 
 
-def _finish(store: Store, outcomes: list[tuple[str, str, dict[str, Any]]], now: datetime) -> None:
+def _notice_after(conn: sa.Connection, row: Any, sent: dict[str, Any], recipient_key: str,
+                  professional_id: str | None, now: datetime) -> None:
+    """Queue a withdrawal notice (next round) for a copy that went out while it was being withdrawn."""
+    top = conn.execute(sa.select(sa.func.max(DL.round)).where(
+        DL.information_id == row.information_id, DL.information_version == row.information_version,
+        DL.recipient_key == recipient_key)).scalar()
+    round_ = (top if top is not None else -1) + 1
+    did = delivery_row_id(row.information_id, row.information_version, recipient_key, "withdrawal_notice", round_)
+    body = {**sent, "delivery_id": did, "kind": "withdrawal_notice",
+            "notice": PROFESSIONAL_NOTICE if professional_id else SERVICE_NOTICE}
+    body.pop("not_for_professionals", None)
+    if professional_id:
+        body["recipient"] = {**body["recipient"], "professional_id": professional_id}
+    conn.execute(deliveries.insert().values(
+        delivery_id=did, kind="withdrawal_notice", decision_id=row.decision_id, information_id=row.information_id,
+        information_version=row.information_version, recipient_key=recipient_key,
+        recipient_kind=row.recipient_kind, agency_id=row.agency_id, service=row.service, child_id=row.child_id,
+        household_id=row.household_id, state="queued", payload=json.dumps(body, separators=(",", ":"),
+                                                                          sort_keys=True),
+        attempts=0, next_attempt_at=now, created_at=now, queued_at=now, round=round_))
+
+
+def _raced(conn: sa.Connection, sent: dict[str, dict[str, Any]], values: dict[str, dict[str, Any]],
+           now: datetime) -> int:
+    """Shares delivered while the sharing step withdrew them: record the truth, and follow with notices.
+
+    A share is claimed, then sent; if consent is withdrawn in between, the sharing step cancels the
+    row (or, for a named professional refused, lists them in a new payload) but the copy is already
+    on its way. The row is marked delivered (it was), and a withdrawal notice follows: to the
+    service when the share was cancelled, to each professional the sent copy did not exclude.
+    """
+    followed = 0
+    rows = conn.execute(sa.select(deliveries).where(DL.delivery_id.in_(list(sent)))).all()
+    for row in rows:
+        body = sent[row.delivery_id]
+        if row.state == "cancelled":
+            conn.execute(deliveries.update().where(DL.delivery_id == row.delivery_id, DL.state == "cancelled")
+                         .values(values[row.delivery_id] | {"closed_at": None, "why": None}))
+            _notice_after(conn, row, body, row.recipient_key, None, now)
+            followed += 1
+        elif row.state == "delivered" and row.payload != json.dumps(body, separators=(",", ":"), sort_keys=True):
+            now_not_for = set(json.loads(row.payload).get("not_for_professionals", ()))
+            for pid in sorted(now_not_for - set(body.get("not_for_professionals", ()))):
+                key = f"professional:{row.agency_id}:{row.service}:{pid}"
+                _notice_after(conn, row, body, key, pid, now)
+                followed += 1
+    if followed:
+        log.warning("sharing.withdrawn_in_flight", notices=followed)
+    return followed
+
+
+def _finish(store: Store, outcomes: list[tuple[str, str, dict[str, Any]]], now: datetime,
+            sent: dict[str, dict[str, Any]] | None = None) -> None:
     by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for delivery_id, _what, values in outcomes:  # one executemany per shape of update
         by_shape.setdefault(tuple(sorted(values)), []).append({"_id": delivery_id, **values})
@@ -198,6 +254,10 @@ def _finish(store: Store, outcomes: list[tuple[str, str, dict[str, Any]]], now: 
             stmt = deliveries.update().where(DL.delivery_id == sa.bindparam("_id"), DL.state == "queued").values(
                 {k: sa.bindparam(k) for k in shape})
             conn.execute(stmt, params)
+        delivered = {d: v for d, what, v in outcomes if what == "delivered"}
+        shares = {d: b for d, b in (sent or {}).items() if d in delivered and b.get("kind") == "share"}
+        if shares:
+            _raced(conn, shares, delivered, now)
         for delivery_id, what, _values in outcomes:
             if what == "failed":
                 row = conn.execute(sa.select(deliveries).where(DL.delivery_id == delivery_id)).one()
@@ -275,7 +335,8 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
                 stats.retried += 1
 
         await asyncio.gather(*(one(r) for r in rows))
-        await asyncio.to_thread(_finish, store, outcomes, now)
+        sent = {r["delivery_id"]: json.loads(r["payload"]) for r in rows}  # as claimed: what went out
+        await asyncio.to_thread(_finish, store, outcomes, now, sent)
         if stats.delivered or stats.failed:
             log.info("sharing.delivered", delivered=stats.delivered, inbox=stats.to_inbox, retried=stats.retried,
                      failed=stats.failed, cancelled=stats.cancelled)

@@ -91,6 +91,13 @@ class Shareable:
         return self.info.id
 
 
+def delivery_row_id(information_id: str, version: int, recipient_key: str, kind: str, round_: int) -> str:
+    """The stable id of a delivery row (round 0 keeps the id deliveries had before rounds existed)."""
+    if round_ == 0:
+        return stable_id("delivery", information_id, version, recipient_key, kind)
+    return stable_id("delivery", information_id, version, recipient_key, kind, round_)
+
+
 def service_key(agency_id: str, service_name: str) -> str:
     return f"service:{agency_id}:{service_name}"
 

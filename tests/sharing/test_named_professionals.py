@@ -9,6 +9,7 @@ Cardiff and Vale crosses an organisational boundary, so it waits for the family'
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,7 @@ from hub.sharing.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_jour
 from hub.sharing.tables import deliveries, share_decisions
 from hub.store import Store
 from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, withdraw_event
+from tests.support import wait_until
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PAEDS = ABUHB_PAEDS["service_name"]
@@ -191,3 +193,36 @@ def test_a_role_can_be_refused(store: Store) -> None:
     assert json.loads(service_share["payload"])["not_for_professionals"] == [BOWEN["id"]]
     assert appointment_item(store, j.household_id, BOWEN["id"])["status"] == "withheld"
     assert appointment_item(store, j.household_id, AHMED["id"])["status"] == "on_its_way"
+
+
+def test_a_professional_refused_while_the_service_copy_is_being_sent_gets_a_notice(store: Store) -> None:
+    """The copy went out without Dr Bowen on its "not for" list: a notice naming him follows it."""
+    feeder = Feeder(store, NOW)
+    j, before = journey(404)
+    d1 = directive("consent-404-health", j.child_id, NOW, DirectiveDecision.PERMIT, HEALTH_CARE)
+    feeder.feed([*before, consent_event(d1, j.subject)], NOW)
+    hook = Webhook(delay=1.5)
+    try:
+        delivery.set_webhook(store, "7A6", hook.url, "s3cret-shared")
+        sending = threading.Thread(target=deliver, args=(store, NOW + timedelta(seconds=1)))
+        sending.start()
+        wait_until(lambda: any(d["state"] == "queued" and d["next_attempt_at"].replace(tzinfo=UTC) >
+                               NOW + timedelta(seconds=30) for d in slt_rows(store, f"service:7A6:{PAEDS}")),
+                   10, "the claim")
+        t2 = NOW + timedelta(seconds=2)
+        d2 = directive("consent-404-not-bowen", j.child_id, t2, DirectiveDecision.DENY,
+                       Scope(professional_ids=frozenset({BOWEN["id"]})))
+        feeder.feed([consent_event(d2, j.subject)], t2)
+        sending.join(30)
+        (service_share,) = slt_rows(store, f"service:7A6:{PAEDS}")
+        assert service_share["state"] == "delivered"
+        (notice,) = slt_rows(store, BOWEN["id"], kind="withdrawal_notice")
+        assert notice["state"] == "queued"
+        hook.delay = 0
+        deliver(store, NOW + timedelta(seconds=5))
+        slt = [json.loads(q["body"]) for q in hook.requests
+               if json.loads(q["body"])["information"].get("report_id") == f"slt-{j.child_id}"]
+        assert [(b["kind"], b["recipient"].get("professional_id"), b.get("not_for_professionals")) for b in slt] == [
+            ("share", None, None), ("withdrawal_notice", BOWEN["id"], None)]
+    finally:
+        hook.close()

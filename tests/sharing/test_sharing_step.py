@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from hub.sharing.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.sharing.tables import deliveries, share_decisions
 from hub.store import Store
 from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, permit_directive, withdraw_event
+from tests.support import wait_until
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PHYSIO = {"agency_id": "7A6", "agency_name": None, "sector": "health", "service_code": "PHYS",
@@ -385,3 +387,35 @@ def test_a_report_from_a_new_service_brings_it_the_earlier_reports_too(store: St
     assert share_of(store, "physio-1", ABUHB_PAEDS["service_name"])["state"] == "queued"
     assert r.decisions == 5  # physio gets paeds-1 and paeds-2; physio-1 to paediatrics, parents, young person
     assert feeder.feed([report("physio-1", PHYSIO, 3)], NOW).decisions == 0  # redelivered: nothing new
+
+
+def test_a_share_withdrawn_while_it_is_being_sent_is_recorded_as_sent_and_followed_by_a_notice(
+        store: Store) -> None:
+    """The family withdraws consent while the webhook POST is in flight: the copy has gone, so the
+    record says delivered (not cancelled) and a withdrawal notice follows it."""
+    feeder = Feeder(store, NOW)
+    j = report_not_sent_journey(NOW, seed=308, child_id="child-race", household_id="hh-race")
+    feeder.feed(j.before_consent + j.consent, NOW)
+    hook = Webhook(delay=1.5)  # an agency endpoint slow to answer
+    try:
+        delivery.set_webhook(store, "7A6", hook.url, "k")
+        sending = threading.Thread(target=deliver, args=(store, NOW + timedelta(seconds=1)))
+        sending.start()
+        wait_until(lambda: hook.requests or any(  # claimed: leased past the pass's time, POSTs on their way
+            d["state"] == "queued" and d["next_attempt_at"].replace(tzinfo=UTC) > NOW + timedelta(seconds=30)
+            for d in rows(store, deliveries) if d["service"] == ABUHB_PAEDS["service_name"]), 10, "the claim")
+        assert not hook.requests
+        feeder.feed([withdraw_event(j.directive_id, j.subject, NOW + timedelta(seconds=2))], NOW + timedelta(seconds=2))
+        assert share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])["state"] == "cancelled"
+        sending.join(30)
+        share = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])
+        assert share["state"] == "delivered" and share["channel"] == "webhook"
+        notice = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"], kind="withdrawal_notice")
+        assert notice["state"] == "queued" and notice["round"] == 1
+        hook.delay = 0
+        deliver(store, NOW + timedelta(seconds=5))
+        kinds = [json.loads(q["body"])["kind"] for q in hook.requests
+                 if json.loads(q["body"])["information"].get("report_id") == "slt-child-race"]
+        assert kinds == ["share", "withdrawal_notice"]
+    finally:
+        hook.close()
