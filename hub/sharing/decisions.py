@@ -40,7 +40,7 @@ from sqlalchemy.engine import Connection
 from consent import Basis, Child, ConsentEngine, Decision, Directive, DirectiveSet, Outcome
 from hub.sharing.model import Shareable, Target, delivery_row_id, information_summary, stable_id, targets_for
 from hub.sharing.tables import deliveries, share_decisions
-from hub.team import team_around
+from hub.team import TeamMember, team_around
 
 SD = share_decisions.c
 DL = deliveries.c
@@ -341,11 +341,14 @@ def service_key_of(professional_key: str) -> str:
 
 def sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
                infos: list[Shareable], state: ChildState, ds: DirectiveSet, directives: dict[str, Directive],
-               now: datetime, *, redecide: bool, trigger: str, result: SharingResult) -> tuple[
-                   list[dict[str, Any]], list[dict[str, Any]]]:
-    """Decide what the child's record needs; returns the decision and delivery rows to insert."""
+               now: datetime, *, redecide: bool, trigger: str, result: SharingResult,
+               team: list[TeamMember] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Decide what the child's record needs; returns the decision and delivery rows to insert.
+
+    ``team``: the team around the child from ``entries``, when the caller has it already.
+    """
     sync = _Sync(conn, child_id, household_id, state, ds, directives, now, redecide, trigger, result)
-    targets = targets_for(team_around(entries), entries, household_id, child_id)
+    targets = targets_for(team_around(entries) if team is None else team, entries, household_id, child_id)
     for s in infos:
         for t in targets:
             if t.agency_id == s.producer_agency_id and t.service == s.producer_service:

@@ -61,7 +61,7 @@ from hub.logging import get_logger
 from hub.settings import sharing_settings
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.decisions import PROFESSIONAL_NOTICE, SERVICE_NOTICE
-from hub.sharing.model import delivery_row_id
+from hub.sharing.model import delivery_row_id, professional_key
 from hub.sharing.tables import agency_webhooks, consent_directives, deliveries, latest_share, share_decisions
 from hub.store import Store, as_utc, utcnow
 
@@ -236,8 +236,7 @@ def _raced(conn: sa.Connection, sent: dict[str, dict[str, Any]], values: dict[st
         elif row.state == "delivered" and row.payload != json.dumps(body, separators=(",", ":"), sort_keys=True):
             now_not_for = set(json.loads(row.payload).get("not_for_professionals", ()))
             for pid in sorted(now_not_for - set(body.get("not_for_professionals", ()))):
-                key = f"professional:{row.agency_id}:{row.service}:{pid}"
-                _notice_after(conn, row, body, key, pid, now)
+                _notice_after(conn, row, body, professional_key(row.agency_id, row.service, pid), pid, now)
                 followed += 1
     if followed:
         log.warning("sharing.withdrawn_in_flight", notices=followed)

@@ -210,20 +210,19 @@ def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str]
     return out
 
 
-def _team_grew(entries: list[dict[str, Any]], new: set[str]) -> bool:
-    """Did the entries ``new`` bring the team around the child a service or a named professional?"""
-    def members(team: list[TeamMember]) -> set[tuple[str, str, str]]:
-        return {(m.agency_id, m.service, p) for m in team for p in ("", *m.professionals)}
+def _team_grew(entries: list[dict[str, Any]], team: list[TeamMember], new: set[str]) -> bool:
+    """Did the entries ``new`` bring the team around the child (``team``) a service or a named professional?"""
+    def members(members_of: list[TeamMember]) -> set[tuple[str, str, str]]:
+        return {(m.agency_id, m.service, p) for m in members_of for p in ("", *m.professionals)}
     if not any(e["record_type"] in TEAM_JOINS for e in entries if e["event_id"] in new):
         return False
-    return bool(members(team_around(entries)) - members(team_around([e for e in entries
-                                                                      if e["event_id"] not in new])))
+    return bool(members(team) - members(team_around([e for e in entries if e["event_id"] not in new])))
 
 
 def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
                 now: datetime, *, redecide: bool, trigger: str, result: SharingResult,
                 state: ChildState | None = None, sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
-                only: set[str] | None = None) -> None:
+                only: set[str] | None = None, team: list[TeamMember] | None = None) -> None:
     """Bring one child's decisions up to date.
 
     ``only`` (with a ``state`` loaded for those ids): the ids of the child's new or changed
@@ -254,7 +253,7 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
         return
     ds, directives = _directive_set(state.child or child_for_engine(child_id), state.directive_rows)
     new_decisions, new_deliveries = sync_child(conn, child_id, household_id, entries, infos, state, ds, directives,
-                                               now, redecide=redecide, trigger=trigger, result=result)
+                                               now, redecide=redecide, trigger=trigger, result=result, team=team)
     if sink is not None:  # the caller inserts every child's rows at once
         sink[0].extend(new_decisions)
         sink[1].extend(new_deliveries)
@@ -378,7 +377,8 @@ def _process(store: Store, changes: list[Change], now: datetime,
                 new.setdefault(home, set()).add(c.event_id)
             else:
                 whole.add(home)
-        partial = {h: ids for h, ids in new.items() if h not in whole and not _team_grew(entries[h], ids)}
+        teams = {h: team_around(entries[h]) for h in children}
+        partial = {h: ids for h, ids in new.items() if h not in whole and not _team_grew(entries[h], teams[h], ids)}
         states = _load_states(conn, sorted({home[1] for home in children if home not in partial}))
         if partial:
             states |= _load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
@@ -387,7 +387,7 @@ def _process(store: Store, changes: list[Change], now: datetime,
             redecide = (hh, child) in consent_children
             _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
                         trigger="consent_changed" if redecide else "event", result=result, state=states[child],
-                        sink=sink, only=partial.get((hh, child)))
+                        sink=sink, only=partial.get((hh, child)), team=teams[(hh, child)])
             result.children.add(child)
         if sink[0]:
             conn.execute(share_decisions.insert(), sink[0])
