@@ -58,10 +58,6 @@ MAX_PAUSE = 30.0
 EXPECTED = (HubError, sa.exc.SQLAlchemyError, OSError, httpx.HTTPError)
 
 
-def readiness_interval() -> float:
-    return sharing_settings().readiness_interval
-
-
 def _reason(exc: BaseException) -> str:
     """The first line only: SQLAlchemy puts the statement and its parameters on the lines after it."""
     return (str(exc).splitlines() or [""])[0][:200]
@@ -128,7 +124,7 @@ class Deliverer:
         if time.monotonic() - self.last_escalation >= self.escalate_every:
             self.last_escalation = time.monotonic()
             await asyncio.to_thread(escalate_unacknowledged, self.store, utcnow())
-        if time.monotonic() - self.last_sweep >= readiness_interval():
+        if time.monotonic() - self.last_sweep >= sharing_settings().readiness_interval:
             self.last_sweep = time.monotonic()
             await asyncio.to_thread(sweep, self.store)
         return written >= AUDIT_BATCH  # a full batch: more may be waiting
