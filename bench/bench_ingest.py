@@ -33,12 +33,12 @@ os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
 from connectors import education, health, social_care
 from connectors.health import fhir
 from connectors.results import RecordResult
-from hub.broker import EmbeddedBroker
-from hub.ingest_files import Summary, accept_batch, prepare_batch
-from hub.logging import configure_logging
-from hub.services import Services
-from hub.settings import Settings
-from hub.topics import ensure_topics
+from hub.core.logging import configure_logging
+from hub.core.settings import Settings
+from hub.ingest.batch import Summary, accept_batch, prepare_batch
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "connectors" / "fixtures"

@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
 
 from bench.harness import Report, add_common_args, percentiles
-from hub.broker import EmbeddedBroker
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.settings import Settings
+from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
-from hub.events import InboundEvent, SubjectRef
-from hub.services import Services
-from hub.settings import Settings
-from hub.store import Store
-from hub.topics import ensure_topics
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import ensure_topics
 from tests.sharing.sharing_support import Webhook
 from tests.support import hub_env, spawn, stop, wait_until
 

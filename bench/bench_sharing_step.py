@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import Report
 from consent import Directive, DirectiveDecision, Grantor, Provision, Purpose, Scope, Sector
-from hub import projection
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.logging import configure_logging
+from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
-from hub.events import InboundEvent, SubjectRef
-from hub.logging import configure_logging
-from hub.store import Store
+from hub.stream import projection
 from tests.sharing.sharing_support import Feeder, consent_event
 
 SLT = {"agency_id": "7A6", "agency_name": None, "sector": "health", "service_code": "SLT",

@@ -72,20 +72,20 @@ from fastavro import parse_schema, schemaless_reader
 
 from bench.harness import REPO_ROOT, Report, add_common_args, percentiles
 from bench.population import Population
-from hub import readmodel
-from hub.broker import EmbeddedBroker, die_with_parent, free_port
-from hub.ingest import event_id_for
-from hub.keyvault import SqlKeyVault
-from hub.logging import configure_logging
-from hub.replay import replay_log
-from hub.schemas import SchemaCatalogue
-from hub.sealing import open_frame, parse_frame
-from hub.services import Services
-from hub.settings import Settings
-from hub.stack import Stack
-from hub.store import Store, identity_links, timeline_entries
-from hub.timeline import entry_from, link_from
-from hub.topics import INGEST_TOPICS, ensure_topics
+from hub.core.logging import configure_logging
+from hub.core.settings import Settings
+from hub.db.keyvault import SqlKeyVault
+from hub.db.store import Store, identity_links, timeline_entries
+from hub.ingest.service import event_id_for
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker, die_with_parent, free_port
+from hub.kafka.topics import INGEST_TOPICS, ensure_topics
+from hub.runtime.stack import Stack
+from hub.stream import readmodel
+from hub.stream.replay import replay_log
+from hub.stream.timeline import entry_from, link_from
+from hub.wire.schemas import SchemaCatalogue
+from hub.wire.sealing import open_frame, parse_frame
 
 KEY = "bench-key-0123456789abcdef"
 T = timeline_entries.c
@@ -155,7 +155,7 @@ _TOKEN_SERVICE: Any = None
 
 
 def auth(household: str) -> dict[str, str]:
-    """A bearer token of a parent of the household (the API authenticates every request, hub/auth.py);
+    """A bearer token of a parent of the household (the API authenticates every request, hub/governance/auth.py);
     a parent's own-household check needs no database lookup, unlike a coordinator's caseload."""
     if _TOKEN_SERVICE is None:
         return {}
@@ -272,7 +272,7 @@ async def bench_freshness(report: Report, args: argparse.Namespace, tmp: Path) -
         from hub.api.app import create_app
         global _TOKEN_SERVICE
         try:
-            from hub.auth import TokenService
+            from hub.governance.auth import TokenService
             _TOKEN_SERVICE = TokenService(services.settings)
         except ImportError:  # an API without authentication
             _TOKEN_SERVICE = None
@@ -326,11 +326,11 @@ NAIVE_APP = '''
 import io, json, os, sqlite3, sys
 sys.path.insert(0, {repo!r})
 import faust
-from hub.schemas import SchemaCatalogue
-from hub.keyvault import sealed_serde
-from hub.settings import Settings
-from hub.store import Store
-from hub.timeline import to_json
+from hub.wire.schemas import SchemaCatalogue
+from hub.db.keyvault import sealed_serde
+from hub.core.settings import Settings
+from hub.db.store import Store
+from hub.stream.timeline import to_json
 
 from pathlib import Path
 catalogue = SchemaCatalogue(Path({schema_dir!r}))
@@ -377,7 +377,7 @@ if __name__ == "__main__":
 async def raw_floor_consume(bootstrap: str, catalogue: SchemaCatalogue, expected: int, cap: float,
                             vault: SqlKeyVault) -> tuple[int, float, float]:
     """aiokafka getmany + AES-GCM open + bare fastavro decode of everything: (count after first fetch,
-    seconds, join s). Values are sealed with per-subject keys (hub/sealing.py); the keys are cached."""
+    seconds, join s). Values are sealed with per-subject keys (hub/wire/sealing.py); the keys are cached."""
     parsed = {sv.fingerprint: parse_schema(sv.schema) for sv in catalogue.current.values()}
     consumer = AIOKafkaConsumer(*(t.name for t in INGEST_TOPICS), bootstrap_servers=bootstrap,
                                 group_id=f"bench-floor-{uuid.uuid4().hex[:6]}", auto_offset_reset="earliest",

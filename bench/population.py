@@ -50,8 +50,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, before site-packages
 
+from hub.core.events import InboundEvent, SubjectRef
 from hub.demo.identifiers import upn
-from hub.events import InboundEvent, SubjectRef
 
 MISSED_RATE = 0.12  # assumed: share of appointments with an outcome that were missed (DNA + CNA)
 CNA_SHARE = 1002 / 1455  # seed §6.3: CNA 1,002 of 1,455 missed

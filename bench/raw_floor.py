@@ -48,11 +48,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from bench.harness import Measurement, Report, add_common_args, percentiles, time_for
-from hub import envelope
-from hub.broker import EmbeddedBroker
-from hub.schemas import SchemaCatalogue
-from hub.serde import SingleObjectSerde
-from hub.settings import load_settings
+from hub.core.settings import load_settings
+from hub.kafka.broker import EmbeddedBroker
+from hub.wire import envelope
+from hub.wire.schemas import SchemaCatalogue
+from hub.wire.serde import SingleObjectSerde
 
 RECORD_TYPE = "AppointmentBooked"
 VALUE_BYTES = 300
@@ -283,9 +283,9 @@ def sealing_figures(report: Report, catalogue: SchemaCatalogue, records: list[di
     """
     import tempfile
 
-    from hub.keyvault import SqlKeyVault
-    from hub.sealing import MasterKeyring, SealingSerde
-    from hub.store import Store
+    from hub.db.keyvault import SqlKeyVault
+    from hub.db.store import Store
+    from hub.wire.sealing import MasterKeyring, SealingSerde
 
     serde = SingleObjectSerde(catalogue)
     with tempfile.TemporaryDirectory() as tmp:

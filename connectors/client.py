@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from hub.errors import HubError, ValidationError
+from hub.core.errors import HubError, ValidationError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 

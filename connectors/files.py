@@ -8,7 +8,7 @@ from pathlib import Path
 from connectors import education, health, social_care
 from connectors.mapping import Mapping
 from connectors.results import RecordResult, RowProblem
-from hub.errors import ValidationError
+from hub.core.errors import ValidationError
 
 #: Content type assumed for each file suffix, per sector.
 SUFFIXES = {

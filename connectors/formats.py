@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from connectors.results import RowProblem
-from hub.errors import Problem, ValidationError
+from hub.core.errors import Problem, ValidationError
 
 JSON = ("application/json",)
 NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonl")

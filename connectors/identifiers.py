@@ -10,7 +10,7 @@ import re
 from stdnum.exceptions import InvalidChecksum, InvalidComponent, InvalidFormat, InvalidLength, ValidationError
 from stdnum.gb import nhs, upn
 
-from hub.events import SubjectRef
+from hub.core.events import SubjectRef
 
 #: FHIR identifier system of the NHS number (UK Core).
 FHIR_NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"

@@ -21,8 +21,8 @@ from connectors.identifiers import IdentifierError, scrub, subject_ref
 from connectors.paths import compile_path, compile_resolver, render
 from connectors.schemas import FieldInfo, body_fields, invalid_body_fields, record_type_exists
 from connectors.values import COMPUTATIONS, CONVERTERS, DEFAULT_FOR_KIND, to_string, zone
-from hub.errors import ConfigError, Problem, ValidationError
-from hub.events import InboundEvent, SubjectRef
+from hub.core.errors import ConfigError, Problem, ValidationError
+from hub.core.events import InboundEvent, SubjectRef
 
 MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
 SECTORS = ("health", "social_care", "education")

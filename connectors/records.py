@@ -11,7 +11,7 @@ from typing import Any
 from connectors import formats
 from connectors.mapping import Mapping, builtin_mapping
 from connectors.results import ParseResult, RecordResult, RowProblem, problems_to_rows
-from hub.errors import Problem, ValidationError
+from hub.core.errors import Problem, ValidationError
 
 ACCEPTED = formats.JSON + formats.CSV + formats.NDJSON
 

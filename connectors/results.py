@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from hub.errors import Problem
-from hub.events import InboundEvent
+from hub.core.errors import Problem
+from hub.core.events import InboundEvent
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import fastavro.validation
 import fastavro.write
 from fastavro.validation import ValidationError as AvroValidationError
 
-from hub.errors import UnknownRecordTypeError
+from hub.core.errors import UnknownRecordTypeError
 
 #: Where the schemas live; ``HUB_SCHEMA_DIR`` overrides it (e.g. for an installed package).
 SCHEMA_DIR = Path(os.environ.get("HUB_SCHEMA_DIR", Path(__file__).resolve().parents[1] / "schemas"))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from hub.broker import EmbeddedBroker
-from hub.settings import Settings
+from hub.core.settings import Settings
+from hub.kafka.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

@@ -19,8 +19,8 @@ TEST_JWT_KEY = "test-jwt-key-0123456789abcdef0123456789"
 
 def bearer(role: str, subject: str = "tester", **claims: str) -> dict[str, str]:
     """An Authorization header signed with the key the test processes use."""
-    from hub.auth import TokenService
-    from hub.settings import Settings
+    from hub.core.settings import Settings
+    from hub.governance.auth import TokenService
 
     token = TokenService(Settings(jwt_key=TEST_JWT_KEY)).create(subject, role, **claims)  # type: ignore[arg-type]
     return {"Authorization": f"Bearer {token}"}
@@ -97,7 +97,7 @@ def row_counts(store: Any) -> dict[str, int]:
     """Rows in every table of the hub's schema (a :class:`hub.store.Store`): to show nothing changed."""
     import sqlalchemy as sa
 
-    from hub.store import metadata
+    from hub.db.store import metadata
 
     with store.engine.connect() as conn:
         return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())

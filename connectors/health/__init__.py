@@ -22,7 +22,7 @@ from connectors.health.fhir import Decoded, Entry
 from connectors.mapping import Mapping, builtin_mapping
 from connectors.records import collect
 from connectors.results import ParseResult, RecordResult, problems_to_rows
-from hub.errors import ValidationError
+from hub.core.errors import ValidationError
 
 SECTOR = "health"
 DEFAULT_SOURCE = "uk-core-fhir"

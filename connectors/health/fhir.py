@@ -17,7 +17,7 @@ from lxml import etree
 from connectors import formats
 from connectors.identifiers import scrub
 from connectors.results import RowProblem
-from hub.errors import Problem, ValidationError
+from hub.core.errors import Problem, ValidationError
 
 FHIR_NS = "http://hl7.org/fhir"
 ACCEPTED = formats.FHIR_JSON + formats.JSON + formats.FHIR_XML + formats.FHIR_NDJSON + formats.NDJSON

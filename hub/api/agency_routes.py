@@ -17,10 +17,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from hub.agency_team import agency_team_view
-from hub.audit import AuditLog
-from hub.errors import NotFoundError
-from hub.services import Services
+from hub.core.errors import NotFoundError
+from hub.governance.audit import AuditLog
+from hub.ingest.services import Services
+from hub.sharing.agency_team import agency_team_view
 
 TEAM_ROUTE = "/v1/agencies/{agency_id}/children/{child_id}/team"
 

@@ -24,8 +24,12 @@ from hub.api.ingest_routes import ingest_router
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.api.sharing_routes import sharing_router
 from hub.api.timeline_routes import timeline_router
-from hub.audit import AuditLog
-from hub.auth import (
+from hub.core.errors import HubError, NotFoundError, Problem, ValidationError
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.logging import get_logger, scrub_text
+from hub.family.enrolment import Enrolment
+from hub.governance.audit import AuditLog
+from hub.governance.auth import (
     INVESTIGATION_HEADER,
     PUBLIC,
     AuthError,
@@ -35,17 +39,13 @@ from hub.auth import (
     authorise,
     policy_for,
 )
-from hub.enrolment import Enrolment
-from hub.errors import HubError, NotFoundError, Problem, ValidationError
-from hub.events import InboundEvent, SubjectRef
-from hub.ingest import relay_unpublished
-from hub.jsonavro import coerce_record
-from hub.logging import get_logger, scrub_text
-from hub.services import Services
+from hub.ingest.service import relay_unpublished
+from hub.ingest.services import Services
+from hub.kafka.topics import consumer_lag
+from hub.runtime.worker import GROUP_ID
 from hub.sharing.delivery import backlog as delivery_backlog
 from hub.sharing.follower import lag as sharing_lag
-from hub.topics import consumer_lag
-from hub.worker import GROUP_ID
+from hub.wire.jsonavro import coerce_record
 
 log = get_logger(__name__)
 READY_HEARTBEAT = timedelta(seconds=10)
@@ -172,7 +172,7 @@ def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
                      detail=detail, source=request.client.host if request.client else None)
 
     async def guard(request: Request) -> None:
-        """Authenticate the bearer token, apply the route's policy (hub/auth.py POLICY), audit the access."""
+        """Authenticate the bearer token, apply the route's policy (hub/governance/auth.py POLICY), audit the access."""
         header = request.headers.get("authorization", "")
         route = request.scope.get("route")
         template = getattr(route, "path", request.url.path)

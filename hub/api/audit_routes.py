@@ -9,9 +9,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 
-from hub import audit
-from hub.audit_export import export_csv, export_fhir
-from hub.services import Services
+from hub.governance import audit
+from hub.governance.export import export_csv, export_fhir
+from hub.ingest.services import Services
 
 
 def _plain(value: Any) -> Any:

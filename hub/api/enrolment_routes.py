@@ -14,9 +14,9 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
-from hub import readmodel
-from hub.enrolment import Enrolment
-from hub.services import Services
+from hub.family.enrolment import Enrolment
+from hub.ingest.services import Services
+from hub.stream import readmodel
 
 
 class HouseholdIn(BaseModel):

@@ -1,4 +1,4 @@
-"""Information-governance actions: erasure of one person (role ``ig_officer``; hub/auth.py POLICY).
+"""Information-governance actions: erasure of one person (role ``ig_officer``; hub/governance/auth.py POLICY).
 
 ``POST /v1/erasures`` takes the person — ``member`` (household and member id) or ``identifier``
 (system and value; pseudonymised at once, never stored, logged or echoed) — and a written
@@ -14,10 +14,10 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from hub.erasure import Erasure, ErasureResult, MemberRef
-from hub.errors import Problem, ValidationError
-from hub.events import SubjectRef
-from hub.services import Services
+from hub.core.errors import Problem, ValidationError
+from hub.core.events import SubjectRef
+from hub.governance.erasure import Erasure, ErasureResult, MemberRef
+from hub.ingest.services import Services
 
 
 class MemberIn(BaseModel):

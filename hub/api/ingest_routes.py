@@ -22,10 +22,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from hub.api.problems import BASE, PROBLEM_JSON, problem
-from hub.errors import BrokerError, HubError, StoreError, ValidationError
-from hub.ingest_files import PreparedBatch, Summary, accept_batch, prepare_batch
-from hub.logging import get_logger
-from hub.services import Services
+from hub.core.errors import BrokerError, HubError, StoreError, ValidationError
+from hub.core.logging import get_logger
+from hub.ingest.batch import PreparedBatch, Summary, accept_batch, prepare_batch
+from hub.ingest.services import Services
 
 if TYPE_CHECKING:
     from hub.api.app import Metrics

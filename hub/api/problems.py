@@ -6,8 +6,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from hub.auth import AuthError, ForbiddenError
-from hub.errors import BrokerError, HubError, NotFoundError, StoreError, ValidationError
+from hub.core.errors import BrokerError, HubError, NotFoundError, StoreError, ValidationError
+from hub.governance.auth import AuthError, ForbiddenError
 
 PROBLEM_JSON = "application/problem+json"
 BASE = "https://familyhub.invalid/problems/"

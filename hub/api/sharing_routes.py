@@ -22,12 +22,12 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from consent import Directive, Grantor
-from hub import readmodel
-from hub.auth import ForbiddenError
-from hub.errors import NotFoundError
-from hub.services import Services
+from hub.core.errors import NotFoundError
+from hub.governance.auth import ForbiddenError
+from hub.ingest.services import Services
 from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import list_alerts
+from hub.stream import readmodel
 
 
 def _check_grantor(request: Request, directive: Directive) -> None:

@@ -14,10 +14,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
-from hub import readmodel
-from hub.errors import NotFoundError
-from hub.logging import get_logger
-from hub.services import Services
+from hub.core.errors import NotFoundError
+from hub.core.logging import get_logger
+from hub.ingest.services import Services
+from hub.stream import readmodel
 
 log = get_logger(__name__)
 Sector = Literal["health", "social_care", "education", "family", "hub"]

@@ -15,10 +15,10 @@ from typing import Any
 
 from rich.console import Console
 
-from hub.errors import ConfigError
-from hub.services import Services
+from hub.core.errors import ConfigError
+from hub.demo.journey import report_not_sent_journey
+from hub.ingest.services import Services
 from hub.sharing import delivery, readiness
-from hub.sharing.journey import report_not_sent_journey
 
 
 async def _until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:

@@ -11,13 +11,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from hub import readmodel
+from hub.core.errors import ConfigError
+from hub.core.settings import Settings
 from hub.demo.scenario import Journey, build
-from hub.errors import ConfigError
-from hub.services import Services
-from hub.settings import Settings
-from hub.stack import Stack
-from hub.timeline import agency_label
+from hub.ingest.services import Services
+from hub.runtime.stack import Stack
+from hub.stream import readmodel
+from hub.stream.timeline import agency_label
 
 BATCH = 20
 
@@ -40,8 +40,8 @@ async def wait_projected(services: Services, journey: Journey, console: Console,
     want = {e.source_system + "/" + e.source_id for e in journey.events if e.record_type != "IdentityLinked"}
     import sqlalchemy as sa
 
-    from hub.ingest import event_id_for
-    from hub.store import timeline_entries
+    from hub.db.store import timeline_entries
+    from hub.ingest.service import event_id_for
 
     ids = [event_id_for(*k.split("/", 1)) for k in want]
     deadline = time.monotonic() + timeout

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from hub.core.events import InboundEvent, SubjectRef
 from hub.demo.identifiers import nhs_number, upn
-from hub.events import InboundEvent, SubjectRef
 
 
 def service(agency_id: str, agency: str, sector: str, name: str, code: str | None = None) -> dict[str, Any]:

@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.audit import AuditEntry, AuditLog
+from hub.db.store import Store, as_utc, metadata
+from hub.governance.audit import AuditEntry, AuditLog
 from hub.sharing.tables import consent_directives, share_decisions
-from hub.store import Store, as_utc, metadata
 
 audit_cursors = sa.Table(
     "audit_cursors", metadata,

@@ -23,11 +23,11 @@ import sqlalchemy as sa
 
 from consent import ConsentError, Directive, Grantor, directives_needing_confirmation
 from consent.fhir import directive_to_fhir_dict, from_fhir
-from hub.errors import NotFoundError, Problem, ValidationError
-from hub.events import InboundEvent, SubjectRef
-from hub.ingest import Acceptance, IngestService
+from hub.core.errors import NotFoundError, Problem, ValidationError
+from hub.core.events import InboundEvent, SubjectRef
+from hub.db.store import Store, as_utc, identity_links, utcnow
+from hub.ingest.service import Acceptance, IngestService
 from hub.sharing.tables import consent_directives
-from hub.store import Store, as_utc, identity_links, utcnow
 
 SOURCE = "hub-consent"
 SYSTEM = "hub-child-id"

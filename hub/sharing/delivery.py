@@ -56,14 +56,14 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from hub.errors import NotFoundError, ValidationError
-from hub.logging import get_logger
-from hub.settings import sharing_settings
+from hub.core.errors import NotFoundError, ValidationError
+from hub.core.logging import get_logger
+from hub.core.settings import sharing_settings
+from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.decisions import PROFESSIONAL_NOTICE, SERVICE_NOTICE
 from hub.sharing.model import delivery_row_id, professional_key
 from hub.sharing.tables import agency_webhooks, consent_directives, deliveries, latest_share, share_decisions
-from hub.store import Store, as_utc, utcnow
 
 log = get_logger(__name__)
 DL = deliveries.c

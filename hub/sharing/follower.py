@@ -24,10 +24,10 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.errors import HubError
-from hub.sharing.lease import Lease
+from hub.core.errors import HubError
+from hub.db.lease import Lease
+from hub.db.store import Store, stream_cursors, timeline_changes, timeline_entries, utcnow
 from hub.sharing.processor import Change, SharingResult, process_changes
-from hub.store import Store, stream_cursors, timeline_changes, timeline_entries, utcnow
 
 CURSOR = "sharing"
 LEASE = timedelta(seconds=15)

@@ -34,7 +34,7 @@ from datetime import date, datetime
 from typing import Any
 
 from consent import Category, Child, Information, Purpose, Recipient, RecipientKind, Sector
-from hub.team import TeamMember
+from hub.stream.team import TeamMember
 
 SHAREABLE: dict[str, str] = {
     "ReportIssued": "report", "ReportAmended": "report", "AssessmentCompleted": "assessment",

@@ -36,14 +36,15 @@ from sqlalchemy.engine import Connection
 
 from consent import Child, ConsentError, Directive, DirectiveSet, Grantor
 from consent.fhir import from_fhir
-from hub import erasure_guard, readmodel
-from hub.enrolment import household_members
-from hub.logging import get_logger
+from hub.core.logging import get_logger
+from hub.db import erasure_guard
+from hub.db.store import Store, as_utc, identity_links, timeline_entries, utcnow
+from hub.family.enrolment import household_members
 from hub.sharing.decisions import ChildState, SharingResult, engine, sync_child
 from hub.sharing.model import SHAREABLE, child_for_engine, shareable_from
 from hub.sharing.tables import consent_directives, deliveries, share_decisions
-from hub.store import Store, as_utc, identity_links, timeline_entries, utcnow
-from hub.team import TEAM_JOINS, TeamMember, team_around
+from hub.stream import readmodel
+from hub.stream.team import TEAM_JOINS, TeamMember, team_around
 
 log = get_logger(__name__)
 CD = consent_directives.c

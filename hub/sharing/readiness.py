@@ -27,12 +27,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub import readmodel
+from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.model import professional_key, service_key, shareable_from
 from hub.sharing.tables import deliveries, latest_share, share_decisions
-from hub.store import Store, as_utc, utcnow
-from hub.team import upcoming
+from hub.stream import readmodel
+from hub.stream.team import upcoming
 
 SD = share_decisions.c
 DL = deliveries.c

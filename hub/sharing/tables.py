@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from hub.store import TS, metadata
+from hub.db.store import TS, metadata
 
 consent_directives = sa.Table(
     "consent_directives", metadata,

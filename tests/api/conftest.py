@@ -9,11 +9,11 @@ import httpx
 import pytest
 
 from hub.api.app import create_app
-from hub.auth import TokenService
-from hub.broker import EmbeddedBroker
-from hub.services import Services
-from hub.settings import Settings
-from hub.topics import ensure_topics
+from hub.core.settings import Settings
+from hub.governance.auth import TokenService
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from hub.audit import AuditLog, transparency_view
 from hub.demo.identifiers import nhs_number, upn
-from hub.services import Services
+from hub.governance.audit import AuditLog, transparency_view
+from hub.ingest.services import Services
 from tests.api.api_helpers import assert_no_identifiers
 from tests.api.conftest import token_header
 from tests.api.test_timeline_routes import SCHOOL, SLT, enrol_family, event, project_log

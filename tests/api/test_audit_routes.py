@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import sqlalchemy as sa
 
-from hub.audit import audit_log
-from hub.services import Services
+from hub.governance.audit import audit_log
+from hub.ingest.services import Services
 from tests.api.conftest import token_header
 
 

@@ -1,6 +1,6 @@
 """The authorisation matrix: every route, every role, no token, a forged token and an expired one.
 
-The expected answer for each cell comes from the policy table (hub/auth.py POLICY): a role the route
+The expected answer for each cell comes from the policy table (hub/governance/auth.py POLICY): a role the route
 does not admit gets 403; a missing, forged or expired token gets 401; public probes answer anyone. A
 route missing from the table is refused to everyone, and this test fails until it is listed.
 """
@@ -15,8 +15,8 @@ import jwt
 import pytest
 
 from hub.api.app import create_app
-from hub.auth import POLICY, PUBLIC, ROLES, TokenService
-from hub.services import Services
+from hub.governance.auth import POLICY, PUBLIC, ROLES, TokenService
+from hub.ingest.services import Services
 from tests.api.conftest import token_header
 
 HOUSEHOLD = "hh-matrix"
@@ -116,7 +116,7 @@ async def test_family_sees_its_own_household_and_the_young_person_only_their_own
 
 
 async def test_reads_and_refusals_leave_an_audit_trace(client: httpx.AsyncClient, services: Services) -> None:
-    from hub.audit import AuditLog
+    from hub.governance.audit import AuditLog
 
     cc = token_header(services, "coordinator", "cc-audit")
     hh = (await client.post("/v1/households", json={"coordinator_id": "cc-audit"}, headers=cc)).json()["household_id"]

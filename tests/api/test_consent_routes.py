@@ -9,7 +9,7 @@ import pytest
 
 from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Sector
 from consent.fhir import directive_to_fhir_dict
-from hub.services import Services
+from hub.ingest.services import Services
 from tests.api.conftest import token_header
 
 MADE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

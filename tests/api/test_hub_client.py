@@ -16,12 +16,12 @@ from api_helpers import fixture, records_on
 
 from connectors.client import HubClient
 from hub.api.app import create_app
-from hub.auth import TokenService
-from hub.broker import EmbeddedBroker, free_port
-from hub.errors import ValidationError
-from hub.services import Services
-from hub.settings import Settings
-from hub.topics import ensure_topics
+from hub.core.errors import ValidationError
+from hub.core.settings import Settings
+from hub.governance.auth import TokenService
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker, free_port
+from hub.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[2]

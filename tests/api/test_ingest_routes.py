@@ -10,7 +10,7 @@ import httpx
 import pytest
 from api_helpers import assert_no_identifiers, assert_not_in_bytes, fixture, records_on
 
-from hub.services import Services
+from hub.ingest.services import Services
 from tests.api.conftest import token_header
 
 pytestmark = pytest.mark.broker

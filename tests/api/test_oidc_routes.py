@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from hub.api.app import create_app
-from hub.auth import TokenService
-from hub.services import Services
-from hub.settings import Settings
+from hub.core.settings import Settings
+from hub.governance.auth import TokenService
+from hub.ingest.services import Services
 from tests.api.conftest import _services
 from tests.oidc_provider import AUDIENCE, ISSUER, IdentityProvider, rsa_key, unsigned
 

@@ -16,11 +16,11 @@ import httpx
 import pytest
 import uvicorn
 
-from hub import projection
 from hub.api.app import create_app
-from hub.broker import free_port
 from hub.demo.identifiers import nhs_number, upn
-from hub.services import Services
+from hub.ingest.services import Services
+from hub.kafka.broker import free_port
+from hub.stream import projection
 from tests.api.conftest import token_header
 
 pytestmark = pytest.mark.broker

@@ -10,7 +10,7 @@ from typing import Any
 import fastavro.schema
 import fastavro.validation
 
-from hub.events import InboundEvent
+from hub.core.events import InboundEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from connectors.client import HubClient, HubUnavailableError, idempotency_key
-from hub.errors import ValidationError
+from hub.core.errors import ValidationError
 
 
 class Recorder:

@@ -6,7 +6,7 @@ import pytest
 from connector_helpers import FIXTURES, assert_no_identifiers, avro_validate
 
 from connectors import education
-from hub.errors import ValidationError
+from hub.core.errors import ValidationError
 
 
 def test_csv_send_events(fixture_bytes):

@@ -6,7 +6,7 @@ import pytest
 from connector_helpers import FIXTURES, assert_no_identifiers, avro_validate
 
 from connectors import health
-from hub.errors import ValidationError
+from hub.core.errors import ValidationError
 
 FHIR_JSON = "application/fhir+json"
 

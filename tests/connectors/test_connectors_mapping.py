@@ -9,7 +9,7 @@ from connector_helpers import avro_validate
 from connectors import social_care
 from connectors.mapping import MAPPINGS_DIR, builtin_mappings, load_mapping, mapping_from_dict
 from connectors.paths import render, resolve
-from hub.errors import ConfigError
+from hub.core.errors import ConfigError
 
 
 def test_shipped_mappings_load_and_are_checked():

@@ -6,7 +6,7 @@ import pytest
 from connector_helpers import FIXTURES, assert_no_identifiers, avro_validate
 
 from connectors import social_care
-from hub.errors import ValidationError
+from hub.core.errors import ValidationError
 
 
 def test_csv_batch_emits_good_rows_and_reports_bad_lines(fixture_bytes):

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from hub.settings import Settings
+from hub.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -29,7 +29,7 @@ SERVICEMONITOR_SCHEMA = Path(__file__).with_name("servicemonitor.schema.json")
 K8S_VERSION = "1.29.0"
 
 #: The hub's settings, as the runtime contract lists them.
-#: every HUB_* variable the hub reads (hub/settings.py is the one place they are declared)
+#: every HUB_* variable the hub reads (hub/core/settings.py is the one place they are declared)
 HUB_SETTINGS = frozenset(f"HUB_{name.upper()}" for name in Settings.model_fields)
 
 HUB_IMAGE_REPO = "familyhub/hub"

@@ -17,7 +17,10 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 from typer.testing import CliRunner
 
-from hub.audit import (
+from hub.core.errors import NotFoundError, ValidationError
+from hub.db.store import Store, utcnow
+from hub.demo.identifiers import nhs_number, upn
+from hub.governance.audit import (
     ACTIONS,
     GENESIS,
     AuditEntry,
@@ -33,10 +36,7 @@ from hub.audit import (
     who_has_seen,
     withheld,
 )
-from hub.audit_export import CSV_COLUMNS, export_csv, fhir_audit_event, fhir_bundle
-from hub.demo.identifiers import nhs_number, upn
-from hub.errors import NotFoundError, ValidationError
-from hub.store import Store, utcnow
+from hub.governance.export import CSV_COLUMNS, export_csv, fhir_audit_event, fhir_bundle
 
 HASHED = ("recorded_at", "actor", "actor_role", "action", "subject_household", "subject_child", "data_ref",
           "purpose", "legal_basis", "detail", "source")
@@ -453,7 +453,7 @@ def _runner_env(db_url: str, tmp_path: Path) -> dict[str, str]:
 
 
 def test_cli_verify_reports_tampering(db_url: str, tmp_path: Path) -> None:
-    from hub.cli import app
+    from hub.cli.main import app
 
     log = AuditLog(Store.open(db_url), anchor_every=0)
     seed(log)
@@ -470,7 +470,7 @@ def test_cli_verify_reports_tampering(db_url: str, tmp_path: Path) -> None:
 
 
 def test_cli_queries_and_exports(db_url: str, tmp_path: Path) -> None:
-    from hub.cli import app
+    from hub.cli.main import app
 
     log = AuditLog(Store.open(db_url), anchor_every=0)
     seqs = ig_scenario(log)

@@ -16,10 +16,10 @@ from typing import Any
 import jwt
 import pytest
 
-from hub.auth import AuthError, Principal, TokenService
-from hub.broker import free_port
-from hub.errors import ConfigError
-from hub.settings import Settings
+from hub.core.errors import ConfigError
+from hub.core.settings import Settings
+from hub.governance.auth import AuthError, Principal, TokenService
+from hub.kafka.broker import free_port
 from tests.oidc_provider import (
     AUDIENCE,
     ISSUER,

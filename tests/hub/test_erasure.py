@@ -19,24 +19,24 @@ from typer.testing import CliRunner
 
 from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Sector
 from consent.fhir import directive_to_fhir_dict
-from hub import readmodel
 from hub.api.app import create_app
-from hub.audit import AuditLog
-from hub.auth import TokenService
-from hub.broker import EmbeddedBroker
-from hub.cli import app as cli
+from hub.cli.main import app as cli
+from hub.core.errors import CorruptRecordError, ErasedRecordError, NotFoundError, ValidationError
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.settings import Settings
+from hub.db.store import Store, ingest_log, stream_cursors, timeline_changes
 from hub.demo.identifiers import nhs_number, upn
-from hub.enrolment import Enrolment
-from hub.erasure import Erasure, MemberRef, live_key_count
-from hub.errors import CorruptRecordError, ErasedRecordError, NotFoundError, ValidationError
-from hub.events import InboundEvent, SubjectRef
-from hub.replay import replay_log
-from hub.serde import SingleObjectSerde
-from hub.services import Services
-from hub.settings import Settings
-from hub.stack import reseed_if_new
-from hub.store import Store, ingest_log, stream_cursors, timeline_changes
-from hub.topics import INGEST_TOPICS, ensure_topics
+from hub.family.enrolment import Enrolment
+from hub.governance.audit import AuditLog
+from hub.governance.auth import TokenService
+from hub.governance.erasure import Erasure, MemberRef, live_key_count
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import INGEST_TOPICS, ensure_topics
+from hub.runtime.stack import reseed_if_new
+from hub.stream import readmodel
+from hub.stream.replay import replay_log
+from hub.wire.serde import SingleObjectSerde
 from tests.support import hub_env, row_counts, spawn, stop, wait_until
 
 T0 = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)

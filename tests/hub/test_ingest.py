@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from hub import envelope
-from hub.broker import EmbeddedBroker
+from hub.core.errors import BrokerError, CorruptRecordError, ValidationError
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.settings import Settings
 from hub.demo.identifiers import nhs_number
-from hub.errors import BrokerError, CorruptRecordError, ValidationError
-from hub.events import InboundEvent, SubjectRef
-from hub.ingest import EVENT_NAMESPACE, event_id_for, relay_unpublished
-from hub.serde import SingleObjectSerde
-from hub.services import Services
-from hub.settings import Settings
-from hub.topics import ensure_topics, message_counts
+from hub.ingest.service import EVENT_NAMESPACE, event_id_for, relay_unpublished
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import ensure_topics, message_counts
+from hub.wire import envelope
+from hub.wire.serde import SingleObjectSerde
 
 pytestmark = pytest.mark.broker
 SLT = {"agency_id": "7A6", "agency_name": "ABUHB", "sector": "health", "service_code": "SLT",

@@ -14,13 +14,13 @@ from aiokafka import AIOKafkaConsumer
 from typer.testing import CliRunner
 
 from connectors.results import RecordResult, RowProblem
-from hub.broker import EmbeddedBroker
-from hub.cli import app as cli_app
-from hub.events import InboundEvent, SubjectRef
-from hub.ingest_files import accept_results, import_files
-from hub.services import Services
-from hub.settings import Settings
-from hub.topics import ensure_topics
+from hub.cli.main import app as cli_app
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.settings import Settings
+from hub.ingest.batch import accept_results, import_files
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import ensure_topics
 
 pytestmark = pytest.mark.broker
 ROOT = Path(__file__).resolve().parents[2]

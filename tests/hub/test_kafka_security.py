@@ -16,10 +16,10 @@ import faust
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from hub.kafka_security import faust_credentials
-from hub.settings import Settings
-from hub.topics import client_args
-from hub.worker import create_app
+from hub.core.settings import Settings
+from hub.kafka.security import faust_credentials
+from hub.kafka.topics import client_args
+from hub.runtime.worker import create_app
 from tests.tls_support import make_tls_files
 
 

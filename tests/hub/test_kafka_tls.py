@@ -15,16 +15,16 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from hub import readmodel
-from hub.broker import EmbeddedBroker, free_port
+from hub.core.errors import BrokerError
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.settings import Settings
+from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
-from hub.errors import BrokerError
-from hub.events import InboundEvent, SubjectRef
-from hub.publisher import Publisher
-from hub.services import Services
-from hub.settings import Settings
-from hub.store import Store
-from hub.topics import CATALOGUE, INGEST_HEALTH, client_args, ensure_topics
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker, free_port
+from hub.kafka.publisher import Publisher
+from hub.kafka.topics import CATALOGUE, INGEST_HEALTH, client_args, ensure_topics
+from hub.stream import readmodel
 from tests.support import hub_env, spawn, stop, wait_until
 from tests.tls_support import TlsFiles, TlsProxy, make_tls_files
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from hub.core.errors import ConfigError
+from hub.core.logging import configure_logging, get_logger
 from hub.demo.identifiers import nhs_number, upn
-from hub.errors import ConfigError
-from hub.logging import configure_logging, get_logger
-from hub.pseudonym import Pseudonymiser, load_or_create_key
+from hub.ingest.pseudonym import Pseudonymiser, load_or_create_key
 
 
 def test_pseudonym_is_stable_keyed_and_reveals_nothing() -> None:
@@ -55,8 +55,8 @@ def test_every_log_line_is_scrubbed_of_identifiers() -> None:
 
 
 def test_event_ids_and_digests_are_not_mistaken_for_identifiers_but_identifiers_beside_them_are() -> None:
-    from hub.audit import check_detail
-    from hub.logging import scrub_text
+    from hub.core.logging import scrub_text
+    from hub.governance.audit import check_detail
 
     event_id = "3f2b1c9d-4a1b-9c3d-8e7f-a12345678901"  # ten digits in a row in its last group
     digest = "0123456789abcdef" * 4

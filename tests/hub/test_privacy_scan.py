@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from hub.demo.scenario import build
-from hub.topics import CATALOGUE
+from hub.kafka.topics import CATALOGUE
 from tests.hub.test_stack import HubUp
 from tests.support import bearer, wait_until
 

@@ -10,16 +10,16 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from hub import readmodel
-from hub.broker import EmbeddedBroker
-from hub.cli import app
+from hub.cli.main import app
+from hub.core.errors import CorruptRecordError
+from hub.core.settings import Settings
+from hub.db.store import timeline_changes, timeline_entries
 from hub.demo.scenario import build
-from hub.errors import CorruptRecordError
-from hub.replay import replay_log
-from hub.services import Services
-from hub.settings import Settings
-from hub.store import timeline_changes, timeline_entries
-from hub.topics import ensure_topics
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import ensure_topics
+from hub.stream import readmodel
+from hub.stream.replay import replay_log
 from tests.hub.test_ingest import consume_all
 
 

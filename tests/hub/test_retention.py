@@ -12,17 +12,17 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from hub import readmodel
-from hub.audit import AuditLog
-from hub.cli import app as cli
+from hub.cli.main import app as cli
+from hub.core.errors import ConfigError
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.settings import Settings
+from hub.db.store import Store, ingest_log, timeline_entries
 from hub.demo.identifiers import nhs_number, upn
-from hub.errors import ConfigError
-from hub.events import InboundEvent, SubjectRef
-from hub.replay import replay_log
-from hub.retention import RetentionPolicy, apply_retention
-from hub.services import Services
-from hub.settings import Settings
-from hub.store import Store, ingest_log, timeline_entries
+from hub.governance.audit import AuditLog
+from hub.governance.retention import RetentionPolicy, apply_retention
+from hub.ingest.services import Services
+from hub.stream import readmodel
+from hub.stream.replay import replay_log
 from tests.support import row_counts
 
 NOW = datetime.now(UTC).replace(microsecond=0)

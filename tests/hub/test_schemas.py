@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.errors import ConfigError, IncompatibleSchemaError
-from hub.schemas import SchemaCatalogue, compatibility_problems
+from hub.core.errors import ConfigError, IncompatibleSchemaError
+from hub.wire.schemas import SchemaCatalogue, compatibility_problems
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT_KINDS_FROM_THE_SEEDS = {

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from hub.errors import ConfigError, CorruptRecordError, ErasedRecordError, UnsealError
-from hub.ingest import event_id_for
-from hub.keyvault import SqlKeyVault, load_keyring
-from hub.schemas import SchemaCatalogue
-from hub.sealing import (
+from hub.core.errors import ConfigError, CorruptRecordError, ErasedRecordError, UnsealError
+from hub.core.settings import Settings
+from hub.db.keyvault import SqlKeyVault, load_keyring
+from hub.db.store import Store
+from hub.ingest.service import event_id_for
+from hub.wire.schemas import SchemaCatalogue
+from hub.wire.sealing import (
     SEAL_MAGIC,
     DataKey,
     MasterKeyring,
@@ -27,9 +29,7 @@ from hub.sealing import (
     parse_frame,
     seal,
 )
-from hub.serde import SingleObjectSerde
-from hub.settings import Settings
-from hub.store import Store
+from hub.wire.serde import SingleObjectSerde
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = event_id_for("sys", "r-1")

@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.errors import CorruptRecordError, UnknownFingerprintError
-from hub.schemas import SchemaCatalogue
-from hub.serde import ConfluentSerde, RegistryClient, SingleObjectSerde
+from hub.core.errors import CorruptRecordError, UnknownFingerprintError
+from hub.wire.schemas import SchemaCatalogue
+from hub.wire.serde import ConfluentSerde, RegistryClient, SingleObjectSerde
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = SchemaCatalogue(ROOT / "schemas")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.errors import ConfigError
-from hub.settings import sharing_settings
+from hub.core.errors import ConfigError
+from hub.core.settings import sharing_settings
 from hub.sharing import delivery
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from hub.broker import free_port
 from hub.demo.identifiers import nhs_number
+from hub.kafka.broker import free_port
 from tests.support import bearer, children_of, hub_env, pid_alive, ready, run_hub, spawn, stop, wait_until
 
 pytestmark = pytest.mark.broker

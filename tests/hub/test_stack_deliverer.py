@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.broker import free_port
+from hub.kafka.broker import free_port
 from tests.support import children_of, hub_env, pid_alive, ready, spawn, stop, wait_until
 
 pytestmark = pytest.mark.broker

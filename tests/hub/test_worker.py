@@ -13,14 +13,14 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from hub import readmodel
-from hub.broker import EmbeddedBroker, free_port
+from hub.core.events import InboundEvent, SubjectRef
+from hub.core.settings import Settings
+from hub.db.store import Store
 from hub.demo.identifiers import nhs_number, upn
-from hub.events import InboundEvent, SubjectRef
-from hub.services import Services
-from hub.settings import Settings
-from hub.store import Store
-from hub.topics import ensure_topics
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker, free_port
+from hub.kafka.topics import ensure_topics
+from hub.stream import readmodel
 from tests.support import hub_env, spawn, stop, wait_until
 
 pytestmark = pytest.mark.broker

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hub.broker import EmbeddedBroker
+from hub.kafka.broker import EmbeddedBroker
 from tests.scenarios.cluster import Cluster, docker_unavailable, existing_kafka, kafka_in_containers
 from tests.scenarios.running import PAEDIATRICS_SECRET, AgencyEndpoint, RunningHub
 

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 
 from connectors.client import BatchResult, HubClient
-from hub.broker import free_port
-from hub.settings import Settings
-from hub.topics import consumer_lag
-from hub.worker import GROUP_ID
+from hub.core.settings import Settings
+from hub.kafka.broker import free_port
+from hub.kafka.topics import consumer_lag
+from hub.runtime.worker import GROUP_ID
 from tests.scenarios.cluster import Cluster
 from tests.sharing.sharing_support import Webhook
 from tests.support import bearer, ready, spawn, stop, wait_until

@@ -24,9 +24,9 @@ import pytest
 
 from consent import Directive, DirectiveDecision, Grantor, Provision, Purpose, Scope, Sector
 from consent.fhir import directive_to_fhir_dict
-from hub.events import InboundEvent
+from hub.core.events import InboundEvent
+from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, ReportJourney, report_not_sent_journey
 from hub.sharing.delivery import verify
-from hub.sharing.journey import ABUHB_PAEDS, CAV_SLT, ReportJourney, report_not_sent_journey
 from tests.scenarios.running import PAEDIATRICS_SECRET, AgencyEndpoint, Coordinator, RunningHub, when
 from tests.support import bearer
 

@@ -14,16 +14,16 @@ import httpx
 
 from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Sector
 from consent.fhir import directive_to_fhir_dict
-from hub import projection
-from hub.events import InboundEvent, SubjectRef
-from hub.ingest import IngestService
-from hub.pseudonym import Pseudonymiser
-from hub.schemas import SchemaCatalogue
-from hub.serde import make_serde
+from hub.core.events import InboundEvent, SubjectRef
+from hub.db.store import Store
+from hub.ingest.pseudonym import Pseudonymiser
+from hub.ingest.service import IngestService
 from hub.sharing.delivery import DeliveryStats, deliver_due
 from hub.sharing.follower import Follower
 from hub.sharing.processor import SharingResult
-from hub.store import Store
+from hub.stream import projection
+from hub.wire.schemas import SchemaCatalogue
+from hub.wire.serde import make_serde
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "test-key-0123456789abcdef"

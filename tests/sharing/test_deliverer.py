@@ -1,4 +1,4 @@
-"""`hub deliver` (hub/sharing/deliverer.py): deliveries, audit trail, escalation and the readiness sweep in a
+"""`hub deliver` (hub/runtime/deliverer.py): deliveries, audit trail, escalation and the readiness sweep in a
 process of their own. Real SQLite and PostgreSQL, a real local HTTP endpoint as the agency's webhook, real
 `hub deliver` processes; decisions come from the sharing step exactly as the worker makes them."""
 
@@ -17,17 +17,18 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from hub import projection
-from hub.audit import audit_log
-from hub.broker import free_port
-from hub.settings import Settings
-from hub.sharing import delivery, runtime
+from hub.core.settings import Settings
+from hub.db.store import Store, stream_cursors
+from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
+from hub.governance.audit import audit_log
+from hub.kafka.broker import free_port
+from hub.runtime import sharing_jobs as runtime
+from hub.runtime.deliverer import CHORES, Deliverer
+from hub.runtime.stack import Stack
+from hub.sharing import delivery
 from hub.sharing.alerts import list_alerts
-from hub.sharing.deliverer import CHORES, Deliverer
-from hub.sharing.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing.tables import deliveries, share_decisions
-from hub.stack import Stack
-from hub.store import Store, stream_cursors
+from hub.stream import projection
 from tests.sharing.sharing_support import Feeder, Webhook
 from tests.support import hub_env, spawn, stop, wait_until
 
@@ -307,7 +308,7 @@ def test_queued_shares_nobody_takes_up_show_as_overdue(store: Store, hook: Webho
 def test_delivering_workers_write_the_audit_trail_one_at_a_time(store: Store) -> None:
     """In worker mode every worker's follower and timer would copy the same decisions into the audit
     log: only the holder of the chores lease does, so each decision is recorded once."""
-    from hub.sharing.lease import Lease
+    from hub.db.lease import Lease
 
     now = datetime.now(UTC)
     j = report_not_sent_journey(now, seed=4712, child_id="child-audit-once", household_id="hh-audit-once")

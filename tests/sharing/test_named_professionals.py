@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 
 from consent import Directive, DirectiveDecision, Grantor, Provision, Purpose, Scope, Sector
-from hub.events import InboundEvent
+from hub.core.events import InboundEvent
+from hub.db.store import Store
+from hub.demo.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_journey
 from hub.sharing import delivery, readiness
-from hub.sharing.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_journey
 from hub.sharing.tables import deliveries, share_decisions
-from hub.store import Store
 from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, withdraw_event
 from tests.support import wait_until
 

@@ -26,15 +26,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consent import Directive, DirectiveDecision, Grantor, Provision, Purpose, Scope, Sector
-from hub import readmodel
-from hub.events import InboundEvent
+from hub.core.events import InboundEvent
+from hub.db.store import Store
+from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing import delivery
 from hub.sharing.decisions import decide
-from hub.sharing.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing.model import shareable_from, targets_for
 from hub.sharing.processor import _directive_set, _load_states
-from hub.store import Store
-from hub.team import team_around
+from hub.stream import readmodel
+from hub.stream.team import team_around
 from tests.sharing.sharing_support import Feeder, consent_event, withdraw_event
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

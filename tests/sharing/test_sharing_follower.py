@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from hub import projection
-from hub.erasure import Erasure, MemberRef
-from hub.keyvault import SqlKeyVault, load_keyring
-from hub.settings import Settings
+from hub.core.settings import Settings
+from hub.db.keyvault import SqlKeyVault, load_keyring
+from hub.db.store import Store
+from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
+from hub.governance.erasure import Erasure, MemberRef
 from hub.sharing import processor
 from hub.sharing.follower import LEASE, Follower, lag, read_changes
-from hub.sharing.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing.tables import consent_directives, deliveries, share_decisions
-from hub.store import Store
+from hub.stream import projection
 from tests.sharing.sharing_support import KEY, Feeder
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from hub.cli.consent import decision_record, explain_stored
+from hub.core.events import InboundEvent, SubjectRef
+from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
+from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.demo.scenario import build
-from hub.events import InboundEvent, SubjectRef
 from hub.sharing import delivery, readiness
 from hub.sharing.alerts import list_alerts
-from hub.sharing.cli import decision_record, explain_stored
-from hub.sharing.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.sharing.tables import deliveries, share_decisions
-from hub.store import Store
 from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, permit_directive, withdraw_event
 from tests.support import wait_until
 
@@ -300,7 +300,7 @@ def test_permit_then_refusal_directive_by_agency(store: Store) -> None:
 
 
 def test_every_decision_and_consent_change_is_in_the_audit_log_once(store: Store) -> None:
-    from hub.audit import AuditLog
+    from hub.governance.audit import AuditLog
     from hub.sharing import audit_trail
 
     feeder = Feeder(store, NOW)

@@ -24,17 +24,17 @@ from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Secto
 from consent.fhir import directive_to_fhir_dict
 from hub.api.problems import hub_error_handler
 from hub.api.sharing_routes import sharing_router
-from hub.broker import EmbeddedBroker
+from hub.core.errors import HubError
+from hub.core.events import InboundEvent
+from hub.core.settings import Settings
+from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
-from hub.errors import HubError
-from hub.events import InboundEvent
-from hub.services import Services
-from hub.settings import Settings
+from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import ensure_topics
 from hub.sharing import delivery
-from hub.sharing.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing.tables import deliveries
-from hub.store import Store
-from hub.topics import ensure_topics
 from tests.sharing.sharing_support import Webhook
 from tests.support import hub_env, spawn, stop, wait_until
 

@@ -1,0 +1,138 @@
+"""`hub erase`, `hub retention …` and `hub keys …`: erasure, retention and payload keys."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from hub.db.store import Store
+
+retention_app = typer.Typer(help="Remove events older than their agency's retention period.", no_args_is_help=True)
+keys_app = typer.Typer(help="Per-subject payload keys and the master key that wraps them.", no_args_is_help=True)
+
+
+def _store() -> Store:
+    from hub.cli.main import _fail, _settings
+    from hub.core.errors import HubError
+    from hub.db.store import Store
+
+    try:
+        return Store.open(_settings().effective_database_url)
+    except HubError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+
+
+def erase(
+    by: Annotated[str, typer.Option("--by", help="Who asked for the erasure (a user id, not a person's name).")],
+    reason: Annotated[str | None, typer.Option(help="Why (e.g. the request's reference). Required.")] = None,
+    household: Annotated[str | None, typer.Option(help="Household id of the member to erase.")] = None,
+    member: Annotated[str | None, typer.Option(help="Member (or child) id to erase.")] = None,
+    system: Annotated[str | None, typer.Option(help="Identifier system (nhs-number, upn, la-person-id, …).")] = None,
+    value: Annotated[str | None, typer.Option(help="Identifier value; asked for (hidden) if left out.")] = None,
+) -> None:
+    """Erase one person: shred their data keys, purge every projection, write one audit record.
+
+    Give either --household and --member, or --system (and --value, or type it when asked). Erasing
+    someone already erased changes nothing.
+    """
+    from hub.cli.main import _fail, _settings, out
+    from hub.core.errors import HubError
+    from hub.core.events import SubjectRef
+    from hub.db.keyvault import SqlKeyVault, load_keyring
+    from hub.governance.erasure import Erasure, MemberRef
+    from hub.ingest.pseudonym import Pseudonymiser, load_or_create_key
+
+    if (household or member) and system:
+        _fail("give either --household and --member, or --system and --value, not both")
+    target: MemberRef | SubjectRef
+    if household or member:
+        if not (household and member):
+            _fail("--household and --member go together")
+        target = MemberRef(str(household), str(member))
+    elif system:
+        if value is None:
+            value = typer.prompt("identifier value", hide_input=True)
+        target = SubjectRef(system, value)
+    else:
+        _fail("say whom to erase: --household and --member, or --system and --value")
+        return
+    settings = _settings()
+    try:
+        store = _store()
+        erasure = Erasure(store, SqlKeyVault(store, load_keyring(settings)), Pseudonymiser(
+            load_or_create_key(settings.pseudonym_key, settings.pseudonym_key_file, settings.data_dir)))
+        result = erasure.erase(target, reason=reason, actor=by, actor_role="cli")
+    except HubError as exc:
+        _fail(str(exc).splitlines()[0])
+        return
+    who = f"member {result.member_id} of household {result.household_id}" if result.member_id else "subject"
+    if result.status == "already_erased":
+        out.print(f"{who}: already erased (erasure {result.erasure_id}, audit record {result.audit_seq}); "
+                  "nothing changed")
+        return
+    out.print(f"erased {who}: {len(result.subjects)} pseudonym(s), {result.keys_shredded} data key(s) shredded, "
+              f"{sum(result.removed.values())} row(s) removed or marked; erasure {result.erasure_id}, "
+              f"audit record {result.audit_seq}")
+    for table, n in sorted(result.removed.items()):
+        out.print(f"  {table}: {n}")
+
+
+@retention_app.command("apply")
+def retention_apply(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be removed.")] = False,
+) -> None:
+    """Remove events older than their producing agency's period (HUB_RETENTION_POLICY); audited.
+
+    Safe to run on a schedule (e.g. nightly): it is idempotent. Kafka's topic retention covers the
+    broker's copies (docs/operations.md).
+    """
+    from hub.cli.main import _fail, _settings, out
+    from hub.core.errors import HubError
+    from hub.governance.retention import apply_retention, load_policy
+
+    settings = _settings()
+    try:
+        policy = load_policy(settings)
+        if not policy.as_dict():
+            out.print("no retention policy (HUB_RETENTION_POLICY): nothing is removed")
+            return
+        report = apply_retention(_store(), policy, dry_run=dry_run)
+    except HubError as exc:
+        _fail(str(exc).splitlines()[0])
+        return
+    table = Table("agency", "period (days)", "cut-off (event time)", "expired events", "versions")
+    for a in report.agencies:
+        table.add_row(a.agency_id, str(a.days), a.cutoff.strftime("%Y-%m-%d %H:%M"), str(a.events), str(a.versions))
+    out.print(table)
+    if dry_run:
+        out.print(f"dry run: {report.events} event(s) would be removed; nothing changed")
+    elif report.events:
+        out.print(f"removed {report.events} event(s) ({sum(report.removed.values())} row(s)); "
+                  f"audit record {report.audit_seq}")
+    else:
+        out.print("nothing has expired")
+
+
+@keys_app.command("rewrap")
+def keys_rewrap() -> None:
+    """Re-wrap every live data key with the current master key (the first line of the key file).
+
+    Run after putting a new master key first in HUB_PAYLOAD_MASTER_KEY_FILE with the old one on the
+    next line; when it reports 0 left, remove the old key.
+    """
+    from hub.cli.main import _fail, _settings, out
+    from hub.core.errors import HubError
+    from hub.db.keyvault import SqlKeyVault, load_keyring
+
+    settings = _settings()
+    try:
+        vault = SqlKeyVault(_store(), load_keyring(settings))
+        n = vault.rewrap()
+    except HubError as exc:
+        _fail(str(exc).splitlines()[0])
+        return
+    out.print(f"re-wrapped {n} data key(s) with master key {vault.keyring.current_id}")

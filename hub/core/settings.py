@@ -1,0 +1,241 @@
+"""All settings, from ``HUB_*`` environment variables (or a ``.env`` file). The one place they are documented.
+
+| variable | default | meaning |
+|---|---|---|
+| HUB_KAFKA_BOOTSTRAP | (empty) | Kafka bootstrap servers. Empty: `hub up` starts the embedded broker. |
+| HUB_DATABASE_URL | sqlite:///<data_dir>/hub.db | SQLAlchemy URL; `postgresql+psycopg://…` for PostgreSQL. |
+| HUB_DATA_DIR | ./.hub | State: SQLite file, keys, worker table data, broker logs. |
+| HUB_SCHEMA_DIR | <package>/schemas | Directory of `.avsc` files. |
+| HUB_SCHEMA_REGISTRY_URL | (empty) | Confluent-compatible registry; set to use the Confluent wire format. |
+| HUB_API_HOST / HUB_API_PORT | 127.0.0.1 / 8080 | HTTP API address. |
+| HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
+| HUB_WORKER_STORE | memory:// | faust table store (`rocksdb://` in production). |
+| HUB_WORKER_REBALANCE_TIMEOUT | 2 / 60 | Group rebalance timeout, s (embedded / Kafka); tansu holds a join this long. |
+| HUB_WORKER_SESSION_TIMEOUT | 10 / 60 | Seconds before a silent worker's partitions go to the others. |
+| HUB_WORKER_FETCH_WAIT_MS | 20 / 500 | Longest a worker's fetch waits for data (embedded / Kafka). |
+| HUB_PROCESSING_GUARANTEE | at_least_once | faust processing guarantee (`exactly_once` on Apache Kafka). |
+| HUB_DELIVERY_MODE | auto | Who delivers shares: `worker`, `process` (`hub deliver`); auto: process under `hub up`. |
+| HUB_PROBE_PORT | none | `hub worker` / `hub deliver` serve `/healthz` and `/readyz` here (8080 in deploy/). |
+| HUB_TOPIC_PARTITIONS | 4 | Partitions for new topics. |
+| HUB_TOPIC_REPLICATION_FACTOR | 1 | Replication factor for new topics (3 in production). |
+| HUB_TOPIC_MIN_INSYNC_REPLICAS | 1 | min.insync.replicas for new topics (2 in production). |
+| HUB_KAFKA_IDEMPOTENCE | auto | Idempotent producer: on for Kafka, off on the embedded broker (refused there). |
+| HUB_KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. |
+| HUB_KAFKA_SASL_MECHANISM / _USERNAME / _PASSWORD | (empty) | SASL settings. |
+| HUB_KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | (empty) | TLS files. |
+| HUB_PSEUDONYM_KEY / HUB_PSEUDONYM_KEY_FILE | (generated in data dir) | Secret for keyed-HMAC pseudonyms. |
+| HUB_JWT_KEY / HUB_JWT_KEY_FILE | (generated) | HS256 key for the hub's own tokens (`hub token create`). |
+| HUB_JWT_ISSUER / HUB_JWT_AUDIENCE | familyhub / familyhub-api | iss and aud of the hub's own tokens. |
+| HUB_JWT_LEEWAY | 30 | Clock skew allowed on exp/nbf/iat, seconds. |
+| HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: only this OIDC issuer's tokens, keys from its JWKS. |
+| HUB_OIDC_JWKS_LIFESPAN | 300 | Seconds the JWKS is cached; a key the issuer removes stops verifying in this time. |
+| HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
+| HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
+| HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
+| HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
+| HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
+| HUB_LOG_FORMAT | json | `json` or `console`. |
+
+Sharing (:class:`SharingSettings`, read when used, so a change applies from the next delivery pass):
+
+| variable | default | meaning |
+|---|---|---|
+| HUB_WEBHOOKS_FILE | (none) | JSON agency id → webhook url and shared secret (re-read when it changes). |
+| HUB_SHARING_MAX_ATTEMPTS | 8 | Webhook attempts before a delivery fails (dead letter) and the coordinator is told. |
+| HUB_SHARING_RETRY_BASE | 2 | Seconds before the first retry; doubles each attempt (jittered), capped at an hour. |
+| HUB_SHARING_ACK_HOURS | 72 | Hours a delivered share may wait for an acknowledgement before the coordinator is told. |
+| HUB_SHARING_READINESS_INTERVAL | 300 | Seconds between readiness sweeps (coordinator alerts before appointments). |
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _default_schema_dir() -> Path:
+    # An installed wheel carries the schemas inside the package; a checkout has them at the top.
+    installed = Path(__file__).resolve().parents[1] / "schemas"
+    return installed if installed.is_dir() else PACKAGE_ROOT / "schemas"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_file=".env", extra="ignore")
+
+    kafka_bootstrap: str = ""
+    database_url: str = ""
+    data_dir: Path = Path(".hub")
+    schema_dir: Path = Field(default_factory=_default_schema_dir)
+    schema_registry_url: str = ""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    workers: int = 1
+    worker_store: str = "memory://"
+    worker_rebalance_timeout: float | None = None  # None: 2 s on the embedded broker, 60 s on Kafka
+    worker_session_timeout: float | None = None  # None: 10 s on the embedded broker, 60 s on Kafka
+    worker_fetch_wait_ms: int | None = None  # None: 20 ms on the embedded broker, 500 ms on Kafka
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    #: auto: `hub up` runs one `hub deliver` and its workers only decide; a bare `hub worker` delivers itself
+    delivery_mode: Literal["auto", "worker", "process"] = "auto"
+    #: health probes of the processes without the API (`hub worker`, `hub deliver`); none when unset
+    probe_port: int | None = None
+
+    topic_partitions: int = 4
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
+
+    kafka_embedded: bool = False  # set by `hub up` for its children when it runs the embedded broker
+    kafka_idempotence: bool | None = None  # None: on for an external Kafka, off on the embedded broker
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: str = ""
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+
+    pseudonym_key: str = ""
+    pseudonym_key_file: Path | None = None
+
+    jwt_key: str = ""
+    jwt_key_file: Path | None = None
+    jwt_issuer: str = "familyhub"
+    jwt_audience: str = "familyhub-api"
+    jwt_leeway: float = 30.0
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_jwks_lifespan: float = Field(default=300.0, gt=0)
+    oidc_jwks_cooldown: float = Field(default=30.0, ge=0)
+
+    payload_master_key: str = ""
+    payload_master_key_file: Path | None = None
+    retention_policy: str = ""
+    retention_policy_file: Path | None = None
+
+    max_body_bytes: int = 5 * 1024 * 1024
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def idempotent_producer(self) -> bool:
+        if self.kafka_idempotence is not None:
+            return self.kafka_idempotence
+        return not (self.embedded_broker or self.kafka_embedded)
+
+    @property
+    def worker_delivers(self) -> bool:
+        """Whether a stream worker delivers shares itself (every mode but `process`)."""
+        return self.delivery_mode != "process"
+
+    @property
+    def stack_runs_deliverer(self) -> bool:
+        """Whether `hub up` starts a `hub deliver` process (and tells its workers not to deliver)."""
+        return self.delivery_mode != "worker"
+
+    @property
+    def rebalance_timeout(self) -> float:
+        if self.worker_rebalance_timeout is not None:
+            return self.worker_rebalance_timeout
+        return 2.0 if (self.embedded_broker or self.kafka_embedded) else 60.0
+
+    @property
+    def fetch_wait_ms(self) -> int:
+        if self.worker_fetch_wait_ms is not None:
+            return self.worker_fetch_wait_ms
+        return 20 if (self.embedded_broker or self.kafka_embedded) else 500
+
+    @property
+    def session_timeout(self) -> float:
+        if self.worker_session_timeout is not None:
+            return self.worker_session_timeout
+        return 10.0 if (self.embedded_broker or self.kafka_embedded) else 60.0
+
+    def kafka_client_options(self) -> dict[str, object]:
+        """Security options in aiokafka's spelling, for every client the hub makes."""
+        opts: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol.startswith("SASL"):
+            opts.update(
+                sasl_mechanism=self.kafka_sasl_mechanism or "PLAIN",
+                sasl_plain_username=self.kafka_sasl_username,
+                sasl_plain_password=self.kafka_sasl_password,
+            )
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            opts["ssl_context"] = create_ssl_context(
+                cafile=self.kafka_ssl_cafile or None,
+                certfile=self.kafka_ssl_certfile or None,
+                keyfile=self.kafka_ssl_keyfile or None,
+            )
+        return opts
+
+
+class SharingSettings(BaseSettings):
+    """The sharing knobs (table above): validated, read from the environment each time they are used."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_SHARING_", env_file=".env", extra="ignore")
+
+    webhooks_file: Annotated[Path | None, Field(validation_alias="HUB_WEBHOOKS_FILE")] = None
+    max_attempts: Annotated[int, Field(ge=1)] = 8
+    retry_base: Annotated[float, Field(ge=0)] = 2.0
+    ack_hours: Annotated[float, Field(ge=0)] = 72.0
+    readiness_interval: Annotated[float, Field(ge=0)] = 300.0
+
+
+def sharing_settings() -> SharingSettings:
+    """The sharing settings now; a bad value is a ConfigError naming the variable."""
+    from pydantic import ValidationError
+
+    from hub.core.errors import ConfigError
+
+    try:
+        return SharingSettings()
+    except ValidationError as exc:
+        bad = "; ".join(f"HUB_SHARING_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(bad.replace("HUB_SHARING_HUB_WEBHOOKS_FILE", "HUB_WEBHOOKS_FILE")) from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def bootstrap_file(settings: Settings) -> Path:
+    """Where a running `hub up` writes the address of its embedded broker for other commands."""
+    return settings.data_dir / "run" / "bootstrap"
+
+
+def running_bootstrap(settings: Settings) -> str:
+    """The embedded broker of a running `hub up` on this data directory, or ""."""
+    import socket
+
+    path = bootstrap_file(settings)
+    if not path.exists():
+        return ""
+    address = path.read_text().strip()
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return address
+    except (OSError, ValueError):
+        return ""

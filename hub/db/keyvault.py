@@ -1,0 +1,227 @@
+"""The SQL key vault: per-subject data keys, wrapped by the master key, in table ``subject_keys``.
+
+One row per (subject pseudonym, key version): the data key wrapped with AES-256-GCM under a master
+key (:class:`hub.sealing.MasterKeyring`), the id of that master key, ``created_at`` and
+``shredded_at``. Shredding overwrites the wrapped key with NULL and sets ``shredded_at``; the row
+stays, so a record sealed with that version is recognised as *erased* rather than unknown.
+
+Unwrapped keys are cached in memory per process (at most ``cache_size`` keys, each for at most
+``ttl`` seconds), so sealing and opening cost one AES-GCM operation per record, not a database
+round trip. :meth:`SqlKeyVault.shred` drops the shredded keys from this process's cache; other
+processes drop theirs when the entry expires, and meanwhile the erasure guard
+(:mod:`hub.erasure_guard`) keeps records of erased subjects out of every projection.
+
+The master key comes from ``HUB_PAYLOAD_MASTER_KEY`` or ``HUB_PAYLOAD_MASTER_KEY_FILE`` (one key per
+line, current first, previous keys after it for rotation) or, on the embedded default, a file
+created on first start in ``<data dir>/keys/payload-master.key`` with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from hub.core.errors import ConfigError, ErasedRecordError, UnsealError
+from hub.core.settings import Settings
+from hub.db.store import TS, Store, metadata, utcnow
+from hub.wire.schemas import SchemaCatalogue
+from hub.wire.sealing import DataKey, MasterKeyring, SealingSerde, data_key, new_data_key
+from hub.wire.serde import make_serde
+
+subject_keys = sa.Table(
+    "subject_keys", metadata,
+    sa.Column("subject", sa.String(80), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("kek_id", sa.String(16), nullable=True),
+    sa.Column("wrapped_key", sa.LargeBinary, nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("shredded_at", TS, nullable=True),
+)
+K = subject_keys.c
+_IN_CHUNK = 2000
+
+
+def load_keyring(settings: Settings) -> MasterKeyring:
+    """The payload master keyring from the settings, creating the embedded default key on first start."""
+    if settings.payload_master_key:
+        return MasterKeyring.from_text(settings.payload_master_key)
+    path = settings.payload_master_key_file or settings.data_dir / "keys" / "payload-master.key"
+    if path.exists():
+        return MasterKeyring.from_text(path.read_text())
+    if settings.payload_master_key_file is not None:
+        raise ConfigError(f"payload master key file {path} does not exist")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    key = secrets.token_hex(32)
+    # written in full under a private name, then linked into place: a process starting at the same
+    # moment either creates the key or reads the whole of the other's, never an empty file
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:  # another process of this hub created it first
+        return MasterKeyring.from_text(path.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+    return MasterKeyring.from_text(key)
+
+
+def key_file_of(settings: Settings) -> Path | None:
+    """Where the master key is kept (None when it is given in the environment)."""
+    if settings.payload_master_key:
+        return None
+    return settings.payload_master_key_file or settings.data_dir / "keys" / "payload-master.key"
+
+
+class SqlKeyVault:
+    """:class:`hub.sealing.KeyVault` over ``subject_keys``; thread-safe, with a bounded in-memory cache."""
+
+    def __init__(self, store: Store, keyring: MasterKeyring, *, cache_size: int = 20000, ttl: float = 60.0) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.cache_size = cache_size
+        self.ttl = ttl
+        self._keys: OrderedDict[tuple[str, int], tuple[float, DataKey]] = OrderedDict()
+        self._current: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- cache --
+    def _cached(self, subject: str, version: int) -> DataKey | None:
+        with self._lock:
+            hit = self._keys.get((subject, version))
+            if hit is None:
+                return None
+            if hit[0] < time.monotonic():
+                del self._keys[(subject, version)]
+                return None
+            self._keys.move_to_end((subject, version))
+            return hit[1]
+
+    def _remember(self, key: DataKey, *, current: bool) -> DataKey:
+        with self._lock:
+            self._keys[(key.subject, key.version)] = (time.monotonic() + self.ttl, key)
+            self._keys.move_to_end((key.subject, key.version))
+            while len(self._keys) > self.cache_size:
+                (subject, _), _ = self._keys.popitem(last=False)
+                self._current.pop(subject, None)
+            if current:
+                self._current[key.subject] = key.version
+        return key
+
+    def forget(self, subjects: Iterable[str]) -> None:
+        gone = set(subjects)
+        with self._lock:
+            for k in [k for k in self._keys if k[0] in gone]:
+                del self._keys[k]
+            for s in gone:
+                self._current.pop(s, None)
+
+    # -- KeyVault --
+    def current(self, subject: str) -> DataKey:
+        version = self._current.get(subject)
+        if version is not None and (key := self._cached(subject, version)) is not None:
+            return key
+        for _ in range(3):
+            with self.store.engine.connect() as conn:
+                rows = conn.execute(sa.select(K.version, K.kek_id, K.wrapped_key, K.shredded_at)
+                                    .where(K.subject == subject).order_by(K.version.desc())).all()
+            if rows and rows[0].shredded_at is None and rows[0].wrapped_key is not None:
+                top = rows[0]
+                raw = self.keyring.unwrap(top.kek_id, subject, top.version, bytes(top.wrapped_key))
+                return self._remember(data_key(subject, top.version, raw), current=True)
+            # first record of this subject, or all its keys were shredded by an erasure: a new version
+            version = (rows[0].version + 1) if rows else 1
+            raw = new_data_key()
+            kid, wrapped = self.keyring.wrap(subject, version, raw)
+            if self._insert(subject, version, kid, wrapped):
+                return self._remember(data_key(subject, version, raw), current=True)
+            # another process created this version at the same moment: read theirs
+        raise UnsealError(f"cannot settle a data key for subject {subject}")
+
+    def _insert(self, subject: str, version: int, kid: str, wrapped: bytes) -> bool:
+        row = dict(subject=subject, version=version, kek_id=kid, wrapped_key=wrapped, created_at=utcnow())
+        with self.store.engine.begin() as conn:
+            dialect = conn.dialect.name
+            if dialect in ("sqlite", "postgresql"):
+                insert = sqlite_insert if dialect == "sqlite" else pg_insert
+                stmt = insert(subject_keys).on_conflict_do_nothing(index_elements=[K.subject, K.version])
+                return bool(conn.execute(stmt, row).rowcount)
+            try:
+                with conn.begin_nested():
+                    conn.execute(subject_keys.insert(), row)
+            except sa.exc.IntegrityError:
+                return False
+            return True
+
+    def get(self, subject: str, version: int) -> DataKey:
+        key = self._cached(subject, version)
+        if key is not None:
+            return key
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(K.kek_id, K.wrapped_key, K.shredded_at).where(
+                K.subject == subject, K.version == version)).first()
+        if row is None:
+            raise UnsealError(f"no data key {version} for subject {subject} in this hub's key vault")
+        if row.shredded_at is not None or row.wrapped_key is None:
+            raise ErasedRecordError(f"data key {version} of subject {subject} was shredded: the record is erased")
+        raw = self.keyring.unwrap(row.kek_id, subject, version, bytes(row.wrapped_key))
+        return self._remember(data_key(subject, version, raw), current=False)
+
+    # -- shredding and rotation --
+    def shred(self, conn: Connection, subjects: Iterable[str]) -> int:
+        """Destroy every live data key of these subjects in the caller's transaction; how many were live."""
+        wanted = sorted(set(subjects))
+        now = utcnow()
+        done = 0
+        for i in range(0, len(wanted), _IN_CHUNK):
+            done += conn.execute(subject_keys.update().where(
+                K.subject.in_(wanted[i:i + _IN_CHUNK]), K.shredded_at.is_(None)).values(
+                wrapped_key=None, kek_id=None, shredded_at=now)).rowcount or 0
+        self.forget(wanted)
+        return done
+
+    def live_keys(self, conn: Connection, subjects: Iterable[str]) -> int:
+        wanted = sorted(set(subjects))
+        total = 0
+        for i in range(0, len(wanted), _IN_CHUNK):
+            total += int(conn.execute(sa.select(sa.func.count()).select_from(subject_keys).where(
+                K.subject.in_(wanted[i:i + _IN_CHUNK]), K.shredded_at.is_(None))).scalar_one())
+        return total
+
+    def rewrap(self, *, batch: int = 1000) -> int:
+        """Re-wrap every live data key not wrapped by the current master key; how many were re-wrapped."""
+        current = self.keyring.current_id
+        done = 0
+        while True:
+            with self.store.engine.begin() as conn:
+                rows = conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key).where(
+                    K.shredded_at.is_(None), K.kek_id != current).limit(batch)).all()
+                for r in rows:
+                    raw = self.keyring.unwrap(r.kek_id, r.subject, r.version, bytes(r.wrapped_key))
+                    kid, wrapped = self.keyring.wrap(r.subject, r.version, raw)
+                    conn.execute(subject_keys.update().where(K.subject == r.subject, K.version == r.version)
+                                 .values(kek_id=kid, wrapped_key=wrapped))
+            done += len(rows)
+            if len(rows) < batch:
+                return done
+
+    def __repr__(self) -> str:
+        return f"SqlKeyVault({self.keyring!r})"
+
+
+def sealed_serde(catalogue: SchemaCatalogue, settings: Settings, store: Store) -> SealingSerde:
+    """The serde every hub process uses: the configured Avro serde, sealed with per-subject keys."""
+    return SealingSerde(make_serde(catalogue, settings.schema_registry_url),
+                        SqlKeyVault(store, load_keyring(settings)))

@@ -1,0 +1,65 @@
+"""A named lease on a ``stream_cursors`` row: one holder at a time, taken over when it lapses.
+
+The sharing follower holds the row ``sharing`` (and keeps its position there); the chores of
+sharing — the decisions' audit trail, escalation, the readiness sweep — run under ``sharing-chores``
+so that however many deliverers or delivering workers run, one does them at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from hub.db.store import Store, stream_cursors, utcnow
+
+S = stream_cursors.c
+TTL = timedelta(seconds=15)
+#: the lease under which the sharing chores run (audit trail, escalation, readiness sweep)
+CHORES = "sharing-chores"
+
+
+class Lease:
+    """Take, renew and give up the lease ``name`` for ``owner``."""
+
+    def __init__(self, store: Store, name: str, owner: str, ttl: timedelta = TTL) -> None:
+        self.store = store
+        self.name = name
+        self.owner = owner
+        self.ttl = ttl
+        self.held = False
+
+    def claim(self, now: datetime | None = None) -> int | None:
+        """Take or renew the lease if it is free, lapsed or ours: the row's position, or None (held elsewhere)."""
+        now = now or utcnow()
+        with self.store.engine.begin() as conn:
+            row = conn.execute(stream_cursors.update().where(
+                S.name == self.name,
+                sa.or_(S.owner == self.owner, S.owner.is_(None), S.lease_until < now)).values(
+                owner=self.owner, lease_until=now + self.ttl, updated_at=now).returning(S.position)).first()
+            if row is not None:
+                self.held = True
+                return int(row.position)
+            exists = conn.execute(sa.select(S.name).where(S.name == self.name)).first() is not None
+        if not exists:
+            try:
+                with self.store.engine.begin() as conn:
+                    conn.execute(stream_cursors.insert().values(name=self.name, position=0, owner=self.owner,
+                                                                lease_until=now + self.ttl, updated_at=now))
+                self.held = True
+                return 0
+            except sa.exc.IntegrityError:
+                pass  # another process created it first and holds it
+        self.held = False
+        return None
+
+    def hold(self, now: datetime | None = None) -> bool:
+        """Take or renew the lease; True while this owner holds it."""
+        return self.claim(now) is not None
+
+    def release(self) -> None:
+        """Give the lease up (on a clean stop) so another process can take over at once."""
+        with self.store.engine.begin() as conn:
+            conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
+                owner=None, lease_until=None))
+        self.held = False

@@ -1,0 +1,431 @@
+"""The hub's database: its durable record of every accepted event, and the projections built from it.
+
+SQLAlchemy Core on SQLite (default) or PostgreSQL (``HUB_DATABASE_URL``); the schema is managed by
+Alembic migrations (``hub/db/migrations``). Tables:
+
+* ``ingest_log`` — every accepted event version, its encoded Avro bytes and envelope headers, in
+  acceptance order (``seq``). The source of truth for re-seeding a new broker and for ``hub replay``.
+  ``published_at`` is null until the broker acknowledged it (an outbox). Values are sealed with the
+  subject's data key (:mod:`hub.sealing`); ``erased_at`` marks rows of an erased subject (their
+  keys are shredded: replay and re-seeding skip them); ``agency_id`` is the producing agency, for
+  retention (:mod:`hub.retention`).
+* ``timeline_entries`` — one row per source record (highest version wins), the projection the
+  coordinator's timeline reads.
+* ``identity_links`` — subject pseudonym → child and household, the active link per subject.
+* ``dead_letters`` — what failed after acceptance, with the original bytes, for `hub dlq`.
+* ``worker_status`` — heartbeats of stream workers, for ``/readyz``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.core.errors import ConfigError, StoreError
+
+#: Bound parameters per IN list (well under SQLite's 32,766 and PostgreSQL's 65,535).
+_IN_CHUNK = 2000
+
+metadata = sa.MetaData()
+TS = sa.DateTime(timezone=True)
+
+ingest_log = sa.Table(
+    "ingest_log", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False, index=True),
+    sa.Column("source_system", sa.String(120), nullable=False),
+    sa.Column("source_id", sa.String(200), nullable=False),
+    sa.Column("source_version", sa.BigInteger, nullable=False),
+    sa.Column("record_type", sa.String(80), nullable=False),
+    sa.Column("topic", sa.String(120), nullable=False),
+    sa.Column("key", sa.String(80), nullable=False),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("published_at", TS, nullable=True),
+    sa.Column("agency_id", sa.String(120), nullable=True),  # the producing agency, for retention
+    sa.Column("erased_at", TS, nullable=True),  # the subject was erased: the sealed value is unreadable
+    sa.UniqueConstraint("source_system", "source_id", "source_version", name="uq_ingest_source_version"),
+)
+sa.Index("ix_ingest_unpublished", ingest_log.c.published_at, ingest_log.c.seq)
+sa.Index("ix_ingest_key", ingest_log.c.key)
+sa.Index("ix_ingest_agency_time", ingest_log.c.agency_id, ingest_log.c.occurred_at)
+
+timeline_entries = sa.Table(
+    "timeline_entries", metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("subject", sa.String(80), nullable=False),
+    sa.Column("record_type", sa.String(80), nullable=False),
+    sa.Column("ce_type", sa.String(120), nullable=False),
+    sa.Column("sector", sa.String(20), nullable=False),
+    sa.Column("agency_id", sa.String(120), nullable=True),
+    sa.Column("service_name", sa.String(200), nullable=True),
+    sa.Column("category", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("source_system", sa.String(120), nullable=False),
+    sa.Column("source_version", sa.BigInteger, nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+    sa.Column("received_at", TS, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+sa.Index("ix_timeline_subject_time", timeline_entries.c.subject, timeline_entries.c.occurred_at,
+         timeline_entries.c.event_id)
+
+identity_links = sa.Table(
+    "identity_links", metadata,
+    sa.Column("subject", sa.String(80), primary_key=True),
+    sa.Column("child_id", sa.String(80), nullable=False),
+    sa.Column("household_id", sa.String(80), nullable=False, index=True),
+    sa.Column("identifier_system", sa.String(40), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("source_version", sa.BigInteger, nullable=False),
+    sa.Column("occurred_at", TS, nullable=False),
+)
+
+timeline_changes = sa.Table(
+    "timeline_changes", metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("household_id", sa.String(80), nullable=False),
+    sa.Column("child_id", sa.String(80), nullable=False),
+    sa.Column("event_id", sa.String(36), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # added | updated | joined | left
+    sa.Column("at", TS, nullable=False),
+)
+sa.Index("ix_timeline_changes_household", timeline_changes.c.household_id, timeline_changes.c.seq)
+
+stream_cursors = sa.Table(
+    "stream_cursors", metadata,
+    sa.Column("name", sa.String(60), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),  # the last timeline_changes seq handled
+    sa.Column("owner", sa.String(120), nullable=True),  # the process holding the lease
+    sa.Column("lease_until", TS, nullable=True),
+    sa.Column("updated_at", TS, nullable=False),
+)
+
+dead_letters = sa.Table(
+    "dead_letters", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.String(120), nullable=False),
+    sa.Column("partition", sa.Integer, nullable=True),
+    sa.Column("offset", sa.BigInteger, nullable=True),
+    sa.Column("key", sa.String(200), nullable=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),
+    sa.Column("error_class", sa.String(120), nullable=False),
+    sa.Column("error_message", sa.Text, nullable=False),
+    sa.Column("failed_at", TS, nullable=False),
+    sa.Column("replayed_at", TS, nullable=True),
+    sa.UniqueConstraint("topic", "partition", "offset", name="uq_dead_letter_position"),
+)
+
+worker_status = sa.Table(
+    "worker_status", metadata,
+    sa.Column("worker_id", sa.String(120), primary_key=True),
+    sa.Column("state", sa.String(40), nullable=False),
+    sa.Column("heartbeat_at", TS, nullable=False),
+    sa.Column("processed", sa.BigInteger, nullable=False, default=0),
+)
+
+
+def _first_line(exc: SQLAlchemyError) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything the hub stores is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    seq: int
+    event_id: str
+    source_system: str
+    source_id: str
+    source_version: int
+    record_type: str
+    topic: str
+    key: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    occurred_at: datetime
+    received_at: datetime
+    published: bool
+    erased: bool = False
+
+
+def _headers_to_text(headers: Sequence[tuple[str, bytes]]) -> str:
+    return json.dumps([[k, v.decode()] for k, v in headers])
+
+
+def _headers_from_text(text: str) -> list[tuple[str, bytes]]:
+    return [(k, v.encode()) for k, v in json.loads(text)]
+
+
+def _row_to_log(row: Any) -> LogRecord:
+    return LogRecord(
+        seq=row.seq, event_id=row.event_id, source_system=row.source_system, source_id=row.source_id,
+        source_version=row.source_version, record_type=row.record_type, topic=row.topic, key=row.key,
+        value=bytes(row.value), headers=_headers_from_text(row.headers), occurred_at=as_utc(row.occurred_at),
+        received_at=as_utc(row.received_at), published=row.published_at is not None,
+        erased=row.erased_at is not None,
+    )
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the URL, checked: a bad path or unreachable server is a ConfigError."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe = path.parent / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"database path {path} is not writable: {exc.strerror or exc}") from exc
+    try:
+        engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    except Exception as exc:
+        raise ConfigError(f"database URL is not usable: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        @sa_event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except SQLAlchemyError as exc:
+        raise ConfigError(f"cannot open the database ({engine.url.render_as_string(hide_password=True)}): "
+                          f"{_first_line(exc)}") from exc
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the latest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Store:
+    """Typed access to the hub's tables. Synchronous; call from a thread in async code."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
+        engine = make_engine(url)
+        if migrate_schema:
+            migrate(engine)
+        return cls(engine)
+
+    # ---- ingest log -------------------------------------------------------------------------
+    def existing_versions(self, keys: Iterable[tuple[str, str, int]]) -> set[tuple[str, str, int]]:
+        """The (source system, source id, version) keys of ``keys`` already in the ingest log.
+
+        One index range per source system (``source_system = ? AND source_id IN (...)``, a prefix of
+        the unique index) instead of a row-value IN list, which SQLite cannot use the index for.
+        """
+        wanted = set(keys)
+        if not wanted:
+            return set()
+        c = ingest_log.c
+        by_system: dict[str, set[str]] = {}
+        for system, source_id, _ in wanted:
+            by_system.setdefault(system, set()).add(source_id)
+        found: set[tuple[str, str, int]] = set()
+        with self.engine.connect() as conn:
+            for system, ids in by_system.items():
+                id_list = sorted(ids)
+                for i in range(0, len(id_list), _IN_CHUNK):
+                    rows = conn.execute(
+                        sa.select(c.source_system, c.source_id, c.source_version).where(
+                            c.source_system == system, c.source_id.in_(id_list[i:i + _IN_CHUNK]))
+                    )
+                    found.update(k for k in ((r[0], r[1], r[2]) for r in rows) if k in wanted)
+        return found
+
+    def append(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False) -> list[int]:
+        """Insert accepted event versions; return their seq numbers. Rows carry headers as pairs.
+
+        With ``skip_existing`` a row whose (source system, source id, version) is already logged is
+        left alone (``ON CONFLICT DO NOTHING`` on the unique constraint, one statement for the chunk,
+        also when a concurrent transaction inserted it first) and its seq is ``0`` in the answer; the
+        seqs of the inserted rows are in row order. Without it a duplicate raises ``IntegrityError``.
+        """
+        if not rows:
+            return []
+        prepared = [{**r, "headers": _headers_to_text(r["headers"])} for r in rows]
+        try:
+            with self.engine.begin() as conn:
+                dialect = conn.dialect.name
+                if skip_existing and dialect in ("sqlite", "postgresql"):
+                    c = ingest_log.c
+                    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+                    stmt = (insert(ingest_log)
+                            .on_conflict_do_nothing(index_elements=[c.source_system, c.source_id, c.source_version])
+                            .returning(c.seq, c.source_system, c.source_id, c.source_version))
+                    seq_of = {(r[1], r[2], r[3]): r[0] for r in conn.execute(stmt, prepared)}
+                    return [seq_of.pop((r["source_system"], r["source_id"], r["source_version"]), 0) for r in rows]
+                if dialect in ("sqlite", "postgresql"):
+                    result = conn.execute(ingest_log.insert().returning(ingest_log.c.seq), prepared)
+                    return [r[0] for r in result]
+                seqs = []
+                for row in prepared:
+                    if skip_existing:
+                        nested = conn.begin_nested()
+                        try:
+                            key = conn.execute(ingest_log.insert(), row).inserted_primary_key
+                        except sa.exc.IntegrityError:
+                            nested.rollback()
+                            seqs.append(0)
+                            continue
+                        nested.commit()
+                    else:
+                        key = conn.execute(ingest_log.insert(), row).inserted_primary_key
+                    seqs.append(int(key[0]) if key else 0)
+                return seqs
+        except sa.exc.IntegrityError:
+            raise
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record accepted events: {_first_line(exc)}") from exc
+
+    def mark_published(self, seqs: Sequence[int]) -> None:
+        """Record the broker's acknowledgement: one UPDATE per up to 2,000 seqs, in one transaction."""
+        if not seqs:
+            return
+        now = utcnow()
+        ordered = sorted(set(seqs))
+        c = ingest_log.c
+        with self.engine.begin() as conn:
+            for i in range(0, len(ordered), _IN_CHUNK):
+                chunk = ordered[i:i + _IN_CHUNK]
+                if chunk[-1] - chunk[0] + 1 == len(chunk):  # contiguous: a range is all of them, none other
+                    where = c.seq.between(chunk[0], chunk[-1])
+                else:
+                    where = c.seq.in_(chunk)
+                conn.execute(ingest_log.update().where(where).values(published_at=now))
+
+    def mark_all_unpublished(self) -> int:
+        """Every row but erased ones is to be published again (a new, empty broker)."""
+        with self.engine.begin() as conn:
+            return conn.execute(ingest_log.update().where(ingest_log.c.erased_at.is_(None))
+                                .values(published_at=None)).rowcount or 0
+
+    def log_by_source(self, keys: Iterable[tuple[str, str, int]]) -> list[LogRecord]:
+        wanted = set(keys)
+        if not wanted:
+            return []
+        c = ingest_log.c
+        by_system: dict[str, set[str]] = {}
+        for system, source_id, _ in wanted:
+            by_system.setdefault(system, set()).add(source_id)
+        out: list[LogRecord] = []
+        with self.engine.connect() as conn:
+            for system, ids in by_system.items():
+                id_list = sorted(ids)
+                for i in range(0, len(id_list), _IN_CHUNK):
+                    rows = conn.execute(sa.select(ingest_log).where(
+                        c.source_system == system, c.source_id.in_(id_list[i:i + _IN_CHUNK])).order_by(c.seq))
+                    out.extend(_row_to_log(r) for r in rows if (r.source_system, r.source_id, r.source_version)
+                               in wanted)
+        out.sort(key=lambda r: r.seq)
+        return out
+
+    def iter_log(self, *, after_seq: int = 0, unpublished_only: bool = False,
+                 batch: int = 2000) -> Iterator[list[LogRecord]]:
+        c = ingest_log.c
+        last = after_seq
+        while True:
+            q = sa.select(ingest_log).where(c.seq > last).order_by(c.seq).limit(batch)
+            if unpublished_only:
+                q = q.where(c.published_at.is_(None), c.erased_at.is_(None))
+            with self.engine.connect() as conn:
+                rows = [_row_to_log(r) for r in conn.execute(q)]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1].seq
+
+    def log_count(self, *, unpublished_only: bool = False) -> int:
+        q = sa.select(sa.func.count()).select_from(ingest_log)
+        if unpublished_only:
+            q = q.where(ingest_log.c.published_at.is_(None))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    # ---- dead letters ---------------------------------------------------------------------
+    def add_dead_letter(self, *, topic: str, partition: int | None, offset: int | None, key: str | None,
+                        value: bytes, headers: Sequence[tuple[str, bytes]], error: BaseException) -> bool:
+        """Record a dead letter once per topic/partition/offset; False if it was already there."""
+        row = dict(topic=topic, partition=partition, offset=offset, key=key, value=value,
+                   headers=_headers_to_text(headers), error_class=type(error).__name__,
+                   error_message=str(error)[:2000], failed_at=utcnow())
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(dead_letters.insert(), row)
+            return True
+        except sa.exc.IntegrityError:
+            return False
+
+    def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[dict[str, Any]]:
+        q = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)
+        if not include_replayed:
+            q = q.where(dead_letters.c.replayed_at.is_(None))
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def mark_dead_letters_replayed(self, ids: Sequence[int]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(dead_letters.update().where(dead_letters.c.id.in_(list(ids))).values(replayed_at=utcnow()))
+
+    # ---- workers ----------------------------------------------------------------------------
+    def heartbeat(self, worker_id: str, state: str, processed: int) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            updated = conn.execute(worker_status.update().where(worker_status.c.worker_id == worker_id)
+                                   .values(state=state, heartbeat_at=now, processed=processed)).rowcount
+            if not updated:
+                conn.execute(worker_status.insert().values(worker_id=worker_id, state=state, heartbeat_at=now,
+                                                           processed=processed))
+
+    def workers(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(worker_status))]
+        for r in rows:
+            r["heartbeat_at"] = as_utc(r["heartbeat_at"])
+        return rows
+
+    def clear_workers(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(worker_status.delete())

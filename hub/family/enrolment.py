@@ -1,0 +1,174 @@
+"""Enrolment: a coordinator creates a household, adds its children and adults, and links each
+person's agency identifiers to them.
+
+Households, members and caseloads are rows in the database (the coordinator's working record).
+Identifier links are *events*: each link or unlink goes through the ingest service as an
+``IdentityLinked`` record, so it is durable, on the identity topic, replayed with everything else,
+and projected by the workers; an unlink removes the events it brought from the family's timeline.
+The identifier's value never leaves this module except as a pseudonym.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Literal
+
+import sqlalchemy as sa
+
+from hub.core.errors import NotFoundError, ValidationError
+from hub.core.events import InboundEvent, SubjectRef
+from hub.db.store import Store, ingest_log, metadata, utcnow
+from hub.governance.audit import AuditLog
+from hub.ingest.service import Acceptance, IngestService
+
+households = sa.Table(
+    "households", metadata,
+    sa.Column("household_id", sa.String(80), primary_key=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_by", sa.String(120), nullable=False),
+)
+household_members = sa.Table(
+    "household_members", metadata,
+    sa.Column("member_id", sa.String(80), primary_key=True),
+    sa.Column("household_id", sa.String(80), sa.ForeignKey("households.household_id"), nullable=False, index=True),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("relationship", sa.String(40), nullable=False),
+    sa.Column("parental_responsibility", sa.Boolean(), nullable=False),
+    sa.Column("date_of_birth", sa.Date(), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("competent_from", sa.Date(), nullable=True),  # recorded (Gillick) competence before 16
+)
+caseloads = sa.Table(
+    "caseloads", metadata,
+    sa.Column("coordinator_id", sa.String(120), primary_key=True),
+    sa.Column("household_id", sa.String(80), sa.ForeignKey("households.household_id"), primary_key=True),
+    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
+)
+
+ENROLMENT_SOURCE = "hub-enrolment"
+LINKABLE = ("nhs-number", "upn", "la-person-id", "hub-child-id", "other")
+
+
+@dataclass(frozen=True)
+class Member:
+    member_id: str
+    household_id: str
+    kind: Literal["child", "adult"]
+    relationship: str
+    parental_responsibility: bool
+    date_of_birth: date | None
+    competent_from: date | None = None
+
+
+class Enrolment:
+    def __init__(self, store: Store, ingest: IngestService) -> None:
+        self.store = store
+        self.ingest = ingest
+
+    def create_household(self, coordinator_id: str) -> str:
+        household_id = f"hh-{uuid.uuid4().hex[:16]}"
+        now = utcnow()
+        with self.store.engine.begin() as conn:
+            conn.execute(households.insert().values(household_id=household_id, created_at=now,
+                                                    created_by=coordinator_id))
+            conn.execute(caseloads.insert().values(coordinator_id=coordinator_id, household_id=household_id,
+                                                   since=now))
+        return household_id
+
+    def assign(self, coordinator_id: str, household_id: str, *, by: str) -> None:
+        """Put a household on a coordinator's caseload (creating its record if links made it first)."""
+        with self.store.engine.begin() as conn:
+            known = conn.execute(sa.select(households.c.household_id).where(
+                households.c.household_id == household_id)).first()
+            if not known:
+                conn.execute(households.insert().values(household_id=household_id, created_at=utcnow(),
+                                                        created_by=by))
+            exists = conn.execute(sa.select(caseloads.c.since).where(
+                caseloads.c.coordinator_id == coordinator_id, caseloads.c.household_id == household_id)).first()
+            if not exists:
+                conn.execute(caseloads.insert().values(coordinator_id=coordinator_id, household_id=household_id,
+                                                       since=utcnow()))
+
+    def household(self, household_id: str) -> list[Member]:
+        with self.store.engine.connect() as conn:
+            found = conn.execute(sa.select(households.c.household_id).where(
+                households.c.household_id == household_id)).first()
+            if not found:
+                raise NotFoundError("no such household")
+            rows = conn.execute(sa.select(household_members).where(
+                household_members.c.household_id == household_id).order_by(household_members.c.created_at))
+            return [Member(r.member_id, r.household_id, r.kind, r.relationship, r.parental_responsibility,
+                           r.date_of_birth, r.competent_from) for r in rows]
+
+    def add_member(self, household_id: str, kind: Literal["child", "adult"], relationship: str,
+                   parental_responsibility: bool = False, date_of_birth: date | None = None,
+                   competent_from: date | None = None) -> Member:
+        self.household(household_id)
+        if kind == "child" and parental_responsibility:
+            raise ValidationError("a child member cannot hold parental responsibility")
+        if date_of_birth and date_of_birth > datetime.now(UTC).date():
+            raise ValidationError("date_of_birth is in the future")
+        if competent_from is not None and kind != "child":
+            raise ValidationError("competent_from is recorded for a child member only")
+        member = Member(f"{'c' if kind == 'child' else 'a'}-{uuid.uuid4().hex[:16]}", household_id, kind,
+                        relationship, parental_responsibility, date_of_birth, competent_from)
+        with self.store.engine.begin() as conn:
+            conn.execute(household_members.insert().values(
+                member_id=member.member_id, household_id=household_id, kind=kind, relationship=relationship,
+                parental_responsibility=parental_responsibility, date_of_birth=date_of_birth,
+                competent_from=competent_from, created_at=utcnow()))
+        return member
+
+    def _member(self, household_id: str, member_id: str) -> Member:
+        for m in self.household(household_id):
+            if m.member_id == member_id:
+                return m
+        raise NotFoundError("no such member in this household")
+
+    def _next_version(self, source_id: str) -> int:
+        c = ingest_log.c
+        with self.store.engine.connect() as conn:
+            current = conn.execute(sa.select(sa.func.max(c.source_version)).where(
+                c.source_system == ENROLMENT_SOURCE, c.source_id == source_id)).scalar()
+        return int(current or 0) + 1
+
+    async def link(self, household_id: str, member_id: str, system: str, value: str, *, by: str,
+                   action: Literal["link", "unlink"] = "link", reason: str | None = None) -> Acceptance:
+        """Link (or undo a link of) an agency identifier to a member, as an IdentityLinked event."""
+        member = self._member(household_id, member_id)
+        if system not in LINKABLE:
+            raise ValidationError(f"identifier system must be one of {', '.join(LINKABLE)}")
+        ref = SubjectRef(system, value)
+        self._validate(ref)
+        subject = self.ingest.pseudonymise(system, value)
+        source_id = f"{member.member_id}:{subject}"
+        event = InboundEvent(
+            record_type="IdentityLinked", sector="hub", source_system=ENROLMENT_SOURCE, source_id=source_id,
+            source_version=self._next_version(source_id), occurred_at=datetime.now(UTC), subject=ref,
+            body={"action": action, "child_id": member.member_id, "household_id": household_id,
+                  "identifier_system": system, "reason": reason or f"{action} by {by}"})
+        [acceptance] = await self.ingest.accept([event])
+        await asyncio.to_thread(
+            AuditLog(self.store).record, "identity_link" if action == "link" else "identity_unlink", actor=by,
+            actor_role="coordinator", subject_household=household_id, subject_child=member.member_id,
+            data_ref=acceptance.event_id, purpose="enrolment",
+            detail={"identifier_system": system, "version": acceptance.source_version, "reason": reason or ""})
+        return acceptance
+
+    @staticmethod
+    def _validate(ref: SubjectRef) -> None:
+        from connectors.identifiers import IdentifierError, subject_ref
+
+        if ref.system in ("nhs-number", "upn", "la-person-id"):
+            try:
+                subject_ref(ref.system, ref.value)
+            except IdentifierError as exc:
+                raise ValidationError(str(exc), title="Invalid identifier") from exc
+
+    def caseload(self, coordinator_id: str) -> list[str]:
+        with self.store.engine.connect() as conn:
+            return [r[0] for r in conn.execute(sa.select(caseloads.c.household_id).where(
+                caseloads.c.coordinator_id == coordinator_id).order_by(caseloads.c.since))]

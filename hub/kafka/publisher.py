@@ -1,0 +1,107 @@
+"""Publishing to Kafka: one aiokafka producer with acks=all (and idempotence where the broker allows)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, UnknownError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
+
+from hub.core.errors import BrokerError
+from hub.core.logging import get_logger
+from hub.core.settings import Settings
+from hub.kafka.topics import client_args
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    topic: str
+    key: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class CachingPartitioner:
+    """aiokafka's default partitioner (murmur2 of the key, as the Java client), remembering each key's hash.
+
+    The key is the subject's pseudonym and one child has many events; murmur2 is pure Python in
+    aiokafka. Records without a key are left to the default partitioner.
+    """
+
+    def __init__(self, max_keys: int = 65536) -> None:
+        self._hashes: dict[bytes, int] = {}
+        self._max_keys = max_keys
+
+    def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+        if key is None:
+            return DefaultPartitioner()(key, all_partitions, available)  # type: ignore[no-any-return]
+        idx = self._hashes.get(key)
+        if idx is None:
+            if len(self._hashes) >= self._max_keys:
+                self._hashes.clear()
+            idx = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return all_partitions[idx % len(all_partitions)]
+
+
+class Publisher:
+    def __init__(self, settings: Settings, bootstrap: str | None = None) -> None:
+        self.settings = settings
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect (inside the event loop that will publish)."""
+        if self._producer is not None:
+            return
+        idempotent = self.settings.idempotent_producer
+        try:
+            self._producer = await self._connect(idempotent)
+        except UnknownError:
+            if not idempotent:
+                raise BrokerError("cannot connect a producer to Kafka: the broker answered UnknownError") from None
+            # The embedded broker (and some Kafka-compatible ones) refuse InitProducerId. Delivery stays
+            # acks=all and at-least-once; duplicates are removed downstream by event id and version.
+            log.warning("publisher.idempotence_refused", bootstrap=self.bootstrap or self.settings.kafka_bootstrap)
+            self._producer = await self._connect(False)
+
+    async def _connect(self, idempotent: bool) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            **client_args(self.settings, self.bootstrap),  # type: ignore[arg-type]
+            acks="all",
+            enable_idempotence=idempotent,
+            linger_ms=2,
+            partitioner=CachingPartitioner(),
+            max_batch_size=256 * 1024,
+            request_timeout_ms=15000,
+        )
+        try:
+            await producer.start()
+        except UnknownError:
+            await producer.stop()
+            raise
+        except KafkaError as exc:
+            await producer.stop()
+            raise BrokerError(f"cannot connect a producer to Kafka: {exc}") from exc
+        return producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def publish(self, records: Sequence[OutgoingRecord]) -> None:
+        """Send every record and return only when the broker acknowledged all of them."""
+        if self._producer is None:
+            raise BrokerError("the publisher is not connected to Kafka")
+        try:
+            futures = [
+                await self._producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers) for r in records
+            ]
+            await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise BrokerError(f"the broker did not acknowledge {len(records)} record(s): {exc}") from exc
