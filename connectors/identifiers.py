@@ -108,11 +108,3 @@ def la_person_id(value: object) -> SubjectRef:
     """A local-authority person id subject."""
     return subject_ref("la-person-id", value)
 
-
-_NHS_LIKE = re.compile(r"(?<![0-9])[0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}(?![0-9])")
-_UPN_LIKE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z][0-9]{11}[0-9A-Za-z](?![A-Za-z0-9])")
-
-
-def scrub(text: str) -> str:
-    """Remove anything shaped like an NHS number or UPN from a message (a last line of defence)."""
-    return _UPN_LIKE.sub("<redacted>", _NHS_LIKE.sub("<redacted>", text))

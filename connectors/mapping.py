@@ -17,12 +17,13 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-from connectors.identifiers import IdentifierError, scrub, subject_ref
+from connectors.identifiers import IdentifierError, subject_ref
 from connectors.paths import compile_path, compile_resolver, render
 from connectors.schemas import FieldInfo, body_fields, invalid_body_fields, record_type_exists
 from connectors.values import COMPUTATIONS, CONVERTERS, DEFAULT_FOR_KIND, to_string, zone
 from hub.core.errors import ConfigError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
+from hub.core.privacy import scrub
 
 MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
 SECTORS = ("health", "social_care", "education")

@@ -64,10 +64,9 @@ Categories as securityLabel: mental_health v3-ActCode PSY, sexual_health SEX, do
 social_care SOC; general, clinical, education, child_protection in ``urn:family-hub:category``.
 """
 
+from consent.directives import Directive, Period, Provision, Scope
 from consent.engine import (
     ConsentEngine,
-    DirectiveSet,
-    Evaluation,
     decide,
     decide_strictest,
     directives_needing_confirmation,
@@ -81,25 +80,22 @@ from consent.errors import (
     InvalidRequestError,
     RuleSetError,
 )
+from consent.evaluation import DirectiveSet, Evaluation
 from consent.model import (
     RESTRICTED_CATEGORIES,
     Basis,
     Category,
     Child,
     Decision,
-    Directive,
     DirectiveDecision,
     Grantor,
     Information,
     Outcome,
     Override,
     OverrideScope,
-    Period,
-    Provision,
     Purpose,
     Recipient,
     RecipientKind,
-    Scope,
     Sector,
 )
 from consent.ruleset import RuleSet, load_ruleset

@@ -34,18 +34,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from consent.directives import Directive, Period, Provision, Scope
 from consent.errors import FhirMappingError
-from consent.model import (
-    Category,
-    Directive,
-    DirectiveDecision,
-    Grantor,
-    Period,
-    Provision,
-    Purpose,
-    Scope,
-    Sector,
-)
+from consent.model import Category, DirectiveDecision, Grantor, Purpose, Sector
 
 try:  # fhir.resources is a dependency of the project; keep the import error readable
     from fhir.resources.R4B.consent import Consent

@@ -15,9 +15,9 @@ from fhir.resources.R4B import get_fhir_model_class
 from lxml import etree
 
 from connectors import formats
-from connectors.identifiers import scrub
 from connectors.results import RowProblem
 from hub.core.errors import Problem, ValidationError
+from hub.core.privacy import scrub
 
 FHIR_NS = "http://hl7.org/fhir"
 ACCEPTED = formats.FHIR_JSON + formats.JSON + formats.FHIR_XML + formats.FHIR_NDJSON + formats.NDJSON

@@ -26,7 +26,8 @@ from hub.api.sharing_routes import sharing_router
 from hub.api.timeline_routes import timeline_router
 from hub.core.errors import HubError, NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
-from hub.core.logging import get_logger, scrub_text
+from hub.core.logging import get_logger
+from hub.core.privacy import scrub_text
 from hub.family.enrolment import Enrolment
 from hub.governance.audit import AuditLog
 from hub.governance.auth import (

@@ -28,7 +28,7 @@ Writes are serialised so the chain never forks: PostgreSQL takes a transaction-l
 :meth:`AuditLog.record_many` writes several records in one transaction.
 
 ``detail`` must not carry personal identifiers: every key and string value is passed through
-:func:`hub.logging.scrub_text`; if that would change it (an NHS-number-, UPN- or bare-date-shaped
+:func:`hub.core.privacy.scrub_text`; if that would change it (an NHS-number-, UPN- or bare-date-shaped
 value) the record is refused with ``ValueError``, as are keys that name personal data (``name``,
 ``dob``, ``nhs_number`` …). Use timestamps (``2026-01-02T10:00:00Z``), not bare dates, in details.
 
@@ -88,7 +88,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import HubError, NotFoundError, StoreError, ValidationError
-from hub.core.logging import _PERSONAL_KEYS, scrub_text
+from hub.core.privacy import PERSONAL_KEYS, scrub_text
 from hub.db.store import TS, Store, as_utc, metadata, utcnow
 
 GENESIS = "0" * 64
@@ -273,7 +273,7 @@ def check_detail(detail: Any, path: str = "detail") -> None:
     if isinstance(detail, Mapping):
         for key, value in detail.items():
             k = str(key)
-            if k.lower() in _PERSONAL_KEYS or scrub_text(k) != k:
+            if k.lower() in PERSONAL_KEYS or scrub_text(k) != k:
                 raise ValueError(f"audit {path}: key {scrub_text(k)!r} names personal data; audit details "
                                  "must not hold personal identifiers")
             check_detail(value, f"{path}.{k}")

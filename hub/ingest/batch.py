@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from hub.core.errors import HubError, Problem, ValidationError
+from hub.core.privacy import scrub
 
 if TYPE_CHECKING:
     from connectors.mapping import Mapping
@@ -33,12 +34,6 @@ if TYPE_CHECKING:
 SECTORS = ("health", "social_care", "education")
 DEFAULT_CHUNK = 500
 ATOMIC_REFUSAL = "not accepted: the batch is all-or-nothing and other rows were refused"
-
-
-def _scrub(text: str) -> str:
-    from connectors.identifiers import scrub
-
-    return scrub(text)
 
 
 @dataclass(frozen=True)
@@ -146,7 +141,7 @@ def prepare_batch(
             bad_rows.add((result.source, result.row))
             summary.problems += [
                 RowError(
-                    p.row if p.row is not None else result.row, p.location, _scrub(p.message), result.source
+                    p.row if p.row is not None else result.row, p.location, scrub(p.message), result.source
                 )
                 for p in result.problems
             ]
@@ -163,7 +158,7 @@ def prepare_batch(
         if prep is None:
             bad_rows.add((result.source, result.row))
             summary.problems += [
-                RowError(result.row, "", _scrub(p.message), result.source) for p in reasons.get(index, [])
+                RowError(result.row, "", scrub(p.message), result.source) for p in reasons.get(index, [])
             ]
         else:
             batch.ready.append((result.row, result.source, prep))

@@ -26,7 +26,6 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -57,19 +56,6 @@ def event_id_for(source_system: str, source_id: str) -> str:
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
-
-@lru_cache(maxsize=256)
-def _source_header(source_system: str) -> bytes:
-    return f"urn:familyhub:source:{source_system}".encode()
-
-
-@lru_cache(maxsize=256)
-def _ce_type_header(ce_type: str) -> bytes:
-    return ce_type.encode()
-
-
-_SPECVERSION = b"1.0"
-_CONTENT_TYPE = envelope.CONTENT_TYPE.encode()
 
 #: Source keys being appended and published right now, per store (so per database), each with the
 #: future its request completes when it is done. A concurrent request with the same event waits for
@@ -130,18 +116,18 @@ class IngestService:
     def prepare(self, events: Sequence[InboundEvent]) -> tuple[list[Prepared | None], list[Problem]]:
         """Encode each event; problems are located by the event's index in ``events``."""
         received = self.clock()
-        received_iso = envelope._iso(received).encode()
+        builder = envelope.HeaderBuilder(received)
         out: list[Prepared | None] = []
         problems: list[Problem] = []
         for i, ev in enumerate(events):
             try:
-                out.append(self._prepare_one(ev, received, received_iso))
+                out.append(self._prepare_one(ev, received, builder))
             except (HubError, ValueError) as exc:
                 out.append(None)
                 problems.append(Problem(f"[{i}]", str(exc)))
         return out, problems
 
-    def _prepare_one(self, ev: InboundEvent, received: datetime, received_iso: bytes) -> Prepared:
+    def _prepare_one(self, ev: InboundEvent, received: datetime, builder: envelope.HeaderBuilder) -> Prepared:
         schema = self.catalogue.writer(ev.record_type)
         if ev.source_version < 1:
             raise ValueError("source_version must be 1 or more")
@@ -155,21 +141,7 @@ class IngestService:
         }
         value = self.serde.encode(ev.record_type, {"meta": meta, **ev.body})
         topic = topic_for(ev.record_type, ev.sector).name
-        # the CloudEvents headers of hub.envelope.headers, with the per-batch and per-type parts reused
-        version = str(ev.source_version)
-        event_id_b = event_id.encode()
-        headers = [
-            ("ce_specversion", _SPECVERSION),
-            ("ce_id", event_id_b + b"." + version.encode()),
-            ("ce_source", _source_header(ev.source_system)),
-            ("ce_type", _ce_type_header(schema.ce_type)),
-            ("ce_time", envelope._iso(occurred).encode()),
-            ("ce_subject", subject.encode()),
-            ("content-type", _CONTENT_TYPE),
-            ("ce_hubeventid", event_id_b),
-            ("ce_hubversion", version.encode()),
-            ("ce_hubreceived", received_iso),
-        ]
+        headers = builder.build(event_id, ev.source_version, ev.source_system, schema.ce_type, occurred, subject)
         row = dict(event_id=event_id, source_system=ev.source_system, source_id=ev.source_id,
                    source_version=ev.source_version, record_type=ev.record_type, topic=topic, key=subject,
                    value=value, headers=headers, occurred_at=occurred, received_at=received, published_at=None,

@@ -34,23 +34,13 @@ from hub.kafka.topics import DEADLETTER, INGEST_TOPICS
 from hub.runtime import sharing_jobs as sharing_runtime
 from hub.runtime.probes import serve_probes
 from hub.stream import projection
+from hub.wire.envelope import deadletter_headers
 from hub.wire.schemas import SchemaCatalogue
 from hub.wire.serde import Serde
 
 log = get_logger(__name__)
 GROUP_ID = "familyhub-worker"
 BATCH = 1000
-
-
-def dead_letter_headers(original: list[tuple[str, bytes]], topic: str, partition: int, offset: int,
-                        exc: BaseException) -> list[tuple[str, bytes]]:
-    """Kafka Connect style error headers, after the original headers."""
-    return [*original,
-            ("__connect.errors.topic", topic.encode()),
-            ("__connect.errors.partition", str(partition).encode()),
-            ("__connect.errors.offset", str(offset).encode()),
-            ("__connect.errors.exception.class.name", type(exc).__name__.encode()),
-            ("__connect.errors.exception.message", str(exc)[:500].encode())]
 
 
 class Processor:
@@ -84,7 +74,7 @@ class Processor:
                 if new:
                     self.dead_lettered += 1
                     dead.append(OutgoingRecord(DEADLETTER.name, key_text or "", value,
-                                               dead_letter_headers(headers, topic, partition, offset, exc)))
+                                               deadletter_headers(headers, topic, partition, offset, exc)))
                 log.warning("worker.dead_lettered", topic=topic, partition=partition, offset=offset,
                             error=type(exc).__name__, reason=str(exc))
         if decoded:

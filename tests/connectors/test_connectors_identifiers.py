@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.identifiers import IdentifierError, la_person_id, nhs_number, pupil_number, scrub, subject_ref
+from connectors.identifiers import IdentifierError, la_person_id, nhs_number, pupil_number, subject_ref
+from hub.core.privacy import scrub
 
 
 def test_nhs_number_normalised_and_checked():

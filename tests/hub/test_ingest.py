@@ -209,3 +209,16 @@ async def test_prepared_headers_and_ids_are_the_envelope_ones(services: Services
     assert row["headers"] == envelope.headers(
         event_id=row["event_id"], version=3, source_system="abuhb-pas", ce_type="uk.familyhub.appointment.booked",
         occurred_at=T0, subject=row["key"], received_at=row["received_at"])
+
+
+async def test_a_prepared_batch_has_the_headers_of_each_event_alone(services: Services) -> None:
+    events = [appointment("appt-b1", version=2), appointment("appt-b2"), appointment("appt-b1", version=3)]
+    prepared, problems = services.ingest.prepare(events)
+    assert not problems
+    for event, prep in zip(events, prepared, strict=True):
+        assert prep is not None
+        row = prep.row
+        assert row["headers"] == envelope.headers(
+            event_id=row["event_id"], version=event.source_version, source_system="abuhb-pas",
+            ce_type="uk.familyhub.appointment.booked", occurred_at=T0, subject=row["key"],
+            received_at=row["received_at"])

@@ -55,7 +55,7 @@ def test_every_log_line_is_scrubbed_of_identifiers() -> None:
 
 
 def test_event_ids_and_digests_are_not_mistaken_for_identifiers_but_identifiers_beside_them_are() -> None:
-    from hub.core.logging import scrub_text
+    from hub.core.privacy import scrub_text
     from hub.governance.audit import check_detail
 
     event_id = "3f2b1c9d-4a1b-9c3d-8e7f-a12345678901"  # ten digits in a row in its last group
