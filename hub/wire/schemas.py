@@ -27,9 +27,7 @@ from fastavro import parse_schema
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 from hub.core.errors import ConfigError, IncompatibleSchemaError, UnknownRecordTypeError
-
-EVENT_NAMESPACE = "uk.familyhub.event"
-CE_TYPE_PREFIX = "uk.familyhub."
+from hub.core.records import EVENT_NAMESPACE, ce_type_of, event_schema_files, record_type_of
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class SchemaVersion:
 
     @property
     def ce_type(self) -> str:
-        return CE_TYPE_PREFIX + str(self.schema.get("hub.ce_type", self.record_type))
+        return ce_type_of(self.schema, self.record_type)
 
 
 def _strip(schema: Any) -> Any:
@@ -98,9 +96,9 @@ class SchemaCatalogue:
         self.dir = schema_dir
         self.current: dict[str, SchemaVersion] = {}
         self.released: dict[str, list[SchemaVersion]] = {}
-        for path in sorted(schema_dir.glob(f"{EVENT_NAMESPACE}.*.avsc")):
+        for path in event_schema_files(schema_dir):
             full = path.name.removesuffix(".avsc")
-            short = full.rsplit(".", 1)[1]
+            short = record_type_of(path)
             try:
                 schema = _strip(load_schema(str(path), _write_hint=False))
             except Exception as exc:
