@@ -11,6 +11,10 @@ fingerprint, so a record written by any released version decodes and resolves to
 Every schema must be FULL_TRANSITIVE compatible with all its released versions
 (:meth:`SchemaCatalogue.check`); :meth:`SchemaCatalogue.release` snapshots a new version only when
 it is.
+
+Each current schema also carries the hub's facts about its record type as ``hub.*`` attributes
+(:mod:`hub.core.records`); they are outside the canonical form, but a released copy is compared
+with the current schema as a whole, so it carries them too.
 """
 
 from __future__ import annotations
