@@ -7,11 +7,9 @@ allowed, and to validate every body it produces before handing it to the hub.
 from __future__ import annotations
 
 import io
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import fastavro.schema
@@ -19,11 +17,9 @@ import fastavro.validation
 import fastavro.write
 from fastavro.validation import ValidationError as AvroValidationError
 
+from hub.core import records
 from hub.core.errors import UnknownRecordTypeError
-
-#: Where the schemas live; ``HUB_SCHEMA_DIR`` overrides it (e.g. for an installed package).
-SCHEMA_DIR = Path(os.environ.get("HUB_SCHEMA_DIR", Path(__file__).resolve().parents[1] / "schemas"))
-EVENT_NAMESPACE = "uk.familyhub.event"
+from hub.core.records import EVENT_NAMESPACE
 
 _PRIMITIVE_KINDS = {"string", "int", "long", "boolean", "double", "float", "bytes"}
 
@@ -79,17 +75,10 @@ def _fields_of(record: dict[str, Any], named: dict[str, Any]) -> dict[str, Field
     return out
 
 
-def _schema_path(record_type: str) -> Path:
-    return SCHEMA_DIR / f"{EVENT_NAMESPACE}.{record_type}.avsc"
-
-
 @cache
 def load_event_schema(record_type: str) -> Any:
-    """The parsed Avro schema of ``uk.familyhub.event.<record_type>``."""
-    path = _schema_path(record_type)
-    if not path.is_file():
-        raise UnknownRecordTypeError(f"no schema for record type {record_type!r}")
-    return fastavro.schema.load_schema(str(path))
+    """The parsed Avro schema of ``uk.familyhub.event.<record_type>`` (found through :mod:`hub.core.records`)."""
+    return fastavro.schema.load_schema(str(records.get(record_type).path))
 
 
 @cache
@@ -102,7 +91,7 @@ def body_fields(record_type: str) -> dict[str, FieldInfo]:
 
 
 def record_type_exists(record_type: str) -> bool:
-    return _schema_path(record_type).is_file()
+    return record_type in records.catalogue()
 
 
 def _dummy_meta() -> dict[str, Any]:

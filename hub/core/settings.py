@@ -56,13 +56,9 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.core.records import default_schema_dir
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _default_schema_dir() -> Path:
-    # An installed wheel carries the schemas inside the package; a checkout has them at the top.
-    installed = Path(__file__).resolve().parents[1] / "schemas"
-    return installed if installed.is_dir() else PACKAGE_ROOT / "schemas"
 
 
 class Settings(BaseSettings):
@@ -71,7 +67,7 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = ""
     database_url: str = ""
     data_dir: Path = Path(".hub")
-    schema_dir: Path = Field(default_factory=_default_schema_dir)
+    schema_dir: Path = Field(default_factory=default_schema_dir)
     schema_registry_url: str = ""
 
     api_host: str = "127.0.0.1"

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from hub.core import records
 from hub.core.errors import BrokerError
 from hub.core.events import Sector
 from hub.core.settings import Settings
@@ -60,14 +61,18 @@ INGEST_TOPICS: tuple[TopicSpec, ...] = CATALOGUE[:5]
 _BY_SECTOR: dict[str, TopicSpec] = {
     "health": INGEST_HEALTH, "social_care": INGEST_SOCIAL_CARE, "education": INGEST_EDUCATION,
 }
+_BY_TOPIC: dict[str, TopicSpec] = {
+    "health": INGEST_HEALTH, "social-care": INGEST_SOCIAL_CARE, "education": INGEST_EDUCATION,
+    "identity": INGEST_IDENTITY, "consent": INGEST_CONSENT,
+}
 
 
 def topic_for(record_type: str, sector: Sector) -> TopicSpec:
-    if record_type == "IdentityLinked":
-        return INGEST_IDENTITY
-    if record_type.startswith("Consent"):
-        return INGEST_CONSENT
-    return _BY_SECTOR.get(sector, INGEST_HEALTH if sector == "hub" else INGEST_SOCIAL_CARE)
+    """The ingest topic of a record: its schema's ``hub.topic``, or by the sector for ``by-sector`` types."""
+    topic = records.get(record_type).topic
+    if topic == records.BY_SECTOR:
+        return _BY_SECTOR.get(sector, INGEST_HEALTH if sector == "hub" else INGEST_SOCIAL_CARE)
+    return _BY_TOPIC[topic]
 
 
 def client_args(settings: Settings, bootstrap: str | None = None) -> dict[str, object]:

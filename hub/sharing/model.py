@@ -2,9 +2,11 @@
 
 Pure functions over decoded records and the team around the child; no storage.
 
-* Shareable records: ReportIssued / ReportAmended (kind ``report``), AssessmentCompleted
+* Shareable records: those whose schema names a kind in ``hub.shareable`` (see
+  :mod:`hub.core.records`): ReportIssued / ReportAmended (kind ``report``), AssessmentCompleted
   (``assessment``), ResultAvailable (``result``), PlanPublished / PlanReviewed / EhcPlanIssued
-  (``plan``), ReferralOutcome (``referral_outcome``).
+  (``plan``), ReferralOutcome (``referral_outcome``). A share notice describes the information by
+  the fields listed in its schema's ``hub.share_fields``.
 * Recipients: every service in the team around the child (``hub.team.team_around``) other than the
   producing service itself — same-agency services are decided too (rule R2 permits them for direct
   care) — plus the family: the parents (one recipient per household, with parental responsibility)
@@ -34,13 +36,9 @@ from datetime import date, datetime
 from typing import Any
 
 from consent import Category, Child, Information, Purpose, Recipient, RecipientKind, Sector
+from hub.core import records
 from hub.stream.team import TeamMember
 
-SHAREABLE: dict[str, str] = {
-    "ReportIssued": "report", "ReportAmended": "report", "AssessmentCompleted": "assessment",
-    "ResultAvailable": "result", "PlanPublished": "plan", "PlanReviewed": "plan", "EhcPlanIssued": "plan",
-    "ReferralOutcome": "referral_outcome",
-}
 #: a child enrolled without a birth date is treated as under 16 (see the module docstring)
 UNKNOWN_BIRTH_DATE = date(9000, 1, 1)
 SHARING_NAMESPACE = uuid.UUID("3d7f6c52-2f0e-4c1e-9a55-6c1d7e0b8a11")
@@ -159,7 +157,7 @@ def targets_for(team: list[TeamMember], entries: list[dict[str, Any]], household
 
 def shareable_from(entry: dict[str, Any], child_id: str) -> Shareable | None:
     """The shareable view of one of the child's entries (``readmodel.child_records`` shape), or None."""
-    kind = SHAREABLE.get(entry["record_type"])
+    kind = records.catalogue().shareable.get(entry["record_type"])
     if kind is None:
         return None
     r = entry["record"]
@@ -196,8 +194,7 @@ def information_summary(s: Shareable) -> dict[str, Any]:
         "producer": {"agency_id": s.producer_agency_id, "service_name": s.producer_service,
                      "sector": s.producer_sector},
     }
-    for key in ("report_id", "report_kind", "title", "document_ref", "assessment_kind", "test_kind", "plan_id",
-                "plan_kind", "plan_status", "outcome", "review_due", "plan_start_date"):
+    for key in records.get(s.record_type).share_fields:
         if r.get(key) is not None:
             out[key] = _iso(r[key])
     return out

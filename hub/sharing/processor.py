@@ -37,21 +37,21 @@ from sqlalchemy.engine import Connection
 from consent import Child, ConsentError, Directive, DirectiveSet, Grantor
 from consent.fhir import from_fhir
 from hub.core.logging import get_logger
+from hub.core.records import catalogue as record_types
 from hub.db import erasure_guard
 from hub.db.store import Store, as_utc, identity_links, timeline_entries, utcnow
 from hub.family.enrolment import household_members
 from hub.sharing.decisions import ChildState, SharingResult, engine, sync_child
-from hub.sharing.model import SHAREABLE, child_for_engine, shareable_from
+from hub.sharing.model import child_for_engine, shareable_from
 from hub.sharing.tables import consent_directives, deliveries, share_decisions
 from hub.stream import readmodel
-from hub.stream.team import TEAM_JOINS, TeamMember, team_around
+from hub.stream.team import TeamMember, team_around
 
 log = get_logger(__name__)
 CD = consent_directives.c
 SD = share_decisions.c
 DL = deliveries.c
 L = identity_links.c
-CONSENT_TYPES = ("ConsentGranted", "ConsentWithdrawn")
 _DIRECTIVE_CACHE: dict[tuple[str, int, str], Directive] = {}
 
 
@@ -215,7 +215,7 @@ def _team_grew(entries: list[dict[str, Any]], team: list[TeamMember], new: set[s
     """Did the entries ``new`` bring the team around the child (``team``) a service or a named professional?"""
     def members(members_of: list[TeamMember]) -> set[tuple[str, str, str]]:
         return {(m.agency_id, m.service, p) for m in members_of for p in ("", *m.professionals)}
-    if not any(e["record_type"] in TEAM_JOINS for e in entries if e["event_id"] in new):
+    if not any(e["record_type"] in record_types().team_joins for e in entries if e["event_id"] in new):
         return False
     return bool(members(team) - members(team_around([e for e in entries if e["event_id"] not in new])))
 
@@ -280,16 +280,12 @@ class Change:
     status: str
 
 
-#: record types that change the team around the child (a new member may now be owed earlier records)
-_TEAM_CHANGES = frozenset({"ReferralMade", "AppointmentBooked", "AttendanceRecorded", "KeyProfessionalChanged",
-                           "SchoolPlacement", "EhcAssessmentRequested", "HospitalAdmitted", "WaitingListEntered",
-                           "SocialCareOutcome"})
-#: record types whose change can alter a decision of the child (other changes are skipped)
-RELEVANT = frozenset(SHAREABLE) | frozenset(CONSENT_TYPES) | _TEAM_CHANGES
-
-
 def relevant(change: Change) -> bool:
-    return change.kind in ("joined", "left") or change.record_type in RELEVANT
+    """Whether a change can alter a decision of the child: a link, or a shareable, consent or team-joining record
+    (a new team member may now be owed earlier records); other changes are skipped."""
+    facts = record_types()
+    return (change.kind in ("joined", "left") or change.record_type in facts.shareable
+            or change.record_type in facts.consent_types or change.record_type in facts.team_joins)
 
 
 def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | None = None,
@@ -353,7 +349,7 @@ def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[s
 def _process(store: Store, changes: list[Change], now: datetime,
              finish: Callable[[Connection], None] | None) -> SharingResult:
     result = SharingResult()
-    consents = [c for c in changes if c.record_type in CONSENT_TYPES]
+    consents = [c for c in changes if c.record_type in record_types().consent_types]
     records = _consent_records(store, consents) if consents else {}
     touched = {(c.household_id, c.child_id) for c in changes}
     # the children's records first (committed by the projection), then one transaction for everything
@@ -374,7 +370,7 @@ def _process(store: Store, changes: list[Change], now: datetime,
         whole: set[tuple[str, str]] = set(consent_children) | gone
         for c in changes:
             home = (c.household_id, c.child_id)
-            if c.kind in ("added", "updated") and c.record_type in SHAREABLE:
+            if c.kind in ("added", "updated") and c.record_type in record_types().shareable:
                 new.setdefault(home, set()).add(c.event_id)
             else:
                 whole.add(home)

@@ -27,6 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from hub.core import records
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.model import professional_key, service_key, shareable_from
@@ -36,23 +37,20 @@ from hub.stream.team import upcoming
 
 SD = share_decisions.c
 DL = deliveries.c
-REPORT_TYPES = ("ReportIssued", "ReportAmended")
 
 
 def _label(r: dict[str, Any], record_type: str) -> str:
-    if record_type == "EhcPlanIssued":
-        return f"EHC plan ({r.get('plan_status', 'issued')})"
-    for key in ("title", "assessment_kind", "test_kind", "plan_kind", "outcome"):
-        if r.get(key):
-            return str(r[key]).replace("_", " ")
-    return record_type
+    """The short title of shareable information: its schema's ``hub.label``, else the record type."""
+    spec = records.catalogue().types.get(record_type)
+    return (spec.label.render(r) if spec is not None and spec.label is not None else "") or record_type
 
 
 def expected_reports(entries: list[dict[str, Any]], now: datetime, report_days: int = 28) -> list[dict[str, Any]]:
     """Reports a service owes: an assessment done or a referral accepted, and no report from it since."""
     reports: dict[tuple[str, str], list[datetime]] = {}
+    report_types = records.catalogue().report_types  # shareable as "report" in their schema
     for e in entries:
-        if e["record_type"] in REPORT_TYPES:
+        if e["record_type"] in report_types:
             svc = e["record"].get("service") or {}
             reports.setdefault((svc.get("agency_id", ""), svc.get("service_name", "")), []).append(e["occurred_at"])
     out = []

@@ -10,11 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-TEAM_JOINS = frozenset({
-    "ReferralMade", "WaitingListEntered", "AppointmentBooked", "AttendanceRecorded", "AssessmentCompleted",
-    "ReportIssued", "PlanPublished", "PlanReviewed", "KeyProfessionalChanged", "SchoolPlacement",
-    "EhcAssessmentRequested", "EhcPlanIssued", "HospitalAdmitted", "SocialCareOutcome", "ReferralOutcome"})
-"""record types that can add a service or a named professional to the team around the child"""
+from hub.core import records
+
 _CLOSED_OUTCOMES = {"case_closed", "referral_declined"}
 
 
@@ -37,6 +34,7 @@ def _key(svc: dict[str, Any]) -> tuple[str, str]:
 def team_around(entries: list[dict[str, Any]]) -> list[TeamMember]:
     """Every service and named professional currently involved with the child."""
     team: dict[tuple[str, str], TeamMember] = {}
+    team_joins = records.catalogue().team_joins  # record types marked "hub.team_join" in their schema
     for e in entries:
         r, kind, when = e["record"], e["record_type"], e["occurred_at"]
         svc = r.get("service") or r.get("school")
@@ -49,7 +47,7 @@ def team_around(entries: list[dict[str, Any]]) -> list[TeamMember]:
         if leaves:
             team.pop(k, None)
             continue
-        if kind not in TEAM_JOINS:
+        if kind not in team_joins:
             continue
         member = team.get(k)
         if member is None:

@@ -11,6 +11,10 @@ fingerprint, so a record written by any released version decodes and resolves to
 Every schema must be FULL_TRANSITIVE compatible with all its released versions
 (:meth:`SchemaCatalogue.check`); :meth:`SchemaCatalogue.release` snapshots a new version only when
 it is.
+
+Each current schema also carries the hub's facts about its record type as ``hub.*`` attributes
+(:mod:`hub.core.records`); they are outside the canonical form, but a released copy is compared
+with the current schema as a whole, so it carries them too.
 """
 
 from __future__ import annotations
@@ -27,9 +31,7 @@ from fastavro import parse_schema
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 from hub.core.errors import ConfigError, IncompatibleSchemaError, UnknownRecordTypeError
-
-EVENT_NAMESPACE = "uk.familyhub.event"
-CE_TYPE_PREFIX = "uk.familyhub."
+from hub.core.records import EVENT_NAMESPACE, ce_type_of, event_schema_files, record_type_of
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ class SchemaVersion:
 
     @property
     def ce_type(self) -> str:
-        return CE_TYPE_PREFIX + str(self.schema.get("hub.ce_type", self.record_type))
+        return ce_type_of(self.schema, self.record_type)
 
 
 def _strip(schema: Any) -> Any:
@@ -98,9 +100,9 @@ class SchemaCatalogue:
         self.dir = schema_dir
         self.current: dict[str, SchemaVersion] = {}
         self.released: dict[str, list[SchemaVersion]] = {}
-        for path in sorted(schema_dir.glob(f"{EVENT_NAMESPACE}.*.avsc")):
+        for path in event_schema_files(schema_dir):
             full = path.name.removesuffix(".avsc")
-            short = full.rsplit(".", 1)[1]
+            short = record_type_of(path)
             try:
                 schema = _strip(load_schema(str(path), _write_hint=False))
             except Exception as exc:
