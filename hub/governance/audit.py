@@ -89,7 +89,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import HubError, NotFoundError, StoreError, ValidationError
 from hub.core.logging import _PERSONAL_KEYS, scrub_text
-from hub.db.store import TS, Store, as_utc, metadata, utcnow
+from hub.db.schema import audit_anchors, audit_log
+from hub.db.store import Store, as_utc, utcnow
 
 GENESIS = "0" * 64
 HASH_VERSION = 1
@@ -137,34 +138,7 @@ class AuditIntegrityError(HubError):
                          + "; ".join(str(p) for p in report.problems[:5]))
 
 
-audit_log = sa.Table(
-    "audit_log", metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("recorded_at", TS, nullable=False),
-    sa.Column("actor", sa.String(200), nullable=False),
-    sa.Column("actor_role", sa.String(120), nullable=False),
-    sa.Column("action", sa.String(40), nullable=False),
-    sa.Column("subject_household", sa.String(80), nullable=True),
-    sa.Column("subject_child", sa.String(80), nullable=True),
-    sa.Column("data_ref", sa.String(200), nullable=True),
-    sa.Column("purpose", sa.String(200), nullable=True),
-    sa.Column("legal_basis", sa.String(200), nullable=True),
-    sa.Column("detail", sa.Text, nullable=False),
-    sa.Column("source", sa.String(200), nullable=True),
-    sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-)
-sa.Index("ix_audit_household", audit_log.c.subject_household, audit_log.c.seq)
-sa.Index("ix_audit_action", audit_log.c.action, audit_log.c.seq)
-sa.Index("ix_audit_data_ref", audit_log.c.data_ref)
 
-audit_anchors = sa.Table(
-    "audit_anchors", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-    sa.Column("anchored_at", TS, nullable=False),
-)
 
 
 # ---- records ------------------------------------------------------------------------------------

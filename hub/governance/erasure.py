@@ -42,39 +42,30 @@ from sqlalchemy.engine import Connection
 from hub.core.errors import NotFoundError, Problem, ValidationError
 from hub.core.events import IDENTIFIER_SYSTEMS, SubjectRef
 from hub.core.logging import get_logger
-from hub.db.erasure_guard import E, erased_subjects, hold_exclusive
-from hub.db.keyvault import K, SqlKeyVault, subject_keys
-from hub.db.store import (
-    TS,
-    Store,
+from hub.db.erasure_guard import E, hold_exclusive
+from hub.db.keyvault import K, SqlKeyVault
+from hub.db.schema import (
+    alerts,
+    consent_directives,
     dead_letters,
+    deliveries,
+    erased_subjects,
+    erasures,
+    household_members,
     identity_links,
     ingest_log,
-    metadata,
+    share_decisions,
+    subject_keys,
     timeline_changes,
     timeline_entries,
-    utcnow,
 )
-from hub.family.enrolment import ENROLMENT_SOURCE, household_members
+from hub.db.store import Store, utcnow
+from hub.family.enrolment import ENROLMENT_SOURCE
 from hub.governance.audit import AuditLog, check_detail
-from hub.sharing.tables import alerts, consent_directives, deliveries, share_decisions
 from hub.wire.sealing import is_sealed
 
 log = get_logger(__name__)
 
-erasures = sa.Table(
-    "erasures", metadata,
-    sa.Column("erasure_id", sa.String(36), primary_key=True),
-    sa.Column("kind", sa.String(20), nullable=False),  # member | subject
-    sa.Column("household_id", sa.String(80), nullable=True),
-    sa.Column("member_id", sa.String(80), nullable=True, index=True),
-    sa.Column("subjects", sa.Text, nullable=False),  # JSON list of pseudonyms
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("requested_by", sa.String(200), nullable=False),
-    sa.Column("requested_role", sa.String(120), nullable=False),
-    sa.Column("erased_at", TS, nullable=False),
-    sa.Column("audit_seq", sa.BigInteger, nullable=True),
-)
 LEGAL_BASIS = "UK GDPR Article 17 (right to erasure)"
 MAX_REASON = 2000
 _IN_CHUNK = 2000

@@ -31,9 +31,9 @@ import sqlalchemy as sa
 from hub.core.errors import ConfigError
 from hub.core.logging import get_logger
 from hub.core.settings import Settings
-from hub.db.store import Store, ingest_log, timeline_changes, timeline_entries, utcnow
+from hub.db.schema import deliveries, ingest_log, share_decisions, timeline_changes, timeline_entries
+from hub.db.store import Store, utcnow
 from hub.governance.audit import AuditLog, check_detail
-from hub.sharing.tables import deliveries, share_decisions
 
 log = get_logger(__name__)
 LOG = ingest_log.c
