@@ -28,9 +28,11 @@ from hub.governance.audit import (
     AuditIntegrityError,
     AuditLog,
     compute_hash,
+    register_action,
+)
+from hub.governance.audit_queries import (
     consent_history,
     overrides,
-    register_action,
     review_override,
     transparency_view,
     who_has_seen,
