@@ -1,4 +1,9 @@
-"""The Alembic migrations and the declarations in hub.db.schema describe the same database."""
+"""The Alembic migrations and the declarations in hub.db.schema describe the same database.
+
+Alembic's autogenerate comparison (types and server defaults included) finds no difference on SQLite
+or PostgreSQL, so none is filtered out here: a difference is either a declaration to correct or a
+migration that is missing.
+"""
 
 from __future__ import annotations
 
@@ -28,10 +33,6 @@ def _differences(url: str) -> list[Any]:
             return list(compare_metadata(context, metadata))
     finally:
         engine.dispose()
-
-
-def test_every_table_is_declared_once() -> None:
-    assert len(metadata.tables) == 21
 
 
 def test_sqlite_migrations_match_the_schema(sqlite_url: str) -> None:
