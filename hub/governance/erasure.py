@@ -204,8 +204,10 @@ class Erasure:
         """Whether any table with a subject pseudonym column holds a row of this subject."""
         for table in metadata.sorted_tables:
             for name, kind in table.info.get("personal", {}).items():
+                if kind != SUBJECT:
+                    continue
                 column = table.c[name]
-                if kind == SUBJECT and conn.execute(sa.select(column).where(column == subject).limit(1)).first():
+                if conn.execute(sa.select(column).where(column == subject).limit(1)).first() is not None:
                     return True
         return False
 
