@@ -75,7 +75,8 @@ from bench.population import Population
 from hub.core.logging import configure_logging
 from hub.core.settings import Settings
 from hub.db.keyvault import SqlKeyVault
-from hub.db.store import Store, identity_links, timeline_entries
+from hub.db.schema import identity_links, timeline_entries
+from hub.db.store import Store
 from hub.ingest.service import event_id_for
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker, die_with_parent, free_port

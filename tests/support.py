@@ -97,7 +97,7 @@ def row_counts(store: Any) -> dict[str, int]:
     """Rows in every table of the hub's schema (a :class:`hub.store.Store`): to show nothing changed."""
     import sqlalchemy as sa
 
-    from hub.db.store import metadata
+    from hub.db.schema import metadata
 
     with store.engine.connect() as conn:
         return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())

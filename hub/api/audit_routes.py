@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 
-from hub.governance import audit
+from hub.governance import audit, audit_queries
 from hub.governance.export import export_csv, export_fhir
 from hub.ingest.services import Services
 
@@ -39,23 +39,23 @@ def audit_router(services: Services) -> APIRouter:
 
     @router.get("/v1/audit/households/{household_id}/who-has-seen")
     async def who_has_seen(household_id: str) -> list[Any]:
-        return _plain(await asyncio.to_thread(audit.who_has_seen, log, household_id))  # type: ignore[no-any-return]
+        return _plain(await asyncio.to_thread(audit_queries.who_has_seen, log, household_id))  # type: ignore[no-any-return]
 
     @router.get("/v1/audit/withheld")
     async def withheld(household_id: str | None = None) -> list[Any]:
         """What was withheld or held, and why."""
-        return _plain(await asyncio.to_thread(audit.withheld, log, household_id))  # type: ignore[no-any-return]
+        return _plain(await asyncio.to_thread(audit_queries.withheld, log, household_id))  # type: ignore[no-any-return]
 
     @router.get("/v1/audit/overrides")
     async def overrides(since: datetime | None = None, until: datetime | None = None,
                         awaiting: bool = False) -> list[Any]:
         """Safeguarding overrides in a period, awaiting review or reviewed."""
-        found = await asyncio.to_thread(audit.overrides, log, since=since, until=until, awaiting_only=awaiting)
+        found = await asyncio.to_thread(audit_queries.overrides, log, since=since, until=until, awaiting_only=awaiting)
         return _plain(found)  # type: ignore[no-any-return]
 
     @router.get("/v1/audit/households/{household_id}/consent-history")
     async def consent_history(household_id: str) -> list[Any]:
-        return _plain(await asyncio.to_thread(audit.consent_history, log, household_id))  # type: ignore[no-any-return]
+        return _plain(await asyncio.to_thread(audit_queries.consent_history, log, household_id))  # type: ignore[no-any-return]
 
     @router.get("/v1/audit/export")
     async def export(request: Request, format: Literal["fhir", "csv"] = "fhir",
@@ -73,6 +73,6 @@ def audit_router(services: Services) -> APIRouter:
     @router.get("/v1/households/{household_id}/transparency", tags=["family"])
     async def transparency(household_id: str) -> list[Any]:
         """Who received or viewed this family's information, when and on what basis."""
-        return _plain(await asyncio.to_thread(audit.transparency_view, log, household_id))  # type: ignore[no-any-return]
+        return _plain(await asyncio.to_thread(audit_queries.transparency_view, log, household_id))  # type: ignore[no-any-return]
 
     return router

@@ -91,7 +91,7 @@ def anchor() -> None:
 @audit_app.command("who-has-seen")
 def who_has_seen(household: Annotated[str, typer.Argument(help="Pseudonymous household id.")]) -> None:
     """Who read or was sent this household's data, grouped by actor."""
-    from hub.governance.audit import who_has_seen as query
+    from hub.governance.audit_queries import who_has_seen as query
 
     table = Table("actor", "role", "actions", "first", "last", "items")
     for a in query(_log(), household):
@@ -105,7 +105,7 @@ def withheld(household: Annotated[str | None, typer.Argument(help="Pseudonymous 
     """What was withheld or held, and why."""
     import json
 
-    from hub.governance.audit import withheld as query
+    from hub.governance.audit_queries import withheld as query
 
     table = Table("seq", "at", "action", "household", "child", "item", "by", "why")
     for r in query(_log(), household):
@@ -121,7 +121,7 @@ def overrides(
     awaiting: Annotated[bool, typer.Option("--awaiting", help="Only overrides not yet reviewed.")] = False,
 ) -> None:
     """Safeguarding overrides in a period, with their review status."""
-    from hub.governance.audit import overrides as query
+    from hub.governance.audit_queries import overrides as query
 
     table = Table("seq", "at", "by", "household", "child", "item", "basis", "review")
     for s in query(_log(), since=_parse_when(since), until=_parse_when(until, end=True), awaiting_only=awaiting):
@@ -143,7 +143,7 @@ def review_override(
     """Record the review of a safeguarding override."""
     from hub.cli.main import _fail, out
     from hub.core.errors import HubError
-    from hub.governance.audit import review_override as review
+    from hub.governance.audit_queries import review_override as review
 
     try:
         r = review(_log(), seq, reviewer, outcome, note=note)
@@ -158,7 +158,7 @@ def consent_history(household: Annotated[str, typer.Argument(help="Pseudonymous 
     """Every consent change recorded for a household."""
     import json
 
-    from hub.governance.audit import consent_history as query
+    from hub.governance.audit_queries import consent_history as query
 
     table = Table("seq", "at", "by", "child", "item", "basis", "change")
     for r in query(_log(), household):

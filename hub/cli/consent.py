@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from consent import Basis, Decision, Outcome, explain
+from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store, as_utc
-from hub.sharing.tables import deliveries, share_decisions
 
 consent_app = typer.Typer(help="Consent decisions: explain why a share was permitted or withheld.",
                           no_args_is_help=True)

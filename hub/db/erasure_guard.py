@@ -20,14 +20,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.db.store import TS, as_utc, metadata
+from hub.db.schema import erased_subjects
+from hub.db.store import as_utc
 
-erased_subjects = sa.Table(
-    "erased_subjects", metadata,
-    sa.Column("subject", sa.String(80), primary_key=True),
-    sa.Column("erased_at", TS, nullable=False),
-    sa.Column("erasure_id", sa.String(36), nullable=False),
-)
 E = erased_subjects.c
 #: pg_advisory_xact_lock key shared by projections and taken exclusively by an erasure ("erase").
 PG_ERASURE_LOCK = 0x6572617365

@@ -33,20 +33,12 @@ from sqlalchemy.engine import Connection
 
 from hub.core.errors import ConfigError, ErasedRecordError, UnsealError
 from hub.core.settings import Settings
-from hub.db.store import TS, Store, metadata, utcnow
+from hub.db.schema import subject_keys
+from hub.db.store import Store, utcnow
 from hub.wire.schemas import SchemaCatalogue
 from hub.wire.sealing import DataKey, MasterKeyring, SealingSerde, data_key, new_data_key
 from hub.wire.serde import make_serde
 
-subject_keys = sa.Table(
-    "subject_keys", metadata,
-    sa.Column("subject", sa.String(80), primary_key=True),
-    sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("kek_id", sa.String(16), nullable=True),
-    sa.Column("wrapped_key", sa.LargeBinary, nullable=True),
-    sa.Column("created_at", TS, nullable=False),
-    sa.Column("shredded_at", TS, nullable=True),
-)
 K = subject_keys.c
 _IN_CHUNK = 2000
 

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from hub.db.store import Store, stream_cursors, utcnow
+from hub.db.schema import stream_cursors
+from hub.db.store import Store, utcnow
 
 S = stream_cursors.c
 TTL = timedelta(seconds=15)

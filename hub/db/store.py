@@ -1,19 +1,8 @@
-"""The hub's database: its durable record of every accepted event, and the projections built from it.
+"""The hub's database access: engines, migrations, and the typed :class:`Store`.
 
-SQLAlchemy Core on SQLite (default) or PostgreSQL (``HUB_DATABASE_URL``); the schema is managed by
-Alembic migrations (``hub/db/migrations``). Tables:
-
-* ``ingest_log`` — every accepted event version, its encoded Avro bytes and envelope headers, in
-  acceptance order (``seq``). The source of truth for re-seeding a new broker and for ``hub replay``.
-  ``published_at`` is null until the broker acknowledged it (an outbox). Values are sealed with the
-  subject's data key (:mod:`hub.sealing`); ``erased_at`` marks rows of an erased subject (their
-  keys are shredded: replay and re-seeding skip them); ``agency_id`` is the producing agency, for
-  retention (:mod:`hub.retention`).
-* ``timeline_entries`` — one row per source record (highest version wins), the projection the
-  coordinator's timeline reads.
-* ``identity_links`` — subject pseudonym → child and household, the active link per subject.
-* ``dead_letters`` — what failed after acceptance, with the original bytes, for `hub dlq`.
-* ``worker_status`` — heartbeats of stream workers, for ``/readyz``.
+SQLAlchemy Core on SQLite (default) or PostgreSQL (``HUB_DATABASE_URL``); the schema is declared in
+:mod:`hub.db.schema` and managed by Alembic migrations (``hub/db/migrations``). The store covers the
+ingest log (the outbox of accepted events), dead letters and worker heartbeats.
 """
 
 from __future__ import annotations
@@ -34,113 +23,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import ConfigError, StoreError
+from hub.db.schema import dead_letters, ingest_log, worker_status
 
 #: Bound parameters per IN list (well under SQLite's 32,766 and PostgreSQL's 65,535).
 _IN_CHUNK = 2000
-
-metadata = sa.MetaData()
-TS = sa.DateTime(timezone=True)
-
-ingest_log = sa.Table(
-    "ingest_log", metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.String(36), nullable=False, index=True),
-    sa.Column("source_system", sa.String(120), nullable=False),
-    sa.Column("source_id", sa.String(200), nullable=False),
-    sa.Column("source_version", sa.BigInteger, nullable=False),
-    sa.Column("record_type", sa.String(80), nullable=False),
-    sa.Column("topic", sa.String(120), nullable=False),
-    sa.Column("key", sa.String(80), nullable=False),
-    sa.Column("value", sa.LargeBinary, nullable=False),
-    sa.Column("headers", sa.Text, nullable=False),
-    sa.Column("occurred_at", TS, nullable=False),
-    sa.Column("received_at", TS, nullable=False),
-    sa.Column("published_at", TS, nullable=True),
-    sa.Column("agency_id", sa.String(120), nullable=True),  # the producing agency, for retention
-    sa.Column("erased_at", TS, nullable=True),  # the subject was erased: the sealed value is unreadable
-    sa.UniqueConstraint("source_system", "source_id", "source_version", name="uq_ingest_source_version"),
-)
-sa.Index("ix_ingest_unpublished", ingest_log.c.published_at, ingest_log.c.seq)
-sa.Index("ix_ingest_key", ingest_log.c.key)
-sa.Index("ix_ingest_agency_time", ingest_log.c.agency_id, ingest_log.c.occurred_at)
-
-timeline_entries = sa.Table(
-    "timeline_entries", metadata,
-    sa.Column("event_id", sa.String(36), primary_key=True),
-    sa.Column("subject", sa.String(80), nullable=False),
-    sa.Column("record_type", sa.String(80), nullable=False),
-    sa.Column("ce_type", sa.String(120), nullable=False),
-    sa.Column("sector", sa.String(20), nullable=False),
-    sa.Column("agency_id", sa.String(120), nullable=True),
-    sa.Column("service_name", sa.String(200), nullable=True),
-    sa.Column("category", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("source_system", sa.String(120), nullable=False),
-    sa.Column("source_version", sa.BigInteger, nullable=False),
-    sa.Column("occurred_at", TS, nullable=False),
-    sa.Column("received_at", TS, nullable=False),
-    sa.Column("summary", sa.Text, nullable=False),
-    sa.Column("record", sa.Text, nullable=False),
-    sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),
-)
-sa.Index("ix_timeline_subject_time", timeline_entries.c.subject, timeline_entries.c.occurred_at,
-         timeline_entries.c.event_id)
-
-identity_links = sa.Table(
-    "identity_links", metadata,
-    sa.Column("subject", sa.String(80), primary_key=True),
-    sa.Column("child_id", sa.String(80), nullable=False),
-    sa.Column("household_id", sa.String(80), nullable=False, index=True),
-    sa.Column("identifier_system", sa.String(40), nullable=False),
-    sa.Column("active", sa.Boolean, nullable=False),
-    sa.Column("event_id", sa.String(36), nullable=False),
-    sa.Column("source_version", sa.BigInteger, nullable=False),
-    sa.Column("occurred_at", TS, nullable=False),
-)
-
-timeline_changes = sa.Table(
-    "timeline_changes", metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("household_id", sa.String(80), nullable=False),
-    sa.Column("child_id", sa.String(80), nullable=False),
-    sa.Column("event_id", sa.String(36), nullable=False),
-    sa.Column("kind", sa.String(20), nullable=False),  # added | updated | joined | left
-    sa.Column("at", TS, nullable=False),
-)
-sa.Index("ix_timeline_changes_household", timeline_changes.c.household_id, timeline_changes.c.seq)
-
-stream_cursors = sa.Table(
-    "stream_cursors", metadata,
-    sa.Column("name", sa.String(60), primary_key=True),
-    sa.Column("position", sa.BigInteger, nullable=False),  # the last timeline_changes seq handled
-    sa.Column("owner", sa.String(120), nullable=True),  # the process holding the lease
-    sa.Column("lease_until", TS, nullable=True),
-    sa.Column("updated_at", TS, nullable=False),
-)
-
-dead_letters = sa.Table(
-    "dead_letters", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("topic", sa.String(120), nullable=False),
-    sa.Column("partition", sa.Integer, nullable=True),
-    sa.Column("offset", sa.BigInteger, nullable=True),
-    sa.Column("key", sa.String(200), nullable=True),
-    sa.Column("value", sa.LargeBinary, nullable=False),
-    sa.Column("headers", sa.Text, nullable=False),
-    sa.Column("error_class", sa.String(120), nullable=False),
-    sa.Column("error_message", sa.Text, nullable=False),
-    sa.Column("failed_at", TS, nullable=False),
-    sa.Column("replayed_at", TS, nullable=True),
-    sa.UniqueConstraint("topic", "partition", "offset", name="uq_dead_letter_position"),
-)
-
-worker_status = sa.Table(
-    "worker_status", metadata,
-    sa.Column("worker_id", sa.String(120), primary_key=True),
-    sa.Column("state", sa.String(40), nullable=False),
-    sa.Column("heartbeat_at", TS, nullable=False),
-    sa.Column("processed", sa.BigInteger, nullable=False, default=0),
-)
 
 
 def _first_line(exc: SQLAlchemyError) -> str:

@@ -40,7 +40,7 @@ async def wait_projected(services: Services, journey: Journey, console: Console,
     want = {e.source_system + "/" + e.source_id for e in journey.events if e.record_type != "IdentityLinked"}
     import sqlalchemy as sa
 
-    from hub.db.store import timeline_entries
+    from hub.db.schema import timeline_entries
     from hub.ingest.service import event_id_for
 
     ids = [event_id_for(*k.split("/", 1)) for k in want]

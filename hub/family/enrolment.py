@@ -20,33 +20,10 @@ import sqlalchemy as sa
 
 from hub.core.errors import NotFoundError, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
-from hub.db.store import Store, ingest_log, metadata, utcnow
+from hub.db.schema import caseloads, household_members, households, ingest_log
+from hub.db.store import Store, utcnow
 from hub.governance.audit import AuditLog
 from hub.ingest.service import Acceptance, IngestService
-
-households = sa.Table(
-    "households", metadata,
-    sa.Column("household_id", sa.String(80), primary_key=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("created_by", sa.String(120), nullable=False),
-)
-household_members = sa.Table(
-    "household_members", metadata,
-    sa.Column("member_id", sa.String(80), primary_key=True),
-    sa.Column("household_id", sa.String(80), sa.ForeignKey("households.household_id"), nullable=False, index=True),
-    sa.Column("kind", sa.String(10), nullable=False),
-    sa.Column("relationship", sa.String(40), nullable=False),
-    sa.Column("parental_responsibility", sa.Boolean(), nullable=False),
-    sa.Column("date_of_birth", sa.Date(), nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("competent_from", sa.Date(), nullable=True),  # recorded (Gillick) competence before 16
-)
-caseloads = sa.Table(
-    "caseloads", metadata,
-    sa.Column("coordinator_id", sa.String(120), primary_key=True),
-    sa.Column("household_id", sa.String(80), sa.ForeignKey("households.household_id"), primary_key=True),
-    sa.Column("since", sa.DateTime(timezone=True), nullable=False),
-)
 
 ENROLMENT_SOURCE = "hub-enrolment"
 LINKABLE = ("nhs-number", "upn", "la-person-id", "hub-child-id", "other")

@@ -67,205 +67,55 @@ the database — e.g. an ``anchor_sink`` that publishes them to the audit Kafka 
 WORM/object-lock store — and compare them with :meth:`AuditLog.verify` (``extra_anchors=``).
 Verify holds the whole log in memory (a few hundred bytes per record).
 
-IG queries: :func:`who_has_seen`, :func:`withheld`, :func:`overrides` / :func:`review_override`,
-:func:`consent_history`, :func:`transparency_view`. Exports (FHIR R4 AuditEvent, CSV) are in
-:mod:`hub.audit_export`; the ``hub audit`` commands in :mod:`hub.audit_cli`.
+Modules: the records, actions and hash in :mod:`hub.governance.audit_records`; verification in
+:mod:`hub.governance.audit_verify`; the IG queries (:func:`~hub.governance.audit_queries.who_has_seen`,
+``withheld``, ``overrides`` / ``review_override``, ``consent_history``, ``transparency_view``) in
+:mod:`hub.governance.audit_queries`. Exports (FHIR R4 AuditEvent, CSV) are in
+:mod:`hub.governance.export`; the ``hub audit`` commands in :mod:`hub.cli.audit`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.core.errors import HubError, NotFoundError, StoreError, ValidationError
+from hub.core.errors import NotFoundError, StoreError
 from hub.core.privacy import PERSONAL_KEYS, scrub_text
-from hub.db.store import TS, Store, as_utc, metadata, utcnow
+from hub.db.schema import audit_anchors, audit_log
+from hub.db.store import Store, as_utc, utcnow
+from hub.governance.audit_records import (
+    ACTIONS,
+    GENESIS,
+    READ_ACTIONS,
+    SEEN_ACTIONS,
+    WITHHELD_ACTIONS,
+    Anchor,
+    AuditEntry,
+    AuditIntegrityError,
+    AuditProblem,
+    AuditRecord,
+    VerifyReport,
+    canonical_detail,
+    compute_hash,
+    register_action,
+)
+from hub.governance.audit_verify import verify_rows
 
-GENESIS = "0" * 64
-HASH_VERSION = 1
+__all__ = (
+    "ACTIONS", "GENESIS", "READ_ACTIONS", "SEEN_ACTIONS", "WITHHELD_ACTIONS", "Anchor", "AuditEntry",
+    "AuditIntegrityError", "AuditLog", "AuditProblem", "AuditRecord", "VerifyReport", "check_detail", "compute_hash",
+    "register_action", "verify_rows",
+)
+
 # Arbitrary constant key for pg_advisory_xact_lock ("audit" in ASCII); no other hub lock uses it.
 PG_LOCK_KEY = 0x6175646974
-
-#: Every action the audit log accepts, with what it means. Extend with :func:`register_action`.
-ACTIONS: dict[str, str] = {
-    "share": "information about a child was sent to a recipient (report, timeline extract, event)",
-    "withhold": "information was not shared (no consent, rule refused, sensitive category)",
-    "hold": "sharing was paused pending a decision (e.g. awaiting consent or review)",
-    "release": "a held item was released for sharing",
-    "override": "a safeguarding override shared or revealed information without the usual consent",
-    "override_review": "an IG/safeguarding lead reviewed an override (data_ref = audit:<seq>)",
-    "consent_change": "a consent was given, changed or withdrawn",
-    "identity_link": "a source subject was linked to a child / household",
-    "identity_unlink": "such a link was removed",
-    "read_timeline": "a family timeline was viewed",
-    "read_report": "a report was viewed or downloaded",
-    "export": "records were exported in bulk (including audit exports)",
-    "erasure": "data was erased (right to erasure, retention)",
-    "login_denied": "a sign-in or access attempt was refused",
-}
-READ_ACTIONS = frozenset({"read_timeline", "read_report"})
-SEEN_ACTIONS = READ_ACTIONS | {"share"}
-WITHHELD_ACTIONS = frozenset({"withhold", "hold"})
-
-Kind = Literal["ALTERED", "DELETED", "REORDERED", "INSERTED"]
-KINDS: tuple[Kind, ...] = ("ALTERED", "DELETED", "REORDERED", "INSERTED")
-
-
-def register_action(name: str, description: str) -> None:
-    """Allow a new action name (lower-case, ``[a-z_]``); re-registering the same name is fine."""
-    if not name or not name.replace("_", "").isalpha() or not name.islower() or len(name) > 40:
-        raise ValueError(f"audit action names are lower-case letters and underscores, got {name!r}")
-    ACTIONS[name] = description
-
-
-class AuditIntegrityError(HubError):
-    """The audit log failed verification; ``report`` says where and how."""
-
-    def __init__(self, report: VerifyReport) -> None:
-        self.report = report
-        super().__init__(f"audit log failed verification: {len(report.problems)} problem(s); "
-                         + "; ".join(str(p) for p in report.problems[:5]))
-
-
-audit_log = sa.Table(
-    "audit_log", metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
-    sa.Column("recorded_at", TS, nullable=False),
-    sa.Column("actor", sa.String(200), nullable=False),
-    sa.Column("actor_role", sa.String(120), nullable=False),
-    sa.Column("action", sa.String(40), nullable=False),
-    sa.Column("subject_household", sa.String(80), nullable=True),
-    sa.Column("subject_child", sa.String(80), nullable=True),
-    sa.Column("data_ref", sa.String(200), nullable=True),
-    sa.Column("purpose", sa.String(200), nullable=True),
-    sa.Column("legal_basis", sa.String(200), nullable=True),
-    sa.Column("detail", sa.Text, nullable=False),
-    sa.Column("source", sa.String(200), nullable=True),
-    sa.Column("prev_hash", sa.String(64), nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-)
-sa.Index("ix_audit_household", audit_log.c.subject_household, audit_log.c.seq)
-sa.Index("ix_audit_action", audit_log.c.action, audit_log.c.seq)
-sa.Index("ix_audit_data_ref", audit_log.c.data_ref)
-
-audit_anchors = sa.Table(
-    "audit_anchors", metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("seq", sa.BigInteger, nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-    sa.Column("anchored_at", TS, nullable=False),
-)
-
-
-# ---- records ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AuditEntry:
-    """What a caller asks to record; the log adds seq, recorded_at and the hashes."""
-
-    action: str
-    actor: str
-    actor_role: str = ""
-    subject_household: str | None = None
-    subject_child: str | None = None
-    data_ref: str | None = None
-    purpose: str | None = None
-    legal_basis: str | None = None
-    detail: Mapping[str, Any] | None = None
-    source: str | None = None
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    seq: int
-    recorded_at: datetime
-    actor: str
-    actor_role: str
-    action: str
-    subject_household: str | None
-    subject_child: str | None
-    data_ref: str | None
-    purpose: str | None
-    legal_basis: str | None
-    detail: dict[str, Any]
-    source: str | None
-    prev_hash: str
-    hash: str
-
-
-@dataclass(frozen=True)
-class Anchor:
-    seq: int
-    hash: str
-    anchored_at: datetime
-
-
-@dataclass(frozen=True)
-class AuditProblem:
-    seq: int
-    kind: Kind
-    message: str
-
-    def __str__(self) -> str:
-        return f"seq {self.seq}: {self.kind}: {self.message}"
-
-
-@dataclass
-class VerifyReport:
-    records: int
-    problems: list[AuditProblem] = field(default_factory=list)
-    anchors_checked: int = 0
-    last_seq: int = 0
-    last_hash: str = GENESIS
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def kinds(self) -> set[tuple[int, str]]:
-        """{(seq, kind)} — handy in tests and for summaries."""
-        return {(p.seq, p.kind) for p in self.problems}
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"audit log intact: {self.records} records"
-        return "\n".join(str(p) for p in self.problems)
-
-
-def _iso(value: datetime) -> str:
-    return as_utc(value).astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _canonical_detail(detail: Mapping[str, Any] | None) -> str:
-    return json.dumps(dict(detail or {}), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def compute_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
-    """SHA-256 hex over the canonical JSON of a record's hashed fields and the previous hash.
-
-    ``fields`` holds ``recorded_at`` (datetime or ISO string), the text columns and ``detail`` as the
-    stored JSON text.
-    """
-    at = fields["recorded_at"]
-    doc = {
-        "v": HASH_VERSION,
-        "recorded_at": _iso(at) if isinstance(at, datetime) else str(at),
-        "actor": fields["actor"], "actor_role": fields["actor_role"], "action": fields["action"],
-        "subject_household": fields["subject_household"], "subject_child": fields["subject_child"],
-        "data_ref": fields["data_ref"], "purpose": fields["purpose"], "legal_basis": fields["legal_basis"],
-        "detail": fields["detail"], "source": fields["source"], "prev_hash": prev_hash,
-    }
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def check_detail(detail: Any, path: str = "detail") -> None:
@@ -392,7 +242,7 @@ class AuditLog:
             "actor": e.actor, "actor_role": e.actor_role or "", "action": e.action,
             "subject_household": e.subject_household, "subject_child": e.subject_child,
             "data_ref": e.data_ref, "purpose": e.purpose, "legal_basis": e.legal_basis,
-            "detail": _canonical_detail(e.detail), "source": e.source,
+            "detail": canonical_detail(e.detail), "source": e.source,
         }
 
     def _ship(self, anchor: Anchor) -> None:
@@ -468,300 +318,3 @@ class _Obj:
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.__dict__.update(data)
-
-
-_HASHED = ("recorded_at", "actor", "actor_role", "action", "subject_household", "subject_child", "data_ref",
-           "purpose", "legal_basis", "detail", "source")
-
-
-def _fields(row: Any) -> dict[str, Any]:
-    return {k: getattr(row, k) for k in _HASHED}
-
-
-def verify_rows(rows: Sequence[Any], anchors: Sequence[Anchor] = ()) -> VerifyReport:
-    """The verification algorithm over rows (attribute access, any order); see the module docstring."""
-    rows = sorted(rows, key=lambda r: int(r.seq))
-    problems: dict[tuple[int, str], AuditProblem] = {}
-
-    def add(seq: int, kind: Kind, message: str) -> None:
-        problems.setdefault((seq, kind), AuditProblem(seq, kind, message))
-
-    n = len(rows)
-    seqs = [int(r.seq) for r in rows]
-    true_hash = [compute_hash(_fields(r), r.prev_hash) for r in rows]
-    content_ok = [true_hash[i] == rows[i].hash for i in range(n)]
-    index_of_seq = {s: i for i, s in enumerate(seqs)}
-
-    # 1. gaps in seq
-    expected = 1
-    gap_before: set[int] = set()
-    for i, s in enumerate(seqs):
-        if s > expected:
-            gap_before.add(i)
-            for missing in range(expected, s):
-                add(missing, "DELETED", f"record missing (seq {expected}–{s - 1} absent)")
-        expected = s + 1
-    max_seq = seqs[-1] if seqs else 0
-
-    # 2. links: a row can be followed via its stored hash or, if that column was edited, its content hash
-    succ: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        succ[r.prev_hash].append(i)
-    known_hashes = {r.hash for r in rows} | set(true_hash)
-
-    def successors(i: int) -> list[int]:
-        out = list(succ.get(rows[i].hash, ()))
-        if true_hash[i] != rows[i].hash:
-            out += [j for j in succ.get(true_hash[i], ()) if j not in out]
-        return [j for j in out if j != i]
-
-    # 3. content that only hashes with another row's links: a swap of the data columns (REORDERED); content
-    #    that hashes with an earlier row's hash as prev_hash: its link was re-pointed at rows spliced in.
-    explained: set[int] = set()
-    bad = [i for i in range(n) if not content_ok[i]]
-    for i in bad:
-        for j in bad:
-            if j != i and compute_hash(_fields(rows[i]), rows[j].prev_hash) == rows[j].hash:
-                add(seqs[i], "REORDERED", f"its content belongs at seq {seqs[j]} (contents of two seqs swapped)")
-                explained.add(i)
-                break
-    spliced: set[int] = set()
-    for i in bad:
-        if i in explained:
-            continue
-        for back in range(2, 7):
-            k = i - back
-            if k < -1:
-                break
-            cand = GENESIS if k < 0 else rows[k].hash
-            if compute_hash(_fields(rows[i]), cand) == rows[i].hash:
-                for m in range(max(k, -1) + 1, i):
-                    spliced.add(m)
-                    add(seqs[m], "INSERTED", f"spliced in before seq {seqs[i]}, whose link was re-pointed to it")
-                explained.add(i)
-                break
-
-    # 4. rebuild the chain: from the genesis record, then from each orphan (a record linking to nothing)
-    depth = _chain_depths(n, successors)
-    visited: set[int] = set()
-    order: list[int] = []
-    verdict: dict[int, str] = {}
-
-    def walk(start: int) -> None:
-        cur = start
-        while cur not in visited:
-            visited.add(cur)
-            order.append(cur)
-            cands = [j for j in successors(cur) if j not in visited]
-            if not cands:
-                return
-            here = seqs[cur]
-            cands.sort(key=lambda j: (-depth[j], seqs[j] != here + 1, seqs[j]))
-            for other in cands[1:]:
-                verdict.setdefault(other, f"links to seq {here}, which already has a successor (seq {seqs[cands[0]]})")
-            cur = cands[0]
-
-    genesis_roots = [i for i in range(n) if rows[i].prev_hash == GENESIS]
-    if genesis_roots:
-        walk(genesis_roots[0])
-    for i in genesis_roots[1:]:
-        verdict.setdefault(i, "a second record claims to start the chain")
-    for i in range(n):
-        if i in visited or rows[i].prev_hash == GENESIS or rows[i].prev_hash in known_hashes:
-            continue
-        if i in gap_before:  # explained by the reported gap
-            walk(i)
-        elif content_ok[i]:
-            prev_seq = seqs[i - 1] if i > 0 else 0
-            add(seqs[i], "DELETED", f"the record before it in the chain is missing (its prev_hash matches no "
-                                    f"record): removed and later seqs renumbered, or seq {prev_seq} re-hashed")
-            walk(i)
-        else:
-            verdict.setdefault(i, "forged: its hash matches its content and its prev_hash matches no record")
-            explained.add(i)
-    for i in range(n):
-        if i not in visited and i not in spliced:
-            add(seqs[i], "INSERTED", verdict.get(i, "not reachable along the chain (forged branch)"))
-
-    # 5. content edits
-    for i in bad:
-        if i not in explained and i in visited:
-            add(seqs[i], "ALTERED", "content does not match its hash (a column was edited)")
-
-    # 6. seq order vs chain order (whole-row swaps)
-    chain_seqs = [seqs[i] for i in order if i not in spliced]
-    for got, want in zip(chain_seqs, sorted(chain_seqs), strict=True):
-        if got != want:
-            add(got, "REORDERED", f"the chain places it where seq {want} should be (rows swapped)")
-
-    # 7. recorded_at vs seq among sound records (a swap with the chain re-hashed after it)
-    flagged = {s for s, _ in problems}
-    sound = [i for i in order if content_ok[i] and seqs[i] not in flagged]
-    by_seq = sorted(sound, key=lambda i: seqs[i])
-    by_time = sorted(sound, key=lambda i: (as_utc(rows[i].recorded_at), seqs[i]))
-    for a, b in zip(by_seq, by_time, strict=True):
-        if a != b:
-            add(seqs[a], "REORDERED", "its recorded_at contradicts its seq (recorded_at goes backwards)")
-
-    # 8. anchors: truncated tail, or a chain rewritten from some point on
-    for anc in anchors:
-        at = index_of_seq.get(anc.seq)
-        if at is None:
-            if anc.seq > max_seq:
-                for missing in range(max_seq + 1, anc.seq + 1):
-                    add(missing, "DELETED", f"anchored at {_iso(anc.anchored_at)} but missing (log truncated "
-                                            f"after seq {max_seq})")
-            else:
-                add(anc.seq, "DELETED", f"anchored at {_iso(anc.anchored_at)} but missing")
-        elif rows[at].hash != anc.hash:
-            add(anc.seq, "ALTERED", f"its hash differs from the anchor taken at {_iso(anc.anchored_at)} "
-                                    "(the chain was rewritten)")
-
-    ordered = sorted(problems.values(), key=lambda p: (p.seq, KINDS.index(p.kind)))
-    return VerifyReport(records=n, problems=ordered, anchors_checked=len(anchors),
-                        last_seq=max_seq, last_hash=rows[-1].hash if rows else GENESIS)
-
-
-def _chain_depths(n: int, successors: Callable[[int], list[int]]) -> list[int]:
-    """Length of the longest chain continuing from each row (iterative; cycles are cut)."""
-    depth = [0] * n
-    state = [0] * n  # 0 new, 1 on stack, 2 done
-    for start in range(n - 1, -1, -1):
-        if state[start]:
-            continue
-        stack: list[tuple[int, Iterator[int]]] = [(start, iter(successors(start)))]
-        state[start] = 1
-        while stack:
-            node, it = stack[-1]
-            advanced = False
-            for nxt in it:
-                if state[nxt] == 0:
-                    state[nxt] = 1
-                    stack.append((nxt, iter(successors(nxt))))
-                    advanced = True
-                    break
-            if not advanced:
-                stack.pop()
-                state[node] = 2
-                depth[node] = 1 + max((depth[j] for j in successors(node) if state[j] == 2), default=0)
-    return depth
-
-
-# ---- IG queries ---------------------------------------------------------------------------------
-def _as_log(source: AuditLog | Store) -> AuditLog:
-    return source if isinstance(source, AuditLog) else AuditLog(source)
-
-
-@dataclass(frozen=True)
-class Access:
-    """One actor's reads and receipts of a household's data."""
-
-    actor: str
-    actor_role: str
-    actions: dict[str, int]
-    first_at: datetime
-    last_at: datetime
-    data_refs: list[str]
-    seqs: list[int]
-
-
-def who_has_seen(source: AuditLog | Store, household: str) -> list[Access]:
-    """Who read or was sent this household's data (read_* and share), grouped by actor."""
-    groups: dict[str, list[AuditRecord]] = defaultdict(list)
-    for r in _as_log(source).records(household=household, actions=SEEN_ACTIONS):
-        groups[r.actor].append(r)
-    out = []
-    for actor, recs in groups.items():
-        counts: dict[str, int] = defaultdict(int)
-        for r in recs:
-            counts[r.action] += 1
-        out.append(Access(actor=actor, actor_role=recs[-1].actor_role, actions=dict(sorted(counts.items())),
-                          first_at=recs[0].recorded_at, last_at=recs[-1].recorded_at,
-                          data_refs=sorted({r.data_ref for r in recs if r.data_ref}), seqs=[r.seq for r in recs]))
-    return sorted(out, key=lambda a: (a.first_at, a.actor))
-
-
-def withheld(source: AuditLog | Store, household: str | None = None) -> list[AuditRecord]:
-    """What was withheld or held (and why: the record's detail), optionally for one household."""
-    return _as_log(source).records(household=household, actions=WITHHELD_ACTIONS)
-
-
-@dataclass(frozen=True)
-class OverrideStatus:
-    override: AuditRecord
-    review: AuditRecord | None
-
-    @property
-    def awaiting_review(self) -> bool:
-        return self.review is None
-
-
-def _override_ref(seq: int) -> str:
-    return f"audit:{seq}"
-
-
-def overrides(source: AuditLog | Store, *, since: datetime | None = None, until: datetime | None = None,
-              awaiting_only: bool = False) -> list[OverrideStatus]:
-    """Safeguarding overrides recorded in [since, until), each with its review if there is one."""
-    log = _as_log(source)
-    found = log.records(actions=["override"], since=since, until=until)
-    reviews: dict[str, AuditRecord] = {}
-    for r in log.records(actions=["override_review"]):
-        if r.data_ref:
-            reviews.setdefault(r.data_ref, r)
-    out = [OverrideStatus(o, reviews.get(_override_ref(o.seq))) for o in found]
-    return [s for s in out if s.awaiting_review] if awaiting_only else out
-
-
-def review_override(log: AuditLog, seq: int, reviewer: str, outcome: str, *, reviewer_role: str = "ig_officer",
-                    note: str | None = None, source: str | None = None) -> AuditRecord:
-    """Record the review of override ``seq`` (an ``override_review`` record with data_ref ``audit:<seq>``).
-
-    Refused if ``seq`` is not an override, was already reviewed, or the reviewer made the override.
-    """
-    target = log.get(seq)
-    if target.action != "override":
-        raise ValidationError(f"audit record {seq} is a {target.action}, not an override")
-    if target.actor == reviewer:
-        raise ValidationError("an override must be reviewed by someone other than the person who made it")
-    if log.records(actions=["override_review"], data_ref=_override_ref(seq)):
-        raise ValidationError(f"override {seq} has already been reviewed")
-    detail: dict[str, Any] = {"override_seq": seq, "outcome": outcome}
-    if note:
-        detail["note"] = note
-    return log.record("override_review", actor=reviewer, actor_role=reviewer_role,
-                      subject_household=target.subject_household, subject_child=target.subject_child,
-                      data_ref=_override_ref(seq), purpose="override review", legal_basis=target.legal_basis,
-                      detail=detail, source=source)
-
-
-def consent_history(source: AuditLog | Store, household: str) -> list[AuditRecord]:
-    """Every consent change recorded for a household, oldest first."""
-    return _as_log(source).records(household=household, actions=["consent_change"])
-
-
-@dataclass(frozen=True)
-class TransparencyEntry:
-    """One line of what a family may see: who received or viewed their child's information."""
-
-    at: datetime
-    what: str  # "received" | "viewed"
-    who: str
-    role: str
-    child: str | None
-    item: str | None
-    purpose: str | None
-    legal_basis: str | None
-
-
-def transparency_view(source: AuditLog | Store, household: str) -> list[TransparencyEntry]:
-    """A family's own view: who received or viewed their child's information, when and on what basis.
-
-    Share and read records only, without internal detail, hashes or source addresses.
-    """
-    return [
-        TransparencyEntry(at=r.recorded_at, what="received" if r.action == "share" else "viewed", who=r.actor,
-                          role=r.actor_role, child=r.subject_child, item=r.data_ref, purpose=r.purpose,
-                          legal_basis=r.legal_basis)
-        for r in _as_log(source).records(household=household, actions=SEEN_ACTIONS)
-    ]

@@ -10,10 +10,12 @@ never stored, logged or echoed). An identifier linked to a member erases that me
    these become unreadable, and the log itself is never rewritten;
 2. records the subjects in ``erased_subjects``, so nothing received before now is ever projected
    again for them — not by a worker, a redelivery or a replay;
-3. removes their rows from the projections: timeline entries, identity links, timeline changes,
-   parked records (entries of unlinked subjects are the same rows), dead letters, consent
-   directives (the FHIR Consent JSON), share decisions, deliveries (with their payloads), alerts,
-   and the enrolment record of a member (date of birth and every other field);
+3. removes their rows from every table tagged ``erase: delete`` in :mod:`hub.db.schema` (by
+   subject pseudonym, by the ids of events about them, or by member id, as each table's
+   ``erase_by`` says): timeline entries, identity links, timeline changes, parked records (entries
+   of unlinked subjects are the same rows), dead letters, consent directives (the FHIR Consent
+   JSON), share decisions, deliveries (with their payloads), alerts, and the enrolment record of a
+   member (date of birth and every other field);
 4. marks the person's ingest-log rows erased (the sealed bytes stay: they are unreadable; a value
    written before sealing existed is overwritten, as nothing else could put it beyond use), so
    replays and the re-seeding of a new broker leave them out;
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -42,39 +44,30 @@ from sqlalchemy.engine import Connection
 from hub.core.errors import NotFoundError, Problem, ValidationError
 from hub.core.events import IDENTIFIER_SYSTEMS, SubjectRef
 from hub.core.logging import get_logger
-from hub.db.erasure_guard import E, erased_subjects, hold_exclusive
-from hub.db.keyvault import K, SqlKeyVault, subject_keys
-from hub.db.store import (
-    TS,
-    Store,
-    dead_letters,
+from hub.db.erasure_guard import E, hold_exclusive
+from hub.db.keyvault import K, SqlKeyVault
+from hub.db.schema import (
+    DELETE,
+    EVENT,
+    MEMBER,
+    SUBJECT,
+    consent_directives,
+    erased_subjects,
+    erasures,
+    household_members,
     identity_links,
     ingest_log,
     metadata,
-    timeline_changes,
+    subject_keys,
     timeline_entries,
-    utcnow,
 )
-from hub.family.enrolment import ENROLMENT_SOURCE, household_members
+from hub.db.store import Store, utcnow
+from hub.family.enrolment import ENROLMENT_SOURCE
 from hub.governance.audit import AuditLog, check_detail
-from hub.sharing.tables import alerts, consent_directives, deliveries, share_decisions
 from hub.wire.sealing import is_sealed
 
 log = get_logger(__name__)
 
-erasures = sa.Table(
-    "erasures", metadata,
-    sa.Column("erasure_id", sa.String(36), primary_key=True),
-    sa.Column("kind", sa.String(20), nullable=False),  # member | subject
-    sa.Column("household_id", sa.String(80), nullable=True),
-    sa.Column("member_id", sa.String(80), nullable=True, index=True),
-    sa.Column("subjects", sa.Text, nullable=False),  # JSON list of pseudonyms
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("requested_by", sa.String(200), nullable=False),
-    sa.Column("requested_role", sa.String(120), nullable=False),
-    sa.Column("erased_at", TS, nullable=False),
-    sa.Column("audit_seq", sa.BigInteger, nullable=True),
-)
 LEGAL_BASIS = "UK GDPR Article 17 (right to erasure)"
 MAX_REASON = 2000
 _IN_CHUNK = 2000
@@ -128,6 +121,20 @@ def _scalars(conn: Connection, column: Any, where: Callable[[list[str]], Any], v
     for chunk in _chunks(values):
         found.update(r[0] for r in conn.execute(sa.select(column).where(where(chunk)).distinct()) if r[0])
     return found
+
+
+def _delete_rows(conn: Connection, table: sa.Table, values: Mapping[str, Iterable[str]], member: str | None) -> int:
+    """Delete a table's rows of one person, by its ``erase_by`` tag; how many went."""
+    n = 0
+    for kind, name in table.info["erase_by"].items():
+        column = table.c[name]
+        if kind == MEMBER:
+            if member:
+                n += conn.execute(table.delete().where(column == member)).rowcount or 0
+            continue
+        for chunk in _chunks(values[kind]):
+            n += conn.execute(table.delete().where(column.in_(chunk))).rowcount or 0
+    return n
 
 
 def check_reason(reason: str | None) -> str:
@@ -192,17 +199,17 @@ class Erasure:
                                                         lk.household_id == target.household_id).limit(1)).first() \
             is not None
 
-    def _holds_anything(self, conn: Connection, subject: str) -> bool:
-        probes = [
-            sa.select(LOG.seq).where(LOG.key == subject),
-            sa.select(K.subject).where(K.subject == subject),
-            sa.select(timeline_entries.c.event_id).where(timeline_entries.c.subject == subject),
-            sa.select(identity_links.c.subject).where(identity_links.c.subject == subject),
-            sa.select(dead_letters.c.id).where(dead_letters.c.key == subject),
-            sa.select(consent_directives.c.directive_id).where(consent_directives.c.subject == subject),
-            sa.select(E.subject).where(E.subject == subject),
-        ]
-        return any(conn.execute(q.limit(1)).first() is not None for q in probes)
+    @staticmethod
+    def _holds_anything(conn: Connection, subject: str) -> bool:
+        """Whether any table with a subject pseudonym column holds a row of this subject."""
+        for table in metadata.sorted_tables:
+            for name, kind in table.info.get("personal", {}).items():
+                if kind != SUBJECT:
+                    continue
+                column = table.c[name]
+                if conn.execute(sa.select(column).where(column == subject).limit(1)).first() is not None:
+                    return True
+        return False
 
     def _resolve(self, target: MemberRef | SubjectRef) -> _Person:
         with self.store.engine.connect() as conn:
@@ -241,38 +248,16 @@ class Erasure:
 
     # -- what --
     def _purge(self, conn: Connection, person: _Person) -> dict[str, int]:
-        subjects, member = person.subjects, person.member_id
+        """Delete the person's rows from every table tagged ``erase: delete``; mark their ingest-log rows."""
+        subjects = person.subjects
         events = _scalars(conn, LOG.event_id, lambda c: LOG.key.in_(c), subjects)
         events |= _scalars(conn, timeline_entries.c.event_id, lambda c: timeline_entries.c.subject.in_(c), subjects)
         removed: dict[str, int] = {}
-
-        def delete(name: str, table: sa.Table, by_subject: Any = None, by_event: Any = None,
-                   by_member: Any = None) -> None:
-            n = 0
-            if by_subject is not None:
-                for chunk in _chunks(subjects):
-                    n += conn.execute(table.delete().where(by_subject.in_(chunk))).rowcount or 0
-            if by_event is not None:
-                for chunk in _chunks(events):
-                    n += conn.execute(table.delete().where(by_event.in_(chunk))).rowcount or 0
-            if by_member is not None and member:
-                n += conn.execute(table.delete().where(by_member == member)).rowcount or 0
-            if n:
-                removed[name] = n
-
-        delete("timeline_entries", timeline_entries, by_subject=timeline_entries.c.subject)
-        delete("identity_links", identity_links, by_subject=identity_links.c.subject,
-               by_member=identity_links.c.child_id)
-        delete("timeline_changes", timeline_changes, by_event=timeline_changes.c.event_id,
-               by_member=timeline_changes.c.child_id)
-        delete("dead_letters", dead_letters, by_subject=dead_letters.c.key)
-        delete("consent_directives", consent_directives, by_subject=consent_directives.c.subject,
-               by_member=consent_directives.c.child_id)
-        delete("share_decisions", share_decisions, by_event=share_decisions.c.information_id,
-               by_member=share_decisions.c.child_id)
-        delete("deliveries", deliveries, by_event=deliveries.c.information_id, by_member=deliveries.c.child_id)
-        delete("alerts", alerts, by_member=alerts.c.child_id)
-        delete("household_members", household_members, by_member=household_members.c.member_id)
+        for table in metadata.sorted_tables:
+            if table.info.get("erase") == DELETE:
+                n = _delete_rows(conn, table, {SUBJECT: subjects, EVENT: events}, person.member_id)
+                if n:
+                    removed[table.name] = n
         marked = self._mark_log(conn, subjects)
         if marked:
             removed["ingest_log_marked_erased"] = marked

@@ -7,9 +7,10 @@ retention period in whole days; ``"*"`` applies to every agency not named. Agenc
 enrolment and go with an erasure) are kept.
 
 An event is expired when *every* version of it occurred more than its agency's period ago (event
-time, ``occurred_at``). :func:`apply_retention` removes expired events from the ingest log (all
-versions: the sealed bytes go too) and from the projections built from them — timeline entries,
-timeline changes, share decisions and deliveries — in transactions of up to 2,000 events, then
+time, ``occurred_at``). :func:`apply_retention` removes expired events from every table tagged
+``retain_by`` in :mod:`hub.db.schema`: the ingest log (all versions: the sealed bytes go too) and the
+projections built from it — timeline entries, timeline changes, share decisions and deliveries — in
+transactions of up to 2,000 events, then
 writes one ``erasure`` audit record (purpose ``retention``) naming the agencies, cut-offs and counts.
 It is idempotent and safe to run on a schedule; ``dry_run`` only counts.
 
@@ -31,9 +32,9 @@ import sqlalchemy as sa
 from hub.core.errors import ConfigError
 from hub.core.logging import get_logger
 from hub.core.settings import Settings
-from hub.db.store import Store, ingest_log, timeline_changes, timeline_entries, utcnow
+from hub.db.schema import ingest_log, metadata
+from hub.db.store import Store, utcnow
 from hub.governance.audit import AuditLog, check_detail
-from hub.sharing.tables import deliveries, share_decisions
 
 log = get_logger(__name__)
 LOG = ingest_log.c
@@ -117,19 +118,20 @@ def _expired(store: Store, agency_id: str, cutoff: datetime) -> tuple[list[str],
     return [r[0] for r in rows], sum(int(r[1]) for r in rows)
 
 
+def _retained() -> list[tuple[sa.Table, sa.Column[str]]]:
+    """Every table tagged ``retain_by`` in :mod:`hub.db.schema`, with its event id column."""
+    return [(t, t.c[t.info["retain_by"]]) for t in metadata.sorted_tables if "retain_by" in t.info]
+
+
 def _remove(store: Store, event_ids: list[str], removed: dict[str, int]) -> None:
-    targets = [("ingest_log", ingest_log, LOG.event_id), ("timeline_entries", timeline_entries,
-                                                         timeline_entries.c.event_id),
-               ("timeline_changes", timeline_changes, timeline_changes.c.event_id),
-               ("share_decisions", share_decisions, share_decisions.c.information_id),
-               ("deliveries", deliveries, deliveries.c.information_id)]
+    targets = _retained()
     for i in range(0, len(event_ids), _CHUNK):
         chunk = event_ids[i:i + _CHUNK]
         with store.engine.begin() as conn:
-            for name, table, column in targets:
+            for table, column in targets:
                 n = conn.execute(table.delete().where(column.in_(chunk))).rowcount or 0
                 if n:
-                    removed[name] = removed.get(name, 0) + n
+                    removed[table.name] = removed.get(table.name, 0) + n
 
 
 def apply_retention(store: Store, policy: RetentionPolicy, *, now: datetime | None = None, dry_run: bool = False,

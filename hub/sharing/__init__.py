@@ -6,5 +6,3 @@
 * :mod:`hub.sharing.consents` — consent management through the hub's acceptance path.
 * :mod:`hub.sharing.journey` — the "they haven't sent me the report" journey, for the demo.
 """
-
-from hub.sharing import tables as tables  # registers the sharing tables on hub.store.metadata

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.db.schema import alerts, share_decisions
 from hub.db.store import Store, as_utc
-from hub.sharing.tables import alerts, share_decisions
 
 A = alerts.c
 

@@ -13,15 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.db.store import Store, as_utc, metadata
+from hub.db.schema import audit_cursors, consent_directives, share_decisions
+from hub.db.store import Store, as_utc
 from hub.governance.audit import AuditEntry, AuditLog
-from hub.sharing.tables import consent_directives, share_decisions
 
-audit_cursors = sa.Table(
-    "audit_cursors", metadata,
-    sa.Column("name", sa.String(60), primary_key=True),
-    sa.Column("position", sa.String(200), nullable=False),
-)
 SD = share_decisions.c
 CD = consent_directives.c
 ACTOR = "hub-sharing"

@@ -25,9 +25,9 @@ from consent import ConsentError, Directive, Grantor, directives_needing_confirm
 from consent.fhir import directive_to_fhir_dict, from_fhir
 from hub.core.errors import NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
-from hub.db.store import Store, as_utc, identity_links, utcnow
+from hub.db.schema import consent_directives, identity_links
+from hub.db.store import Store, as_utc, utcnow
 from hub.ingest.service import Acceptance, IngestService
-from hub.sharing.tables import consent_directives
 
 SOURCE = "hub-consent"
 SYSTEM = "hub-child-id"

@@ -38,8 +38,8 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from consent import Basis, Child, ConsentEngine, Decision, Directive, DirectiveSet, Outcome
+from hub.db.schema import deliveries, share_decisions
 from hub.sharing.model import Shareable, Target, delivery_row_id, information_summary, stable_id, targets_for
-from hub.sharing.tables import deliveries, share_decisions
 from hub.stream.team import TeamMember, team_around
 
 SD = share_decisions.c

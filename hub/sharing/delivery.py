@@ -59,11 +59,12 @@ import sqlalchemy as sa
 from hub.core.errors import NotFoundError, ValidationError
 from hub.core.logging import get_logger
 from hub.core.settings import sharing_settings
+from hub.db.schema import agency_webhooks, consent_directives, deliveries, share_decisions
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.decisions import PROFESSIONAL_NOTICE, SERVICE_NOTICE
 from hub.sharing.model import delivery_row_id, professional_key
-from hub.sharing.tables import agency_webhooks, consent_directives, deliveries, latest_share, share_decisions
+from hub.sharing.rounds import latest_share
 
 log = get_logger(__name__)
 DL = deliveries.c

@@ -26,7 +26,8 @@ from sqlalchemy.engine import Connection
 
 from hub.core.errors import HubError
 from hub.db.lease import Lease
-from hub.db.store import Store, stream_cursors, timeline_changes, timeline_entries, utcnow
+from hub.db.schema import stream_cursors, timeline_changes, timeline_entries
+from hub.db.store import Store, utcnow
 from hub.sharing.processor import Change, SharingResult, process_changes
 
 CURSOR = "sharing"

@@ -39,11 +39,17 @@ from consent.fhir import from_fhir
 from hub.core.logging import get_logger
 from hub.core.records import catalogue as record_types
 from hub.db import erasure_guard
-from hub.db.store import Store, as_utc, identity_links, timeline_entries, utcnow
-from hub.family.enrolment import household_members
+from hub.db.schema import (
+    consent_directives,
+    deliveries,
+    household_members,
+    identity_links,
+    share_decisions,
+    timeline_entries,
+)
+from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.decisions import ChildState, SharingResult, engine, sync_child
 from hub.sharing.model import child_for_engine, shareable_from
-from hub.sharing.tables import consent_directives, deliveries, share_decisions
 from hub.stream import readmodel
 from hub.stream.team import TeamMember, team_around
 

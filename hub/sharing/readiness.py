@@ -28,10 +28,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.core import records
+from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.model import professional_key, service_key, shareable_from
-from hub.sharing.tables import deliveries, latest_share, share_decisions
+from hub.sharing.rounds import latest_share
 from hub.stream import readmodel
 from hub.stream.team import upcoming
 

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.db import erasure_guard
-from hub.db.store import Store, as_utc, identity_links, timeline_changes, timeline_entries, utcnow
+from hub.db.schema import identity_links, timeline_changes, timeline_entries
+from hub.db.store import Store, as_utc, utcnow
 from hub.stream.timeline import Entry, Link, entry_from, link_from
 
 T = timeline_entries.c

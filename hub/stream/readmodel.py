@@ -11,7 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.core.errors import ValidationError
-from hub.db.store import Store, as_utc, identity_links, timeline_changes, timeline_entries
+from hub.db.schema import identity_links, timeline_changes, timeline_entries
+from hub.db.store import Store, as_utc
 from hub.stream.team import Appointment, TeamMember, team_around, upcoming
 
 L = identity_links.c
@@ -119,7 +120,7 @@ def child_records(store: Store, household_id: str, child_id: str) -> list[dict[s
 
 def children(store: Store, household_id: str) -> list[str]:
     """Children of a household: enrolled as members, or linked by identity events."""
-    from hub.family.enrolment import household_members as M
+    from hub.db.schema import household_members as M
 
     linked = sa.select(L.child_id).where(L.household_id == household_id, L.active.is_(True))
     enrolled = sa.select(M.c.member_id).where(M.c.household_id == household_id, M.c.kind == "child")
@@ -129,7 +130,7 @@ def children(store: Store, household_id: str) -> list[str]:
 
 def child_household(store: Store, child_id: str) -> str | None:
     """The household a child belongs to (by active identity link, else enrolment), or None."""
-    from hub.family.enrolment import household_members as M
+    from hub.db.schema import household_members as M
 
     linked = sa.select(L.household_id).where(L.child_id == child_id, L.active.is_(True)).limit(1)
     enrolled = sa.select(M.c.household_id).where(M.c.member_id == child_id, M.c.kind == "child")
@@ -138,7 +139,7 @@ def child_household(store: Store, child_id: str) -> str | None:
 
 
 def household_exists(store: Store, household_id: str) -> bool:
-    from hub.family.enrolment import households as H
+    from hub.db.schema import households as H
 
     with store.engine.connect() as conn:
         if conn.execute(sa.select(H.c.household_id).where(H.c.household_id == household_id)).first():

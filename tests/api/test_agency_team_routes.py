@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from hub.demo.identifiers import nhs_number, upn
-from hub.governance.audit import AuditLog, transparency_view
+from hub.governance.audit import AuditLog
+from hub.governance.audit_queries import transparency_view
 from hub.ingest.services import Services
 from tests.api.api_helpers import assert_no_identifiers
 from tests.api.conftest import token_header

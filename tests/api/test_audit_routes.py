@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import sqlalchemy as sa
 
-from hub.governance.audit import audit_log
+from hub.db.schema import audit_log
 from hub.ingest.services import Services
 from tests.api.conftest import token_header
 

@@ -18,6 +18,7 @@ from fhir.resources.R4B.bundle import Bundle
 from typer.testing import CliRunner
 
 from hub.core.errors import NotFoundError, ValidationError
+from hub.db.schema import audit_log
 from hub.db.store import Store, utcnow
 from hub.demo.identifiers import nhs_number, upn
 from hub.governance.audit import (
@@ -26,11 +27,12 @@ from hub.governance.audit import (
     AuditEntry,
     AuditIntegrityError,
     AuditLog,
-    audit_log,
     compute_hash,
+    register_action,
+)
+from hub.governance.audit_queries import (
     consent_history,
     overrides,
-    register_action,
     review_override,
     transparency_view,
     who_has_seen,

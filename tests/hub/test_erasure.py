@@ -24,7 +24,8 @@ from hub.cli.main import app as cli
 from hub.core.errors import CorruptRecordError, ErasedRecordError, NotFoundError, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.settings import Settings
-from hub.db.store import Store, ingest_log, stream_cursors, timeline_changes
+from hub.db.schema import ingest_log, stream_cursors, timeline_changes
+from hub.db.store import Store
 from hub.demo.identifiers import nhs_number, upn
 from hub.family.enrolment import Enrolment
 from hub.governance.audit import AuditLog

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hub.cli.main import app
 from hub.core.errors import CorruptRecordError
 from hub.core.settings import Settings
-from hub.db.store import timeline_changes, timeline_entries
+from hub.db.schema import timeline_changes, timeline_entries
 from hub.demo.scenario import build
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker

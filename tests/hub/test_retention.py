@@ -16,7 +16,8 @@ from hub.cli.main import app as cli
 from hub.core.errors import ConfigError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.settings import Settings
-from hub.db.store import Store, ingest_log, timeline_entries
+from hub.db.schema import ingest_log, timeline_entries
+from hub.db.store import Store
 from hub.demo.identifiers import nhs_number, upn
 from hub.governance.audit import AuditLog
 from hub.governance.retention import RetentionPolicy, apply_retention

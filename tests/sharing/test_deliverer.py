@@ -18,16 +18,15 @@ import pytest
 import sqlalchemy as sa
 
 from hub.core.settings import Settings
-from hub.db.store import Store, stream_cursors
+from hub.db.schema import audit_log, deliveries, share_decisions, stream_cursors
+from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
-from hub.governance.audit import audit_log
 from hub.kafka.broker import free_port
 from hub.runtime import sharing_jobs as runtime
 from hub.runtime.deliverer import CHORES, Deliverer
 from hub.runtime.stack import Stack
 from hub.sharing import delivery
 from hub.sharing.alerts import list_alerts
-from hub.sharing.tables import deliveries, share_decisions
 from hub.stream import projection
 from tests.sharing.sharing_support import Feeder, Webhook
 from tests.support import hub_env, spawn, stop, wait_until

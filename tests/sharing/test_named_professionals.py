@@ -18,10 +18,10 @@ import sqlalchemy as sa
 
 from consent import Directive, DirectiveDecision, Grantor, Provision, Purpose, Scope, Sector
 from hub.core.events import InboundEvent
+from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_journey
 from hub.sharing import delivery, readiness
-from hub.sharing.tables import deliveries, share_decisions
 from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, withdraw_event
 from tests.support import wait_until
 

@@ -14,12 +14,12 @@ import sqlalchemy as sa
 
 from hub.core.settings import Settings
 from hub.db.keyvault import SqlKeyVault, load_keyring
+from hub.db.schema import consent_directives, deliveries, share_decisions
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.governance.erasure import Erasure, MemberRef
 from hub.sharing import processor
 from hub.sharing.follower import LEASE, Follower, lag, read_changes
-from hub.sharing.tables import consent_directives, deliveries, share_decisions
 from hub.stream import projection
 from tests.sharing.sharing_support import KEY, Feeder
 

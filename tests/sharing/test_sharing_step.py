@@ -13,13 +13,13 @@ import sqlalchemy as sa
 
 from hub.cli.consent import decision_record, explain_stored
 from hub.core.events import InboundEvent, SubjectRef
+from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
 from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.demo.scenario import build
 from hub.sharing import delivery, readiness
 from hub.sharing.alerts import list_alerts
-from hub.sharing.tables import deliveries, share_decisions
 from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, permit_directive, withdraw_event
 from tests.support import wait_until
 

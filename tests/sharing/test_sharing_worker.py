@@ -27,6 +27,7 @@ from hub.api.sharing_routes import sharing_router
 from hub.core.errors import HubError
 from hub.core.events import InboundEvent
 from hub.core.settings import Settings
+from hub.db.schema import deliveries
 from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
@@ -34,7 +35,6 @@ from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
 from hub.kafka.topics import ensure_topics
 from hub.sharing import delivery
-from hub.sharing.tables import deliveries
 from tests.sharing.sharing_support import Webhook
 from tests.support import hub_env, spawn, stop, wait_until
 

@@ -15,11 +15,11 @@ from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Secto
 from consent.fhir import directive_to_fhir_dict
 from hub.core.errors import ValidationError
 from hub.core.events import InboundEvent
+from hub.db.schema import deliveries
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_journey
 from hub.family.enrolment import Enrolment
 from hub.sharing import consents
-from hub.sharing.tables import deliveries
 from tests.sharing.sharing_support import Feeder
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

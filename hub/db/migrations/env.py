@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection handed over by ``hub.store.migrate``, or on HUB_DATABASE_URL."""
+"""Alembic environment: runs on the connection handed over by ``hub.db.store.migrate``, or on HUB_DATABASE_URL."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from hub.db.store import metadata
+from hub.db.schema import metadata
 
 config = context.config
 
