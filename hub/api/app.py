@@ -26,6 +26,7 @@ from hub.api.sharing_routes import sharing_router
 from hub.api.timeline_routes import timeline_router
 from hub.core.errors import HubError, NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
+from hub.core.jobs import Runner
 from hub.core.logging import get_logger
 from hub.core.privacy import scrub_text
 from hub.family.enrolment import Enrolment
@@ -40,10 +41,9 @@ from hub.governance.auth import (
     authorise,
     policy_for,
 )
-from hub.ingest.service import relay_unpublished
+from hub.ingest.relay import RELAY_EVERY, RelayJob
 from hub.ingest.services import Services
-from hub.kafka.topics import consumer_lag
-from hub.runtime.worker import GROUP_ID
+from hub.kafka.topics import GROUP_ID, consumer_lag
 from hub.sharing.delivery import backlog as delivery_backlog
 from hub.sharing.follower import lag as sharing_lag
 from hub.wire.jsonavro import coerce_record
@@ -133,25 +133,20 @@ def events_to_inbound(services: Services, items: list[EventIn]) -> list[InboundE
     return out
 
 
-def create_app(services: Services, *, relay_interval: float = 5.0) -> FastAPI:
+def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> FastAPI:
     metrics = Metrics()
     store = services.store
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
-
-        async def relay_forever() -> None:
-            while True:
-                await asyncio.sleep(relay_interval)
-                with contextlib.suppress(HubError):
-                    await relay_unpublished(store, services.publisher)
-
-        task = asyncio.create_task(relay_forever())
+        jobs = Runner([RelayJob(store, services.publisher, relay_interval)])  # the API process relays the outbox
+        task = asyncio.create_task(jobs.run())
         try:
             yield
         finally:
             task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             await services.stop()
 
     tokens = TokenService(services.settings)

@@ -9,7 +9,7 @@
    only ciphertext that an erasure can shred.
 3. New versions are appended to the ingest log (the hub's durable record) and then published with
    acks=all; the sender is answered only after the broker acknowledged. If publishing fails the row
-   stays unpublished and the outbox relay (:func:`relay_unpublished`) publishes it later; the
+   stays unpublished and the outbox relay (:func:`hub.ingest.relay.relay_unpublished`) publishes it later; the
    sender sees an error and may retry safely.
 4. Concurrent requests: the unique (source system, source id, version) constraint logs an event
    once whatever the interleaving (``INSERT ... ON CONFLICT DO NOTHING``); within one process a
@@ -64,7 +64,8 @@ _IN_FLIGHT: weakref.WeakKeyDictionary[Store, dict[tuple[str, str, int], asyncio.
     weakref.WeakKeyDictionary())
 
 
-def _in_flight(store: Store) -> dict[tuple[str, str, int], asyncio.Future[None]]:
+def publishing_now(store: Store) -> dict[tuple[str, str, int], asyncio.Future[None]]:
+    """The source keys a request of this process is appending and publishing right now, for ``store``."""
     table = _IN_FLIGHT.get(store)
     if table is None:
         table = _IN_FLIGHT[store] = {}
@@ -169,7 +170,7 @@ class IngestService:
         fresh: dict[tuple[str, str, int], Prepared] = {}
         for p in prepared:
             fresh.setdefault(p.source_key, p)
-        in_flight = _in_flight(self.store)
+        in_flight = publishing_now(self.store)
         loop = asyncio.get_running_loop()
         # The same event in a concurrent request of this process: wait until that request is done
         # (published, or failed and left unpublished), then look at the log like any resend.
@@ -207,19 +208,3 @@ class IngestService:
                                      p.row["topic"]))
         log.info("ingest.accepted", accepted=len(inserted), duplicates=len(prepared) - len(inserted))
         return result
-
-
-async def relay_unpublished(store: Store, publisher: Publisher) -> int:
-    """Publish every ingest-log row the broker has not acknowledged yet, in acceptance order."""
-    total = 0
-    in_flight = _in_flight(store)
-    for batch in store.iter_log(unpublished_only=True, batch=2000):
-        # rows a request of this process is publishing right now are left to it (it marks them, or
-        # leaves them unpublished for the next relay if the broker fails)
-        batch = [r for r in batch if (r.source_system, r.source_id, r.source_version) not in in_flight]
-        if not batch:
-            continue
-        await publisher.publish([OutgoingRecord(r.topic, r.key, r.value, r.headers) for r in batch])
-        await asyncio.to_thread(store.mark_published, [r.seq for r in batch])
-        total += len(batch)
-    return total

@@ -19,6 +19,8 @@ from hub.core.events import Sector
 from hub.core.settings import Settings
 
 FOREVER = -1
+#: the stream workers' consumer group (its lag is the API's ``hub_consumer_lag``)
+GROUP_ID = "familyhub-worker"
 
 
 @dataclass(frozen=True)

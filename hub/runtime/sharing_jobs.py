@@ -1,14 +1,18 @@
-"""How the stream worker runs sharing: a follower task beside the stream, and (delivering workers) one timer.
+"""The background work of sharing as jobs (:mod:`hub.core.jobs`); which process runs which is
+:mod:`hub.runtime.placement`'s choice.
 
-``follow(store, owner, wake)`` runs for the life of the worker: it follows the timeline's change
-feed (:mod:`hub.sharing.follower`, in a thread), woken at once when this worker projected a batch
-(``wake``) and otherwise every ``POLL`` seconds (a change another worker projected). Where the
-worker delivers (``HUB_DELIVERY_MODE`` ``worker``, or ``auto`` for a bare ``hub worker``) it then
-writes the decisions' audit trail and starts a delivery pass as soon as a pass queued something,
-and ``tick(store, owner)`` (a 1-second faust timer) delivers whatever is due — retries, inbox rechecks —
-escalates unacknowledged deliveries and, every ``HUB_SHARING_READINESS_INTERVAL`` seconds (default
-300), sweeps readiness alerts and report requests. Where it does not (``process``), the worker only
-decides and ``hub deliver`` (:mod:`hub.sharing.deliverer`) does all of that in a process of its own.
+* :class:`FollowJob` follows the timeline's change feed (:mod:`hub.sharing.follower`, in a thread),
+  woken at once when this process projected a batch and otherwise every ``POLL`` seconds (a change
+  another worker projected). Where the process delivers, it writes the new decisions' audit trail
+  after a pass that decided something and wakes the delivery job when a pass queued something.
+* :class:`DeliveryJob` delivers what is due (:func:`hub.sharing.delivery.deliver_due`): signed webhook
+  POSTs, family copies, the inbox, retries; a pass that took something up is followed by another at
+  once. It owns its HTTP client (unless given one) and closes it when its runner stops.
+* :class:`AuditJob` copies new decisions and consent changes into the audit log
+  (:func:`hub.sharing.audit_trail.record_new`) through an :class:`AuditTrail`: one writer at a time,
+  the holder of the chores lease.
+* :class:`EscalationJob` escalates unacknowledged deliveries; :class:`ReadinessJob` sweeps readiness
+  alerts and report requests.
 """
 
 from __future__ import annotations
@@ -16,132 +20,146 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import HubError
-from hub.core.logging import get_logger
-from hub.core.settings import sharing_settings
+from hub.core.jobs import Job
 from hub.db.lease import CHORES, Lease
-from hub.db.store import Store
+from hub.db.store import Store, utcnow
 from hub.sharing import audit_trail
-from hub.sharing.delivery import deliver_due
+from hub.sharing.delivery import DeliveryStats, deliver_due, escalate_unacknowledged
 from hub.sharing.follower import LEASE, Follower
 from hub.sharing.readiness import sweep
 
-log = get_logger(__name__)
 #: seconds between looks at the change feed when nothing woke the follower
 POLL = 0.2
+#: audit records copied per kind and pass; a full batch is followed by another at once
+AUDIT_BATCH = 2000
 
 
-class _Runtime:
-    def __init__(self) -> None:
-        self.client: httpx.AsyncClient | None = None
-        self.running: asyncio.Task[None] | None = None
-        self.again = False
-        self.last_sweep = 0.0
+def claimed(stats: DeliveryStats) -> int:
+    """How many deliveries one pass took up (whatever became of them)."""
+    return stats.delivered + stats.to_inbox + stats.retried + stats.failed + stats.cancelled
+
+
+class AuditTrail:
+    """Writes the decisions' audit trail while ``lease`` (the chores lease) is held.
+
+    One writer at a time, however many delivering processes run (and, in one process, its follower
+    and its audit job): two copying the same decisions at once would record them twice.
+    """
+
+    def __init__(self, store: Store, lease: Lease, batch: int = AUDIT_BATCH) -> None:
+        self.store = store
+        self.lease = lease
+        self.batch = batch
+        self.lock = threading.Lock()
+
+    def write(self) -> int:
+        """Copy new decisions into the audit log if the lease is held here; how many records were written."""
+        with self.lock:
+            if not self.lease.hold():
+                return 0
+            return audit_trail.record_new(self.store, self.batch)
+
+
+def audit_under_lease(store: Store, owner: str) -> int:
+    """Copy new decisions into the audit log if ``owner`` holds the chores lease; how many were written."""
+    return AuditTrail(store, Lease(store, CHORES, owner)).write()
+
+
+class DeliveryJob(Job):
+    """Deliver what is due every ``every`` seconds, or at once when woken."""
+
+    def __init__(self, store: Store, client: httpx.AsyncClient | None = None, *, every: float,
+                 limit: int = 500, concurrency: int = 32) -> None:
+        super().__init__("sharing.deliver", every=every)
+        self.store = store
+        self.client = client
+        self.owns_client = client is None
+        self.limit = limit
+        self.concurrency = concurrency
+        self.totals = DeliveryStats()
 
     def http(self) -> httpx.AsyncClient:
         if self.client is None:
             self.client = httpx.AsyncClient(timeout=10.0, limits=httpx.Limits(max_connections=64))
         return self.client
 
+    async def run_once(self) -> float | None:
+        stats = await deliver_due(self.store, self.http(), limit=self.limit, concurrency=self.concurrency,
+                                  escalate=False)
+        for name in ("delivered", "to_inbox", "retried", "failed", "cancelled"):
+            setattr(self.totals, name, getattr(self.totals, name) + getattr(stats, name))
+        return 0.0 if claimed(stats) > 0 else None
 
-_RT = _Runtime()
-_CHORES_LOCK = threading.Lock()
-
-
-async def _deliver_loop(store: Store, escalate: bool) -> None:
-    while True:
-        _RT.again = False
-        try:
-            await deliver_due(store, _RT.http(), escalate=escalate)
-        except (HubError, OSError, httpx.HTTPError) as exc:  # the timer retries
-            log.warning("sharing.deliver_failed", error=type(exc).__name__, reason=str(exc)[:200])
-        except Exception as exc:
-            log.error("sharing.deliver_error", error=type(exc).__name__, reason=str(exc)[:200])
-        if not _RT.again:
-            return
+    async def close(self) -> None:
+        """Close the HTTP client if this job made it (an injected one is its owner's to close)."""
+        if self.owns_client and self.client is not None:
+            client, self.client = self.client, None
+            await client.aclose()
 
 
-def kick(store: Store, *, escalate: bool = False) -> None:
-    """Start a delivery pass now (or once more after the one running)."""
-    if _RT.running is not None and not _RT.running.done():
-        _RT.again = True
-        return
-    _RT.running = asyncio.get_running_loop().create_task(_deliver_loop(store, escalate))
+class FollowJob(Job):
+    """Decide on sharing as the timeline's change feed moves; with ``trail`` and ``deliveries``, audit and deliver."""
 
+    def __init__(self, store: Store, owner: str, *, wake: asyncio.Event | None = None, poll: float = POLL,
+                 trail: AuditTrail | None = None, deliveries: Job | None = None) -> None:
+        super().__init__("sharing.follow", every=poll, wake=wake)
+        self.follower = Follower(store, owner)
+        self.trail = trail
+        self.deliveries = deliveries
 
-async def follow(store: Store, owner: str, wake: asyncio.Event, *, deliver: bool = True) -> None:
-    """Follow the change feed until cancelled; with ``deliver``, decisions are audited and deliveries
-    started as they come (without, that is left to ``hub deliver``).
+    async def run_once(self) -> float | None:
+        step = await asyncio.to_thread(self.follower.step)
+        result = step.result
+        if self.trail is not None and (result.decisions or result.cancelled or result.notices):
+            await asyncio.to_thread(self.trail.write)
+        if self.deliveries is not None and result.has_work:
+            self.deliveries.wake.set()
+        if not step.held:  # another process follows the feed: look again when its lease could lapse
+            return LEASE.total_seconds() / 3
+        return 0.0 if step.more else None
 
-    A failing pass (the database restarting, a bug) is logged and tried again with a growing pause,
-    up to 30 s: it never stops the stream worker it runs beside, and its errors show in the logs.
-    """
-    follower = Follower(store, owner)
-    pause = 1.0
-    try:
-        while True:
-            try:
-                step = await asyncio.to_thread(follower.step)
-                result = step.result
-                if deliver and (result.decisions or result.cancelled or result.notices):
-                    await asyncio.to_thread(audit_under_lease, store, owner)
-            except (HubError, SQLAlchemyError) as exc:
-                log.warning("sharing.follow_failed", error=type(exc).__name__, reason=str(exc)[:200])
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
-                continue
-            except Exception as exc:
-                log.error("sharing.follow_error", error=type(exc).__name__, reason=str(exc)[:200])
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
-                continue
-            pause = 1.0
-            if deliver and result.has_work:
-                kick(store)
-            if not step.held:  # another worker follows the feed: look again when its lease could lapse
-                await asyncio.sleep(LEASE.total_seconds() / 3)
-            elif not step.more:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), POLL)
-            wake.clear()
-    finally:
+    async def close(self) -> None:
+        """Give the cursor's lease up so another process takes over at once."""
         with contextlib.suppress(HubError, SQLAlchemyError):
-            await asyncio.to_thread(follower.release)
+            await asyncio.to_thread(self.follower.release)
 
 
-def audit_under_lease(store: Store, owner: str) -> int:
-    """Copy new decisions into the audit log if ``owner`` holds the chores lease; how many were written.
+class AuditJob(Job):
+    """Write the audit trail of decisions made anywhere (outside this process's follower too)."""
 
-    One writer at a time, however many delivering workers run (and, in one worker, its follower and
-    its timer): two copying the same decisions at once would record them twice.
-    """
-    with _CHORES_LOCK:
-        if not Lease(store, CHORES, owner).hold():
-            return 0
-        return audit_trail.record_new(store)
+    def __init__(self, trail: AuditTrail, *, every: float) -> None:
+        super().__init__("sharing.audit", every=every)
+        self.trail = trail
 
-
-async def tick(store: Store, owner: str) -> None:
-    kick(store, escalate=True)
-    try:
-        await asyncio.to_thread(audit_under_lease, store, owner)  # decisions made outside the follower
-        interval = sharing_settings().readiness_interval
-        if time.monotonic() - _RT.last_sweep >= interval:
-            _RT.last_sweep = time.monotonic()
-            await asyncio.to_thread(sweep, store)
-    except (HubError, SQLAlchemyError) as exc:  # the next tick tries again
-        log.warning("sharing.tick_failed", error=type(exc).__name__, reason=str(exc)[:200])
-    except Exception as exc:  # never let the timer take the stream worker down
-        log.error("sharing.tick_error", error=type(exc).__name__, reason=str(exc)[:200])
+    async def run_once(self) -> float | None:
+        written = await asyncio.to_thread(self.trail.write)
+        return 0.0 if written >= self.trail.batch else None  # a full batch: more may be waiting
 
 
-async def close() -> None:
-    """Close the delivery HTTP client (on the worker's shutdown)."""
-    if _RT.client is not None:
-        client, _RT.client = _RT.client, None
-        await client.aclose()
+class EscalationJob(Job):
+    """Alert coordinators about deliveries not acknowledged in time."""
+
+    def __init__(self, store: Store, *, every: float, lease: Lease | None = None) -> None:
+        super().__init__("sharing.escalate", every=every, lease=lease)
+        self.store = store
+
+    async def run_once(self) -> float | None:
+        await asyncio.to_thread(escalate_unacknowledged, self.store, utcnow())
+        return None
+
+
+class ReadinessJob(Job):
+    """Sweep readiness alerts and report requests."""
+
+    def __init__(self, store: Store, *, every: float, lease: Lease | None = None) -> None:
+        super().__init__("sharing.readiness", every=every, lease=lease)
+        self.store = store
+
+    async def run_once(self) -> float | None:
+        await asyncio.to_thread(sweep, self.store)
+        return None

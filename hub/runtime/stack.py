@@ -3,7 +3,8 @@
 Start-up order: check settings (one-line ConfigError for each bad one), open and migrate the
 database, start the embedded broker (unless HUB_KAFKA_BOOTSTRAP names a cluster), create topics,
 re-seed a new broker from the ingest log, publish anything not yet acknowledged, start worker
-processes and (unless HUB_DELIVERY_MODE=worker) one `hub deliver` process, then serve the API.
+processes and (unless HUB_DELIVERY_MODE=worker) one `hub deliver` process, then serve the API (which
+relays the outbox every few seconds). Which background jobs each process runs: :mod:`hub.runtime.placement`.
 Children are started with PR_SET_PDEATHSIG, so SIGKILL of this process takes the broker, the
 workers and the deliverer with it; SIGTERM and Ctrl-C stop everything in order, and a child that
 dies is started again.
@@ -26,7 +27,7 @@ import uvicorn
 from hub.core.errors import BrokerError, ConfigError
 from hub.core.logging import get_logger
 from hub.core.settings import Settings, bootstrap_file
-from hub.ingest.service import relay_unpublished
+from hub.ingest.relay import relay_unpublished
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker, die_with_parent, port_is_free
 from hub.kafka.topics import INGEST_TOPICS, ensure_topics, message_counts

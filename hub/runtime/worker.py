@@ -1,89 +1,42 @@
-"""The stream worker: a faust-streaming app that decodes ingest records and projects them.
+"""The stream worker: a faust-streaming app that projects ingest records and hosts the worker's background jobs.
 
-Each batch from the ingest topics is opened and decoded with the sealing serde (:mod:`hub.sealing`);
-a record of an erased subject (its data key shredded) is skipped and counted, never dead-lettered;
-a record that cannot be decoded (bad framing, unknown fingerprint, corrupt body, a sealed value
-that fails authentication) is dead-lettered — recorded in the database and
-republished to ``hub.deadletter`` with ``__connect.errors.*`` headers — and the stream moves on, so
-a poison message never stops it or loops. Decoded records go to :mod:`hub.projection` in one
-transaction per batch; projections are idempotent, so a batch replayed after a crash or a
-rebalance changes nothing twice. Several workers in one consumer group split the partitions.
-Beside the stream, a task decides on sharing (:mod:`hub.sharing.runtime`); the worker also delivers
-the shares unless ``HUB_DELIVERY_MODE`` is ``process`` (then ``hub deliver`` does).
+The agent takes the ingest topics in batches and hands each to :class:`hub.stream.batches.Processor`
+(decode, dead-letter, project; one transaction per batch). Several workers in one consumer group
+split the partitions. Beside the stream, one :class:`hub.core.jobs.Runner` runs the worker's jobs:
+the heartbeat and the sharing jobs :func:`hub.runtime.placement.worker_jobs` chooses — the worker
+decides on sharing, and also delivers the shares unless ``HUB_DELIVERY_MODE`` is ``process`` (then
+``hub deliver`` does).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable
 from typing import Any
 
 import faust
 
-from hub.core.errors import ErasedRecordError, SerdeError
+from hub.core.jobs import Runner
 from hub.core.logging import configure_logging, get_logger
 from hub.core.settings import Settings
 from hub.db.keyvault import sealed_serde
 from hub.db.store import Store
-from hub.kafka.publisher import OutgoingRecord, Publisher
+from hub.kafka.publisher import Publisher
 from hub.kafka.security import faust_credentials
-from hub.kafka.topics import DEADLETTER, INGEST_TOPICS
-from hub.runtime import sharing_jobs as sharing_runtime
+from hub.kafka.topics import GROUP_ID, INGEST_TOPICS
+from hub.runtime.heartbeat import HeartbeatJob
+from hub.runtime.placement import worker_jobs
 from hub.runtime.probes import serve_probes
-from hub.stream import projection
-from hub.wire.envelope import deadletter_headers
+from hub.stream.batches import Processor
 from hub.wire.schemas import SchemaCatalogue
-from hub.wire.serde import Serde
 
 log = get_logger(__name__)
-GROUP_ID = "familyhub-worker"
 BATCH = 1000
-
-
-class Processor:
-    """Decode-and-project logic of one worker, independent of faust so replay and tests share it."""
-
-    def __init__(self, store: Store, serde: Serde, catalogue: SchemaCatalogue, publisher: Publisher | None,
-                 on_projected: Callable[[], None] | None = None) -> None:
-        self.store = store
-        self.on_projected = on_projected
-        self.serde = serde
-        self.catalogue = catalogue
-        self.publisher = publisher
-        self.processed = 0
-        self.dead_lettered = 0
-        self.erased = 0
-
-    async def handle(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
-        decoded: list[tuple[str, str, dict[str, Any]]] = []
-        dead: list[OutgoingRecord] = []
-        for topic, partition, offset, key, value, headers in messages:
-            try:
-                d = self.serde.decode(value)
-                decoded.append((d.record_type, self.catalogue.writer(d.record_type).ce_type, d.record))
-            except ErasedRecordError:  # the subject's data key was shredded: skip, never dead-letter
-                self.erased += 1
-                log.info("worker.erased_record_skipped", topic=topic, partition=partition, offset=offset)
-            except SerdeError as exc:
-                key_text = key.decode(errors="replace") if key else None
-                new = await asyncio.to_thread(self.store.add_dead_letter, topic=topic, partition=partition,
-                                              offset=offset, key=key_text, value=value, headers=headers, error=exc)
-                if new:
-                    self.dead_lettered += 1
-                    dead.append(OutgoingRecord(DEADLETTER.name, key_text or "", value,
-                                               deadletter_headers(headers, topic, partition, offset, exc)))
-                log.warning("worker.dead_lettered", topic=topic, partition=partition, offset=offset,
-                            error=type(exc).__name__, reason=str(exc))
-        if decoded:
-            await asyncio.to_thread(projection.apply, self.store, decoded)
-            if self.on_projected is not None:
-                self.on_projected()
-        if dead and self.publisher is not None:
-            await self.publisher.publish(dead)
-        self.processed += len(messages)
+#: seconds a stopping worker gives its jobs to finish the pass in hand
+STOP_TIMEOUT = 10.0
 
 
 def _limit_fetch_wait(wait_ms: int) -> None:
@@ -161,29 +114,34 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
     async def _start_publisher() -> None:
         await publisher.start()
 
-    @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
-    async def _stop_publisher(sender: Any, **_: Any) -> None:
-        await publisher.stop()  # the dead-letter producer: flushed and closed, never left to the collector
-        await sharing_runtime.close()
+    def worker_state() -> str:
+        ready = state["ready"] and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        return "ready" if ready else "recovering"
 
-    delivers = settings.worker_delivers  # HUB_DELIVERY_MODE=process: `hub deliver` delivers, this worker decides
+    # HUB_DELIVERY_MODE=process: `hub deliver` delivers, this worker decides
+    jobs = Runner([*worker_jobs(store, worker_id, deliver=settings.worker_delivers, projected=projected),
+                   HeartbeatJob(store, worker_id, worker_state, lambda: processor.processed)])
 
     @app.task
-    async def _follow_changes() -> None:
-        await sharing_runtime.follow(store, worker_id, projected, deliver=delivers)
+    async def _run_jobs() -> None:
+        await jobs.run()
 
-    if delivers:
-        @app.timer(1.0)
-        async def _deliver_shares() -> None:
-            await sharing_runtime.tick(store, worker_id)
+    @app.on_before_shutdown.connect  # type: ignore[misc,arg-type]
+    async def _stop(sender: Any, **_: Any) -> None:
+        await publisher.stop()  # the dead-letter producer: flushed and closed, never left to the collector
+        jobs.stop()  # the passes in hand finish; the jobs give up their leases and close their HTTP client
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(jobs.stopped.wait(), STOP_TIMEOUT)
 
     if settings.probe_port:
         def probe(path: str) -> tuple[int, dict[str, Any]] | None:
             if path == "/healthz":
                 return 200, {"status": "ok"}  # answered at all: the worker's event loop turns
             if path == "/readyz":
-                ready = state["ready"] and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+                ready = worker_state() == "ready"
                 return (200 if ready else 503), {"ready": ready}
+            if path == "/jobs":
+                return 200, jobs.report()
             return None
 
         @app.task
@@ -193,11 +151,6 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
                 await asyncio.Event().wait()  # until the worker stops (the task is cancelled)
             finally:
                 await runner.cleanup()
-
-    @app.timer(1.0)
-    async def _heartbeat() -> None:
-        ready = state["ready"] and app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        await asyncio.to_thread(store.heartbeat, worker_id, "ready" if ready else "recovering", processor.processed)
 
     return app
 

@@ -14,7 +14,8 @@ from hub.core.errors import BrokerError, CorruptRecordError, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.settings import Settings
 from hub.demo.identifiers import nhs_number
-from hub.ingest.service import EVENT_NAMESPACE, event_id_for, relay_unpublished
+from hub.ingest.relay import relay_unpublished
+from hub.ingest.service import EVENT_NAMESPACE, event_id_for
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
 from hub.kafka.topics import ensure_topics, message_counts

@@ -22,8 +22,7 @@ import httpx
 from connectors.client import BatchResult, HubClient
 from hub.core.settings import Settings
 from hub.kafka.broker import free_port
-from hub.kafka.topics import consumer_lag
-from hub.runtime.worker import GROUP_ID
+from hub.kafka.topics import GROUP_ID, consumer_lag
 from tests.scenarios.cluster import Cluster
 from tests.sharing.sharing_support import Webhook
 from tests.support import bearer, ready, spawn, stop, wait_until

@@ -17,13 +17,16 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from hub.core.jobs import Runner
 from hub.core.settings import Settings
+from hub.db.lease import CHORES
 from hub.db.schema import audit_log, deliveries, share_decisions, stream_cursors
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.kafka.broker import free_port
 from hub.runtime import sharing_jobs as runtime
-from hub.runtime.deliverer import CHORES, Deliverer
+from hub.runtime.deliverer import Deliverer
+from hub.runtime.placement import worker_jobs
 from hub.runtime.stack import Stack
 from hub.sharing import delivery
 from hub.sharing.alerts import list_alerts
@@ -211,7 +214,8 @@ def test_a_worker_in_process_mode_decides_and_leaves_delivery_and_audit_alone(st
     async def scenario() -> None:
         wake = asyncio.Event()
         wake.set()
-        following = asyncio.create_task(runtime.follow(store, "worker-1", wake, deliver=deliver))
+        jobs = Runner(worker_jobs(store, "worker-1", deliver=deliver, projected=wake))  # as the worker hosts them
+        following = asyncio.create_task(jobs.run())
         try:
             await until(lambda: len(to_paediatrics(store)) == 2, "the shares decided")
             if deliver:
@@ -220,8 +224,7 @@ def test_a_worker_in_process_mode_decides_and_leaves_delivery_and_audit_alone(st
                 await asyncio.sleep(1.0)  # what a delivering worker would have sent by now
         finally:
             following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
-            await runtime.close()
+            await asyncio.gather(following, return_exceptions=True)  # the jobs close their HTTP client
 
     asyncio.run(scenario())
     if deliver:

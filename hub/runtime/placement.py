@@ -1,0 +1,44 @@
+"""Which background jobs run where (:mod:`hub.runtime.sharing_jobs`), by ``HUB_DELIVERY_MODE``.
+
+* A stream worker always follows the change feed and decides (:func:`worker_jobs`). Where it delivers
+  (``worker``, or ``auto`` for a bare ``hub worker``) it also audits the decisions, delivers, escalates
+  and sweeps readiness, every ``WORKER_TICK`` second; in ``process`` mode it leaves all that to
+  ``hub deliver`` (:func:`deliverer_jobs`), where the chores run under the chores lease, one deliverer at
+  a time. The API process relays the outbox (:class:`hub.ingest.relay.RelayJob`, hosted by
+  :func:`hub.api.app.create_app`); `hub up` runs the three (:mod:`hub.runtime.stack`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from hub.core.jobs import Job
+from hub.core.settings import sharing_settings
+from hub.db.lease import CHORES, Lease
+from hub.db.store import Store
+from hub.runtime.sharing_jobs import AuditJob, AuditTrail, DeliveryJob, EscalationJob, FollowJob, ReadinessJob
+
+#: seconds between a delivering worker's looks for due deliveries, escalations and decisions to audit
+WORKER_TICK = 1.0
+
+
+def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.Event | None = None) -> list[Job]:
+    """A stream worker's sharing jobs; ``projected`` is set when the worker projected a batch."""
+    if not deliver:  # HUB_DELIVERY_MODE=process: `hub deliver` does the rest
+        return [FollowJob(store, owner, wake=projected)]
+    trail = AuditTrail(store, Lease(store, CHORES, owner))
+    deliveries = DeliveryJob(store, every=WORKER_TICK)
+    readiness_every = max(sharing_settings().readiness_interval, WORKER_TICK)
+    return [FollowJob(store, owner, wake=projected, trail=trail, deliveries=deliveries), deliveries,
+            AuditJob(trail, every=WORKER_TICK), EscalationJob(store, every=WORKER_TICK),
+            ReadinessJob(store, every=readiness_every)]
+
+
+def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_every: float,
+                   escalate_every: float) -> list[Job]:
+    """`hub deliver`'s jobs: ``deliveries``, and the chores by whichever deliverer holds the chores lease."""
+    chores = Lease(store, CHORES, owner)
+    readiness_every = max(sharing_settings().readiness_interval, chores_every)
+    return [deliveries, AuditJob(AuditTrail(store, chores), every=chores_every),
+            EscalationJob(store, every=escalate_every, lease=chores),
+            ReadinessJob(store, every=readiness_every, lease=chores)]

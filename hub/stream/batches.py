@@ -1,0 +1,71 @@
+"""Decoding and projecting one batch of ingest records: what a stream worker does with each batch.
+
+Each batch from the ingest topics is opened and decoded with the sealing serde (:mod:`hub.wire.sealing`);
+a record of an erased subject (its data key shredded) is skipped and counted, never dead-lettered;
+a record that cannot be decoded (bad framing, unknown fingerprint, corrupt body, a sealed value
+that fails authentication) is dead-lettered — recorded in the database and republished to
+``hub.deadletter`` with ``__connect.errors.*`` headers — and the stream moves on, so a poison message
+never stops it or loops. Decoded records go to :mod:`hub.stream.projection` in one transaction per
+batch; projections are idempotent, so a batch replayed after a crash or a rebalance changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from hub.core.errors import ErasedRecordError, SerdeError
+from hub.core.logging import get_logger
+from hub.db.store import Store
+from hub.kafka.publisher import OutgoingRecord, Publisher
+from hub.kafka.topics import DEADLETTER
+from hub.stream import projection
+from hub.wire.envelope import deadletter_headers
+from hub.wire.schemas import SchemaCatalogue
+from hub.wire.serde import Serde
+
+log = get_logger(__name__)
+
+
+class Processor:
+    """Decode-and-project logic of one worker, independent of faust so replay and tests share it."""
+
+    def __init__(self, store: Store, serde: Serde, catalogue: SchemaCatalogue, publisher: Publisher | None,
+                 on_projected: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.on_projected = on_projected
+        self.serde = serde
+        self.catalogue = catalogue
+        self.publisher = publisher
+        self.processed = 0
+        self.dead_lettered = 0
+        self.erased = 0
+
+    async def handle(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
+        decoded: list[tuple[str, str, dict[str, Any]]] = []
+        dead: list[OutgoingRecord] = []
+        for topic, partition, offset, key, value, headers in messages:
+            try:
+                d = self.serde.decode(value)
+                decoded.append((d.record_type, self.catalogue.writer(d.record_type).ce_type, d.record))
+            except ErasedRecordError:  # the subject's data key was shredded: skip, never dead-letter
+                self.erased += 1
+                log.info("worker.erased_record_skipped", topic=topic, partition=partition, offset=offset)
+            except SerdeError as exc:
+                key_text = key.decode(errors="replace") if key else None
+                new = await asyncio.to_thread(self.store.add_dead_letter, topic=topic, partition=partition,
+                                              offset=offset, key=key_text, value=value, headers=headers, error=exc)
+                if new:
+                    self.dead_lettered += 1
+                    dead.append(OutgoingRecord(DEADLETTER.name, key_text or "", value,
+                                               deadletter_headers(headers, topic, partition, offset, exc)))
+                log.warning("worker.dead_lettered", topic=topic, partition=partition, offset=offset,
+                            error=type(exc).__name__, reason=str(exc))
+        if decoded:
+            await asyncio.to_thread(projection.apply, self.store, decoded)
+            if self.on_projected is not None:
+                self.on_projected()
+        if dead and self.publisher is not None:
+            await self.publisher.publish(dead)
+        self.processed += len(messages)
