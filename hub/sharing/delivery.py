@@ -61,8 +61,8 @@ from hub.core.logging import get_logger
 from hub.core.settings import sharing_settings
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
-from hub.sharing.decisions import PROFESSIONAL_NOTICE, SERVICE_NOTICE
 from hub.sharing.model import delivery_row_id, professional_key
+from hub.sharing.rows import PROFESSIONAL_NOTICE, SERVICE_NOTICE
 from hub.sharing.tables import agency_webhooks, consent_directives, deliveries, latest_share, share_decisions
 
 log = get_logger(__name__)
