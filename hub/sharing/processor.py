@@ -34,6 +34,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from consent import Directive, DirectiveSet
 from hub.core.logging import get_logger
 from hub.db import erasure_guard
 from hub.db.store import Store, as_utc, identity_links, timeline_entries, utcnow
@@ -99,8 +100,10 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
         current_versions.update({iid: 0 for iid in only if iid not in current_versions})
     if state is None:
         state = load_states(conn, [child_id])[child_id]
-    ds, directives = directive_set(state.child or child_for_engine(child_id), state.directive_rows) if infos \
-        else (None, {})
+    ds: DirectiveSet | None = None
+    directives: dict[str, Directive] = {}
+    if infos:  # directives are read only for a child with something to decide
+        ds, directives = directive_set(state.child or child_for_engine(child_id), state.directive_rows)
     sync_child(conn, RowContext(child_id, household_id, now, trigger), entries, infos, state, ds, directives,
                current_versions, redecide=redecide, result=result, team=team, inserts=inserts)
 
