@@ -63,7 +63,7 @@ def _check_young_person(store: Store, directive: Directive) -> None:
     """A young person's own directive counts from 16, or from recorded competence (422 before that)."""
     if directive.made_by_role is not Grantor.YOUNG_PERSON:
         return
-    from hub.sharing.processor import load_child
+    from hub.sharing.child_state import load_child
 
     with store.engine.connect() as conn:
         child = load_child(conn, directive.child_id)
@@ -115,8 +115,8 @@ def list_directives(store: Store, household_id: str, child_id: str, *, today: da
                     ) -> list[dict[str, Any]]:
     """The child's directives; once the child is 16, parents' directives are flagged for the young
     person to confirm (``needs_young_person_confirmation``)."""
+    from hub.sharing.child_state import load_child, parse_directive
     from hub.sharing.model import UNKNOWN_BIRTH_DATE
-    from hub.sharing.processor import load_child, parse_directive
 
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(consent_directives).where(

@@ -27,172 +27,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from consent import Child, ConsentError, Directive, DirectiveSet, Grantor
-from consent.fhir import from_fhir
+from consent import Directive, DirectiveSet
 from hub.core.logging import get_logger
 from hub.core.records import catalogue as record_types
 from hub.db import erasure_guard
-from hub.db.schema import (
-    consent_directives,
-    deliveries,
-    household_members,
-    identity_links,
-    share_decisions,
-    timeline_entries,
-)
+from hub.db.schema import identity_links, timeline_entries
 from hub.db.store import Store, as_utc, utcnow
-from hub.sharing.decisions import ChildState, SharingResult, engine, sync_child
+from hub.sharing.apply import Inserts
+from hub.sharing.child_state import directive_set, load_states
+from hub.sharing.decisions import ChildState, SharingResult, sync_child
+from hub.sharing.directives import consent_records, record_consent
 from hub.sharing.model import child_for_engine, shareable_from
+from hub.sharing.rows import RowContext
 from hub.stream import readmodel
 from hub.stream.team import TeamMember, team_around
 
 log = get_logger(__name__)
-CD = consent_directives.c
-SD = share_decisions.c
-DL = deliveries.c
 L = identity_links.c
-_DIRECTIVE_CACHE: dict[tuple[str, int, str], Directive] = {}
-
-
-# ---------------------------------------------------------------------------------------- directives
-
-def _aware(value: Any) -> datetime | None:
-    return None if value is None else as_utc(value)
-
-
-def parse_directive(fhir_json: str, child_id: str, withdrawn_at: datetime | None) -> Directive:
-    """A stored FHIR Consent as a directive of the hub child (its patient reference re-pointed there)."""
-    key = (fhir_json, 0, child_id)
-    d = _DIRECTIVE_CACHE.get(key)
-    if d is None:
-        d = from_fhir(json.loads(fhir_json))
-        made_by = child_id if d.made_by_role is Grantor.YOUNG_PERSON else d.made_by
-        d = replace(d, child_id=child_id, made_by=made_by)
-        if len(_DIRECTIVE_CACHE) > 10000:
-            _DIRECTIVE_CACHE.clear()
-        _DIRECTIVE_CACHE[key] = d
-    if withdrawn_at is not None:
-        d = replace(d, withdrawn_at=max(withdrawn_at, d.made_at))
-    return d
-
-
-def load_child(conn: Connection, child_id: str) -> Child:
-    """The child as the engine needs them: their birth date and recorded competence from enrolment."""
-    return _children(conn, [child_id])[child_id]
-
-
-def _children(conn: Connection, child_ids: list[str]) -> dict[str, Child]:
-    M = household_members.c
-    known = {r.member_id: child_for_engine(r.member_id, r.date_of_birth, r.competent_from) for r in conn.execute(
-        sa.select(M.member_id, M.date_of_birth, M.competent_from).where(M.member_id.in_(child_ids)))}
-    return {c: known.get(c) or child_for_engine(c) for c in child_ids}
-
-
-def _directive_set(child: Child, rows: Sequence[Any]) -> tuple[DirectiveSet, dict[str, Directive]]:
-    found: dict[str, Directive] = {}
-    for r in rows:
-        try:
-            d = parse_directive(r.fhir_json, child.id, _aware(r.withdrawn_at))
-        except (ConsentError, ValueError) as exc:
-            log.warning("sharing.directive_unusable", directive=r.directive_id, error=str(exc)[:200])
-            continue
-        if d.made_by_role is Grantor.YOUNG_PERSON and not child.young_person_controls(d.made_at):
-            log.info("sharing.young_person_directive_not_in_force", directive=r.directive_id)
-            continue  # made before 16 without recorded competence: not theirs to make yet
-        found[d.id] = d
-    return engine().compile(child, found.values()), found
-
-
-def _upsert_grant(conn: Connection, record: dict[str, Any], home: tuple[str, str] | None, now: datetime) -> bool:
-    meta = record["meta"]
-    did, version = record["directive_id"], int(meta.get("source_version", 1))
-    cur = conn.execute(sa.select(consent_directives).where(CD.directive_id == did)).first()
-    if cur is not None and cur.fhir_json is not None and cur.source_version >= version:
-        return False
-    status, error, made_at, withdrawn = "active", None, None, None
-    try:
-        d = from_fhir(json.loads(record["fhir_consent"]))
-        made_at, withdrawn = d.made_at, d.withdrawn_at
-        if d.id != did:
-            raise ValueError(f"the Consent identifier {d.id} is not the event's directive id")
-        if withdrawn is not None:
-            status = "withdrawn"
-    except (ConsentError, ValueError) as exc:
-        status, error = "invalid", str(exc)[:2000]
-    if meta.get("status") == "entered_in_error":
-        status, error = "invalid", "entered in error by its sender"
-    if cur is not None and cur.status == "withdrawn" and status == "active":
-        status, withdrawn = "withdrawn", _aware(cur.withdrawn_at)  # the withdrawal arrived first
-    row = dict(directive_id=did, subject=meta["subject"], child_id=home[1] if home else None,
-               household_id=home[0] if home else None, event_id=meta["event_id"], source_version=version,
-               fhir_json=record["fhir_consent"], status=status, made_at=made_at, withdrawn_at=withdrawn,
-               error=error, updated_at=now)
-    if cur is None:
-        conn.execute(consent_directives.insert(), row)
-    else:
-        conn.execute(consent_directives.update().where(CD.directive_id == did).values(**row))
-    return True
-
-
-def _apply_withdrawal(conn: Connection, record: dict[str, Any], home: tuple[str, str] | None,
-                      now: datetime) -> bool:
-    meta = record["meta"]
-    did, at = record["directive_id"], meta["occurred_at"]
-    cur = conn.execute(sa.select(consent_directives).where(CD.directive_id == did)).first()
-    if cur is None:  # withdrawal before the grant: remember it
-        conn.execute(consent_directives.insert(), dict(
-            directive_id=did, subject=meta["subject"], child_id=home[1] if home else None,
-            household_id=home[0] if home else None, event_id=None, source_version=0, fhir_json=None,
-            status="withdrawn", made_at=None, withdrawn_at=at, error=None, updated_at=now))
-        return True
-    if cur.status == "withdrawn" and cur.withdrawn_at is not None and as_utc(cur.withdrawn_at) <= at:
-        return False
-    if cur.status == "invalid":
-        return False
-    conn.execute(consent_directives.update().where(CD.directive_id == did).values(
-        status="withdrawn", withdrawn_at=at, updated_at=now))
-    return True
-
-
-def _load_states(conn: Connection, child_ids: list[str],
-                 only: set[str] | None = None) -> dict[str, ChildState]:
-    """The children's deliveries, current decisions and directives, in four queries.
-
-    ``only``: load deliveries and decisions of these information ids alone (the children's new
-    records, when nothing else of theirs needs deciding).
-    """
-    states = {c: ChildState() for c in child_ids}
-    info_ids = sorted(only) if only is not None else None
-    for i in range(0, len(child_ids), 300):
-        chunk = child_ids[i:i + 300]
-        for c, child in _children(conn, chunk).items():
-            states[c].child = child
-        dl_where = [DL.child_id.in_(chunk)]
-        sd_where = [SD.child_id.in_(chunk), SD.current.is_(True)]
-        if info_ids is not None:
-            dl_where.append(DL.information_id.in_(info_ids))
-            sd_where.append(SD.information_id.in_(info_ids))
-        for d in conn.execute(sa.select(DL.child_id, DL.information_id, DL.information_version, DL.recipient_key,
-                                        DL.kind, DL.state, DL.delivery_id, DL.round).where(
-                *dl_where).order_by(DL.round)):
-            st = states[d.child_id]
-            st.deliveries[(d.information_id, d.information_version, d.recipient_key, d.kind)] = d  # latest round
-            st.rounds[(d.information_id, d.information_version, d.recipient_key)] = d.round
-        for dec in conn.execute(sa.select(SD.child_id, SD.information_id, SD.information_version, SD.recipient_key,
-                                          SD.decision_id, SD.seq, SD.outcome, SD.rule_id, SD.directive_ids,
-                                          SD.basis, SD.ruleset_version).where(*sd_where)):
-            states[dec.child_id].current[(dec.information_id, dec.information_version, dec.recipient_key)] = dec
-        for r in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
-                CD.child_id.in_(chunk), CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))):
-            states[r.child_id].directive_rows.append(r)
-    return states
 
 
 def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -228,7 +86,7 @@ def _team_grew(entries: list[dict[str, Any]], team: list[TeamMember], new: set[s
 
 def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
                 now: datetime, *, redecide: bool, trigger: str, result: SharingResult,
-                state: ChildState | None = None, sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+                state: ChildState | None = None, inserts: Inserts | None = None,
                 only: set[str] | None = None, team: list[TeamMember] | None = None) -> None:
     """Bring one child's decisions up to date.
 
@@ -242,33 +100,13 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
     if only is not None:  # a changed record that left the child's record has no version now
         current_versions.update({iid: 0 for iid in only if iid not in current_versions})
     if state is None:
-        state = _load_states(conn, [child_id])[child_id]
-    # queued shares of superseded versions or of records no longer in this child's record
-    for (iid, ver, _rk, _kind), r in state.deliveries.items():
-        if r.state != "queued":
-            continue
-        why = None
-        if not current_versions.get(iid):
-            why = "the record is no longer in this child's record (entered in error or unlinked)"
-        elif ver < current_versions[iid]:
-            why = f"superseded by version {current_versions[iid]}"
-        if why:
-            conn.execute(deliveries.update().where(DL.delivery_id == r.delivery_id, DL.state == "queued")
-                         .values(state="cancelled", why=why, closed_at=now))
-            result.cancelled += 1
-    if not infos:
-        return
-    ds, directives = _directive_set(state.child or child_for_engine(child_id), state.directive_rows)
-    new_decisions, new_deliveries = sync_child(conn, child_id, household_id, entries, infos, state, ds, directives,
-                                               now, redecide=redecide, trigger=trigger, result=result, team=team)
-    if sink is not None:  # the caller inserts every child's rows at once
-        sink[0].extend(new_decisions)
-        sink[1].extend(new_deliveries)
-        return
-    if new_decisions:
-        conn.execute(share_decisions.insert(), new_decisions)
-    if new_deliveries:
-        conn.execute(deliveries.insert(), new_deliveries)
+        state = load_states(conn, [child_id])[child_id]
+    ds: DirectiveSet | None = None
+    directives: dict[str, Directive] = {}
+    if infos:  # directives are read only for a child with something to decide
+        ds, directives = directive_set(state.child or child_for_engine(child_id), state.directive_rows)
+    sync_child(conn, RowContext(child_id, household_id, now, trigger), entries, infos, state, ds, directives,
+               current_versions, redecide=redecide, result=result, team=team, inserts=inserts)
 
 
 # ---------------------------------------------------------------------------------------- the step
@@ -312,35 +150,6 @@ def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | 
     raise last
 
 
-def _consent_records(store: Store, changes: list[Change]) -> dict[str, dict[str, Any]]:
-    ids = sorted({c.event_id for c in changes})
-    out: dict[str, dict[str, Any]] = {}
-    with store.engine.connect() as conn:
-        for i in range(0, len(ids), 500):
-            for r in conn.execute(sa.select(timeline_entries.c.event_id, timeline_entries.c.record).where(
-                    timeline_entries.c.event_id.in_(ids[i:i + 500]))):
-                out[r.event_id] = readmodel._parse_times(json.loads(r.record))
-    return out
-
-
-def _apply_consent(conn: Connection, change: Change, record: dict[str, Any], now: datetime) -> bool:
-    """A consent entry that joined, left or changed in a child's record → ``consent_directives``."""
-    did = record["directive_id"]
-    if change.kind == "left":  # a wrong link undone: the directive waits for its subject's next link
-        return conn.execute(consent_directives.update().where(
-            CD.directive_id == did, CD.child_id == change.child_id).values(
-            child_id=None, household_id=None, updated_at=now)).rowcount > 0
-    home = (change.household_id, change.child_id)
-    if change.record_type == "ConsentGranted":
-        changed = _upsert_grant(conn, record, home, now)
-    else:
-        changed = _apply_withdrawal(conn, record, home, now)
-    moved = conn.execute(consent_directives.update().where(
-        CD.directive_id == did, sa.or_(CD.child_id.is_(None), CD.child_id != change.child_id)).values(
-        child_id=change.child_id, household_id=change.household_id, updated_at=now)).rowcount
-    return changed or moved > 0
-
-
 def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """The children among ``homes`` with no active identity link now."""
     linked: set[tuple[str, str]] = set()
@@ -356,7 +165,7 @@ def _process(store: Store, changes: list[Change], now: datetime,
              finish: Callable[[Connection], None] | None) -> SharingResult:
     result = SharingResult()
     consents = [c for c in changes if c.record_type in record_types().consent_types]
-    records = _consent_records(store, consents) if consents else {}
+    records = consent_records(store, [c.event_id for c in consents]) if consents else {}
     touched = {(c.household_id, c.child_id) for c in changes}
     # the children's records first (committed by the projection), then one transaction for everything
     entries = _records(store, sorted(touched))
@@ -368,7 +177,8 @@ def _process(store: Store, changes: list[Change], now: datetime,
             entries[home] = []
         consents = [c for c in consents if c.kind == "left" or (c.household_id, c.child_id) not in gone]
         for c in consents:  # in feed order
-            if c.event_id in records and _apply_consent(conn, c, records[c.event_id], now):
+            if c.event_id in records and record_consent(conn, c.kind, c.record_type, (c.household_id, c.child_id),
+                                                        records[c.event_id], now):
                 consent_children.add((c.household_id, c.child_id))
         children = sorted(touched)
         # children whose only changes are shareable records added or updated: decide those alone
@@ -382,20 +192,17 @@ def _process(store: Store, changes: list[Change], now: datetime,
                 whole.add(home)
         teams = {h: team_around(entries[h]) for h in children}
         partial = {h: ids for h, ids in new.items() if h not in whole and not _team_grew(entries[h], teams[h], ids)}
-        states = _load_states(conn, sorted({home[1] for home in children if home not in partial}))
+        states = load_states(conn, sorted({home[1] for home in children if home not in partial}))
         if partial:
-            states |= _load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
-        sink: tuple[list[dict[str, Any]], list[dict[str, Any]]] = ([], [])
+            states |= load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
+        inserts = Inserts()  # every child's new rows, written at once
         for hh, child in children:
             redecide = (hh, child) in consent_children
             _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
                         trigger="consent_changed" if redecide else "event", result=result, state=states[child],
-                        sink=sink, only=partial.get((hh, child)), team=teams[(hh, child)])
+                        inserts=inserts, only=partial.get((hh, child)), team=teams[(hh, child)])
             result.children.add(child)
-        if sink[0]:
-            conn.execute(share_decisions.insert(), sink[0])
-        if sink[1]:
-            conn.execute(deliveries.insert(), sink[1])
+        inserts.write(conn)
         if finish is not None:
             finish(conn)
     if result.decisions:

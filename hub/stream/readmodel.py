@@ -95,9 +95,9 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
     return rows, nxt
 
 
-def _parse_times(value: Any) -> Any:
+def parse_times(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _parse_times(v) for k, v in value.items()}
+        return {k: parse_times(v) for k, v in value.items()}
     if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
         try:
             return datetime.fromisoformat(value)
@@ -115,7 +115,7 @@ def child_records(store: Store, household_id: str, child_id: str) -> list[dict[s
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
     return [{"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
-             "occurred_at": as_utc(r.occurred_at), "record": _parse_times(json.loads(r.record))} for r in rows]
+             "occurred_at": as_utc(r.occurred_at), "record": parse_times(json.loads(r.record))} for r in rows]
 
 
 def children(store: Store, household_id: str) -> list[str]:

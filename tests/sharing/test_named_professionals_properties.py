@@ -30,9 +30,9 @@ from hub.core.events import InboundEvent
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing import delivery
+from hub.sharing.child_state import directive_set, load_states
 from hub.sharing.decisions import decide
 from hub.sharing.model import shareable_from, targets_for
-from hub.sharing.processor import _directive_set, _load_states
 from hub.stream import readmodel
 from hub.stream.team import team_around
 from tests.sharing.sharing_support import Feeder, consent_event, withdraw_event
@@ -68,8 +68,8 @@ def _expected(store: Store, household: str, child: str, now: datetime) -> dict[s
     report = next(s for s in (shareable_from(e, child) for e in entries)
                   if s is not None and s.record_type == "ReportIssued")
     with store.engine.connect() as conn:
-        state = _load_states(conn, [child])[child]
-    ds, directives = _directive_set(state.child, state.directive_rows)  # type: ignore[arg-type]
+        state = load_states(conn, [child])[child]
+    ds, directives = directive_set(state.child, state.directive_rows)  # type: ignore[arg-type]
     (service,) = [t for t in targets_for(team_around(entries), entries, household, child)
                   if t.service == ABUHB_PAEDS["service_name"]]
     out = {"anyone else": decide(report, service, ds, directives, now)[0].permitted}

@@ -1,0 +1,84 @@
+"""The one place a sharing plan (:mod:`hub.sharing.ledger`) meets the database.
+
+Updates to stored rows run at once; new decision and delivery rows go to a :class:`Inserts` the
+caller writes when it chooses (one ``executemany`` per table for a whole pass), or at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from hub.db.schema import deliveries, share_decisions
+from hub.sharing.ledger import (
+    AddDelivery,
+    Cancel,
+    Plan,
+    RecordDecision,
+    Requeue,
+    Rerender,
+    RetireDecision,
+    Rewithhold,
+)
+from hub.sharing.rows import RowContext, decision_row, delivery_row, payload
+
+SD = share_decisions.c
+DL = deliveries.c
+
+
+@dataclass
+class Inserts:
+    """New rows waiting to be written together."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, conn: Connection) -> None:
+        if self.decisions:
+            conn.execute(share_decisions.insert(), self.decisions)
+        if self.deliveries:
+            conn.execute(deliveries.insert(), self.deliveries)
+        self.decisions, self.deliveries = [], []
+
+
+def apply_plan(conn: Connection, plan: Plan, ctx: RowContext, inserts: Inserts | None = None) -> None:
+    """Apply ``plan`` for the child of ``ctx``; without ``inserts`` its new rows are written at once too."""
+    pending = Inserts() if inserts is None else inserts
+    for a in plan:
+        if isinstance(a, RecordDecision):
+            pending.decisions.append(decision_row(a.info, a.target, a.decision, a.decided_for, a.seq, ctx))
+        elif isinstance(a, AddDelivery):
+            pending.deliveries.append(delivery_row(a.info, a.target, a.decision, a.decision_id, a.kind, ctx,
+                                                   a.not_for, a.round))
+        else:
+            _update(conn, a, ctx)
+    if inserts is None:
+        pending.write(conn)
+
+
+def _update(conn: Connection, a: RetireDecision | Requeue | Cancel | Rewithhold | Rerender, ctx: RowContext) -> None:
+    now = ctx.now
+    if isinstance(a, RetireDecision):
+        conn.execute(share_decisions.update().where(SD.decision_id == a.decision_id).values(current=False))
+    elif isinstance(a, Requeue):
+        conn.execute(deliveries.update().where(
+            DL.delivery_id == a.delivery_id, DL.state.in_(("withheld", "cancelled"))).values(
+            state="queued", why=None, decision_id=a.decision_id, queued_at=now, next_attempt_at=now,
+            closed_at=None, attempts=0, last_error=None, round=a.round,
+            payload=payload(a.info, a.target, a.decision_id, a.decision, "share", ctx.child_id, a.delivery_id,
+                            a.not_for)))
+    elif isinstance(a, Cancel):
+        values: dict[str, Any] = dict(state="cancelled", why=a.why, closed_at=now)
+        if a.decision_id is not None:
+            values["decision_id"] = a.decision_id
+        conn.execute(deliveries.update().where(DL.delivery_id == a.delivery_id, DL.state == "queued")
+                     .values(**values))
+    elif isinstance(a, Rewithhold):
+        conn.execute(deliveries.update().where(DL.delivery_id == a.delivery_id).values(
+            why=a.why, decision_id=a.decision_id))
+    else:
+        conn.execute(deliveries.update().where(DL.delivery_id == a.delivery_id, DL.state == "queued").values(
+            payload=payload(a.info, a.target, a.decision_id, a.decision, "share", ctx.child_id, a.delivery_id,
+                            a.not_for)))

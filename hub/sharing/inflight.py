@@ -1,0 +1,67 @@
+"""Shares withdrawn while their POST was in flight: recorded as delivered, and followed by notices."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.core.logging import get_logger
+from hub.db.schema import deliveries
+from hub.sharing.model import delivery_row_id, professional_key
+from hub.sharing.rows import PROFESSIONAL_NOTICE, SERVICE_NOTICE
+
+log = get_logger(__name__)
+DL = deliveries.c
+
+
+def _notice_after(conn: sa.Connection, row: Any, sent: dict[str, Any], recipient_key: str,
+                  professional_id: str | None, now: datetime) -> None:
+    """Queue a withdrawal notice (next round) for a copy that went out while it was being withdrawn."""
+    top = conn.execute(sa.select(sa.func.max(DL.round)).where(
+        DL.information_id == row.information_id, DL.information_version == row.information_version,
+        DL.recipient_key == recipient_key)).scalar()
+    round_ = (top if top is not None else -1) + 1
+    did = delivery_row_id(row.information_id, row.information_version, recipient_key, "withdrawal_notice", round_)
+    body = {**sent, "delivery_id": did, "kind": "withdrawal_notice",
+            "notice": PROFESSIONAL_NOTICE if professional_id else SERVICE_NOTICE}
+    body.pop("not_for_professionals", None)
+    if professional_id:
+        body["recipient"] = {**body["recipient"], "professional_id": professional_id}
+    conn.execute(deliveries.insert().values(
+        delivery_id=did, kind="withdrawal_notice", decision_id=row.decision_id, information_id=row.information_id,
+        information_version=row.information_version, recipient_key=recipient_key,
+        recipient_kind=row.recipient_kind, agency_id=row.agency_id, service=row.service, child_id=row.child_id,
+        household_id=row.household_id, state="queued", payload=json.dumps(body, separators=(",", ":"),
+                                                                          sort_keys=True),
+        attempts=0, next_attempt_at=now, created_at=now, queued_at=now, round=round_))
+
+
+def follow_raced(conn: sa.Connection, sent: dict[str, dict[str, Any]], values: dict[str, dict[str, Any]],
+           now: datetime) -> int:
+    """Shares delivered while the sharing step withdrew them: record the truth, and follow with notices.
+
+    A share is claimed, then sent; if consent is withdrawn in between, the sharing step cancels the
+    row (or, for a named professional refused, lists them in a new payload) but the copy is already
+    on its way. The row is marked delivered (it was), and a withdrawal notice follows: to the
+    service when the share was cancelled, to each professional the sent copy did not exclude.
+    """
+    followed = 0
+    rows = conn.execute(sa.select(deliveries).where(DL.delivery_id.in_(list(sent)))).all()
+    for row in rows:
+        body = sent[row.delivery_id]
+        if row.state == "cancelled":
+            conn.execute(deliveries.update().where(DL.delivery_id == row.delivery_id, DL.state == "cancelled")
+                         .values(values[row.delivery_id] | {"closed_at": None, "why": None}))
+            _notice_after(conn, row, body, row.recipient_key, None, now)
+            followed += 1
+        elif row.state == "delivered" and row.payload != json.dumps(body, separators=(",", ":"), sort_keys=True):
+            now_not_for = set(json.loads(row.payload).get("not_for_professionals", ()))
+            for pid in sorted(now_not_for - set(body.get("not_for_professionals", ()))):
+                _notice_after(conn, row, body, professional_key(row.agency_id, row.service, pid), pid, now)
+                followed += 1
+    if followed:
+        log.warning("sharing.withdrawn_in_flight", notices=followed)
+    return followed
