@@ -87,7 +87,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.core.errors import HubError, NotFoundError, StoreError, ValidationError
+from hub.core.errors import AuditIntegrityError, NotFoundError, StoreError, ValidationError
 from hub.core.logging import _PERSONAL_KEYS, scrub_text
 from hub.db.store import TS, Store, as_utc, metadata, utcnow
 
@@ -126,15 +126,6 @@ def register_action(name: str, description: str) -> None:
     if not name or not name.replace("_", "").isalpha() or not name.islower() or len(name) > 40:
         raise ValueError(f"audit action names are lower-case letters and underscores, got {name!r}")
     ACTIONS[name] = description
-
-
-class AuditIntegrityError(HubError):
-    """The audit log failed verification; ``report`` says where and how."""
-
-    def __init__(self, report: VerifyReport) -> None:
-        self.report = report
-        super().__init__(f"audit log failed verification: {len(report.problems)} problem(s); "
-                         + "; ".join(str(p) for p in report.problems[:5]))
 
 
 audit_log = sa.Table(

@@ -17,14 +17,13 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 from typer.testing import CliRunner
 
-from hub.core.errors import NotFoundError, ValidationError
+from hub.core.errors import AuditIntegrityError, NotFoundError, ValidationError
 from hub.db.store import Store, utcnow
 from hub.demo.identifiers import nhs_number, upn
 from hub.governance.audit import (
     ACTIONS,
     GENESIS,
     AuditEntry,
-    AuditIntegrityError,
     AuditLog,
     audit_log,
     compute_hash,
