@@ -24,13 +24,9 @@ from typing import Any
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from hub.core.errors import HubError, ValidationError
+from hub.core.errors import HubUnavailableError, ValidationError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-class HubUnavailableError(HubError):
-    """The hub kept failing (5xx, 429, timeouts) after every retry."""
 
 
 class _Retryable(Exception):

@@ -1,36 +1,47 @@
-"""Read agency files for the CLI: single files, directories and NDJSON, one result per record."""
+"""Read agency files for the CLI: single files, directories and NDJSON, one result per record.
+
+Which files a sector reads, and how, is the sector registry's (:mod:`connectors.sectors`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from connectors import education, health, social_care
 from connectors.mapping import Mapping
-from connectors.results import RecordResult, RowProblem
-from hub.core.errors import ValidationError
-
-#: Content type assumed for each file suffix, per sector.
-SUFFIXES = {
-    "health": {
-        ".json": "application/fhir+json",
-        ".xml": "application/fhir+xml",
-        ".ndjson": "application/fhir+ndjson",
-    },
-    "social_care": {".json": "application/json", ".csv": "text/csv", ".ndjson": "application/x-ndjson"},
-    "education": {".json": "application/json", ".csv": "text/csv", ".ndjson": "application/x-ndjson"},
-}
-_ITERATORS: dict[str, Callable[..., Iterator[RecordResult]]] = {
-    "health": health.iter_payload,
-    "social_care": social_care.iter_payload,
-    "education": education.iter_payload,
-}
+from connectors.results import RecordResult
+from connectors.sectors import SectorReader, reader
+from hub.core.errors import Problem, ValidationError
 
 
-def _files(path: Path, sector: str) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES[sector])
-    return [path]
+def _refused(name: str, exc: ValidationError | OSError) -> RecordResult:
+    """The one result of a file that cannot be read at all."""
+    if isinstance(exc, ValidationError):
+        problems = tuple(Problem(p.location, p.message) for p in exc.problems)
+    else:
+        problems = (Problem("", f"cannot read file: {exc.strerror}"),)
+    return RecordResult(None, None, problems, name)
+
+
+def _sourced(name: str, results: Iterator[RecordResult]) -> Iterator[RecordResult]:
+    try:
+        for result in results:
+            yield RecordResult(result.row, result.event, result.problems, name)
+    except (ValidationError, OSError) as exc:
+        yield _refused(name, exc)
+
+
+def read_file(file: Path, sector: SectorReader, mapping: Mapping | None = None) -> tuple[Iterator[RecordResult], bool]:
+    """The results of one file, each naming it as ``source``, and whether they are all-or-nothing.
+
+    A file that cannot be read at all gives a single result with ``row=None`` and its problems.
+    """
+    name = str(file)
+    try:
+        read = sector.read_file(file, mapping)
+    except (ValidationError, OSError) as exc:
+        return iter([_refused(name, exc)]), False
+    return _sourced(name, read.results), read.atomic
 
 
 def iter_file(path: str | Path, sector: str, mapping: Mapping | None = None) -> Iterator[RecordResult]:
@@ -39,21 +50,6 @@ def iter_file(path: str | Path, sector: str, mapping: Mapping | None = None) -> 
     A file that cannot be read at all yields a single result with ``row=None`` and its problems,
     and the walk continues with the next file. ``source`` names the file.
     """
-    if sector not in _ITERATORS:
-        raise ValueError(f"sector must be one of {', '.join(_ITERATORS)}")
-    for file in _files(Path(path), sector):
-        content_type = SUFFIXES[sector].get(file.suffix.lower())
-        try:
-            if content_type is None:
-                accepted = ", ".join(SUFFIXES[sector])
-                raise ValidationError(f"file type {file.suffix or '(none)'} is not read; use {accepted}")
-            body = file.read_bytes()
-            for result in _ITERATORS[sector](body, content_type, mapping):
-                yield RecordResult(result.row, result.event, result.problems, str(file))
-        except ValidationError as exc:
-            problems = tuple(RowProblem(None, p.location, p.message) for p in exc.problems)
-            yield RecordResult(None, None, problems, str(file))
-        except OSError as exc:
-            yield RecordResult(
-                None, None, (RowProblem(None, "", f"cannot read file: {exc.strerror}"),), str(file)
-            )
+    sector_reader = reader(sector)
+    for file in sector_reader.files(Path(path)):
+        yield from read_file(file, sector_reader, mapping)[0]

@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from connectors.results import RowProblem
 from hub.core.errors import Problem, ValidationError
 
 JSON = ("application/json",)
@@ -59,23 +58,23 @@ def load_json(body: bytes | str, *, where: str = "") -> Any:
         ) from None
 
 
-def iter_ndjson(body: bytes | str) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
-    """(line number, object) for each non-blank line; a :class:`RowProblem` for a broken line."""
+def iter_ndjson(body: bytes | str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    """(line number, object) for each non-blank line; a :class:`Problem` for a broken line."""
     for number, line in enumerate(decode_text(body).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             value = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield number, RowProblem(number, "", f"malformed JSON at column {exc.colno}: {exc.msg}")
+            yield number, Problem("", f"malformed JSON at column {exc.colno}: {exc.msg}", number)
             continue
         if not isinstance(value, dict):
-            yield number, RowProblem(number, "", "each line must be a JSON object")
+            yield number, Problem("", "each line must be a JSON object", number)
             continue
         yield number, value
 
 
-def iter_csv(body: bytes | str) -> Iterator[tuple[int, dict[str, Any] | RowProblem]]:
+def iter_csv(body: bytes | str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     """(line number, row) for each CSV row; the header is line 1. Empty cells become ``None``."""
     reader = csv.reader(io.StringIO(decode_text(body), newline=""))
     try:
@@ -95,12 +94,12 @@ def iter_csv(body: bytes | str) -> Iterator[tuple[int, dict[str, Any] | RowProbl
             return
         except csv.Error as exc:
             line = reader.line_num
-            yield start, RowProblem(start, "", f"malformed CSV row: {exc}")
+            yield start, Problem("", f"malformed CSV row: {exc}", start)
             continue
         line = reader.line_num
         if not any(c.strip() for c in cells):
             continue
         if len(cells) != len(header):
-            yield start, RowProblem(start, "", f"row has {len(cells)} columns; the header has {len(header)}")
+            yield start, Problem("", f"row has {len(cells)} columns; the header has {len(header)}", start)
             continue
         yield start, {h: (c.strip() or None) for h, c in zip(header, cells, strict=True)}

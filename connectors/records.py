@@ -10,7 +10,7 @@ from typing import Any
 
 from connectors import formats
 from connectors.mapping import Mapping, builtin_mapping
-from connectors.results import ParseResult, RecordResult, RowProblem, problems_to_rows
+from connectors.results import ParseResult, RecordResult, problems_to_rows
 from hub.core.errors import Problem, ValidationError
 
 ACCEPTED = formats.JSON + formats.CSV + formats.NDJSON
@@ -27,10 +27,10 @@ def map_record(
 
 
 def _from_pairs(
-    pairs: Iterable[tuple[int, dict[str, Any] | RowProblem]], mapping: Mapping, style: str
+    pairs: Iterable[tuple[int, dict[str, Any] | Problem]], mapping: Mapping, style: str
 ) -> Iterator[RecordResult]:
     for row, item in pairs:
-        if isinstance(item, RowProblem):
+        if isinstance(item, Problem):
             yield RecordResult(row, None, (item,))
         else:
             yield map_record(mapping, item, row, style=style)
@@ -57,7 +57,7 @@ def iter_payload(body: bytes | str, content_type: str | None, mapping: Mapping) 
                     yield map_record(mapping, item, index, style="pointer")
                 else:
                     yield RecordResult(
-                        index, None, (RowProblem(index, f"/{index}", "must be a JSON object"),)
+                        index, None, (Problem(f"/{index}", "must be a JSON object", index),)
                     )
         else:
             raise ValidationError(Problem("", "JSON payload must be an object or an array of objects"))
@@ -70,7 +70,7 @@ def collect(results: Iterable[RecordResult], *, atomic: bool = False) -> ParseRe
         parsed.add(result)
         atomic = atomic or result.row is None
     if atomic and parsed.problems:
-        raise ValidationError([p.as_problem() for p in parsed.problems])
+        raise ValidationError([p.in_payload() for p in parsed.problems])
     return parsed
 
 

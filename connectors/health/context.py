@@ -30,8 +30,8 @@ from connectors.identifiers import (
     normalise_nhs_number,
 )
 from connectors.paths import resolve_all
-from connectors.results import RowProblem
 from connectors.values import to_datetime
+from hub.core.errors import Problem
 
 SUBJECT_PATHS = ("subject", "patient", "beneficiary", "for", "participant.actor", "individual")
 SERVICE_PATHS = (
@@ -191,7 +191,7 @@ class _Describer:
 
 def _patient(
     resource: dict[str, Any], index: Index, root: str, row: int | None
-) -> tuple[dict[str, Any] | None, list[RowProblem]]:
+) -> tuple[dict[str, Any] | None, list[Problem]]:
     for path in SUBJECT_PATHS:
         for ref in resolve_all(resource, path):
             if not isinstance(ref, dict):
@@ -210,40 +210,38 @@ def _patient(
             if isinstance(ident, dict) and ident.get("system") == FHIR_NHS_NUMBER_SYSTEM:
                 return _checked(ident.get("value"), f"{root}.{path}.identifier.value", row)
             return None, [
-                RowProblem(
-                    row,
+                Problem(
                     f"{root}.{path}",
                     f"{path} reference to the Patient cannot be resolved in the Bundle "
                     "and carries no NHS number identifier",
+                    row,
                 )
             ]
-    return None, [RowProblem(row, root, "no subject or patient reference identifies the child")]
+    return None, [Problem(root, "no subject or patient reference identifies the child", row)]
 
 
-def _checked(value: Any, location: str, row: int | None) -> tuple[dict[str, Any] | None, list[RowProblem]]:
+def _checked(value: Any, location: str, row: int | None) -> tuple[dict[str, Any] | None, list[Problem]]:
     try:
         return {"nhs_number": normalise_nhs_number(value)}, []
     except IdentifierError as exc:
-        return None, [RowProblem(row, location, str(exc))]
+        return None, [Problem(location, str(exc), row)]
 
 
 def check_patient(
     patient: dict[str, Any], root: str, row: int | None
-) -> tuple[dict[str, Any] | None, list[RowProblem]]:
+) -> tuple[dict[str, Any] | None, list[Problem]]:
     """The Patient's NHS number (UK Core identifier system, modulus 11), or the problem with it."""
     for i, ident in enumerate(patient.get("identifier") or []):
         if isinstance(ident, dict) and ident.get("system") == FHIR_NHS_NUMBER_SYSTEM:
             return _checked(ident.get("value"), f"{root}.identifier[{i}].value", row)
     return None, [
-        RowProblem(
-            row, f"{root}.identifier", f"Patient has no identifier with system {FHIR_NHS_NUMBER_SYSTEM}"
-        )
+        Problem(f"{root}.identifier", f"Patient has no identifier with system {FHIR_NHS_NUMBER_SYSTEM}", row)
     ]
 
 
 def build(
     resource: dict[str, Any], index: Index, root: str, row: int | None, previous: dict[str, Any] | None = None
-) -> tuple[dict[str, Any], list[RowProblem]]:
+) -> tuple[dict[str, Any], list[Problem]]:
     """The ``$`` context keys for ``resource`` and the problems found resolving them."""
     patient, problems = _patient(resource, index, root, row)
     service = _Describer(index, resource, root)

@@ -15,7 +15,6 @@ from fhir.resources.R4B import get_fhir_model_class
 from lxml import etree
 
 from connectors import formats
-from connectors.results import RowProblem
 from hub.core.errors import Problem, ValidationError
 from hub.core.privacy import scrub
 
@@ -32,7 +31,7 @@ class Entry:
     root: str
     resource: dict[str, Any] | None = None
     full_url: str | None = None
-    problems: list[RowProblem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
 
 
 @dataclass
@@ -49,7 +48,8 @@ def _loc(root: str, loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _model(resource_type: Any) -> type[Any] | None:
+def model_class(resource_type: Any) -> type[Any] | None:
+    """The ``fhir.resources`` R4 model of a resource type name, or None if it is not a FHIR R4 resource."""
     if not isinstance(resource_type, str) or resource_type == "":
         return None
     try:
@@ -58,19 +58,19 @@ def _model(resource_type: Any) -> type[Any] | None:
         return None
 
 
-def validate_resource(resource: Any, root: str, row: int | None) -> list[RowProblem]:
+def validate_resource(resource: Any, root: str, row: int | None) -> list[Problem]:
     """Problems with one resource's FHIR R4 structure (empty when it is valid)."""
     if not isinstance(resource, dict):
-        return [RowProblem(row, root, "a FHIR resource must be a JSON object")]
+        return [Problem(root, "a FHIR resource must be a JSON object", row)]
     resource_type = resource.get("resourceType")
-    model = _model(resource_type)
+    model = model_class(resource_type)
     if model is None:
         what = f"resource type '{resource_type}'" if isinstance(resource_type, str) else "resourceType"
-        return [RowProblem(row, f"{root}.resourceType", f"{what} is not a FHIR R4 resource")]
+        return [Problem(f"{root}.resourceType", f"{what} is not a FHIR R4 resource", row)]
     try:
         model.model_validate(resource)
     except pydantic.ValidationError as exc:
-        return [RowProblem(row, _loc(root, tuple(e["loc"])), scrub(str(e["msg"]))) for e in exc.errors()]
+        return [Problem(_loc(root, tuple(e["loc"])), scrub(str(e["msg"])), row) for e in exc.errors()]
     return []
 
 
@@ -93,7 +93,7 @@ def _entries_from_json(data: Any, row: int | None, single_root: str | None = Non
         full_url = raw.get("fullUrl") if isinstance(raw, dict) else None
         if resource is None:
             entries.append(
-                Entry(index, root, None, full_url, [RowProblem(index, root, "entry has no resource")])
+                Entry(index, root, None, full_url, [Problem(root, "entry has no resource", index)])
             )
             continue
         entries.append(Entry(index, root, resource, full_url, validate_resource(resource, root, index)))
@@ -109,22 +109,22 @@ def _local(element: Any) -> str:
     return str(etree.QName(element).localname)
 
 
-def _xml_resource(element: Any, root: str, row: int | None) -> tuple[dict[str, Any] | None, list[RowProblem]]:
+def _xml_resource(element: Any, root: str, row: int | None) -> tuple[dict[str, Any] | None, list[Problem]]:
     name = _local(element)
-    model = _model(name)
+    model = model_class(name)
     if model is None:
         return None, [
-            RowProblem(row, f"{root}.resourceType", f"resource type '{name}' is not a FHIR R4 resource")
+            Problem(f"{root}.resourceType", f"resource type '{name}' is not a FHIR R4 resource", row)
         ]
     try:
         parsed = model.model_validate_xml(etree.tostring(element))
     except pydantic.ValidationError as exc:
         return None, [
-            RowProblem(row, _loc(root, tuple(e["loc"])), scrub(str(e["msg"]))) for e in exc.errors()
+            Problem(_loc(root, tuple(e["loc"])), scrub(str(e["msg"])), row) for e in exc.errors()
         ]
     except (ValueError, TypeError, etree.LxmlError) as exc:
         return None, [
-            RowProblem(row, root, scrub(f"{name} could not be read from XML: {type(exc).__name__}"))
+            Problem(root, scrub(f"{name} could not be read from XML: {type(exc).__name__}"), row)
         ]
     return json.loads(parsed.model_dump_json()), []
 
@@ -155,7 +155,7 @@ def _entries_from_xml(body: bytes | str) -> Decoded:
         holder = entry.find(f"{{{FHIR_NS}}}resource")
         children = [] if holder is None else [c for c in holder if isinstance(c.tag, str)]
         if not children:
-            entries.append(Entry(index, root, None, None, [RowProblem(index, root, "entry has no resource")]))
+            entries.append(Entry(index, root, None, None, [Problem(root, "entry has no resource", index)]))
             continue
         resource, problems = _xml_resource(children[0], root, index)
         entries.append(Entry(index, root, resource, _child_value(entry, "fullUrl"), problems))
@@ -173,7 +173,7 @@ def decode(body: bytes | str, content_type: str | None) -> Decoded:
     if media in formats.FHIR_NDJSON + formats.NDJSON:
         entries = []
         for line, item in formats.iter_ndjson(body):
-            if isinstance(item, RowProblem):
+            if isinstance(item, Problem):
                 entries.append(Entry(line, f"line {line}", None, None, [item]))
                 continue
             root = str(item.get("resourceType") or "Resource")

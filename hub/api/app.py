@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp
@@ -21,10 +21,11 @@ from hub.api.audit_routes import audit_router
 from hub.api.enrolment_routes import enrolment_router
 from hub.api.governance_routes import governance_router
 from hub.api.ingest_routes import ingest_router
+from hub.api.metrics import Metrics
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.api.sharing_routes import sharing_router
 from hub.api.timeline_routes import timeline_router
-from hub.core.errors import HubError, NotFoundError, Problem, ValidationError
+from hub.core.errors import AuthError, ForbiddenError, HubError, NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.jobs import Runner
 from hub.core.logging import get_logger
@@ -34,8 +35,6 @@ from hub.governance.audit import AuditLog
 from hub.governance.auth import (
     INVESTIGATION_HEADER,
     PUBLIC,
-    AuthError,
-    ForbiddenError,
     Principal,
     TokenService,
     authorise,
@@ -90,28 +89,6 @@ class BodyLimit(BaseHTTPMiddleware):
             return problem(413, "too-large", "Request body too large",
                            f"the limit is {self.max_bytes} bytes; split the batch")
         return await call_next(request)
-
-
-class Metrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.accepted = Counter("hub_ingest_accepted", "Events accepted", ["topic"], registry=self.registry)
-        self.duplicates = Counter("hub_ingest_duplicates", "Duplicate events answered", registry=self.registry)
-        self.rejected = Counter("hub_ingest_rejected", "Requests refused as invalid", registry=self.registry)
-        self.lag = Gauge("hub_consumer_lag", "Messages not yet processed by the workers", ["topic"],
-                         registry=self.registry)
-        self.dead = Gauge("hub_dead_letters", "Dead-lettered records not yet replayed", registry=self.registry)
-        self.unpublished = Gauge("hub_ingest_unpublished", "Accepted events not yet acknowledged by Kafka",
-                                 registry=self.registry)
-        self.workers_ready = Gauge("hub_workers_ready", "Workers with a fresh ready heartbeat",
-                                   registry=self.registry)
-        self.sharing_lag = Gauge("hub_sharing_lag", "Timeline changes the sharing step has not decided on yet",
-                                 registry=self.registry)
-        self.deliveries_queued = Gauge("hub_deliveries_queued", "Shares and notices waiting to be sent",
-                                       registry=self.registry)
-        self.deliveries_overdue = Gauge(
-            "hub_deliveries_overdue", "Queued deliveries due for over 30 s that no deliverer has taken up",
-            registry=self.registry)
 
 
 def events_to_inbound(services: Services, items: list[EventIn]) -> list[InboundEvent]:

@@ -1,4 +1,8 @@
-"""RFC 9457 problem documents for every error the API answers with."""
+"""RFC 9457 problem documents for every error the API answers with.
+
+How a :class:`~hub.core.errors.HubError` is answered (status, ``type``, ``title``, retry headers)
+is said by the error class itself; :func:`problem_of` is the one place that reads it.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,13 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from hub.core.errors import BrokerError, HubError, NotFoundError, StoreError, ValidationError
-from hub.governance.auth import AuthError, ForbiddenError
+from hub.core.errors import HubError, Problem, ValidationError
 
 PROBLEM_JSON = "application/problem+json"
 BASE = "https://familyhub.invalid/problems/"
 
 
-def problem(status: int, slug: str, title: str, detail: str = "", errors: list[dict[str, str]] | None = None,
+def problem(status: int, slug: str, title: str, detail: str = "", errors: list[dict[str, object]] | None = None,
             headers: dict[str, str] | None = None) -> JSONResponse:
     body: dict[str, object] = {"type": BASE + slug, "title": title, "status": status}
     if detail:
@@ -23,25 +26,28 @@ def problem(status: int, slug: str, title: str, detail: str = "", errors: list[d
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
-async def hub_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+def problems_of(problems: list[Problem], *, with_row: bool = False) -> list[dict[str, object]]:
+    """The ``errors`` member of a problem document."""
+    return [p.as_rfc9457(with_row=with_row) for p in problems]
+
+
+def problem_of(exc: HubError) -> JSONResponse:
+    """The problem document for an error, from the status, slug, title and headers its class declares."""
+    headers = dict(exc.headers) or None
     if isinstance(exc, ValidationError):
-        return problem(422, "validation", exc.title, f"{len(exc.problems)} problem(s) in the request",
-                       [{"pointer": p.location, "detail": p.message} for p in exc.problems])
-    if isinstance(exc, AuthError):
-        return problem(401, "unauthorised", "Authentication required", str(exc),
-                       headers={"WWW-Authenticate": 'Bearer realm="familyhub"'})
-    if isinstance(exc, ForbiddenError):
-        return problem(403, "forbidden", "Forbidden", str(exc))
-    if isinstance(exc, NotFoundError):
-        return problem(404, "not-found", "Not found", str(exc))
-    if isinstance(exc, BrokerError | StoreError):
-        return problem(503, "unavailable", "Temporarily unavailable; retry with the same request", str(exc),
-                       headers={"Retry-After": "2"})
+        return problem(exc.status, exc.slug, exc.title, f"{len(exc.problems)} problem(s) in the request",
+                       problems_of(exc.problems), headers=headers)
+    detail = type(exc).__name__ if exc.status >= 500 and not exc.retryable else str(exc)
+    return problem(exc.status, exc.slug, exc.title, detail, headers=headers)
+
+
+async def hub_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HubError)
-    return problem(500, "internal", "Internal error", type(exc).__name__)
+    return problem_of(exc)
 
 
 async def request_validation_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [{"pointer": "/" + "/".join(str(p) for p in e["loc"][1:]), "detail": e["msg"]} for e in exc.errors()]
-    return problem(422, "validation", "Invalid request", f"{len(errors)} problem(s) in the request", errors)
+    errors = [Problem("/" + "/".join(str(p) for p in e["loc"][1:]), e["msg"]) for e in exc.errors()]
+    return problem(ValidationError.status, ValidationError.slug, "Invalid request",
+                   f"{len(errors)} problem(s) in the request", problems_of(errors))

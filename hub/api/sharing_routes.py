@@ -22,8 +22,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from consent import Directive, Grantor
-from hub.core.errors import NotFoundError
-from hub.governance.auth import ForbiddenError
+from hub.core.errors import ForbiddenError, NotFoundError
 from hub.ingest.services import Services
 from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import list_alerts

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from hub.cli.common import fail, fail_with, load_settings, out
+from hub.core.errors import HubError
+
 if TYPE_CHECKING:
     from hub.governance.audit import AuditLog
 
@@ -17,17 +20,14 @@ audit_app = typer.Typer(help="Prove who saw what and why: verify and query the h
 
 
 def _log() -> AuditLog:
-    from hub.cli.main import _fail, _settings
-    from hub.core.errors import HubError
     from hub.db.store import Store
     from hub.governance.audit import AuditLog
 
-    settings = _settings()
+    settings = load_settings()
     try:
         return AuditLog(Store.open(settings.effective_database_url))
     except HubError as exc:
-        _fail(str(exc))
-        raise  # unreachable: _fail exits
+        fail_with(exc, first_line=False)
 
 
 def _when(value: datetime) -> str:
@@ -36,8 +36,6 @@ def _when(value: datetime) -> str:
 
 def _parse_when(value: str | None, *, end: bool = False) -> datetime | None:
     """ISO date or datetime (UTC if no offset); a bare date as --until means the end of that day."""
-    from hub.cli.main import _fail
-
     if not value:
         return None
     try:
@@ -47,14 +45,11 @@ def _parse_when(value: str | None, *, end: bool = False) -> datetime | None:
             return start + timedelta(days=1) if end else start
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        _fail(f"not a date or date-time: {value!r} (use YYYY-MM-DD or an ISO-8601 date-time)")
-        raise
+        fail(f"not a date or date-time: {value!r} (use YYYY-MM-DD or an ISO-8601 date-time)")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _print(table: Table, empty: str) -> None:
-    from hub.cli.main import out
-
     if table.row_count:
         out.print(table)
     else:
@@ -64,8 +59,6 @@ def _print(table: Table, empty: str) -> None:
 @audit_app.command("verify")
 def verify() -> None:
     """Walk the chain; exit 1 listing each problem as `seq N: KIND: …` (ALTERED/DELETED/REORDERED/INSERTED)."""
-    from hub.cli.main import out
-
     report = _log().verify()
     if report.ok:
         out.print(f"audit log intact: {report.records} records ({report.anchors_checked} anchors checked)",
@@ -81,8 +74,6 @@ def verify() -> None:
 @audit_app.command("anchor")
 def anchor() -> None:
     """Store the current last seq and hash as an anchor (ship it off-database too)."""
-    from hub.cli.main import out
-
     a = _log().anchor()
     out.print("audit log is empty: nothing to anchor" if a is None else f"anchored seq {a.seq} hash {a.hash}",
               highlight=False)
@@ -141,14 +132,12 @@ def review_override(
     note: Annotated[str | None, typer.Option(help="Short note (no personal identifiers).")] = None,
 ) -> None:
     """Record the review of a safeguarding override."""
-    from hub.cli.main import _fail, out
-    from hub.core.errors import HubError
     from hub.governance.audit_queries import review_override as review
 
     try:
         r = review(_log(), seq, reviewer, outcome, note=note)
     except (HubError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
         return
     out.print(f"override {seq} reviewed: {outcome} (audit seq {r.seq})", highlight=False)
 
@@ -174,11 +163,10 @@ def export(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Export audit records as a FHIR R4 AuditEvent Bundle or CSV."""
-    from hub.cli.main import _fail, out
     from hub.governance.export import export_csv, export_fhir
 
     if format_ not in ("fhir", "csv"):
-        _fail(f"--format must be fhir or csv, not {format_!r}")
+        fail(f"--format must be fhir or csv, not {format_!r}")
     records = _log().records(household=household)
     text: Any = export_fhir(records) if format_ == "fhir" else export_csv(records)
     if out_file is None:

@@ -7,15 +7,14 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 import typer
-from rich.console import Console
 
 from consent import Basis, Decision, Outcome, explain
+from hub.cli.common import console, out
 from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store, as_utc
 
 consent_app = typer.Typer(help="Consent decisions: explain why a share was permitted or withheld.",
                           no_args_is_help=True)
-out = Console()
 
 
 def decision_record(store: Store, decision_id: str) -> dict[str, Any] | None:
@@ -59,6 +58,6 @@ def explain_cmd(decision_id: Annotated[str, typer.Argument(help="A share decisio
     store = Store.open(Settings().effective_database_url, migrate_schema=False)
     d = decision_record(store, decision_id)
     if d is None:
-        Console(stderr=True).print(f"no decision {decision_id}")
+        console.print(f"no decision {decision_id}")
         raise typer.Exit(1)
     out.print(explain_stored(d), highlight=False, soft_wrap=True)

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from hub.cli.common import fail, fail_with, load_settings, out
+from hub.core.errors import HubError
+
 if TYPE_CHECKING:
     from hub.db.store import Store
 
@@ -15,15 +18,12 @@ keys_app = typer.Typer(help="Per-subject payload keys and the master key that wr
 
 
 def _store() -> Store:
-    from hub.cli.main import _fail, _settings
-    from hub.core.errors import HubError
     from hub.db.store import Store
 
     try:
-        return Store.open(_settings().effective_database_url)
+        return Store.open(load_settings().effective_database_url)
     except HubError as exc:
-        _fail(str(exc))
-        raise  # unreachable: _fail exits
+        fail_with(exc, first_line=False)
 
 
 def erase(
@@ -39,36 +39,33 @@ def erase(
     Give either --household and --member, or --system (and --value, or type it when asked). Erasing
     someone already erased changes nothing.
     """
-    from hub.cli.main import _fail, _settings, out
-    from hub.core.errors import HubError
     from hub.core.events import SubjectRef
     from hub.db.keyvault import SqlKeyVault, load_keyring
     from hub.governance.erasure import Erasure, MemberRef
     from hub.ingest.pseudonym import Pseudonymiser, load_or_create_key
 
     if (household or member) and system:
-        _fail("give either --household and --member, or --system and --value, not both")
+        fail("give either --household and --member, or --system and --value, not both")
     target: MemberRef | SubjectRef
     if household or member:
         if not (household and member):
-            _fail("--household and --member go together")
+            fail("--household and --member go together")
         target = MemberRef(str(household), str(member))
     elif system:
         if value is None:
             value = typer.prompt("identifier value", hide_input=True)
         target = SubjectRef(system, value)
     else:
-        _fail("say whom to erase: --household and --member, or --system and --value")
+        fail("say whom to erase: --household and --member, or --system and --value")
         return
-    settings = _settings()
+    settings = load_settings()
     try:
         store = _store()
         erasure = Erasure(store, SqlKeyVault(store, load_keyring(settings)), Pseudonymiser(
             load_or_create_key(settings.pseudonym_key, settings.pseudonym_key_file, settings.data_dir)))
         result = erasure.erase(target, reason=reason, actor=by, actor_role="cli")
     except HubError as exc:
-        _fail(str(exc).splitlines()[0])
-        return
+        fail_with(exc)
     who = f"member {result.member_id} of household {result.household_id}" if result.member_id else "subject"
     if result.status == "already_erased":
         out.print(f"{who}: already erased (erasure {result.erasure_id}, audit record {result.audit_seq}); "
@@ -90,11 +87,9 @@ def retention_apply(
     Safe to run on a schedule (e.g. nightly): it is idempotent. Kafka's topic retention covers the
     broker's copies (docs/operations.md).
     """
-    from hub.cli.main import _fail, _settings, out
-    from hub.core.errors import HubError
     from hub.governance.retention import apply_retention, load_policy
 
-    settings = _settings()
+    settings = load_settings()
     try:
         policy = load_policy(settings)
         if not policy.as_dict():
@@ -102,8 +97,7 @@ def retention_apply(
             return
         report = apply_retention(_store(), policy, dry_run=dry_run)
     except HubError as exc:
-        _fail(str(exc).splitlines()[0])
-        return
+        fail_with(exc)
     table = Table("agency", "period (days)", "cut-off (event time)", "expired events", "versions")
     for a in report.agencies:
         table.add_row(a.agency_id, str(a.days), a.cutoff.strftime("%Y-%m-%d %H:%M"), str(a.events), str(a.versions))
@@ -124,15 +118,12 @@ def keys_rewrap() -> None:
     Run after putting a new master key first in HUB_PAYLOAD_MASTER_KEY_FILE with the old one on the
     next line; when it reports 0 left, remove the old key.
     """
-    from hub.cli.main import _fail, _settings, out
-    from hub.core.errors import HubError
     from hub.db.keyvault import SqlKeyVault, load_keyring
 
-    settings = _settings()
+    settings = load_settings()
     try:
         vault = SqlKeyVault(_store(), load_keyring(settings))
         n = vault.rewrap()
     except HubError as exc:
-        _fail(str(exc).splitlines()[0])
-        return
+        fail_with(exc)
     out.print(f"re-wrapped {n} data key(s) with master key {vault.keyring.current_id}")

@@ -9,16 +9,15 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from hub.cli.audit import audit_app
+from hub.cli.common import console, fail, fail_with, load_settings, out, run
 from hub.cli.consent import consent_app
 from hub.cli.governance import erase, keys_app, retention_app
+from hub.cli.ingest import ingest_app
 from hub.core.errors import ConfigError, HubError
-from hub.core.logging import configure_logging
-from hub.core.settings import Settings, running_bootstrap
-from hub.ingest.batch import ingest_app
+from hub.core.settings import running_bootstrap
 
 app = typer.Typer(help="Family integration hub: agency events in, consent-gated family timelines out.",
                   no_args_is_help=True, add_completion=False)
@@ -32,32 +31,6 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.add_typer(keys_app, name="keys")
 app.command("erase")(erase)
-console = Console(stderr=True)
-out = Console()
-
-
-def _settings(**overrides: object) -> Settings:
-    try:
-        s = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except Exception as exc:
-        _fail(f"invalid settings: {exc}".replace("\n", " "))
-    configure_logging(s.log_level, s.log_format)
-    return s
-
-
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _run(coro: object) -> object:
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except HubError as exc:
-        _fail(str(exc).splitlines()[0])
-    return None
-
-
 async def _until_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -74,7 +47,7 @@ def up(
     """Start everything: embedded broker (unless HUB_KAFKA_BOOTSTRAP is set), workers, a deliverer and the API."""
     from hub.runtime.stack import Stack
 
-    settings = _settings(workers=workers, api_port=port)
+    settings = load_settings(workers=workers, api_port=port)
 
     async def main() -> None:
         stack = Stack(settings)
@@ -89,7 +62,7 @@ def up(
         finally:
             await stack.stop()
 
-    _run(main())
+    run(main())
 
 
 @app.command()
@@ -103,8 +76,8 @@ def demo(
 
     # The demo talks to people: keep the JSON logs (and the workers') to warnings unless asked.
     os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
-    settings = _settings()
-    _run(run_demo(settings, serve=serve, console=out))
+    settings = load_settings()
+    run(run_demo(settings, serve=serve, console=out))
 
 
 @app.command()
@@ -112,9 +85,9 @@ def worker() -> None:
     """Run one stream worker in the foreground (`hub up` starts these for you)."""
     from hub.runtime.worker import run_worker
 
-    settings = _settings()
+    settings = load_settings()
     if not settings.kafka_bootstrap:
-        _fail("HUB_KAFKA_BOOTSTRAP must name the Kafka cluster for a stand-alone worker")
+        fail("HUB_KAFKA_BOOTSTRAP must name the Kafka cluster for a stand-alone worker")
     run_worker(settings)
 
 
@@ -129,14 +102,14 @@ def deliver(
     from hub.db.store import Store
     from hub.runtime.deliverer import run_deliverer
 
-    settings = _settings()
+    settings = load_settings()
     if settings.delivery_mode == "worker":
         console.print("note: HUB_DELIVERY_MODE=worker: the workers deliver too (each share is still sent once)")
     try:
         store = Store.open(settings.effective_database_url, migrate_schema=False)
     except HubError as exc:
-        _fail(str(exc))
-    _run(run_deliverer(store, poll=interval, probe_host=settings.api_host,
+        fail_with(exc, first_line=False)
+    run(run_deliverer(store, poll=interval, probe_host=settings.api_host,
                        probe_port=probe_port or settings.probe_port))
     store.engine.dispose()
 
@@ -149,13 +122,13 @@ def api() -> None:
     from hub.api.app import create_app
     from hub.ingest.services import Services
 
-    settings = _settings()
+    settings = load_settings()
     if not settings.kafka_bootstrap:
-        _fail("HUB_KAFKA_BOOTSTRAP must name the Kafka cluster for a stand-alone API")
+        fail("HUB_KAFKA_BOOTSTRAP must name the Kafka cluster for a stand-alone API")
     try:
         services = Services.build(settings)
     except HubError as exc:
-        _fail(str(exc))
+        fail_with(exc, first_line=False)
     uvicorn.run(create_app(services), host=settings.api_host, port=settings.api_port, log_config=None)
 
 
@@ -164,11 +137,11 @@ def migrate() -> None:
     """Apply database migrations."""
     from hub.db.store import Store
 
-    settings = _settings()
+    settings = load_settings()
     try:
         Store.open(settings.effective_database_url)
     except HubError as exc:
-        _fail(str(exc))
+        fail_with(exc, first_line=False)
     out.print("database is at the latest schema")
 
 
@@ -180,7 +153,7 @@ def topics(
     """List the topic catalogue with message counts (starts the embedded broker's re-seed if needed)."""
     from hub.kafka.topics import CATALOGUE, ensure_topics, message_counts
 
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> dict[str, int | None]:
         bootstrap = settings.kafka_bootstrap or running_bootstrap(settings)
@@ -191,7 +164,7 @@ def topics(
             await ensure_topics(settings, bootstrap)
         return await message_counts(settings, bootstrap)
 
-    counts = _run(main())
+    counts = run(main())
     assert isinstance(counts, dict)
     if as_json:
         import json
@@ -212,8 +185,8 @@ def replay() -> None:
     """Rebuild every projection from the hub's own ingest log (after a mapping or rule change)."""
     from hub.stream.replay import replay_all
 
-    settings = _settings()
-    n = _run(replay_all(settings, console=out))
+    settings = load_settings()
+    n = run(replay_all(settings, console=out))
     out.print(f"replayed {n} event versions")
 
 
@@ -234,10 +207,10 @@ def token_create(
     from hub.governance.auth import TokenService
 
     try:
-        print(TokenService(_settings()).create(subject, role, ttl=ttl, agency=agency, household=household,
+        print(TokenService(load_settings()).create(subject, role, ttl=ttl, agency=agency, household=household,
                                                member=member))
     except HubError as exc:
-        _fail(str(exc))
+        fail_with(exc, first_line=False)
 
 
 @dlq_app.command("list")
@@ -250,7 +223,7 @@ def dlq_list(
 
     from hub.db.store import Store
 
-    settings = _settings()
+    settings = load_settings()
     store = Store.open(settings.effective_database_url)
     letters = store.dead_letters(include_replayed=all_)
     if as_json:
@@ -270,8 +243,8 @@ def dlq_replay(ids: Annotated[list[int] | None, typer.Argument(help="Dead letter
     """Re-drive dead letters: publish their original bytes to their original topic again."""
     from hub.stream.replay import replay_dead_letters
 
-    settings = _settings()
-    n = _run(replay_dead_letters(settings, ids or []))
+    settings = load_settings()
+    n = run(replay_dead_letters(settings, ids or []))
     out.print(f"re-published {n} dead-lettered record(s)")
 
 
@@ -280,7 +253,7 @@ def schemas_check() -> None:
     """Fail if a schema breaks FULL_TRANSITIVE compatibility or is changed but not released."""
     from hub.wire.schemas import SchemaCatalogue
 
-    cat = SchemaCatalogue(_settings().schema_dir)
+    cat = SchemaCatalogue(load_settings().schema_dir)
     bad = {t: cat.check(t) for t in cat.current}
     bad = {t: p for t, p in bad.items() if p}
     for t, problems in bad.items():
@@ -299,9 +272,9 @@ def schemas_release() -> None:
     from hub.wire.schemas import SchemaCatalogue
 
     try:
-        done = SchemaCatalogue(_settings().schema_dir).release()
+        done = SchemaCatalogue(load_settings().schema_dir).release()
     except HubError as exc:
-        _fail(str(exc))
+        fail_with(exc, first_line=False)
     for t, v in done:
         out.print(f"released {t} v{v}")
 

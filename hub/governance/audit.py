@@ -86,7 +86,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.core.errors import NotFoundError, StoreError
+from hub.core.errors import AuditIntegrityError, NotFoundError, StoreError
 from hub.core.privacy import PERSONAL_KEYS, scrub_text
 from hub.db.schema import audit_anchors, audit_log
 from hub.db.store import Store, as_utc, utcnow
@@ -98,7 +98,6 @@ from hub.governance.audit_records import (
     WITHHELD_ACTIONS,
     Anchor,
     AuditEntry,
-    AuditIntegrityError,
     AuditProblem,
     AuditRecord,
     VerifyReport,
@@ -110,7 +109,7 @@ from hub.governance.audit_verify import verify_rows
 
 __all__ = (
     "ACTIONS", "GENESIS", "READ_ACTIONS", "SEEN_ACTIONS", "WITHHELD_ACTIONS", "Anchor", "AuditEntry",
-    "AuditIntegrityError", "AuditLog", "AuditProblem", "AuditRecord", "VerifyReport", "check_detail", "compute_hash",
+    "AuditLog", "AuditProblem", "AuditRecord", "VerifyReport", "check_detail", "compute_hash",
     "register_action", "verify_rows",
 )
 

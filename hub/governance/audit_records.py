@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from hub.core.errors import HubError
 from hub.db.store import as_utc
 
 GENESIS = "0" * 64
@@ -46,15 +45,6 @@ def register_action(name: str, description: str) -> None:
     if not name or not name.replace("_", "").isalpha() or not name.islower() or len(name) > 40:
         raise ValueError(f"audit action names are lower-case letters and underscores, got {name!r}")
     ACTIONS[name] = description
-
-
-class AuditIntegrityError(HubError):
-    """The audit log failed verification; ``report`` says where and how."""
-
-    def __init__(self, report: VerifyReport) -> None:
-        self.report = report
-        super().__init__(f"audit log failed verification: {len(report.problems)} problem(s); "
-                         + "; ".join(str(p) for p in report.problems[:5]))
 
 
 # ---- records ------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import jwt
 
-from hub.core.errors import ConfigError, HubError, NotFoundError
+from hub.core.errors import AuthError, ConfigError, ForbiddenError, NotFoundError
 from hub.core.logging import get_logger
 from hub.core.settings import Settings
 
@@ -40,14 +40,6 @@ log = get_logger(__name__)
 
 Role = Literal["coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor"]
 ROLES: tuple[str, ...] = ("coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor")
-
-
-class AuthError(HubError):
-    """No token, or a token that is forged, expired or not for this hub (401)."""
-
-
-class ForbiddenError(HubError):
-    """The caller's role may not use this route (403)."""
 
 
 @dataclass(frozen=True)

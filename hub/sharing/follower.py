@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from hub.core.errors import HubError
+from hub.core.errors import LeaseLost
 from hub.db.lease import Lease
 from hub.db.schema import stream_cursors, timeline_changes, timeline_entries
 from hub.db.store import Store, utcnow
@@ -36,10 +36,6 @@ BATCH = 5000
 S = stream_cursors.c
 C = timeline_changes.c
 T = timeline_entries.c
-
-
-class LeaseLost(HubError):
-    """Another process took the sharing cursor while this one was deciding; its pass is rolled back."""
 
 
 @dataclass

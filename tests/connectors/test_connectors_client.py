@@ -5,8 +5,8 @@ import json
 import httpx
 import pytest
 
-from connectors.client import HubClient, HubUnavailableError, idempotency_key
-from hub.core.errors import ValidationError
+from connectors.client import HubClient, idempotency_key
+from hub.core.errors import HubUnavailableError, ValidationError
 
 
 class Recorder:

@@ -17,7 +17,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir.resources.R4B.bundle import Bundle
 from typer.testing import CliRunner
 
-from hub.core.errors import NotFoundError, ValidationError
+from hub.core.errors import AuditIntegrityError, NotFoundError, ValidationError
 from hub.db.schema import audit_log
 from hub.db.store import Store, utcnow
 from hub.demo.identifiers import nhs_number, upn
@@ -25,7 +25,6 @@ from hub.governance.audit import (
     ACTIONS,
     GENESIS,
     AuditEntry,
-    AuditIntegrityError,
     AuditLog,
     compute_hash,
     register_action,

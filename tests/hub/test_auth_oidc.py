@@ -16,9 +16,9 @@ from typing import Any
 import jwt
 import pytest
 
-from hub.core.errors import ConfigError
+from hub.core.errors import AuthError, ConfigError
 from hub.core.settings import Settings
-from hub.governance.auth import AuthError, Principal, TokenService
+from hub.governance.auth import Principal, TokenService
 from hub.kafka.broker import free_port
 from tests.oidc_provider import (
     AUDIENCE,

@@ -13,8 +13,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from typer.testing import CliRunner
 
-from connectors.results import RecordResult, RowProblem
+from connectors.results import RecordResult
 from hub.cli.main import app as cli_app
+from hub.core.errors import Problem
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.settings import Settings
 from hub.ingest.batch import accept_results, import_files
@@ -148,7 +149,7 @@ async def test_events_failing_avro_preparation_are_rejected_rows(services: Servi
     results = [
         RecordResult(1, event("a")),
         RecordResult(2, event("b", contact_type="maybe")),
-        RecordResult(3, None, (RowProblem(3, "x", "bad"),)),
+        RecordResult(3, None, (Problem("x", "bad", 3),)),
         RecordResult(4),
     ]
     summary = await accept_results(services.ingest, results)

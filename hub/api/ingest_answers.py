@@ -1,0 +1,146 @@
+"""How the ingest routes answer: RFC 9457 problem documents and batch summaries for ``/v1/ingest/*``,
+FHIR OperationOutcomes and ``*-response`` Bundles for ``/fhir``.
+
+Every problem is rendered by :class:`hub.core.errors.Problem` itself (``as_rfc9457``, ``as_issue``);
+how an error is answered comes from its class (status, retryable, headers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from connectors.health.fhir import Decoded
+from hub.api.problems import BASE, PROBLEM_JSON, problem, problems_of
+from hub.core.errors import HubError, ValidationError, issue
+from hub.ingest.batch import RowResult, Summary
+
+FHIR_MEDIA = "application/fhir+json"
+
+# --- RFC 9457 answers -------------------------------------------------------------------------
+
+
+def summary_response(summary: Summary) -> JSONResponse:
+    status = summary.status_code
+    if status != 422:
+        return JSONResponse(summary.as_json(), status_code=status)
+    body: dict[str, Any] = {
+        "type": BASE + ValidationError.slug,
+        "title": "No row of the batch was accepted",
+        "status": ValidationError.status,
+        "detail": f"{summary.rejected} row(s) refused; nothing was accepted",
+        "errors": problems_of(summary.problems, with_row=True),
+        **summary.as_json(),
+    }
+    return JSONResponse(body, status_code=422, media_type=PROBLEM_JSON)
+
+
+def unsupported(accepted: tuple[str, ...], media: str) -> JSONResponse:
+    return problem(
+        415,
+        "unsupported-media-type",
+        "Unsupported content type",
+        f"content type {media or '(none)'} is not accepted; send {', '.join(accepted)}",
+        headers={"Accept-Post": ", ".join(accepted)},
+    )
+
+
+def unreadable(exc: ValidationError) -> JSONResponse:
+    return problem(400, "malformed", exc.title, f"{len(exc.problems)} problem(s) with the payload",
+                   problems_of(exc.problems))
+
+
+def too_large(limit: int) -> JSONResponse:
+    return problem(413, "too-large", "Request body too large", f"the limit is {limit} bytes; split the batch")
+
+
+# --- FHIR answers -----------------------------------------------------------------------------
+
+
+def operation_outcome(
+    status: int,
+    issues: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"resourceType": "OperationOutcome", "issue": issues},
+        status_code=status,
+        media_type=FHIR_MEDIA,
+        headers=headers,
+    )
+
+
+def outcome_of(summary: Summary) -> list[dict[str, Any]]:
+    return [p.as_issue(with_entry=True) for p in summary.problems]
+
+
+def error_outcome(exc: HubError) -> JSONResponse:
+    """A hub error as an OperationOutcome: transient (with Retry-After) when retryable, else an exception."""
+    if exc.retryable:
+        return operation_outcome(exc.status, [issue("transient", f"{exc}; retry with the same request")],
+                                 headers=dict(exc.headers))
+    return operation_outcome(500, [issue("exception", type(exc).__name__)])
+
+
+def unreadable_outcome(exc: ValidationError) -> JSONResponse:
+    code = "structure" if exc.title.startswith("Malformed") else "invalid"
+    return operation_outcome(400, [p.as_issue(code) for p in exc.problems])
+
+
+def mismatch_outcome(decoded: Decoded, route: str, expected: str | None) -> JSONResponse | None:
+    """400 when the payload is not what the endpoint takes (a Bundle at /fhir, one resource at /fhir/{type})."""
+    single = decoded.entries[0].root if decoded.entries else "Resource"
+    actual = "Bundle" if decoded.bundle_type is not None else single
+    want = expected or "Bundle"
+    if actual == want:
+        return None
+    hint = "" if expected else "; POST a single resource to /fhir/{type}"
+    message = f"resourceType '{actual}' does not match the endpoint {route} (expected '{want}'){hint}"
+    return operation_outcome(400, [issue("invalid", message, "resourceType")])
+
+
+def _status_line(status: str) -> str:
+    return "201 Created" if status == "accepted" else "200 OK"
+
+
+def _single_resource(summary: Summary) -> JSONResponse:
+    if not summary.results:
+        return operation_outcome(
+            200, [issue("informational", "context-only resource: checked, nothing recorded", severity="information")]
+        )
+    r = summary.results[0]
+    return operation_outcome(
+        201 if r.status == "accepted" else 200,
+        [issue("informational", f"{r.status}: Event/{r.event_id} version {r.source_version}",
+               severity="information")],
+        headers={"Location": f"Event/{r.event_id}", "ETag": f'W/"{r.source_version}"'},
+    )
+
+
+def _entry_response(result: RowResult | None, errors: list[dict[str, Any]] | None) -> dict[str, Any]:
+    if result is not None:
+        return {
+            "status": _status_line(result.status),
+            "location": f"Event/{result.event_id}",
+            "etag": f'W/"{result.source_version}"',
+        }
+    if errors is not None:
+        return {"status": "422 Unprocessable Entity", "outcome": {"resourceType": "OperationOutcome", "issue": errors}}
+    return {"status": "200 OK"}
+
+
+def fhir_response(decoded: Decoded, summary: Summary) -> JSONResponse:
+    """The answer to an accepted FHIR payload: an OperationOutcome for one resource (or a refused
+    transaction), else a ``transaction-response`` / ``batch-response`` Bundle, entry by entry."""
+    if summary.rejected and (decoded.atomic or not summary.results):
+        return operation_outcome(422, outcome_of(summary))
+    if decoded.bundle_type is None:
+        return _single_resource(summary)
+    by_row = {r.row: r for r in summary.results}
+    errors: dict[int | None, list[dict[str, Any]]] = {}
+    for p in summary.problems:
+        errors.setdefault(p.row, []).append(p.as_issue())
+    entries = [{"response": _entry_response(by_row.get(e.row), errors.get(e.row))} for e in decoded.entries]
+    kind = "transaction-response" if decoded.bundle_type == "transaction" else "batch-response"
+    return JSONResponse({"resourceType": "Bundle", "type": kind, "entry": entries}, media_type=FHIR_MEDIA)

@@ -1,0 +1,53 @@
+"""What every `hub` command shares: the consoles, settings loading, and how errors end a command.
+
+A :class:`~hub.core.errors.HubError` ends a command with its message on one line on stderr and the
+exit code its class declares (``exit_code``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from hub.core.errors import HubError
+from hub.core.logging import configure_logging
+from hub.core.settings import Settings
+
+T = TypeVar("T")
+
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and end the command with ``code``."""
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def fail_with(exc: HubError, *, first_line: bool = True) -> NoReturn:
+    """End the command for a hub error: its message (the first line unless told) and its exit code."""
+    message = str(exc)
+    fail(message.splitlines()[0] if first_line and message else message, exc.exit_code)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """HUB_* settings with the given non-None overrides, logging configured; a bad setting ends the command."""
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except Exception as exc:
+        fail(f"invalid settings: {exc}".replace("\n", " "))
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end; a hub error ends the command."""
+    try:
+        return asyncio.run(coro)
+    except HubError as exc:
+        fail_with(exc)
