@@ -15,6 +15,9 @@ Sector = Literal["health", "social_care", "education", "family", "hub"]
 
 #: Identifier systems the hub links. The value of an identifier never leaves the ingest edge:
 #: it is replaced by a keyed-HMAC pseudonym before anything is logged, stored in a key or published.
+#: The source system of the hub's own enrolment records (identity links made through the API).
+ENROLMENT_SOURCE = "hub-enrolment"
+
 IDENTIFIER_SYSTEMS = ("nhs-number", "upn", "la-person-id", "hub-child-id", "other")
 
 

@@ -19,13 +19,12 @@ from typing import Literal
 import sqlalchemy as sa
 
 from hub.core.errors import NotFoundError, ValidationError
-from hub.core.events import InboundEvent, SubjectRef
+from hub.core.events import ENROLMENT_SOURCE, InboundEvent, SubjectRef
 from hub.db.schema import caseloads, household_members, households, ingest_log
 from hub.db.store import Store, utcnow
 from hub.governance.audit import AuditLog
 from hub.ingest.service import Acceptance, IngestService
 
-ENROLMENT_SOURCE = "hub-enrolment"
 LINKABLE = ("nhs-number", "upn", "la-person-id", "hub-child-id", "other")
 
 

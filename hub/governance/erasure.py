@@ -42,7 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.core.errors import NotFoundError, Problem, ValidationError
-from hub.core.events import IDENTIFIER_SYSTEMS, SubjectRef
+from hub.core.events import ENROLMENT_SOURCE, IDENTIFIER_SYSTEMS, SubjectRef
 from hub.core.logging import get_logger
 from hub.db.erasure_guard import E, hold_exclusive
 from hub.db.keyvault import K, SqlKeyVault
@@ -62,7 +62,6 @@ from hub.db.schema import (
     timeline_entries,
 )
 from hub.db.store import Store, utcnow
-from hub.family.enrolment import ENROLMENT_SOURCE
 from hub.governance.audit import AuditLog, check_detail
 from hub.wire.sealing import is_sealed
 
