@@ -4,8 +4,6 @@ its live stream. Identifier values travel only in request bodies (never URLs, wh
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -14,6 +12,7 @@ from fastapi import APIRouter, Header, Request
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
+from hub.api.streams import change_stream, resume_position
 from hub.family.enrolment import Enrolment
 from hub.ingest.services import Services
 from hub.stream import readmodel
@@ -110,20 +109,9 @@ def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRo
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> EventSourceResponse:
         """New and changed entries across the coordinator's caseload (SSE, resumable by Last-Event-ID)."""
-        resume = last_event_id or ""
-        position = int(resume) if resume.isdigit() else 0
+        async def caseload() -> list[str]:
+            return list(await asyncio.to_thread(enrol.caseload, coordinator_id))
 
-        async def events() -> AsyncIterator[dict[str, str]]:
-            nonlocal position
-            while not await request.is_disconnected():
-                ids = await asyncio.to_thread(enrol.caseload, coordinator_id)
-                rows = await asyncio.to_thread(readmodel.changes_since, store, ids, position) if ids else []
-                for row in rows:
-                    position = row["seq"]
-                    yield {"id": str(row["seq"]), "event": row["kind"], "data": json.dumps(row)}
-                if not rows:
-                    await asyncio.sleep(poll_interval)
-
-        return EventSourceResponse(events(), ping=15)
+        return change_stream(request, store, caseload, resume_position(last_event_id), poll_interval)
 
     return router

@@ -4,9 +4,7 @@ appointments, and a live stream of new and changed entries (Server-Sent Events).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -14,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
 
+from hub.api.streams import change_stream, resume_position
 from hub.core.errors import NotFoundError
 from hub.core.logging import get_logger
 from hub.ingest.services import Services
@@ -85,19 +84,10 @@ def timeline_router(services: Services, *, poll_interval: float = 0.1) -> APIRou
         """Server-Sent Events of new and changed entries. Each event's id is a change id; reconnecting
         with Last-Event-ID resumes exactly after it, with no gap and no repeat."""
         await known(household_id)
-        resume = last_event_id or ""
-        position = after if after is not None else int(resume) if resume.isdigit() else 0
 
-        async def events() -> AsyncIterator[dict[str, str]]:
-            nonlocal position
-            while not await request.is_disconnected():
-                rows = await asyncio.to_thread(readmodel.changes_since, store, [household_id], position)
-                for row in rows:
-                    position = row["seq"]
-                    yield {"id": str(row["seq"]), "event": row["kind"], "data": json.dumps(row)}
-                if not rows:
-                    await asyncio.sleep(poll_interval)
+        async def household() -> list[str]:
+            return [household_id]
 
-        return EventSourceResponse(events(), ping=15)
+        return change_stream(request, store, household, resume_position(last_event_id, after), poll_interval)
 
     return router
