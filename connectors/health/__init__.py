@@ -7,6 +7,9 @@ establish identity and services only: the mapping lists them under ``ignore`` an
 (a Patient's NHS number is still checked). In a message Bundle the MessageHeader is skipped. A
 resource type the mapping does not name is refused with a problem naming the type.
 
+Each event's ``source_id`` is ``<resource type>/<id>`` (``Appointment/4242``), so two resource types
+sharing an id are two source records.
+
 A single resource and a ``transaction`` Bundle are all-or-nothing; ``batch``, ``collection``,
 ``message`` Bundles and NDJSON report bad entries and keep the good ones.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from connectors.health import context, fhir
@@ -89,6 +93,9 @@ def _results(decoded: Decoded, mapping: Mapping, lookup: PreviousLookup | None) 
                 engine = tuple(p for p in engine if "subject identifier" not in p.message)
             yield RecordResult(row, None, tuple(ctx_problems) + engine)
             continue
+        # the source id is the resource's type and id: Appointment/4242 and ServiceRequest/4242 differ
+        if event is not None:  # None: a rule recognised on purpose that emits nothing
+            event = replace(event, source_id=f"{kind}/{event.source_id}")
         yield RecordResult(row, event)
 
 

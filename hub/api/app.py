@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.types import ASGIApp
 
+from hub.api.agency_gate import AgencyGate, agencies_router
 from hub.api.agency_routes import agency_router
 from hub.api.audit_routes import audit_router
 from hub.api.enrolment_routes import enrolment_router
@@ -31,6 +32,8 @@ from hub.core.jobs import Runner
 from hub.core.logging import get_logger
 from hub.core.privacy import scrub_text
 from hub.family.enrolment import Enrolment
+from hub.governance.agencies import AgencyRegistry
+from hub.governance.agency_binding import AgencyBinding
 from hub.governance.audit import AuditLog
 from hub.governance.auth import (
     INVESTIGATION_HEADER,
@@ -61,6 +64,7 @@ class EventIn(BaseModel):
 
     record_type: str
     sector: Literal["health", "social_care", "education", "family", "hub"]
+    #: one of the agency's registered source systems (the hub records it under the agency's id)
     source_system: str = Field(min_length=1, max_length=120)
     source_id: str = Field(min_length=1, max_length=200)
     source_version: int = Field(default=1, ge=1)
@@ -91,7 +95,10 @@ class BodyLimit(BaseHTTPMiddleware):
         return await call_next(request)
 
 
-def events_to_inbound(services: Services, items: list[EventIn]) -> list[InboundEvent]:
+def events_to_inbound(services: Services, items: list[EventIn], binding: AgencyBinding | None = None
+                      ) -> list[InboundEvent]:
+    """The events as the hub records them from the caller (``binding``); 422 naming every bad field,
+    403 (audited) for a hub-internal record type or a source system not the caller's."""
     problems: list[Problem] = []
     out = []
     for i, it in enumerate(items):
@@ -107,7 +114,7 @@ def events_to_inbound(services: Services, items: list[EventIn]) -> list[InboundE
                                 source_version=it.source_version, category=it.category, status=it.status))
     if problems:
         raise ValidationError(problems)
-    return out
+    return out if binding is None else [binding.bind(e, named_system=True) for e in out]
 
 
 def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> FastAPI:
@@ -133,6 +140,8 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
         return household in await asyncio.to_thread(enrolment.caseload, coordinator)
 
     audit = AuditLog(store)
+    registry = AgencyRegistry.from_settings(services.settings)
+    gate = AgencyGate(registry, audit)
 
     def trace(action: str, principal: Principal | None, request: Request, template: str,
               detail: dict[str, Any]) -> None:
@@ -218,10 +227,12 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/events", tags=["ingest"], response_model=list[AcceptanceOut])
-    async def ingest_events(items: list[EventIn]) -> list[AcceptanceOut]:
-        """Accept events in the hub's own shape. Safe to retry: a resend returns the same event ids."""
+    async def ingest_events(request: Request, items: list[EventIn]) -> list[AcceptanceOut]:
+        """Accept events in the hub's own shape, as the calling agency's (its registered source systems
+        only; hub-internal record types refused). Safe to retry: a resend returns the same event ids."""
+        binding = await asyncio.to_thread(gate.binding, request, "/v1/events")
         try:
-            inbound = events_to_inbound(services, items)
+            inbound = await asyncio.to_thread(events_to_inbound, services, items, binding)
             acceptances = await services.ingest.accept(inbound)
         except ValidationError:
             metrics.rejected.inc()
@@ -233,7 +244,8 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
                 metrics.duplicates.inc()
         return [AcceptanceOut(**a.__dict__) for a in acceptances]
 
-    app.include_router(ingest_router(services, metrics))
+    app.include_router(ingest_router(services, gate, metrics))
+    app.include_router(agencies_router(registry))
     app.include_router(timeline_router(services))
     app.include_router(enrolment_router(services))
     app.include_router(sharing_router(services))

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from connectors.health.fhir import Decoded
 from hub.api.problems import BASE, PROBLEM_JSON, problem, problems_of
-from hub.core.errors import HubError, ValidationError, issue
+from hub.core.errors import ForbiddenError, HubError, ValidationError, issue
 from hub.ingest.batch import RowResult, Summary
 
 FHIR_MEDIA = "application/fhir+json"
@@ -80,6 +80,8 @@ def error_outcome(exc: HubError) -> JSONResponse:
     if exc.retryable:
         return operation_outcome(exc.status, [issue("transient", f"{exc}; retry with the same request")],
                                  headers=dict(exc.headers))
+    if isinstance(exc, ForbiddenError):  # the agency's registration refuses what it sent
+        return operation_outcome(403, [issue("forbidden", str(exc))])
     return operation_outcome(500, [issue("exception", type(exc).__name__)])
 
 

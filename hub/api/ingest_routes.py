@@ -10,6 +10,10 @@
   for errors, a ``transaction-response`` / ``batch-response`` Bundle (or 201/200 with a Location)
   for success.
 
+Every route is bound to the calling agency (:mod:`hub.api.agency_gate`): its registration decides the
+source system events are recorded under, the mapping they are read with and the organisations they
+may name; a payload claiming another agency's identity, or a hub-internal record type, is a 403.
+
 Every route is safe to retry: the hub deduplicates on (source system, source id, version), so a
 resend answers ``duplicate`` with the same event ids. ``Idempotency-Key`` is only logged.
 """
@@ -24,7 +28,8 @@ from fastapi import APIRouter, Request, Response
 from connectors import health
 from connectors.formats import media_type
 from connectors.health import fhir
-from connectors.sectors import SectorReader, reader
+from connectors.sectors import Read, SectorReader, reader
+from hub.api.agency_gate import AgencyGate
 from hub.api.ingest_answers import (
     error_outcome,
     fhir_response,
@@ -39,6 +44,7 @@ from hub.api.ingest_answers import (
 from hub.api.metrics import Metrics
 from hub.core.errors import HubError, ValidationError, issue
 from hub.core.logging import get_logger
+from hub.governance.agency_binding import AgencyBinding
 from hub.ingest.batch import PreparedBatch, Summary, accept_batch, prepare_batch
 from hub.ingest.service import IngestService
 from hub.ingest.services import Services
@@ -82,10 +88,21 @@ def _body_doc(content_types: tuple[str, ...]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {t: {"schema": {}} for t in content_types}}}
 
 
-def read_payload(ingest: IngestService, sector: SectorReader, body: bytes, media: str) -> PreparedBatch:
-    """Read a payload with its sector's default mapping and prepare it (CPU only)."""
-    read = sector.read(body, media)
-    return prepare_batch(ingest, read.results, atomic=read.atomic)
+def read_payload(ingest: IngestService, sector: SectorReader, body: bytes, media: str,
+                 binding: AgencyBinding | None = None) -> PreparedBatch:
+    """Read a payload with the agency's mapping for the sector (default: the sector's) and prepare its
+    events as the agency's (CPU, and the audit record of a refusal)."""
+    if binding is None:
+        read = sector.read(body, media)
+        return prepare_batch(ingest, read.results, atomic=read.atomic)
+    mapping = binding.registration.mappings.get(sector.name)
+    if sector.name == health.SECTOR:
+        decoded = fhir.decode(body, media)
+        binding.check_sources(e.resource for e in decoded.entries)
+        read = Read(health.results(decoded, mapping), decoded.atomic)
+    else:
+        read = sector.read(body, media, mapping)
+    return prepare_batch(ingest, binding.bind_results(read.results), atomic=read.atomic)
 
 
 def fhir_refusal(media: str, expected: str | None) -> Response | None:
@@ -134,8 +151,8 @@ class IngestMeter:
             self.trace(request, route, status)
 
 
-def ingest_router(services: Services, metrics: Metrics | None = None) -> APIRouter:
-    """Routes for agency payloads, publishing through ``services.ingest``."""
+def ingest_router(services: Services, gate: AgencyGate, metrics: Metrics | None = None) -> APIRouter:
+    """Routes for agency payloads, publishing through ``services.ingest``, bound by ``gate``."""
     router = APIRouter(tags=["ingest"])
     limit = services.settings.max_body_bytes
     ingest = services.ingest
@@ -152,8 +169,9 @@ def ingest_router(services: Services, metrics: Metrics | None = None) -> APIRout
         except BodyTooLarge:
             meter.refused(request, route, 413)
             return too_large(limit)
+        binding = await asyncio.to_thread(gate.binding, request, route, sector.name)  # 403 if not registered
         try:
-            batch = await asyncio.to_thread(read_payload, ingest, sector, body, media)
+            batch = await asyncio.to_thread(read_payload, ingest, sector, body, media, binding)
         except ValidationError as exc:
             meter.refused(request, route, 400)
             return unreadable(exc)
@@ -217,7 +235,10 @@ def ingest_router(services: Services, metrics: Metrics | None = None) -> APIRout
             meter.refused(None, route, 400)
             return mismatch
         try:
-            batch = await asyncio.to_thread(prepare_batch, ingest, health.results(decoded), atomic=decoded.atomic)
+            binding = await asyncio.to_thread(gate.binding, request, route, health.SECTOR)
+            await asyncio.to_thread(binding.check_sources, (e.resource for e in decoded.entries))
+            results = binding.bind_results(health.results(decoded, binding.registration.mappings.get(health.SECTOR)))
+            batch = await asyncio.to_thread(prepare_batch, ingest, results, atomic=decoded.atomic)
             summary = await accept_batch(ingest, batch)
         except HubError as exc:
             return error_outcome(exc)

@@ -3,7 +3,10 @@
 * ``POST /v1/households/{hid}/children/{cid}/consents`` — body: a FHIR R4 Consent resource (JSON)
   whose patient is ``Patient/<cid>``; accepted through the hub's ingest path (202).
 * ``DELETE /v1/households/{hid}/children/{cid}/consents/{directive_id}`` — withdraw it (202).
-* ``GET /v1/households/{hid}/children/{cid}/consents`` — the child's directives and their status.
+* ``GET /v1/households/{hid}/children/{cid}/consents`` — the child's directives and their status
+  (``active``, ``withdrawn``, ``invalid``, or ``pending_confirmation`` for one an agency recorded).
+* ``POST /v1/households/{hid}/children/{cid}/consents/{directive_id}/confirm`` — the family or their
+  coordinator confirms a directive an agency recorded, so it comes into force (202; audited).
 * ``GET /v1/households/{hid}/shares`` — per information and recipient: decision and delivery state.
 * ``GET /v1/households/{hid}/family-copies`` — copies delivered into the family's own view.
 * ``GET /v1/households/{hid}/readiness`` — before each appointment: visible / withheld / missing reports.
@@ -23,9 +26,11 @@ from fastapi.responses import JSONResponse
 
 from consent import Directive, Grantor
 from hub.core.errors import ForbiddenError, NotFoundError
+from hub.governance.audit import AuditLog
 from hub.ingest.services import Services
 from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import list_alerts
+from hub.sharing.recorded_consent import recorder
 from hub.stream import readmodel
 
 
@@ -67,6 +72,23 @@ def sharing_router(services: Services) -> APIRouter:
         """Withdraw a directive: undelivered shares are cancelled, holders of copies get a notice."""
         acc = await consents.withdraw(store, services.ingest, household_id, child_id, directive_id, reason)
         return JSONResponse({"directive_id": directive_id, "event_id": acc[0].event_id, "status": acc[0].status},
+                            status_code=202)
+
+    @router.post("/v1/households/{household_id}/children/{child_id}/consents/{directive_id}/confirm",
+                 status_code=202)
+    async def confirm_consent(household_id: str, child_id: str, directive_id: str, request: Request) -> JSONResponse:
+        """Confirm a directive an agency recorded (``pending_confirmation``): it comes into force."""
+        directive, fhir = await asyncio.to_thread(consents.pending_directive, store, household_id, child_id,
+                                                  directive_id)
+        _check_grantor(request, directive)
+        acc = await consents.confirm(store, services.ingest, household_id, child_id, directive_id)
+        principal = getattr(request.state, "principal", None)
+        await asyncio.to_thread(
+            AuditLog(store).record, "consent_change", actor=getattr(principal, "subject", "anonymous"),
+            actor_role=getattr(principal, "role", ""), subject_household=household_id, subject_child=child_id,
+            data_ref="POST /v1/households/{household_id}/children/{child_id}/consents/{directive_id}/confirm",
+            detail={"directive_id": directive_id, "confirmed": True, "recorded_by": recorder(fhir)[0]})
+        return JSONResponse({"directive_id": directive_id, "event_id": acc[-1].event_id, "status": acc[-1].status},
                             status_code=202)
 
     @router.get("/v1/households/{household_id}/children/{child_id}/consents")

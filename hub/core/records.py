@@ -17,6 +17,9 @@ schema differ from its released copy, so ``hub schemas release`` snapshots it, a
 ``hub.team_join``
     ``true``: a record of this type makes its service and named professionals part of the team
     around the child.
+``hub.internal``
+    ``true``: a hub-internal record (identity links made by enrolment): created only by the hub's own
+    routes, never accepted from an agency (``POST /v1/events`` and the ingest routes refuse it).
 ``hub.summary``
     A template of the one-line timeline summary; default: the record name.
 ``hub.label``
@@ -93,6 +96,7 @@ class RecordType:
     summary: Template | None = None
     label: Template | None = None
     share_fields: tuple[str, ...] = ()
+    internal: bool = False
 
 
 def _template(schema: Mapping[str, Any], key: str) -> Template | None:
@@ -112,12 +116,16 @@ def _read(path: Path) -> RecordType:
         team_join = schema.get("hub.team_join", False)
         if not isinstance(team_join, bool):
             raise ValueError("hub.team_join must be true or false")
+        internal = schema.get("hub.internal", False)
+        if not isinstance(internal, bool):
+            raise ValueError("hub.internal must be true or false")
         share_fields = tuple(schema.get("hub.share_fields", ()))
         unknown = set(share_fields) - {f["name"] for f in schema.get("fields", [])}
         if unknown:
             raise ValueError(f"hub.share_fields names fields the record does not have: {sorted(unknown)}")
         return RecordType(name, path, ce_type_of(schema, name), topic, shareable, team_join,
-                          _template(schema, "hub.summary"), _template(schema, "hub.label"), share_fields)
+                          _template(schema, "hub.summary"), _template(schema, "hub.label"), share_fields,
+                          internal)
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"schema file {path.name}: {exc}") from exc
 
@@ -155,6 +163,11 @@ class RecordCatalogue:
     def team_joins(self) -> frozenset[str]:
         """Record types that can add a service or a named professional to the team around the child."""
         return frozenset(t.name for t in self if t.team_join)
+
+    @cached_property
+    def internal_types(self) -> frozenset[str]:
+        """Record types only the hub itself creates (``hub.internal``): never accepted from an agency."""
+        return frozenset(t.name for t in self if t.internal)
 
     @cached_property
     def consent_types(self) -> frozenset[str]:

@@ -32,6 +32,7 @@
 | HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
 | HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
 | HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
+| HUB_AGENCIES_FILE | (none) | Agency registry, JSON (YAML with PyYAML): `hub/governance/agencies.py`. |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
@@ -115,6 +116,11 @@ class Settings(BaseSettings):
     payload_master_key_file: Path | None = None
     retention_policy: str = ""
     retention_policy_file: Path | None = None
+
+    #: the agency registry: each agency's id, name, sectors, source systems, mappings, organisations and
+    #: whether it may record consent (docs/operations.md). Unset: every agency token is registered for
+    #: every sector under its own subject, except with OIDC (production): then no agency is registered.
+    agencies_file: Path | None = None
 
     max_body_bytes: int = 5 * 1024 * 1024
     log_level: str = "INFO"

@@ -42,7 +42,8 @@ Tables
   ``audit_cursors`` — how far the sharing decisions were copied into it.
 * ``households``, ``household_members``, ``caseloads`` — enrolment (:mod:`hub.family.enrolment`).
 * ``consent_directives`` — one row per consent directive (FHIR R4 Consent JSON as received), resolved
-  to the hub child through ``identity_links``; ``status`` active / withdrawn / invalid.
+  to the hub child through ``identity_links``; ``status`` active / withdrawn / invalid, or
+  pending_confirmation for one an agency recorded that the family has not confirmed.
 * ``share_decisions`` — one row per (information event id, information version, recipient key, seq):
   the consent engine's decision with its basis, rule, rule-set version and reasons. ``seq`` 0 is the
   first decision; a re-decision after a consent change adds ``seq + 1`` and clears ``current`` on the
@@ -301,7 +302,7 @@ consent_directives = sa.Table(
     sa.Column("event_id", sa.String(36), nullable=True),
     sa.Column("source_version", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("fhir_json", sa.Text, nullable=True),
-    sa.Column("status", sa.String(20), nullable=False),  # active | withdrawn | invalid
+    sa.Column("status", sa.String(20), nullable=False),  # active | withdrawn | invalid | pending_confirmation
     sa.Column("made_at", TS, nullable=True),
     sa.Column("withdrawn_at", TS, nullable=True),
     sa.Column("error", sa.Text, nullable=True),

@@ -24,6 +24,8 @@ ACTIONS: dict[str, str] = {
     "override": "a safeguarding override shared or revealed information without the usual consent",
     "override_review": "an IG/safeguarding lead reviewed an override (data_ref = audit:<seq>)",
     "consent_change": "a consent was given, changed or withdrawn",
+    "consent_recorded": "an agency recorded a consent (detail: the agency, and whether it may record consent)",
+    "ingest_refused": "an agency's events were refused for claiming another identity (detail: agency and rule)",
     "identity_link": "a source subject was linked to a child / household",
     "identity_unlink": "such a link was removed",
     "read_timeline": "a family timeline was viewed",

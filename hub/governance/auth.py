@@ -193,6 +193,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     # households and timelines: coordinators (their caseload), the family (their own household),
     # IG officers only with a recorded investigation reason; every read is audited
     ("GET", "/v1/households"): rule("admin"),
+    ("GET", "/v1/agencies"): rule("admin"),  # the agency registry (HUB_AGENCIES_FILE)
     ("POST", "/v1/households"): rule("coordinator"),
     ("GET", "/v1/households/{household_id}/timeline"):
         rule("coordinator", *FAMILY, IG, relation="household", audit="read_timeline", clinical=True),
@@ -218,6 +219,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/households/{household_id}/children/{child_id}/consents"):
         rule("coordinator", *FAMILY, relation="child"),
     ("DELETE", "/v1/households/{household_id}/children/{child_id}/consents/{directive_id}"):
+        rule("coordinator", *FAMILY, relation="child"),
+    ("POST", "/v1/households/{household_id}/children/{child_id}/consents/{directive_id}/confirm"):
         rule("coordinator", *FAMILY, relation="child"),
     ("GET", "/v1/households/{household_id}/shares"): rule("coordinator", *FAMILY, IG, relation="household"),
     ("GET", "/v1/households/{household_id}/family-copies"):

@@ -9,6 +9,10 @@ The subject of these events is the identifier ``hub-child-id`` = the hub's child
 cannot be reversed to an agency identifier, so the hub uses its own. Enrolment must therefore link
 ``hub-child-id`` too; when the child has no such link yet, :func:`grant` sends an IdentityLinked
 event for it first (same subject, so the same partition and order).
+
+A directive an agency recorded and that waits as ``pending_confirmation``
+(:mod:`hub.sharing.recorded_consent`) is confirmed by :func:`confirm`: the same Consent, given again
+through the hub's own consent source, so it comes into force.
 """
 
 from __future__ import annotations
@@ -82,19 +86,50 @@ async def grant(store: Store, ingest: IngestService, household_id: str, child_id
     if not in_household:
         raise NotFoundError("no such child in this household")
     _check_young_person(store, directive)
-    events = []
-    if not linked:
-        events.append(InboundEvent(
-            record_type="IdentityLinked", sector="hub", source_system=SOURCE, source_id=f"link-{child_id}-{SYSTEM}",
-            occurred_at=now, subject=child_subject(child_id),
-            body={"action": "link", "child_id": child_id, "household_id": household_id, "identifier_system": SYSTEM,
-                  "reason": "consent management"}))
+    events = [] if linked else [_link_event(household_id, child_id, now)]
     fhir = json.dumps(directive_to_fhir_dict(directive), separators=(",", ":"))
     events.append(InboundEvent(
         record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive.id,
         source_version=int(now.timestamp() * 1000), occurred_at=directive.made_at, subject=child_subject(child_id),
         body={"directive_id": directive.id, "granted_by": "family", "fhir_consent": fhir}))
     return directive, await ingest.accept(events)
+
+
+def _link_event(household_id: str, child_id: str, now: datetime) -> InboundEvent:
+    return InboundEvent(
+        record_type="IdentityLinked", sector="hub", source_system=SOURCE, source_id=f"link-{child_id}-{SYSTEM}",
+        occurred_at=now, subject=child_subject(child_id),
+        body={"action": "link", "child_id": child_id, "household_id": household_id, "identifier_system": SYSTEM,
+              "reason": "consent management"})
+
+
+def pending_directive(store: Store, household_id: str, child_id: str, directive_id: str) -> tuple[Directive, str]:
+    """A directive of this child waiting for confirmation (404 if none, 422 if it is not waiting)."""
+    from hub.sharing.recorded_consent import PENDING
+
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(CD.status, CD.fhir_json).where(
+            CD.directive_id == directive_id, CD.child_id == child_id, CD.household_id == household_id)).first()
+    if row is None:
+        raise NotFoundError("no such consent directive for this child")
+    if row.status != PENDING or row.fhir_json is None:
+        raise ValidationError([Problem("/status", f"only a directive pending confirmation can be confirmed; "
+                                                  f"this one is {row.status}")], title="Nothing to confirm")
+    return from_fhir(json.loads(row.fhir_json)), row.fhir_json
+
+
+async def confirm(store: Store, ingest: IngestService, household_id: str, child_id: str, directive_id: str,
+                  now: datetime | None = None) -> list[Acceptance]:
+    """The family (or their coordinator) confirms a directive an agency recorded: it comes into force."""
+    now = now or utcnow()
+    directive, fhir = pending_directive(store, household_id, child_id, directive_id)
+    _, linked = _linked(store, household_id, child_id)
+    events = [] if linked else [_link_event(household_id, child_id, now)]
+    events.append(InboundEvent(
+        record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive_id,
+        source_version=int(now.timestamp() * 1000), occurred_at=directive.made_at, subject=child_subject(child_id),
+        body={"directive_id": directive_id, "granted_by": "family", "fhir_consent": fhir}))
+    return await ingest.accept(events)
 
 
 async def withdraw(store: Store, ingest: IngestService, household_id: str, child_id: str, directive_id: str,

@@ -1,7 +1,8 @@
 """Keeping ``consent_directives`` in step with the consent entries of the children's records.
 
 A ConsentGranted / ConsentWithdrawn entry that joined, changed in or left a child's record becomes a
-directive row (FHIR R4 Consent converted with ``consent.fhir.from_fhir``) of that child.
+directive row (FHIR R4 Consent converted with ``consent.fhir.from_fhir``) of that child. A directive
+an agency recorded may wait as ``pending_confirmation`` (:mod:`hub.sharing.recorded_consent`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from consent import ConsentError
 from consent.fhir import from_fhir
 from hub.db.schema import consent_directives, timeline_entries
 from hub.db.store import Store, as_utc
+from hub.sharing import recorded_consent
+from hub.sharing.recorded_consent import PENDING
 from hub.stream import readmodel
 
 CD = consent_directives.c
@@ -57,7 +60,9 @@ def _upsert_grant(conn: Connection, record: dict[str, Any], home: tuple[str, str
     meta = record["meta"]
     did, version = record["directive_id"], int(meta.get("source_version", 1))
     cur = conn.execute(sa.select(consent_directives).where(CD.directive_id == did)).first()
-    if cur is not None and cur.fhir_json is not None and cur.source_version >= version:
+    # a pending agency-recorded directive is looked at again when it joins a child (it may be in force now)
+    recheck = cur is not None and cur.status == PENDING and cur.source_version == version
+    if cur is not None and cur.fhir_json is not None and cur.source_version >= version and not recheck:
         return False
     status, error, made_at, withdrawn = "active", None, None, None
     try:
@@ -67,11 +72,15 @@ def _upsert_grant(conn: Connection, record: dict[str, Any], home: tuple[str, str
             raise ValueError(f"the Consent identifier {d.id} is not the event's directive id")
         if withdrawn is not None:
             status = "withdrawn"
+        elif recorded_consent.agency_recorded(record) and not recorded_consent.in_force(conn, record, d, home):
+            status = PENDING
     except (ConsentError, ValueError) as exc:
         status, error = "invalid", str(exc)[:2000]
     if meta.get("status") == "entered_in_error":
         status, error = "invalid", "entered in error by its sender"
-    if cur is not None and cur.status == "withdrawn" and status == "active":
+    if recheck and status == PENDING:
+        return False
+    if cur is not None and cur.status == "withdrawn" and status in ("active", PENDING):
         status, withdrawn = "withdrawn", None if cur.withdrawn_at is None else as_utc(cur.withdrawn_at)
     row = dict(directive_id=did, subject=meta["subject"], child_id=home[1] if home else None,
                household_id=home[0] if home else None, event_id=meta["event_id"], source_version=version,
@@ -97,7 +106,7 @@ def _apply_withdrawal(conn: Connection, record: dict[str, Any], home: tuple[str,
         return True
     if cur.status == "withdrawn" and cur.withdrawn_at is not None and as_utc(cur.withdrawn_at) <= at:
         return False
-    if cur.status == "invalid":
+    if cur.status == "invalid" or not recorded_consent.withdrawal_allowed(conn, record, cur.event_id):
         return False
     conn.execute(consent_directives.update().where(CD.directive_id == did).values(
         status="withdrawn", withdrawn_at=at, updated_at=now))
