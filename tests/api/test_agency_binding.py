@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Sector
 from consent.fhir import directive_to_fhir_dict
 from hub.api.app import create_app
-from hub.db.schema import audit_log, consent_directives, households, household_members, identity_links
+from hub.db.schema import audit_log, consent_directives, household_members, households, identity_links
 from hub.governance.agencies import AgencyRegistry
 from hub.governance.agency_binding import AgencyBinding
 from hub.governance.audit import AuditLog
