@@ -175,7 +175,8 @@ def project(services: Services, registered: bool, performer: str, directive_id: 
     binding = AgencyBinding(reg, AuditLog(services.store), "abuhb-pas", "/fhir/Consent")
     from hub.core.events import InboundEvent, SubjectRef
     event = binding.bind(InboundEvent(
-        record_type="ConsentGranted", sector="health", source_system="uk-core-fhir", source_id=f"Consent/{directive_id}",
+        record_type="ConsentGranted", sector="health", source_system="uk-core-fhir",
+        source_id=f"Consent/{directive_id}",
         occurred_at=MADE, subject=SubjectRef("nhs-number", NHS_A),
         body={"directive_id": directive_id, "granted_by": "family", "fhir_consent": agency_consent(performer,
                                                                                                   directive_id)}))
