@@ -10,6 +10,10 @@
   for errors, a ``transaction-response`` / ``batch-response`` Bundle (or 201/200 with a Location)
   for success.
 
+FHIR context resources (Patient, Practitioner, Organization…) are remembered per sending agency (the
+token's subject) in :mod:`hub.ingest.references`, so a later request's ``Patient/{id}`` resolves as it
+would on a FHIR server, never to another agency's Patient.
+
 Every route is safe to retry: the hub deduplicates on (source system, source id, version), so a
 resend answers ``duplicate`` with the same event ids. ``Idempotency-Key`` is only logged.
 """
@@ -40,6 +44,7 @@ from hub.api.metrics import Metrics
 from hub.core.errors import HubError, ValidationError, issue
 from hub.core.logging import get_logger
 from hub.ingest.batch import PreparedBatch, Summary, accept_batch, prepare_batch
+from hub.ingest.references import SqlReferenceDirectory
 from hub.ingest.service import IngestService
 from hub.ingest.services import Services
 
@@ -82,10 +87,12 @@ def _body_doc(content_types: tuple[str, ...]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {t: {"schema": {}} for t in content_types}}}
 
 
-def read_payload(ingest: IngestService, sector: SectorReader, body: bytes, media: str) -> PreparedBatch:
-    """Read a payload with its sector's default mapping and prepare it (CPU only)."""
-    read = sector.read(body, media)
-    return prepare_batch(ingest, read.results, atomic=read.atomic)
+def read_payload(
+    ingest: IngestService, sector: SectorReader, body: bytes, media: str, directory: SqlReferenceDirectory | None = None
+) -> PreparedBatch:
+    """Read a payload with its sector's default mapping and prepare it."""
+    read = sector.read(body, media, None, directory)
+    return prepare_batch(ingest, read.results, atomic=read.atomic, directory=directory)
 
 
 def fhir_refusal(media: str, expected: str | None) -> Response | None:
@@ -141,6 +148,11 @@ def ingest_router(services: Services, metrics: Metrics | None = None) -> APIRout
     ingest = services.ingest
     meter = IngestMeter(metrics)
 
+    def directory(request: Request) -> SqlReferenceDirectory:
+        """The sending agency's FHIR references: the agency is the token's subject."""
+        agency = str(getattr(getattr(request.state, "principal", None), "subject", "") or "anonymous")
+        return SqlReferenceDirectory(services.store, services.pseudonymise, agency)
+
     async def v1(request: Request, sector: SectorReader) -> Response:
         route = f"/v1/ingest/{sector.label}"
         media = _media(request)
@@ -153,7 +165,7 @@ def ingest_router(services: Services, metrics: Metrics | None = None) -> APIRout
             meter.refused(request, route, 413)
             return too_large(limit)
         try:
-            batch = await asyncio.to_thread(read_payload, ingest, sector, body, media)
+            batch = await asyncio.to_thread(read_payload, ingest, sector, body, media, directory(request))
         except ValidationError as exc:
             meter.refused(request, route, 400)
             return unreadable(exc)
@@ -217,7 +229,9 @@ def ingest_router(services: Services, metrics: Metrics | None = None) -> APIRout
             meter.refused(None, route, 400)
             return mismatch
         try:
-            batch = await asyncio.to_thread(prepare_batch, ingest, health.results(decoded), atomic=decoded.atomic)
+            agency = directory(request)
+            results = health.results(decoded, directory=agency)
+            batch = await asyncio.to_thread(prepare_batch, ingest, results, atomic=decoded.atomic, directory=agency)
             summary = await accept_batch(ingest, batch)
         except HubError as exc:
             return error_outcome(exc)
