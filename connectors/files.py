@@ -6,8 +6,10 @@ Which files a sector reads, and how, is the sector registry's (:mod:`connectors.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+from connectors.health.directory import ReferenceDirectory
 from connectors.mapping import Mapping
 from connectors.results import RecordResult
 from connectors.sectors import SectorReader, reader
@@ -26,19 +28,22 @@ def _refused(name: str, exc: ValidationError | OSError) -> RecordResult:
 def _sourced(name: str, results: Iterator[RecordResult]) -> Iterator[RecordResult]:
     try:
         for result in results:
-            yield RecordResult(result.row, result.event, result.problems, name)
+            yield replace(result, source=name)
     except (ValidationError, OSError) as exc:
         yield _refused(name, exc)
 
 
-def read_file(file: Path, sector: SectorReader, mapping: Mapping | None = None) -> tuple[Iterator[RecordResult], bool]:
+def read_file(
+    file: Path, sector: SectorReader, mapping: Mapping | None = None, directory: ReferenceDirectory | None = None
+) -> tuple[Iterator[RecordResult], bool]:
     """The results of one file, each naming it as ``source``, and whether they are all-or-nothing.
 
     A file that cannot be read at all gives a single result with ``row=None`` and its problems.
+    ``directory``: the sending agency's remembered FHIR resources (health only).
     """
     name = str(file)
     try:
-        read = sector.read_file(file, mapping)
+        read = sector.read_file(file, mapping, directory)
     except (ValidationError, OSError) as exc:
         return iter([_refused(name, exc)]), False
     return _sourced(name, read.results), read.atomic

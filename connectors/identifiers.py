@@ -18,6 +18,10 @@ FHIR_NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 FHIR_ODS_ORGANISATION_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
 
 _LA_PERSON_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_PSEUDONYM = re.compile(r"^s-[a-z2-7]{26}$")
+#: Hub identifier system of a subject the hub already pseudonymised (a Patient it remembers by
+#: reference, :mod:`connectors.health.directory`): the ingest service takes the value as the pseudonym.
+PSEUDONYM_SYSTEM = "pseudonym"
 
 
 class IdentifierError(ValueError):
@@ -71,10 +75,28 @@ def normalise_la_person_id(value: object) -> str:
     return text
 
 
+def normalise_local_id(value: object) -> str:
+    """Return an agency-local identifier (``<identifier system>|<value>``, 1-300 characters)."""
+    text = _text("other", value)
+    if len(text) > 300:
+        raise IdentifierError("other identifier is longer than 300 characters")
+    return text
+
+
+def normalise_pseudonym(value: object) -> str:
+    """Return a hub pseudonym (``s-`` and 26 base32 letters); raise :class:`IdentifierError`."""
+    text = _text(PSEUDONYM_SYSTEM, value)
+    if not _PSEUDONYM.match(text):
+        raise IdentifierError("pseudonym is not one the hub made")
+    return text
+
+
 _NORMALISERS = {
     "nhs-number": normalise_nhs_number,
     "upn": normalise_upn,
     "la-person-id": normalise_la_person_id,
+    "other": normalise_local_id,
+    PSEUDONYM_SYSTEM: normalise_pseudonym,
 }
 
 #: Hub identifier system for each agency identifier system name a mapping may use.
@@ -83,6 +105,8 @@ SYSTEM_ALIASES = {
     FHIR_NHS_NUMBER_SYSTEM: "nhs-number",
     "upn": "upn",
     "la-person-id": "la-person-id",
+    "other": "other",
+    PSEUDONYM_SYSTEM: PSEUDONYM_SYSTEM,
 }
 
 

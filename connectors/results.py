@@ -4,9 +4,21 @@ Bundle entry."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hub.core.errors import Problem
 from hub.core.events import InboundEvent
+
+
+@dataclass(frozen=True)
+class Remembered:
+    """A context resource (a FHIR Patient, Practitioner, Organization…) the hub keeps for later
+    references once its payload is accepted (:mod:`connectors.health.directory`)."""
+
+    resource_type: str
+    resource_id: str
+    summary: dict[str, Any]
+    version: int = 1
 
 
 @dataclass(frozen=True)
@@ -17,6 +29,7 @@ class RecordResult:
     event: InboundEvent | None = None
     problems: tuple[Problem, ...] = ()
     source: str | None = None  # the file it came from, for iter_file
+    remember: Remembered | None = None
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from connectors import education, formats, health, social_care
 from connectors.health import fhir
+from connectors.health.directory import ReferenceDirectory
 from connectors.mapping import Mapping, load_mapping
 from connectors.records import SectorConnector
 from connectors.results import RecordResult
@@ -49,9 +50,16 @@ class SectorReader(ABC):
         """The built-in mapping used when none is given."""
 
     @abstractmethod
-    def read(self, body: bytes | str, media_type: str, mapping: Mapping | None = None) -> Read:
+    def read(
+        self,
+        body: bytes | str,
+        media_type: str,
+        mapping: Mapping | None = None,
+        directory: ReferenceDirectory | None = None,
+    ) -> Read:
         """The records of a payload; raise :class:`ValidationError` if it cannot be read at all
-        (possibly only once the results are iterated)."""
+        (possibly only once the results are iterated). ``directory``: the sending agency's
+        remembered FHIR resources (only the health reader uses it)."""
 
     def accepts(self, media_type: str) -> bool:
         return media_type in self.media_types
@@ -75,9 +83,11 @@ class SectorReader(ABC):
             return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in known)
         return [path]
 
-    def read_file(self, file: Path, mapping: Mapping | None = None) -> Read:
+    def read_file(
+        self, file: Path, mapping: Mapping | None = None, directory: ReferenceDirectory | None = None
+    ) -> Read:
         media = self.media_type_of(file)
-        return self.read(file.read_bytes(), media, mapping)
+        return self.read(file.read_bytes(), media, mapping, directory)
 
 
 class FhirReader(SectorReader):
@@ -100,9 +110,15 @@ class FhirReader(SectorReader):
     def default_mapping(self) -> Mapping:
         return health.default_mapping()
 
-    def read(self, body: bytes | str, media_type: str, mapping: Mapping | None = None) -> Read:
+    def read(
+        self,
+        body: bytes | str,
+        media_type: str,
+        mapping: Mapping | None = None,
+        directory: ReferenceDirectory | None = None,
+    ) -> Read:
         decoded = fhir.decode(body, media_type)
-        return Read(health.results(decoded, mapping), decoded.atomic)
+        return Read(health.results(decoded, mapping, directory=directory), decoded.atomic)
 
 
 class RecordReader(SectorReader):
@@ -118,7 +134,13 @@ class RecordReader(SectorReader):
     def default_mapping(self) -> Mapping:
         return self.connector.default_mapping()
 
-    def read(self, body: bytes | str, media_type: str, mapping: Mapping | None = None) -> Read:
+    def read(
+        self,
+        body: bytes | str,
+        media_type: str,
+        mapping: Mapping | None = None,
+        directory: ReferenceDirectory | None = None,
+    ) -> Read:
         return Read(self.connector.iter_payload(body, media_type, mapping))
 
 

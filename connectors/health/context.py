@@ -2,9 +2,12 @@
 
 For each resource the health connector adds:
 
-``$patient``      ``{"nhs_number": ...}`` from the subject/patient reference, resolved inside the
-                  Bundle (``fullUrl``, ``Type/id``) or ``contained`` (``#id``), or from the reference's
-                  own NHS-number identifier (UK Core). The NHS number is checked (modulus 11).
+``$patient``      who the resource is about, from the subject/patient reference, resolved inside the
+                  Bundle (``fullUrl``, ``Type/id``, absolute URLs), ``contained`` (``#id``), among the
+                  Patients the agency sent before (:mod:`connectors.health.directory`), or from the
+                  reference's own identifier (UK Core ``reference.identifier``):
+                  ``{"nhs_number"}`` (checked, modulus 11), else ``{"local_id": "<system>|<value>"}``
+                  (the Patient's first local identifier), or ``{"pseudonym"}`` for a remembered Patient.
 ``$org``          the producing (or, for a ServiceRequest, receiving) service: ``agency_id`` (ODS code),
                   ``agency_name``, ``service_code``, ``service_name``, from the first of
                   :data:`SERVICE_PATHS` that leads to an Organization, HealthcareService,
@@ -13,6 +16,9 @@ For each resource the health connector adds:
 ``$requester``    ``$org``-shaped description of ``requester`` (the referrer), with ``practitioner``.
 ``$declined_by``  resource type of a participant whose status is ``declined`` (who cancelled).
 ``$location``     name of a Location participant.
+``$planned``      the first planned date (:data:`PLANNED_PATHS`: an Appointment's start, a ServiceRequest's
+                  occurrence, a CarePlan's period), but no later than now: when nothing records when a
+                  booking or referral was made, it was made at the latest when it was sent.
 ``$previous``     the previous version of the same resource, when known; ``$rescheduled`` is true
                   when it had a different ``start``.
 """
@@ -20,8 +26,10 @@ For each resource the health connector adds:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from connectors.health.directory import REMEMBERED, ReferenceDirectory, split_reference
 from connectors.health.fhir import Entry
 from connectors.identifiers import (
     FHIR_NHS_NUMBER_SYSTEM,
@@ -34,6 +42,7 @@ from connectors.values import to_datetime
 from hub.core.errors import Problem
 
 SUBJECT_PATHS = ("subject", "patient", "beneficiary", "for", "participant.actor", "individual")
+PLANNED_PATHS = ("start", "requestedPeriod.start", "occurrenceDateTime", "occurrencePeriod.start", "period.start")
 SERVICE_PATHS = (
     "serviceProvider",
     "performer.actor",
@@ -53,15 +62,21 @@ SERVICE_PATHS = (
 )
 
 
+#: Root of a resource found in the directory rather than in the payload.
+REMEMBERED_ROOT = "remembered "
+
+
 @dataclass
 class Index:
     """The resources of one payload, by ``fullUrl`` and by ``Type/id``."""
 
     by_key: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)
+    directory: ReferenceDirectory | None = None
+    remembered: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, entries: list[Entry]) -> Index:
-        index = cls()
+    def of(cls, entries: list[Entry], directory: ReferenceDirectory | None = None) -> Index:
+        index = cls(directory=directory)
         for entry in entries:
             res = entry.resource
             if res is None:
@@ -86,7 +101,18 @@ class Index:
                 key = f"{parts[i - 1]}/{parts[i]}"
                 if key in self.by_key:
                     return self.by_key[key]
-        return None
+        return self.recall(reference)
+
+    def recall(self, reference: str) -> tuple[dict[str, Any], str] | None:
+        """A resource the agency sent in an earlier request, from the directory."""
+        split = split_reference(reference)
+        if self.directory is None or split is None or split[0] not in REMEMBERED:
+            return None
+        key = "/".join(split)
+        if key not in self.remembered:
+            self.remembered[key] = self.directory.lookup(*split)
+        hit = self.remembered[key]
+        return None if hit is None else (hit, f"{REMEMBERED_ROOT}{key}")
 
 
 def _ref_type(ref: dict[str, Any], target: dict[str, Any] | None) -> str | None:
@@ -94,9 +120,8 @@ def _ref_type(ref: dict[str, Any], target: dict[str, Any] | None) -> str | None:
         return str(target.get("resourceType"))
     if ref.get("type"):
         return str(ref["type"])
-    reference = str(ref.get("reference") or "")
-    parts = reference.split("/")
-    return parts[-2] if len(parts) >= 2 and parts[-2][:1].isupper() else None
+    split = split_reference(str(ref.get("reference") or ""))
+    return split[0] if split else None
 
 
 def _identifier(resource: dict[str, Any], system: str) -> str | None:
@@ -204,16 +229,22 @@ def _patient(
                 target is None and not ref.get("identifier") and "Patient" not in str(ref.get("reference"))
             ):
                 continue
+            if target is not None and target_root.startswith(REMEMBERED_ROOT):
+                return ({"pseudonym": target["pseudonym"]}, []) if target.get("pseudonym") else (None, [
+                    Problem(f"{root}.{path}", f"{path} reference names a Patient without an identifier", row)])
             if target is not None:
                 return check_patient(target, target_root, row)
             ident = ref.get("identifier")
             if isinstance(ident, dict) and ident.get("system") == FHIR_NHS_NUMBER_SYSTEM:
                 return _checked(ident.get("value"), f"{root}.{path}.identifier.value", row)
+            local = _local_id(ident)
+            if local is not None and _ref_type(ref, None) == "Patient":
+                return {"local_id": local}, []
             return None, [
                 Problem(
                     f"{root}.{path}",
-                    f"{path} reference to the Patient cannot be resolved in the Bundle "
-                    "and carries no NHS number identifier",
+                    f"{path} reference to the Patient cannot be resolved in the Bundle or among the "
+                    "Patients this agency sent before, and carries no identifier",
                     row,
                 )
             ]
@@ -230,13 +261,43 @@ def _checked(value: Any, location: str, row: int | None) -> tuple[dict[str, Any]
 def check_patient(
     patient: dict[str, Any], root: str, row: int | None
 ) -> tuple[dict[str, Any] | None, list[Problem]]:
-    """The Patient's NHS number (UK Core identifier system, modulus 11), or the problem with it."""
+    """The Patient's NHS number (UK Core identifier system, modulus 11) as ``{"nhs_number"}``, else its
+    first local identifier as ``{"local_id": "<system>|<value>"}``; or the problem with them."""
+    local = None
     for i, ident in enumerate(patient.get("identifier") or []):
-        if isinstance(ident, dict) and ident.get("system") == FHIR_NHS_NUMBER_SYSTEM:
+        if not isinstance(ident, dict) or ident.get("use") == "old":
+            continue
+        if ident.get("system") == FHIR_NHS_NUMBER_SYSTEM and ident.get("value") not in (None, ""):
             return _checked(ident.get("value"), f"{root}.identifier[{i}].value", row)
+        local = local or _local_id(ident)
+    if local is not None:
+        return {"local_id": local}, []
     return None, [
-        Problem(f"{root}.identifier", f"Patient has no identifier with system {FHIR_NHS_NUMBER_SYSTEM}", row)
+        Problem(
+            f"{root}.identifier",
+            f"Patient has neither an NHS number (identifier system {FHIR_NHS_NUMBER_SYSTEM}) "
+            "nor a local identifier with a system and a value",
+            row,
+        )
     ]
+
+
+def _local_id(ident: Any) -> str | None:
+    """``<system>|<value>`` of an identifier other than the NHS number (and not an ODS code)."""
+    if not isinstance(ident, dict) or not ident.get("system") or ident.get("value") in (None, ""):
+        return None
+    if ident["system"] in (FHIR_NHS_NUMBER_SYSTEM, FHIR_ODS_ORGANISATION_SYSTEM):
+        return None
+    return f"{ident['system']}|{ident['value']}"
+
+
+def identity(patient: dict[str, Any]) -> dict[str, str] | None:
+    """The subject identity of a checked ``$patient``: ``{"system", "value"}`` as the events carry it."""
+    if patient.get("nhs_number"):
+        return {"system": "nhs-number", "value": patient["nhs_number"]}
+    if patient.get("local_id"):
+        return {"system": "other", "value": patient["local_id"]}
+    return None
 
 
 def build(
@@ -275,10 +336,24 @@ def build(
         "$requester": {**(requester.result() or {}), "practitioner": requester.practitioner or None},
         "$declined_by": _ref_type(declined[0], service.target(declined[0])) if declined else None,
         "$location": location,
+        "$planned": planned(resource),
         "$previous": previous,
         "$rescheduled": _moved(previous, resource),
     }
     return context, problems
+
+
+def planned(resource: dict[str, Any], now: datetime | None = None) -> Any:
+    """The first of :data:`PLANNED_PATHS` found, no later than ``now`` (a value without a UTC offset
+    is handed on as it is, for the mapping's time zone)."""
+    for path in PLANNED_PATHS:
+        for value in resolve_all(resource, path):
+            try:
+                when = to_datetime(value)
+            except ValueError:
+                return value
+            return min(when, now or datetime.now(UTC)).isoformat()
+    return None
 
 
 def _moved(previous: dict[str, Any] | None, resource: dict[str, Any]) -> bool:

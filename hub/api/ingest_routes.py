@@ -13,6 +13,9 @@
 Every route is bound to the calling agency (:mod:`hub.api.agency_gate`): its registration decides the
 source system events are recorded under, the mapping they are read with and the organisations they
 may name; a payload claiming another agency's identity, or a hub-internal record type, is a 403.
+FHIR context resources (Patient, Practitioner, Organization…) are remembered per registered agency in
+:mod:`hub.ingest.references`, so a later request's ``Patient/{id}`` resolves as it would on a FHIR
+server, never to another agency's Patient.
 
 Every route is safe to retry: the hub deduplicates on (source system, source id, version), so a
 resend answers ``duplicate`` with the same event ids. ``Idempotency-Key`` is only logged.
@@ -46,6 +49,7 @@ from hub.core.errors import HubError, ValidationError, issue
 from hub.core.logging import get_logger
 from hub.governance.agency_binding import AgencyBinding
 from hub.ingest.batch import PreparedBatch, Summary, accept_batch, prepare_batch
+from hub.ingest.references import SqlReferenceDirectory
 from hub.ingest.service import IngestService
 from hub.ingest.services import Services
 
@@ -89,20 +93,22 @@ def _body_doc(content_types: tuple[str, ...]) -> dict[str, Any]:
 
 
 def read_payload(ingest: IngestService, sector: SectorReader, body: bytes, media: str,
-                 binding: AgencyBinding | None = None) -> PreparedBatch:
+                 binding: AgencyBinding | None = None,
+                 directory: SqlReferenceDirectory | None = None) -> PreparedBatch:
     """Read a payload with the agency's mapping for the sector (default: the sector's) and prepare its
-    events as the agency's (CPU, and the audit record of a refusal)."""
+    events as the agency's (CPU, and the audit record of a refusal); FHIR references resolve in the
+    agency's remembered resources (``directory``)."""
     if binding is None:
-        read = sector.read(body, media)
-        return prepare_batch(ingest, read.results, atomic=read.atomic)
+        read = sector.read(body, media, None, directory)
+        return prepare_batch(ingest, read.results, atomic=read.atomic, directory=directory)
     mapping = binding.registration.mappings.get(sector.name)
     if sector.name == health.SECTOR:
         decoded = fhir.decode(body, media)
         binding.check_sources(e.resource for e in decoded.entries)
-        read = Read(health.results(decoded, mapping), decoded.atomic)
+        read = Read(health.results(decoded, mapping, directory=directory), decoded.atomic)
     else:
-        read = sector.read(body, media, mapping)
-    return prepare_batch(ingest, binding.bind_results(read.results), atomic=read.atomic)
+        read = sector.read(body, media, mapping, directory)
+    return prepare_batch(ingest, binding.bind_results(read.results), atomic=read.atomic, directory=directory)
 
 
 def fhir_refusal(media: str, expected: str | None) -> Response | None:
@@ -158,6 +164,10 @@ def ingest_router(services: Services, gate: AgencyGate, metrics: Metrics | None 
     ingest = services.ingest
     meter = IngestMeter(metrics)
 
+    def directory(agency: str) -> SqlReferenceDirectory:
+        """The registered agency's remembered FHIR resources."""
+        return SqlReferenceDirectory(services.store, services.pseudonymise, agency)
+
     async def v1(request: Request, sector: SectorReader) -> Response:
         route = f"/v1/ingest/{sector.label}"
         media = _media(request)
@@ -171,7 +181,8 @@ def ingest_router(services: Services, gate: AgencyGate, metrics: Metrics | None 
             return too_large(limit)
         binding = await asyncio.to_thread(gate.binding, request, route, sector.name)  # 403 if not registered
         try:
-            batch = await asyncio.to_thread(read_payload, ingest, sector, body, media, binding)
+            batch = await asyncio.to_thread(read_payload, ingest, sector, body, media, binding,
+                                            directory(binding.registration.agency_id))
         except ValidationError as exc:
             meter.refused(request, route, 400)
             return unreadable(exc)
@@ -237,8 +248,10 @@ def ingest_router(services: Services, gate: AgencyGate, metrics: Metrics | None 
         try:
             binding = await asyncio.to_thread(gate.binding, request, route, health.SECTOR)
             await asyncio.to_thread(binding.check_sources, (e.resource for e in decoded.entries))
-            results = binding.bind_results(health.results(decoded, binding.registration.mappings.get(health.SECTOR)))
-            batch = await asyncio.to_thread(prepare_batch, ingest, results, atomic=decoded.atomic)
+            agency = directory(binding.registration.agency_id)
+            results = binding.bind_results(health.results(
+                decoded, binding.registration.mappings.get(health.SECTOR), directory=agency))
+            batch = await asyncio.to_thread(prepare_batch, ingest, results, atomic=decoded.atomic, directory=agency)
             summary = await accept_batch(ingest, batch)
         except HubError as exc:
             return error_outcome(exc)

@@ -36,6 +36,14 @@ MappingOpt = Annotated[
         help="A mapping file to use instead of the built-in one (see connectors/mappings/README.md).",
     ),
 ]
+AgencyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--agency",
+        help="Whose FHIR references the files resolve and add to (as the agency's token subject on the API); "
+        "default: the mapping's source system.",
+    ),
+]
 ChunkOpt = Annotated[int, typer.Option("--chunk", min=1, max=5000, help="Records per acceptance batch.")]
 
 
@@ -59,7 +67,7 @@ def _with_broker(settings: Settings) -> Settings:
 
 
 async def _import(settings: Settings, sector: SectorReader, paths: Sequence[Path], mapping: Mapping | None,
-                  chunk: int) -> Summary:
+                  chunk: int, agency: str | None = None) -> Summary:
     files = sum(len(sector.files(p)) for p in paths)
     services = Services.build(settings)
     try:
@@ -74,13 +82,15 @@ async def _import(settings: Settings, sector: SectorReader, paths: Sequence[Path
                 seen += len(done.results) + done.rejected + done.ignored
                 progress.update(task, rows=f"{seen} rows from {files} file(s)")
 
-            return await import_files(services, sector.name, paths, mapping=mapping, chunk=chunk, on_chunk=on_chunk)
+            return await import_files(services, sector.name, paths, mapping=mapping, chunk=chunk, on_chunk=on_chunk,
+                                      agency=agency)
     finally:
         await services.stop()
         services.store.engine.dispose()
 
 
-def run_import(sector_name: str, paths: Sequence[Path], mapping_file: Path | None, chunk: int = DEFAULT_CHUNK) -> int:
+def run_import(sector_name: str, paths: Sequence[Path], mapping_file: Path | None, chunk: int = DEFAULT_CHUNK,
+               agency: str | None = None) -> int:
     """The `hub ingest` commands: returns the exit code (0 all good, 1 some rows rejected)."""
     sector = reader(sector_name)
     os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")  # the summary is for people; keep logs quiet
@@ -90,7 +100,9 @@ def run_import(sector_name: str, paths: Sequence[Path], mapping_file: Path | Non
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         fail(f"no such file or directory: {', '.join(missing)}")
-    summary = run(_import(settings, sector, paths, mapping, chunk))
+    if agency is None and sector_name == "health":
+        agency = (mapping or sector.default_mapping()).source_system
+    summary = run(_import(settings, sector, paths, mapping, chunk, agency))
     for problem in summary.problems:
         console.print(f"[red]rejected[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     out.print(
@@ -102,9 +114,11 @@ def run_import(sector_name: str, paths: Sequence[Path], mapping_file: Path | Non
 
 
 @ingest_app.command("health")
-def ingest_health(paths: PathsArg, mapping: MappingOpt = None, chunk: ChunkOpt = DEFAULT_CHUNK) -> None:
-    """FHIR R4 / UK Core resources: .json (resources, Bundles), .xml, .ndjson; directories are walked."""
-    raise typer.Exit(run_import("health", paths, mapping, chunk))
+def ingest_health(paths: PathsArg, mapping: MappingOpt = None, chunk: ChunkOpt = DEFAULT_CHUNK,
+                  agency: AgencyOpt = None) -> None:
+    """FHIR R4 / UK Core resources: .json (resources, Bundles), .xml, .ndjson; directories are walked.
+    Patients and services are remembered for later files' references (per --agency)."""
+    raise typer.Exit(run_import("health", paths, mapping, chunk, agency))
 
 
 @ingest_app.command("social-care")

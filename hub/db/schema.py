@@ -57,6 +57,9 @@ Tables
 * ``alerts`` — coordinator alerts (unacknowledged delivery, readiness before an appointment,
   delivery failed) and report requests to producing services, once per ``alert_key``.
 * ``agency_webhooks`` — agency id → webhook URL and shared secret (``HUB_WEBHOOKS_FILE`` may add more).
+* ``fhir_references`` — each agency's FHIR Patients, Practitioners, Organizations and services by
+  ``(agency, resourceType, id)``, so a later resource's ``Patient/{id}`` resolves as on a FHIR server
+  (:mod:`hub.ingest.references`): a Patient as its subject pseudonym only, the others as names and codes.
 """
 
 from __future__ import annotations
@@ -407,4 +410,17 @@ agency_webhooks = sa.Table(
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("secret", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+)
+
+# ---- FHIR references between requests (migration 0010) --------------------------------------------
+fhir_references = sa.Table(
+    "fhir_references", metadata,
+    sa.Column("agency", sa.String(200), primary_key=True),
+    sa.Column("resource_type", sa.String(40), primary_key=True),
+    sa.Column("resource_id", sa.String(200), primary_key=True),
+    sa.Column("subject", sa.String(80), nullable=True, index=True),  # a Patient's pseudonym
+    sa.Column("summary", sa.Text, nullable=False),  # JSON: what mapping needs (no NHS number, no name)
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    info={"personal": {"subject": SUBJECT}, "erase": DELETE, "erase_by": {SUBJECT: "subject"}},
 )

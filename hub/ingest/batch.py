@@ -6,6 +6,9 @@ item or Bundle entry). Rows the connector refused, and rows whose event does not
 accepted through the one acceptance contract (:meth:`~hub.ingest.IngestService.accept_prepared`:
 dedupe on source keys, durable log, publish with acks=all). Nothing valid in a batch is lost, unless
 the batch is atomic (a single resource or a FHIR ``transaction`` Bundle): then one bad row refuses all.
+FHIR context resources (Patient, Practitioner, Organization…) the connector hands back are kept in
+the sending agency's reference directory (:mod:`hub.ingest.references`) once the batch is accepted,
+and not at all when an atomic batch is refused.
 
 :func:`import_files` reads files and directories (``hub ingest``, hub/cli/ingest.py) through the same
 code in chunks, each file read by its sector's reader (:mod:`connectors.sectors`).
@@ -20,11 +23,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connectors.files import read_file
+from connectors.health.directory import ReferenceDirectory
 from connectors.mapping import Mapping
-from connectors.results import RecordResult
+from connectors.results import RecordResult, Remembered
 from connectors.sectors import reader
 from hub.core.errors import Problem
 from hub.core.privacy import scrub
+from hub.ingest.references import SqlReferenceDirectory
 
 if TYPE_CHECKING:
     from hub.ingest.service import IngestService, Prepared
@@ -103,13 +108,20 @@ class PreparedBatch:
 
     ready: list[tuple[int | None, str | None, Prepared]] = field(default_factory=list)
     summary: Summary = field(default_factory=Summary)
+    directory: SqlReferenceDirectory | None = None
+    remember: list[Remembered] = field(default_factory=list)
 
 
 def prepare_batch(
-    ingest: IngestService, results: Iterable[RecordResult], *, atomic: bool = False
+    ingest: IngestService,
+    results: Iterable[RecordResult],
+    *,
+    atomic: bool = False,
+    directory: SqlReferenceDirectory | None = None,
 ) -> PreparedBatch:
-    """Split connector results into prepared events and rejected rows (CPU only: no I/O)."""
-    batch = PreparedBatch()
+    """Split connector results into prepared events and rejected rows (no I/O but the connector's
+    reference look-ups in ``directory``)."""
+    batch = PreparedBatch(directory=directory)
     summary = batch.summary
     bad_rows: set[tuple[str | None, int | None]] = set()
     mapped: list[RecordResult] = []
@@ -122,6 +134,8 @@ def prepare_batch(
             ]
         elif result.event is None:
             summary.ignored += 1
+            if result.remember is not None:
+                batch.remember.append(result.remember)
         else:
             mapped.append(result)
     prepared, problems = ingest.prepare([r.event for r in mapped if r.event is not None])
@@ -137,6 +151,8 @@ def prepare_batch(
             ]
         else:
             batch.ready.append((result.row, result.source, prep))
+    if atomic and bad_rows:
+        batch.remember = []
     if atomic and bad_rows and batch.ready:
         for row, source, _ in batch.ready:
             bad_rows.add((source, row))
@@ -155,26 +171,35 @@ async def accept_batch(ingest: IngestService, batch: PreparedBatch) -> Summary:
             RowResult(row, a.event_id, a.status, a.topic, a.source_version, source)
             for (row, source, _), a in zip(batch.ready, acceptances, strict=True)
         ]
+    if batch.directory is not None and batch.remember:
+        await asyncio.to_thread(batch.directory.remember_all, batch.remember)
     return summary
 
 
 async def accept_results(
-    ingest: IngestService, results: Iterable[RecordResult], *, atomic: bool = False
+    ingest: IngestService,
+    results: Iterable[RecordResult],
+    *,
+    atomic: bool = False,
+    directory: SqlReferenceDirectory | None = None,
 ) -> Summary:
-    return await accept_batch(ingest, prepare_batch(ingest, results, atomic=atomic))
+    return await accept_batch(ingest, prepare_batch(ingest, results, atomic=atomic, directory=directory))
 
 
 # --- files ------------------------------------------------------------------------------------
 
 
 def iter_file_results(
-    paths: Sequence[str | Path], sector: str, mapping: Mapping | None = None
+    paths: Sequence[str | Path],
+    sector: str,
+    mapping: Mapping | None = None,
+    directory: ReferenceDirectory | None = None,
 ) -> Iterator[tuple[list[RecordResult], bool]]:
     """(results, atomic) groups: one per file for atomic files, else runs of up to 500 records."""
     sector_reader = reader(sector)
     for path in paths:
         for file in sector_reader.files(Path(path)):
-            results, atomic = read_file(file, sector_reader, mapping)
+            results, atomic = read_file(file, sector_reader, mapping, directory)
             group: list[RecordResult] = []
             for r in results:
                 group.append(r)
@@ -193,25 +218,28 @@ async def import_files(
     mapping: Mapping | None = None,
     chunk: int = DEFAULT_CHUNK,
     on_chunk: Callable[[Summary], None] | None = None,
+    agency: str | None = None,
 ) -> Summary:
     """Import agency files through the acceptance contract in chunks of about ``chunk`` records.
 
     Bad rows are reported with their file and line (or Bundle entry); good rows are imported.
-    ``on_chunk`` is called with each chunk's summary (for progress display).
+    ``on_chunk`` is called with each chunk's summary (for progress display). ``agency``: whose FHIR
+    references the files resolve and add to (:mod:`hub.ingest.references`); none when None.
     """
+    directory = None if agency is None else SqlReferenceDirectory(services.store, services.pseudonymise, agency)
     total = Summary()
     pending: list[RecordResult] = []
 
     async def flush(results: list[RecordResult], atomic: bool) -> None:
         if not results:
             return
-        batch = await asyncio.to_thread(prepare_batch, services.ingest, results, atomic=atomic)
+        batch = await asyncio.to_thread(prepare_batch, services.ingest, results, atomic=atomic, directory=directory)
         done = await accept_batch(services.ingest, batch)
         total.merge(done)
         if on_chunk is not None:
             on_chunk(done)
 
-    for group, atomic in iter_file_results(paths, sector, mapping):
+    for group, atomic in iter_file_results(paths, sector, mapping, directory):
         if atomic:
             await flush(group, True)
             continue

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 
+from connectors.identifiers import PSEUDONYM_SYSTEM
 from hub.core.errors import HubError, Problem, ValidationError
 from hub.core.events import InboundEvent
 from hub.core.logging import get_logger
@@ -132,7 +133,8 @@ class IngestService:
         schema = self.catalogue.writer(ev.record_type)
         if ev.source_version < 1:
             raise ValueError("source_version must be 1 or more")
-        subject = self.pseudonymise(ev.subject.system, ev.subject.value)
+        subject = (ev.subject.value if ev.subject.system == PSEUDONYM_SYSTEM
+                   else self.pseudonymise(ev.subject.system, ev.subject.value))
         event_id = event_id_for(ev.source_system, ev.source_id)
         occurred = _as_utc(ev.occurred_at)
         meta = {

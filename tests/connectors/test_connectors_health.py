@@ -182,7 +182,7 @@ def test_unresolvable_patient_reference():
     data["participant"][0]["actor"] = {"reference": "Patient/missing"}
     with pytest.raises(ValidationError) as err:
         health.parse_payload(json.dumps(data), FHIR_JSON)
-    assert "cannot be resolved in the Bundle and carries no NHS number identifier" in str(err.value)
+    assert "cannot be resolved in the Bundle or among the Patients this agency sent before" in str(err.value)
 
 
 def test_missing_service_reference_named():
