@@ -24,17 +24,18 @@ from hub.api.governance_routes import governance_router
 from hub.api.ingest_routes import ingest_router
 from hub.api.metrics import Metrics
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
+from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
 from hub.api.sharing_routes import sharing_router
 from hub.api.timeline_routes import timeline_router
 from hub.core.errors import AuthError, ForbiddenError, HubError, NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.jobs import Runner
 from hub.core.logging import get_logger
-from hub.core.privacy import scrub_text
 from hub.family.enrolment import Enrolment
 from hub.governance.agencies import AgencyRegistry
 from hub.governance.agency_binding import AgencyBinding
-from hub.governance.audit import AuditLog
+from hub.governance.audit import AuditEntry, AuditLog
+from hub.governance.audit_seal import reason_subject, seal_text
 from hub.governance.auth import (
     INVESTIGATION_HEADER,
     PUBLIC,
@@ -134,7 +135,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
             await services.stop()
 
     tokens = TokenService(services.settings)
-    enrolment = Enrolment(store, services.ingest)
+    enrolment = Enrolment(store, services.ingest, services.vault)
 
     async def on_caseload(coordinator: str, household: str) -> bool:
         return household in await asyncio.to_thread(enrolment.caseload, coordinator)
@@ -142,22 +143,25 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     audit = AuditLog(store)
     registry = AgencyRegistry.from_settings(services.settings)
     gate = AgencyGate(registry, audit)
+    refusals = RefusalLog()
 
-    def trace(action: str, principal: Principal | None, request: Request, template: str,
-              detail: dict[str, Any]) -> None:
+    def trace(action: str, principal: Principal, request: Request, template: str, detail: dict[str, Any]) -> None:
+        """One audit record of an authenticated call: hub ids that exist, the route template, a sealed reason."""
         params = request.path_params
-        audit.record(action, actor=principal.subject if principal else "anonymous",
-                     actor_role=principal.role if principal else "", subject_household=params.get("household_id"),
-                     subject_child=params.get("child_id"), data_ref=f"{request.method} {template}",
-                     purpose=request.headers.get("x-purpose") or ("investigation" if principal and principal.reason
-                                                                  else None),
-                     detail=detail, source=request.client.host if request.client else None)
+        household, child = known_ids(store, params.get("household_id"), params.get("child_id"))
+        if principal.reason:
+            detail = {**detail, "reason": seal_text(services.vault, reason_subject(household, principal.subject),
+                                                    principal.reason)}
+        audit.record_many([AuditEntry(
+            action, actor=principal.subject, actor_role=principal.role, subject_household=household,
+            subject_child=child, data_ref=f"{request.method} {template}", purpose=purpose_of(request, principal),
+            detail=detail, source=request.client.host if request.client else None)])
 
     async def guard(request: Request) -> None:
         """Authenticate the bearer token, apply the route's policy (hub/governance/auth.py POLICY), audit the access."""
         header = request.headers.get("authorization", "")
         route = request.scope.get("route")
-        template = getattr(route, "path", request.url.path)
+        template = getattr(route, "path", None) or "unmatched"
         if policy_for(request.method, template) is PUBLIC:
             return  # the health probes take no token: an orchestrator's stale one must not fail them
         principal = None
@@ -169,19 +173,24 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
                              else tokens.verify(bearer))
                 reason = request.headers.get(INVESTIGATION_HEADER)
                 if reason and principal.role == "ig_officer":
-                    principal = dataclasses.replace(principal, reason=scrub_text(reason)[:500])
+                    principal = dataclasses.replace(principal, reason=reason[:500])
             rule = await authorise(principal, request.method, template, dict(request.path_params), on_caseload)
         except (AuthError, ForbiddenError, NotFoundError) as exc:
-            await asyncio.to_thread(trace, "login_denied", principal, request, template,
-                                    {"refused": type(exc).__name__})
+            why = refusal_reason(exc, principal, header)
+            metrics.refused.labels(why).inc()
+            refusals.warn(why, request.client.host if request.client else "unknown", request.method, template)
+            if principal is not None:  # who was refused is IG's business; an anonymous knock is not
+                await asyncio.to_thread(trace, "login_denied", principal, request, template,
+                                        {"refused": type(exc).__name__})
             raise
         request.state.principal = principal
         if rule.audit and principal is not None:
-            detail = {"reason": principal.reason} if principal.reason else {}
-            await asyncio.to_thread(trace, rule.audit, principal, request, template, detail)
+            await asyncio.to_thread(trace, rule.audit, principal, request, template, {})
 
+    docs = services.settings.api_docs_open
     app = FastAPI(title="Family integration hub", version="0.1.0", lifespan=lifespan,
-                  dependencies=[Depends(guard)],
+                  dependencies=[Depends(guard)], docs_url="/docs" if docs else None,
+                  redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None,
                   description="Agency events in; consent-gated family timelines out.")
     app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
     app.add_exception_handler(HubError, hub_error_handler)
@@ -214,6 +223,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
             for topic, lag in (await consumer_lag(services.settings, GROUP_ID)).items():
                 metrics.lag.labels(topic).set(lag)
         metrics.dead.set(len(await asyncio.to_thread(store.dead_letters, limit=100000)))
+        metrics.audit_dead.set(await asyncio.to_thread(audit.dead_letter_count))
         metrics.unpublished.set(await asyncio.to_thread(store.log_count, unpublished_only=True))
         now = datetime.now(UTC)
         workers = await asyncio.to_thread(store.workers)

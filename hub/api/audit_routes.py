@@ -10,6 +10,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, Response
 
 from hub.governance import audit, audit_queries
+from hub.governance.audit_seal import open_detail
 from hub.governance.export import export_csv, export_fhir
 from hub.ingest.services import Services
 
@@ -35,7 +36,17 @@ def audit_router(services: Services) -> APIRouter:
         """Walk the hash chain; name every altered, deleted, reordered or inserted record."""
         report = await asyncio.to_thread(log.verify)
         return {"ok": report.ok, "records": report.records, "anchors_checked": report.anchors_checked,
-                "problems": [str(p) for p in report.problems]}
+                "problems": [str(p) for p in report.problems],
+                "dead_letters": await asyncio.to_thread(log.dead_letter_count)}
+
+    @router.get("/v1/audit/records")
+    async def records(household_id: str | None = None, action: str | None = None) -> list[Any]:
+        """Audit records in seq order, with the sealed reasons (link, unlink, investigation) opened for IG."""
+        found = await asyncio.to_thread(log.records, household=household_id,
+                                        actions=[action] if action else None)
+        opened = [dataclasses.replace(r, detail=await asyncio.to_thread(open_detail, services.vault, r.detail))
+                  for r in found]
+        return _plain(opened)  # type: ignore[no-any-return]
 
     @router.get("/v1/audit/households/{household_id}/who-has-seen")
     async def who_has_seen(household_id: str) -> list[Any]:

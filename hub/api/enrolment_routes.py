@@ -51,7 +51,7 @@ class AssignIn(BaseModel):
 
 def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRouter:
     router = APIRouter(tags=["enrolment"])
-    enrol = Enrolment(services.store, services.ingest)
+    enrol = Enrolment(services.store, services.ingest, services.vault)
     store = services.store
 
     @router.post("/v1/households", status_code=201)

@@ -25,3 +25,8 @@ class Metrics:
         self.deliveries_overdue = Gauge(
             "hub_deliveries_overdue", "Queued deliveries due for over 30 s that no deliverer has taken up",
             registry=self.registry)
+        self.refused = Counter("hub_requests_refused", "Requests refused before reaching a route, by reason "
+                               "(unauthenticated, invalid_token, forbidden, not_found)", ["reason"],
+                               registry=self.registry)
+        self.audit_dead = Gauge("hub_audit_dead_letters", "Audit records the writer could not store "
+                                "(GET /v1/audit/verify)", registry=self.registry)

@@ -34,6 +34,7 @@
 | HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
 | HUB_AGENCIES_FILE | (none) | Agency registry, JSON (YAML with PyYAML): `hub/governance/agencies.py`. |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
+| HUB_API_DOCS | auto | Serve `/docs`, `/redoc`, `/openapi.json` (no token); off: 404. auto: embedded demo only. |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
 
@@ -123,6 +124,8 @@ class Settings(BaseSettings):
     agencies_file: Path | None = None
 
     max_body_bytes: int = 5 * 1024 * 1024
+    #: None (auto): the API description is served only by the embedded demo; see :attr:`api_docs_open`
+    api_docs: bool | None = None
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -138,6 +141,18 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return not self.kafka_bootstrap
+
+    @property
+    def api_docs_open(self) -> bool:
+        """Whether ``/docs``, ``/redoc`` and ``/openapi.json`` are served (else they answer 404).
+
+        HUB_API_DOCS when set; otherwise only on the embedded demo (`hub demo`, `hub up` with the
+        embedded broker and the default SQLite database): production settings — an external Kafka
+        in HUB_KAFKA_BOOTSTRAP or any HUB_DATABASE_URL — keep the API description closed.
+        """
+        if self.api_docs is not None:
+            return self.api_docs
+        return (self.embedded_broker or self.kafka_embedded) and not self.database_url
 
     @property
     def idempotent_producer(self) -> bool:

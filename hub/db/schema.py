@@ -39,7 +39,8 @@ Tables
   ``erased_subjects`` — subjects kept out of the projections (:mod:`hub.db.erasure_guard`);
   ``erasures`` — the erasure register (:mod:`hub.governance.erasure`).
 * ``audit_log`` and ``audit_anchors`` — the hash-chained audit log (:mod:`hub.governance.audit`);
-  ``audit_cursors`` — how far the sharing decisions were copied into it.
+  ``audit_cursors`` — how far the sharing decisions were copied into it; ``audit_dead_letters`` — records
+  the writer could not store, with the reason (migration 0011).
 * ``households``, ``household_members``, ``caseloads`` — enrolment (:mod:`hub.family.enrolment`).
 * ``consent_directives`` — one row per consent directive (FHIR R4 Consent JSON as received), resolved
   to the hub child through ``identity_links``; ``status`` active / withdrawn / invalid, or
@@ -262,6 +263,21 @@ audit_cursors = sa.Table(
     "audit_cursors", metadata,
     sa.Column("name", sa.String(60), primary_key=True),
     sa.Column("position", sa.String(200), nullable=False),
+)
+
+# audit records the writer could not store (migration 0011): the trail goes on without them, and the
+# reason (which check failed, on which field; never the value) is kept for information governance
+audit_dead_letters = sa.Table(
+    "audit_dead_letters", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("failed_at", TS, nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("subject_household", sa.String(80), nullable=True),
+    sa.Column("subject_child", sa.String(80), nullable=True),
+    sa.Column("data_ref", sa.String(200), nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    info={"personal": {"subject_household": HOUSEHOLD, "subject_child": MEMBER}, "erase": KEEP},
 )
 
 # ---- enrolment (migrations 0004, 0007) ------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import ConfigError, StoreError
@@ -161,50 +161,61 @@ class Store:
                     found.update(k for k in ((r[0], r[1], r[2]) for r in rows) if k in wanted)
         return found
 
-    def append(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False) -> list[int]:
+    def append(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False,
+               then: Callable[[Connection], object] | None = None) -> list[int]:
         """Insert accepted event versions; return their seq numbers. Rows carry headers as pairs.
 
         With ``skip_existing`` a row whose (source system, source id, version) is already logged is
         left alone (``ON CONFLICT DO NOTHING`` on the unique constraint, one statement for the chunk,
         also when a concurrent transaction inserted it first) and its seq is ``0`` in the answer; the
         seqs of the inserted rows are in row order. Without it a duplicate raises ``IntegrityError``.
+        ``then(conn)`` runs in the same transaction after the insert (an audit record of the change):
+        if it raises, nothing is logged.
         """
         if not rows:
             return []
         prepared = [{**r, "headers": _headers_to_text(r["headers"])} for r in rows]
         try:
             with self.engine.begin() as conn:
-                dialect = conn.dialect.name
-                if skip_existing and dialect in ("sqlite", "postgresql"):
-                    c = ingest_log.c
-                    insert = sqlite_insert if dialect == "sqlite" else pg_insert
-                    stmt = (insert(ingest_log)
-                            .on_conflict_do_nothing(index_elements=[c.source_system, c.source_id, c.source_version])
-                            .returning(c.seq, c.source_system, c.source_id, c.source_version))
-                    seq_of = {(r[1], r[2], r[3]): r[0] for r in conn.execute(stmt, prepared)}
-                    return [seq_of.pop((r["source_system"], r["source_id"], r["source_version"]), 0) for r in rows]
-                if dialect in ("sqlite", "postgresql"):
-                    result = conn.execute(ingest_log.insert().returning(ingest_log.c.seq), prepared)
-                    return [r[0] for r in result]
-                seqs = []
-                for row in prepared:
-                    if skip_existing:
-                        nested = conn.begin_nested()
-                        try:
-                            key = conn.execute(ingest_log.insert(), row).inserted_primary_key
-                        except sa.exc.IntegrityError:
-                            nested.rollback()
-                            seqs.append(0)
-                            continue
-                        nested.commit()
-                    else:
-                        key = conn.execute(ingest_log.insert(), row).inserted_primary_key
-                    seqs.append(int(key[0]) if key else 0)
+                seqs = self._insert_log(conn, rows, prepared, skip_existing)
+                if then is not None:
+                    then(conn)
                 return seqs
         except sa.exc.IntegrityError:
             raise
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record accepted events: {_first_line(exc)}") from exc
+
+    @staticmethod
+    def _insert_log(conn: Connection, rows: Sequence[dict[str, Any]], prepared: list[dict[str, Any]],
+                    skip_existing: bool) -> list[int]:
+        dialect = conn.dialect.name
+        if skip_existing and dialect in ("sqlite", "postgresql"):
+            c = ingest_log.c
+            insert = sqlite_insert if dialect == "sqlite" else pg_insert
+            stmt = (insert(ingest_log)
+                    .on_conflict_do_nothing(index_elements=[c.source_system, c.source_id, c.source_version])
+                    .returning(c.seq, c.source_system, c.source_id, c.source_version))
+            seq_of = {(r[1], r[2], r[3]): r[0] for r in conn.execute(stmt, prepared)}
+            return [seq_of.pop((r["source_system"], r["source_id"], r["source_version"]), 0) for r in rows]
+        if dialect in ("sqlite", "postgresql"):
+            result = conn.execute(ingest_log.insert().returning(ingest_log.c.seq), prepared)
+            return [r[0] for r in result]
+        seqs = []
+        for row in prepared:
+            if skip_existing:
+                nested = conn.begin_nested()
+                try:
+                    key = conn.execute(ingest_log.insert(), row).inserted_primary_key
+                except sa.exc.IntegrityError:
+                    nested.rollback()
+                    seqs.append(0)
+                    continue
+                nested.commit()
+            else:
+                key = conn.execute(ingest_log.insert(), row).inserted_primary_key
+            seqs.append(int(key[0]) if key else 0)
+        return seqs
 
     def mark_published(self, seqs: Sequence[int]) -> None:
         """Record the broker's acknowledgement: one UPDATE per up to 2,000 seqs, in one transaction."""

@@ -6,6 +6,12 @@ Identifier links are *events*: each link or unlink goes through the ingest servi
 ``IdentityLinked`` record, so it is durable, on the identity topic, replayed with everything else,
 and projected by the workers; an unlink removes the events it brought from the family's timeline.
 The identifier's value never leaves this module except as a pseudonym.
+
+Each link and unlink writes its ``identity_link`` / ``identity_unlink`` audit record in the
+transaction that accepts the event, so there is no link without its record. The reason the
+coordinator gave is kept in the record sealed under the identifier's data key
+(:mod:`hub.governance.audit_seal`): IG reads it through ``GET /v1/audit/records``, and erasing the
+person makes it unreadable.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from hub.core.errors import NotFoundError, ValidationError
 from hub.core.events import ENROLMENT_SOURCE, InboundEvent, SubjectRef
 from hub.db.schema import caseloads, household_members, households, ingest_log
 from hub.db.store import Store, utcnow
-from hub.governance.audit import AuditLog
-from hub.ingest.service import Acceptance, IngestService
+from hub.governance.audit import AuditEntry, AuditLog
+from hub.governance.audit_seal import seal_text
+from hub.ingest.service import Acceptance, IngestService, event_id_for
+from hub.wire.sealing import KeyVault
 
 LINKABLE = ("nhs-number", "upn", "la-person-id", "hub-child-id", "other")
 
@@ -40,9 +48,10 @@ class Member:
 
 
 class Enrolment:
-    def __init__(self, store: Store, ingest: IngestService) -> None:
+    def __init__(self, store: Store, ingest: IngestService, vault: KeyVault | None = None) -> None:
         self.store = store
         self.ingest = ingest
+        self.vault = vault if vault is not None else getattr(getattr(ingest, "serde", None), "vault", None)
 
     def create_household(self, coordinator_id: str) -> str:
         household_id = f"hh-{uuid.uuid4().hex[:16]}"
@@ -126,12 +135,15 @@ class Enrolment:
             source_version=self._next_version(source_id), occurred_at=datetime.now(UTC), subject=ref,
             body={"action": action, "child_id": member.member_id, "household_id": household_id,
                   "identifier_system": system, "reason": reason or f"{action} by {by}"})
-        [acceptance] = await self.ingest.accept([event])
-        await asyncio.to_thread(
-            AuditLog(self.store).record, "identity_link" if action == "link" else "identity_unlink", actor=by,
-            actor_role="coordinator", subject_household=household_id, subject_child=member.member_id,
-            data_ref=acceptance.event_id, purpose="enrolment",
-            detail={"identifier_system": system, "version": acceptance.source_version, "reason": reason or ""})
+        detail: dict[str, object] = {"identifier_system": system, "version": event.source_version}
+        if reason and self.vault is not None:
+            detail["reason"] = await asyncio.to_thread(seal_text, self.vault, subject, reason)
+        entry = AuditEntry(
+            action="identity_link" if action == "link" else "identity_unlink", actor=by, actor_role="coordinator",
+            subject_household=household_id, subject_child=member.member_id,
+            data_ref=event_id_for(ENROLMENT_SOURCE, source_id), purpose="enrolment", detail=detail)
+        audit = AuditLog(self.store)
+        [acceptance] = await self.ingest.accept([event], then=lambda conn: audit.record_in(conn, entry))
         return acceptance
 
     @staticmethod

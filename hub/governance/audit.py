@@ -31,6 +31,16 @@ Writes are serialised so the chain never forks: PostgreSQL takes a transaction-l
 :func:`hub.core.privacy.scrub_text`; if that would change it (an NHS-number-, UPN- or bare-date-shaped
 value) the record is refused with ``ValueError``, as are keys that name personal data (``name``,
 ``dob``, ``nhs_number`` …). Use timestamps (``2026-01-02T10:00:00Z``), not bare dates, in details.
+Records are built from the hub's own ids and codes; free text a caller typed (a link or investigation
+reason) is sealed first (:mod:`hub.governance.audit_seal`: ``{"sealed": …}`` values are not scanned).
+
+A refusal never stops the trail. :meth:`AuditLog.record_many` (the writer of the audit jobs) puts a
+record it cannot store in ``audit_dead_letters`` with the reason — which check failed on which field,
+never the value; an id-shaped household or child id is left out — and writes the others in the same
+transaction; IG sees the count on ``GET /v1/audit/verify`` and operators on ``/metrics``
+(``hub_audit_dead_letters``). :meth:`AuditLog.record` and :meth:`AuditLog.record_in` stay strict
+(``ValueError``): their callers need the record, and :meth:`~AuditLog.record_in` writes it in the
+caller's own transaction, so a change whose record cannot be written does not happen.
 
 How verify names tampering
 --------------------------
@@ -87,8 +97,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import AuditIntegrityError, NotFoundError, StoreError
+from hub.core.logging import get_logger
 from hub.core.privacy import PERSONAL_KEYS, scrub_text
-from hub.db.schema import audit_anchors, audit_log
+from hub.db.schema import audit_anchors, audit_dead_letters, audit_log
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.audit_records import (
     ACTIONS,
@@ -113,6 +124,8 @@ __all__ = (
     "register_action", "verify_rows",
 )
 
+log = get_logger(__name__)
+
 # Arbitrary constant key for pg_advisory_xact_lock ("audit" in ASCII); no other hub lock uses it.
 PG_LOCK_KEY = 0x6175646974
 
@@ -120,6 +133,8 @@ PG_LOCK_KEY = 0x6175646974
 def check_detail(detail: Any, path: str = "detail") -> None:
     """Refuse personal identifiers in a detail object (ValueError naming the path, never the value)."""
     if isinstance(detail, Mapping):
+        if set(detail) == {"sealed"} and isinstance(detail["sealed"], str):
+            return  # ciphertext (hub.governance.audit_seal)
         for key, value in detail.items():
             k = str(key)
             if k.lower() in PERSONAL_KEYS or scrub_text(k) != k:
@@ -146,6 +161,17 @@ def _row_to_record(row: Any) -> AuditRecord:
         legal_basis=row.legal_basis, detail=detail if isinstance(detail, dict) else {"value": detail},
         source=row.source, prev_hash=row.prev_hash, hash=row.hash,
     )
+
+
+def _hub_id(value: str | None) -> str | None:
+    """An id for a dead letter: left out when it is shaped like a personal identifier."""
+    return value if value is None or scrub_text(value) == value else None
+
+
+def _dead_letter(e: AuditEntry, reason: str) -> dict[str, Any]:
+    return {"failed_at": utcnow(), "action": str(e.action)[:40], "actor": (_hub_id(e.actor) or "withheld")[:200],
+            "subject_household": _hub_id(e.subject_household), "subject_child": _hub_id(e.subject_child),
+            "data_ref": _hub_id(e.data_ref), "reason": scrub_text(reason)}
 
 
 def _first_line(exc: SQLAlchemyError) -> str:
@@ -189,43 +215,88 @@ class AuditLog:
                subject_child: str | None = None, data_ref: str | None = None, purpose: str | None = None,
                legal_basis: str | None = None, detail: Mapping[str, Any] | None = None,
                source: str | None = None) -> AuditRecord:
-        """Append one record and return it (with seq and hash)."""
-        return self.record_many([AuditEntry(
+        """Append one record and return it (with seq and hash); strict: ``ValueError`` if it cannot be stored."""
+        return self._write([self._prepare(AuditEntry(
             action=action, actor=actor, actor_role=actor_role, subject_household=subject_household,
             subject_child=subject_child, data_ref=data_ref, purpose=purpose, legal_basis=legal_basis,
-            detail=detail, source=source)])[0]
+            detail=detail, source=source))], [])[0]
 
     def record_many(self, entries: Iterable[AuditEntry | Mapping[str, Any]]) -> list[AuditRecord]:
-        """Append several records in one transaction, chained in the order given."""
-        prepared = [self._prepare(e if isinstance(e, AuditEntry) else AuditEntry(**e)) for e in entries]
-        if not prepared:
+        """Append several records in one transaction, chained in the order given.
+
+        A record that cannot be stored (unknown action, no actor, personal data in its detail) is
+        dead-lettered with its reason and the others are written: nothing a caller sends can stop the trail.
+        """
+        prepared: list[dict[str, Any]] = []
+        dead: list[dict[str, Any]] = []
+        for raw in entries:
+            e = raw if isinstance(raw, AuditEntry) else AuditEntry(**raw)
+            try:
+                prepared.append(self._prepare(e))
+            except ValueError as exc:
+                dead.append(_dead_letter(e, str(exc)))
+        if not prepared and not dead:
             return []
+        return self._write(prepared, dead)
+
+    def _write(self, prepared: list[dict[str, Any]], dead: list[dict[str, Any]]) -> list[AuditRecord]:
+        rows: list[dict[str, Any]] = []
         anchors: list[Anchor] = []
         try:
             with self._write_tx() as conn:
-                last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.recorded_at)
-                                    .order_by(audit_log.c.seq.desc()).limit(1)).first()
-                seq, prev, last_at = (int(last.seq), last.hash, as_utc(last.recorded_at)) if last else \
-                    (0, GENESIS, None)
-                now = utcnow()
-                at = max(now, last_at) if last_at is not None else now
-                rows = []
-                for fields in prepared:
-                    seq += 1
-                    row = {**fields, "seq": seq, "recorded_at": at, "prev_hash": prev}
-                    row["hash"] = prev = compute_hash(row, row["prev_hash"])
-                    rows.append(row)
-                    if self.anchor_every > 0 and seq % self.anchor_every == 0:
-                        anchors.append(Anchor(seq, row["hash"], at))
-                conn.execute(audit_log.insert(), rows)
-                if anchors:
-                    conn.execute(audit_anchors.insert(),
-                                 [{"seq": a.seq, "hash": a.hash, "anchored_at": a.anchored_at} for a in anchors])
+                if prepared:
+                    rows, anchors = self._append(conn, prepared)
+                if dead:
+                    conn.execute(audit_dead_letters.insert(), dead)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot write the audit log: {_first_line(exc)}") from exc
+        if dead:
+            log.warning("audit.dead_lettered", records=len(dead), reasons=sorted({d["reason"] for d in dead}))
         for a in anchors:
             self._ship(a)
         return [_row_to_record(_Obj(r)) for r in rows]
+
+    def record_in(self, conn: Connection, entry: AuditEntry) -> AuditRecord:
+        """Append one record in the caller's transaction, so it commits or rolls back with the change.
+
+        Strict: ``ValueError`` if the record cannot be stored (the caller's transaction then rolls back).
+        On SQLite the caller's transaction must already hold the write lock (it has written, or began
+        with ``BEGIN IMMEDIATE``); on PostgreSQL the audit lock is taken here, until the commit.
+        """
+        fields = self._prepare(entry)
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+        rows, anchors = self._append(conn, [fields])
+        for a in anchors:  # shipped before the commit: an anchor of a record that rolled back fails verify loudly
+            self._ship(a)
+        return _row_to_record(_Obj(rows[0]))
+
+    def _append(self, conn: Connection, prepared: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Anchor]]:
+        """Chain and insert prepared records; the caller holds the audit write lock."""
+        last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.recorded_at)
+                            .order_by(audit_log.c.seq.desc()).limit(1)).first()
+        seq, prev, last_at = (int(last.seq), last.hash, as_utc(last.recorded_at)) if last else (0, GENESIS, None)
+        now = utcnow()
+        at = max(now, last_at) if last_at is not None else now
+        rows = []
+        anchors: list[Anchor] = []
+        for fields in prepared:
+            seq += 1
+            row = {**fields, "seq": seq, "recorded_at": at, "prev_hash": prev}
+            row["hash"] = prev = compute_hash(row, row["prev_hash"])
+            rows.append(row)
+            if self.anchor_every > 0 and seq % self.anchor_every == 0:
+                anchors.append(Anchor(seq, row["hash"], at))
+        conn.execute(audit_log.insert(), rows)
+        if anchors:
+            conn.execute(audit_anchors.insert(),
+                         [{"seq": a.seq, "hash": a.hash, "anchored_at": a.anchored_at} for a in anchors])
+        return rows, anchors
+
+    def dead_letter_count(self) -> int:
+        """Audit records the writer could not store."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(audit_dead_letters)).scalar_one())
 
     @staticmethod
     def _prepare(e: AuditEntry) -> dict[str, Any]:
@@ -236,6 +307,11 @@ class AuditLog:
             raise ValueError("an audit record needs an actor (user id or system component)")
         if e.detail is not None and not isinstance(e.detail, Mapping):
             raise ValueError("audit detail must be a JSON object")
+        for name in ("actor", "purpose", "legal_basis", "source"):  # subjects and data_ref are the hub's own ids
+            value = getattr(e, name)
+            if value is not None and scrub_text(str(value)) != str(value):
+                raise ValueError(f"audit {name} looks like an NHS number, UPN or date of birth; audit records "
+                                 "name people by the hub's pseudonymous ids only")
         check_detail(dict(e.detail or {}))
         return {
             "actor": e.actor, "actor_role": e.actor_role or "", "action": e.action,

@@ -233,6 +233,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/agencies/{agency_id}/children/{child_id}/team"): rule("agency", relation="agency"),
     # information governance: audit records and decisions, not clinical content
     ("GET", "/v1/audit/verify"): rule(IG),
+    ("GET", "/v1/audit/records"): rule(IG),
     ("GET", "/v1/audit/households/{household_id}/who-has-seen"): rule(IG),
     ("GET", "/v1/audit/withheld"): rule(IG),
     ("GET", "/v1/audit/overrides"): rule(IG),

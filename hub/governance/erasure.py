@@ -21,10 +21,11 @@ never stored, logged or echoed). An identifier linked to a member erases that me
    replays and the re-seeding of a new broker leave them out;
 5. adds a row to the ``erasures`` register (which member, which pseudonyms, why, who, when).
 
-After the commit it writes one ``erasure`` audit record (who, whose pseudonyms, why, when, what was
-removed; no identifiers). A written reason is required. Erasing the same person again finds nothing
-left and changes nothing (``status="already_erased"``); a register row whose audit record was not
-written (a crash in between) gets it then.
+In the same transaction it writes one ``erasure`` audit record (who, whose pseudonyms, why, when,
+what was removed; no identifiers): an erasure whose record cannot be written does not happen. A
+written reason is required. Erasing the same person again finds nothing left and changes nothing
+(``status="already_erased"``); a register row without its audit record (written before records
+were part of the erasure's transaction) gets it then.
 
 Records about the person that an agency sends *after* the erasure are new information: they are
 sealed under a new data key version and projected (as an unlinked subject) like any other.
@@ -62,7 +63,7 @@ from hub.db.schema import (
     timeline_entries,
 )
 from hub.db.store import Store, utcnow
-from hub.governance.audit import AuditLog, check_detail
+from hub.governance.audit import AuditEntry, AuditLog, check_detail
 from hub.wire.sealing import is_sealed
 
 log = get_logger(__name__)
@@ -309,6 +310,12 @@ class Erasure:
                         erasure_id=erasure_id, kind=person.kind, household_id=person.household_id,
                         member_id=person.member_id, subjects=json.dumps(person.subjects), reason=text,
                         requested_by=actor, requested_role=actor_role, erased_at=now))
+                    result = ErasureResult(erasure_id, "erased", person.kind, person.household_id,
+                                           person.member_id, person.subjects, shredded, removed)
+                    # the audit record commits with the erasure, or the erasure does not happen
+                    record = AuditLog(self.store).record_in(conn, _entry(result, text, actor, actor_role, source))
+                    conn.execute(erasures.update().where(erasures.c.erasure_id == erasure_id)
+                                 .values(audit_seq=record.seq))
             except _NothingLeft as nothing:
                 log.info("erasure.nothing_left", subjects=len(person.subjects))
                 return self._finish_audit(nothing.previous)
@@ -318,11 +325,10 @@ class Erasure:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                     conn.commit()
         self.vault.forget(person.subjects)
-        result = ErasureResult(erasure_id, "erased", person.kind, person.household_id, person.member_id,
-                               person.subjects, shredded, removed)
         log.info("erasure.done", erasure_id=erasure_id, subjects=len(person.subjects), keys_shredded=shredded,
                  rows=sum(removed.values()))
-        return self._audit(result, text, actor, actor_role, source)
+        return ErasureResult(result.erasure_id, result.status, result.kind, result.household_id, result.member_id,
+                             result.subjects, result.keys_shredded, result.removed, record.seq)
 
     @staticmethod
     def _previous_of_subjects(conn: Connection, subjects: Sequence[str]) -> ErasureResult | None:
@@ -341,12 +347,10 @@ class Erasure:
 
     def _audit(self, result: ErasureResult, reason: str, actor: str, actor_role: str,
                source: str | None) -> ErasureResult:
-        record = AuditLog(self.store).record(
-            "erasure", actor=actor, actor_role=actor_role, subject_household=result.household_id,
-            subject_child=result.member_id, data_ref=f"erasure:{result.erasure_id}", purpose="erasure",
-            legal_basis=LEGAL_BASIS, source=source,
-            detail={"reason": reason, "target": result.kind, "subjects": result.subjects,
-                    "keys_shredded": result.keys_shredded, "removed": result.removed})
+        written = AuditLog(self.store).record_many([_entry(result, reason, actor, actor_role, source)])
+        if not written:  # dead-lettered, with its reason
+            return result
+        record = written[0]
         with self.store.engine.begin() as conn:
             conn.execute(erasures.update().where(erasures.c.erasure_id == result.erasure_id)
                          .values(audit_seq=record.seq))
@@ -360,6 +364,15 @@ class Erasure:
         with self.store.engine.connect() as conn:
             row = conn.execute(sa.select(erasures).where(erasures.c.erasure_id == previous.erasure_id)).one()
         return self._audit(previous, row.reason, row.requested_by, row.requested_role, None)
+
+
+def _entry(result: ErasureResult, reason: str, actor: str, actor_role: str, source: str | None) -> AuditEntry:
+    return AuditEntry(
+        "erasure", actor=actor, actor_role=actor_role, subject_household=result.household_id,
+        subject_child=result.member_id, data_ref=f"erasure:{result.erasure_id}", purpose="erasure",
+        legal_basis=LEGAL_BASIS, source=source,
+        detail={"reason": reason, "target": result.kind, "subjects": result.subjects,
+                "keys_shredded": result.keys_shredded, "removed": result.removed})
 
 
 def live_key_count(store: Store, subjects: Sequence[str]) -> int:

@@ -151,24 +151,31 @@ class IngestService:
                    agency_id=_producing_agency(ev.body))
         return Prepared((ev.source_system, ev.source_id, ev.source_version), row)
 
-    async def accept(self, events: Sequence[InboundEvent]) -> list[Acceptance]:
-        """Accept a batch all-or-nothing at validation; see the module docstring for the contract."""
+    async def accept(self, events: Sequence[InboundEvent], *,
+                     then: Callable[[sa.Connection], object] | None = None) -> list[Acceptance]:
+        """Accept a batch all-or-nothing at validation; see the module docstring for the contract.
+
+        ``then(conn)`` runs in the transaction that logs the batch (the audit record of a change made
+        through the API): if it raises, nothing is accepted and the error propagates.
+        """
         prepared, problems = self.prepare(events)
         if problems:
             raise ValidationError(problems, title="Events do not fit the hub's record schemas")
-        return await self.accept_prepared([p for p in prepared if p is not None])
+        return await self.accept_prepared([p for p in prepared if p is not None], then=then)
 
-    async def accept_prepared(self, prepared: Sequence[Prepared]) -> list[Acceptance]:
+    async def accept_prepared(self, prepared: Sequence[Prepared], *,
+                              then: Callable[[sa.Connection], object] | None = None) -> list[Acceptance]:
         for attempt in range(3):
             try:
-                return await self._accept(prepared)
+                return await self._accept(prepared, then)
             except sa.exc.IntegrityError:
                 if attempt == 2:
                     raise
                 log.info("ingest.concurrent_duplicate_retry", attempt=attempt)
         raise AssertionError("unreachable")
 
-    async def _accept(self, prepared: Sequence[Prepared]) -> list[Acceptance]:
+    async def _accept(self, prepared: Sequence[Prepared],
+                      then: Callable[[sa.Connection], object] | None = None) -> list[Acceptance]:
         fresh: dict[tuple[str, str, int], Prepared] = {}
         for p in prepared:
             fresh.setdefault(p.source_key, p)
@@ -184,7 +191,8 @@ class IngestService:
         try:
             # One statement: rows already in the log (also when a concurrent transaction inserted
             # them first) are skipped by the unique constraint and come back with seq 0.
-            seqs = await asyncio.to_thread(self.store.append, [p.row for p in fresh.values()], skip_existing=True)
+            seqs = await asyncio.to_thread(self.store.append, [p.row for p in fresh.values()], skip_existing=True,
+                                           then=then)
             inserted = {key: seq for key, seq in zip(fresh, seqs, strict=True) if seq}
             # Duplicates whose first copy never reached the broker are published now, before the answer.
             stale: list[LogRecord] = []

@@ -117,6 +117,7 @@ async def test_family_sees_its_own_household_and_the_young_person_only_their_own
 
 async def test_reads_and_refusals_leave_an_audit_trace(client: httpx.AsyncClient, services: Services) -> None:
     from hub.governance.audit import AuditLog
+    from hub.governance.audit_seal import open_detail
 
     cc = token_header(services, "coordinator", "cc-audit")
     hh = (await client.post("/v1/households", json={"coordinator_id": "cc-audit"}, headers=cc)).json()["household_id"]
@@ -131,7 +132,9 @@ async def test_reads_and_refusals_leave_an_audit_trace(client: httpx.AsyncClient
     assert ("login_denied", "cc-other", "coordinator") in seen
     ig_read = next(r for r in records if r.actor == "ig-1")
     assert ig_read.action == "read_timeline" and ig_read.purpose == "investigation"
-    assert ig_read.detail["reason"] == "complaint ref 2026-0042 review"
+    # the reason is free text: sealed in the record, opened for IG (GET /v1/audit/records)
+    assert "complaint" not in str(ig_read.detail["reason"])
+    assert open_detail(services.vault, ig_read.detail)["reason"] == "complaint ref 2026-0042 review"
     assert AuditLog(services.store).verify().ok
 
 

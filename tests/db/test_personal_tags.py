@@ -64,5 +64,6 @@ def test_rows_of_an_event_go_with_the_event() -> None:
 def test_what_an_erasure_keeps_is_a_deliberate_list() -> None:
     kept = {t.name for t in metadata.sorted_tables if t.info.get("erase") == KEEP}
     # the erasure's own register and guard, the append-only audit chain (pseudonymous ids only), and the
-    # household and its caseloads, which belong to the family rather than to the person erased
-    assert kept == {"erasures", "erased_subjects", "audit_log", "households", "caseloads"}
+    # household and its caseloads, which belong to the family rather than to the person erased; the audit
+    # dead letters are part of the trail (hub ids and the failed check, never a value)
+    assert kept == {"erasures", "erased_subjects", "audit_log", "audit_dead_letters", "households", "caseloads"}
