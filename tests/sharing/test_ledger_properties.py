@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from consent import Basis, Category, Decision, Information, Outcome, Purpose, Recipient, RecipientKind, Sector
 from hub.sharing.ledger import (
+    MAYBE_SENT,
     AddDelivery,
     Cancel,
     ChildCase,
@@ -25,7 +26,6 @@ from hub.sharing.ledger import (
     DeliveryKey,
     DeliveryRow,
     ItemKey,
-    MAYBE_SENT,
     Ledger,
     Plan,
     RecordDecision,
