@@ -221,6 +221,25 @@ def _finish(store: Store, outcomes: list[tuple[str, str, dict[str, Any]]], now: 
                             details={"delivery_id": delivery_id, "last_error": row.last_error})
 
 
+def _posted(row: dict[str, Any], ok: bool, info: str, attempt: str, now: datetime,
+            stats: DeliveryStats) -> tuple[str, str, dict[str, Any]]:
+    """The outcome of one POST: delivered, failed for good, or a retry after a backoff."""
+    did, attempts = row["delivery_id"], row["attempts"] + 1
+    if ok:
+        stats.delivered += 1
+        stats.delivered_ids.append(did)
+        return did, "delivered", dict(state="delivered", channel="webhook", delivered_at=now, attempts=attempts,
+                                      receipt=info, last_error=None, closed_at=None, why=None, attempt_id=attempt)
+    if attempts >= max_attempts():
+        stats.failed += 1
+        return did, "failed", dict(state="failed", channel="webhook", attempts=attempts, last_error=info,
+                                   closed_at=now, attempt_id=attempt, why=f"not delivered after {attempts} attempts")
+    stats.retried += 1
+    again = "in_doubt" if row["state"] == "in_doubt" else "queued"  # an earlier POST may have got there
+    return did, "retry", dict(state=again, channel="webhook", attempts=attempts, last_error=info,
+                              next_attempt_at=now + backoff(attempts), attempt_id=attempt)
+
+
 async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | None = None, *,
                       limit: int = 500, concurrency: int = 32, escalate: bool = True) -> DeliveryStats:
     """Send every queued delivery whose time has come; then (``escalate``) escalate unacknowledged ones."""
@@ -258,24 +277,7 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
                 if not await asyncio.to_thread(_mark_sending, store, row, attempt, now):
                     return  # cancelled or closed since the claim
                 ok, info = await send(client, hook, row, now)
-            attempts = row["attempts"] + 1
-            if ok:
-                outcomes.append((did, "delivered", dict(state="delivered", channel="webhook", delivered_at=now,
-                                                        attempts=attempts, receipt=info, last_error=None,
-                                                        closed_at=None, why=None, attempt_id=attempt)))
-                stats.delivered += 1
-                stats.delivered_ids.append(did)
-            elif attempts >= max_attempts():
-                outcomes.append((did, "failed", dict(state="failed", channel="webhook", attempts=attempts,
-                                                     last_error=info, closed_at=now, attempt_id=attempt,
-                                                     why=f"not delivered after {attempts} attempts")))
-                stats.failed += 1
-            else:
-                again = "in_doubt" if row["state"] == "in_doubt" else "queued"  # an earlier POST may have got there
-                outcomes.append((did, "retry", dict(state=again, channel="webhook", attempts=attempts,
-                                                    last_error=info, next_attempt_at=now + backoff(attempts),
-                                                    attempt_id=attempt)))
-                stats.retried += 1
+            outcomes.append(_posted(row, ok, info, attempt, now, stats))
 
         await asyncio.gather(*(one(r) for r in rows))
         sent = {r["delivery_id"]: json.loads(r["payload"]) for r in rows}  # as claimed: what went out
