@@ -47,6 +47,7 @@ from hub.governance.auth import (
 from hub.ingest.relay import RELAY_EVERY, RelayJob
 from hub.ingest.services import Services
 from hub.kafka.topics import GROUP_ID, consumer_lag
+from hub.kafka.watch import BrokerWatch
 from hub.sharing.delivery import backlog as delivery_backlog
 from hub.sharing.follower import lag as sharing_lag
 from hub.wire.jsonavro import coerce_record
@@ -125,7 +126,8 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
-        jobs = Runner([RelayJob(store, services.publisher, relay_interval)])  # the API process relays the outbox
+        jobs = Runner([RelayJob(store, services.publisher, relay_interval),  # the API process relays the outbox
+                       BrokerWatch(services.settings, services.publisher)])  # and watches the broker (/readyz)
         task = asyncio.create_task(jobs.run())
         try:
             yield
@@ -213,6 +215,8 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
             reasons.append("no stream worker has finished recovering")
         if not services.started:
             reasons.append("not connected to Kafka")
+        elif services.publisher.unreachable:
+            reasons.append(services.publisher.unreachable)
         if reasons:
             return problem(503, "not-ready", "Not ready", "; ".join(reasons))
         return Response('{"status":"ready"}', media_type="application/json")

@@ -395,6 +395,9 @@ deliveries = sa.Table(
     sa.Column("closed_at", TS, nullable=True),  # cancelled or failed
     sa.Column("escalated_at", TS, nullable=True),
     sa.Column("round", sa.Integer, nullable=False, server_default="0"),
+    # the POST in hand (state sending; next_attempt_at is then when its claim expires) — migration 0013
+    sa.Column("attempt_id", sa.String(36), nullable=True),
+    sa.Column("sending_at", TS, nullable=True),
     sa.UniqueConstraint("information_id", "information_version", "recipient_key", "kind", "round", name="uq_delivery"),
     info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
           "erase_by": {EVENT: "information_id", MEMBER: "child_id"}, "retain_by": "information_id"},

@@ -53,6 +53,8 @@ class Publisher:
         self.settings = settings
         self.bootstrap = bootstrap
         self._producer: AIOKafkaProducer | None = None
+        #: why the broker is unreachable, as the last check found (:class:`hub.kafka.watch.BrokerWatch`)
+        self.unreachable: str | None = None
 
     async def start(self) -> None:
         """Connect (inside the event loop that will publish)."""
@@ -98,6 +100,8 @@ class Publisher:
         """Send every record and return only when the broker acknowledged all of them."""
         if self._producer is None:
             raise BrokerError("the publisher is not connected to Kafka")
+        if self.unreachable:  # refuse at once rather than wait out the request timeout; retrying cures it
+            raise BrokerError(f"the broker did not acknowledge {len(records)} record(s): {self.unreachable}")
         try:
             futures = [
                 await self._producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers) for r in records

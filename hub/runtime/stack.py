@@ -124,10 +124,50 @@ class Stack:
     def children(self) -> list[subprocess.Popen[bytes]]:
         return [*self.workers, *([self.deliverer] if self.deliverer is not None else [])]
 
+    async def restart_broker(self) -> None:
+        """The embedded broker died: start a new one on the same port, re-seed it, and restart the workers.
+
+        Its log was in memory, so the new broker is empty: the topics are created again and every
+        accepted event is published again from the ingest log (projections are idempotent). The
+        workers' consumer group and changelogs went with the old broker, so they are restarted too
+        (SIGTERM, SIGKILL after 3 s; this loop starts them again). The API's producer reconnects by itself.
+        """
+        assert self.broker is not None and self.services is not None
+        log.warning("stack.broker_restarted", status=self.broker.process.returncode if self.broker.process else None)
+        self.broker.process = None
+        try:
+            await asyncio.to_thread(self.broker.start)
+            await asyncio.wait_for(ensure_topics(self.settings), timeout=20)
+        except (ConfigError, BrokerError, TimeoutError) as exc:
+            log.warning("stack.broker_restart_failed", error=str(exc)[:200])
+            return  # tried again at the next look
+        await self._stop_workers_for_new_broker()
+        try:
+            events = await reseed_if_new(self.services, self.bootstrap)
+        except BrokerError as exc:  # the relay job publishes what is left
+            log.warning("stack.reseed_failed", error=str(exc)[:200])
+            return
+        log.info("stack.broker_reseeded", events=events)
+
+    async def _stop_workers_for_new_broker(self, grace: float = 3.0) -> None:
+        """SIGTERM the workers; SIGKILL any still running after ``grace`` s (with its broker gone a worker
+        can hang a minute stopping; projections are idempotent, so a kill loses nothing)."""
+        running = [w for w in self.workers if w.poll() is None]
+        for w in running:
+            w.terminate()
+        for w in running:
+            try:
+                await asyncio.to_thread(w.wait, grace)
+            except subprocess.TimeoutExpired:
+                w.kill()
+
     async def supervise(self, interval: float = 1.0) -> None:
-        """Restart a worker or the deliverer that died (crash or kill -9); the others carry on meanwhile."""
+        """Restart the embedded broker, a worker or the deliverer that died (crash or kill -9); the others carry on."""
         while True:
             await asyncio.sleep(interval)
+            b = self.broker
+            if b is not None and (b.process is None or b.process.poll() is not None):
+                await self.restart_broker()
             for i, w in enumerate(self.workers):
                 if w.poll() is not None:
                     log.warning("stack.worker_restarted", index=i, pid=w.pid, status=w.returncode)

@@ -7,12 +7,16 @@ caller writes when it chooses (one ``executemany`` per table for a whole pass), 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.db.schema import deliveries, share_decisions
+from hub.sharing.inflight import notice_for_maybe_sent
 from hub.sharing.ledger import (
+    MAYBE_SENT,
     AddDelivery,
     Cancel,
     Plan,
@@ -70,11 +74,7 @@ def _update(conn: Connection, a: RetireDecision | Requeue | Cancel | Rewithhold 
             payload=payload(a.info, a.target, a.decision_id, a.decision, "share", ctx.child_id, a.delivery_id,
                             a.not_for)))
     elif isinstance(a, Cancel):
-        values: dict[str, Any] = dict(state="cancelled", why=a.why, closed_at=now)
-        if a.decision_id is not None:
-            values["decision_id"] = a.decision_id
-        conn.execute(deliveries.update().where(DL.delivery_id == a.delivery_id, DL.state == "queued")
-                     .values(**values))
+        _cancel(conn, a, now)
     elif isinstance(a, Rewithhold):
         conn.execute(deliveries.update().where(DL.delivery_id == a.delivery_id).values(
             why=a.why, decision_id=a.decision_id))
@@ -82,3 +82,28 @@ def _update(conn: Connection, a: RetireDecision | Requeue | Cancel | Rewithhold 
         conn.execute(deliveries.update().where(DL.delivery_id == a.delivery_id, DL.state == "queued").values(
             payload=payload(a.info, a.target, a.decision_id, a.decision, "share", ctx.child_id, a.delivery_id,
                             a.not_for)))
+
+
+def _cancel(conn: Connection, a: Cancel, now: datetime) -> None:
+    """A queued delivery is cancelled; a share that may have been received is closed in doubt instead.
+
+    The plan was made from what was read at the start of the pass: a deliverer may have marked the
+    share ``sending`` since. Such a share is closed in doubt too, and (a refusal, so the plan has no
+    notice for it) followed by a withdrawal notice here.
+    """
+    values: dict[str, Any] = dict(why=a.why, closed_at=now)
+    if a.decision_id is not None:
+        values["decision_id"] = a.decision_id
+    if not a.in_doubt:
+        done = conn.execute(deliveries.update().where(DL.delivery_id == a.delivery_id, DL.state == "queued")
+                            .values(state="cancelled", **values))
+        if done.rowcount or a.decision_id is None or a.key[3] != "share":
+            return
+    closing = sa.and_(DL.delivery_id == a.delivery_id, DL.state.in_(MAYBE_SENT), DL.closed_at.is_(None))
+    row = conn.execute(sa.select(deliveries).where(closing)).first()
+    if row is None:
+        return
+    # closed: never sent again; next_attempt_at keeps the claim of a POST still in hand (its notice waits)
+    conn.execute(deliveries.update().where(closing).values(state="in_doubt", **values))
+    if not a.in_doubt:
+        notice_for_maybe_sent(conn, row, now)

@@ -42,6 +42,17 @@ Before any share is sent, the directives it rests on are checked again: one with
 decision cancels it. A share the sharing step withdraws while its POST is in flight has gone all
 the same: it is recorded as delivered and a withdrawal notice follows it (to the service, or to
 each named professional the copy did not yet exclude).
+
+Sending, and shares in doubt
+    Before each POST the share is marked ``sending`` (``attempt_id``, ``sending_at``, and a claim
+    until ``next_attempt_at``) in a transaction of its own. A deliverer that dies mid-POST (kill -9,
+    a lost machine) leaves it so; when the claim has expired, the next deliverer pass marks it
+    ``in_doubt``: the recipient may or may not have it. An in-doubt share is sent again while the
+    consent it rests on stands (the ``Idempotency-Key`` is the delivery id, so the receiver keeps one
+    copy). If consent is withdrawn, it is not cancelled as a queued share would be: it is closed in
+    doubt (no more attempts) and the recipient gets a withdrawal notice as for a delivered share;
+    the family's share list says it "may have been received". A withdrawal notice is never sent
+    while the share it follows is ``sending``, so it cannot overtake it.
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -63,6 +75,7 @@ from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.inbox import FAMILY_KINDS, acknowledge, family_copies, inbox, recipient_states
 from hub.sharing.inflight import follow_raced
+from hub.sharing.ledger import MAYBE_SENT
 from hub.sharing.webhooks import Webhook, load_webhooks, send, set_webhook, sign, verify
 
 __all__ = [
@@ -76,6 +89,8 @@ DL = deliveries.c
 SD = share_decisions.c
 CD = consent_directives.c
 LEASE = timedelta(seconds=60)
+#: states the deliverer takes up when due
+CLAIMABLE = ("queued", "in_doubt")
 INBOX_RECHECK = timedelta(minutes=5)
 
 
@@ -107,19 +122,49 @@ class DeliveryStats:
 
 # ---------------------------------------------------------------------------------------- claiming
 
+def _expire_sending(conn: sa.Connection, now: datetime) -> int:
+    """Shares left ``sending`` past their claim (their deliverer died mid-POST): the outcome is unknown."""
+    n = conn.execute(deliveries.update().where(DL.state == "sending", DL.next_attempt_at <= now)
+                     .values(state="in_doubt")).rowcount
+    if n:
+        log.warning("sharing.delivery_in_doubt", deliveries=n)
+    return int(n or 0)
+
+
 def _claim_due(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
+    """Claim due deliveries: queued ones, and in-doubt shares (sent again: the receiver dedupes by id).
+
+    A withdrawal notice waits while the share it follows is being sent (its claim has not expired),
+    so it never overtakes it. A share closed in doubt (``closed_at`` set) is not sent again.
+    """
     lease_until = now + LEASE + timedelta(microseconds=random.randint(0, 999_999))
+    sibling = deliveries.alias("share_in_hand").c
+    share_in_hand = sa.exists().where(
+        sibling.information_id == DL.information_id, sibling.information_version == DL.information_version,
+        sibling.recipient_key == DL.recipient_key, sibling.kind == "share", sibling.state.in_(MAYBE_SENT),
+        sibling.next_attempt_at > now)
     with store.engine.begin() as conn:
-        ids = [r[0] for r in conn.execute(sa.select(DL.delivery_id).where(
-            DL.state == "queued", DL.next_attempt_at <= now).order_by(DL.next_attempt_at).limit(limit))]
+        _expire_sending(conn, now)
+        due = sa.and_(DL.state.in_(CLAIMABLE), DL.closed_at.is_(None), DL.next_attempt_at <= now)
+        waits = sa.and_(DL.kind == "withdrawal_notice", share_in_hand)
+        ids = [r[0] for r in conn.execute(sa.select(DL.delivery_id).where(due, ~waits)
+                                          .order_by(DL.next_attempt_at).limit(limit))]
         if not ids:
             return []
-        conn.execute(deliveries.update().where(DL.delivery_id.in_(ids), DL.state == "queued",
-                                               DL.next_attempt_at <= now).values(next_attempt_at=lease_until))
+        conn.execute(deliveries.update().where(DL.delivery_id.in_(ids), due).values(next_attempt_at=lease_until))
         q = (sa.select(deliveries, SD.directive_ids).select_from(
             deliveries.join(share_decisions, SD.decision_id == DL.decision_id, isouter=True))
              .where(DL.delivery_id.in_(ids), DL.next_attempt_at == lease_until))
         return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def _mark_sending(store: Store, row: dict[str, Any], attempt_id: str, now: datetime) -> bool:
+    """Record, committed before the POST, that it is going out; False if the row is no longer ours to send."""
+    with store.engine.begin() as conn:
+        return bool(conn.execute(deliveries.update().where(
+            DL.delivery_id == row["delivery_id"], DL.state.in_(CLAIMABLE), DL.closed_at.is_(None),
+            DL.next_attempt_at == row["next_attempt_at"]).values(
+            state="sending", attempt_id=attempt_id, sending_at=now, next_attempt_at=now + LEASE)).rowcount)
 
 
 def _withdrawn(store: Store, rows: list[dict[str, Any]]) -> set[str]:
@@ -139,15 +184,27 @@ def _withdrawn(store: Store, rows: list[dict[str, Any]]) -> set[str]:
     return {d for d, ids in wanted.items() if gone & set(ids)}
 
 
+def _where(what: str, values: dict[str, Any]) -> sa.ColumnElement[bool]:
+    """Which state an outcome may move a row from: a POST's outcome only the row of that attempt."""
+    if "attempt_id" not in values:
+        states: tuple[str, ...] = ("queued",) if what == "cancelled" else CLAIMABLE
+        return sa.or_(*(DL.state == st for st in states))  # no IN (...): it runs as executemany
+    # a share closed in doubt while its POST was in flight records the delivery, and nothing else
+    states = ("sending", "in_doubt") if what == "delivered" else ("sending",)
+    return sa.and_(DL.attempt_id == sa.bindparam("_attempt"), sa.or_(*(DL.state == st for st in states)))
+
+
 def _finish(store: Store, outcomes: list[tuple[str, str, dict[str, Any]]], now: datetime,
             sent: dict[str, dict[str, Any]] | None = None) -> None:
     by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for delivery_id, _what, values in outcomes:  # one executemany per shape of update
-        by_shape.setdefault(tuple(sorted(values)), []).append({"_id": delivery_id, **values})
+    for delivery_id, what, values in outcomes:  # one executemany per shape of update
+        by_shape.setdefault((what, *sorted(values)), []).append(
+            {"_id": delivery_id, **({"_attempt": values["attempt_id"]} if "attempt_id" in values else {}),
+             **{k: v for k, v in values.items() if k != "attempt_id"}})
     with store.engine.begin() as conn:
-        for shape, params in by_shape.items():
-            stmt = deliveries.update().where(DL.delivery_id == sa.bindparam("_id"), DL.state == "queued").values(
-                {k: sa.bindparam(k) for k in shape})
+        for (what, *shape), params in by_shape.items():
+            stmt = deliveries.update().where(DL.delivery_id == sa.bindparam("_id"), _where(what, dict.fromkeys(shape))
+                                             ).values({k: sa.bindparam(k) for k in shape if k != "attempt_id"})
             conn.execute(stmt, params)
         delivered = {d: v for d, what, v in outcomes if what == "delivered"}
         shares = {d: b for d, b in (sent or {}).items() if d in delivered and b.get("kind") == "share"}
@@ -162,6 +219,25 @@ def _finish(store: Store, outcomes: list[tuple[str, str, dict[str, Any]]], now: 
                             to_service=service, now=now,
                             message=f"A share to {row.service} could not be delivered after {row.attempts} attempts",
                             details={"delivery_id": delivery_id, "last_error": row.last_error})
+
+
+def _posted(row: dict[str, Any], ok: bool, info: str, attempt: str, now: datetime,
+            stats: DeliveryStats) -> tuple[str, str, dict[str, Any]]:
+    """The outcome of one POST: delivered, failed for good, or a retry after a backoff."""
+    did, attempts = row["delivery_id"], row["attempts"] + 1
+    if ok:
+        stats.delivered += 1
+        stats.delivered_ids.append(did)
+        return did, "delivered", dict(state="delivered", channel="webhook", delivered_at=now, attempts=attempts,
+                                      receipt=info, last_error=None, closed_at=None, why=None, attempt_id=attempt)
+    if attempts >= max_attempts():
+        stats.failed += 1
+        return did, "failed", dict(state="failed", channel="webhook", attempts=attempts, last_error=info,
+                                   closed_at=now, attempt_id=attempt, why=f"not delivered after {attempts} attempts")
+    stats.retried += 1
+    again = "in_doubt" if row["state"] == "in_doubt" else "queued"  # an earlier POST may have got there
+    return did, "retry", dict(state=again, channel="webhook", attempts=attempts, last_error=info,
+                              next_attempt_at=now + backoff(attempts), attempt_id=attempt)
 
 
 async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | None = None, *,
@@ -179,6 +255,8 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
         async def one(row: dict[str, Any]) -> None:
             did = row["delivery_id"]
             if did in cancel:
+                if row["state"] == "in_doubt":
+                    return  # may have been received: the sharing step closes it and sends the notice
                 outcomes.append((did, "cancelled", dict(state="cancelled", closed_at=now,
                                                         why="consent withdrawn before delivery")))
                 stats.cancelled += 1
@@ -195,22 +273,11 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
                 stats.to_inbox += 1
                 return
             async with sem:
+                attempt = str(uuid.uuid4())
+                if not await asyncio.to_thread(_mark_sending, store, row, attempt, now):
+                    return  # cancelled or closed since the claim
                 ok, info = await send(client, hook, row, now)
-            attempts = row["attempts"] + 1
-            if ok:
-                outcomes.append((did, "delivered", dict(state="delivered", channel="webhook", delivered_at=now,
-                                                        attempts=attempts, receipt=info, last_error=None)))
-                stats.delivered += 1
-                stats.delivered_ids.append(did)
-            elif attempts >= max_attempts():
-                outcomes.append((did, "failed", dict(state="failed", channel="webhook", attempts=attempts,
-                                                     last_error=info, closed_at=now,
-                                                     why=f"not delivered after {attempts} attempts")))
-                stats.failed += 1
-            else:
-                outcomes.append((did, "retry", dict(channel="webhook", attempts=attempts, last_error=info,
-                                                    next_attempt_at=now + backoff(attempts))))
-                stats.retried += 1
+            outcomes.append(_posted(row, ok, info, attempt, now, stats))
 
         await asyncio.gather(*(one(r) for r in rows))
         sent = {r["delivery_id"]: json.loads(r["payload"]) for r in rows}  # as claimed: what went out

@@ -12,11 +12,13 @@ import sqlalchemy as sa
 from hub.core.errors import NotFoundError, ValidationError
 from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store, as_utc, utcnow
+from hub.sharing.ledger import MAYBE_SENT
 from hub.sharing.rounds import latest_share
 
 DL = deliveries.c
 SD = share_decisions.c
 FAMILY_KINDS = ("family", "young_person")
+MAY_HAVE_BEEN_RECEIVED = "may have been received"
 
 
 def _cursor(created_at: datetime, delivery_id: str) -> str:
@@ -98,7 +100,9 @@ def recipient_states(store: Store, household_id: str, child_id: str | None = Non
     """Per information and recipient: the current decision and where its delivery is.
 
     A named professional decided apart from their service has a row of their own
-    (``recipient_professional`` set); the service's row stands for everyone else in it.
+    (``recipient_professional`` set); the service's row stands for everyone else in it. A share
+    whose POST went out with no answer (``sending``, ``in_doubt``) has the ``note`` "may have been
+    received".
     """
     conds = [SD.household_id == household_id, SD.current.is_(True)]
     if child_id:
@@ -116,5 +120,6 @@ def recipient_states(store: Store, household_id: str, child_id: str | None = Non
             d["recipient_professional"] = key.rsplit(":", 1)[1] if key.startswith("professional:") else None
             for k in ("delivered_at", "acknowledged_at"):
                 d[k] = as_utc(d[k]).isoformat() if d[k] else None
+            d["note"] = MAY_HAVE_BEEN_RECEIVED if d["state"] in MAYBE_SENT else None
             out.append(d)
     return out

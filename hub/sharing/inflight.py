@@ -39,6 +39,14 @@ def _notice_after(conn: sa.Connection, row: Any, sent: dict[str, Any], recipient
         attempts=0, next_attempt_at=now, created_at=now, queued_at=now, round=round_))
 
 
+def notice_for_maybe_sent(conn: sa.Connection, row: Any, now: datetime) -> None:
+    """A withdrawal notice (next round) for a share that may have been received (``sending`` or ``in_doubt``)."""
+    body = json.loads(row.payload)
+    professional_id = body.get("recipient", {}).get("professional_id")
+    _notice_after(conn, row, body, row.recipient_key, professional_id, now)
+    log.warning("sharing.withdrawn_in_doubt", delivery_id=row.delivery_id)
+
+
 def follow_raced(conn: sa.Connection, sent: dict[str, dict[str, Any]], values: dict[str, dict[str, Any]],
            now: datetime) -> int:
     """Shares delivered while the sharing step withdrew them: record the truth, and follow with notices.

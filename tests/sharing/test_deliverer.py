@@ -220,6 +220,7 @@ def test_a_worker_in_process_mode_decides_and_leaves_delivery_and_audit_alone(st
             await until(lambda: len(to_paediatrics(store)) == 2, "the shares decided")
             if deliver:
                 await until(lambda: len(hook.requests) == 2, "the worker's own delivery pass")
+                await until(lambda: {r["state"] for r in to_paediatrics(store)} == {"delivered"}, "the receipts")
             else:
                 await asyncio.sleep(1.0)  # what a delivering worker would have sent by now
         finally:

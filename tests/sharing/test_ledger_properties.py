@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from consent import Basis, Category, Decision, Information, Outcome, Purpose, Recipient, RecipientKind, Sector
 from hub.sharing.ledger import (
+    MAYBE_SENT,
     AddDelivery,
     Cancel,
     ChildCase,
@@ -66,7 +67,7 @@ SERVICE_LEVEL = (GP, PAEDS, PARENTS)
 Outcomes = Mapping[str, Outcome]
 outcome = st.sampled_from([Outcome.PERMIT, Outcome.PERMIT, Outcome.DENY, Outcome.HOLD])
 outcomes = st.fixed_dictionaries({t.key: outcome for t in DECIDED})
-steps = st.lists(st.tuples(outcomes, st.booleans(), st.booleans()), min_size=1, max_size=6)
+steps = st.lists(st.tuples(outcomes, st.booleans(), st.sampled_from([False, True, "died"])), min_size=1, max_size=6)
 
 
 def key_of(t: Target) -> ItemKey:
@@ -105,9 +106,11 @@ class Tables:
                 assert a.decision_id not in self.decision_ids
                 self.decision_ids.add(a.decision_id)
 
-    def deliver(self) -> None:
-        """The deliverer sends every queued share and notice."""
-        self.ledger = Ledger({k: replace(r, state="delivered") if r.state == "queued" else r
+    def deliver(self, died: bool = False) -> None:
+        """The deliverer sends every queued share and notice; ``died``: it was killed mid-POST (shares in doubt)."""
+        sent = "in_doubt" if died else "delivered"
+        self.ledger = Ledger({k: replace(r, state=sent if k[3] == "share" or not died else r.state)
+                              if r.state == "queued" else r
                               for k, r in self.ledger.deliveries.items()}, self.ledger.rounds, self.ledger.current)
 
 
@@ -133,7 +136,10 @@ def applied(ledger: Ledger, plan: Plan) -> Ledger:
             rows[(*a.key, "share")] = DeliveryRow(a.delivery_id, "queued", a.round)
             rounds[a.key] = max(rounds[a.key], a.round)
         elif isinstance(a, Cancel):
-            if rows[a.key].state == "queued":
+            if a.in_doubt:
+                assert rows[a.key].state in MAYBE_SENT
+                rows[a.key] = replace(rows[a.key], state="in_doubt")
+            elif rows[a.key].state == "queued":
                 rows[a.key] = replace(rows[a.key], state="cancelled")
         elif isinstance(a, Rewithhold):
             assert rows[(*a.key, "share")].state == "withheld"
@@ -181,7 +187,7 @@ def check_step(before: Ledger, plan: Plan, after: Ledger) -> None:
 @settings(max_examples=150, deadline=None)
 @given(steps, st.booleans())
 def test_a_plan_applied_leaves_nothing_to_plan_and_queues_nothing_refused(
-        run: list[tuple[Outcomes, bool, bool]], individuals: bool) -> None:
+        run: list[tuple[Outcomes, bool, bool | str]], individuals: bool) -> None:
     tables = Tables()
     for n, (answers, redecide, deliver) in enumerate(run):
         before, redecide = tables.ledger, redecide or n == 0
@@ -191,7 +197,7 @@ def test_a_plan_applied_leaves_nothing_to_plan_and_queues_nothing_refused(
         for again in {False, redecide}:  # without a re-decision, what was decided before stands
             assert not plan_child(case(tables.ledger, answers, redecide=again, individuals=individuals))
         if deliver:
-            tables.deliver()
+            tables.deliver(died=deliver == "died")
 
 
 @settings(max_examples=80, deadline=None)
@@ -208,6 +214,36 @@ def test_a_withdrawal_after_delivery_sends_exactly_one_notice(
     assert notices(plan, who) == 1 and not shares(plan, who)
     tables.apply(plan)
     assert not plan_child(case(tables.ledger, {**then, who.key: refusal}, redecide=True, individuals=individuals))
+
+
+@settings(max_examples=80, deadline=None)
+@given(outcomes, outcomes, st.sampled_from(SERVICE_LEVEL), st.sampled_from([Outcome.DENY, Outcome.HOLD]),
+       st.booleans(), st.sampled_from(MAYBE_SENT))
+def test_an_in_doubt_share_withdrawn_always_yields_exactly_one_notice(
+        first: Outcomes, then: Outcomes, who: Target, refusal: Outcome, individuals: bool, state: str) -> None:
+    """The deliverer died mid-POST (or is still waiting): the share may have been received, so a
+    withdrawal closes it in doubt (not cancelled, never sent again) and tells the recipient once."""
+    tables = Tables()
+    tables.apply(plan_child(case(tables.ledger, {**first, who.key: Outcome.PERMIT}, redecide=False,
+                                 individuals=individuals)))
+    tables.deliver(died=True)
+    share = tables.ledger.share(key_of(who))
+    assert share is not None and share.state == "in_doubt"
+    if state == "sending":
+        tables.ledger = Ledger({**tables.ledger.deliveries, (*key_of(who), "share"): replace(share, state=state)},
+                               tables.ledger.rounds, tables.ledger.current)
+    plan = plan_child(case(tables.ledger, {**then, who.key: refusal}, redecide=True, individuals=individuals))
+    assert notices(plan, who) == 1 and not shares(plan, who)
+    (closed,) = [a for a in plan if isinstance(a, Cancel) and a.key == (*key_of(who), "share")]
+    assert closed.in_doubt
+    tables.apply(plan)
+    assert tables.ledger.share(key_of(who)) == replace(share, state="in_doubt")
+    for redecide in (False, True):
+        assert not plan_child(case(tables.ledger, {**then, who.key: refusal}, redecide=redecide,
+                                   individuals=individuals))
+    again = plan_child(case(tables.ledger, {**then, who.key: Outcome.PERMIT}, redecide=True, individuals=individuals))
+    (shared,) = shares(again, who)  # consent given again: shared in a later round than the notice
+    assert isinstance(shared, AddDelivery) and shared.queued and notices(again, who) == 0
 
 
 @settings(max_examples=80, deadline=None)

@@ -206,7 +206,7 @@ def test_a_professional_refused_while_the_service_copy_is_being_sent_gets_a_noti
         delivery.set_webhook(store, "7A6", hook.url, "s3cret-shared")
         sending = threading.Thread(target=deliver, args=(store, NOW + timedelta(seconds=1)))
         sending.start()
-        wait_until(lambda: any(d["state"] == "queued" and d["next_attempt_at"].replace(tzinfo=UTC) >
+        wait_until(lambda: any(d["state"] in ("queued", "sending") and d["next_attempt_at"].replace(tzinfo=UTC) >
                                NOW + timedelta(seconds=30) for d in slt_rows(store, f"service:7A6:{PAEDS}")),
                    10, "the claim")
         t2 = NOW + timedelta(seconds=2)

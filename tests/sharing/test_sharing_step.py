@@ -391,8 +391,9 @@ def test_a_report_from_a_new_service_brings_it_the_earlier_reports_too(store: St
 
 def test_a_share_withdrawn_while_it_is_being_sent_is_recorded_as_sent_and_followed_by_a_notice(
         store: Store) -> None:
-    """The family withdraws consent while the webhook POST is in flight: the copy has gone, so the
-    record says delivered (not cancelled) and a withdrawal notice follows it."""
+    """The family withdraws consent while the webhook POST is in flight: the share is marked
+    ``sending`` before the POST, so the withdrawal closes it in doubt (it may have been received)
+    and queues a withdrawal notice; the notice waits for the POST, which records the delivery."""
     feeder = Feeder(store, NOW)
     j = report_not_sent_journey(NOW, seed=308, child_id="child-race", household_id="hh-race")
     feeder.feed(j.before_consent + j.consent, NOW)
@@ -401,17 +402,20 @@ def test_a_share_withdrawn_while_it_is_being_sent_is_recorded_as_sent_and_follow
         delivery.set_webhook(store, "7A6", hook.url, "k")
         sending = threading.Thread(target=deliver, args=(store, NOW + timedelta(seconds=1)))
         sending.start()
-        wait_until(lambda: hook.requests or any(  # claimed: leased past the pass's time, POSTs on their way
-            d["state"] == "queued" and d["next_attempt_at"].replace(tzinfo=UTC) > NOW + timedelta(seconds=30)
-            for d in rows(store, deliveries) if d["service"] == ABUHB_PAEDS["service_name"]), 10, "the claim")
+        wait_until(lambda: share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])["state"] == "sending",
+                   10, "the share marked sending before its POST")
         assert not hook.requests
         feeder.feed([withdraw_event(j.directive_id, j.subject, NOW + timedelta(seconds=2))], NOW + timedelta(seconds=2))
-        assert share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])["state"] == "cancelled"
+        assert share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])["state"] == "in_doubt"
+        notice = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"], kind="withdrawal_notice")
+        assert notice["state"] == "queued" and notice["round"] == 1
+        if sending.is_alive():  # the notice does not overtake the share still being sent
+            deliver(store, NOW + timedelta(seconds=3))
+            assert share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"],
+                            kind="withdrawal_notice")["state"] == "queued"
         sending.join(30)
         share = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])
         assert share["state"] == "delivered" and share["channel"] == "webhook"
-        notice = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"], kind="withdrawal_notice")
-        assert notice["state"] == "queued" and notice["round"] == 1
         hook.delay = 0
         deliver(store, NOW + timedelta(seconds=5))
         kinds = [json.loads(q["body"])["kind"] for q in hook.requests

@@ -21,10 +21,10 @@ from hub.sharing.ledger.actions import (
     why,
 )
 from hub.sharing.ledger.planner import ChildCase, Decide, plan_child, plan_superseded, service_key_of
-from hub.sharing.ledger.values import DecisionRow, DeliveryKey, DeliveryRow, ItemKey, Ledger
+from hub.sharing.ledger.values import MAYBE_SENT, DecisionRow, DeliveryKey, DeliveryRow, ItemKey, Ledger
 
 __all__ = [
-    "Action", "AddDelivery", "Cancel", "ChildCase", "Decide", "DecisionRow", "DeliveryKey", "DeliveryRow",
-    "ItemKey", "Ledger", "Plan", "RecordDecision", "Requeue", "Rerender", "RetireDecision", "Rewithhold",
-    "plan_child", "plan_superseded", "service_key_of", "why",
+    "MAYBE_SENT", "Action", "AddDelivery", "Cancel", "ChildCase", "Decide", "DecisionRow", "DeliveryKey",
+    "DeliveryRow", "ItemKey", "Ledger", "Plan", "RecordDecision", "Requeue", "Rerender", "RetireDecision",
+    "Rewithhold", "plan_child", "plan_superseded", "service_key_of", "why",
 ]

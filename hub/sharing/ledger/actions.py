@@ -109,12 +109,18 @@ class Requeue:
 
 @dataclass(frozen=True)
 class Cancel:
-    """A queued delivery that must not go (``decision_id``: the refusing decision, when there is one)."""
+    """A queued delivery that must not go (``decision_id``: the refusing decision, when there is one).
+
+    ``in_doubt``: the share may have been received already (its POST went out and no answer came
+    back, :data:`~hub.sharing.ledger.values.MAYBE_SENT`); it is not sent again and is not
+    ``cancelled`` but stays ``in_doubt``, and the plan that closes it also adds a withdrawal notice.
+    """
 
     key: DeliveryKey
     delivery_id: str
     why: str
     decision_id: str | None = None
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True)

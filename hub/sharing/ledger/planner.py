@@ -5,7 +5,9 @@ child's directives changed (``redecide``) — the consent engine is asked (throu
 and the plan records the decision when it is new or different, and moves the recipient's delivery to
 match: a share ``queued`` for a permit or ``withheld`` otherwise, a queued share ``cancelled`` when
 no longer permitted, a withheld or cancelled one queued again when permitted, and a
-``withdrawal_notice`` (next round) to a recipient who holds a usable copy. A copy the recipient was
+``withdrawal_notice`` (next round) to a recipient who holds a usable copy — or may hold one: a share
+whose POST went out with no answer yet (``sending``) or ever (``in_doubt``, its deliverer died) is
+not cancelled but closed in doubt, and the recipient is told as if it had been delivered. A copy the recipient was
 told to stop using is shared again in a later round when consent is given again.
 
 Named professionals (see :mod:`hub.sharing.decisions`) are decided apart only when some directive
@@ -35,7 +37,7 @@ from hub.sharing.ledger.actions import (
     directive_ids_json,
     why,
 )
-from hub.sharing.ledger.values import DecisionRow, ItemKey, Ledger
+from hub.sharing.ledger.values import MAYBE_SENT, DecisionRow, ItemKey, Ledger
 from hub.sharing.model import Shareable, Target
 
 #: the consent engine's decision for one record and recipient, with the time its event side was taken at
@@ -200,7 +202,7 @@ class _Planner:
         share, notice = self.ledger.share(key), self.ledger.notice(key)
         if d.outcome is Outcome.PERMIT:
             told_to_stop = share is not None and notice is not None and notice.round > share.round
-            if share is None or (share.state in ("delivered", "acknowledged") and told_to_stop):
+            if share is None or (share.state in ("delivered", "acknowledged", *MAYBE_SENT) and told_to_stop):
                 self._add(s, t, d, decision_id, SHARE)
             elif share.state in ("withheld", "cancelled"):
                 round_ = share.round
@@ -216,6 +218,8 @@ class _Planner:
             self.actions.append(Cancel((*key, SHARE), share.delivery_id, why(d), decision_id))
         elif share.state == "withheld":
             self.actions.append(Rewithhold(key, share.delivery_id, why(d), decision_id))
+        elif share.state in MAYBE_SENT and holds:  # may have been received: not sent again, and told
+            self.actions.append(Cancel((*key, SHARE), share.delivery_id, why(d), decision_id, in_doubt=True))
         if holds:
             self._add(s, t, d, decision_id, NOTICE)
 

@@ -30,8 +30,13 @@ class DeliveryRow:
     """The latest round of one kind of delivery for one information version and recipient."""
 
     delivery_id: str
-    state: str  # withheld | queued | delivered | acknowledged | cancelled | failed
+    state: str  # withheld | queued | sending | in_doubt | delivered | acknowledged | cancelled | failed
     round: int
+
+
+#: a share whose POST went out and whose outcome is not known (``sending``: a deliverer holds it now;
+#: ``in_doubt``: the deliverer died before it learnt the answer): the recipient may have received it
+MAYBE_SENT = ("sending", "in_doubt")
 
 
 def _frozen(value: Mapping[object, object]) -> Mapping[object, object]:
@@ -57,7 +62,7 @@ class Ledger:
         return self.deliveries.get((*key, "withdrawal_notice"))
 
     def usable(self, key: ItemKey) -> bool:
-        """The recipient holds a copy it has not been told to stop using."""
+        """The recipient holds a copy — or may hold one (:data:`MAYBE_SENT`) — it has not been told to stop using."""
         share, notice = self.share(key), self.notice(key)
-        return share is not None and share.state in ("delivered", "acknowledged") and \
+        return share is not None and share.state in ("delivered", "acknowledged", *MAYBE_SENT) and \
             (notice is None or notice.round < share.round)

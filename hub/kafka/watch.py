@@ -1,0 +1,58 @@
+"""Is the broker reachable? One cheap metadata request every few seconds, as a background job.
+
+The API process runs :class:`BrokerWatch` beside its outbox relay: ``/readyz`` answers 503 "broker
+unreachable" while the last check failed, and the publisher refuses at once (503 with Retry-After)
+instead of waiting out its request timeout; both recover by themselves at the first check that
+succeeds. The producer itself reconnects on its own (aiokafka retries with back-off).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+from hub.core.jobs import Job
+from hub.core.logging import get_logger
+from hub.core.settings import Settings
+from hub.kafka.publisher import Publisher
+from hub.kafka.topics import client_args
+
+log = get_logger(__name__)
+#: seconds between checks
+WATCH_EVERY = 1.0
+#: seconds one check may take before the broker counts as unreachable
+WATCH_TIMEOUT = 3.0
+UNREACHABLE = "broker unreachable"
+
+
+async def broker_reachable(settings: Settings, bootstrap: str | None = None, timeout: float = WATCH_TIMEOUT) -> bool:
+    """One metadata request to the bootstrap servers; False if it fails or takes longer than ``timeout``."""
+    client = AIOKafkaClient(**client_args(settings, bootstrap), request_timeout_ms=int(timeout * 1000))  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return True
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        await client.close()
+
+
+class BrokerWatch(Job):
+    """Checks the broker every ``every`` seconds and tells the publisher (``publisher.unreachable``)."""
+
+    def __init__(self, settings: Settings, publisher: Publisher, every: float = WATCH_EVERY) -> None:
+        super().__init__("kafka.watch", every=every)
+        self.settings = settings
+        self.publisher = publisher
+
+    async def run_once(self) -> float | None:
+        ok = await broker_reachable(self.settings, self.publisher.bootstrap)
+        was = self.publisher.unreachable
+        self.publisher.unreachable = None if ok else UNREACHABLE
+        if was and ok:
+            log.info("kafka.broker_back")
+        elif ok is False and not was:
+            log.warning("kafka.broker_unreachable")
+        return None
