@@ -32,7 +32,8 @@
 | HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
 | HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
 | HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
-| HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
+| HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body on every route, chunked or not (413 beyond). |
+| HUB_KAFKA_MAX_REQUEST_BYTES | 1048576 | Producer request limit; a record may be this less 16 KiB (413, unlogged). |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
 
@@ -59,6 +60,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hub.core.records import default_schema_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+#: bytes of a producer request kept for a record's envelope headers and Kafka's batch framing
+RECORD_HEADROOM = 16 * 1024
 
 
 class Settings(BaseSettings):
@@ -117,6 +120,11 @@ class Settings(BaseSettings):
     retention_policy_file: Path | None = None
 
     max_body_bytes: int = 5 * 1024 * 1024
+    #: HUB_KAFKA_MAX_REQUEST_BYTES: the producer's largest request (aiokafka ``max_request_size``; keep it
+    #: at or below the broker's ``message.max.bytes``). One record may be this less
+    #: ``RECORD_HEADROOM`` (its envelope and batch framing); a larger one is refused with 413 before
+    #: it is logged.
+    kafka_max_request_bytes: int = Field(default=1024 * 1024, ge=128 * 1024)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -132,6 +140,11 @@ class Settings(BaseSettings):
     @property
     def embedded_broker(self) -> bool:
         return not self.kafka_bootstrap
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record (sealed value, key and headers) the ingest edge accepts."""
+        return self.kafka_max_request_bytes - RECORD_HEADROOM
 
     @property
     def idempotent_producer(self) -> bool:
