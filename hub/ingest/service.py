@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
@@ -107,10 +108,16 @@ def _plain_digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()[:40]
 
 
+#: a UTC time written ``+00:00`` (a FHIR JSON resource) or ``Z`` (the same resource read from XML)
+_UTC_SPELLING = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\+00:00")
+
+
 def _content(ev: InboundEvent, subject: str, occurred: datetime) -> bytes:
-    """What a resend must repeat to be the same event version (not when it was received)."""
-    return json.dumps([ev.record_type, ev.sector, subject, occurred.isoformat(), ev.category, ev.status,
-                       ev.body], sort_keys=True, default=str).encode()
+    """What a resend must repeat to be the same event version (not when it was received, nor how
+    it spelt UTC)."""
+    text = json.dumps([ev.record_type, ev.sector, subject, occurred.isoformat(), ev.category, ev.status,
+                       ev.body], sort_keys=True, default=str)
+    return _UTC_SPELLING.sub(r"\1Z", text).encode()
 
 
 @dataclass(frozen=True)
