@@ -16,20 +16,26 @@ from connectors.sectors import SectorReader, reader
 from hub.core.errors import Problem, ValidationError
 
 
-def _refused(name: str, exc: ValidationError | OSError) -> RecordResult:
-    """The one result of a file that cannot be read at all."""
+def _refused(name: str, exc: Exception) -> RecordResult:
+    """The one result of a file that cannot be read at all (the message names no content)."""
     if isinstance(exc, ValidationError):
         problems = tuple(Problem(p.location, p.message) for p in exc.problems)
-    else:
+    elif isinstance(exc, OSError):
         problems = (Problem("", f"cannot read file: {exc.strerror}"),)
+    else:
+        problems = (Problem("", f"cannot read file: {type(exc).__name__}"),)
     return RecordResult(None, None, problems, name)
+
+
+#: what reading one file may raise; the import reports the file and goes on with the next
+UNREADABLE = (ValidationError, OSError, ValueError, RecursionError)
 
 
 def _sourced(name: str, results: Iterator[RecordResult]) -> Iterator[RecordResult]:
     try:
         for result in results:
             yield replace(result, source=name)
-    except (ValidationError, OSError) as exc:
+    except UNREADABLE as exc:
         yield _refused(name, exc)
 
 
@@ -44,7 +50,7 @@ def read_file(
     name = str(file)
     try:
         read = sector.read_file(file, mapping, directory)
-    except (ValidationError, OSError) as exc:
+    except UNREADABLE as exc:
         return iter([_refused(name, exc)]), False
     return _sourced(name, read.results), read.atomic
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hub.core.errors import Problem, ValidationError
+from hub.core.limits import DEPTH_RULE, too_deep
 
 JSON = ("application/json",)
 NDJSON = ("application/x-ndjson", "application/ndjson", "application/jsonl")
@@ -47,26 +48,64 @@ def decode_text(body: bytes | str) -> str:
         raise ValidationError(Problem("", f"payload is not UTF-8 (byte {exc.start})")) from None
 
 
-def load_json(body: bytes | str, *, where: str = "") -> Any:
-    """Parse JSON; raise :class:`ValidationError` saying where it is malformed."""
+def _parse(text: str) -> Any:
+    """``json.loads`` for a text already checked for depth; ValueError for what the parser refuses."""
+    if too_deep(text):
+        raise ValueError(DEPTH_RULE)
     try:
-        return json.loads(decode_text(body))
+        return json.loads(text)
+    except RecursionError:  # belt and braces: the depth check should have refused it
+        raise ValueError(DEPTH_RULE) from None
+
+
+def load_json(body: bytes | str, *, where: str = "") -> Any:
+    """Parse JSON; raise :class:`ValidationError` saying where it is malformed or which limit it breaks."""
+    text = decode_text(body)
+    try:
+        return _parse(text)
     except json.JSONDecodeError as exc:
         raise ValidationError(
             Problem(where, f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"),
             title="Malformed JSON",
         ) from None
+    except ValueError as exc:  # too deep, or an integer with more digits than Python converts
+        raise ValidationError(Problem(where, _shape_rule(exc)), title="JSON breaks a shape limit") from None
+
+
+def _shape_rule(exc: ValueError) -> str:
+    message = str(exc)
+    return message if message == DEPTH_RULE else "JSON holds a number too long to read"
+
+
+def _lines(body: bytes | str) -> Iterator[tuple[int, str | Problem]]:
+    """Each line of an NDJSON payload, decoded on its own: one line that is not UTF-8 spoils only itself."""
+    if isinstance(body, str):
+        yield from enumerate(body.splitlines(), start=1)
+        return
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:]
+    for number, raw in enumerate(body.split(b"\n"), start=1):
+        try:
+            yield number, raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as exc:
+            yield number, Problem("", f"line is not UTF-8 (byte {exc.start})", number)
 
 
 def iter_ndjson(body: bytes | str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
     """(line number, object) for each non-blank line; a :class:`Problem` for a broken line."""
-    for number, line in enumerate(decode_text(body).splitlines(), start=1):
+    for number, line in _lines(body):
+        if isinstance(line, Problem):
+            yield number, line
+            continue
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
+            value = _parse(line)
         except json.JSONDecodeError as exc:
             yield number, Problem("", f"malformed JSON at column {exc.colno}: {exc.msg}", number)
+            continue
+        except ValueError as exc:
+            yield number, Problem("", _shape_rule(exc), number)
             continue
         if not isinstance(value, dict):
             yield number, Problem("", "each line must be a JSON object", number)

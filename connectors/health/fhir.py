@@ -16,6 +16,7 @@ from lxml import etree
 
 from connectors import formats
 from hub.core.errors import Problem, ValidationError
+from hub.core.limits import MAX_JSON_DEPTH
 from hub.core.privacy import scrub
 
 FHIR_NS = "http://hl7.org/fhir"
@@ -122,11 +123,20 @@ def _xml_resource(element: Any, root: str, row: int | None) -> tuple[dict[str, A
         return None, [
             Problem(_loc(root, tuple(e["loc"])), scrub(str(e["msg"])), row) for e in exc.errors()
         ]
-    except (ValueError, TypeError, etree.LxmlError) as exc:
+    except (ValueError, TypeError, RecursionError, etree.LxmlError) as exc:
         return None, [
             Problem(root, scrub(f"{name} could not be read from XML: {type(exc).__name__}"), row)
         ]
     return json.loads(parsed.model_dump_json()), []
+
+
+def _xml_depth(document: Any) -> int:
+    """How deep elements nest (no recursion: a chain of 150 extensions is read like any other)."""
+    depth = deepest = 0
+    for action, _ in etree.iterwalk(document, events=("start", "end")):
+        depth += 1 if action == "start" else -1
+        deepest = max(deepest, depth)
+    return deepest
 
 
 def _child_value(element: Any, name: str) -> str | None:
@@ -140,6 +150,9 @@ def _entries_from_xml(body: bytes | str) -> Decoded:
     except etree.XMLSyntaxError as exc:
         line = exc.lineno or 0
         raise ValidationError(Problem("", f"malformed XML at line {line}"), title="Malformed XML") from None
+    if _xml_depth(document) > MAX_JSON_DEPTH:
+        raise ValidationError(Problem("", f"XML nests deeper than {MAX_JSON_DEPTH} elements"),
+                              title="XML breaks a shape limit")
     if etree.QName(document).namespace != FHIR_NS:
         raise ValidationError(Problem("", f"XML root element is not in the FHIR namespace {FHIR_NS}"))
     if _local(document) != "Bundle":

@@ -13,15 +13,15 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.types import ASGIApp
 
+from connectors.identifiers import IdentifierError, subject_ref
 from hub.api.agency_gate import AgencyGate, agencies_router
 from hub.api.agency_routes import agency_router
 from hub.api.audit_routes import audit_router
 from hub.api.enrolment_routes import enrolment_router
 from hub.api.governance_routes import governance_router
 from hub.api.ingest_routes import ingest_router
+from hub.api.limits import EdgeLimits
 from hub.api.metrics import Metrics
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
@@ -30,6 +30,7 @@ from hub.api.timeline_routes import timeline_router
 from hub.core.errors import AuthError, ForbiddenError, HubError, NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.jobs import Runner
+from hub.core.limits import LONG_MAX
 from hub.core.logging import get_logger
 from hub.family.enrolment import Enrolment
 from hub.governance.agencies import AgencyRegistry
@@ -69,7 +70,7 @@ class EventIn(BaseModel):
     #: one of the agency's registered source systems (the hub records it under the agency's id)
     source_system: str = Field(min_length=1, max_length=120)
     source_id: str = Field(min_length=1, max_length=200)
-    source_version: int = Field(default=1, ge=1)
+    source_version: int = Field(default=1, ge=1, le=LONG_MAX)
     occurred_at: AwareDatetime
     subject: SubjectIn
     category: str = "general"
@@ -80,21 +81,20 @@ class EventIn(BaseModel):
 class AcceptanceOut(BaseModel):
     event_id: str
     source_version: int
-    status: Literal["accepted", "duplicate"]
+    status: Literal["accepted", "duplicate", "stale"]
     topic: str
 
 
-class BodyLimit(BaseHTTPMiddleware):
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        super().__init__(app)
-        self.max_bytes = max_bytes
-
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return problem(413, "too-large", "Request body too large",
-                           f"the limit is {self.max_bytes} bytes; split the batch")
-        return await call_next(request)
+def checked_subject(subject: SubjectIn, where: str, problems: list[Problem]) -> SubjectRef:
+    """The subject with its identifier checked and normalised as on every ingest route (NHS number
+    modulus 11, UPN check letter); a failure names the field and the rule, never the value."""
+    if subject.system in ("hub-child-id", "other"):
+        return SubjectRef(subject.system, subject.value)
+    try:
+        return subject_ref(subject.system, subject.value)
+    except IdentifierError as exc:
+        problems.append(Problem(where, str(exc)))
+        return SubjectRef(subject.system, subject.value)
 
 
 def events_to_inbound(services: Services, items: list[EventIn], binding: AgencyBinding | None = None
@@ -110,9 +110,9 @@ def events_to_inbound(services: Services, items: list[EventIn], binding: AgencyB
             problems.append(Problem(f"/{i}/record_type", str(exc)))
             continue
         body = coerce_record(schema, it.body, f"/{i}/body", problems, skip=("meta",))
+        subject = checked_subject(it.subject, f"/{i}/subject/value", problems)
         out.append(InboundEvent(record_type=it.record_type, sector=it.sector, source_system=it.source_system,
-                                source_id=it.source_id, occurred_at=it.occurred_at,
-                                subject=SubjectRef(it.subject.system, it.subject.value), body=body,
+                                source_id=it.source_id, occurred_at=it.occurred_at, subject=subject, body=body,
                                 source_version=it.source_version, category=it.category, status=it.status))
     if problems:
         raise ValidationError(problems)
@@ -194,7 +194,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
                   dependencies=[Depends(guard)], docs_url="/docs" if docs else None,
                   redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None,
                   description="Agency events in; consent-gated family timelines out.")
-    app.add_middleware(BodyLimit, max_bytes=services.settings.max_body_bytes)
+    app.add_middleware(EdgeLimits, max_bytes=services.settings.max_body_bytes)
     app.add_exception_handler(HubError, hub_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
 
@@ -229,6 +229,8 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
         metrics.dead.set(len(await asyncio.to_thread(store.dead_letters, limit=100000)))
         metrics.audit_dead.set(await asyncio.to_thread(audit.dead_letter_count))
         metrics.unpublished.set(await asyncio.to_thread(store.log_count, unpublished_only=True))
+        oldest = await asyncio.to_thread(store.oldest_unpublished)
+        metrics.oldest_unpublished.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
         now = datetime.now(UTC)
         workers = await asyncio.to_thread(store.workers)
         metrics.workers_ready.set(sum(1 for w in workers if w["state"] == "ready"
@@ -248,7 +250,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
         try:
             inbound = await asyncio.to_thread(events_to_inbound, services, items, binding)
             acceptances = await services.ingest.accept(inbound)
-        except ValidationError:
+        except ValidationError:  # also too large (413) and conflicting (409)
             metrics.rejected.inc()
             raise
         for a in acceptances:

@@ -21,19 +21,23 @@ FHIR_MEDIA = "application/fhir+json"
 # --- RFC 9457 answers -------------------------------------------------------------------------
 
 
+#: slug of a batch none of whose rows was accepted, by its status
+_REFUSED_SLUG = {422: ValidationError.slug, 409: "conflict", 413: "too-large"}
+
+
 def summary_response(summary: Summary) -> JSONResponse:
     status = summary.status_code
-    if status != 422:
+    if status not in _REFUSED_SLUG:
         return JSONResponse(summary.as_json(), status_code=status)
     body: dict[str, Any] = {
-        "type": BASE + ValidationError.slug,
+        "type": BASE + _REFUSED_SLUG[status],
         "title": "No row of the batch was accepted",
-        "status": ValidationError.status,
+        "status": status,
         "detail": f"{summary.rejected} row(s) refused; nothing was accepted",
         "errors": problems_of(summary.problems, with_row=True),
         **summary.as_json(),
     }
-    return JSONResponse(body, status_code=422, media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
 def unsupported(accepted: tuple[str, ...], media: str) -> JSONResponse:
@@ -76,13 +80,22 @@ def outcome_of(summary: Summary) -> list[dict[str, Any]]:
 
 
 def error_outcome(exc: HubError) -> JSONResponse:
-    """A hub error as an OperationOutcome: transient (with Retry-After) when retryable, else an exception."""
+    """A hub error as an OperationOutcome: transient (with Retry-After) when retryable, its own 4xx
+    (a record too large, a conflicting resend) when the sender must change the request, else an exception."""
     if exc.retryable:
         return operation_outcome(exc.status, [issue("transient", f"{exc}; retry with the same request")],
                                  headers=dict(exc.headers))
     if isinstance(exc, ForbiddenError):  # the agency's registration refuses what it sent
         return operation_outcome(403, [issue("forbidden", str(exc))])
+    if isinstance(exc, ValidationError):
+        return operation_outcome(exc.status, [p.as_issue(_ISSUE_CODE.get(exc.status)) for p in exc.problems])
+    if exc.status < 500:
+        return operation_outcome(exc.status, [issue(_ISSUE_CODE.get(exc.status, "processing"), str(exc))])
     return operation_outcome(500, [issue("exception", type(exc).__name__)])
+
+
+#: OperationOutcome issue codes of refusals that are not plain invalid input
+_ISSUE_CODE = {409: "conflict", 413: "too-costly"}
 
 
 def unreadable_outcome(exc: ValidationError) -> JSONResponse:
@@ -136,7 +149,8 @@ def fhir_response(decoded: Decoded, summary: Summary) -> JSONResponse:
     """The answer to an accepted FHIR payload: an OperationOutcome for one resource (or a refused
     transaction), else a ``transaction-response`` / ``batch-response`` Bundle, entry by entry."""
     if summary.rejected and (decoded.atomic or not summary.results):
-        return operation_outcome(422, outcome_of(summary))
+        status = summary.status_code if not summary.results else 422
+        return operation_outcome(status, outcome_of(summary))
     if decoded.bundle_type is None:
         return _single_resource(summary)
     by_row = {r.row: r for r in summary.results}

@@ -18,12 +18,15 @@ FHIR context resources (Patient, Practitioner, Organization…) are remembered p
 server, never to another agency's Patient.
 
 Every route is safe to retry: the hub deduplicates on (source system, source id, version), so a
-resend answers ``duplicate`` with the same event ids. ``Idempotency-Key`` is only logged.
+resend answers ``duplicate`` with the same event ids; the same version with other content is 409
+(naming the event id), a lower version than one accepted is answered ``stale``. ``Idempotency-Key``
+is only logged, as a short SHA-256 of it (a sender may put anything in it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -122,6 +125,11 @@ def fhir_refusal(media: str, expected: str | None) -> Response | None:
     return None
 
 
+def key_digest(key: str | None) -> str | None:
+    """What the logs say of an ``Idempotency-Key``: the first 16 hex digits of its SHA-256, never the key."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16] if key else None
+
+
 class IngestMeter:
     """Counts what the ingest routes accepted and refused, and logs each batch (never its content)."""
 
@@ -145,7 +153,7 @@ class IngestMeter:
         fields: dict[str, Any] = {
             "route": route,
             "status": status,
-            "idempotency_key": (request.headers.get("idempotency-key") or "")[:200] or None,
+            "idempotency_key": key_digest(request.headers.get("idempotency-key")),
         }
         if summary is not None:
             fields.update(accepted=summary.accepted, duplicates=summary.duplicates, rejected=summary.rejected)

@@ -16,6 +16,9 @@ class Metrics:
         self.dead = Gauge("hub_dead_letters", "Dead-lettered records not yet replayed", registry=self.registry)
         self.unpublished = Gauge("hub_ingest_unpublished", "Accepted events not yet acknowledged by Kafka",
                                  registry=self.registry)
+        self.oldest_unpublished = Gauge(
+            "hub_ingest_oldest_unpublished_seconds", "Age of the oldest accepted event not yet acknowledged by Kafka",
+            registry=self.registry)
         self.workers_ready = Gauge("hub_workers_ready", "Workers with a fresh ready heartbeat",
                                    registry=self.registry)
         self.sharing_lag = Gauge("hub_sharing_lag", "Timeline changes the sharing step has not decided on yet",

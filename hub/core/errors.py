@@ -22,12 +22,15 @@ retryable, exit code 2.
     │   └── UnsealError              a sealed value failed authentication or its data key is missing
     ├── ErasedRecordError        a sealed value whose data key was shredded: erased, skipped (never dead-lettered)
     ├── ValidationError          422 validation: input refused; carries one Problem per bad field
+    │   ├── RecordTooLargeError      413 too-large: a record over the per-record limit (never logged)
+    │   └── ConflictError            409 conflict: a resend of an accepted version with other content
     ├── AuthError                401 unauthorised: no token, or a forged, expired or foreign one
     ├── ForbiddenError           403 forbidden: the caller's role may not do this
     ├── NotFoundError            404 not-found: asked for something that is not there (or not yours)
     ├── BrokerError              503 unavailable, retryable: the Kafka-protocol broker refused or could not be reached
     ├── StoreError               503 unavailable, retryable: the database refused or could not be reached
     ├── HubUnavailableError      503 unavailable, retryable: a client gave up on the hub after every retry
+    ├── RecordsRefusedError      413 too-large: the broker refused logged records for good (dead-lettered)
     ├── AuditIntegrityError      the audit log failed verification
     └── LeaseLost                another process took the sharing cursor; the pass is rolled back
 """
@@ -109,6 +112,8 @@ class Problem:
     message: str
     row: int | None = None
     source: str | None = None
+    #: the HTTP status of a refusal other than invalid input (409 conflict, 413 too large), else None
+    status: int | None = None
 
     @property
     def detail(self) -> str:
@@ -125,12 +130,13 @@ class Problem:
 
     def at(self, row: int | None, source: str | None = None) -> Problem:
         """The same problem tied to a record (``row``) and, when given, its ``source``."""
-        return Problem(self.location, self.message, row, source if source is not None else self.source)
+        return Problem(self.location, self.message, row, source if source is not None else self.source,
+                       self.status)
 
     def in_payload(self) -> Problem:
         """The same problem for the payload as a whole: its row goes in front of the location (``[3]/x``)."""
         location = self.location if self.row is None else f"[{self.row}]{self.location}"
-        return Problem(location, self.message)
+        return Problem(location, self.message, status=self.status)
 
     def as_json(self) -> dict[str, Any]:
         """The problem in a batch summary: row, location, detail and (when known) the file."""
@@ -175,6 +181,20 @@ class ValidationError(HubError):
         self.problems: list[Problem] = list(problems)
         self.title = title
         super().__init__(f"{title}: " + "; ".join(str(p) for p in self.problems))
+
+
+class RecordTooLargeError(ValidationError):
+    """A record larger than the broker takes (``HUB_KAFKA_MAX_REQUEST_BYTES`` less headroom), refused unlogged."""
+
+    status = 413
+    slug = "too-large"
+
+
+class ConflictError(ValidationError):
+    """The same source record and version was accepted before with other content; the problems name its event id."""
+
+    status = 409
+    slug = "conflict"
 
 
 class AuthError(HubError):
@@ -230,6 +250,22 @@ class HubUnavailableError(HubError):
     title = UNAVAILABLE
     retryable = True
     headers = RETRY_AFTER
+
+
+class RecordsRefusedError(HubError):
+    """The broker refused records for good (too large) after every other record was acknowledged.
+
+    ``refused`` maps each refused record's index in the batch to the broker's reason.
+    """
+
+    status = 413
+    slug = "too-large"
+    title = "Record refused by the broker as too large"
+
+    def __init__(self, refused: dict[int, str]) -> None:
+        self.refused = refused
+        reasons = ", ".join(sorted(set(refused.values())))
+        super().__init__(f"the broker refused {len(refused)} record(s) as too large ({reasons})")
 
 
 class IntegrityReport(Protocol):

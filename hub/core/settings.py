@@ -35,6 +35,8 @@
 | HUB_AGENCIES_FILE | (none) | Agency registry, JSON (YAML with PyYAML): `hub/governance/agencies.py`. |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
 | HUB_API_DOCS | auto | Serve `/docs`, `/redoc`, `/openapi.json` (no token); off: 404. auto: embedded demo only. |
+| HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body on every route, chunked or not (413 beyond). |
+| HUB_KAFKA_MAX_REQUEST_BYTES | 1048576 | Producer request limit; a record may be this less 16 KiB (413, unlogged). |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
 
@@ -61,6 +63,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hub.core.records import default_schema_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+#: bytes of a producer request kept for a record's envelope headers and Kafka's batch framing
+RECORD_HEADROOM = 16 * 1024
 
 
 class Settings(BaseSettings):
@@ -126,6 +130,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 5 * 1024 * 1024
     #: None (auto): the API description is served only by the embedded demo; see :attr:`api_docs_open`
     api_docs: bool | None = None
+    #: HUB_KAFKA_MAX_REQUEST_BYTES: the producer's largest request (aiokafka ``max_request_size``; keep it
+    #: at or below the broker's ``message.max.bytes``). One record may be this less
+    #: ``RECORD_HEADROOM`` (its envelope and batch framing); a larger one is refused with 413 before
+    #: it is logged.
+    kafka_max_request_bytes: int = Field(default=1024 * 1024, ge=128 * 1024)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -153,6 +162,11 @@ class Settings(BaseSettings):
         if self.api_docs is not None:
             return self.api_docs
         return (self.embedded_broker or self.kafka_embedded) and not self.database_url
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest record (sealed value, key and headers) the ingest edge accepts."""
+        return self.kafka_max_request_bytes - RECORD_HEADROOM
 
     @property
     def idempotent_producer(self) -> bool:

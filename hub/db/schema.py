@@ -101,6 +101,8 @@ ingest_log = sa.Table(
     sa.Column("published_at", TS, nullable=True),
     sa.Column("agency_id", sa.String(120), nullable=True),  # the producing agency, for retention
     sa.Column("erased_at", TS, nullable=True),  # the subject was erased: the sealed value is unreadable
+    sa.Column("content_digest", sa.String(40), nullable=True),  # keyed digest of the content (migration 0014)
+    sa.Column("refused_at", TS, nullable=True),  # the broker refused it for good: dead-lettered (0014)
     sa.UniqueConstraint("source_system", "source_id", "source_version", name="uq_ingest_source_version"),
     info={"personal": {"key": SUBJECT}, "erase": MARK, "erase_by": {SUBJECT: "key"}, "retain_by": "event_id"},
 )

@@ -161,6 +161,23 @@ class Store:
                     found.update(k for k in ((r[0], r[1], r[2]) for r in rows) if k in wanted)
         return found
 
+    def known_versions(self, keys: Iterable[tuple[str, str, int]]) -> dict[tuple[str, str], dict[int, str | None]]:
+        """Every logged version (with its content digest) of the source records ``keys`` name."""
+        c = ingest_log.c
+        by_system: dict[str, set[str]] = {}
+        for system, source_id, _ in keys:
+            by_system.setdefault(system, set()).add(source_id)
+        found: dict[tuple[str, str], dict[int, str | None]] = {}
+        with self.engine.connect() as conn:
+            for system, ids in by_system.items():
+                id_list = sorted(ids)
+                for i in range(0, len(id_list), _IN_CHUNK):
+                    rows = conn.execute(sa.select(c.source_id, c.source_version, c.content_digest).where(
+                        c.source_system == system, c.source_id.in_(id_list[i:i + _IN_CHUNK])))
+                    for source_id, version, digest in rows:
+                        found.setdefault((system, source_id), {})[version] = digest
+        return found
+
     def append(self, rows: Sequence[dict[str, Any]], *, skip_existing: bool = False,
                then: Callable[[Connection], object] | None = None) -> list[int]:
         """Insert accepted event versions; return their seq numbers. Rows carry headers as pairs.
@@ -233,10 +250,25 @@ class Store:
                     where = c.seq.in_(chunk)
                 conn.execute(ingest_log.update().where(where).values(published_at=now))
 
-    def mark_all_unpublished(self) -> int:
-        """Every row but erased ones is to be published again (a new, empty broker)."""
+    def mark_refused(self, seqs: Sequence[int]) -> None:
+        """The broker refused these rows for good (they are dead-lettered): the relay passes them by."""
         with self.engine.begin() as conn:
-            return conn.execute(ingest_log.update().where(ingest_log.c.erased_at.is_(None))
+            conn.execute(ingest_log.update().where(ingest_log.c.seq.in_(list(seqs))).values(refused_at=utcnow()))
+
+    def oldest_unpublished(self) -> datetime | None:
+        """When the oldest row still waiting for the broker was accepted (None: the outbox is empty)."""
+        c = ingest_log.c
+        q = sa.select(sa.func.min(c.received_at)).where(c.published_at.is_(None), c.erased_at.is_(None),
+                                                         c.refused_at.is_(None))
+        with self.engine.connect() as conn:
+            value = conn.execute(q).scalar_one()
+        return as_utc(value) if value is not None else None
+
+    def mark_all_unpublished(self) -> int:
+        """Every row but erased and refused ones is to be published again (a new, empty broker)."""
+        c = ingest_log.c
+        with self.engine.begin() as conn:
+            return conn.execute(ingest_log.update().where(c.erased_at.is_(None), c.refused_at.is_(None))
                                 .values(published_at=None)).rowcount or 0
 
     def log_by_source(self, keys: Iterable[tuple[str, str, int]]) -> list[LogRecord]:
@@ -266,7 +298,7 @@ class Store:
         while True:
             q = sa.select(ingest_log).where(c.seq > last).order_by(c.seq).limit(batch)
             if unpublished_only:
-                q = q.where(c.published_at.is_(None), c.erased_at.is_(None))
+                q = q.where(c.published_at.is_(None), c.erased_at.is_(None), c.refused_at.is_(None))
             with self.engine.connect() as conn:
                 rows = [_row_to_log(r) for r in conn.execute(q)]
             if not rows:
@@ -277,7 +309,7 @@ class Store:
     def log_count(self, *, unpublished_only: bool = False) -> int:
         q = sa.select(sa.func.count()).select_from(ingest_log)
         if unpublished_only:
-            q = q.where(ingest_log.c.published_at.is_(None))
+            q = q.where(ingest_log.c.published_at.is_(None), ingest_log.c.refused_at.is_(None))
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 

@@ -30,6 +30,7 @@ from connectors.sectors import reader
 from hub.core.errors import Problem
 from hub.core.privacy import scrub
 from hub.ingest.references import SqlReferenceDirectory
+from hub.ingest.service import conflict_message, refused_message
 
 if TYPE_CHECKING:
     from hub.ingest.service import IngestService, Prepared
@@ -43,7 +44,7 @@ ATOMIC_REFUSAL = "not accepted: the batch is all-or-nothing and other rows were 
 class RowResult:
     row: int | None
     event_id: str
-    status: str  # "accepted" | "duplicate"
+    status: str  # "accepted" | "duplicate" | "stale"
     topic: str
     source_version: int = 1
     source: str | None = None
@@ -86,10 +87,14 @@ class Summary:
 
     @property
     def status_code(self) -> int:
-        """200 all good, 207 some rows rejected but others accepted, 422 nothing acceptable."""
+        """200 all good, 207 some rows rejected but others accepted, 422 nothing acceptable (413 when
+        every refusal was a record too large, 409 when every one was a conflicting resend)."""
         if not self.rejected:
             return 200
-        return 207 if self.results else 422
+        if self.results:
+            return 207
+        statuses = {p.status or 422 for p in self.problems}
+        return statuses.pop() if len(statuses) == 1 else 422
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -147,7 +152,7 @@ def prepare_batch(
         if prep is None:
             bad_rows.add((result.source, result.row))
             summary.problems += [
-                Problem("", scrub(p.message), result.row, result.source) for p in reasons.get(index, [])
+                Problem("", scrub(p.message), result.row, result.source, p.status) for p in reasons.get(index, [])
             ]
         else:
             batch.ready.append((result.row, result.source, prep))
@@ -167,10 +172,15 @@ async def accept_batch(ingest: IngestService, batch: PreparedBatch) -> Summary:
     summary = batch.summary
     if batch.ready:
         acceptances = await ingest.accept_prepared([p for _, _, p in batch.ready])
-        summary.results += [
-            RowResult(row, a.event_id, a.status, a.topic, a.source_version, source)
-            for (row, source, _), a in zip(batch.ready, acceptances, strict=True)
-        ]
+        for (row, source, _), a in zip(batch.ready, acceptances, strict=True):
+            if a.status == "conflict":
+                summary.problems.append(Problem("", conflict_message(a.event_id, a.source_version), row, source, 409))
+            elif a.status == "refused":
+                summary.problems.append(Problem("", refused_message(a.event_id), row, source, 413))
+            else:
+                summary.results.append(RowResult(row, a.event_id, a.status, a.topic, a.source_version, source))
+                continue
+            summary.rejected += 1
     if batch.directory is not None and batch.remember:
         await asyncio.to_thread(batch.directory.remember_all, batch.remember)
     return summary

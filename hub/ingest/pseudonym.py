@@ -47,6 +47,12 @@ class Pseudonymiser:
         self._cache[(system, value)] = pseudonym
         return pseudonym
 
+    def digest(self, content: bytes) -> str:
+        """A keyed digest of a record's content (40 hex characters), to tell a resend from a change."""
+        mac = self._mac.copy()
+        mac.update(b"content\x1f" + content)
+        return mac.hexdigest()[:40]
+
     def __repr__(self) -> str:
         return "Pseudonymiser(<key>)"
 

@@ -15,12 +15,20 @@
    once whatever the interleaving (``INSERT ... ON CONFLICT DO NOTHING``); within one process a
    request carrying an event another request is still publishing waits for it instead of
    publishing it again, and the relay leaves such rows to that request.
+5. A resend is told apart from a change by a keyed digest of the content: the same version with
+   other content is a ``conflict`` (never logged; :class:`~hub.core.errors.ConflictError` names the
+   event id), a version lower than one already logged is answered ``stale`` and not logged.
+6. Nothing can block the outbox: a record larger than the broker takes is refused before it is
+   logged (:class:`~hub.core.errors.RecordTooLargeError`); one the broker still refuses after it was
+   logged is dead-lettered (:mod:`hub.ingest.refusals`) and answered ``refused``; the rest flows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import re
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
@@ -31,10 +39,12 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from connectors.identifiers import PSEUDONYM_SYSTEM
-from hub.core.errors import HubError, Problem, ValidationError
+from hub.core.errors import ConflictError, HubError, Problem, RecordsRefusedError, RecordTooLargeError, ValidationError
 from hub.core.events import InboundEvent
+from hub.core.limits import LONG_MAX
 from hub.core.logging import get_logger
 from hub.db.store import LogRecord, Store, utcnow
+from hub.ingest.refusals import dead_letter
 from hub.kafka.publisher import OutgoingRecord, Publisher
 from hub.kafka.topics import topic_for
 from hub.wire import envelope
@@ -73,12 +83,42 @@ def publishing_now(store: Store) -> dict[tuple[str, str, int], asyncio.Future[No
     return table
 
 
+#: accepted (new), duplicate (a resend), stale (lower than a logged version: not logged), conflict
+#: (a logged version with other content: not logged), refused (logged, refused by the broker, dead-lettered)
+Status = Literal["accepted", "duplicate", "stale", "conflict", "refused"]
+
+
 @dataclass(frozen=True)
 class Acceptance:
     event_id: str
     source_version: int
-    status: Literal["accepted", "duplicate"]
+    status: Status
     topic: str
+
+
+def conflict_message(event_id: str, version: int) -> str:
+    return (f"event {event_id} version {version} was accepted with other content; "
+            "send a higher source_version to change it")
+
+
+def refused_message(event_id: str) -> str:
+    return f"the broker refused event {event_id} as too large; it was dead-lettered"
+
+
+def _plain_digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()[:40]
+
+
+#: a UTC time written ``+00:00`` (a FHIR JSON resource) or ``Z`` (the same resource read from XML)
+_UTC_SPELLING = re.compile(r"(T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\+00:00")
+
+
+def _content(ev: InboundEvent, subject: str, occurred: datetime) -> bytes:
+    """What a resend must repeat to be the same event version (not when it was received, nor how
+    it spelt UTC)."""
+    text = json.dumps([ev.record_type, ev.sector, subject, occurred.isoformat(), ev.category, ev.status,
+                       ev.body], sort_keys=True, default=str)
+    return _UTC_SPELLING.sub(r"\1Z", text).encode()
 
 
 @dataclass(frozen=True)
@@ -107,8 +147,12 @@ def _as_utc(ts: datetime) -> datetime:
 
 class IngestService:
     def __init__(self, store: Store, catalogue: SchemaCatalogue, serde: Serde, publisher: Publisher,
-                 pseudonymise: Callable[[str, str], str], clock: Callable[[], datetime] = utcnow) -> None:
+                 pseudonymise: Callable[[str, str], str], clock: Callable[[], datetime] = utcnow, *,
+                 max_record_bytes: int | None = None, content_digest: Callable[[bytes], str] | None = None) -> None:
         self.store = store
+        #: the largest sealed record (value, key and headers) accepted; None: no limit
+        self.max_record_bytes = max_record_bytes
+        self.content_digest = content_digest or _plain_digest
         self.catalogue = catalogue
         self.serde = serde
         self.publisher = publisher
@@ -124,15 +168,18 @@ class IngestService:
         for i, ev in enumerate(events):
             try:
                 out.append(self._prepare_one(ev, received, builder))
-            except (HubError, ValueError) as exc:
+            except RecordTooLargeError as exc:
+                out.append(None)
+                problems += [Problem(f"[{i}]", p.message, status=413) for p in exc.problems]
+            except (HubError, ValueError, OverflowError) as exc:
                 out.append(None)
                 problems.append(Problem(f"[{i}]", str(exc)))
         return out, problems
 
     def _prepare_one(self, ev: InboundEvent, received: datetime, builder: envelope.HeaderBuilder) -> Prepared:
         schema = self.catalogue.writer(ev.record_type)
-        if ev.source_version < 1:
-            raise ValueError("source_version must be 1 or more")
+        if not 1 <= ev.source_version <= LONG_MAX:
+            raise ValueError("source_version must be from 1 to 2^63 - 1")
         subject = (ev.subject.value if ev.subject.system == PSEUDONYM_SYSTEM
                    else self.pseudonymise(ev.subject.system, ev.subject.value))
         event_id = event_id_for(ev.source_system, ev.source_id)
@@ -148,7 +195,12 @@ class IngestService:
         row = dict(event_id=event_id, source_system=ev.source_system, source_id=ev.source_id,
                    source_version=ev.source_version, record_type=ev.record_type, topic=topic, key=subject,
                    value=value, headers=headers, occurred_at=occurred, received_at=received, published_at=None,
-                   agency_id=_producing_agency(ev.body))
+                   agency_id=_producing_agency(ev.body),
+                   content_digest=self.content_digest(_content(ev, subject, occurred)))
+        size = len(value) + len(subject) + sum(len(k) + len(v) for k, v in headers)
+        if self.max_record_bytes is not None and size > self.max_record_bytes:
+            raise RecordTooLargeError(Problem("", f"the record is {size} bytes sealed; one record may be at most "
+                                                  f"{self.max_record_bytes} bytes (the broker's limit less headroom)"))
         return Prepared((ev.source_system, ev.source_id, ev.source_version), row)
 
     async def accept(self, events: Sequence[InboundEvent], *,
@@ -159,26 +211,62 @@ class IngestService:
         through the API): if it raises, nothing is accepted and the error propagates.
         """
         prepared, problems = self.prepare(events)
+        if problems and all(p.status == 413 for p in problems):
+            raise RecordTooLargeError(problems, title="Record too large")
         if problems:
             raise ValidationError(problems, title="Events do not fit the hub's record schemas")
-        return await self.accept_prepared([p for p in prepared if p is not None], then=then)
+        result = await self.accept_prepared([p for p in prepared if p is not None], refuse_conflicts=True,
+                                            then=then)
+        refused = [Problem(f"[{i}]", refused_message(a.event_id), status=413)
+                   for i, a in enumerate(result) if a.status == "refused"]
+        if refused:
+            raise RecordTooLargeError(refused, title="Record refused by the broker")
+        return result
 
-    async def accept_prepared(self, prepared: Sequence[Prepared], *,
+    async def accept_prepared(self, prepared: Sequence[Prepared], *, refuse_conflicts: bool = False,
                               then: Callable[[sa.Connection], object] | None = None) -> list[Acceptance]:
+        """Accept prepared events. A conflict is answered ``conflict`` per event, or, with
+        ``refuse_conflicts``, refuses the whole request before anything is logged. ``then(conn)`` runs
+        in the transaction that logs them."""
         for attempt in range(3):
             try:
-                return await self._accept(prepared, then)
+                return await self._accept(prepared, refuse_conflicts, then)
             except sa.exc.IntegrityError:
                 if attempt == 2:
                     raise
                 log.info("ingest.concurrent_duplicate_retry", attempt=attempt)
         raise AssertionError("unreachable")
 
-    async def _accept(self, prepared: Sequence[Prepared],
+    async def _screen(self, prepared: Sequence[Prepared], refuse_conflicts: bool) -> dict[tuple[str, str, int], Status]:
+        """Source keys that are not to be logged: ``conflict`` (other content) or ``stale`` (lower version)."""
+        known = await asyncio.to_thread(self.store.known_versions, [p.source_key for p in prepared])
+        if not known:
+            return {}
+        verdicts: dict[tuple[str, str, int], Status] = {}
+        conflicts: list[Problem] = []
+        for i, p in enumerate(prepared):
+            versions = known.get(p.source_key[:2])
+            if not versions:
+                continue
+            version = p.source_key[2]
+            if version in versions:
+                digest = versions[version]
+                if digest is not None and digest != p.row["content_digest"]:
+                    verdicts[p.source_key] = "conflict"
+                    conflicts.append(Problem(f"[{i}]", conflict_message(p.row["event_id"], version), status=409))
+            elif version < max(versions):
+                verdicts[p.source_key] = "stale"
+        if conflicts and refuse_conflicts:
+            raise ConflictError(conflicts, title="Content conflicts with an accepted version")
+        return verdicts
+
+    async def _accept(self, prepared: Sequence[Prepared], refuse_conflicts: bool = False,
                       then: Callable[[sa.Connection], object] | None = None) -> list[Acceptance]:
+        verdicts = await self._screen(prepared, refuse_conflicts)
         fresh: dict[tuple[str, str, int], Prepared] = {}
         for p in prepared:
-            fresh.setdefault(p.source_key, p)
+            if p.source_key not in verdicts:
+                fresh.setdefault(p.source_key, p)
         in_flight = publishing_now(self.store)
         loop = asyncio.get_running_loop()
         # The same event in a concurrent request of this process: wait until that request is done
@@ -201,9 +289,18 @@ class IngestService:
                 stale = [r for r in await asyncio.to_thread(self.store.log_by_source, existing) if not r.published]
             outgoing = [fresh[key].outgoing for key in inserted]
             outgoing += [OutgoingRecord(r.topic, r.key, r.value, r.headers) for r in stale]
+            seqs = [*inserted.values(), *(r.seq for r in stale)]
+            refused: dict[int, str] = {}
             if outgoing:
-                await self.publisher.publish(outgoing)
-                await asyncio.to_thread(self.store.mark_published, [*inserted.values(), *(r.seq for r in stale)])
+                try:
+                    await self.publisher.publish(outgoing)
+                except RecordsRefusedError as exc:
+                    refused = exc.refused
+                    await dead_letter(self.store, self.publisher, [(seqs[i], outgoing[i], why)
+                                                                   for i, why in refused.items()])
+                await asyncio.to_thread(self.store.mark_published,
+                                        [seq for i, seq in enumerate(seqs) if i not in refused])
+            refused_keys = {key for i, key in enumerate(inserted) if i in refused}
         finally:
             for key in fresh:
                 if in_flight.get(key) is done:
@@ -212,9 +309,12 @@ class IngestService:
         first = set()
         result = []
         for p in prepared:
-            is_new = p.source_key in inserted and p.source_key not in first
+            status: Status = verdicts.get(p.source_key) or "duplicate"
+            if p.source_key in refused_keys:
+                status = "refused"
+            elif p.source_key in inserted and p.source_key not in first:
+                status = "accepted"
             first.add(p.source_key)
-            result.append(Acceptance(p.row["event_id"], p.source_key[2], "accepted" if is_new else "duplicate",
-                                     p.row["topic"]))
+            result.append(Acceptance(p.row["event_id"], p.source_key[2], status, p.row["topic"]))
         log.info("ingest.accepted", accepted=len(inserted), duplicates=len(prepared) - len(inserted))
         return result

@@ -39,7 +39,8 @@ class Services:
         pseudonymise = Pseudonymiser(
             load_or_create_key(settings.pseudonym_key, settings.pseudonym_key_file, settings.data_dir))
         publisher = Publisher(settings)
-        ingest = IngestService(store, catalogue, serde, publisher, pseudonymise)
+        ingest = IngestService(store, catalogue, serde, publisher, pseudonymise,
+                               max_record_bytes=settings.max_record_bytes, content_digest=pseudonymise.digest)
         return cls(settings, store, catalogue, serde, pseudonymise, publisher, ingest, vault)
 
     async def start(self) -> None:

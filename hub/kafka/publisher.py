@@ -7,15 +7,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, UnknownError
+from aiokafka.errors import (
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnknownError,
+)
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 
-from hub.core.errors import BrokerError
+from hub.core.errors import BrokerError, RecordsRefusedError
 from hub.core.logging import get_logger
 from hub.core.settings import Settings
 from hub.kafka.topics import client_args
 
 log = get_logger(__name__)
+#: what the producer or the broker answers for a record no retry will get through
+TOO_LARGE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ class Publisher:
             linger_ms=2,
             partitioner=CachingPartitioner(),
             max_batch_size=256 * 1024,
+            max_request_size=self.settings.kafka_max_request_bytes,
             request_timeout_ms=15000,
         )
         try:
@@ -97,15 +106,34 @@ class Publisher:
             await producer.stop()
 
     async def publish(self, records: Sequence[OutgoingRecord]) -> None:
-        """Send every record and return only when the broker acknowledged all of them."""
+        """Send every record and return only when the broker acknowledged all of them.
+
+        A failure a retry may cure (no connection, a timeout) is a :class:`BrokerError`. Records the
+        producer or the broker refuses as too large are a :class:`RecordsRefusedError` raised after
+        every other record was acknowledged, so the caller can dead-letter them and move on.
+        """
         if self._producer is None:
             raise BrokerError("the publisher is not connected to Kafka")
         if self.unreachable:  # refuse at once rather than wait out the request timeout; retrying cures it
             raise BrokerError(f"the broker did not acknowledge {len(records)} record(s): {self.unreachable}")
+        refused: dict[int, str] = {}
+        futures: dict[int, asyncio.Future[object]] = {}
         try:
-            futures = [
-                await self._producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers) for r in records
-            ]
-            await asyncio.gather(*futures)
+            for i, r in enumerate(records):
+                try:
+                    futures[i] = await self._producer.send(r.topic, r.value, key=r.key.encode(), headers=r.headers)
+                except TOO_LARGE as exc:
+                    refused[i] = type(exc).__name__
+            outcomes = await asyncio.gather(*futures.values(), return_exceptions=True)
         except KafkaError as exc:
             raise BrokerError(f"the broker did not acknowledge {len(records)} record(s): {exc}") from exc
+        failed = None
+        for i, outcome in zip(futures, outcomes, strict=True):
+            if isinstance(outcome, TOO_LARGE):
+                refused[i] = type(outcome).__name__
+            elif isinstance(outcome, BaseException):
+                failed = outcome
+        if failed is not None:
+            raise BrokerError(f"the broker did not acknowledge {len(records)} record(s): {failed}") from failed
+        if refused:
+            raise RecordsRefusedError(dict(sorted(refused.items())))
