@@ -39,6 +39,7 @@ Tables
   ``erased_subjects`` — subjects kept out of the projections (:mod:`hub.db.erasure_guard`);
   ``erasures`` — the erasure register (:mod:`hub.governance.erasure`).
 * ``audit_log`` and ``audit_anchors`` — the hash-chained audit log (:mod:`hub.governance.audit`);
+  ``audit_checkpoints`` — the signed checkpoints published off the database (:mod:`hub.governance.checkpoints`);
   ``audit_cursors`` — how far the sharing decisions were copied into it.
 * ``households``, ``household_members``, ``caseloads`` — enrolment (:mod:`hub.family.enrolment`).
 * ``consent_directives`` — one row per consent directive (FHIR R4 Consent JSON as received), resolved
@@ -252,6 +253,18 @@ audit_anchors = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
     sa.Column("anchored_at", TS, nullable=False),
+)
+
+#: the signed checkpoints of the audit chain (migration 0015): the file and the ``hub.audit.checkpoints``
+#: topic hold them; this table notes each one so a checkpoint gone from both is noticed
+audit_checkpoints = sa.Table(
+    "audit_checkpoints", metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("signed_at", TS, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
 )
 
 audit_cursors = sa.Table(
