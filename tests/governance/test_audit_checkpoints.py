@@ -217,6 +217,27 @@ async def test_checkpoint_file_deleted_while_the_topic_holds_them(sqlite_url: st
         broker.stop()
 
 
+async def test_an_embedded_broker_that_lost_its_log_gets_the_files_checkpoints_again(sqlite_url: str,
+                                                                                     tmp_path: Path) -> None:
+    log = AuditLog(Store.open(sqlite_url), anchor_every=0)
+    settings = Settings(database_url=sqlite_url, data_dir=tmp_path / "data", kafka_bootstrap="")
+    w = writer(log, settings)
+    for start in (0, 2):
+        seed(log, 2, start=start)
+        await w.checkpoint()  # no broker yet: the file and the database only
+    broker = EmbeddedBroker().start()
+    try:
+        restarted = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap, "kafka_embedded": True})
+        await ensure_topics(restarted)
+        assert (await verify_all(log, restarted, broker.bootstrap)).checkpoint_sources == ["file", "database"]
+        await writer(log, restarted).flush()  # the job's first pass
+        report = await verify_all(log, restarted, broker.bootstrap)
+        assert report.ok and report.checkpoint_sources == ["file", "topic", "database"], str(report)
+        assert report.checkpoints_checked == 2
+    finally:
+        broker.stop()
+
+
 # ---- timestamp authority ----------------------------------------------------------------------------
 def _tsa(status: int) -> httpx.AsyncClient:
     def answer(request: httpx.Request) -> httpx.Response:
