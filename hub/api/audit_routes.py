@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 
-from hub.governance import audit, audit_queries
+from hub.governance import audit, audit_queries, checkpoint_verify
 from hub.governance.audit_seal import open_detail
 from hub.governance.export import export_csv, export_fhir
 from hub.ingest.services import Services
@@ -33,10 +33,12 @@ def audit_router(services: Services) -> APIRouter:
 
     @router.get("/v1/audit/verify")
     async def verify() -> dict[str, Any]:
-        """Walk the hash chain; name every altered, deleted, reordered or inserted record."""
-        report = await asyncio.to_thread(log.verify)
+        """Walk the hash chain and compare it with the signed checkpoints (file, topic): name every altered,
+        deleted, reordered, inserted, truncated, forged or appended record and every missing checkpoint."""
+        settings = services.settings
+        report = await checkpoint_verify.verify_all(log, settings, settings.kafka_bootstrap)
         return {"ok": report.ok, "records": report.records, "anchors_checked": report.anchors_checked,
-                "problems": [str(p) for p in report.problems],
+                **checkpoint_verify.summary(report), "problems": [str(p) for p in report.problems],
                 "dead_letters": await asyncio.to_thread(log.dead_letter_count)}
 
     @router.get("/v1/audit/records")

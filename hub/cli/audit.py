@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from hub.cli.common import fail, fail_with, load_settings, out
+from hub.cli.common import fail, fail_with, load_settings, out, run
 from hub.core.errors import HubError
 
 if TYPE_CHECKING:
@@ -58,14 +58,25 @@ def _print(table: Table, empty: str) -> None:
 
 @audit_app.command("verify")
 def verify() -> None:
-    """Walk the chain; exit 1 listing each problem as `seq N: KIND: …` (ALTERED/DELETED/REORDERED/INSERTED)."""
-    report = _log().verify()
+    """Walk the chain and compare it with the signed checkpoints (file, topic); exit 1 listing each problem
+    as `seq N: KIND: …` (ALTERED, DELETED, REORDERED, INSERTED, TRUNCATED, FORGED, APPENDED,
+    CHECKPOINT_MISSING, CHECKPOINT_INVALID; docs/operations.md says what each means)."""
+    from hub.core.settings import running_bootstrap
+    from hub.governance.checkpoint_verify import verify_all
+
+    settings = load_settings()
+    log = _log()
+    report = run(verify_all(log, settings, settings.kafka_bootstrap or running_bootstrap(settings)))
+    where = " and ".join(report.checkpoint_sources)
+    seal = (f"{report.checkpoints_checked} signed checkpoint(s) from the {where}; covered to seq "
+            f"{report.covered_to}, {report.uncovered} record(s) after the last checkpoint not yet covered"
+            if where else "checkpoints not checked: no public key here, set HUB_AUDIT_PUBLIC_KEYS_FILE")
     if report.ok:
-        out.print(f"audit log intact: {report.records} records ({report.anchors_checked} anchors checked)",
-                  highlight=False)
+        out.print(f"audit log intact: {report.records} records ({report.anchors_checked} anchors checked; {seal})",
+                  highlight=False, soft_wrap=True)
         return
-    out.print(f"audit log FAILED verification: {len(report.problems)} problem(s) in {report.records} records",
-              highlight=False)
+    out.print(f"audit log FAILED verification: {len(report.problems)} problem(s) in {report.records} records "
+              f"({seal})", highlight=False, soft_wrap=True)
     for p in report.problems:
         out.print(str(p), highlight=False, soft_wrap=True)
     raise typer.Exit(1)
@@ -73,10 +84,41 @@ def verify() -> None:
 
 @audit_app.command("anchor")
 def anchor() -> None:
-    """Store the current last seq and hash as an anchor (ship it off-database too)."""
+    """Store the current last seq and hash as an anchor in the database (see `checkpoint` for a signed one)."""
     a = _log().anchor()
     out.print("audit log is empty: nothing to anchor" if a is None else f"anchored seq {a.seq} hash {a.hash}",
               highlight=False)
+
+
+@audit_app.command("checkpoint")
+def checkpoint() -> None:
+    """Sign a checkpoint of the chain's head now and publish it (file, topic, timestamp authority)."""
+    from hub.governance.checkpoint_writer import CheckpointWriter
+    from hub.governance.checkpoints import load_or_create_signing_key
+
+    settings = load_settings()
+    log = _log()
+    try:
+        key = load_or_create_signing_key(settings)
+    except HubError as exc:
+        fail_with(exc, first_line=False)
+    cp = run(CheckpointWriter(log.store, settings, key).checkpoint())
+    out.print("nothing new to checkpoint" if cp is None else
+              f"checkpoint of seq {cp.seq} ({cp.records} records) signed by key {cp.key_id}", highlight=False)
+
+
+@audit_app.command("public-key")
+def public_key() -> None:
+    """Print the checkpoint signing key's public half (PEM) for verifiers to hold (creates the key if absent)."""
+    from hub.governance.checkpoints import key_id, load_or_create_signing_key, public_key_pem
+
+    settings = load_settings()
+    try:
+        public = load_or_create_signing_key(settings).public_key()
+    except HubError as exc:
+        fail_with(exc, first_line=False)
+    typer.echo(f"# audit checkpoint key {key_id(public)}")
+    typer.echo(public_key_pem(public), nl=False)
 
 
 @audit_app.command("who-has-seen")

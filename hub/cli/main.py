@@ -98,7 +98,8 @@ def deliver(
         help="Serve /healthz and /readyz on this port (default HUB_PROBE_PORT; none when unset).")] = None,
 ) -> None:
     """Deliver shares in a process of their own (webhooks, family copies, inbox, retries, audit trail,
-    escalation, readiness sweep): run beside workers with HUB_DELIVERY_MODE=process (`hub up` starts one)."""
+    escalation, readiness sweep, audit checkpoints): run beside workers with HUB_DELIVERY_MODE=process
+    (`hub up` starts one)."""
     from hub.db.store import Store
     from hub.runtime.deliverer import run_deliverer
 
@@ -110,7 +111,7 @@ def deliver(
     except HubError as exc:
         fail_with(exc, first_line=False)
     run(run_deliverer(store, poll=interval, probe_host=settings.api_host,
-                       probe_port=probe_port or settings.probe_port))
+                       probe_port=probe_port or settings.probe_port, settings=settings))
     store.engine.dispose()
 
 

@@ -33,12 +33,25 @@
 | HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
 | HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
 | HUB_AGENCIES_FILE | (none) | Agency registry, JSON (YAML with PyYAML): `hub/governance/agencies.py`. |
+| HUB_AUDIT_SIGNING_KEY_FILE | (generated) | Ed25519 PEM key signing audit checkpoints (below). |
+| HUB_AUDIT_PUBLIC_KEYS_FILE | (signing key's) | PEM public keys `hub audit verify` trusts checkpoints from. |
+| HUB_AUDIT_CHECKPOINT_FILE | (in data dir) | Append-only JSON lines of signed checkpoints (below). |
+| HUB_AUDIT_CHECKPOINT_INTERVAL | 60 | Seconds between audit checkpoints (0: none); the chores lease holder. |
+| HUB_AUDIT_TSA_URL | (empty) | RFC 3161 timestamp authority stamping each checkpoint. |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body. |
 | HUB_API_DOCS | auto | Serve `/docs`, `/redoc`, `/openapi.json` (no token); off: 404. auto: embedded demo only. |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body on every route, chunked or not (413 beyond). |
 | HUB_KAFKA_MAX_REQUEST_BYTES | 1048576 | Producer request limit; a record may be this less 16 KiB (413, unlogged). |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
+
+Audit checkpoints (:mod:`hub.governance.checkpoints`, docs/operations.md "Audit checkpoints"): the head of
+the audit chain is signed every HUB_AUDIT_CHECKPOINT_INTERVAL seconds with the key in
+HUB_AUDIT_SIGNING_KEY_FILE (default ``<data dir>/keys/audit-signing.key``, generated with mode 0600 when
+absent; keep it apart from the database and the payload master key) and appended to
+HUB_AUDIT_CHECKPOINT_FILE (default ``<data dir>/audit/checkpoints.jsonl``) and the
+``hub.audit.checkpoints`` topic. Verifiers trust the keys in HUB_AUDIT_PUBLIC_KEYS_FILE (old and new
+after a rotation; `hub audit public-key` prints one), else the signing key's own.
 
 Sharing (:class:`SharingSettings`, read when used, so a change applies from the next delivery pass):
 
@@ -121,6 +134,11 @@ class Settings(BaseSettings):
     payload_master_key_file: Path | None = None
     retention_policy: str = ""
     retention_policy_file: Path | None = None
+    audit_signing_key_file: Path | None = None
+    audit_public_keys_file: Path | None = None
+    audit_checkpoint_file: Path | None = None
+    audit_checkpoint_interval: float = Field(default=60.0, ge=0)
+    audit_tsa_url: str = ""
 
     #: the agency registry: each agency's id, name, sectors, source systems, mappings, organisations and
     #: whether it may record consent (docs/operations.md). Unset: every agency token is registered for

@@ -39,6 +39,7 @@ Tables
   ``erased_subjects`` — subjects kept out of the projections (:mod:`hub.db.erasure_guard`);
   ``erasures`` — the erasure register (:mod:`hub.governance.erasure`).
 * ``audit_log`` and ``audit_anchors`` — the hash-chained audit log (:mod:`hub.governance.audit`);
+  ``audit_checkpoints`` — the signed checkpoints published off the database (:mod:`hub.governance.checkpoints`);
   ``audit_cursors`` — how far the sharing decisions were copied into it; ``audit_dead_letters`` — records
   the writer could not store, with the reason (migration 0011).
 * ``households``, ``household_members``, ``caseloads`` — enrolment (:mod:`hub.family.enrolment`).
@@ -101,7 +102,7 @@ ingest_log = sa.Table(
     sa.Column("published_at", TS, nullable=True),
     sa.Column("agency_id", sa.String(120), nullable=True),  # the producing agency, for retention
     sa.Column("erased_at", TS, nullable=True),  # the subject was erased: the sealed value is unreadable
-    sa.Column("content_digest", sa.String(40), nullable=True),  # keyed digest of the content (migration 0014)
+    sa.Column("content_digest", sa.String(40), nullable=True),  # keyed digest of the content (migration 0013)
     sa.Column("refused_at", TS, nullable=True),  # the broker refused it for good: dead-lettered (0014)
     sa.UniqueConstraint("source_system", "source_id", "source_version", name="uq_ingest_source_version"),
     info={"personal": {"key": SUBJECT}, "erase": MARK, "erase_by": {SUBJECT: "key"}, "retain_by": "event_id"},
@@ -261,6 +262,18 @@ audit_anchors = sa.Table(
     sa.Column("anchored_at", TS, nullable=False),
 )
 
+#: the signed checkpoints of the audit chain (migration 0014): the file and the ``hub.audit.checkpoints``
+#: topic hold them; this table notes each one so a checkpoint gone from both is noticed
+audit_checkpoints = sa.Table(
+    "audit_checkpoints", metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("signed_at", TS, nullable=False),
+    sa.Column("key_id", sa.String(32), nullable=False),
+)
+
 audit_cursors = sa.Table(
     "audit_cursors", metadata,
     sa.Column("name", sa.String(60), primary_key=True),
@@ -397,7 +410,7 @@ deliveries = sa.Table(
     sa.Column("closed_at", TS, nullable=True),  # cancelled or failed
     sa.Column("escalated_at", TS, nullable=True),
     sa.Column("round", sa.Integer, nullable=False, server_default="0"),
-    # the POST in hand (state sending; next_attempt_at is then when its claim expires) — migration 0013
+    # the POST in hand (state sending; next_attempt_at is then when its claim expires) — migration 0012
     sa.Column("attempt_id", sa.String(36), nullable=True),
     sa.Column("sending_at", TS, nullable=True),
     sa.UniqueConstraint("information_id", "information_version", "recipient_key", "kind", "round", name="uq_delivery"),

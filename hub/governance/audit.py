@@ -71,10 +71,12 @@ hash, which catches truncation of the tail and a chain rewritten from some point
 Limits
 ------
 The chain is unkeyed. Someone who can rewrite the whole table *and* the anchors (for instance a
-database superuser) can produce a consistent forgery that verify cannot detect, and records appended
-after the last anchor with correct links are indistinguishable from genuine ones. Ship anchors off
-the database — e.g. an ``anchor_sink`` that publishes them to the audit Kafka topic, or an external
-WORM/object-lock store — and compare them with :meth:`AuditLog.verify` (``extra_anchors=``).
+database superuser) can produce a consistent forgery that the chain alone cannot show, and records
+appended after the last anchor with correct links are indistinguishable from genuine ones. Signed
+checkpoints kept off the database (:mod:`hub.governance.checkpoints`, written by
+:mod:`hub.governance.checkpoint_writer`, compared by :mod:`hub.governance.checkpoint_verify`) close the
+first gap and narrow the second to the records after the last checkpoint (docs/operations.md,
+"Audit checkpoints"). :meth:`AuditLog.verify` also takes anchors kept elsewhere (``extra_anchors=``).
 Verify holds the whole log in memory (a few hundred bytes per record).
 
 Modules: the records, actions and hash in :mod:`hub.governance.audit_records`; verification in
@@ -335,6 +337,15 @@ class AuditLog:
             conn.execute(audit_anchors.insert().values(seq=a.seq, hash=a.hash, anchored_at=a.anchored_at))
         self._ship(a)
         return a
+
+    def head(self) -> tuple[int, str, int] | None:
+        """The last (seq, hash) and the number of records, read under the write lock (what a signed
+        checkpoint states, :mod:`hub.governance.checkpoint_writer`); None if the log is empty."""
+        with self._write_tx() as conn:
+            last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash)
+                                .order_by(audit_log.c.seq.desc()).limit(1)).first()
+            count = conn.execute(sa.select(sa.func.count()).select_from(audit_log)).scalar_one()
+        return None if last is None else (int(last.seq), last.hash, int(count))
 
     def anchors(self) -> list[Anchor]:
         with self.engine.connect() as conn:

@@ -38,8 +38,11 @@ READ_ACTIONS = frozenset({"read_timeline", "read_report"})
 SEEN_ACTIONS = READ_ACTIONS | {"share"}
 WITHHELD_ACTIONS = frozenset({"withhold", "hold"})
 
-Kind = Literal["ALTERED", "DELETED", "REORDERED", "INSERTED"]
-KINDS: tuple[Kind, ...] = ("ALTERED", "DELETED", "REORDERED", "INSERTED")
+Kind = Literal["ALTERED", "DELETED", "REORDERED", "INSERTED",
+               "TRUNCATED", "FORGED", "APPENDED", "CHECKPOINT_MISSING", "CHECKPOINT_INVALID"]
+#: the chain's own kinds, then those found against signed checkpoints (:mod:`hub.governance.checkpoint_verify`)
+KINDS: tuple[Kind, ...] = ("ALTERED", "DELETED", "REORDERED", "INSERTED",
+                           "TRUNCATED", "FORGED", "APPENDED", "CHECKPOINT_MISSING", "CHECKPOINT_INVALID")
 
 
 def register_action(name: str, description: str) -> None:
@@ -108,6 +111,12 @@ class VerifyReport:
     anchors_checked: int = 0
     last_seq: int = 0
     last_hash: str = GENESIS
+    #: filled in by :func:`hub.governance.checkpoint_verify.check`: trusted checkpoints compared, the seq
+    #: the latest covers, how many records come after it, and the places read
+    checkpoints_checked: int = 0
+    covered_to: int = 0
+    uncovered: int = 0
+    checkpoint_sources: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -54,9 +54,13 @@ INGEST_CONSENT = TopicSpec("hub.ingest.consent", "subject pseudonym", "ConsentGr
                            "Consent directives from families and young people.")
 DEADLETTER = TopicSpec("hub.deadletter", "original key", "original bytes",
                        "Records that failed after acceptance, with __connect.errors.* headers.")
+AUDIT_CHECKPOINTS = TopicSpec("hub.audit.checkpoints", "signing key id", "signed checkpoint (JSON line)",
+                              "Signed checkpoints of the audit chain's head (hub.governance.checkpoints); "
+                              "kept forever, never compacted.")
 
 CATALOGUE: tuple[TopicSpec, ...] = (
     INGEST_HEALTH, INGEST_SOCIAL_CARE, INGEST_EDUCATION, INGEST_IDENTITY, INGEST_CONSENT, DEADLETTER,
+    AUDIT_CHECKPOINTS,
 )
 INGEST_TOPICS: tuple[TopicSpec, ...] = CATALOGUE[:5]
 

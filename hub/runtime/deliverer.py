@@ -32,6 +32,7 @@ import httpx
 
 from hub.core.jobs import Runner
 from hub.core.logging import get_logger
+from hub.core.settings import Settings
 from hub.db.store import Store
 from hub.runtime.placement import deliverer_jobs
 from hub.runtime.probes import serve_probes
@@ -54,12 +55,12 @@ class Deliverer:
 
     def __init__(self, store: Store, client: httpx.AsyncClient | None = None, *, owner: str | None = None,
                  poll: float = POLL, chores_every: float = CHORES_EVERY, escalate_every: float = ESCALATE_EVERY,
-                 limit: int = 500, concurrency: int = 32) -> None:
+                 limit: int = 500, concurrency: int = 32, settings: Settings | None = None) -> None:
         self.store = store
         self.owner = owner or f"deliverer-{socket.gethostname()}-{os.getpid()}"
         self.delivery = DeliveryJob(store, client, every=poll, limit=limit, concurrency=concurrency)
         self.runner = Runner(deliverer_jobs(store, self.owner, self.delivery, chores_every=chores_every,
-                                            escalate_every=escalate_every))
+                                            escalate_every=escalate_every, settings=settings))
 
     @property
     def totals(self) -> DeliveryStats:
@@ -105,9 +106,10 @@ class Deliverer:
 
 
 async def run_deliverer(store: Store, *, poll: float = POLL, probe_host: str = "0.0.0.0",
-                        probe_port: int | None = None) -> Deliverer:
-    """Run until SIGTERM or SIGINT (the `hub deliver` process); probes on ``probe_port`` when given."""
-    deliverer = Deliverer(store, poll=poll)
+                        probe_port: int | None = None, settings: Settings | None = None) -> Deliverer:
+    """Run until SIGTERM or SIGINT (the `hub deliver` process); probes on ``probe_port`` when given; with
+    ``settings``, the chores include the audit checkpoint."""
+    deliverer = Deliverer(store, poll=poll, settings=settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, deliverer.stop)

@@ -6,6 +6,8 @@
   ``hub deliver`` (:func:`deliverer_jobs`), where the chores run under the chores lease, one deliverer at
   a time. The API process relays the outbox (:class:`hub.ingest.relay.RelayJob`, hosted by
   :func:`hub.api.app.create_app`); `hub up` runs the three (:mod:`hub.runtime.stack`).
+* The audit checkpoint (:class:`hub.governance.checkpoint_writer.CheckpointJob`) goes with the chores, under
+  the chores lease, wherever settings are given (every ``HUB_AUDIT_CHECKPOINT_INTERVAL`` s; 0: none).
 """
 
 from __future__ import annotations
@@ -13,32 +15,42 @@ from __future__ import annotations
 import asyncio
 
 from hub.core.jobs import Job
-from hub.core.settings import sharing_settings
+from hub.core.settings import Settings, sharing_settings
 from hub.db.lease import CHORES, Lease
 from hub.db.store import Store
+from hub.governance.checkpoint_writer import CheckpointJob
 from hub.runtime.sharing_jobs import AuditJob, AuditTrail, DeliveryJob, EscalationJob, FollowJob, ReadinessJob
 
 #: seconds between a delivering worker's looks for due deliveries, escalations and decisions to audit
 WORKER_TICK = 1.0
 
 
-def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.Event | None = None) -> list[Job]:
+def checkpoint_jobs(store: Store, settings: Settings | None, chores: Lease) -> list[Job]:
+    """The audit checkpoint job, where settings are given and the interval is not 0."""
+    if settings is None or settings.audit_checkpoint_interval <= 0:
+        return []
+    return [CheckpointJob(store, settings, every=settings.audit_checkpoint_interval, lease=chores)]
+
+
+def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.Event | None = None,
+                settings: Settings | None = None) -> list[Job]:
     """A stream worker's sharing jobs; ``projected`` is set when the worker projected a batch."""
     if not deliver:  # HUB_DELIVERY_MODE=process: `hub deliver` does the rest
         return [FollowJob(store, owner, wake=projected)]
-    trail = AuditTrail(store, Lease(store, CHORES, owner))
+    chores = Lease(store, CHORES, owner)
+    trail = AuditTrail(store, chores)
     deliveries = DeliveryJob(store, every=WORKER_TICK)
     readiness_every = max(sharing_settings().readiness_interval, WORKER_TICK)
     return [FollowJob(store, owner, wake=projected, trail=trail, deliveries=deliveries), deliveries,
             AuditJob(trail, every=WORKER_TICK), EscalationJob(store, every=WORKER_TICK),
-            ReadinessJob(store, every=readiness_every)]
+            ReadinessJob(store, every=readiness_every), *checkpoint_jobs(store, settings, chores)]
 
 
 def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_every: float,
-                   escalate_every: float) -> list[Job]:
+                   escalate_every: float, settings: Settings | None = None) -> list[Job]:
     """`hub deliver`'s jobs: ``deliveries``, and the chores by whichever deliverer holds the chores lease."""
     chores = Lease(store, CHORES, owner)
     readiness_every = max(sharing_settings().readiness_interval, chores_every)
     return [deliveries, AuditJob(AuditTrail(store, chores), every=chores_every),
             EscalationJob(store, every=escalate_every, lease=chores),
-            ReadinessJob(store, every=readiness_every, lease=chores)]
+            ReadinessJob(store, every=readiness_every, lease=chores), *checkpoint_jobs(store, settings, chores)]

@@ -119,7 +119,8 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
         return "ready" if ready else "recovering"
 
     # HUB_DELIVERY_MODE=process: `hub deliver` delivers, this worker decides
-    jobs = Runner([*worker_jobs(store, worker_id, deliver=settings.worker_delivers, projected=projected),
+    jobs = Runner([*worker_jobs(store, worker_id, deliver=settings.worker_delivers, projected=projected,
+                               settings=settings),
                    HeartbeatJob(store, worker_id, worker_state, lambda: processor.processed)])
 
     @app.task

@@ -1,7 +1,7 @@
 """audit dead letters: audit records the writer could not store, with the reason
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 """
 from __future__ import annotations
 

@@ -1,15 +1,15 @@
 """delivery attempts: a webhook share is marked ``sending`` (attempt id and time) in a committed
 transaction before its POST, so a deliverer that dies mid-POST leaves the outcome visibly in doubt
 
-Revision ID: 0013
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None

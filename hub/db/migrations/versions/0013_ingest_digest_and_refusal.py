@@ -1,16 +1,16 @@
 """ingest log: a keyed digest of each version's content (a resend with other content is a conflict),
 and when the broker refused a logged record for good (dead-lettered; the outbox relay moves on)
 
-Revision ID: 0014
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
