@@ -26,6 +26,24 @@ def bearer(role: str, subject: str = "tester", **claims: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def enrol_child(base: str, coordinator: str, system: str, value: str) -> tuple[str, str]:
+    """A household on ``coordinator``'s caseload with one child whose ``system`` identifier is linked, made
+    through the enrolment routes as a coordinator does (agencies cannot send identity links)."""
+    auth = bearer("coordinator", coordinator)
+    r = httpx.post(f"{base}/v1/households", json={"coordinator_id": coordinator}, headers=auth, timeout=10)
+    assert r.status_code == 201, r.text
+    household = r.json()["household_id"]
+    r = httpx.post(f"{base}/v1/households/{household}/members", json={"kind": "child", "relationship": "child"},
+                   headers=auth, timeout=10)
+    assert r.status_code == 201, r.text
+    child = r.json()["member_id"]
+    r = httpx.post(f"{base}/v1/households/{household}/members/{child}/identifiers",
+                   json={"system": system, "value": value, "reason": "enrolled with the family"}, headers=auth,
+                   timeout=10)
+    assert r.status_code == 202, r.text
+    return household, child
+
+
 def hub_env(**settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_SCHEMA_DIR": str(ROOT / "schemas"), "HUB_PSEUDONYM_KEY": "test-key-0123456789abcdef",

@@ -100,7 +100,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import AuditIntegrityError, NotFoundError, StoreError
 from hub.core.logging import get_logger
-from hub.core.privacy import PERSONAL_KEYS, scrub_text
+from hub.core.privacy import scrub_text
 from hub.db.schema import audit_anchors, audit_dead_letters, audit_log
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.audit_records import (
@@ -115,6 +115,7 @@ from hub.governance.audit_records import (
     AuditRecord,
     VerifyReport,
     canonical_detail,
+    check_detail,
     compute_hash,
     register_action,
 )
@@ -130,25 +131,6 @@ log = get_logger(__name__)
 
 # Arbitrary constant key for pg_advisory_xact_lock ("audit" in ASCII); no other hub lock uses it.
 PG_LOCK_KEY = 0x6175646974
-
-
-def check_detail(detail: Any, path: str = "detail") -> None:
-    """Refuse personal identifiers in a detail object (ValueError naming the path, never the value)."""
-    if isinstance(detail, Mapping):
-        if set(detail) == {"sealed"} and isinstance(detail["sealed"], str):
-            return  # ciphertext (hub.governance.audit_seal)
-        for key, value in detail.items():
-            k = str(key)
-            if k.lower() in PERSONAL_KEYS or scrub_text(k) != k:
-                raise ValueError(f"audit {path}: key {scrub_text(k)!r} names personal data; audit details "
-                                 "must not hold personal identifiers")
-            check_detail(value, f"{path}.{k}")
-    elif isinstance(detail, list | tuple):
-        for i, value in enumerate(detail):
-            check_detail(value, f"{path}[{i}]")
-    elif isinstance(detail, str) and scrub_text(detail) != detail:
-        raise ValueError(f"audit {path} looks like it holds an NHS number, UPN or date of birth; audit details "
-                         "must not hold personal identifiers (use pseudonymous ids and full timestamps)")
 
 
 def _row_to_record(row: Any) -> AuditRecord:

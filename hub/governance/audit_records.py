@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from hub.core.privacy import PERSONAL_KEYS, scrub_text
 from hub.db.store import as_utc
 
 GENESIS = "0" * 64
@@ -157,3 +158,22 @@ def compute_hash(fields: Mapping[str, Any], prev_hash: str) -> str:
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def check_detail(detail: Any, path: str = "detail") -> None:
+    """Refuse personal identifiers in a detail object (ValueError naming the path, never the value)."""
+    if isinstance(detail, Mapping):
+        if set(detail) == {"sealed"} and isinstance(detail["sealed"], str):
+            return  # ciphertext (hub.governance.audit_seal)
+        for key, value in detail.items():
+            k = str(key)
+            if k.lower() in PERSONAL_KEYS or scrub_text(k) != k:
+                raise ValueError(f"audit {path}: key {scrub_text(k)!r} names personal data; audit details "
+                                 "must not hold personal identifiers")
+            check_detail(value, f"{path}.{k}")
+    elif isinstance(detail, list | tuple):
+        for i, value in enumerate(detail):
+            check_detail(value, f"{path}[{i}]")
+    elif isinstance(detail, str) and scrub_text(detail) != detail:
+        raise ValueError(f"audit {path} looks like it holds an NHS number, UPN or date of birth; audit details "
+                         "must not hold personal identifiers (use pseudonymous ids and full timestamps)")

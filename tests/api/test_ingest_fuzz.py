@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def hub_app(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any, str]]:
     tmp = tmp_path_factory.mktemp("fuzz")
     config = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=f"sqlite:///{tmp / 'h.db'}",
-                      data_dir=tmp / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32)  # type: ignore[arg-type]
+                      data_dir=tmp / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32,
+                      api_docs=True)  # type: ignore[arg-type]
     asyncio.run(ensure_topics(config))
     services = Services.build(config)
     app = create_app(services)

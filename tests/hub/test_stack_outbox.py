@@ -12,7 +12,7 @@ import httpx
 
 from hub.demo.identifiers import nhs_number
 from hub.kafka.broker import free_port
-from tests.support import bearer, hub_env, ready, spawn, stop, wait_until
+from tests.support import bearer, enrol_child, hub_env, ready, spawn, stop, wait_until
 
 AGENCY = bearer("agency", "abuhb-pas", agency="7A6")
 T0 = datetime(2026, 10, 1, tzinfo=UTC)
@@ -40,23 +40,17 @@ def test_a_too_large_record_cannot_block_the_outbox(tmp_path: Path) -> None:
     try:
         wait_until(lambda: ready(base) or proc.poll() is not None, 60, "hub up to be ready")
         assert proc.poll() is None, log.read_text()[-3000:]
-        link = {"record_type": "IdentityLinked", "sector": "hub", "source_system": "enrolment", "source_id": "l-1",
-                "occurred_at": T0.isoformat(), "subject": {"system": "nhs-number", "value": nhs_number(7)},
-                "body": {"action": "link", "child_id": "child-1", "household_id": "hh-1",
-                         "identifier_system": "nhs-number"}}
-        assert httpx.post(f"{base}/v1/events", headers=AGENCY, json=[link], timeout=30).status_code == 200
+        household, _ = enrol_child(base, "cc-1", "nhs-number", nhs_number(7))
         huge = attendance(0, "x" * (1024 * 1024 + 1))  # over the default per-record limit, under the body limit
         refused = httpx.post(f"{base}/v1/events", headers=AGENCY, json=[huge], timeout=30)
         assert refused.status_code == 413, refused.text
         assert refused.json()["type"].endswith("/too-large")
         good = httpx.post(f"{base}/v1/events", headers=AGENCY, json=[attendance(i) for i in range(1, 6)], timeout=30)
         assert good.status_code == 200, good.text
-        r = httpx.post(f"{base}/v1/coordinators/cc-1/caseload", json={"household_id": "hh-1"},
-                       headers=bearer("admin"), timeout=5)
-        assert r.status_code == 204, r.text
 
         def timeline() -> list[dict[str, Any]]:
-            r = httpx.get(f"{base}/v1/households/hh-1/timeline", headers=bearer("coordinator", "cc-1"), timeout=5)
+            r = httpx.get(f"{base}/v1/households/{household}/timeline", headers=bearer("coordinator", "cc-1"),
+                          timeout=5)
             return r.json()["entries"] if r.status_code == 200 else []
 
         wait_until(lambda: len(timeline()) == 5, 60, "the good rows on the timeline")
