@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from hub.api.streams import change_stream, resume_position
-from hub.family.enrolment import Enrolment
+from hub.family.enrolment import Enrolment, Move
 from hub.ingest.services import Services
+from hub.sharing.alerts import raise_alert
 from hub.stream import readmodel
 
 
@@ -45,6 +46,28 @@ def actor(request: Request, fallback: str) -> str:
     return str(getattr(principal, "subject", None) or fallback)
 
 
+def role_of(request: Request) -> str:
+    principal = getattr(request.state, "principal", None)
+    return str(getattr(principal, "role", None) or "coordinator")
+
+
+def alert_move(conn: Any, move: Move) -> None:
+    """Tell both households' coordinators that an identifier moved (hub ids only, never the identifier)."""
+    now = datetime.now(UTC)
+    details = {"from_household": move.from_household, "from_child": move.from_child,
+               "to_household": move.to_household, "to_child": move.to_child, "by": move.by}
+    for household, child, message in (
+            (move.from_household, move.from_child,
+             f"An identifier linked to child {move.from_child} was moved to child {move.to_child} of household "
+             f"{move.to_household}; the events it brought have left this child's record."),
+            (move.to_household, move.to_child,
+             f"An identifier was moved to child {move.to_child} from child {move.from_child} of household "
+             f"{move.from_household}; check the link is right.")):
+        raise_alert(conn, key=f"identity_move:{household}:{child}:{now.isoformat()}", kind="identity_moved",
+                    household_id=household, child_id=child, to_agency_id=None, to_service=None, message=message,
+                    details=details, now=now)
+
+
 class AssignIn(BaseModel):
     household_id: str = Field(min_length=1, max_length=80)
 
@@ -55,9 +78,12 @@ def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRo
     store = services.store
 
     @router.post("/v1/households", status_code=201)
-    async def create_household(body: HouseholdIn) -> dict[str, str]:
-        """Create a household on the coordinator's caseload."""
-        return {"household_id": await asyncio.to_thread(enrol.create_household, body.coordinator_id)}
+    async def create_household(body: HouseholdIn, request: Request) -> dict[str, str]:
+        """Create a household on the coordinator's caseload (a coordinator: their own only; 403 otherwise)."""
+        principal = getattr(request.state, "principal", None)
+        by = str(principal.subject) if principal is not None else None
+        return {"household_id": await asyncio.to_thread(enrol.create_household, body.coordinator_id, by=by,
+                                                        role=role_of(request))}
 
     @router.get("/v1/households/{household_id}/members")
     async def members(household_id: str) -> list[dict[str, Any]]:
@@ -71,16 +97,20 @@ def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRo
 
     @router.post("/v1/households/{household_id}/members/{member_id}/identifiers", status_code=202)
     async def link(household_id: str, member_id: str, body: IdentifierIn, request: Request) -> dict[str, Any]:
-        """Link an agency identifier: its events (including parked ones) join this family's timeline."""
+        """Link an agency identifier: its events (including parked ones) join this family's timeline.
+
+        An identifier linked to a child in another household is refused (409) unless the caller coordinates
+        both households or is an IG officer or admin: then it moves, audited, and both coordinators are alerted."""
         acc = await enrol.link(household_id, member_id, body.system, body.value, by=actor(request, body.by),
-                               reason=body.reason)
+                               reason=body.reason, role=role_of(request), on_move=alert_move)
         return {"event_id": acc.event_id, "version": acc.source_version, "status": acc.status}
 
     @router.post("/v1/households/{household_id}/members/{member_id}/identifiers/unlink", status_code=202)
     async def unlink(household_id: str, member_id: str, body: IdentifierIn, request: Request) -> dict[str, Any]:
-        """Undo a wrong link: the events it brought leave this family's timeline."""
+        """Undo a wrong link: the events it brought leave this family's timeline, and what was shared from
+        them is recalled (a ``recall`` notice to each recipient; the family copy is withdrawn)."""
         acc = await enrol.link(household_id, member_id, body.system, body.value, by=actor(request, body.by),
-                               action="unlink", reason=body.reason)
+                               action="unlink", reason=body.reason, role=role_of(request))
         return {"event_id": acc.event_id, "version": acc.source_version, "status": acc.status}
 
     @router.post("/v1/coordinators/{coordinator_id}/caseload", status_code=204)

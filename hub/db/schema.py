@@ -55,7 +55,11 @@ Tables
   ``round`` (migration 0009) counts the rows of one information version and recipient across both
   kinds: a notice after a delivered share takes the next round, and so does a share given again
   after a notice (consent withdrawn, then given again). The unique key is what makes each
-  retroactive share or withdrawal notice happen exactly once.
+  retroactive share or withdrawal notice happen exactly once. ``kind`` ``recall`` (migration 0016) is a
+  notice that a copy came from a link undone as wrong. Both unique keys include the child (0016), so
+  a subject re-linked to the right child is decided for that child afresh.
+* ``sharing_failures`` — a child whose sharing pass failed (migration 0016): skipped so the follower
+  moves on for every other family, and retried with backoff until a pass succeeds.
 * ``alerts`` — coordinator alerts (unacknowledged delivery, readiness before an appointment,
   delivery failed) and report requests to producing services, once per ``alert_key``.
 * ``agency_webhooks`` — agency id → webhook URL and shared secret (``HUB_WEBHOOKS_FILE`` may add more).
@@ -376,7 +380,9 @@ share_decisions = sa.Table(
     sa.Column("decided_for", TS, nullable=False),  # the event-time side of decide_strictest
     sa.Column("decided_at", TS, nullable=False),
     sa.Column("trigger", sa.String(40), nullable=False),  # event | consent_granted | consent_withdrawn | ...
-    sa.UniqueConstraint("information_id", "recipient_key", "information_version", "seq", name="uq_share_decision"),
+    # the child is part of the key (migration 0016): a subject re-linked to another child is decided afresh
+    sa.UniqueConstraint("information_id", "recipient_key", "information_version", "child_id", "seq",
+                        name="uq_share_decision"),
     info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
           "erase_by": {EVENT: "information_id", MEMBER: "child_id"}, "retain_by": "information_id"},
 )
@@ -413,7 +419,8 @@ deliveries = sa.Table(
     # the POST in hand (state sending; next_attempt_at is then when its claim expires) — migration 0012
     sa.Column("attempt_id", sa.String(36), nullable=True),
     sa.Column("sending_at", TS, nullable=True),
-    sa.UniqueConstraint("information_id", "information_version", "recipient_key", "kind", "round", name="uq_delivery"),
+    sa.UniqueConstraint("information_id", "information_version", "recipient_key", "child_id", "kind", "round",
+                        name="uq_delivery"),
     info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
           "erase_by": {EVENT: "information_id", MEMBER: "child_id"}, "retain_by": "information_id"},
 )
@@ -434,6 +441,19 @@ alerts = sa.Table(
     sa.Column("details", sa.Text, nullable=False),  # JSON
     sa.Column("created_at", TS, nullable=False),
     sa.Column("resolved_at", TS, nullable=True),
+    info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
+          "erase_by": {MEMBER: "child_id"}},
+)
+
+# ---- a child whose sharing pass failed, skipped and retried (migration 0016) -----------------------
+sharing_failures = sa.Table(
+    "sharing_failures", metadata,
+    sa.Column("child_id", sa.String(80), primary_key=True),
+    sa.Column("household_id", sa.String(80), nullable=False),
+    sa.Column("error", sa.Text, nullable=False),  # the error's class and message (no identifiers)
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("first_failed_at", TS, nullable=False),
+    sa.Column("retry_at", TS, nullable=False),
     info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
           "erase_by": {MEMBER: "child_id"}},
 )

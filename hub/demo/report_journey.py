@@ -2,21 +2,27 @@
 
 An SLT report from a neighbouring health board is withheld for want of consent; before the
 paediatric appointment the coordinator sees it, and why, and what unblocks it; the family gives
-consent; the report is shared, exactly once, before the appointment.
+consent; the report is shared, exactly once, before the appointment. Then the coordinator finds the
+report's NHS number was linked to the wrong child: the link is undone and made to the right sibling,
+and what the wrong link shared is recalled (a recall notice to the service, the family copy withdrawn).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from rich.console import Console
 
 from hub.core.errors import ConfigError
-from hub.demo.journey import report_not_sent_journey
+from hub.db.schema import deliveries
+from hub.demo.journey import ReportJourney, report_not_sent_journey
 from hub.ingest.services import Services
 from hub.sharing import delivery, readiness
 
@@ -70,6 +76,34 @@ async def run(services: Services, console: Console) -> None:
     console.print(f"  [green]{row['outcome']}[/] ({row['basis']}, rule {row['rule_id']}): the report is "
                   f"[bold]{row['state']}[/] for {row['recipient_service']}, "
                   f"{appt['days_until']:.0f} days before the appointment.")
-    copies = await asyncio.to_thread(delivery.family_copies, store, hh)
+    copies = await _until("the family's copy", lambda: delivery.family_copies(store, hh))
     console.print(f"The family's own view holds {len(copies)} cop{'y' if len(copies) == 1 else 'ies'} of reports "
                   "about their child.")
+    await _corrected_link(services, console, journey)
+
+
+def _recalls(store: Any, child_id: str) -> list[dict[str, Any]]:
+    DL = deliveries.c
+    with store.engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(
+            DL.kind == "recall", DL.child_id == child_id).order_by(DL.created_at))]
+
+
+async def _corrected_link(services: Services, console: Console, journey: ReportJourney) -> None:
+    """The NHS number was linked to the wrong child: undo the link, link the right sibling, show the recall."""
+    (link,) = [e for e in journey.before_consent
+               if e.record_type == "IdentityLinked" and e.subject.system == "nhs-number"]
+    at = datetime.now(UTC)
+    sibling = f"{journey.child_id}-sibling"
+    undo = replace(link, source_version=2, occurred_at=at, body={**link.body, "action": "unlink"})
+    right = replace(link, source_id=f"link-{sibling}-nhs-number", occurred_at=at + timedelta(milliseconds=1),
+                    body={**link.body, "child_id": sibling})
+    console.print("The coordinator finds the NHS number was linked to the wrong child: the link is undone and "
+                  "made to the right sibling …")
+    await services.ingest.accept([undo, right])
+    recalls = await _until("the recall", lambda: _recalls(services.store, journey.child_id))
+    for r in recalls:
+        body = json.loads(r["payload"])
+        where = "withdrawn from the family's view" if r["recipient_kind"] == "family" else f"notice to {r['service']}"
+        info = body["information"]
+        console.print(f"  [yellow]recall[/] {info.get('title') or info['record_type']}: {where} ({body['reason']})")

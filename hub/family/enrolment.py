@@ -12,21 +12,28 @@ transaction that accepts the event, so there is no link without its record. The 
 coordinator gave is kept in the record sealed under the identifier's data key
 (:mod:`hub.governance.audit_seal`): IG reads it through ``GET /v1/audit/records``, and erasing the
 person makes it unreadable.
+
+An identifier already linked to a child in another household is not quietly moved: the link is
+refused (:class:`~hub.core.errors.ConflictError`, naming the rule and never the identifier) unless
+the caller coordinates both households or is an IG officer or admin. Then it is a *move*: an
+``identity_move`` audit record (hub ids only) in the same transaction, and ``on_move`` — the API
+raises an alert to each household's coordinators there — so the family who lost the link hears of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Literal
 
 import sqlalchemy as sa
 
-from hub.core.errors import NotFoundError, ValidationError
+from hub.core.errors import ConflictError, ForbiddenError, NotFoundError, Problem, ValidationError
 from hub.core.events import ENROLMENT_SOURCE, InboundEvent, SubjectRef
-from hub.db.schema import caseloads, household_members, households, ingest_log
+from hub.db.schema import caseloads, household_members, households, identity_links, ingest_log
 from hub.db.store import Store, utcnow
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.governance.audit_seal import seal_text
@@ -34,6 +41,21 @@ from hub.ingest.service import Acceptance, IngestService, event_id_for
 from hub.wire.sealing import KeyVault
 
 LINKABLE = ("nhs-number", "upn", "la-person-id", "hub-child-id", "other")
+#: roles that may move an identifier between households without coordinating both, and create households anywhere
+UNBOUND_ROLES = ("ig_officer", "admin")
+MOVE_RULE = ("this identifier is linked to a child in another household; only a coordinator of both households, "
+             "or an IG officer or admin, may move it")
+
+
+@dataclass(frozen=True)
+class Move:
+    """A link that takes an identifier from one child to another (hub ids only)."""
+
+    from_household: str
+    from_child: str
+    to_household: str
+    to_child: str
+    by: str
 
 
 @dataclass(frozen=True)
@@ -53,7 +75,10 @@ class Enrolment:
         self.ingest = ingest
         self.vault = vault if vault is not None else getattr(getattr(ingest, "serde", None), "vault", None)
 
-    def create_household(self, coordinator_id: str) -> str:
+    def create_household(self, coordinator_id: str, *, by: str | None = None, role: str = "coordinator") -> str:
+        """A new household on ``coordinator_id``'s caseload: a coordinator's own only (admin or IG: anyone's)."""
+        if role not in UNBOUND_ROLES and by is not None and by != coordinator_id:
+            raise ForbiddenError("a coordinator may create households only on their own caseload")
         household_id = f"hh-{uuid.uuid4().hex[:16]}"
         now = utcnow()
         with self.store.engine.begin() as conn:
@@ -120,8 +145,26 @@ class Enrolment:
                 c.source_system == ENROLMENT_SOURCE, c.source_id == source_id)).scalar()
         return int(current or 0) + 1
 
+    def linked_to(self, subject: str) -> tuple[str, str] | None:
+        """(household, child) the subject is actively linked to now, if any."""
+        L = identity_links.c
+        with self.store.engine.connect() as conn:
+            row = conn.execute(sa.select(L.household_id, L.child_id).where(
+                L.subject == subject, L.active.is_(True))).first()
+        return (row.household_id, row.child_id) if row else None
+
+    def _move(self, subject: str, household_id: str, child_id: str, by: str, role: str) -> Move | None:
+        """The move a link makes, if the identifier is linked to another child now; refused if not the caller's."""
+        now = self.linked_to(subject)
+        if now is None or now == (household_id, child_id):
+            return None
+        if now[0] != household_id and role not in UNBOUND_ROLES and now[0] not in self.caseload(by):
+            raise ConflictError(Problem("/value", MOVE_RULE, status=409), title="Identifier linked elsewhere")
+        return Move(now[0], now[1], household_id, child_id, by)
+
     async def link(self, household_id: str, member_id: str, system: str, value: str, *, by: str,
-                   action: Literal["link", "unlink"] = "link", reason: str | None = None) -> Acceptance:
+                   action: Literal["link", "unlink"] = "link", reason: str | None = None, role: str = "coordinator",
+                   on_move: Callable[[sa.Connection, Move], object] | None = None) -> Acceptance:
         """Link (or undo a link of) an agency identifier to a member, as an IdentityLinked event."""
         member = self._member(household_id, member_id)
         if system not in LINKABLE:
@@ -129,6 +172,8 @@ class Enrolment:
         ref = SubjectRef(system, value)
         self._validate(ref)
         subject = self.ingest.pseudonymise(system, value)
+        move = await asyncio.to_thread(self._move, subject, household_id, member.member_id, by, role) \
+            if action == "link" else None
         source_id = f"{member.member_id}:{subject}"
         event = InboundEvent(
             record_type="IdentityLinked", sector="hub", source_system=ENROLMENT_SOURCE, source_id=source_id,
@@ -138,12 +183,26 @@ class Enrolment:
         detail: dict[str, object] = {"identifier_system": system, "version": event.source_version}
         if reason and self.vault is not None:
             detail["reason"] = await asyncio.to_thread(seal_text, self.vault, subject, reason)
-        entry = AuditEntry(
-            action="identity_link" if action == "link" else "identity_unlink", actor=by, actor_role="coordinator",
-            subject_household=household_id, subject_child=member.member_id,
-            data_ref=event_id_for(ENROLMENT_SOURCE, source_id), purpose="enrolment", detail=detail)
+        data_ref = event_id_for(ENROLMENT_SOURCE, source_id)
+        entries = [AuditEntry(
+            action="identity_link" if action == "link" else "identity_unlink", actor=by, actor_role=role,
+            subject_household=household_id, subject_child=member.member_id, data_ref=data_ref, purpose="enrolment",
+            detail=detail)]
+        if move is not None:
+            entries.append(AuditEntry(
+                action="identity_move", actor=by, actor_role=role, subject_household=household_id,
+                subject_child=member.member_id, data_ref=data_ref, purpose="enrolment",
+                detail={"identifier_system": system, "from_household": move.from_household,
+                        "from_child": move.from_child, "to_household": household_id, "to_child": member.member_id}))
         audit = AuditLog(self.store)
-        [acceptance] = await self.ingest.accept([event], then=lambda conn: audit.record_in(conn, entry))
+
+        def then(conn: sa.Connection) -> None:
+            for entry in entries:
+                audit.record_in(conn, entry)
+            if move is not None and on_move is not None:
+                on_move(conn, move)
+
+        [acceptance] = await self.ingest.accept([event], then=then)
         return acceptance
 
     @staticmethod

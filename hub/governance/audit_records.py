@@ -29,6 +29,8 @@ ACTIONS: dict[str, str] = {
     "ingest_refused": "an agency's events were refused for claiming another identity (detail: agency and rule)",
     "identity_link": "a source subject was linked to a child / household",
     "identity_unlink": "such a link was removed",
+    "identity_move": "a linked subject was moved to another child (detail: both households and children)",
+    "recall": "a copy shared from a link undone as wrong was recalled (a recall notice, or the family copy withdrawn)",
     "read_timeline": "a family timeline was viewed",
     "read_report": "a report was viewed or downloaded",
     "export": "records were exported in bulk (including audit exports)",

@@ -194,7 +194,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     # IG officers only with a recorded investigation reason; every read is audited
     ("GET", "/v1/households"): rule("admin"),
     ("GET", "/v1/agencies"): rule("admin"),  # the agency registry (HUB_AGENCIES_FILE)
-    ("POST", "/v1/households"): rule("coordinator"),
+    ("POST", "/v1/households"): rule("coordinator", "admin", IG),  # a coordinator: on their own caseload only
     ("GET", "/v1/households/{household_id}/timeline"):
         rule("coordinator", *FAMILY, IG, relation="household", audit="read_timeline", clinical=True),
     ("GET", "/v1/households/{household_id}/children/{child_id}/team"):
@@ -205,10 +205,11 @@ POLICY: dict[tuple[str, str], Rule] = {
         rule("coordinator", *FAMILY, relation="household", audit="read_timeline", clinical=True),
     ("GET", "/v1/households/{household_id}/members"): rule("coordinator", "parent", relation="household"),
     ("POST", "/v1/households/{household_id}/members"): rule("coordinator", relation="household"),
+    # a link of an identifier linked in another household: only a coordinator of both, IG or admin (a move)
     ("POST", "/v1/households/{household_id}/members/{member_id}/identifiers"):
-        rule("coordinator", relation="household"),
+        rule("coordinator", IG, "admin", relation="household"),
     ("POST", "/v1/households/{household_id}/members/{member_id}/identifiers/unlink"):
-        rule("coordinator", relation="household"),
+        rule("coordinator", IG, "admin", relation="household"),
     ("GET", "/v1/coordinators/{coordinator_id}/caseload"): rule("coordinator", relation="coordinator"),
     ("POST", "/v1/coordinators/{coordinator_id}/caseload"): rule("admin"),
     ("GET", "/v1/coordinators/{coordinator_id}/stream"):
@@ -270,6 +271,8 @@ async def authorise(principal: Principal | None, method: str, path: str, params:
         if policy.clinical and len((principal.reason or "").strip()) < 10:
             raise ForbiddenError(f"clinical content needs an investigation reason ({INVESTIGATION_HEADER})")
         return policy  # IG officers are not bound to a caseload; every call they make is audited
+    if principal.role == "admin" and policy.relation == "household":
+        return policy  # only identifier links and unlinks open a household route to an admin
     hh = params.get("household_id")
     if policy.relation in ("household", "child"):
         if principal.role == "coordinator":

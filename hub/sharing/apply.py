@@ -6,6 +6,7 @@ caller writes when it chooses (one ``executemany`` per table for a whole pass), 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,9 +18,12 @@ from hub.db.schema import deliveries, share_decisions
 from hub.sharing.inflight import notice_for_maybe_sent
 from hub.sharing.ledger import (
     MAYBE_SENT,
+    RECALL,
+    RECALL_REASON,
     AddDelivery,
     Cancel,
     Plan,
+    Recall,
     RecordDecision,
     Requeue,
     Rerender,
@@ -62,9 +66,38 @@ def apply_plan(conn: Connection, plan: Plan, ctx: RowContext, inserts: Inserts |
         pending.write(conn)
 
 
-def _update(conn: Connection, a: RetireDecision | Requeue | Cancel | Rewithhold | Rerender, ctx: RowContext) -> None:
+RECALL_NOTICE = ("This information was shared from a record linked to the wrong child in error. Withdraw your copy "
+                 "and do not use it for this child; review it under your records policy.")
+
+
+def _recall(conn: Connection, a: Recall, now: datetime) -> None:
+    """A recall notice after the share ``a.share_id``; a family copy is withdrawn from the family's view."""
+    share = conn.execute(sa.select(deliveries).where(DL.delivery_id == a.share_id)).first()
+    if share is None:
+        return
+    body = {**json.loads(share.payload), "delivery_id": a.delivery_id, "kind": RECALL, "reason": RECALL_REASON,
+            "recalls": a.share_id, "notice": RECALL_NOTICE}
+    body.pop("not_for_professionals", None)
+    family = dict(state="delivered", channel="family_view", delivered_at=now, queued_at=now, next_attempt_at=None,
+                  receipt=json.dumps({"family_view": now.isoformat()}))
+    conn.execute(deliveries.insert().values(
+        delivery_id=a.delivery_id, kind=RECALL, decision_id=share.decision_id, information_id=share.information_id,
+        information_version=share.information_version, recipient_key=share.recipient_key,
+        recipient_kind=share.recipient_kind, agency_id=share.agency_id, service=share.service,
+        child_id=share.child_id, household_id=share.household_id, why=RECALL_REASON,
+        payload=json.dumps(body, separators=(",", ":"), sort_keys=True), attempts=0, created_at=now, round=a.round,
+        **(family if a.family else dict(state="queued", queued_at=now, next_attempt_at=now))))
+    if a.family:  # the family's copy leaves their view
+        conn.execute(deliveries.update().where(DL.delivery_id == a.share_id).values(
+            state="recalled", why=RECALL_REASON, closed_at=now))
+
+
+def _update(conn: Connection, a: RetireDecision | Requeue | Cancel | Rewithhold | Rerender | Recall,
+            ctx: RowContext) -> None:
     now = ctx.now
-    if isinstance(a, RetireDecision):
+    if isinstance(a, Recall):
+        _recall(conn, a, now)
+    elif isinstance(a, RetireDecision):
         conn.execute(share_decisions.update().where(SD.decision_id == a.decision_id).values(current=False))
     elif isinstance(a, Requeue):
         conn.execute(deliveries.update().where(

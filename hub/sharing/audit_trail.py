@@ -1,4 +1,4 @@
-"""Every sharing decision and consent change becomes an audit record.
+"""Every sharing decision, consent change and recall becomes an audit record.
 
 The sharing step writes decisions and directives in its own transactions; this module then copies
 what is new into the hash-chained audit log, in order, and moves a cursor (``audit_cursors``). A
@@ -13,12 +13,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.db.schema import audit_cursors, consent_directives, share_decisions
+from hub.db.schema import audit_cursors, consent_directives, deliveries, share_decisions
 from hub.db.store import Store, as_utc
 from hub.governance.audit import AuditEntry, AuditLog
 
 SD = share_decisions.c
 CD = consent_directives.c
+DL = deliveries.c
 ACTOR = "hub-sharing"
 
 
@@ -60,6 +61,10 @@ def record_new(store: Store, limit: int = 2000) -> int:
         changes = conn.execute(sa.select(consent_directives).where(
             _after(CD.updated_at, CD.directive_id, c_at, c_key)).order_by(CD.updated_at, CD.directive_id)
             .limit(limit)).all()
+        r_at, r_key = _position(conn, "recalls")
+        recalls = conn.execute(sa.select(deliveries).where(
+            DL.kind == "recall", _after(DL.created_at, DL.delivery_id, r_at, r_key))
+            .order_by(DL.created_at, DL.delivery_id).limit(limit)).all()
     entries = [AuditEntry(
         action=_action(r.outcome, r.basis), actor=ACTOR, actor_role="system", subject_household=r.household_id,
         subject_child=r.child_id, data_ref=r.decision_id, purpose=r.purpose, legal_basis=r.basis,
@@ -70,6 +75,11 @@ def record_new(store: Store, limit: int = 2000) -> int:
         action="consent_change", actor=ACTOR, actor_role="system", subject_household=c.household_id,
         subject_child=c.child_id, data_ref=c.directive_id, purpose="consent", legal_basis="consent",
         detail={"status": c.status, "event": c.event_id or "", "version": int(c.source_version)}) for c in changes]
+    entries += [AuditEntry(
+        action="recall", actor=ACTOR, actor_role="system", subject_household=r.household_id,
+        subject_child=r.child_id, data_ref=r.delivery_id, purpose="recall",
+        detail={"information": r.information_id, "recipient": r.recipient_key, "reason": r.why or "",
+                "recalls": json.loads(r.payload).get("recalls", "")}) for r in recalls]
     if entries:
         log.record_many(entries)
         written = len(entries)
@@ -78,4 +88,6 @@ def record_new(store: Store, limit: int = 2000) -> int:
             _save(conn, "share_decisions", as_utc(rows[-1].decided_at), rows[-1].decision_id)
         if changes:
             _save(conn, "consent_directives", as_utc(changes[-1].updated_at), changes[-1].directive_id)
+        if recalls:
+            _save(conn, "recalls", as_utc(recalls[-1].created_at), recalls[-1].delivery_id)
     return written

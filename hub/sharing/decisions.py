@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from consent import Child, ConsentEngine, Decision, Directive, DirectiveSet, Outcome
 from hub.sharing.apply import Inserts, apply_plan
-from hub.sharing.ledger import ChildCase, Ledger, Plan, plan_child, plan_superseded
+from hub.sharing.ledger import ChildCase, Ledger, Plan, plan_child, plan_recall, plan_superseded
 from hub.sharing.model import Shareable, Target, targets_for
 from hub.sharing.rows import RowContext
 from hub.stream.team import TeamMember, team_around
@@ -60,11 +60,12 @@ class SharingResult:
     withheld: int = 0
     cancelled: int = 0
     notices: int = 0
+    recalls: int = 0
     children: set[str] = field(default_factory=set)
 
     @property
     def has_work(self) -> bool:
-        return bool(self.queued or self.notices)
+        return bool(self.queued or self.notices or self.recalls)
 
     def count(self, plan: Plan) -> None:
         """Add what a plan does to the totals."""
@@ -73,6 +74,7 @@ class SharingResult:
         self.withheld += plan.withheld
         self.cancelled += plan.cancelled
         self.notices += plan.notices
+        self.recalls += plan.recalls
 
 
 @dataclass
@@ -116,13 +118,16 @@ def plan_for(child_id: str, household_id: str, entries: list[dict[str, Any]], in
 def sync_child(conn: Connection, ctx: RowContext, entries: list[dict[str, Any]], infos: Sequence[Shareable],
                state: ChildState, ds: DirectiveSet | None, directives: dict[str, Directive],
                current_versions: dict[str, int], *, redecide: bool, result: SharingResult,
-               team: list[TeamMember] | None = None, inserts: Inserts | None = None) -> None:
-    """Decide → plan → apply for one child: superseded shares cancelled, then every record × recipient.
+               team: list[TeamMember] | None = None, inserts: Inserts | None = None,
+               recalled: set[str] | frozenset[str] = frozenset()) -> None:
+    """Decide → plan → apply for one child: recalls and superseded shares cancelled, then every record × recipient.
 
     ``ds`` None (no shareable record): only the cancellations. ``inserts``: where the new rows wait
-    for the caller to write them (else they are written at once).
+    for the caller to write them (else they are written at once). ``recalled``: records an undone
+    link took out of the child's record (what was shared from them is recalled).
     """
-    plan = plan_superseded(state.ledger, current_versions)
+    plan = plan_recall(state.ledger, ctx.child_id, recalled) if recalled else Plan()
+    plan += plan_superseded(state.ledger, current_versions, recalled)
     if infos and ds is not None:
         plan += plan_for(ctx.child_id, ctx.household_id, entries, infos, state.ledger, ds, directives, ctx.now,
                          redecide=redecide, team=team)

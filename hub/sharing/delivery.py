@@ -16,7 +16,7 @@ Configuring agency webhooks
     and acknowledges each with ``POST /v1/agencies/{agency_id}/inbox/{delivery_id}/ack``.
 
 What a webhook receives (``POST``, JSON)
-    Least data: the delivery id and kind (``share`` or ``withdrawal_notice``), the pseudonymous hub
+    Least data: the delivery id and kind (``share``, ``withdrawal_notice`` or ``recall``), the pseudonymous hub
     child id, the information's metadata (record type, kind, category, issue time, producing agency
     and service, report / plan kind, title and document reference — never free text or any other
     identifier), the recipient service and the decision's basis / rule / rule-set version, and
@@ -53,6 +53,12 @@ Sending, and shares in doubt
     doubt (no more attempts) and the recipient gets a withdrawal notice as for a delivered share;
     the family's share list says it "may have been received". A withdrawal notice is never sent
     while the share it follows is ``sending``, so it cannot overtake it.
+
+Recalls
+    A copy shared from a link undone as wrong (the record was linked to the wrong child) is
+    recalled: the recipient gets a ``recall`` delivery (``reason`` "linked to the wrong child in
+    error", ``recalls``: the share's delivery id) by webhook or in its inbox, like a withdrawal
+    notice; a family copy leaves the family's view (its share is ``recalled``).
 """
 
 from __future__ import annotations
@@ -75,7 +81,7 @@ from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.inbox import FAMILY_KINDS, acknowledge, family_copies, inbox, recipient_states
 from hub.sharing.inflight import follow_raced
-from hub.sharing.ledger import MAYBE_SENT
+from hub.sharing.ledger import MAYBE_SENT, NOTICE_KINDS
 from hub.sharing.webhooks import Webhook, load_webhooks, send, set_webhook, sign, verify
 
 __all__ = [
@@ -141,12 +147,12 @@ def _claim_due(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
     sibling = deliveries.alias("share_in_hand").c
     share_in_hand = sa.exists().where(
         sibling.information_id == DL.information_id, sibling.information_version == DL.information_version,
-        sibling.recipient_key == DL.recipient_key, sibling.kind == "share", sibling.state.in_(MAYBE_SENT),
-        sibling.next_attempt_at > now)
+        sibling.recipient_key == DL.recipient_key, sibling.child_id == DL.child_id, sibling.kind == "share",
+        sibling.state.in_(MAYBE_SENT), sibling.next_attempt_at > now)
     with store.engine.begin() as conn:
         _expire_sending(conn, now)
         due = sa.and_(DL.state.in_(CLAIMABLE), DL.closed_at.is_(None), DL.next_attempt_at <= now)
-        waits = sa.and_(DL.kind == "withdrawal_notice", share_in_hand)
+        waits = sa.and_(DL.kind.in_(NOTICE_KINDS), share_in_hand)
         ids = [r[0] for r in conn.execute(sa.select(DL.delivery_id).where(due, ~waits)
                                           .order_by(DL.next_attempt_at).limit(limit))]
         if not ids:

@@ -9,7 +9,9 @@ the cursor in the same transaction as its decisions. So:
 * timeline freshness never waits for consent decisions;
 * a burst of changes is decided child by child in one pass: each touched child's record is read once
   however many of its entries changed;
-* a crash repeats at most the pass in hand, and passes are idempotent.
+* a crash repeats at most the pass in hand, and passes are idempotent;
+* one child whose pass fails is skipped and retried later (:mod:`hub.sharing.failures`): the cursor
+  moves on for every other family.
 
 One process at a time holds the cursor, under a lease (owner, lease_until) renewed while it works.
 With several workers the others stay idle and take over within ``LEASE`` when the holder dies (at
@@ -28,6 +30,7 @@ from hub.core.errors import LeaseLost
 from hub.db.lease import Lease
 from hub.db.schema import stream_cursors, timeline_changes, timeline_entries
 from hub.db.store import Store, utcnow
+from hub.sharing import failures
 from hub.sharing.processor import Change, SharingResult, process_changes
 
 CURSOR = "sharing"
@@ -78,8 +81,9 @@ class Follower:
             return Pass(held=False)
         with self.store.engine.connect() as conn:
             changes = read_changes(conn, self._position, self.batch)
+        retry = failures.due(self.store, now)  # children whose earlier pass failed
         last = changes[-1].seq if changes else self._position
-        if not changes:
+        if not changes and not retry:
             return Pass(held=True, position=last)
 
         def advance(conn: Connection) -> None:
@@ -89,7 +93,7 @@ class Follower:
                 raise LeaseLost("the sharing cursor was taken over by another process")
 
         try:
-            result = process_changes(self.store, changes, now=now, finish=advance)
+            result = process_changes(self.store, changes, now=now, finish=advance, retry=retry)
         except LeaseLost:
             self._held_until = None
             return Pass(held=False)

@@ -88,9 +88,9 @@ def acknowledge(store: Store, agency_id: str, delivery_id: str, now: datetime | 
 
 
 def family_copies(store: Store, household_id: str) -> list[dict[str, Any]]:
-    """Copies delivered into the family's own view (parents and the young person)."""
+    """Copies delivered into the family's own view (parents and the young person); a recalled copy is not."""
     q = (sa.select(deliveries).where(DL.household_id == household_id, DL.recipient_kind.in_(FAMILY_KINDS),
-                                     DL.state.in_(("delivered", "acknowledged")))
+                                     DL.state.in_(("delivered", "acknowledged")), DL.kind != "recall")
          .order_by(DL.created_at, DL.delivery_id))
     with store.engine.connect() as conn:
         return [_view(r) | {"child_id": r.child_id, "recipient": r.recipient_kind} for r in conn.execute(q)]

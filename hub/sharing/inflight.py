@@ -22,9 +22,10 @@ def _notice_after(conn: sa.Connection, row: Any, sent: dict[str, Any], recipient
     """Queue a withdrawal notice (next round) for a copy that went out while it was being withdrawn."""
     top = conn.execute(sa.select(sa.func.max(DL.round)).where(
         DL.information_id == row.information_id, DL.information_version == row.information_version,
-        DL.recipient_key == recipient_key)).scalar()
+        DL.recipient_key == recipient_key, DL.child_id == row.child_id)).scalar()
     round_ = (top if top is not None else -1) + 1
-    did = delivery_row_id(row.information_id, row.information_version, recipient_key, "withdrawal_notice", round_)
+    did = delivery_row_id(row.information_id, row.information_version, recipient_key, "withdrawal_notice", round_,
+                          row.child_id)
     body = {**sent, "delivery_id": did, "kind": "withdrawal_notice",
             "notice": PROFESSIONAL_NOTICE if professional_id else SERVICE_NOTICE}
     body.pop("not_for_professionals", None)

@@ -88,12 +88,21 @@ class Shareable:
     def event_id(self) -> str:
         return self.info.id
 
+    @property
+    def child_id(self) -> str:
+        """The child in whose record it is."""
+        return self.info.in_record_of
 
-def delivery_row_id(information_id: str, version: int, recipient_key: str, kind: str, round_: int) -> str:
-    """The stable id of a delivery row (round 0 keeps the id deliveries had before rounds existed)."""
-    if round_ == 0:
-        return stable_id("delivery", information_id, version, recipient_key, kind)
-    return stable_id("delivery", information_id, version, recipient_key, kind, round_)
+
+def delivery_row_id(information_id: str, version: int, recipient_key: str, kind: str, round_: int,
+                    child_id: str) -> str:
+    """The stable id of a delivery row: one per child, information version, recipient, kind and round."""
+    return stable_id("delivery", child_id, information_id, version, recipient_key, kind, round_)
+
+
+def decision_row_id(information_id: str, version: int, recipient_key: str, seq: int, child_id: str) -> str:
+    """The stable id of a decision row: one per child, information version, recipient and seq."""
+    return stable_id("decision", child_id, information_id, version, recipient_key, seq)
 
 
 def service_key(agency_id: str, service_name: str) -> str:

@@ -21,6 +21,12 @@ timeline's change feed (and may be called again with the same run: it is idempot
    delivery for recipients who already hold a copy.
 4. Queued shares of an older version of a record, or of a record no longer in the child's record
    (entered in error, subject unlinked), are cancelled.
+5. A record that left the child's record with an undone link (and is still a live record,
+   elsewhere or parked) has what was shared from it recalled (:func:`hub.sharing.ledger.plan_recall`).
+
+One child's failure never holds up the others: when a pass fails, it is run again with each child in
+a savepoint of its own; a child that fails then is rolled back alone, recorded in
+``sharing_failures`` (:mod:`hub.sharing.failures`) and retried later, and the cursor moves on.
 """
 
 from __future__ import annotations
@@ -29,17 +35,20 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial as partial_fn
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from consent import Directive, DirectiveSet
+from hub.core.errors import LeaseLost
 from hub.core.logging import get_logger
 from hub.core.records import catalogue as record_types
 from hub.db import erasure_guard
 from hub.db.schema import identity_links, timeline_entries
 from hub.db.store import Store, as_utc, utcnow
+from hub.sharing import failures
 from hub.sharing.apply import Inserts
 from hub.sharing.child_state import directive_set, load_states
 from hub.sharing.decisions import ChildState, SharingResult, sync_child
@@ -105,8 +114,19 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
     directives: dict[str, Directive] = {}
     if infos:  # directives are read only for a child with something to decide
         ds, directives = directive_set(state.child or child_for_engine(child_id), state.directive_rows)
+    recalled = _recalled(conn, state, entries) if only is None else set()
     sync_child(conn, RowContext(child_id, household_id, now, trigger), entries, infos, state, ds, directives,
-               current_versions, redecide=redecide, result=result, team=team, inserts=inserts)
+               current_versions, redecide=redecide, result=result, team=team, inserts=inserts, recalled=recalled)
+
+
+def _recalled(conn: Connection, state: ChildState, entries: list[dict[str, Any]]) -> set[str]:
+    """Records with deliveries for the child that left their record while still live: an undone link took them."""
+    gone = {k[0] for k in state.ledger.deliveries} - {e["event_id"] for e in entries}
+    if not gone:
+        return set()
+    T = timeline_entries.c
+    return {r[0] for r in conn.execute(sa.select(T.event_id).where(T.event_id.in_(sorted(gone)),
+                                                                     T.status == "active"))}
 
 
 # ---------------------------------------------------------------------------------------- the step
@@ -132,22 +152,33 @@ def relevant(change: Change) -> bool:
             or change.record_type in facts.consent_types or change.record_type in facts.team_joins)
 
 
+#: errors of the database connection itself: no child is to blame, the pass is retried whole
+NOT_A_CHILDS = (LeaseLost, sa.exc.OperationalError, sa.exc.InterfaceError)
+
+
 def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | None = None,
-                    finish: Callable[[Connection], None] | None = None) -> SharingResult:
+                    finish: Callable[[Connection], None] | None = None,
+                    retry: Sequence[tuple[str, str]] = ()) -> SharingResult:
     """Run the sharing step for a run of the change feed, in one transaction; idempotent.
 
     ``finish(conn)`` runs inside that transaction before it commits (the follower moves its cursor
-    there, so decisions and the cursor commit together).
+    there, so decisions and the cursor commit together). ``retry``: (household, child) of children
+    whose earlier pass failed, decided again in this one. When the pass keeps failing it is run with
+    each child in a savepoint of its own: a child that fails is skipped and recorded for retry.
     """
-    last: Exception | None = None
-    for _attempt in range(3):
+    mine = [c for c in changes if relevant(c)]
+    at = now or utcnow()
+    for _attempt in range(2):
         try:
-            return _process(store, [c for c in changes if relevant(c)], now or utcnow(), finish)
-        except sa.exc.IntegrityError as exc:  # another process decided the same child at the same time
-            last = exc
+            return _process(store, mine, at, finish, retry)
+        except sa.exc.IntegrityError:  # another process decided the same child at the same time
             log.info("sharing.concurrent_retry")
-    assert last is not None
-    raise last
+        except NOT_A_CHILDS:
+            raise
+        except Exception as exc:  # one child's failure, found below
+            log.warning("sharing.pass_failed", error=type(exc).__name__)
+            break
+    return _process(store, mine, at, finish, retry, isolate=True)
 
 
 def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -161,15 +192,16 @@ def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[s
     return homes - linked
 
 
-def _process(store: Store, changes: list[Change], now: datetime,
-             finish: Callable[[Connection], None] | None) -> SharingResult:
+def _process(store: Store, changes: list[Change], now: datetime, finish: Callable[[Connection], None] | None,
+             retry: Sequence[tuple[str, str]] = (), *, isolate: bool = False) -> SharingResult:
     result = SharingResult()
     consents = [c for c in changes if c.record_type in record_types().consent_types]
     records = consent_records(store, [c.event_id for c in consents]) if consents else {}
-    touched = {(c.household_id, c.child_id) for c in changes}
+    touched = {(c.household_id, c.child_id) for c in changes} | set(retry)
     # the children's records first (committed by the projection), then one transaction for everything
     entries = _records(store, sorted(touched))
     consent_children: set[tuple[str, str]] = set()
+    failed: set[tuple[str, str]] = set()
     with store.engine.begin() as conn:
         erasure_guard.hold_shared(conn)  # an erasure's purge and this pass never interleave
         gone = _without_links(conn, touched)
@@ -177,13 +209,15 @@ def _process(store: Store, changes: list[Change], now: datetime,
             entries[home] = []
         consents = [c for c in consents if c.kind == "left" or (c.household_id, c.child_id) not in gone]
         for c in consents:  # in feed order
-            if c.event_id in records and record_consent(conn, c.kind, c.record_type, (c.household_id, c.child_id),
-                                                        records[c.event_id], now):
-                consent_children.add((c.household_id, c.child_id))
-        children = sorted(touched)
+            home = (c.household_id, c.child_id)
+            if c.event_id in records and home not in failed and _guarded(
+                    conn, isolate, home, now, failed, partial_fn(record_consent, conn, c.kind, c.record_type, home,
+                                                                 records[c.event_id], now)):
+                consent_children.add(home)
+        children = sorted(touched - failed)
         # children whose only changes are shareable records added or updated: decide those alone
         new: dict[tuple[str, str], set[str]] = {}
-        whole: set[tuple[str, str]] = set(consent_children) | gone
+        whole: set[tuple[str, str]] = set(consent_children) | gone | set(retry)
         for c in changes:
             home = (c.household_id, c.child_id)
             if c.kind in ("added", "updated") and c.record_type in record_types().shareable:
@@ -191,24 +225,55 @@ def _process(store: Store, changes: list[Change], now: datetime,
             else:
                 whole.add(home)
         teams = {h: team_around(entries[h]) for h in children}
-        partial = {h: ids for h, ids in new.items() if h not in whole and not _team_grew(entries[h], teams[h], ids)}
+        partial = {h: ids for h, ids in new.items()
+                   if h in teams and h not in whole and not _team_grew(entries[h], teams[h], ids)}
         states = load_states(conn, sorted({home[1] for home in children if home not in partial}))
         if partial:
             states |= load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
-        inserts = Inserts()  # every child's new rows, written at once
+        inserts = Inserts()  # every child's new rows, written at once (each child's alone when isolated)
         for hh, child in children:
             redecide = (hh, child) in consent_children
-            _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
-                        trigger="consent_changed" if redecide else "event", result=result, state=states[child],
-                        inserts=inserts, only=partial.get((hh, child)), team=teams[(hh, child)])
-            result.children.add(child)
+            mine = Inserts() if isolate else inserts
+
+            def decide(hh: str = hh, child: str = child, redecide: bool = redecide, mine: Inserts = mine) -> bool:
+                _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
+                            trigger="consent_changed" if redecide else "event", result=result, state=states[child],
+                            inserts=mine, only=partial.get((hh, child)), team=teams[(hh, child)])
+                if isolate:
+                    mine.write(conn)
+                return True
+
+            if _guarded(conn, isolate, (hh, child), now, failed, decide):
+                result.children.add(child)
         inserts.write(conn)
+        failures.clear(conn, [c for _h, c in children if (_h, c) not in failed])
         if finish is not None:
             finish(conn)
-    if result.decisions:
+    if result.decisions or failed:
         log.info("sharing.decided", decisions=result.decisions, queued=result.queued, withheld=result.withheld,
-                 cancelled=result.cancelled, notices=result.notices, children=len(result.children))
+                 cancelled=result.cancelled, notices=result.notices, recalls=result.recalls,
+                 children=len(result.children), failed=len(failed))
     return result
+
+
+def _guarded(conn: Connection, isolate: bool, home: tuple[str, str], now: datetime, failed: set[tuple[str, str]],
+             work: Callable[[], bool]) -> bool:
+    """Run one child's ``work``; isolated, in a savepoint whose failure is recorded for retry, not raised."""
+    if not isolate:
+        return work()
+    savepoint = conn.begin_nested()
+    try:
+        done = work()
+    except NOT_A_CHILDS:
+        raise
+    except Exception as exc:
+        savepoint.rollback()
+        failed.add(home)
+        failures.record(conn, home[0], home[1], exc, now)
+        log.warning("sharing.child_failed", child=home[1], error=type(exc).__name__)
+        return False
+    savepoint.commit()
+    return done
 
 
 def process_child(store: Store, household_id: str, child_id: str, *, redecide: bool = False,

@@ -12,7 +12,7 @@ def latest_share(decisions: sa.Table) -> sa.ColumnElement[bool]:
     dl, later = deliveries.c, deliveries.alias("later_round").c
     return sa.and_(
         dl.information_id == decisions.c.information_id, dl.information_version == decisions.c.information_version,
-        dl.recipient_key == decisions.c.recipient_key, dl.kind == "share",
-        ~sa.exists().where(later.information_id == dl.information_id,
+        dl.recipient_key == decisions.c.recipient_key, dl.child_id == decisions.c.child_id, dl.kind == "share",
+        ~sa.exists().where(later.information_id == dl.information_id, later.child_id == dl.child_id,
                            later.information_version == dl.information_version,
                            later.recipient_key == dl.recipient_key, later.kind == "share", later.round > dl.round))

@@ -12,7 +12,7 @@ from typing import Any
 
 from consent import Decision, Outcome
 from hub.sharing.ledger import why
-from hub.sharing.model import Shareable, Target, delivery_row_id, information_summary, stable_id
+from hub.sharing.model import Shareable, Target, decision_row_id, delivery_row_id, information_summary
 
 SERVICE_NOTICE = ("The family has withdrawn the consent this information was shared under. Do not share it "
                   "further; review your copy under your records policy.")
@@ -55,7 +55,7 @@ def decision_row(s: Shareable, target: Target, d: Decision, t_event: datetime, s
     """A ``share_decisions`` row."""
     rec = target.recipient
     return dict(
-        decision_id=stable_id("decision", s.event_id, s.version, target.key, seq),
+        decision_id=decision_row_id(s.event_id, s.version, target.key, seq, ctx.child_id),
         information_id=s.event_id, information_version=s.version, recipient_key=target.key, seq=seq,
         current=True, child_id=ctx.child_id, household_id=ctx.household_id, record_type=s.record_type,
         info_kind=s.info.kind, category=s.info.category.value, producer_agency_id=s.producer_agency_id,
@@ -70,7 +70,7 @@ def decision_row(s: Shareable, target: Target, d: Decision, t_event: datetime, s
 def delivery_row(s: Shareable, target: Target, d: Decision, decision_id: str, kind: str, ctx: RowContext,
                  not_for: tuple[str, ...] = (), round_: int = 0) -> dict[str, Any]:
     """A new ``deliveries`` row: queued when permitted (or a notice), else withheld with why."""
-    did = delivery_row_id(s.event_id, s.version, target.key, kind, round_)
+    did = delivery_row_id(s.event_id, s.version, target.key, kind, round_, ctx.child_id)
     now = ctx.now
     permitted = d.outcome is Outcome.PERMIT or kind == "withdrawal_notice"
     return dict(

@@ -28,12 +28,14 @@ from hub.sharing.ledger import (
     ItemKey,
     Ledger,
     Plan,
+    Recall,
     RecordDecision,
     Requeue,
     Rerender,
     RetireDecision,
     Rewithhold,
     plan_child,
+    plan_recall,
     plan_superseded,
 )
 from hub.sharing.model import Shareable, Target, professional_key, service_key
@@ -143,6 +145,12 @@ def applied(ledger: Ledger, plan: Plan) -> Ledger:
                 rows[a.key] = replace(rows[a.key], state="cancelled")
         elif isinstance(a, Rewithhold):
             assert rows[(*a.key, "share")].state == "withheld"
+        elif isinstance(a, Recall):
+            assert a.round > rounds.get(a.key, -1) and rows[(*a.key, "share")].delivery_id == a.share_id
+            rows[(*a.key, "recall")] = DeliveryRow(a.delivery_id, "delivered" if a.family else "queued", a.round)
+            rounds[a.key] = a.round
+            if a.family:
+                rows[(*a.key, "share")] = replace(rows[(*a.key, "share")], state="recalled")
         else:
             assert isinstance(a, Rerender)
     return Ledger(rows, rounds, current)
@@ -280,3 +288,47 @@ def test_queued_shares_of_a_superseded_or_removed_record_are_cancelled(answers: 
     assert cancelled == (queued if now_version != REPORT.version else set())
     tables.apply(plan)
     assert not plan_superseded(tables.ledger, {REPORT.event_id: now_version} if now_version else {})
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps, st.booleans())
+def test_an_undone_link_recalls_each_delivered_share_once_and_cancels_queued_ones(
+        run: list[tuple[Outcomes, bool, bool | str]], deliver_last: bool) -> None:
+    """A link undone as wrong: exactly one recall per share the recipient holds (or may hold), none for
+    anything else; every queued delivery is cancelled; planning again adds nothing; a family copy is withdrawn."""
+    tables = Tables()
+    for i, (answers, deliver, _died) in enumerate(run):
+        tables.apply(plan_child(case(tables.ledger, answers, redecide=i > 0)))
+        if deliver or (deliver_last and i == len(run) - 1):
+            tables.deliver(died=deliver == "died")
+    before = tables.ledger
+    holders = {k for k in before.rounds if before.usable(k)}
+    queued = {k for k, r in before.deliveries.items() if r.state == "queued"}
+
+    plan = plan_recall(before, "child-1", {REPORT.event_id})
+
+    recalls = [a for a in plan if isinstance(a, Recall)]
+    assert sorted(a.key for a in recalls) == sorted(holders)  # one per held copy, no more
+    assert {a.key for a in plan if isinstance(a, Cancel) and not a.in_doubt} == queued
+    assert all(a.family == a.key[2].startswith("family:") for a in recalls)
+    assert not [a for a in plan if isinstance(a, AddDelivery | Requeue | RecordDecision)]  # nothing shared anew
+    tables.apply(plan)
+    after = tables.ledger
+    assert not [k for k in after.rounds if after.usable(k)]
+    assert not [r for k, r in after.deliveries.items() if r.state == "queued" and k[3] != "recall"]
+    for a in recalls:
+        if a.family:
+            assert after.deliveries[(*a.key, "share")].state == "recalled"
+    assert not plan_recall(after, "child-1", {REPORT.event_id})  # idempotent: a pass repeated recalls nothing
+    assert not [a for a in plan_superseded(after, {}, {REPORT.event_id})]
+
+
+def test_a_recall_is_kept_apart_per_child() -> None:
+    """The same record shared for one child and, after a re-link, for another: their rows never share an id."""
+    sibling = replace(REPORT, info=replace(REPORT.info, about="child-2", in_record_of="child-2"))
+    permit = Decision(Outcome.PERMIT, Basis.CONSENT, "R-permit", "test-1", ())
+    first = AddDelivery(REPORT, GP, permit, "d-1", "share", 0)
+    second = AddDelivery(sibling, GP, permit, "d-2", "share", 0)
+    assert first.key == second.key and first.delivery_id != second.delivery_id
+    assert RecordDecision(REPORT, GP, permit, ISSUED, 0).decision_id != \
+        RecordDecision(sibling, GP, permit, ISSUED, 0).decision_id

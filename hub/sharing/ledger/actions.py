@@ -14,10 +14,14 @@ from datetime import datetime
 
 from consent import Decision, Outcome
 from hub.sharing.ledger.values import DeliveryKey, ItemKey
-from hub.sharing.model import Shareable, Target, delivery_row_id, stable_id
+from hub.sharing.model import Shareable, Target, decision_row_id, delivery_row_id
 
 SHARE = "share"
 NOTICE = "withdrawal_notice"
+RECALL = "recall"
+#: deliveries that tell a recipient to stop using a copy
+NOTICE_KINDS = (NOTICE, RECALL)
+RECALL_REASON = "linked to the wrong child in error"
 
 
 def why(d: Decision) -> str:
@@ -46,7 +50,7 @@ class RecordDecision:
 
     @property
     def decision_id(self) -> str:
-        return stable_id("decision", self.info.event_id, self.info.version, self.target.key, self.seq)
+        return decision_row_id(self.info.event_id, self.info.version, self.target.key, self.seq, self.info.child_id)
 
     @property
     def directive_ids(self) -> str:
@@ -79,7 +83,8 @@ class AddDelivery:
 
     @property
     def delivery_id(self) -> str:
-        return delivery_row_id(self.info.event_id, self.info.version, self.target.key, self.kind, self.round)
+        return delivery_row_id(self.info.event_id, self.info.version, self.target.key, self.kind, self.round,
+                               self.info.child_id)
 
     @property
     def queued(self) -> bool:
@@ -145,7 +150,27 @@ class Rerender:
     not_for: tuple[str, ...]
 
 
-Action = RecordDecision | RetireDecision | AddDelivery | Requeue | Cancel | Rewithhold | Rerender
+@dataclass(frozen=True)
+class Recall:
+    """A copy shared from a link undone as wrong (the record left the child's record, and is still live).
+
+    A ``recall`` delivery (round ``round``) follows the share ``share_id``: to an agency a notice to
+    withdraw it (:data:`RECALL_REASON`); for a family copy (``family``) the copy is withdrawn from the
+    family's view instead and the share itself becomes ``recalled``.
+    """
+
+    key: ItemKey
+    child_id: str
+    share_id: str
+    round: int
+    family: bool
+
+    @property
+    def delivery_id(self) -> str:
+        return delivery_row_id(self.key[0], self.key[1], self.key[2], RECALL, self.round, self.child_id)
+
+
+Action = RecordDecision | RetireDecision | AddDelivery | Requeue | Cancel | Rewithhold | Rerender | Recall
 
 
 @dataclass(frozen=True)
@@ -191,3 +216,7 @@ class Plan:
     @property
     def notices(self) -> int:
         return sum(isinstance(a, AddDelivery) and a.kind == NOTICE for a in self.actions)
+
+    @property
+    def recalls(self) -> int:
+        return sum(isinstance(a, Recall) for a in self.actions)

@@ -17,18 +17,21 @@ decision differs from their service's, or once has.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from consent import Basis, Decision, Outcome
 from hub.sharing.ledger.actions import (
     NOTICE,
+    RECALL,
+    RECALL_REASON,
     SHARE,
     Action,
     AddDelivery,
     Cancel,
     Plan,
+    Recall,
     RecordDecision,
     Requeue,
     Rerender,
@@ -61,15 +64,17 @@ def service_key_of(professional_key: str) -> str:
     return "service:" + professional_key.removeprefix("professional:").rsplit(":", 1)[0]
 
 
-def plan_superseded(ledger: Ledger, current_versions: Mapping[str, int]) -> Plan:
+def plan_superseded(ledger: Ledger, current_versions: Mapping[str, int],
+                    recalled: Collection[str] = frozenset()) -> Plan:
     """Cancel queued deliveries of superseded versions, or of records no longer in the child's record.
 
     ``current_versions``: information id → its version in the child's record now (0 or absent: gone).
+    ``recalled``: information ids :func:`plan_recall` takes care of (left out here).
     """
     actions: list[Action] = []
     for key, row in ledger.deliveries.items():
-        if row.state != "queued":
-            continue
+        if row.state != "queued" or key[0] in recalled or key[3] == RECALL:
+            continue  # a recall is never cancelled
         iid, version = key[0], key[1]
         reason = None
         if not current_versions.get(iid):
@@ -78,6 +83,33 @@ def plan_superseded(ledger: Ledger, current_versions: Mapping[str, int]) -> Plan
             reason = f"superseded by version {current_versions[iid]}"
         if reason:
             actions.append(Cancel(key, row.delivery_id, reason))
+    return Plan.of(actions)
+
+
+def plan_recall(ledger: Ledger, child_id: str, recalled: Collection[str]) -> Plan:
+    """Recall what was shared from records a link undone as wrong took out of the child's record.
+
+    ``recalled``: information ids that left the child's record with an undone link (and are still live
+    records, elsewhere or parked). For each of their information versions and recipients: a queued
+    share is cancelled; a share that was delivered — or may have been (:data:`MAYBE_SENT`, then also
+    closed in doubt) — gets exactly one recall (:class:`Recall`, next round). Queued notices are
+    cancelled: the recall says more.
+    """
+    actions: list[Action] = []
+    rounds = dict(ledger.rounds)
+    for key, row in sorted(ledger.deliveries.items()):
+        if key[0] not in recalled or key[3] == RECALL:
+            continue
+        item: ItemKey = (key[0], key[1], key[2])
+        if row.state == "queued":
+            actions.append(Cancel(key, row.delivery_id, RECALL_REASON))
+            continue
+        if key[3] != SHARE or not ledger.usable(item):
+            continue
+        if row.state in MAYBE_SENT:
+            actions.append(Cancel(key, row.delivery_id, RECALL_REASON, in_doubt=True))
+        rounds[item] = rounds.get(item, -1) + 1
+        actions.append(Recall(item, child_id, row.delivery_id, rounds[item], key[2].startswith("family:")))
     return Plan.of(actions)
 
 

@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 #: (information id, information version, recipient key)
 ItemKey = tuple[str, int, str]
-#: (information id, information version, recipient key, kind): kind ``share`` or ``withdrawal_notice``
+#: (information id, information version, recipient key, kind): kind ``share``, ``withdrawal_notice`` or ``recall``
 DeliveryKey = tuple[str, int, str, str]
 
 
@@ -61,8 +61,11 @@ class Ledger:
     def notice(self, key: ItemKey) -> DeliveryRow | None:
         return self.deliveries.get((*key, "withdrawal_notice"))
 
+    def recall(self, key: ItemKey) -> DeliveryRow | None:
+        return self.deliveries.get((*key, "recall"))
+
     def usable(self, key: ItemKey) -> bool:
         """The recipient holds a copy — or may hold one (:data:`MAYBE_SENT`) — it has not been told to stop using."""
-        share, notice = self.share(key), self.notice(key)
+        share = self.share(key)
         return share is not None and share.state in ("delivered", "acknowledged", *MAYBE_SENT) and \
-            (notice is None or notice.round < share.round)
+            all(n is None or n.round < share.round for n in (self.notice(key), self.recall(key)))
