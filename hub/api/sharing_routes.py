@@ -10,7 +10,9 @@
 * ``GET /v1/households/{hid}/shares`` — per information and recipient: decision and delivery state.
 * ``GET /v1/households/{hid}/family-copies`` — copies delivered into the family's own view.
 * ``GET /v1/households/{hid}/readiness`` — before each appointment: visible / withheld / missing reports.
-* ``GET /v1/households/{hid}/alerts`` — open coordinator alerts and report requests.
+* ``GET /v1/households/{hid}/alerts`` — coordinator alerts and report requests not yet resolved, or those
+  in one ``?state=open|acknowledged|resolved``.
+* ``POST /v1/households/{hid}/alerts/{alert_id}/acknowledge`` — the coordinator has it in hand (audited).
 * ``GET /v1/agencies/{agency_id}/inbox`` — an agency's shares (cursor pagination); reading delivers.
 * ``POST /v1/agencies/{agency_id}/inbox/{delivery_id}/ack`` — acknowledge one.
 """
@@ -29,7 +31,7 @@ from hub.core.errors import ForbiddenError, NotFoundError
 from hub.governance.audit import AuditLog
 from hub.ingest.services import Services
 from hub.sharing import consents, delivery, readiness
-from hub.sharing.alerts import list_alerts
+from hub.sharing.alerts import State, acknowledge_alert, list_alerts
 from hub.sharing.recorded_consent import recorder
 from hub.stream import readmodel
 
@@ -118,10 +120,22 @@ def sharing_router(services: Services) -> APIRouter:
                                        report_days=report_days, warn_days=warn_days)
 
     @router.get("/v1/households/{household_id}/alerts")
-    async def household_alerts(household_id: str) -> dict[str, Any]:
+    async def household_alerts(household_id: str, state: State | None = None) -> dict[str, Any]:
+        """Alerts not yet resolved (open or acknowledged), or those in ``state``."""
         await known_child(household_id)
-        rows = await asyncio.to_thread(list_alerts, store, household_id=household_id)
+        rows = await asyncio.to_thread(list_alerts, store, household_id=household_id, state=state)
         return {"household_id": household_id, "alerts": rows}
+
+    @router.post("/v1/households/{household_id}/alerts/{alert_id}/acknowledge")
+    async def acknowledge_household_alert(household_id: str, alert_id: str, request: Request) -> dict[str, Any]:
+        """Acknowledge an open alert (audited); one already acknowledged or resolved is returned as it is.
+        It is resolved by the hub when its condition clears."""
+        if not alert_id.isdigit():
+            raise NotFoundError("no such alert for this household")
+        principal = getattr(request.state, "principal", None)
+        return await asyncio.to_thread(acknowledge_alert, store, household_id, int(alert_id),
+                                       actor=getattr(principal, "subject", "anonymous"),
+                                       actor_role=getattr(principal, "role", ""))
 
     @router.get("/v1/agencies/{agency_id}/inbox")
     async def agency_inbox(agency_id: str, cursor: str | None = None,

@@ -60,7 +60,7 @@ Sharing (:class:`SharingSettings`, read when used, so a change applies from the 
 | HUB_WEBHOOKS_FILE | (none) | JSON agency id → webhook url and shared secret (re-read when it changes). |
 | HUB_SHARING_MAX_ATTEMPTS | 8 | Webhook attempts before a delivery fails (dead letter) and the coordinator is told. |
 | HUB_SHARING_RETRY_BASE | 2 | Seconds before the first retry; doubles each attempt (jittered), capped at an hour. |
-| HUB_SHARING_ACK_HOURS | 72 | Hours a delivered share may wait for an acknowledgement before the coordinator is told. |
+| HUB_SHARING_ACK_HOURS | 72 | Hours a share (webhook, or inbox read or unread) may go unacknowledged before an alert. |
 | HUB_SHARING_READINESS_INTERVAL | 300 | Seconds between readiness sweeps (coordinator alerts before appointments). |
 """
 

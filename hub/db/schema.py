@@ -61,7 +61,9 @@ Tables
 * ``sharing_failures`` — a child whose sharing pass failed (migration 0016): skipped so the follower
   moves on for every other family, and retried with backoff until a pass succeeds.
 * ``alerts`` — coordinator alerts (unacknowledged delivery, readiness before an appointment,
-  delivery failed) and report requests to producing services, once per ``alert_key``.
+  delivery failed) and report requests to producing services, once per ``alert_key``. Open until
+  a person acknowledges it (``acknowledged_at`` / ``acknowledged_by``) and until its condition
+  clears (``resolved_at`` with the ``resolution`` in words) — migration 0018.
 * ``agency_webhooks`` — agency id → webhook URL and shared secret (``HUB_WEBHOOKS_FILE`` may add more).
 * ``fhir_references`` — each agency's FHIR Patients, Practitioners, Organizations and services by
   ``(agency, resourceType, id)``, so a later resource's ``Patient/{id}`` resolves as on a FHIR server
@@ -441,6 +443,10 @@ alerts = sa.Table(
     sa.Column("details", sa.Text, nullable=False),  # JSON
     sa.Column("created_at", TS, nullable=False),
     sa.Column("resolved_at", TS, nullable=True),
+    # the lifecycle (migration 0018): open → acknowledged by a person → resolved when its condition clears
+    sa.Column("acknowledged_at", TS, nullable=True),
+    sa.Column("acknowledged_by", sa.String(200), nullable=True),  # the coordinator's hub subject
+    sa.Column("resolution", sa.Text, nullable=True),  # why it was resolved, in words
     info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
           "erase_by": {MEMBER: "child_id"}},
 )

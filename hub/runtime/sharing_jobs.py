@@ -142,7 +142,7 @@ class AuditJob(Job):
 
 
 class EscalationJob(Job):
-    """Alert coordinators about deliveries not acknowledged in time."""
+    """Alert coordinators about shares not acknowledged in time (unread in the inbox too); resolve cleared ones."""
 
     def __init__(self, store: Store, *, every: float, lease: Lease | None = None) -> None:
         super().__init__("sharing.escalate", every=every, lease=lease)
@@ -154,7 +154,7 @@ class EscalationJob(Job):
 
 
 class ReadinessJob(Job):
-    """Sweep readiness alerts and report requests."""
+    """Sweep readiness alerts and report requests: raise new ones, resolve those whose condition cleared."""
 
     def __init__(self, store: Store, *, every: float, lease: Lease | None = None) -> None:
         super().__init__("sharing.readiness", every=every, lease=lease)

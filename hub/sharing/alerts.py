@@ -1,18 +1,39 @@
-"""Coordinator alerts and report requests (table ``alerts``), each raised once per ``alert_key``."""
+"""Coordinator alerts and report requests (table ``alerts``), each raised once per ``alert_key``.
+
+The lifecycle of an alert:
+
+``open``
+    raised by a chore (:func:`hub.sharing.escalation.escalate_unacknowledged`, the delivery pass,
+    :func:`hub.sharing.readiness.sweep`), once per condition: its key is unique, so a condition seen
+    again on every pass raises nothing new.
+``acknowledged``
+    a person said they have it in hand (:func:`acknowledge_alert`, the household's coordinator through
+    ``POST /v1/households/{household_id}/alerts/{alert_id}/acknowledge``; audited as ``alert_acknowledged``).
+``resolved``
+    the condition cleared (:func:`resolve`): ``resolved_at`` and the ``resolution`` in words are set
+    once, from open or acknowledged, by whichever chore or change sees it first. A resolved alert is
+    not raised again for the same key.
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from hub.core.errors import NotFoundError
 from hub.db.schema import alerts, share_decisions
-from hub.db.store import Store, as_utc
+from hub.db.store import Store, as_utc, utcnow
+from hub.governance.audit import AuditEntry, AuditLog, register_action
 
 A = alerts.c
+State = Literal["open", "acknowledged", "resolved"]
+STATES: tuple[State, ...] = ("open", "acknowledged", "resolved")
+ACK_ACTION = "alert_acknowledged"
+register_action(ACK_ACTION, "a coordinator acknowledged an alert about a child (detail: alert id and kind)")
 
 
 def coordinator_of(conn: Connection, child_id: str) -> tuple[str | None, str | None]:
@@ -26,7 +47,7 @@ def coordinator_of(conn: Connection, child_id: str) -> tuple[str | None, str | N
 def raise_alert(conn: Connection, *, key: str, kind: str, household_id: str, child_id: str,
                 to_agency_id: str | None, to_service: str | None, message: str, details: dict[str, Any],
                 now: datetime) -> bool:
-    """Insert the alert unless one with this key exists; True when a new one was raised."""
+    """Insert the alert unless one with this key exists (open, acknowledged or resolved); True when raised."""
     if conn.execute(sa.select(A.alert_id).where(A.alert_key == key)).first() is not None:
         return False
     conn.execute(alerts.insert().values(
@@ -35,20 +56,78 @@ def raise_alert(conn: Connection, *, key: str, kind: str, household_id: str, chi
     return True
 
 
+def resolve(conn: Connection, key: str, reason: str, now: datetime) -> bool:
+    """Resolve the alert with this key if it is not resolved yet; True when this call resolved it."""
+    return bool(conn.execute(alerts.update().where(A.alert_key == key, A.resolved_at.is_(None)).values(
+        resolved_at=now, resolution=reason)).rowcount)
+
+
+def unresolved(conn: Connection, kinds: tuple[str, ...], household_id: str | None = None,
+               limit: int = 1000) -> list[dict[str, Any]]:
+    """Alerts of these kinds still open or acknowledged (details decoded), oldest first."""
+    q = sa.select(A.alert_id, A.alert_key, A.kind, A.child_id, A.details).where(
+        A.kind.in_(kinds), A.resolved_at.is_(None)).order_by(A.alert_id).limit(limit)
+    if household_id is not None:
+        q = q.where(A.household_id == household_id)
+    return [{**r._mapping, "details": json.loads(r.details)} for r in conn.execute(q)]
+
+
+def state_of(row: Any) -> State:
+    if row.resolved_at is not None:
+        return "resolved"
+    return "acknowledged" if row.acknowledged_at is not None else "open"
+
+
+def _where_state(state: State) -> sa.ColumnElement[bool]:
+    if state == "resolved":
+        return A.resolved_at.is_not(None)
+    ack = A.acknowledged_at.is_not(None) if state == "acknowledged" else A.acknowledged_at.is_(None)
+    return sa.and_(A.resolved_at.is_(None), ack)
+
+
+def _view(row: Any) -> dict[str, Any]:
+    r = dict(row._mapping)
+    r["state"] = state_of(row)
+    r["details"] = json.loads(r["details"])
+    for k in ("created_at", "acknowledged_at", "resolved_at"):
+        r[k] = as_utc(r[k]) if r[k] is not None else None
+    return r
+
+
 def list_alerts(store: Store, *, household_id: str | None = None, kind: str | None = None,
-                open_only: bool = True) -> list[dict[str, Any]]:
+                open_only: bool = True, state: State | None = None) -> list[dict[str, Any]]:
+    """Alerts, oldest first: in ``state`` if given, else those not resolved (``open_only``) or all."""
     q = sa.select(alerts).order_by(A.alert_id)
     if household_id:
         q = q.where(A.household_id == household_id)
     if kind:
         q = q.where(A.kind == kind)
-    if open_only:
+    if state is not None:
+        q = q.where(_where_state(state))
+    elif open_only:
         q = q.where(A.resolved_at.is_(None))
     with store.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(q)]
-    for r in rows:
-        r["details"] = json.loads(r["details"])
-        r["created_at"] = as_utc(r["created_at"])
-        if r["resolved_at"] is not None:
-            r["resolved_at"] = as_utc(r["resolved_at"])
-    return rows
+        return [_view(r) for r in conn.execute(q)]
+
+
+def acknowledge_alert(store: Store, household_id: str, alert_id: int, *, actor: str, actor_role: str,
+                      now: datetime | None = None) -> dict[str, Any]:
+    """A person acknowledges an open alert of this household; audited in the same transaction.
+
+    Idempotent: an alert already acknowledged or resolved is returned as it is (and not audited again).
+    """
+    now = now or utcnow()
+    audit = AuditLog(store)
+    with store.engine.begin() as conn:  # the update takes the write lock before the audit chain is read
+        row = conn.execute(sa.select(alerts).where(A.alert_id == alert_id, A.household_id == household_id)).first()
+        if row is None:
+            raise NotFoundError("no such alert for this household")
+        if state_of(row) == "open" and conn.execute(alerts.update().where(
+                A.alert_id == alert_id, A.acknowledged_at.is_(None), A.resolved_at.is_(None)).values(
+                acknowledged_at=now, acknowledged_by=actor)).rowcount:
+            audit.record_in(conn, AuditEntry(
+                ACK_ACTION, actor=actor, actor_role=actor_role, subject_household=household_id,
+                subject_child=row.child_id, data_ref="POST /v1/households/{household_id}/alerts/{alert_id}/acknowledge",
+                detail={"alert_id": alert_id, "kind": row.kind}))
+            row = conn.execute(sa.select(alerts).where(A.alert_id == alert_id)).one()
+    return _view(row)

@@ -36,8 +36,11 @@ What a webhook receives (``POST``, JSON)
     letter) and the coordinator is alerted.
 
 Family copies (parents, young person) are delivered into the family's own view
-(``GET /v1/households/{id}/family-copies``). A professional delivery not acknowledged within
-``HUB_SHARING_ACK_HOURS`` hours (default 72) raises an ``ack_overdue`` alert to the coordinator.
+(``GET /v1/households/{id}/family-copies``). A professional share not acknowledged within
+``HUB_SHARING_ACK_HOURS`` hours (default 72) of reaching the agency — delivered to its webhook, or
+waiting in its inbox, read or unread — raises an ``ack_overdue`` alert to the coordinator
+(:mod:`hub.sharing.escalation`), resolved when the share is acknowledged. A share waiting unread
+in the inbox is shown as "in the agency's inbox, not yet read", not as on its way.
 Before any share is sent, the directives it rests on are checked again: one withdrawn since the
 decision cancels it. A share the sharing step withdraws while its POST is in flight has gone all
 the same: it is recorded as delivered and a withdrawal notice follows it (to the service, or to
@@ -77,8 +80,9 @@ import sqlalchemy as sa
 from hub.core.logging import get_logger
 from hub.core.settings import sharing_settings
 from hub.db.schema import consent_directives, deliveries, share_decisions
-from hub.db.store import Store, as_utc, utcnow
+from hub.db.store import Store, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
+from hub.sharing.escalation import ack_hours, escalate_unacknowledged
 from hub.sharing.inbox import FAMILY_KINDS, acknowledge, family_copies, inbox, recipient_states
 from hub.sharing.inflight import follow_raced
 from hub.sharing.ledger import MAYBE_SENT, NOTICE_KINDS
@@ -102,10 +106,6 @@ INBOX_RECHECK = timedelta(minutes=5)
 
 def max_attempts() -> int:
     return sharing_settings().max_attempts
-
-
-def ack_hours() -> float:
-    return sharing_settings().ack_hours
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> timedelta:
@@ -313,27 +313,3 @@ def backlog(store: Store, now: datetime | None = None) -> tuple[int, int]:
             sa.func.count(), sa.func.count().filter(DL.next_attempt_at < now - OVERDUE)).where(
             DL.state == "queued")).one()
     return int(queued), int(overdue)
-
-
-def escalate_unacknowledged(store: Store, now: datetime, hours: float | None = None) -> int:
-    """Alert the coordinator once for each professional delivery not acknowledged within N hours."""
-    limit = now - timedelta(hours=ack_hours() if hours is None else hours)
-    raised = 0
-    with store.engine.begin() as conn:
-        rows = conn.execute(sa.select(deliveries).where(
-            DL.state == "delivered", DL.kind == "share", DL.recipient_kind.not_in(FAMILY_KINDS),
-            DL.delivered_at <= limit, DL.escalated_at.is_(None)).limit(500)).all()
-        for r in rows:
-            agency, service = coordinator_of(conn, r.child_id)
-            title = json.loads(r.payload)["information"].get("title") or r.information_id
-            if raise_alert(conn, key=f"ack_overdue:{r.delivery_id}", kind="ack_overdue", household_id=r.household_id,
-                           child_id=r.child_id, to_agency_id=agency, to_service=service, now=now,
-                           message=f"{r.service} has not acknowledged '{title}' delivered "
-                                   f"{as_utc(r.delivered_at):%d %b %Y %H:%M}",
-                           details={"delivery_id": r.delivery_id, "recipient": r.service,
-                                    "delivered_at": as_utc(r.delivered_at).isoformat()}):
-                raised += 1
-            conn.execute(deliveries.update().where(DL.delivery_id == r.delivery_id).values(escalated_at=now))
-    return raised
-
-

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from hub.core.errors import NotFoundError, ValidationError
 from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store, as_utc, utcnow
+from hub.sharing.alerts import resolve
 from hub.sharing.ledger import MAYBE_SENT
 from hub.sharing.rounds import latest_share
 
@@ -19,6 +20,7 @@ DL = deliveries.c
 SD = share_decisions.c
 FAMILY_KINDS = ("family", "young_person")
 MAY_HAVE_BEEN_RECEIVED = "may have been received"
+UNREAD_IN_INBOX = "in the agency's inbox, not yet read"
 
 
 def _cursor(created_at: datetime, delivery_id: str) -> str:
@@ -69,7 +71,7 @@ def inbox(store: Store, agency_id: str, *, cursor: str | None = None, limit: int
 
 
 def acknowledge(store: Store, agency_id: str, delivery_id: str, now: datetime | None = None) -> dict[str, Any]:
-    """Record the agency's acknowledgement (idempotent)."""
+    """Record the agency's acknowledgement (idempotent); an ``ack_overdue`` alert about the share is resolved."""
     now = now or utcnow()
     with store.engine.begin() as conn:
         row = conn.execute(sa.select(deliveries).where(DL.delivery_id == delivery_id,
@@ -80,6 +82,8 @@ def acknowledge(store: Store, agency_id: str, delivery_id: str, now: datetime | 
             conn.execute(deliveries.update().where(DL.delivery_id == delivery_id).values(
                 state="acknowledged", acknowledged_at=now, delivered_at=row.delivered_at or now,
                 channel=row.channel or "inbox"))
+            resolve(conn, f"ack_overdue:{delivery_id}", f"{row.service} acknowledged the share on {now:%d %b %Y %H:%M}",
+                    now)
         elif row.state != "acknowledged":
             raise ValidationError(f"this delivery is {row.state} and cannot be acknowledged",
                                   title="Not acknowledgeable")
@@ -102,7 +106,8 @@ def recipient_states(store: Store, household_id: str, child_id: str | None = Non
     A named professional decided apart from their service has a row of their own
     (``recipient_professional`` set); the service's row stands for everyone else in it. A share
     whose POST went out with no answer (``sending``, ``in_doubt``) has the ``note`` "may have been
-    received".
+    received"; one waiting unread in an agency inbox (``queued``, ``channel`` inbox) "in the agency's
+    inbox, not yet read".
     """
     conds = [SD.household_id == household_id, SD.current.is_(True)]
     if child_id:
@@ -110,7 +115,8 @@ def recipient_states(store: Store, household_id: str, child_id: str | None = Non
     j = share_decisions.join(deliveries, latest_share(share_decisions), isouter=True)
     q = (sa.select(SD.decision_id, SD.child_id, SD.information_id, SD.information_version, SD.record_type,
                    SD.producer_service, SD.recipient_key, SD.recipient_kind, SD.recipient_service, SD.outcome,
-                   SD.rule_id, SD.basis, DL.delivery_id, DL.state, DL.why, DL.delivered_at, DL.acknowledged_at)
+                   SD.rule_id, SD.basis, DL.delivery_id, DL.state, DL.channel, DL.why, DL.delivered_at,
+                   DL.acknowledged_at)
          .select_from(j).where(*conds).order_by(SD.child_id, SD.information_id, SD.recipient_key))
     with store.engine.connect() as conn:
         out = []
@@ -120,6 +126,7 @@ def recipient_states(store: Store, household_id: str, child_id: str | None = Non
             d["recipient_professional"] = key.rsplit(":", 1)[1] if key.startswith("professional:") else None
             for k in ("delivered_at", "acknowledged_at"):
                 d[k] = as_utc(d[k]).isoformat() if d[k] else None
-            d["note"] = MAY_HAVE_BEEN_RECEIVED if d["state"] in MAYBE_SENT else None
+            d["note"] = MAY_HAVE_BEEN_RECEIVED if d["state"] in MAYBE_SENT else (
+                UNREAD_IN_INBOX if d["state"] == "queued" and d["channel"] == "inbox" else None)
             out.append(d)
     return out

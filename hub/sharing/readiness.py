@@ -3,7 +3,8 @@
 For every upcoming appointment of every child in a household: each shareable record the child has
 (reports, assessments, results, plans, referral outcomes — not those the appointment's own service
 wrote), whether the clinician can see it (``will_see``: decision permit and delivered or
-acknowledged; ``on_its_way``: permit, still queued), or why it is withheld and the step that unblocks
+acknowledged; ``on_its_way``: permit, still queued; ``unread_in_inbox``: permit, waiting unread in
+the agency's inbox), or why it is withheld and the step that unblocks
 it ("ask the family for consent to share with <service>", "ask <producer> to release the held
 report"), or ``not_decided`` (the service is not yet in the team around the child). When the
 appointment is booked with a named professional, their own decision counts where the family's
@@ -15,7 +16,11 @@ with no ReportIssued from that service since; overdue after ``report_days`` (def
 
 :func:`sweep` turns this into alerts (table ``alerts``): ``readiness`` to the coordinator when an
 appointment is at most ``warn_days`` (default 7) away and something is withheld or overdue, and
-``report_request`` to the producing service for each overdue report. Each alert is raised once.
+``report_request`` to the producing service for each overdue report. Each alert is raised once,
+and the same sweep resolves it once its condition clears: a readiness alert when nothing is
+withheld or overdue any more before its appointment (consent given, the report released, written
+or delivered), when the appointment has passed or is no longer booked for that time; a report
+request when the service has issued the report.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import sqlalchemy as sa
 from hub.core import records
 from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store, as_utc, utcnow
-from hub.sharing.alerts import coordinator_of, raise_alert
+from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
+from hub.sharing.inbox import UNREAD_IN_INBOX
 from hub.sharing.model import professional_key, service_key, shareable_from
 from hub.sharing.rounds import latest_share
 from hub.stream import readmodel
@@ -74,7 +80,7 @@ def expected_reports(entries: list[dict[str, Any]], now: datetime, report_days: 
 def _decisions(store: Store, child_id: str) -> dict[tuple[str, int, str], dict[str, Any]]:
     j = share_decisions.join(deliveries, latest_share(share_decisions), isouter=True)
     q = sa.select(SD.decision_id, SD.information_id, SD.information_version, SD.recipient_key, SD.outcome,
-                  SD.rule_id, SD.reasons, DL.state, DL.why).select_from(j).where(
+                  SD.rule_id, SD.reasons, DL.state, DL.channel, DL.why).select_from(j).where(
         SD.child_id == child_id, SD.current.is_(True))
     with store.engine.connect() as conn:
         return {(r.information_id, r.information_version, r.recipient_key): dict(r._mapping) for r in conn.execute(q)}
@@ -101,6 +107,8 @@ def _report_status(dec: dict[str, Any] | None, producer: str, service: str) -> t
             return "will_see", None, None
         if dec["state"] == "failed":
             return "delivery_failed", "the share could not be delivered", f"check {service}'s webhook"
+        if dec["state"] == "queued" and dec["channel"] == "inbox":
+            return "unread_in_inbox", UNREAD_IN_INBOX, None
         return "on_its_way", None, None
     reasons = " ".join(json.loads(dec["reasons"]))
     if dec["outcome"] == "hold":
@@ -154,7 +162,8 @@ def readiness(store: Store, household_id: str, now: datetime | None = None, *, r
 
 def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, warn_days: int = 7,
           households: list[str] | None = None) -> int:
-    """Raise readiness alerts and report requests for every (or the given) household; returns how many."""
+    """Raise readiness alerts and report requests for every (or the given) household, and resolve those whose
+    condition cleared; returns how many were raised."""
     now = now or utcnow()
     ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
     raised = 0
@@ -162,26 +171,72 @@ def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, w
         view = readiness(store, hh, now, report_days=report_days, warn_days=warn_days)
         with store.engine.begin() as conn:
             for child in view["children"]:
-                cid = child["child_id"]
-                agency, service = coordinator_of(conn, cid)
-                for a in child["appointments"]:
-                    if not a["alert_due"]:
-                        continue
-                    withheld = [i for i in a["reports"] if i["status"] in ("withheld", "delivery_failed")]
-                    overdue = [m for m in a["expected"] if m["overdue"]]
-                    msg = (f"Before the {a['service']} appointment on {a['start'][:10]}: {len(withheld)} report(s) "
-                           f"withheld, {len(overdue)} overdue. " +
-                           "; ".join(x["unblock"] for x in withheld + overdue if x.get("unblock")))
-                    raised += raise_alert(conn, key=f"readiness:{cid}:{a['appointment_id']}:{a['start']}",
-                                          kind="readiness", household_id=hh, child_id=cid, to_agency_id=agency,
-                                          to_service=service, message=msg, now=now,
-                                          details={"appointment_id": a["appointment_id"], "withheld": withheld,
-                                                   "overdue": overdue})
-                for m in child["expected_reports"]:
-                    if m["overdue"]:
-                        raised += raise_alert(
-                            conn, key=f"report_request:{cid}:{m['trigger_event_id']}", kind="report_request",
-                            household_id=hh, child_id=cid, to_agency_id=m["agency_id"], to_service=m["service"],
-                            message=f"Report requested from {m['service']}: due {m['due_at'][:10]} after "
-                                    f"{m['trigger']} and not yet issued", details=m, now=now)
+                raised += _raise_for_child(conn, hh, child, now)
+            _resolve_cleared(conn, hh, view, now)
     return raised
+
+
+def _raise_for_child(conn: sa.Connection, hh: str, child: dict[str, Any], now: datetime) -> int:
+    cid = child["child_id"]
+    agency, service = coordinator_of(conn, cid)
+    raised = 0
+    for a in child["appointments"]:
+        if not a["alert_due"]:
+            continue
+        withheld = [i for i in a["reports"] if i["status"] in ("withheld", "delivery_failed")]
+        overdue = [m for m in a["expected"] if m["overdue"]]
+        msg = (f"Before the {a['service']} appointment on {a['start'][:10]}: {len(withheld)} report(s) "
+               f"withheld, {len(overdue)} overdue. " +
+               "; ".join(x["unblock"] for x in withheld + overdue if x.get("unblock")))
+        raised += raise_alert(conn, key=f"readiness:{cid}:{a['appointment_id']}:{a['start']}",
+                              kind="readiness", household_id=hh, child_id=cid, to_agency_id=agency,
+                              to_service=service, message=msg, now=now,
+                              details={"appointment_id": a["appointment_id"], "start": a["start"],
+                                       "service": a["service"], "withheld": withheld, "overdue": overdue})
+    for m in child["expected_reports"]:
+        if m["overdue"]:
+            raised += raise_alert(
+                conn, key=f"report_request:{cid}:{m['trigger_event_id']}", kind="report_request",
+                household_id=hh, child_id=cid, to_agency_id=m["agency_id"], to_service=m["service"],
+                message=f"Report requested from {m['service']}: due {m['due_at'][:10]} after "
+                        f"{m['trigger']} and not yet issued", details=m, now=now)
+    return raised
+
+
+STATUS_WORDS = {"will_see": "delivered", "on_its_way": "on its way", "unread_in_inbox": UNREAD_IN_INBOX,
+                "not_decided": "not decided yet"}
+
+
+def _readiness_cleared(alert: dict[str, Any], appt: dict[str, Any] | None, now: datetime) -> str | None:
+    """Why a readiness alert no longer stands (None: it still does)."""
+    d = alert["details"]
+    start = d.get("start") or alert["alert_key"].rsplit(f":{d.get('appointment_id')}:", 1)[-1]
+    if appt is None:
+        if datetime.fromisoformat(start) <= now:
+            return f"the appointment on {start[:10]} has passed"
+        return f"the appointment on {start[:10]} is no longer booked for that time"
+    if not appt["ready"]:
+        return None
+    now_status = {i["event_id"]: i for i in appt["reports"]}
+    was = [f"{w['title']}: {STATUS_WORDS.get(now_status[w['event_id']]['status'], 'no longer withheld')}"
+           for w in d.get("withheld", []) if w.get("event_id") in now_status]
+    was += [f"the report from {m['service']}: issued" for m in d.get("overdue", [])]
+    return (f"nothing is withheld or overdue any more before the {appt['service']} appointment on {start[:10]}"
+            + (f" ({'; '.join(was)})" if was else ""))
+
+
+def _resolve_cleared(conn: sa.Connection, hh: str, view: dict[str, Any], now: datetime) -> int:
+    appts = {f"readiness:{c['child_id']}:{a['appointment_id']}:{a['start']}": a
+             for c in view["children"] for a in c["appointments"]}
+    owed = {f"report_request:{c['child_id']}:{m['trigger_event_id']}" for c in view["children"]
+            for m in c["expected_reports"]}
+    done = 0
+    for alert in unresolved(conn, ("readiness", "report_request"), household_id=hh):
+        key = alert["alert_key"]
+        if alert["kind"] == "readiness":
+            reason = _readiness_cleared(alert, appts.get(key), now)
+        else:
+            reason = None if key in owed else f"{alert['details'].get('service')} has issued the report"
+        if reason is not None:
+            done += resolve(conn, key, reason, now)
+    return done
