@@ -17,7 +17,8 @@ Rules, in the order the engine applies them (first that concludes wins):
 R8  Information about a parent or sibling (``about != in_record_of``) is never shared as part of the
     child's record - DENY - except to the person it is about (right_of_access).
 R7  Safeguarding override: purpose ``safeguarding``, inside [start, end), recipient agency and category
-    within the override's scope (agencies; optionally categories, services, information ids) -> PERMIT, basis safeguarding, ``requires_ig_review``. The override
+    within the override's scope (agencies; optionally categories, services, information ids) -> PERMIT,
+    basis safeguarding, ``requires_ig_review``. The override
     needs a named person and a written justification (>= 20 chars), and is limited to 90 days.
     Overrides beat family refusals and disclosure holds.
 R6  Statutory: purpose ``ehc_needs_assessment``, recipient service an LA SEN team, advice kinds and
