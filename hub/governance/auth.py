@@ -229,7 +229,8 @@ POLICY: dict[tuple[str, str], Rule] = {
         rule(*FAMILY, "coordinator", relation="household", audit="read_report"),
     ("GET", "/v1/households/{household_id}/readiness"): rule("coordinator", relation="household"),
     ("GET", "/v1/households/{household_id}/alerts"): rule("coordinator", relation="household"),
-    ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency", audit="read_report"),
+    # the inbox route audits its reads itself, once per household shown (the family's transparency view)
+    ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency"),
     # the minimum team view (hub/sharing/agency_team.py): the route also checks the agency is in the child's
     # team (else 404, as for a child that does not exist) and audits against the child's household
     ("GET", "/v1/agencies/{agency_id}/children/{child_id}/team"): rule("agency", relation="agency"),
