@@ -125,15 +125,16 @@ def sharing_router(services: Services) -> APIRouter:
         return {"household_id": household_id, "alerts": rows}
 
     def _audit_inbox_read(request: Request, agency_id: str, ids: list[str]) -> None:
-        principal = request.state.principal
+        principal = getattr(request.state, "principal", None)
+        actor, role = getattr(principal, "subject", "anonymous"), getattr(principal, "role", "")
         homes = homes_of(store, ids) if ids else {}
         AuditLog(store).record_many([AuditEntry(
-            "read_report", actor=principal.subject, actor_role=principal.role, subject_household=hh,
+            "read_report", actor=actor, actor_role=role, subject_household=hh,
             subject_child=child, data_ref="GET /v1/agencies/{agency_id}/inbox", purpose="direct_care",
             detail={"agency": agency_id, "deliveries": dids},
             source=request.client.host if request.client else None)
             for (hh, child), dids in sorted(homes.items())] or [AuditEntry(
-            "read_report", actor=principal.subject, actor_role=principal.role,
+            "read_report", actor=actor, actor_role=role,
             data_ref="GET /v1/agencies/{agency_id}/inbox", detail={"agency": agency_id, "deliveries": []})])
 
     @router.get("/v1/agencies/{agency_id}/inbox")
