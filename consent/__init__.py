@@ -17,7 +17,8 @@ Rules, in the order the engine applies them (first that concludes wins):
 R8  Information about a parent or sibling (``about != in_record_of``) is never shared as part of the
     child's record - DENY - except to the person it is about (right_of_access).
 R7  Safeguarding override: purpose ``safeguarding``, inside [start, end), recipient agency and category
-    within the override's scope -> PERMIT, basis safeguarding, ``requires_ig_review``. The override
+    within the override's scope (agencies; optionally categories, services, information ids) -> PERMIT,
+    basis safeguarding, ``requires_ig_review``. The override
     needs a named person and a written justification (>= 20 chars), and is limited to 90 days.
     Overrides beat family refusals and disclosure holds.
 R6  Statutory: purpose ``ehc_needs_assessment``, recipient service an LA SEN team, advice kinds and
@@ -53,8 +54,9 @@ dimension (agencies {A, B} -> {A}) does not raise the rank across directives; at
 
 FHIR R4 mapping (``consent.fhir``, validated with ``fhir.resources.R4B``): Directive <-> Consent with
 status active/inactive (withdrawn; ``withdrawn_at`` in an extension), scope consentscope#patient-privacy,
-category LOINC 59284-0, patient ``Patient/<child pseudonym>``, performer ``RelatedPerson/<id>`` (parent)
-or ``Patient/<id>`` (young person), policyRule v3-ActCode OPTIN (permit) / OPTOUT (deny), identifier
+category LOINC 59284-0, patient ``Patient/<child pseudonym>``, performer ``RelatedPerson/<id>`` (parent),
+``Patient/<id>`` (young person) or ``Organization/<id>`` (corporate parent: a looked-after child's local
+authority, whose directives count like a parent's), policyRule v3-ActCode OPTIN (permit) / OPTOUT (deny), identifier
 = directive id. provision.type permit/deny, provision.period = validity, provision.dataPeriod,
 nested provision.provision = exceptions. actor (role v3-ParticipationType IRCP): agencies
 ``Organization/<id>``, professionals ``Practitioner/<id>``, services / roles / sectors as identifier

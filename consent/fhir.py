@@ -7,7 +7,8 @@ Directive             Consent
 ====================  ===========================================================================
 id                    identifier[0] (system ``urn:family-hub:directive``); also ``id`` if FHIR-valid
 child_id              patient = ``Patient/<pseudonym>``
-made_by / role        performer[0] = ``RelatedPerson/<id>`` (parent) or ``Patient/<id>`` (young person)
+made_by / role        performer[0] = ``RelatedPerson/<id>`` (parent), ``Patient/<id>`` (young person) or
+                      ``Organization/<id>`` (the local authority as a looked-after child's corporate parent)
 made_at               dateTime
 withdrawn_at          status ``inactive`` + extension ``.../consent-withdrawn-at`` (else ``active``)
 confirmed_by_yp_at    extension ``.../consent-confirmed-by-young-person-at``
@@ -138,6 +139,12 @@ def _provision(
     return out
 
 
+#: who made a directive, as the Consent's performer: a parent, the young person, or the local authority
+#: that is a looked-after child's corporate parent
+_PERFORMER_TYPES = {Grantor.PARENT: "RelatedPerson", Grantor.YOUNG_PERSON: "Patient",
+                    Grantor.CORPORATE_PARENT: "Organization"}
+
+
 def directive_to_fhir_dict(directive: Directive) -> dict[str, Any]:
     """The FHIR R4 Consent JSON (as a dict) for ``directive``; validated before it is returned."""
     return to_fhir(directive).model_dump(mode="json", exclude_none=True)
@@ -146,7 +153,7 @@ def directive_to_fhir_dict(directive: Directive) -> dict[str, Any]:
 def to_fhir(directive: Directive) -> Consent:
     """Convert a directive to a validated ``fhir.resources.R4B.consent.Consent``."""
     d = directive
-    performer_type = "RelatedPerson" if d.made_by_role is Grantor.PARENT else "Patient"
+    performer_type = _PERFORMER_TYPES[d.made_by_role]
     data: dict[str, Any] = {
         "resourceType": "Consent",
         "status": "inactive" if d.withdrawn_at is not None else "active",
@@ -291,9 +298,10 @@ def from_fhir(resource: Consent | dict[str, Any]) -> Directive:
     if not c.performer or not c.performer[0].reference:
         raise FhirMappingError("the consent needs a performer (parent or young person)")
     perf_kind, _, made_by = c.performer[0].reference.partition("/")
-    roles = {"RelatedPerson": Grantor.PARENT, "Patient": Grantor.YOUNG_PERSON}
+    roles = {kind: grantor for grantor, kind in _PERFORMER_TYPES.items()}
     if perf_kind not in roles:
-        raise FhirMappingError("Consent.performer must reference a RelatedPerson or a Patient")
+        raise FhirMappingError("Consent.performer must reference a RelatedPerson, a Patient or an Organization "
+                               "(the corporate parent)")
     if c.dateTime is None:
         raise FhirMappingError("Consent.dateTime (when the directive was made) is required")
     if c.provision is None:

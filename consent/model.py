@@ -87,6 +87,7 @@ class DirectiveDecision(StrEnum):
 class Grantor(StrEnum):
     PARENT = "parent"  # parent / carer with parental responsibility
     YOUNG_PERSON = "young_person"  # the child, 16+ or recorded as competent (Gillick)
+    CORPORATE_PARENT = "corporate_parent"  # the local authority of a looked-after child (its agency id)
 
 
 def require_aware(value: datetime | None, what: str, error: type[Exception]) -> None:
@@ -178,12 +179,22 @@ class Recipient:
 class OverrideScope:
     recipient_agency_ids: frozenset[str]
     categories: frozenset[Category] | None = None  # None = every category
+    recipient_services: frozenset[str] | None = None  # None = every service of those agencies (case-insensitive)
+    information_ids: frozenset[str] | None = None  # None = every record in scope
 
     def __post_init__(self) -> None:
         agencies = frozenset(self.recipient_agency_ids)
         if not agencies:
             raise InvalidOverrideError("a safeguarding override must name at least one recipient agency")
         object.__setattr__(self, "recipient_agency_ids", agencies)
+        for name in ("recipient_services", "information_ids"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            items = frozenset(v.lower() if name == "recipient_services" else v for v in value)
+            if not items:
+                raise InvalidOverrideError(f"override {name.replace('_', ' ')} must be omitted (None) or non-empty")
+            object.__setattr__(self, name, items)
         if self.categories is not None:
             cats = frozenset(Category(c) for c in self.categories)
             if not cats:
@@ -226,6 +237,9 @@ class Override:
             and not recipient.is_family_side
             and recipient.agency_id in self.scope.recipient_agency_ids
             and (self.scope.categories is None or info.category in self.scope.categories)
+            and (self.scope.recipient_services is None
+                 or (recipient.service or "").lower() in self.scope.recipient_services)
+            and (self.scope.information_ids is None or info.id in self.scope.information_ids)
         )
 
 

@@ -25,6 +25,7 @@ from hub.api.limits import EdgeLimits
 from hub.api.metrics import Metrics
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
+from hub.api.safeguarding_routes import safeguarding_router
 from hub.api.sharing_routes import sharing_router
 from hub.api.timeline_routes import timeline_router
 from hub.core.errors import AuthError, ForbiddenError, HubError, NotFoundError, Problem, ValidationError
@@ -268,4 +269,5 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     app.include_router(agency_router(services))
     app.include_router(audit_router(services))
     app.include_router(governance_router(services))
+    app.include_router(safeguarding_router(services))
     return app

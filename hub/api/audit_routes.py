@@ -13,6 +13,7 @@ from hub.governance import audit, audit_queries, checkpoint_verify
 from hub.governance.audit_seal import open_detail
 from hub.governance.export import export_csv, export_fhir
 from hub.ingest.services import Services
+from hub.sharing.transparency import family_view
 
 
 def _plain(value: Any) -> Any:
@@ -84,8 +85,9 @@ def audit_router(services: Services) -> APIRouter:
         return Response(export_fhir(records), media_type="application/fhir+json")
 
     @router.get("/v1/households/{household_id}/transparency", tags=["family"])
-    async def transparency(household_id: str) -> list[Any]:
-        """Who received or viewed this family's information, when and on what basis."""
-        return _plain(await asyncio.to_thread(audit_queries.transparency_view, log, household_id))  # type: ignore[no-any-return]
+    async def transparency(household_id: str) -> dict[str, Any]:
+        """For each report: which service and professional received it, when, on what basis, who read it;
+        safeguarding decisions the family may be told about; who viewed the timeline. Plain words, no ids."""
+        return await asyncio.to_thread(family_view, services.store, household_id)
 
     return router

@@ -28,10 +28,11 @@ from fastapi.responses import JSONResponse
 
 from consent import Directive, Grantor
 from hub.core.errors import ForbiddenError, NotFoundError
-from hub.governance.audit import AuditLog
+from hub.governance.audit import AuditEntry, AuditLog
 from hub.ingest.services import Services
 from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import State, acknowledge_alert, list_alerts
+from hub.sharing.inbox import homes_of
 from hub.sharing.recorded_consent import recorder
 from hub.stream import readmodel
 
@@ -137,11 +138,27 @@ def sharing_router(services: Services) -> APIRouter:
                                        actor=getattr(principal, "subject", "anonymous"),
                                        actor_role=getattr(principal, "role", ""))
 
+    def _audit_inbox_read(request: Request, agency_id: str, ids: list[str]) -> None:
+        principal = getattr(request.state, "principal", None)
+        actor, role = getattr(principal, "subject", "anonymous"), getattr(principal, "role", "")
+        homes = homes_of(store, ids) if ids else {}
+        AuditLog(store).record_many([AuditEntry(
+            "read_report", actor=actor, actor_role=role, subject_household=hh,
+            subject_child=child, data_ref="GET /v1/agencies/{agency_id}/inbox", purpose="direct_care",
+            detail={"agency": agency_id, "deliveries": dids},
+            source=request.client.host if request.client else None)
+            for (hh, child), dids in sorted(homes.items())] or [AuditEntry(
+            "read_report", actor=actor, actor_role=role,
+            data_ref="GET /v1/agencies/{agency_id}/inbox", detail={"agency": agency_id, "deliveries": []})])
+
     @router.get("/v1/agencies/{agency_id}/inbox")
-    async def agency_inbox(agency_id: str, cursor: str | None = None,
+    async def agency_inbox(agency_id: str, request: Request, cursor: str | None = None,
                            limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-        """The agency's shares and withdrawal notices, oldest first; ``next_cursor`` fetches more."""
+        """The agency's shares and withdrawal notices, oldest first; ``next_cursor`` fetches more.
+
+        The read is audited once per household it shows (so each family's transparency view has it)."""
         items, nxt = await asyncio.to_thread(delivery.inbox, store, agency_id, cursor=cursor, limit=limit)
+        await asyncio.to_thread(_audit_inbox_read, request, agency_id, [i["delivery_id"] for i in items])
         return {"agency_id": agency_id, "items": items, "next_cursor": nxt}
 
     @router.post("/v1/agencies/{agency_id}/inbox/{delivery_id}/ack")

@@ -65,6 +65,10 @@ Tables
   a person acknowledges it (``acknowledged_at`` / ``acknowledged_by``) and until its condition
   clears (``resolved_at`` with the ``resolution`` in words) — migration 0018.
 * ``agency_webhooks`` — agency id → webhook URL and shared secret (``HUB_WEBHOOKS_FILE`` may add more).
+* ``disclosure_releases`` — a disclosure hold lifted: which entry, by whom (the producing agency or IG), when
+  (migration 0017); the sharing step decides the entry as ``released``. ``safeguarding_overrides`` — a
+  time-limited safeguarding override of one child (scope: recipient agency and service, categories,
+  records), made by a safeguarding lead or IG, its justification sealed in its audit record.
 * ``fhir_references`` — each agency's FHIR Patients, Practitioners, Organizations and services by
   ``(agency, resourceType, id)``, so a later resource's ``Patient/{id}`` resolves as on a FHIR server
   (:mod:`hub.ingest.references`): a Patient as its subject pseudonym only, the others as names and codes.
@@ -320,6 +324,8 @@ household_members = sa.Table(
     sa.Column("date_of_birth", sa.Date(), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("competent_from", sa.Date(), nullable=True),  # recorded (Gillick) competence before 16
+    # a looked-after child's local authority (its agency id), a consent actor like a parent (migration 0017)
+    sa.Column("corporate_parent", sa.String(120), nullable=True),
     info={"personal": {"member_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
           "erase_by": {MEMBER: "member_id"}},
 )
@@ -460,6 +466,41 @@ sharing_failures = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("first_failed_at", TS, nullable=False),
     sa.Column("retry_at", TS, nullable=False),
+    info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
+          "erase_by": {MEMBER: "child_id"}},
+)
+
+# ---- disclosure holds released, safeguarding overrides (migration 0017) ---------------------------
+disclosure_releases = sa.Table(
+    "disclosure_releases", metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("household_id", sa.String(80), nullable=False),
+    sa.Column("child_id", sa.String(80), nullable=False, index=True),
+    sa.Column("released_by", sa.String(200), nullable=False),
+    sa.Column("released_role", sa.String(40), nullable=False),
+    sa.Column("agency_id", sa.String(120), nullable=True),  # the releasing agency (role agency)
+    sa.Column("released_at", TS, nullable=False),
+    sa.Column("audit_seq", sa.BigInteger, nullable=True),
+    info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
+          "erase_by": {EVENT: "event_id", MEMBER: "child_id"}, "retain_by": "event_id"},
+)
+
+safeguarding_overrides = sa.Table(
+    "safeguarding_overrides", metadata,
+    sa.Column("override_id", sa.String(36), primary_key=True),
+    sa.Column("household_id", sa.String(80), nullable=False),
+    sa.Column("child_id", sa.String(80), nullable=False, index=True),
+    sa.Column("made_by", sa.String(200), nullable=False),
+    sa.Column("made_role", sa.String(40), nullable=False),
+    sa.Column("recipient_agency_id", sa.String(120), nullable=False),
+    sa.Column("recipient_service", sa.String(200), nullable=True),
+    sa.Column("categories", sa.Text, nullable=True),  # JSON list, null = every category
+    sa.Column("information_ids", sa.Text, nullable=True),  # JSON list, null = every record
+    sa.Column("starts_at", TS, nullable=False),
+    sa.Column("ends_at", TS, nullable=False),
+    sa.Column("tell_family", sa.Boolean, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("audit_seq", sa.BigInteger, nullable=True),  # the override record (justification sealed there)
     info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
           "erase_by": {MEMBER: "child_id"}},
 )

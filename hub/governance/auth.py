@@ -38,8 +38,10 @@ from hub.core.settings import Settings
 
 log = get_logger(__name__)
 
-Role = Literal["coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor"]
-ROLES: tuple[str, ...] = ("coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor")
+Role = Literal["coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor",
+               "safeguarding_lead"]
+ROLES: tuple[str, ...] = ("coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor",
+                          "safeguarding_lead")
 
 
 @dataclass(frozen=True)
@@ -229,7 +231,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/households/{household_id}/readiness"): rule("coordinator", relation="household"),
     ("GET", "/v1/households/{household_id}/alerts"): rule("coordinator", relation="household"),
     ("POST", "/v1/households/{household_id}/alerts/{alert_id}/acknowledge"): rule("coordinator", relation="household"),
-    ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency", audit="read_report"),
+    # the inbox route audits its reads itself, once per household shown (the family's transparency view)
+    ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency"),
     # the minimum team view (hub/sharing/agency_team.py): the route also checks the agency is in the child's
     # team (else 404, as for a child that does not exist) and audits against the child's household
     ("GET", "/v1/agencies/{agency_id}/children/{child_id}/team"): rule("agency", relation="agency"),
@@ -246,6 +249,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     # the family's own view of who received or viewed their child's information
     ("GET", "/v1/households/{household_id}/transparency"): rule(*FAMILY, relation="household"),
     ("POST", "/v1/agencies/{agency_id}/inbox/{delivery_id}/ack"): rule("agency", relation="agency"),
+    # safeguarding (hub/api/safeguarding_routes.py): the producing agency (checked by the route: another
+    # agency's entry is 404) or IG releases a disclosure hold; a safeguarding lead or IG makes an override
+    ("POST", "/v1/households/{household_id}/children/{child_id}/holds/{event_id}/release"): rule("agency", IG),
+    ("POST", "/v1/households/{household_id}/children/{child_id}/overrides"): rule("safeguarding_lead", IG),
 }
 
 

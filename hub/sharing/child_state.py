@@ -12,10 +12,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from consent import Child, ConsentError, Directive, DirectiveSet, Grantor
+from consent import Category, Child, ConsentError, Directive, DirectiveSet, Grantor, Override, OverrideScope
 from consent.fhir import from_fhir
 from hub.core.logging import get_logger
-from hub.db.schema import consent_directives, deliveries, household_members, share_decisions
+from hub.db.schema import (
+    consent_directives,
+    deliveries,
+    disclosure_releases,
+    household_members,
+    safeguarding_overrides,
+    share_decisions,
+)
 from hub.db.store import as_utc
 from hub.sharing.decisions import ChildState, engine
 from hub.sharing.ledger import DecisionRow, DeliveryKey, DeliveryRow, ItemKey, Ledger
@@ -58,8 +65,27 @@ def load_children(conn: Connection, child_ids: list[str]) -> dict[str, Child]:
     return {c: known.get(c) or child_for_engine(c) for c in child_ids}
 
 
-def directive_set(child: Child, rows: Sequence[Any]) -> tuple[DirectiveSet, dict[str, Directive]]:
-    """The child's usable directives (stored ``consent_directives`` rows), compiled for the engine."""
+#: the consent library needs the justification's text; the hub keeps it sealed in the audit record
+SEALED_JUSTIFICATION = "written justification sealed in the override's audit record"
+
+
+def engine_override(row: Any) -> Override:
+    """A stored ``safeguarding_overrides`` row as the consent library's :class:`Override`."""
+    cats = json.loads(row.categories) if row.categories else None
+    ids = json.loads(row.information_ids) if row.information_ids else None
+    scope = OverrideScope(frozenset({row.recipient_agency_id}),
+                          None if cats is None else frozenset(Category(c) for c in cats),
+                          None if row.recipient_service is None else frozenset({row.recipient_service}),
+                          None if ids is None else frozenset(ids))
+    return Override(row.override_id, row.child_id, row.made_by, SEALED_JUSTIFICATION, as_utc(row.starts_at),
+                    as_utc(row.ends_at), scope)
+
+
+def directive_set(child: Child, rows: Sequence[Any], override_rows: Sequence[Any] = (),
+                  corporate_parent: str | None = None) -> tuple[DirectiveSet, dict[str, Directive]]:
+    """The child's usable directives (stored ``consent_directives`` rows) and safeguarding overrides, compiled
+    for the engine. A corporate parent's directive counts only when its performer is the local authority
+    enrolment records as the child's corporate parent (``corporate_parent``)."""
     found: dict[str, Directive] = {}
     for r in rows:
         try:
@@ -70,8 +96,29 @@ def directive_set(child: Child, rows: Sequence[Any]) -> tuple[DirectiveSet, dict
         if d.made_by_role is Grantor.YOUNG_PERSON and not child.young_person_controls(d.made_at):
             log.info("sharing.young_person_directive_not_in_force", directive=r.directive_id)
             continue  # made before 16 without recorded competence: not theirs to make yet
+        if d.made_by_role is Grantor.CORPORATE_PARENT and d.made_by != corporate_parent:
+            log.info("sharing.not_the_corporate_parent", directive=r.directive_id)
+            continue
         found[d.id] = d
-    return engine().compile(child, found.values()), found
+    overrides = []
+    for o in override_rows:
+        try:
+            overrides.append(engine_override(o))
+        except (ConsentError, ValueError) as exc:
+            log.warning("sharing.override_unusable", override=o.override_id, error=str(exc)[:200])
+    return engine().compile(child, found.values(), overrides), found
+
+
+def _load_safeguarding(conn: Connection, chunk: list[str], states: dict[str, ChildState]) -> None:
+    """The children's released disclosure holds, safeguarding overrides and corporate parents."""
+    R, OV, M = disclosure_releases.c, safeguarding_overrides.c, household_members.c
+    for r in conn.execute(sa.select(R.child_id, R.event_id).where(R.child_id.in_(chunk))):
+        states[r.child_id].released.add(r.event_id)
+    for o in conn.execute(sa.select(safeguarding_overrides).where(OV.child_id.in_(chunk))):
+        states[o.child_id].override_rows.append(o)
+    for m in conn.execute(sa.select(M.member_id, M.corporate_parent).where(
+            M.member_id.in_(chunk), M.corporate_parent.is_not(None))):
+        states[m.member_id].corporate_parent = m.corporate_parent
 
 
 class _Loading:
@@ -120,6 +167,7 @@ def load_states(conn: Connection, child_ids: list[str], only: set[str] | None = 
         for r in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
                 CD.child_id.in_(chunk), CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))):
             states[r.child_id].directive_rows.append(r)
+        _load_safeguarding(conn, chunk, states)
     for c, st in loading.items():
         states[c].ledger = st.ledger()
     return states

@@ -33,14 +33,14 @@ Named professionals
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from consent import Child, ConsentEngine, Decision, Directive, DirectiveSet, Outcome
+from consent import Child, ConsentEngine, Decision, Directive, DirectiveSet, Outcome, Purpose
 from hub.sharing.apply import Inserts, apply_plan
 from hub.sharing.ledger import ChildCase, Ledger, Plan, plan_child, plan_recall, plan_superseded
 from hub.sharing.model import Shareable, Target, targets_for
@@ -84,14 +84,24 @@ class ChildState:
     ledger: Ledger = field(default_factory=Ledger)
     directive_rows: list[Any] = field(default_factory=list)
     child: Child | None = None
+    released: set[str] = field(default_factory=set)  # entries whose disclosure hold was released
+    override_rows: list[Any] = field(default_factory=list)  # stored safeguarding overrides
+    corporate_parent: str | None = None  # a looked-after child's local authority
 
 
 def decide(info_: Shareable, target: Target, ds: DirectiveSet, directives: dict[str, Directive],
            now: datetime) -> tuple[Decision, datetime]:
-    """decide_strictest at the event's time and now; the event time moves to a later permitting directive."""
+    """decide_strictest at the event's time and now; the event time moves to a later permitting directive.
+
+    A safeguarding override in force now for the recipient (R7, purpose safeguarding, the recipient's
+    service as the team shows it) permits what the usual decision does not."""
     eng = engine()
     info = info_.info
     at_now = eng.decide(info, target.recipient, target.purpose, now, ds)
+    if ds.overrides and at_now.outcome is not Outcome.PERMIT and not target.is_family:
+        ov = eng.decide(info, replace(target.recipient, service=target.service), Purpose.SAFEGUARDING, now, ds)
+        if ov.override_id is not None:
+            return ov, now
     t_event = info.issued_at
     if at_now.outcome is Outcome.PERMIT and at_now.directive_ids:
         made = [directives[i].made_at for i in at_now.directive_ids if i in directives]

@@ -70,6 +70,16 @@ def inbox(store: Store, agency_id: str, *, cursor: str | None = None, limit: int
     return [_view(r) for r in rows], nxt
 
 
+def homes_of(store: Store, delivery_ids: list[str]) -> dict[tuple[str, str], list[str]]:
+    """(household, child) → the given deliveries of theirs (an inbox read is audited per household)."""
+    out: dict[tuple[str, str], list[str]] = {}
+    with store.engine.connect() as conn:
+        for r in conn.execute(sa.select(DL.household_id, DL.child_id, DL.delivery_id).where(
+                DL.delivery_id.in_(delivery_ids))):
+            out.setdefault((r.household_id, r.child_id), []).append(r.delivery_id)
+    return out
+
+
 def acknowledge(store: Store, agency_id: str, delivery_id: str, now: datetime | None = None) -> dict[str, Any]:
     """Record the agency's acknowledgement (idempotent); an ``ack_overdue`` alert about the share is resolved."""
     now = now or utcnow()

@@ -164,8 +164,10 @@ def targets_for(team: list[TeamMember], entries: list[dict[str, Any]], household
     return out
 
 
-def shareable_from(entry: dict[str, Any], child_id: str) -> Shareable | None:
-    """The shareable view of one of the child's entries (``readmodel.child_records`` shape), or None."""
+def shareable_from(entry: dict[str, Any], child_id: str, *, released: bool = False) -> Shareable | None:
+    """The shareable view of one of the child's entries (``readmodel.child_records`` shape), or None.
+
+    ``released``: the entry's disclosure hold was released (``disclosure_releases``)."""
     kind = records.catalogue().shareable.get(entry["record_type"])
     if kind is None:
         return None
@@ -185,7 +187,7 @@ def shareable_from(entry: dict[str, Any], child_id: str) -> Shareable | None:
     info = Information(
         id=meta["event_id"], kind=kind, category=category, agency_id=svc["agency_id"], sector=sector,
         about=child_id, in_record_of=child_id, issued_at=issued,
-        disclosure_hold=bool(r.get("disclosure_hold", False)), released=False)
+        disclosure_hold=bool(r.get("disclosure_hold", False)), released=released)
     return Shareable(info, int(meta.get("source_version", 1)), entry["record_type"], svc["agency_id"],
                      svc.get("service_name", ""), svc.get("sector", ""), r)
 

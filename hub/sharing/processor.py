@@ -104,16 +104,18 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
     would be owed the earlier records too) — those alone are decided.
     """
     mine = entries if only is None else [e for e in entries if e["event_id"] in only]
-    infos = [s for s in (shareable_from(e, child_id) for e in mine) if s is not None]
+    if state is None:
+        state = load_states(conn, [child_id])[child_id]
+    infos = [s for s in (shareable_from(e, child_id, released=e["event_id"] in state.released) for e in mine)
+             if s is not None]
     current_versions = {s.event_id: s.version for s in infos}
     if only is not None:  # a changed record that left the child's record has no version now
         current_versions.update({iid: 0 for iid in only if iid not in current_versions})
-    if state is None:
-        state = load_states(conn, [child_id])[child_id]
     ds: DirectiveSet | None = None
     directives: dict[str, Directive] = {}
     if infos:  # directives are read only for a child with something to decide
-        ds, directives = directive_set(state.child or child_for_engine(child_id), state.directive_rows)
+        ds, directives = directive_set(state.child or child_for_engine(child_id), state.directive_rows,
+                                       state.override_rows, state.corporate_parent)
     recalled = _recalled(conn, state, entries) if only is None else set()
     sync_child(conn, RowContext(child_id, household_id, now, trigger), entries, infos, state, ds, directives,
                current_versions, redecide=redecide, result=result, team=team, inserts=inserts, recalled=recalled)
@@ -274,6 +276,27 @@ def _guarded(conn: Connection, isolate: bool, home: tuple[str, str], now: dateti
         return False
     savepoint.commit()
     return done
+
+
+def redecide_child(store: Store, household_id: str, child_id: str, *, trigger: str,
+                   now: datetime | None = None) -> SharingResult:
+    """Take every decision of one child again now (a hold released, a safeguarding override made), beside
+    the follower: the erasure guard held, retried when another pass decided the child at the same time."""
+    last: Exception | None = None
+    for _attempt in range(3):
+        result = SharingResult()
+        entries = readmodel.child_records(store, household_id, child_id)
+        try:
+            with store.engine.begin() as conn:
+                erasure_guard.hold_shared(conn)
+                _sync_child(conn, child_id, household_id, entries, now or utcnow(), redecide=True, trigger=trigger,
+                            result=result)
+            return result
+        except sa.exc.IntegrityError as exc:
+            last = exc
+            log.info("sharing.concurrent_retry")
+    assert last is not None
+    raise last
 
 
 def process_child(store: Store, household_id: str, child_id: str, *, redecide: bool = False,

@@ -43,6 +43,8 @@ def payload(s: Shareable, target: Target, decision_id: str, decision: Decision, 
         "decision": {"decision_id": decision_id, "basis": decision.basis.value, "rule_id": decision.rule_id,
                      "ruleset_version": decision.ruleset_version},
     }
+    if decision.override_id:
+        body["decision"]["override_id"] = decision.override_id
     if not_for and kind == "share":
         body["not_for_professionals"] = sorted(not_for)
     if kind == "withdrawal_notice":

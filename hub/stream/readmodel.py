@@ -11,12 +11,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.core.errors import ValidationError
-from hub.db.schema import identity_links, timeline_changes, timeline_entries
+from hub.db.schema import disclosure_releases, identity_links, timeline_changes, timeline_entries
 from hub.db.store import Store, as_utc
 from hub.stream.team import Appointment, TeamMember, team_around, upcoming
 
 L = identity_links.c
 T = timeline_entries.c
+DR = disclosure_releases.c
+#: an entry's disclosure hold was released (``released`` on every entry; the record says whether it had one)
+RELEASED = DR.event_id.is_not(None).label("released")
+
+
+def _entries() -> Any:
+    return identity_links.join(timeline_entries, T.subject == L.subject).outerjoin(
+        disclosure_releases, DR.event_id == T.event_id)
 
 
 @dataclass(frozen=True)
@@ -80,14 +88,15 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
         after = sa.tuple_(sa.literal(ts, T.occurred_at.type), sa.literal(eid))
         conds.append(sa.tuple_(T.occurred_at, T.event_id) > after)
     q = (sa.select(L.child_id, T.event_id, T.record_type, T.ce_type, T.sector, T.agency_id, T.service_name,
-                   T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary)
-         .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
+                   T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary, RELEASED)
+         .select_from(_entries())
          .where(*conds).order_by(T.occurred_at, T.event_id).limit(limit + 1))
     with store.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
     for r in rows:
         r["occurred_at"] = as_utc(r["occurred_at"])
         r["received_at"] = as_utc(r["received_at"])
+        r["released"] = bool(r["released"])
     nxt = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -108,14 +117,15 @@ def parse_times(value: Any) -> Any:
 
 def child_records(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
     """A child's active entries with their decoded records, in event-time order."""
-    q = (sa.select(T.event_id, T.record_type, T.category, T.occurred_at, T.record)
-         .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
+    q = (sa.select(T.event_id, T.record_type, T.category, T.occurred_at, T.record, RELEASED)
+         .select_from(_entries())
          .where(L.household_id == household_id, L.child_id == child_id, L.active.is_(True), T.status == "active")
          .order_by(T.occurred_at, T.event_id))
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
     return [{"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
-             "occurred_at": as_utc(r.occurred_at), "record": parse_times(json.loads(r.record))} for r in rows]
+             "occurred_at": as_utc(r.occurred_at), "record": parse_times(json.loads(r.record)),
+             "released": bool(r.released)} for r in rows]
 
 
 def children(store: Store, household_id: str) -> list[str]:

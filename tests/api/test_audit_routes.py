@@ -26,8 +26,8 @@ async def test_ig_queries_exports_and_family_transparency(client: httpx.AsyncCli
 
     parent = token_header(services, "parent", "parent-ig", household=hh)
     view = (await client.get(f"/v1/households/{hh}/transparency", headers=parent)).json()
-    assert any(v["who"] == "cc-ig" and v["what"] == "viewed" for v in view)
-    assert all("hash" not in v and "source" not in v for v in view)
+    assert any(v["who"] == "cc-ig" and v["what"] == "viewed" for v in view["viewed"])
+    assert all("hash" not in v and "source" not in v for v in view["viewed"])
     other = token_header(services, "parent", "parent-x", household="hh-x")
     assert (await client.get(f"/v1/households/{hh}/transparency", headers=other)).status_code == 404
 

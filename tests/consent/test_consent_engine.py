@@ -26,6 +26,7 @@ from consent import (
     Basis,
     Category,
     ConsentEngine,
+    Directive,
     DirectiveDecision,
     Grantor,
     InvalidDirectiveError,
@@ -335,6 +336,15 @@ class TestStatutory:
         )
 
 
+class TestCorporateParent:
+    def test_a_corporate_parents_directive_permits_like_a_parents(self):
+        grant = Directive("dir-la", CHILD_ID, LA, Grantor.CORPORATE_PARENT, at(1), P, SHARE_CAV_PAEDS)
+        d = ENGINE.decide(info(), professional(), Purpose.DIRECT_CARE, at(2), fam(grant))
+        assert (d.outcome, d.basis, d.directive_ids) == (Outcome.PERMIT, Basis.CONSENT, ("dir-la",))
+        refuse = Directive("dir-la-no", CHILD_ID, LA, Grantor.CORPORATE_PARENT, at(1), D, SHARE_CAV_PAEDS)
+        assert ENGINE.decide(info(), professional(), Purpose.DIRECT_CARE, at(2), fam(refuse)).outcome is Outcome.DENY
+
+
 class TestSafeguardingOverride:
     SW = Recipient(RecipientKind.AGENCY_PROFESSIONAL, agency_id=LA, sector=Sector.SOCIAL_CARE, service="csc")
 
@@ -375,6 +385,19 @@ class TestSafeguardingOverride:
             ov(start=3, end=3)
         with pytest.raises(InvalidOverrideError, match="limit"):
             fam(overrides=[ov(end=365)])
+
+    def test_override_limited_to_named_services_and_records(self):
+        scope = OverrideScope(frozenset({LA}), recipient_services=frozenset({"CSC"}),
+                              information_ids=frozenset({"ev-slt-001"}))
+        family = fam(overrides=[Override("ov-s", CHILD_ID, "pr-dsl-07", JUSTIFICATION, at(0), at(7), scope)])
+        assert ENGINE.decide(info(), self.SW, Purpose.SAFEGUARDING, at(2), family).outcome is Outcome.PERMIT
+        other_service = Recipient(RecipientKind.AGENCY_PROFESSIONAL, agency_id=LA, sector=Sector.SOCIAL_CARE,
+                                  service="housing")
+        assert ENGINE.decide(info(), other_service, Purpose.SAFEGUARDING, at(2), family).outcome is Outcome.DENY
+        other_record = info(info_id="ev-other")
+        assert ENGINE.decide(other_record, self.SW, Purpose.SAFEGUARDING, at(2), family).outcome is Outcome.DENY
+        with pytest.raises(InvalidOverrideError, match="non-empty"):
+            OverrideScope(frozenset({LA}), information_ids=frozenset())
 
     def test_override_overrides_disclosure_hold(self):
         d = ENGINE.decide(info(hold=True), self.SW, Purpose.SAFEGUARDING, at(2), fam(overrides=[ov()]))

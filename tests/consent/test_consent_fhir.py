@@ -131,6 +131,14 @@ def test_young_person_directive_uses_patient_performer():
     assert from_fhir(data) == d
 
 
+def test_corporate_parent_directive_uses_organization_performer():
+    d = Directive("dir-la", CHILD_ID, "la-cardiff", Grantor.CORPORATE_PARENT, at(0), P,
+                  Scope(agency_ids=frozenset({CAV})))
+    data = directive_to_fhir_dict(d)
+    assert data["performer"] == [{"reference": "Organization/la-cardiff"}]
+    assert from_fhir(data) == d
+
+
 def test_non_pseudonymous_reference_rejected():
     d = Directive("dir-1", "Jane Smith", PARENT_ID, Grantor.PARENT, at(0), P, Scope())
     with pytest.raises(FhirMappingError, match="pseudonymous"):
@@ -142,7 +150,7 @@ def test_non_pseudonymous_reference_rejected():
     [
         (lambda c: c.update(status="draft"), "active or inactive"),
         (lambda c: c.pop("identifier"), "identifier"),
-        (lambda c: c.update(performer=[{"reference": "Organization/x"}]), "performer"),
+        (lambda c: c.update(performer=[{"reference": "Practitioner/x"}]), "performer"),
         (lambda c: c.update(status="inactive"), "withdrawn-at"),
         (lambda c: c["provision"].update(purpose=[{"system": "urn:x", "code": "Y"}]), "purpose"),
         (lambda c: c.update(resourceType="Consent", scope="nonsense"), "valid FHIR"),

@@ -1,7 +1,7 @@
 """alert lifecycle: an alert is acknowledged by a person and resolved, with a reason, when its condition clears
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0017
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0014"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
