@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from connectors.health.directory import ReferenceDirectory
 from connectors.results import Remembered
 from hub.db.schema import fhir_references
 from hub.db.store import Store, utcnow
+
+CHUNK = 500  # ids per IN list (within SQLite's and PostgreSQL's bind limits)
 
 
 class SqlReferenceDirectory(ReferenceDirectory):
@@ -47,23 +51,52 @@ class SqlReferenceDirectory(ReferenceDirectory):
         self.remember_all([Remembered(resource_type, resource_id, summary, version)])
 
     def remember_all(self, items: Iterable[Remembered]) -> None:
-        """Keep each resource, replacing an older or equal version of it (one transaction)."""
+        """Keep each resource, replacing an older or equal version of it: one transaction, one query for
+        the versions kept per resource type and one statement each for the inserts and the updates."""
+        latest: dict[tuple[str, str], Remembered] = {}
+        for item in items:  # in order: a later item replaces an earlier one of at most its version
+            key = (item.resource_type, item.resource_id)
+            if key not in latest or item.version >= latest[key].version:
+                latest[key] = item
+        if not latest:
+            return
         t = fhir_references.c
+        now = utcnow()
         with self.store.engine.begin() as conn:
-            for item in items:
-                kept = dict(item.summary)
-                subject = None
-                identity = kept.pop("identity", None)
-                if item.resource_type == "Patient" and identity:
-                    subject = self.pseudonymise(str(identity["system"]), str(identity["value"]))
-                key = (t.agency == self.agency, t.resource_type == item.resource_type,
-                       t.resource_id == item.resource_id)
-                current = conn.execute(sa.select(t.version).where(*key)).scalar()
-                values = {"subject": subject, "summary": json.dumps(kept, sort_keys=True),
-                          "version": item.version, "updated_at": utcnow()}
-                if current is None:
-                    conn.execute(fhir_references.insert().values(
-                        agency=self.agency, resource_type=item.resource_type, resource_id=item.resource_id,
-                        **values))
-                elif item.version >= current:
-                    conn.execute(fhir_references.update().where(*key).values(**values))
+            kept = self._versions(conn, list(latest))
+            inserts, updates = [], []
+            for key, item in latest.items():
+                values = self._values(item, now)
+                if key not in kept:
+                    inserts.append({"agency": self.agency, "resource_type": key[0], "resource_id": key[1], **values})
+                elif item.version >= kept[key]:
+                    updates.append({"b_type": key[0], "b_id": key[1], **{f"b_{k}": v for k, v in values.items()}})
+            if inserts:
+                conn.execute(fhir_references.insert(), inserts)
+            if updates:
+                conn.execute(fhir_references.update().where(
+                    t.agency == self.agency, t.resource_type == sa.bindparam("b_type"),
+                    t.resource_id == sa.bindparam("b_id")).values(
+                    {k: sa.bindparam(f"b_{k}") for k in ("subject", "summary", "version", "updated_at")}), updates)
+
+    def _values(self, item: Remembered, now: datetime) -> dict[str, Any]:
+        """The row's values: a Patient's identity only as its pseudonym, the rest of the summary as JSON."""
+        summary = dict(item.summary)
+        identity = summary.pop("identity", None)
+        subject = None
+        if item.resource_type == "Patient" and identity:
+            subject = self.pseudonymise(str(identity["system"]), str(identity["value"]))
+        return {"subject": subject, "summary": json.dumps(summary, sort_keys=True), "version": item.version,
+                "updated_at": now}
+
+    def _versions(self, conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The versions this agency's directory holds of ``keys`` (resource type, id)."""
+        t = fhir_references.c
+        out: dict[tuple[str, str], int] = {}
+        for resource_type in sorted({k[0] for k in keys}):
+            ids = [k[1] for k in keys if k[0] == resource_type]
+            for i in range(0, len(ids), CHUNK):
+                out.update(((resource_type, r.resource_id), int(r.version)) for r in conn.execute(
+                    sa.select(t.resource_id, t.version).where(t.agency == self.agency, t.resource_type == resource_type,
+                                                            t.resource_id.in_(ids[i:i + CHUNK]))))
+        return out
