@@ -23,6 +23,7 @@ raises an alert to each household's coordinators there — so the family who los
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,19 @@ LINKABLE = ("nhs-number", "upn", "la-person-id", "hub-child-id", "other")
 UNBOUND_ROLES = ("ig_officer", "admin")
 MOVE_RULE = ("this identifier is linked to a child in another household; only a coordinator of both households, "
              "or an IG officer or admin, may move it")
+
+
+#: a run of this many digits reads as an NHS number to the privacy scrubber: hub ids never hold one
+_DIGIT_RUN = re.compile(r"\d{8}")
+
+
+def new_id(prefix: str) -> str:
+    """A new hub id, ``<prefix>-`` and 16 hex digits, never with eight digits in a row (so no hub id can be
+    taken for an NHS number by a scrubber, a log scan or an auditor)."""
+    while True:
+        candidate = uuid.uuid4().hex[:16]
+        if not _DIGIT_RUN.search(candidate):
+            return f"{prefix}-{candidate}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ class Enrolment:
         """A new household on ``coordinator_id``'s caseload: a coordinator's own only (admin or IG: anyone's)."""
         if role not in UNBOUND_ROLES and by is not None and by != coordinator_id:
             raise ForbiddenError("a coordinator may create households only on their own caseload")
-        household_id = f"hh-{uuid.uuid4().hex[:16]}"
+        household_id = new_id("hh")
         now = utcnow()
         with self.store.engine.begin() as conn:
             conn.execute(households.insert().values(household_id=household_id, created_at=now,
@@ -123,7 +137,7 @@ class Enrolment:
             raise ValidationError("date_of_birth is in the future")
         if competent_from is not None and kind != "child":
             raise ValidationError("competent_from is recorded for a child member only")
-        member = Member(f"{'c' if kind == 'child' else 'a'}-{uuid.uuid4().hex[:16]}", household_id, kind,
+        member = Member(new_id("c" if kind == "child" else "a"), household_id, kind,
                         relationship, parental_responsibility, date_of_birth, competent_from)
         with self.store.engine.begin() as conn:
             conn.execute(household_members.insert().values(
