@@ -13,6 +13,7 @@ from hub.governance import audit, audit_queries, checkpoint_verify
 from hub.governance.audit_seal import open_detail
 from hub.governance.export import export_csv, export_fhir
 from hub.ingest.services import Services
+from hub.sharing.visibility import ReadView, transparency_for
 
 
 def _plain(value: Any) -> Any:
@@ -84,8 +85,12 @@ def audit_router(services: Services) -> APIRouter:
         return Response(export_fhir(records), media_type="application/fhir+json")
 
     @router.get("/v1/households/{household_id}/transparency", tags=["family"])
-    async def transparency(household_id: str) -> list[Any]:
-        """Who received or viewed this family's information, when and on what basis."""
-        return _plain(await asyncio.to_thread(audit_queries.transparency_view, log, household_id))  # type: ignore[no-any-return]
+    async def transparency(household_id: str, request: Request) -> list[Any]:
+        """Who received or viewed this family's information, when and on what basis: about the children and
+        entries the read policy lets the caller see."""
+        lines = await asyncio.to_thread(audit_queries.transparency_view, log, household_id)
+        view = await asyncio.to_thread(ReadView.load, services.store, getattr(request.state, "principal", None),
+                                       [household_id])
+        return _plain(await asyncio.to_thread(transparency_for, view, services.store, household_id, lines))  # type: ignore[no-any-return]
 
     return router
