@@ -31,7 +31,7 @@ child whose record holds it); ``statutory`` (a record type a statutory duty cove
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from importlib import resources
@@ -129,6 +129,10 @@ class ReadPolicy:
     restricted_record_types: frozenset[str]
     statutory_record_types: frozenset[str]
     redacted_fields: tuple[str, ...]
+    #: decisions already made, by (reader, entry facts): the answer depends on nothing else
+    _memo: dict[tuple[Reader, EntryFacts], ReadDecision] = field(default_factory=dict, repr=False, compare=False)
+    _hidden: dict[tuple[Relation, tuple[tuple[str, bool], ...]], bool] = field(
+        default_factory=dict, repr=False, compare=False)
 
     def facts(self, record_type: str, sector: str, category: str, *, held: bool = False,
               third_party: bool = False) -> EntryFacts:
@@ -140,6 +144,15 @@ class ReadPolicy:
             statutory=record_type in self.statutory_record_types)
 
     def decide(self, reader: Reader, entry: EntryFacts) -> ReadDecision:
+        key = (reader, entry)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) > 65536:
+                self._memo.clear()
+            found = self._memo[key] = self._decide(reader, entry)
+        return found
+
+    def _decide(self, reader: Reader, entry: EntryFacts) -> ReadDecision:
         facts = {"relation": reader.relation, "consent": reader.consent, "reason": reader.reason,
                  "restricted": entry.restricted, "family_excluded": entry.family_excluded, "held": entry.held,
                  "third_party": entry.third_party, "statutory": entry.statutory}
@@ -151,6 +164,13 @@ class ReadPolicy:
     def always_hidden(self, relation: Relation, **fixed: bool) -> bool:
         """Whether every entry with the ``fixed`` facts is hidden from ``relation`` whatever else holds
         (lets a reader's query leave such entries out before they are read)."""
+        key = (relation, tuple(sorted(fixed.items())))
+        found = self._hidden.get(key)
+        if found is None:
+            found = self._hidden[key] = self._always_hidden(relation, fixed)
+        return found
+
+    def _always_hidden(self, relation: Relation, fixed: dict[str, bool]) -> bool:
         names = ("restricted", "family_excluded", "held", "third_party", "statutory", "reason")
         free = [k for k in names if k not in fixed]
         for bits in range(1 << len(free)):

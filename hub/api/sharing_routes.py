@@ -31,7 +31,7 @@ from hub.ingest.services import Services
 from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import list_alerts
 from hub.sharing.recorded_consent import recorder
-from hub.sharing.visibility import ReadView, copies_for, readiness_for
+from hub.sharing.visibility import ReadView, copies_for, readiness_for, shares_for
 from hub.stream import readmodel
 
 
@@ -99,10 +99,14 @@ def sharing_router(services: Services) -> APIRouter:
         return {"child_id": child_id, "directives": rows}
 
     @router.get("/v1/households/{household_id}/shares")
-    async def shares(household_id: str, child_id: str | None = None) -> dict[str, Any]:
+    async def shares(household_id: str, request: Request, child_id: str | None = None) -> dict[str, Any]:
+        """Per information and recipient: the decision and delivery state, for information the caller may see."""
         await known_child(household_id, child_id)
         rows = await asyncio.to_thread(delivery.recipient_states, store, household_id, child_id)
-        return {"household_id": household_id, "shares": rows}
+        view = await asyncio.to_thread(ReadView.load, store, getattr(request.state, "principal", None),
+                                       [household_id])
+        return {"household_id": household_id, "shares": await asyncio.to_thread(shares_for, view, store,
+                                                                                 household_id, rows)}
 
     @router.get("/v1/households/{household_id}/family-copies")
     async def family_copies(household_id: str, request: Request) -> dict[str, Any]:

@@ -57,11 +57,11 @@ def timeline_router(services: Services, *, poll_interval: float = 0.1) -> APIRou
         them (``visibility`` shown or redacted, with ``reason_code``); ``next_cursor`` fetches the next page."""
         started = time.perf_counter()
         view = await asyncio.to_thread(reader, request, household_id)
-        only, without = narrowing(view, household_id)
+        only = narrowing(view, household_id)
         rows, nxt = await asyncio.to_thread(readmodel.timeline, store, household_id, child_id=child_id,
                                             sector=sector, kind=kind, since=since, until=until, cursor=cursor,
                                             limit=limit, view=view.entry_view(household_id, kind),
-                                            only_children=only, without_categories=without)
+                                            only_children=only)
         if not rows and cursor is None:
             await known(household_id)
         log.info("timeline.read", household=household_id, entries=len(rows),

@@ -24,13 +24,23 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 
 from consent import Category, Child, DirectiveSet, Information, Purpose, Recipient, RecipientKind, Sector
 from consent.evaluation import Evaluation
-from consent.reading import ConsentAnswer, ReadDecision, Reader, ReadPolicy, Relation, Visibility, load_read_policy
+from consent.reading import (
+    ConsentAnswer,
+    EntryFacts,
+    ReadDecision,
+    Reader,
+    ReadPolicy,
+    Relation,
+    Visibility,
+    load_read_policy,
+)
 from hub.core import records
 from hub.db.schema import consent_directives, household_members, identity_links, share_decisions
 from hub.db.store import Store, utcnow
@@ -61,33 +71,68 @@ class Household:
     sets: dict[str, DirectiveSet] = field(default_factory=dict)
 
 
-def load_households(store: Store, household_ids: Iterable[str]) -> dict[str, Household]:
-    """The children (birth dates, competence), adults and compiled directives of these households."""
+@cache
+def _people_query(with_directives: bool) -> sa.CompoundSelect:
+    """One statement (built once) for households ``:ids``: their members, their linked children and, with
+    ``with_directives``, those children's directives, as rows of one shape (kind member / linked / directive)."""
+    ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
+    none = [sa.cast(sa.null(), c.type) for c in (CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at)]
+    members = sa.select(M.member_id, M.household_id, M.kind, M.parental_responsibility, M.date_of_birth,
+                        M.competent_from, *none).where(M.household_id.in_(ids))
+    linked = sa.select(L.child_id, L.household_id, sa.literal("linked"), sa.literal(False), sa.null(), sa.null(),
+                       *none).where(L.household_id.in_(ids), L.active.is_(True))
+    if not with_directives:
+        return sa.union_all(members, linked)
+    children = sa.union(sa.select(M.member_id).where(M.household_id.in_(ids), M.kind == "child"),
+                        sa.select(L.child_id).where(L.household_id.in_(ids), L.active.is_(True)))
+    directives = sa.select(CD.child_id, sa.literal(""), sa.literal("directive"), sa.literal(False), sa.null(),
+                           sa.null(), CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
+        CD.child_id.in_(children), CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))
+    return sa.union_all(members, linked, directives)
+
+
+def load_households(store: Store, household_ids: Iterable[str], *, directives: bool | None = True
+                    ) -> dict[str, Household]:
+    """The children (birth dates, competence), adults and compiled directives of these households, in one
+    query. ``directives``: False leaves them out (a reader whose view no consent decides); None uses them only
+    for a child who controls their own record (a parent's view)."""
     ids = sorted(set(household_ids))
     out = {h: Household(h) for h in ids}
     if not ids:
         return out
+    linked: list[tuple[Household, str]] = []
+    rows: dict[str, list[Any]] = {}
     with store.engine.connect() as conn:
-        for r in conn.execute(sa.select(M.member_id, M.household_id, M.kind, M.parental_responsibility,
-                                        M.date_of_birth, M.competent_from).where(M.household_id.in_(ids))):
-            if r.kind == "child":
-                out[r.household_id].children[r.member_id] = child_for_engine(r.member_id, r.date_of_birth,
-                                                                             r.competent_from)
+        for r in conn.execute(_people_query(directives is not False), {"ids": ids}):
+            member, household, kind = r[0], r[1], r[2]
+            if kind == "directive":
+                rows.setdefault(member, []).append(_DirectiveRow(member, r[6], r[7], r[8], r[9]))
+            elif kind == "child":
+                out[household].children[member] = child_for_engine(member, r[4], r[5])
+            elif kind == "linked":
+                linked.append((out[household], member))
             else:
-                out[r.household_id].responsible[r.member_id] = bool(r.parental_responsibility)
-        for hh, child in conn.execute(sa.select(L.household_id, L.child_id).where(
-                L.household_id.in_(ids), L.active.is_(True)).distinct()):
-            out[hh].children.setdefault(child, child_for_engine(child))
-        by_child = {c: h for h in out.values() for c in h.children}
-        rows: dict[str, list[Any]] = {}
-        if by_child:
-            for d in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at)
-                                  .where(CD.child_id.in_(sorted(by_child)), CD.status.in_(("active", "withdrawn")),
-                                         CD.fhir_json.is_not(None))):
-                rows.setdefault(d.child_id, []).append(d)
-    for child_id, hh in by_child.items():
-        hh.sets[child_id] = directive_set(hh.children[child_id], rows.get(child_id, []))[0]
+                out[household].responsible[member] = bool(r[3])
+    for hh, linked_id in linked:
+        hh.children.setdefault(linked_id, child_for_engine(linked_id))
+    now = utcnow()
+    for hh in out.values():
+        for child_id, kid in hh.children.items():
+            found = rows.get(child_id)
+            if found and (directives or kid.young_person_controls(now)):
+                hh.sets[child_id] = directive_set(kid, found)[0]
     return out
+
+
+@dataclass(frozen=True)
+class _DirectiveRow:
+    """A stored directive as ``child_state.directive_set`` reads it."""
+
+    child_id: str
+    directive_id: str
+    fhir_json: str
+    status: str
+    withdrawn_at: datetime | None
 
 
 def _category(value: str) -> Category:
@@ -115,10 +160,18 @@ class ReadView:
                                                   else "care-coordination"),
             sector=Sector.SOCIAL_CARE, service="care_coordination", role="coordinator",
             professional_id=principal.subject if principal else None)
+        self._reason = bool(principal and principal.role == "ig_officer"
+                            and len((principal.reason or "").strip()) >= 10)
+        self._facts: dict[tuple[str, str, str, bool], EntryFacts] = {}
+        self._relations: dict[tuple[str, str], Relation] = {}
 
     @classmethod
     def load(cls, store: Store, principal: Principal | None, household_ids: Iterable[str]) -> ReadView:
-        return cls(principal, load_households(store, household_ids))
+        """The view for ``principal``: directives are read where they decide something for this reader
+        (a coordinator's care coordination, a young person's say over what their parents see)."""
+        role = principal.role if principal is not None else None
+        directives = True if role == "coordinator" else None if role == "parent" else False
+        return cls(principal, load_households(store, household_ids, directives=directives))
 
     # -- facts -------------------------------------------------------------------------------------
     def relation(self, household_id: str, child_id: str) -> Relation:
@@ -172,13 +225,16 @@ class ReadView:
 
     def decide(self, household_id: str, row: dict[str, Any]) -> ReadDecision:
         """The read policy's decision on one entry (a timeline, stream or record row with ``held``)."""
-        facts = self.policy.facts(row["record_type"], row.get("sector") or "", row.get("category") or "general",
-                                  held=bool(row.get("held")))
-        relation = self.relation(household_id, row["child_id"])
+        key = (row["record_type"], row.get("sector") or "", row.get("category") or "general", bool(row.get("held")))
+        facts = self._facts.get(key)
+        if facts is None:
+            facts = self._facts[key] = self.policy.facts(*key[:3], held=key[3])
+        who = (household_id, row["child_id"])
+        relation = self._relations.get(who)
+        if relation is None:
+            relation = self._relations[who] = self.relation(*who)
         consent = self._consent(relation, household_id, row, facts.restricted)
-        p = self.principal
-        reason = bool(p and p.role == "ig_officer" and len((p.reason or "").strip()) >= 10)
-        return self.policy.decide(Reader(relation, consent, reason), facts)
+        return self.policy.decide(Reader(relation, consent, self._reason), facts)
 
     # -- shaping -----------------------------------------------------------------------------------
     def present(self, household_id: str, row: dict[str, Any], keep: Collection[str] = ()) -> dict[str, Any] | None:
@@ -235,18 +291,12 @@ def minimal(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def narrowing(view: ReadView, household_id: str) -> tuple[list[str] | None, list[str]]:
-    """What a timeline query may leave out for this reader without reading it, as the policy says:
-    (only these children or None for all, categories always hidden)."""
+def narrowing(view: ReadView, household_id: str) -> list[str] | None:
+    """The children whose entries a timeline query need read at all for this reader (None: every child):
+    those of whom the policy hides everything (a young person's siblings) are left out of the query."""
     hh = view.households.get(household_id, Household(household_id))
-    relations = {c: view.relation(household_id, c) for c in hh.children}
-    only = None
-    if view.principal is not None and view.principal.role in ("parent", "young_person"):
-        only = [c for c, r in relations.items() if not view.policy.always_hidden(r)]
-    excluded = view.policy.family_excluded_categories
-    without = sorted(excluded) if relations and all(
-        view.policy.always_hidden(r, family_excluded=True) for r in relations.values()) else []
-    return only, without
+    seen = [c for c in hh.children if not view.policy.always_hidden(view.relation(household_id, c))]
+    return None if len(seen) == len(hh.children) else seen
 
 
 def copies_for(view: ReadView, household_id: str, copies: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -294,7 +344,7 @@ def readiness_for(view: ReadView, store: Store, household_id: str, result: dict[
         held = rows[item["event_id"]]["held"]
         return {**item, "record_type": HELD_KIND if held else item["record_type"],
                 "title": shape(view.policy, d, rows[item["event_id"]])["summary"],  # type: ignore[index]
-                "why": d.reason, "reason_code": d.rule_id}
+                "visibility": d.visibility.value, "reason_code": d.rule_id, "reason": d.reason}
 
     children = []
     for c in result["children"]:
@@ -304,6 +354,13 @@ def readiness_for(view: ReadView, store: Store, household_id: str, result: dict[
         children.append({**c, "appointments": appts,
                          "expected_reports": [m for m in c["expected_reports"] if seen(m["trigger_event_id"])]})
     return {**result, "children": children}
+
+
+def shares_for(view: ReadView, store: Store, household_id: str, shares: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Share states (``delivery.recipient_states``) of the information this reader may see at all."""
+    rows = entries_by_id(store, household_id, {s["information_id"] for s in shares})
+    keep = {eid for eid, row in rows.items() if view.decide(household_id, row).visible}
+    return [s for s in shares if s["information_id"] in keep]
 
 
 def transparency_for(view: ReadView, store: Store, household_id: str, entries: list[Any]) -> list[Any]:

@@ -82,6 +82,7 @@ def hold_of(record: str | dict[str, Any] | None) -> bool:
     return bool(r.get("disclosure_hold")) and not bool(r.get("released") or r.get("disclosure_released"))
 
 
+@cache
 def _hold_column() -> Any:
     return sa.case((T.record_type.in_(sorted(holdable_types())), T.record), else_=sa.null()).label("hold_record")
 
@@ -98,21 +99,18 @@ View = Callable[[dict[str, Any]], dict[str, Any] | None]
 def timeline(store: Store, household_id: str, *, child_id: str | None = None, sector: str | None = None,
              kind: str | None = None, since: datetime | None = None, until: datetime | None = None,
              cursor: str | None = None, limit: int = 50, view: View | None = None,
-             only_children: Collection[str] | None = None, without_categories: Collection[str] = ()
-             ) -> tuple[list[dict[str, Any]], str | None]:
+             only_children: Collection[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """One household's entries in event-time order, with a cursor for the next page.
 
     With ``view`` the page holds ``limit`` entries the reader may see (reading on past hidden ones),
-    and the cursor names the last of them; ``only_children`` and ``without_categories`` narrow the
-    query to what the view could show at all.
+    and the cursor names the last of them; ``only_children`` narrows the query to the children whose
+    entries the view could show at all.
     """
     conds = [L.household_id == household_id, L.active.is_(True), T.status == "active"]
     if child_id:
         conds.append(L.child_id == child_id)
     if only_children is not None:
         conds.append(L.child_id.in_(sorted(only_children)))
-    if without_categories:
-        conds.append(T.category.not_in(sorted(without_categories)))
     if sector:
         conds.append(T.sector == sector)
     if kind:

@@ -332,8 +332,10 @@ async def test_every_family_route_answers_what_the_read_policy_says(
         if who.reason:
             auth["X-Investigation-Reason"] = REASON
         if who.status != 200:
-            for path in ("timeline", "appointments", "family-copies", "transparency", "readiness",
+            for path in ("timeline", "appointments", "family-copies", "transparency", "readiness", "shares",
                          f"children/{w.sibling}/team"):
+                if who.role == "ig_officer" and path == "shares":
+                    continue  # decisions, not clinical content: IG reads them without a reason (auth POLICY)
                 r = await client.get(f"/v1/households/{hh}/{path}", headers=auth)
                 assert r.status_code in (who.status, 403, 404), (who.name, path, r.status_code)
                 assert r.status_code != 200 and "Clinic letter" not in r.text, (who.name, path)
@@ -399,6 +401,10 @@ async def test_every_family_route_answers_what_the_read_policy_says(
                     assert c["recipient"] == "family"
             if who.role == "young_person":
                 assert copies, "the young person's own report copy"
+            shares = (await client.get(f"/v1/households/{hh}/shares", headers=auth)).json()["shares"]
+            assert shares or who.role == "young_person"
+            for sh in shares:
+                assert want[sh["information_id"]][0] is not Visibility.HIDDEN, (who.name, sh["record_type"])
 
         if who.role == "coordinator":
             caseload = await asyncio.to_thread(read_sse, f"{server}/v1/coordinators/cc-home/stream", auth,
