@@ -14,6 +14,7 @@ from hub.governance.audit_seal import open_detail
 from hub.governance.export import export_csv, export_fhir
 from hub.ingest.services import Services
 from hub.sharing.transparency import family_view
+from hub.sharing.visibility import ReadView, visible_items
 
 
 def _plain(value: Any) -> Any:
@@ -85,9 +86,16 @@ def audit_router(services: Services) -> APIRouter:
         return Response(export_fhir(records), media_type="application/fhir+json")
 
     @router.get("/v1/households/{household_id}/transparency", tags=["family"])
-    async def transparency(household_id: str) -> dict[str, Any]:
-        """For each report: which service and professional received it, when, on what basis, who read it;
-        safeguarding decisions the family may be told about; who viewed the timeline. Plain words, no ids."""
-        return await asyncio.to_thread(family_view, services.store, household_id)
+    async def transparency(household_id: str, request: Request) -> dict[str, Any]:
+        """For each report the caller may see: which service and professional received it, when, on what basis,
+        who read it; safeguarding decisions the family may be told about; who viewed the timeline. Plain words,
+        no ids."""
+        view = await asyncio.to_thread(ReadView.load, services.store, getattr(request.state, "principal", None),
+                                       [household_id])
+
+        def visible(items: list[tuple[str, str]]) -> set[tuple[str, str]]:
+            return visible_items(view, services.store, household_id, items)
+
+        return await asyncio.to_thread(family_view, services.store, household_id, visible=visible)
 
     return router

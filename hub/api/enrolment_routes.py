@@ -142,6 +142,7 @@ def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRo
         async def caseload() -> list[str]:
             return list(await asyncio.to_thread(enrol.caseload, coordinator_id))
 
-        return change_stream(request, store, caseload, resume_position(last_event_id), poll_interval)
+        return change_stream(request, store, caseload, resume_position(last_event_id), poll_interval,
+                             getattr(request.state, "principal", None))
 
     return router

@@ -34,6 +34,7 @@ from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import State, acknowledge_alert, list_alerts
 from hub.sharing.inbox import homes_of
 from hub.sharing.recorded_consent import recorder
+from hub.sharing.visibility import ReadView, copies_for, readiness_for, shares_for
 from hub.stream import readmodel
 
 
@@ -101,24 +102,34 @@ def sharing_router(services: Services) -> APIRouter:
         return {"child_id": child_id, "directives": rows}
 
     @router.get("/v1/households/{household_id}/shares")
-    async def shares(household_id: str, child_id: str | None = None) -> dict[str, Any]:
+    async def shares(household_id: str, request: Request, child_id: str | None = None) -> dict[str, Any]:
+        """Per information and recipient: the decision and delivery state, for information the caller may see."""
         await known_child(household_id, child_id)
         rows = await asyncio.to_thread(delivery.recipient_states, store, household_id, child_id)
-        return {"household_id": household_id, "shares": rows}
+        view = await asyncio.to_thread(ReadView.load, store, getattr(request.state, "principal", None),
+                                       [household_id])
+        return {"household_id": household_id, "shares": await asyncio.to_thread(shares_for, view, store,
+                                                                                 household_id, rows)}
 
     @router.get("/v1/households/{household_id}/family-copies")
-    async def family_copies(household_id: str) -> dict[str, Any]:
+    async def family_copies(household_id: str, request: Request) -> dict[str, Any]:
+        """Copies delivered to the family, as the read policy lets the caller see them."""
         await known_child(household_id)
         rows = await asyncio.to_thread(delivery.family_copies, store, household_id)
-        return {"household_id": household_id, "copies": rows}
+        view = await asyncio.to_thread(ReadView.load, store, getattr(request.state, "principal", None),
+                                       [household_id])
+        return {"household_id": household_id, "copies": copies_for(view, household_id, rows)}
 
     @router.get("/v1/households/{household_id}/readiness")
-    async def report_readiness(household_id: str,
+    async def report_readiness(household_id: str, request: Request,
                                report_days: Annotated[int, Query(ge=1, le=365)] = 28,
                                warn_days: Annotated[int, Query(ge=0, le=90)] = 7) -> dict[str, Any]:
         await known_child(household_id)
-        return await asyncio.to_thread(readiness.readiness, store, household_id, datetime.now(UTC),
-                                       report_days=report_days, warn_days=warn_days)
+        result = await asyncio.to_thread(readiness.readiness, store, household_id, datetime.now(UTC),
+                                         report_days=report_days, warn_days=warn_days)
+        view = await asyncio.to_thread(ReadView.load, store, getattr(request.state, "principal", None),
+                                       [household_id])
+        return await asyncio.to_thread(readiness_for, view, store, household_id, result)
 
     @router.get("/v1/households/{household_id}/alerts")
     async def household_alerts(household_id: str, state: State | None = None) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from rich.table import Table
 from hub.core.errors import ConfigError
 from hub.core.settings import Settings
 from hub.demo.scenario import Journey, build
+from hub.governance.auth import Principal
 from hub.ingest.services import Services
 from hub.runtime.stack import Stack
+from hub.sharing.visibility import ReadView
 from hub.stream import readmodel
 from hub.stream.timeline import agency_label
 
@@ -61,9 +63,14 @@ async def wait_projected(services: Services, journey: Journey, console: Console,
 
 
 def show(services: Services, journey: Journey, console: Console) -> None:
+    """Each household's timeline as its parents see it: the read policy applies here as on every read path
+    (a held diagnosis or a safeguarding entry is not printed)."""
     labels = {p.child_id: p.label for p in journey.people}
     for hh in readmodel.households(services.store):
-        entries, _ = readmodel.timeline(services.store, hh.household_id, limit=500)
+        family = Principal(f"parents-{hh.household_id}", "parent", household=hh.household_id)
+        view = ReadView.load(services.store, family, [hh.household_id])
+        entries, _ = readmodel.timeline(services.store, hh.household_id, limit=500,
+                                        view=view.entry_view(hh.household_id))
         by_child: dict[str, list[dict[str, object]]] = {}
         for e in entries:
             by_child.setdefault(str(e["child_id"]), []).append(e)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,8 +56,14 @@ def _reads(store: Store, household_id: str) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def family_view(store: Store, household_id: str, agency_names: dict[str, str] | None = None) -> dict[str, Any]:
-    """Where the household's reports went, and the safeguarding decisions the family may be told about."""
+#: of (child, information id) pairs, those the reader may see (the read policy: hub.sharing.visibility)
+Visible = Callable[[list[tuple[str, str]]], set[tuple[str, str]]]
+
+
+def family_view(store: Store, household_id: str, agency_names: dict[str, str] | None = None,
+                visible: Visible | None = None) -> dict[str, Any]:
+    """Where the household's reports went, and the safeguarding decisions the family may be told about;
+    with ``visible``, only reports about children and entries the reader may see."""
     names = agency_names or {}
     with store.engine.connect() as conn:
         hidden = {r.override_id for r in conn.execute(sa.select(OV.override_id).where(
@@ -67,6 +74,9 @@ def family_view(store: Store, household_id: str, agency_names: dict[str, str] | 
             DL.household_id == household_id, DL.kind == "share", DL.recipient_kind.notin_(("family", "young_person")),
             DL.state.in_(("queued", "sending", "in_doubt", *RECEIVED))).order_by(DL.created_at)).all()
     reads = _reads(store, household_id)
+    if visible is not None:
+        allowed = visible([(r.child_id, r.information_id) for r in rows])
+        rows = [r for r in rows if (r.child_id, r.information_id) in allowed]
     shared = []
     for r in rows:
         body = json.loads(r.payload)

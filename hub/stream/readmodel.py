@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
 
+from hub.core import records
 from hub.core.errors import ValidationError
 from hub.db.schema import disclosure_releases, identity_links, timeline_changes, timeline_entries
 from hub.db.store import Store, as_utc
@@ -68,13 +71,56 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValidationError("cursor is not one this API issued", title="Invalid cursor") from exc
 
 
+@cache
+def holdable_types() -> frozenset[str]:
+    """Record types whose schema carries a ``disclosure_hold`` flag (the hold is read from the record)."""
+    out = set()
+    for t in records.catalogue():
+        schema = json.loads(t.path.read_text())
+        if any(f.get("name") == "disclosure_hold" for f in schema.get("fields", [])):
+            out.add(t.name)
+    return frozenset(out)
+
+
+def hold_of(record: str | dict[str, Any] | None) -> bool:
+    """Whether a record is under a disclosure hold not yet released (``released`` lifts it)."""
+    if record is None:
+        return False
+    r = json.loads(record) if isinstance(record, str) else record
+    return bool(r.get("disclosure_hold")) and not bool(r.get("released") or r.get("disclosure_released"))
+
+
+@cache
+def _hold_column() -> Any:
+    return sa.case((T.record_type.in_(sorted(holdable_types())), T.record), else_=sa.null()).label("hold_record")
+
+
+def _with_hold(row: dict[str, Any]) -> dict[str, Any]:
+    """``held``: under a disclosure hold not yet released (by the record, or by a release the hub recorded)."""
+    row["released"] = bool(row.get("released"))
+    row["held"] = hold_of(row.pop("hold_record", None)) and not row["released"]
+    return row
+
+
+#: Reads a row of the timeline (with ``held``) and returns what the reader may see of it, or None.
+View = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
 def timeline(store: Store, household_id: str, *, child_id: str | None = None, sector: str | None = None,
              kind: str | None = None, since: datetime | None = None, until: datetime | None = None,
-             cursor: str | None = None, limit: int = 50) -> tuple[list[dict[str, Any]], str | None]:
-    """One household's entries in event-time order, with a cursor for the next page."""
+             cursor: str | None = None, limit: int = 50, view: View | None = None,
+             only_children: Collection[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """One household's entries in event-time order, with a cursor for the next page.
+
+    With ``view`` the page holds ``limit`` entries the reader may see (reading on past hidden ones),
+    and the cursor names the last of them; ``only_children`` narrows the query to the children whose
+    entries the view could show at all.
+    """
     conds = [L.household_id == household_id, L.active.is_(True), T.status == "active"]
     if child_id:
         conds.append(L.child_id == child_id)
+    if only_children is not None:
+        conds.append(L.child_id.in_(sorted(only_children)))
     if sector:
         conds.append(T.sector == sector)
     if kind:
@@ -83,25 +129,53 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
         conds.append(T.occurred_at >= since)
     if until:
         conds.append(T.occurred_at < until)
-    if cursor:
-        ts, eid = _decode_cursor(cursor)
-        after = sa.tuple_(sa.literal(ts, T.occurred_at.type), sa.literal(eid))
-        conds.append(sa.tuple_(T.occurred_at, T.event_id) > after)
+    position = _decode_cursor(cursor) if cursor else None
     q = (sa.select(L.child_id, T.event_id, T.record_type, T.ce_type, T.sector, T.agency_id, T.service_name,
-                   T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary, RELEASED)
+                   T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary,
+                   _hold_column(), RELEASED)
          .select_from(_entries())
-         .where(*conds).order_by(T.occurred_at, T.event_id).limit(limit + 1))
+         .order_by(T.occurred_at, T.event_id))
+    shown: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    batch = limit + 1
     with store.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(q)]
+        while len(shown) <= limit:
+            where = list(conds)
+            if position is not None:
+                after = sa.tuple_(sa.literal(position[0], T.occurred_at.type), sa.literal(position[1]))
+                where.append(sa.tuple_(T.occurred_at, T.event_id) > after)
+            rows = [dict(r._mapping) for r in conn.execute(q.where(*where).limit(batch))]
+            for r in rows:
+                r["occurred_at"] = as_utc(r["occurred_at"])
+                r["received_at"] = as_utc(r["received_at"])
+                seen = view(_with_hold(r)) if view is not None else _with_hold(r)
+                if seen is not None:
+                    shown.append((r, seen))
+                    if len(shown) > limit:
+                        break
+            if len(rows) < batch:
+                break
+            position = (rows[-1]["occurred_at"], rows[-1]["event_id"])
+            batch = max(batch, 200)
+    nxt = None
+    if len(shown) > limit:
+        shown = shown[:limit]
+        nxt = _encode_cursor(shown[-1][0]["occurred_at"], shown[-1][0]["event_id"])
+    return [seen for _, seen in shown], nxt
+
+
+def entries_by_id(store: Store, household_id: str, event_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    """The household's timeline rows (with ``held``) of these event ids, for deciding who may see them."""
+    if not event_ids:
+        return {}
+    q = (sa.select(L.child_id, T.event_id, T.record_type, T.sector, T.agency_id, T.service_name, T.category,
+                   T.occurred_at, _hold_column(), RELEASED)
+         .select_from(_entries())
+         .where(L.household_id == household_id, L.active.is_(True), T.event_id.in_(sorted(event_ids))))
+    with store.engine.connect() as conn:
+        rows = [_with_hold(dict(r._mapping)) for r in conn.execute(q)]
     for r in rows:
         r["occurred_at"] = as_utc(r["occurred_at"])
-        r["received_at"] = as_utc(r["received_at"])
-        r["released"] = bool(r["released"])
-    nxt = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = _encode_cursor(rows[-1]["occurred_at"], rows[-1]["event_id"])
-    return rows, nxt
+    return {r["event_id"]: r for r in rows}
 
 
 def parse_times(value: Any) -> Any:
@@ -117,15 +191,21 @@ def parse_times(value: Any) -> Any:
 
 def child_records(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
     """A child's active entries with their decoded records, in event-time order."""
-    q = (sa.select(T.event_id, T.record_type, T.category, T.occurred_at, T.record, RELEASED)
+    q = (sa.select(T.event_id, T.record_type, T.category, T.sector, T.agency_id, T.service_name, T.occurred_at,
+                   T.record, RELEASED)
          .select_from(_entries())
          .where(L.household_id == household_id, L.child_id == child_id, L.active.is_(True), T.status == "active")
          .order_by(T.occurred_at, T.event_id))
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
-    return [{"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
-             "occurred_at": as_utc(r.occurred_at), "record": parse_times(json.loads(r.record)),
-             "released": bool(r.released)} for r in rows]
+    out = []
+    for r in rows:
+        record = parse_times(json.loads(r.record))
+        out.append({"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
+                    "sector": r.sector, "agency_id": r.agency_id, "service_name": r.service_name,
+                    "child_id": child_id, "occurred_at": as_utc(r.occurred_at),
+                    "held": hold_of(record) and not r.released, "released": bool(r.released), "record": record})
+    return out
 
 
 def children(store: Store, household_id: str) -> list[str]:
@@ -157,23 +237,35 @@ def household_exists(store: Store, household_id: str) -> bool:
         return conn.execute(sa.select(L.subject).where(L.household_id == household_id).limit(1)).first() is not None
 
 
-def team(store: Store, household_id: str, child_id: str) -> list[TeamMember]:
-    return team_around(child_records(store, household_id, child_id))
+#: Keeps a child's records (``child_records`` shape) a reader may see, minimised where details are withheld.
+RecordsView = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 
 
-def upcoming_appointments(store: Store, household_id: str, now: datetime) -> dict[str, list[Appointment]]:
-    return {c: upcoming(child_records(store, household_id, c), now) for c in children(store, household_id)}
+def team(store: Store, household_id: str, child_id: str, view: RecordsView | None = None) -> list[TeamMember]:
+    entries = child_records(store, household_id, child_id)
+    return team_around(view(entries) if view is not None else entries)
+
+
+def upcoming_appointments(store: Store, household_id: str, now: datetime,
+                          view: RecordsView | None = None) -> dict[str, list[Appointment]]:
+    out = {}
+    for c in children(store, household_id):
+        entries = child_records(store, household_id, c)
+        out[c] = upcoming(view(entries) if view is not None else entries, now)
+    return out
 
 
 def changes_since(store: Store, household_ids: list[str], after: int, limit: int = 200) -> list[dict[str, Any]]:
     """The change feed behind live streams: each change with the entry as it is now."""
     C = timeline_changes.c
-    q = (sa.select(C.seq, C.household_id, C.child_id, C.kind, C.event_id, T.record_type, T.sector, T.category,
-                   T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary)
-         .select_from(timeline_changes.join(timeline_entries, T.event_id == C.event_id))
+    q = (sa.select(C.seq, C.household_id, C.child_id, C.kind, C.event_id, T.record_type, T.sector, T.agency_id,
+                   T.service_name, T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late,
+                   T.summary, _hold_column(), RELEASED)
+         .select_from(timeline_changes.join(timeline_entries, T.event_id == C.event_id).outerjoin(
+             disclosure_releases, DR.event_id == T.event_id))
          .where(C.household_id.in_(household_ids), C.seq > after).order_by(C.seq).limit(limit))
     with store.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(q)]
+        rows = [_with_hold(dict(r._mapping)) for r in conn.execute(q)]
     for r in rows:
         r["occurred_at"] = as_utc(r["occurred_at"]).isoformat()
         r["received_at"] = as_utc(r["received_at"]).isoformat()

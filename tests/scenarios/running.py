@@ -150,6 +150,10 @@ class Coordinator:
         self._call("POST", f"/v1/households/{household}/members/{member}/identifiers", 202,
                    json={"system": system, "value": value, "reason": "enrolled with the family"})
 
+    def consent(self, household: str, child: str, resource: dict[str, Any]) -> None:
+        """Record a consent directive (FHIR R4 Consent) on the family's behalf."""
+        self._call("POST", f"/v1/households/{household}/children/{child}/consents", 202, json=resource)
+
     def timeline(self, household: str, **filters: str) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
         cursor: str | None = None

@@ -6,6 +6,9 @@ paediatrics. Each agency sends its own format. Some events arrive before the coo
 the children's identifiers: they are parked (the family's timeline shows nothing), then join it in
 event-time order when the links are made. One local-authority event is sent twice and is held once;
 one appointment is moved by a second version of the same FHIR Appointment and stays one entry.
+The family agrees to share the children's records with care coordination (naming social care, so
+its outcomes are covered too): without that the coordinator sees the entries' details withheld and
+the social-care outcomes not at all (the read policy, consent/rulesets/read-policy.json).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from consent import Category, Directive, DirectiveDecision, Grantor, Purpose, Scope
+from consent.fhir import directive_to_fhir_dict
 from hub.demo.identifiers import nhs_number, upn
 from tests.scenarios.agency_payloads import (
     LA_CODE,
@@ -124,14 +129,33 @@ def evans(hub: RunningHub) -> Outcome:
             "attendance", fam.sid("attendance"), fam.at(-30), fam.cian_upn, MAES_EBBW,
             period_start=fam.at(-90).date().isoformat(), period_end=fam.at(-30).date().isoformat(),
             sessions_possible=120, sessions_attended=110, authorised_absence=8, unauthorised_absence=2))
-        hub.eventually(lambda: len(coordinator.timeline(household)) == 10, "the ten entries of the household",
-                       show=lambda: [(e["child_id"], e["record_type"], e["agency_id"])
+        for child in (cerys, cian):
+            coordinator.consent(household, child, shared_with_coordination(child, fam.now - timedelta(minutes=1)))
+        hub.eventually(lambda: len(agency_entries(coordinator, household)) == 10
+                       and all(e["visibility"] == "shown" for e in coordinator.timeline(household)),
+                       "the ten entries of the household",
+                       show=lambda: [(e["child_id"], e["record_type"], e["agency_id"], e["visibility"])
                                      for e in coordinator.timeline(household)])
         return Outcome(household, cerys, cian, fam, booked["results"][0]["event_id"], housing_answers, parked,
                        parked_view)
     finally:
         for agency in (health, council, school):
             agency.close()
+
+
+def shared_with_coordination(child: str, made_at: datetime) -> dict[str, Any]:
+    """The parents' consent: the child's record (not the restricted categories) to care coordination."""
+    d = Directive(id=f"coordination-{child}", child_id=child, made_by="parent-evans", made_by_role=Grantor.PARENT,
+                  made_at=made_at, decision=DirectiveDecision.PERMIT,
+                  scope=Scope(purposes=frozenset({Purpose.CARE_COORDINATION}),
+                              categories=frozenset({Category.GENERAL, Category.CLINICAL, Category.SOCIAL_CARE,
+                                                    Category.EDUCATION})))
+    return directive_to_fhir_dict(d)
+
+
+def agency_entries(coordinator: Coordinator, household: str, **filters: str) -> list[dict[str, Any]]:
+    """The timeline without the family's own consent entries (the directives above)."""
+    return [e for e in coordinator.timeline(household, **filters) if e["record_type"] != "ConsentGranted"]
 
 
 def coordinator_of(hub: RunningHub, outcome: Outcome) -> Coordinator:
@@ -147,7 +171,7 @@ def test_events_sent_before_the_links_were_parked_then_joined_the_family(hub: Ru
 
 def test_each_childs_timeline_is_in_event_time_order_with_the_right_agency(hub: RunningHub, evans: Outcome) -> None:
     coordinator = coordinator_of(hub, evans)
-    cerys = coordinator.timeline(evans.household, child_id=evans.cerys)
+    cerys = agency_entries(coordinator, evans.household, child_id=evans.cerys)
     assert [(e["record_type"], e["sector"], e["agency_id"], e["service_name"]) for e in cerys] == [
         ("ReferralMade", "health", "7A6", SLT.service_name),
         ("ReferralMade", "social_care", LA, CWD),
@@ -157,7 +181,7 @@ def test_each_childs_timeline_is_in_event_time_order_with_the_right_agency(hub: 
         ("ReportIssued", "health", "7A6", SLT.service_name),
         ("AppointmentBooked", "health", "7A6", SLT.service_name),  # moved: dated by its latest version
     ]
-    cian = coordinator.timeline(evans.household, child_id=evans.cian)
+    cian = agency_entries(coordinator, evans.household, child_id=evans.cian)
     assert [(e["record_type"], e["sector"], e["agency_id"]) for e in cian] == [
         ("SchoolPlacement", "education", MAES_EBBW.urn),
         ("ReferralMade", "health", "7A6"),
@@ -165,7 +189,7 @@ def test_each_childs_timeline_is_in_event_time_order_with_the_right_agency(hub: 
     ]
     for child in (cerys, cian):
         assert [when(e) for e in child] == sorted(when(e) for e in child)
-    household = coordinator.timeline(evans.household)
+    household = agency_entries(coordinator, evans.household)
     assert [e["event_id"] for e in household] == [e["event_id"] for e in sorted(cerys + cian, key=when)]
     assert {e["child_id"] for e in household} == {evans.cerys, evans.cian}
 

@@ -111,7 +111,11 @@ def journey(hub: RunningHub, paediatrics_webhook: AgencyEndpoint) -> Journey:
 def test_before_consent_the_coordinator_sees_the_report_withheld_and_why(journey: Journey) -> None:
     item = journey.withheld
     assert item["status"] == "withheld"
-    assert item["producer"] == CAV_SLT["service_name"] and item["title"] == "Speech and language therapy report"
+    assert item["producer"] == CAV_SLT["service_name"]
+    # the family has not agreed to share with care coordination: the coordinator sees that the report
+    # exists, from whom, and why it is withheld from the paediatrician, not its title (the read policy)
+    assert (item["title"], item["visibility"], item["reason_code"]) == (
+        "details withheld", "redacted", "READ-coordinator-no-consent")
     assert "consent" in item["why"], item["why"]  # why: the recipient is in another organisation, no consent
     assert item["unblock"] == f"ask the family for consent to share with {PAEDIATRICS}"
     assert when(item, "appointment_start") == journey.journey.appointment_start
