@@ -40,10 +40,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubUp]:
 
 
 def post(hub: HubUp, route: str, body: Any, content_type: str = JSON, auth: dict[str, str] = AGENCY,
-         timeout: float = 60, **headers: str) -> httpx.Response:
+         timeout: float = 60, headers: dict[str, str] | None = None) -> httpx.Response:
     content = json.dumps(body) if isinstance(body, list | dict) else body
     r = httpx.post(f"{hub.base}{route}", content=content, timeout=timeout,
-                   headers={**auth, "Content-Type": content_type, **headers})
+                   headers={**auth, "Content-Type": content_type, **(headers or {})})
     assert r.status_code < 500, f"{route}: {r.status_code} {r.text[:500]}"
     assert httpx.get(f"{hub.base}/healthz", timeout=5).status_code == 200
     return r
@@ -166,9 +166,9 @@ def test_an_nhs_number_failing_modulus_11_is_422_naming_the_field_and_rule(hub: 
 
 def test_an_idempotency_key_with_personal_data_is_not_logged(hub: HubUp) -> None:
     key = "Jane Smith 01/02/2015"
-    r = post(hub, "/v1/events", [events(1)[0] | {"source_id": "hostile-key"}], **{"Idempotency-Key": key})
+    r = post(hub, "/v1/events", [events(1)[0] | {"source_id": "hostile-key"}], headers={"Idempotency-Key": key})
     assert r.status_code == 200, r.text
-    r = post(hub, "/fhir/Appointment", "{", FHIR_JSON, **{"Idempotency-Key": key})
+    r = post(hub, "/fhir/Appointment", "{", FHIR_JSON, headers={"Idempotency-Key": key})
     assert 400 <= r.status_code < 500, r.text
     wait_until(lambda: "ingest" in hub.log.read_text(errors="replace"), 10, "the ingest in the log")
     text = hub.log.read_text(errors="replace")
