@@ -7,6 +7,7 @@ quotes the value (it may be a date of birth or an identifier).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
@@ -74,8 +75,24 @@ def to_date(value: Any, *, format: str | None = None, **_: Any) -> date:
         raise ValueError(f"expected a date ({format or 'YYYY-MM-DD'})") from None
 
 
+#: partial dates as FHIR allows them (``date`` and ``dateTime`` without a time): a year, a month, a day
+_PARTIAL_DATE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
+
+
+def _partial_date(text: str) -> datetime:
+    """The start of the year, month or day a partial date names (naive; the caller gives it a zone)."""
+    year, month, day = [*text.split("-"), "01", "01"][:3]
+    return datetime(int(year), int(month), int(day))
+
+
 def to_datetime(value: Any, *, format: str | None = None, tz: tzinfo | None = None, **_: Any) -> datetime:
-    """A timezone-aware datetime. A bare date is taken as midnight; a naive time is in ``tz``."""
+    """A timezone-aware datetime. A naive time is in ``tz``.
+
+    Partial dates (``"2024"``, ``"2024-03"``, ``"2024-03-05"``: FHIR ``date`` and ``dateTime`` values
+    without a time) are the start of the year, month or day they name, in ``tz``, or in UTC when the
+    mapping sets no timezone. The health mapping sets ``UTC``, so a FHIR partial date is the start of
+    that period in UTC (a FHIR dateTime with a time always carries its offset).
+    """
     value = first(value)
     expected = f"expected a date-time ({format or 'ISO 8601 with a UTC offset'})"
     if isinstance(value, datetime):
@@ -85,8 +102,8 @@ def to_datetime(value: Any, *, format: str | None = None, tz: tzinfo | None = No
         try:
             if format:
                 parsed = datetime.strptime(text, format)
-            elif len(text) == 10:
-                parsed = datetime.combine(date.fromisoformat(text), datetime.min.time())
+            elif _PARTIAL_DATE.match(text):
+                parsed = _partial_date(text).replace(tzinfo=tz or UTC)
             else:
                 parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:

@@ -5,8 +5,11 @@ Mapping (see also the package docstring):
 ====================  ===========================================================================
 Directive             Consent
 ====================  ===========================================================================
-id                    identifier[0] (system ``urn:family-hub:directive``); also ``id`` if FHIR-valid
-child_id              patient = ``Patient/<pseudonym>``
+id                    identifier[0] (system ``urn:family-hub:directive``); also ``id`` if FHIR-valid.
+                      On import without that identifier (a Consent an agency's own system made), the
+                      Consent's ``id`` as it stands: the caller scopes it to the sending agency
+child_id              patient = ``Patient/<pseudonym>``; on import also a patient given only by
+                      ``reference.identifier`` (NHS number): its value, for the caller to resolve
 made_by / role        performer[0] = ``RelatedPerson/<id>`` (parent), ``Patient/<id>`` (young person) or
                       ``Organization/<id>`` (the local authority as a looked-after child's corporate parent)
 made_at               dateTime
@@ -45,6 +48,7 @@ except ImportError as _exc:  # pragma: no cover
     raise FhirMappingError("fhir.resources is required for consent.fhir") from _exc
 
 SYS_DIRECTIVE = "urn:family-hub:directive"
+SYS_NHS_NUMBER = "https://fhir.nhs.uk/Id/nhs-number"
 SYS_SERVICE = "urn:family-hub:service"
 SYS_ROLE = "urn:family-hub:role"
 SYS_SECTOR = "urn:family-hub:sector"
@@ -214,6 +218,19 @@ def _ref_id(reference: str, expected: str, what: str) -> str:
     return reference[len(prefix) :]
 
 
+def _patient(patient: Any) -> str:
+    """The child a Consent is about: the id of its ``Patient/<id>`` reference, or the NHS number its
+    ``reference.identifier`` gives (the caller resolves it to a child; it is never echoed in errors)."""
+    if patient is not None and patient.reference:
+        return _ref_id(patient.reference, "Patient", "Consent.patient")
+    ident = patient.identifier if patient is not None else None
+    if ident is not None and ident.value:
+        if ident.system != SYS_NHS_NUMBER:
+            raise FhirMappingError(f"Consent.patient.identifier must be an NHS number ({SYS_NHS_NUMBER})")
+        return str(ident.value)
+    raise FhirMappingError("the consent needs a patient: a Patient reference or the child's NHS number")
+
+
 def _scope_from(prov: Any) -> Scope:
     agencies: set[str] = set()
     professionals: set[str] = set()
@@ -290,11 +307,11 @@ def from_fhir(resource: Consent | dict[str, Any]) -> Directive:
     if c.status not in ("active", "inactive"):
         raise FhirMappingError(f"only active or inactive consents map to directives (status is {c.status})")
     ids = [i.value for i in c.identifier or () if i.system == SYS_DIRECTIVE and i.value]
+    if not ids and c.id:
+        ids = [c.id]  # an agency's own Consent: its id, scoped to the agency by the caller
     if not ids:
-        raise FhirMappingError(f"the consent has no identifier in system {SYS_DIRECTIVE}")
-    if c.patient is None or not c.patient.reference:
-        raise FhirMappingError("the consent needs a patient reference (the child's pseudonym)")
-    child_id = _ref_id(c.patient.reference, "Patient", "Consent.patient")
+        raise FhirMappingError(f"the consent has neither an identifier in system {SYS_DIRECTIVE} nor an id")
+    child_id = _patient(c.patient)
     if not c.performer or not c.performer[0].reference:
         raise FhirMappingError("the consent needs a performer (parent or young person)")
     perf_kind, _, made_by = c.performer[0].reference.partition("/")

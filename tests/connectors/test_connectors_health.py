@@ -247,3 +247,28 @@ def test_previous_version_lookup_detects_reschedule():
         json.dumps(data), FHIR_JSON, previous=lambda kind, rid: {"start": "2024-03-20T10:00:00Z"}
     )
     assert result.events[0].record_type == "AppointmentRescheduled"
+
+
+@pytest.mark.parametrize(("partial", "expected"), [
+    ("2024", "2024-01-01T00:00:00+00:00"),
+    ("2024-03", "2024-03-01T00:00:00+00:00"),
+    ("2024-07-05", "2024-07-05T00:00:00+00:00"),  # in summer time too: UTC, not Europe/London
+])
+def test_a_partial_fhir_date_is_the_start_of_its_period_in_utc(partial, expected):
+    data = _appointment(created=partial)
+    data.pop("meta", None)
+    result = health.parse_payload(json.dumps(data), FHIR_JSON)
+    assert result.events[0].occurred_at.isoformat() == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024", "2024-01-01T00:00:00+00:00"), ("2024-03", "2024-03-01T00:00:00+00:00"),
+    ("2024-03-05", "2024-03-05T00:00:00+00:00"), ("2024-03-05T10:00:00+01:00", "2024-03-05T10:00:00+01:00"),
+])
+def test_to_datetime_reads_partial_dates_as_the_start_of_the_period(text, expected):
+    from connectors.values import to_datetime
+
+    assert to_datetime(text).isoformat() == expected
+    for bad in ("2024-13", "24", "2024-02-30"):
+        with pytest.raises(ValueError, match="expected a date-time"):
+            to_datetime(bad)

@@ -149,7 +149,9 @@ def test_non_pseudonymous_reference_rejected():
     ("mutate", "message"),
     [
         (lambda c: c.update(status="draft"), "active or inactive"),
-        (lambda c: c.pop("identifier"), "identifier"),
+        (lambda c: (c.pop("identifier"), c.pop("id")), "nor an id"),
+        (lambda c: c.update(patient={"identifier": {"system": "urn:x", "value": "1"}}), "NHS number"),
+        (lambda c: c.update(patient={"display": "a child"}), "needs a patient"),
         (lambda c: c.update(performer=[{"reference": "Practitioner/x"}]), "performer"),
         (lambda c: c.update(status="inactive"), "withdrawn-at"),
         (lambda c: c["provision"].update(purpose=[{"system": "urn:x", "code": "Y"}]), "purpose"),
@@ -160,6 +162,34 @@ def test_import_errors(mutate, message):
     data = directive_to_fhir_dict(nested_directive())
     mutate(data)
     with pytest.raises(FhirMappingError, match=message):
+        from_fhir(data)
+
+
+def test_an_agency_consent_without_the_hub_identifier_is_read_by_its_id():
+    data = directive_to_fhir_dict(nested_directive())
+    data.pop("identifier")
+    data["id"] = "cav-consent-17"
+    directive = from_fhir(data)
+    assert directive.id == "cav-consent-17"  # as it stands: the caller scopes it to the sending agency
+    assert directive.scope == FULL_SCOPE and directive.child_id == CHILD_ID
+
+
+def test_the_hub_identifier_wins_over_the_id():
+    data = directive_to_fhir_dict(nested_directive())
+    data["id"] = "agency-own-id"
+    assert from_fhir(data).id == "dir-0001"
+
+
+def test_a_patient_given_by_nhs_number_is_left_to_the_caller_to_resolve():
+    data = directive_to_fhir_dict(nested_directive())
+    data["patient"] = {"identifier": {"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9434765919"}}
+    assert from_fhir(data).child_id == "9434765919"
+
+
+def test_a_patient_reference_to_another_kind_is_refused():
+    data = directive_to_fhir_dict(nested_directive())
+    data["patient"] = {"reference": "Group/g1"}
+    with pytest.raises(FhirMappingError, match="Patient"):
         from_fhir(data)
 
 

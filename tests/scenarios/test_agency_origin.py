@@ -220,8 +220,7 @@ def agency_consent(directive_id: str, patient: str, parent: str, made: datetime)
     the parent as performer, permitting health services to see the child's records for direct care."""
     return {
         "resourceType": "Consent", "id": directive_id, "meta": {"versionId": "1", "lastUpdated": made.isoformat()},
-        # the hub reads a Consent only with its directive identifier (consent.fhir.from_fhir)
-        "identifier": [{"system": "urn:family-hub:directive", "value": directive_id}],
+        # no urn:family-hub:directive identifier: the hub reads the agency's own Consent by its id
         "status": "active",
         "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
                               "code": "patient-privacy"}]},
