@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
-from api_helpers import assert_no_identifiers
-from conftest import token_header
 
 from hub.ingest.services import Services
+from tests.api.api_helpers import assert_no_identifiers
+from tests.api.conftest import token_header
 
 JUSTIFICATION = "Bruising disclosed at school; strategy discussion convened under section 47."
 
