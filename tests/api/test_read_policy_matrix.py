@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -105,7 +106,7 @@ def entries_of(child: str, who: SubjectRef, base: float) -> list[InboundEvent]:
         ev("DiagnosisRecorded", f"{child}-held-dx", who, -30 + base,
            {"service": GP, "display": "a diagnosis not yet told", "disclosure_hold": True}, category="clinical"),
         ev("ReportIssued", f"{child}-report", who, -20 + base,
-           {"service": GP, "report_id": f"r-{child}", "report_kind": "paediatric", "title": "Clinic letter"},
+           {"service": GP, "report_id": f"r-{child}", "report_kind": "paediatric", "title": f"Clinic letter {child}"},
            category="clinical"),
     ]
 
@@ -419,9 +420,13 @@ async def test_every_family_route_answers_what_the_read_policy_says(
                         assert want[item["event_id"]][0] is not Visibility.HIDDEN
                         assert "not yet told" not in json.dumps(item)
         if who.role in ("parent", "young_person"):
-            lines = (await client.get(f"/v1/households/{hh}/transparency", headers=auth)).json()
-            for line in lines:
-                assert line["child"] is None or relation(w, who, line["child"]) is not Relation.SIBLING
+            view = (await client.get(f"/v1/households/{hh}/transparency", headers=auth)).json()
+            for line in view["shared"]:  # each report names its child (the world's titles do): one the reader may see
+                match = re.search(r"Clinic letter (\S+)", line["report"])
+                assert match, line
+                (report,) = [r for r in rows if r["child_id"] == match.group(1) and r["record_type"] == "ReportIssued"]
+                assert relation(w, who, match.group(1)) is not Relation.SIBLING, (who.name, line)
+                assert want[report["event_id"]][0] is not Visibility.HIDDEN, (who.name, line)
 
 
 def seq_of(services: Services, event_id: str) -> int:
