@@ -157,8 +157,10 @@ def test_two_trusts_one_appointment_id_each_family_sees_its_own(hub: RunningHub)
     hub.eventually(lambda: moved(home_a, moved_a) and moved(home_b, moved_b), "both appointments at version 2")
     (a,) = coordinator.timeline(home_a)
     (b,) = coordinator.timeline(home_b)
-    assert (a["child_id"], a["agency_id"], a["source_version"]) == (child_a, "7A6", 2)
-    assert (b["child_id"], b["agency_id"], b["source_version"]) == (child_b, "7A4", 2)
+    # the coordinator has no consent to see the details (the read policy), so the entries are checked by
+    # child and agency here, and version 2 by the moved appointments above
+    assert (a["child_id"], a["agency_id"]) == (child_a, "7A6")
+    assert (b["child_id"], b["agency_id"]) == (child_b, "7A4")
     assert a["event_id"] != b["event_id"]
     assert [(c, x["service"]) for c, xs in coordinator.appointments(home_a).items() for x in xs] == [
         (child_a, PAEDIATRICS.service_name)]

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Sector
 from consent.fhir import directive_to_fhir_dict
@@ -31,6 +31,7 @@ from hub.db.schema import deliveries
 from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
+from hub.governance.auth import Principal
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
 from hub.kafka.topics import ensure_topics
@@ -86,6 +87,12 @@ def test_withheld_report_reaches_the_paediatrician_once_after_consent(stack: tup
         services = Services.build(settings)
         await services.start()
         app = FastAPI()
+
+        @app.middleware("http")
+        async def as_ig(request: Request, call_next: Any) -> Any:  # the API's guard sets the caller; here IG
+            request.state.principal = Principal("ig-1", "ig_officer", reason="checking the report journey")
+            return await call_next(request)
+
         app.add_exception_handler(HubError, hub_error_handler)
         app.include_router(sharing_router(services))
         store = services.store
