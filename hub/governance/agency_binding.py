@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from connectors.results import RecordResult
+from consent.fhir import SYS_DIRECTIVE
 from hub.core import records
 from hub.core.errors import ForbiddenError
 from hub.core.events import InboundEvent
@@ -37,6 +38,10 @@ AGENCY_SYSTEM = "https://fhir.familyhub.uk/Id/agency"
 _STAMPS = (RECORDED_BY, RECORDER_REGISTERED)
 
 
+#: record types that carry a consent directive id
+CONSENT_RECORDS = ("ConsentGranted", "ConsentWithdrawn")
+
+
 def producing_organisation(body: dict[str, Any]) -> str | None:
     """The organisation a record names as its producer (its service's or school's agency id)."""
     service = body.get("service") or body.get("school")
@@ -44,12 +49,24 @@ def producing_organisation(body: dict[str, Any]) -> str | None:
     return str(agency) if agency else None
 
 
-def stamp_consent(fhir_consent: str, registration: Registration) -> str:
+def scoped_directive(agency_id: str, directive_id: str) -> str:
+    """An agency's consent id as the hub keeps it: scoped to the agency, so two agencies' ``Consent/1`` are
+    two directives (an id already scoped to this agency is left as it is)."""
+    prefix = f"{agency_id}:"
+    return directive_id if directive_id.startswith(prefix) else prefix + directive_id
+
+
+def stamp_consent(fhir_consent: str, registration: Registration, directive_id: str | None = None) -> str:
     """The Consent JSON with the recording agency and whether it is a registered consent recorder
-    (any such extensions the sender put there are replaced)."""
+    (any such extensions the sender put there are replaced) and, with ``directive_id``, the hub's
+    directive identifier set to it (the agency-scoped id the event carries)."""
     resource = json.loads(fhir_consent)
     if not isinstance(resource, dict):
         return fhir_consent
+    if directive_id is not None:
+        others = [i for i in resource.get("identifier") or []
+                  if not (isinstance(i, dict) and i.get("system") == SYS_DIRECTIVE)]
+        resource["identifier"] = [{"system": SYS_DIRECTIVE, "value": directive_id}, *others]
     kept = [e for e in resource.get("extension") or [] if not (isinstance(e, dict) and e.get("url") in _STAMPS)]
     resource["extension"] = [*kept,
                              {"url": RECORDED_BY, "valueIdentifier": {"system": AGENCY_SYSTEM,
@@ -97,8 +114,10 @@ class AgencyBinding:
             raise self.refuse("organisation", f"the record names organisation {organisation!r} as its producer; "
                                               f"agency {reg.agency_id} may send only its own organisations' records")
         body = event.body
+        if event.record_type in CONSENT_RECORDS and body.get("directive_id"):
+            body = {**body, "directive_id": scoped_directive(reg.agency_id, str(body["directive_id"]))}
         if event.record_type == "ConsentGranted" and isinstance(body.get("fhir_consent"), str):
-            body = {**body, "fhir_consent": stamp_consent(body["fhir_consent"], reg)}
+            body = {**body, "fhir_consent": stamp_consent(body["fhir_consent"], reg, body.get("directive_id"))}
             self.audit.record("consent_recorded", actor=self.actor, actor_role="agency",
                               data_ref=f"POST {self.route}",
                               detail={"agency": reg.agency_id, "directive_id": str(body.get("directive_id")),

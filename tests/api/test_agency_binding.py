@@ -168,9 +168,9 @@ def enrol(services: Services) -> None:
              "parental_responsibility": True, "created_at": now}])
 
 
-def project(services: Services, registered: bool, performer: str, directive_id: str) -> str:
+def project(services: Services, registered: bool, performer: str, directive_id: str, agency: str = "7A6") -> str:
     """An agency's ConsentGranted as the ingest binding stamps it, projected for child c-1; its status."""
-    reg = AgencyRegistry(None).registration("7A6", "abuhb-pas")
+    reg = AgencyRegistry(None).registration(agency, "abuhb-pas")
     reg = type(reg)(**{**reg.__dict__, "records_consent": registered})
     binding = AgencyBinding(reg, AuditLog(services.store), "abuhb-pas", "/fhir/Consent")
     from hub.core.events import InboundEvent, SubjectRef
@@ -185,7 +185,7 @@ def project(services: Services, registered: bool, performer: str, directive_id: 
     with services.store.engine.begin() as conn:
         record_consent(conn, "joined", "ConsentGranted", ("hh-1", "c-1"), record, datetime.now(UTC))
         return str(conn.execute(sa.select(consent_directives.c.status).where(
-            consent_directives.c.directive_id == directive_id)).scalar())
+            consent_directives.c.directive_id == f"{reg.agency_id}:{directive_id}")).scalar())
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -201,11 +201,23 @@ async def test_agency_recorded_consent_waits_for_confirmation(client: httpx.Asyn
     parent = token_header(services, "parent", "parent-1", household="hh-1", member="parent-1")
     listed = (await client.get("/v1/households/hh-1/children/c-1/consents", headers=parent)).json()
     states = {d["directive_id"]: d["status"] for d in listed["directives"]}
-    assert states == {"d-1": "pending_confirmation", "d-2": "pending_confirmation", "d-3": "active"}
+    assert states == {"7A6:d-1": "pending_confirmation", "7A6:d-2": "pending_confirmation", "7A6:d-3": "active"}
     agency = token_header(services, "agency", "abuhb-pas", agency="7A6")
-    url = "/v1/households/hh-1/children/c-1/consents/d-1/confirm"
+    url = "/v1/households/hh-1/children/c-1/consents/7A6:d-1/confirm"
     assert (await client.post(url, headers=agency)).status_code == 403
     r = await client.post(url, headers=parent)
     assert r.status_code == 202, r.text
-    r = await client.post("/v1/households/hh-1/children/c-1/consents/d-3/confirm", headers=parent)
+    r = await client.post("/v1/households/hh-1/children/c-1/consents/7A6:d-3/confirm", headers=parent)
     assert r.status_code == 422 and "pending confirmation" in r.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_two_agencies_consent_ids_are_two_directives(client: httpx.AsyncClient, services: Services) -> None:
+    """Two agencies' ``Consent/1`` name two directives: one never overwrites or withdraws the other's."""
+    enrol(services)
+    assert project(services, registered=True, performer="parent-1", directive_id="1", agency="7A6") == "active"
+    assert project(services, registered=False, performer="parent-1", directive_id="1",
+                   agency="7A3") == "pending_confirmation"
+    with services.store.engine.connect() as conn:
+        rows = dict(conn.execute(sa.select(consent_directives.c.directive_id, consent_directives.c.status)).all())
+    assert rows == {"7A6:1": "active", "7A3:1": "pending_confirmation"}

@@ -270,9 +270,14 @@ def test_consent_an_agency_recorded_waits_for_the_family(registered: RunningHub,
     r = hub.call("POST", "/fhir/Consent", cav, content=json.dumps(consent))
     assert r.status_code == 201, r.text
 
+    def listed() -> dict[str, Any] | None:
+        """The agency's directive as the hub keeps it: its id scoped to the recording agency."""
+        got = coordinator._call("GET", f"/v1/households/{household}/children/{child}/consents")
+        return next((d for d in got["directives"] if d["directive_id"].endswith(f":{directive_id}")), None)
+
     def status() -> str | None:
-        listed = coordinator._call("GET", f"/v1/households/{household}/children/{child}/consents")
-        return next((d["status"] for d in listed["directives"] if d["directive_id"] == directive_id), None)
+        found = listed()
+        return found["status"] if found else None
 
     hub.eventually(lambda: status() is not None, "the agency's consent among the child's directives")
     hub.eventually(hub.caught_up, "the workers to catch up")
@@ -283,7 +288,9 @@ def test_consent_an_agency_recorded_waits_for_the_family(registered: RunningHub,
     assert share["state"] == "withheld"
     assert paediatrics_webhook.received(child) == []
 
-    confirm = f"/v1/households/{household}/children/{child}/consents/{directive_id}/confirm"
+    scoped = listed()["directive_id"]  # type: ignore[index]
+    assert scoped != directive_id  # two agencies' Consent ids can never name one directive
+    confirm = f"/v1/households/{household}/children/{child}/consents/{scoped}/confirm"
     assert hub.call("POST", confirm, bearer("agency", "cav-wcp", agency="7A4")).status_code == 403
     r = hub.call("POST", confirm, bearer("parent", f"parent-{tag}", household=household, member=parent))
     assert r.status_code == 202, r.text
