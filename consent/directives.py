@@ -130,7 +130,8 @@ class Scope:
                 return False
         return True
 
-    def matches(self, info: Information, recipient: Recipient, purpose: Purpose, at: datetime) -> bool:
+    def matches_static(self, recipient: Recipient, purpose: Purpose, category: Category) -> bool:
+        """The time-independent part of :meth:`matches` (recipient, purpose, category)."""
         if self.agency_ids is not None and recipient.agency_id not in self.agency_ids:
             return False
         if self.sectors is not None and recipient.effective_sector not in self.sectors:
@@ -141,9 +142,12 @@ class Scope:
             return False
         if self.professional_ids is not None and recipient.identity not in self.professional_ids:
             return False
-        if self.categories is not None and info.category not in self.categories:
+        if self.categories is not None and category not in self.categories:
             return False
-        if self.purposes is not None and purpose not in self.purposes:
+        return self.purposes is None or purpose in self.purposes
+
+    def matches(self, info: Information, recipient: Recipient, purpose: Purpose, at: datetime) -> bool:
+        if not self.matches_static(recipient, purpose, info.category):
             return False
         if self.data_period is not None and not self.data_period.contains(info.issued_at):
             return False

@@ -41,23 +41,6 @@ class Evaluation:
 _NO_EVALUATION = Evaluation(None)
 
 
-def _static_match(scope: Scope, recipient: Recipient, purpose: Purpose, category: Category) -> bool:
-    """The time-independent part of :meth:`Scope.matches` (recipient, purpose, category)."""
-    if scope.agency_ids is not None and recipient.agency_id not in scope.agency_ids:
-        return False
-    if scope.sectors is not None and recipient.effective_sector not in scope.sectors:
-        return False
-    if scope.services is not None and recipient.service not in scope.services:
-        return False
-    if scope.roles is not None and recipient.role not in scope.roles:
-        return False
-    if scope.professional_ids is not None and recipient.identity not in scope.professional_ids:
-        return False
-    if scope.categories is not None and category not in scope.categories:
-        return False
-    return scope.purposes is None or purpose in scope.purposes
-
-
 def _eval_node(
     decision: DirectiveDecision,
     scope: Scope,
@@ -134,7 +117,7 @@ class DirectiveSet:
             found = tuple(
                 d
                 for d in self.directives
-                if _static_match(d.scope, recipient, purpose, category)
+                if d.scope.matches_static(recipient, purpose, category)
                 and (not young_person_only or d.made_by_role is Grantor.YOUNG_PERSON)
             )
             if len(self._cache) > 4096:
