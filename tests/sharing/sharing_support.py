@@ -106,6 +106,7 @@ class Webhook:
 
         self.status = status
         self.delay = delay  # seconds before answering, like an agency's endpoint under load
+        self.gate: threading.Event | None = None  # when set, each answer waits until the gate opens
         self.requests: list[dict[str, Any]] = []
         outer = self
 
@@ -116,6 +117,8 @@ class Webhook:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if outer.delay:
                     time.sleep(outer.delay)
+                if outer.gate is not None:
+                    outer.gate.wait(8)  # under the hub's 10 s POST timeout
                 outer.requests.append({"headers": dict(self.headers.items()), "body": body, "path": self.path,
                                        "at": time.time()})
                 reply = b'{"received":true}'

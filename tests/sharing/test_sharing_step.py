@@ -397,7 +397,8 @@ def test_a_share_withdrawn_while_it_is_being_sent_is_recorded_as_sent_and_follow
     feeder = Feeder(store, NOW)
     j = report_not_sent_journey(NOW, seed=308, child_id="child-race", household_id="hh-race")
     feeder.feed(j.before_consent + j.consent, NOW)
-    hook = Webhook(delay=1.5)  # an agency endpoint slow to answer
+    hook = Webhook()  # an agency endpoint that answers only when the test lets it
+    hook.gate = threading.Event()
     try:
         delivery.set_webhook(store, "7A6", hook.url, "k")
         sending = threading.Thread(target=deliver, args=(store, NOW + timedelta(seconds=1)))
@@ -409,17 +410,18 @@ def test_a_share_withdrawn_while_it_is_being_sent_is_recorded_as_sent_and_follow
         assert share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])["state"] == "in_doubt"
         notice = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"], kind="withdrawal_notice")
         assert notice["state"] == "queued" and notice["round"] == 1
-        if sending.is_alive():  # the notice does not overtake the share still being sent
-            deliver(store, NOW + timedelta(seconds=3))
-            assert share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"],
-                            kind="withdrawal_notice")["state"] == "queued"
+        assert sending.is_alive()  # the POST is still waiting for its answer
+        deliver(store, NOW + timedelta(seconds=3))  # the notice does not overtake the share still being sent
+        assert share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"],
+                        kind="withdrawal_notice")["state"] == "queued"
+        hook.gate.set()
         sending.join(30)
         share = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])
         assert share["state"] == "delivered" and share["channel"] == "webhook"
-        hook.delay = 0
         deliver(store, NOW + timedelta(seconds=5))
         kinds = [json.loads(q["body"])["kind"] for q in hook.requests
                  if json.loads(q["body"])["information"].get("report_id") == "slt-child-race"]
         assert kinds == ["share", "withdrawal_notice"]
     finally:
+        hook.gate.set()
         hook.close()
