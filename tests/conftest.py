@@ -10,11 +10,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from hub.core.logging import configure_logging
 from hub.core.settings import Settings
 from hub.kafka.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def hub_logging() -> None:
+    """Each test starts with the hub's own log pipeline on standard output, as its processes run, so
+    a test that redirects the logs (or runs a command that sets them up) cannot change another's."""
+    configure_logging()
 
 
 @pytest.fixture(scope="session")

@@ -32,9 +32,28 @@ def redact_identifiers(_logger: Any, _method: str, event_dict: MutableMapping[st
     return out
 
 
+class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stdout`` is when a line is written, not when logging was set up
+    (a process that swaps its standard output, as a test runner or a daemon does, keeps its logs)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None) -> None:
-    """Route structlog and the standard library (faust, aiokafka, uvicorn) through one pipeline."""
-    stream = stream or sys.stdout
+    """Route structlog and the standard library (faust, aiokafka, uvicorn) through one pipeline.
+
+    Lines go to ``stream`` if given, else to the standard output of the moment. Calling it again
+    replaces the handler; the processor chain (which loggers cache on first use) is always the same.
+    """
     shared: list[Any] = [  # structlog processors
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -61,7 +80,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
             renderer,
         ],
     )
-    handler = logging.StreamHandler(stream)
+    handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else StdoutHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -4,6 +4,7 @@ by one of two runners, a clean stop; and the API process free of the faust worke
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -11,7 +12,6 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
-from structlog.testing import capture_logs
 
 from hub.core.errors import HubError
 from hub.core.jobs import Job, Runner
@@ -52,19 +52,20 @@ async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.005)
 
 
-async def test_a_failing_job_backs_off_logs_and_carries_on() -> None:
+async def test_a_failing_job_backs_off_logs_and_carries_on(capfd: pytest.CaptureFixture[str]) -> None:
     job = Recorder(failures=[HubError("database away"), RuntimeError("a bug"), HubError("still away")], every=0.01)
     runner = Runner([job], first_pause=0.05)
-    with capture_logs() as logs:
-        task = asyncio.create_task(runner.run())
-        await until(lambda: job.finished >= 1)
-        health = runner.health["test.job"]
-        assert health.ok and health.failures == 0 and health.passes >= 4
-        runner.stop()
-        await asyncio.wait_for(task, 5)
+    capfd.readouterr()
+    task = asyncio.create_task(runner.run())
+    await until(lambda: job.finished >= 1)
+    health = runner.health["test.job"]
+    assert health.ok and health.failures == 0 and health.passes >= 4
+    runner.stop()
+    await asyncio.wait_for(task, 5)
     first, second, third, fourth = job.runs[:4]
     assert second - first >= 0.05 and third - second >= 0.1 and fourth - third >= 0.2  # the pause doubles
-    assert [(e["event"], e["log_level"]) for e in logs if "test.job" in e["event"]] == [
+    logs = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
+    assert [(e["event"], e["level"]) for e in logs if "test.job" in e["event"]] == [
         ("test.job_failed", "warning"), ("test.job_error", "error"), ("test.job_failed", "warning")]
 
 

@@ -46,7 +46,7 @@ def test_a_restart_loses_nothing_accepted_and_duplicates_nothing(
     coordinator.link(household, olivia, "upn", olivia_upn)
     health = Agency(hub, "abuhb-fhir", "7A6")
     # the school's system retries through an outage, as the hub's client does
-    school = Agency(hub, "st-julians-mis", PRIMARY.urn, max_attempts=60, backoff_initial=0.2, backoff_max=1.0)
+    school = Agency(hub, "st-julians-mis", PRIMARY.urn, max_attempts=150, backoff_initial=0.2, backoff_max=1.0)
     try:
         first = [
             health.health(referral(f"slt-ref-{tag}", olivia_nhs, at(-370), SLT, "communication")),
