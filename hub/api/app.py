@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
 
 from connectors.identifiers import IdentifierError, subject_ref
+from hub import VERSION
 from hub.api.agency_gate import AgencyGate, agencies_router
 from hub.api.agency_routes import agency_router
 from hub.api.audit_routes import audit_router
@@ -191,7 +192,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
             await asyncio.to_thread(trace, rule.audit, principal, request, template, {})
 
     docs = services.settings.api_docs_open
-    app = FastAPI(title="Family integration hub", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Family integration hub", version=VERSION, lifespan=lifespan,
                   dependencies=[Depends(guard)], docs_url="/docs" if docs else None,
                   redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None,
                   description="Agency events in; consent-gated family timelines out.")

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from hub import VERSION
 from hub.cli.audit import audit_app
 from hub.cli.common import console, fail, fail_with, load_settings, out, run
 from hub.cli.consent import consent_app
@@ -31,6 +32,22 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.add_typer(keys_app, name="keys")
 app.command("erase")(erase)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"hub {VERSION}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the hub's version and exit.")] = False,
+) -> None:
+    """Family integration hub: agency events in, consent-gated family timelines out."""
+
+
 async def _until_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@
 | HUB_KAFKA_BOOTSTRAP | (empty) | Kafka bootstrap servers. Empty: `hub up` starts the embedded broker. |
 | HUB_DATABASE_URL | sqlite:///<data_dir>/hub.db | SQLAlchemy URL; `postgresql+psycopg://…` for PostgreSQL. |
 | HUB_DATA_DIR | ./.hub | State: SQLite file, keys, worker table data, broker logs. |
-| HUB_SCHEMA_DIR | <package>/schemas | Directory of `.avsc` files. |
+| HUB_SCHEMA_DIR | (in the package) | Override of the `.avsc` directory shipped in the package (trying schemas out). |
 | HUB_SCHEMA_REGISTRY_URL | (empty) | Confluent-compatible registry; set to use the Confluent wire format. |
 | HUB_API_HOST / HUB_API_PORT | 127.0.0.1 / 8080 | HTTP API address. |
 | HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
@@ -75,7 +75,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.core.records import default_schema_dir
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 #: bytes of a producer request kept for a record's envelope headers and Kafka's batch framing
 RECORD_HEADROOM = 16 * 1024
 
