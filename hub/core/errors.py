@@ -63,6 +63,10 @@ class ConfigError(HubError):
     """Settings or environment are wrong; the message says which and what to do."""
 
 
+class DatabaseSchemaBehindError(ConfigError):
+    """The database's schema is not the revision this hub's code needs (run ``hub migrate``)."""
+
+
 class SchemaError(HubError):
     """A schema file or a schema change is wrong."""
 

@@ -165,6 +165,12 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"
 
     @property
+    def owns_database(self) -> bool:
+        """The hub's own SQLite file in its data directory (no HUB_DATABASE_URL): its processes migrate it
+        themselves. A configured database is migrated only by `hub migrate`; everything else checks it."""
+        return not self.database_url
+
+    @property
     def embedded_broker(self) -> bool:
         return not self.kafka_bootstrap
 
