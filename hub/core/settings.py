@@ -30,6 +30,7 @@
 | HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: only this OIDC issuer's tokens, keys from its JWKS. |
 | HUB_OIDC_JWKS_LIFESPAN | 300 | Seconds the JWKS is cached; a key the issuer removes stops verifying in this time. |
 | HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
+| HUB_METRICS_TOKEN / _FILE | (none) | Static bearer credential for `GET /metrics` only (role monitor); never expires. |
 | HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
 | HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
 | HUB_AGENCIES_FILE | (none) | Agency registry, JSON (YAML with PyYAML): `hub/governance/agencies.py`. |
@@ -70,7 +71,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.core.records import default_schema_dir
@@ -128,6 +129,10 @@ class Settings(BaseSettings):
     oidc_jwks_url: str = ""
     oidc_jwks_lifespan: float = Field(default=300.0, gt=0)
     oidc_jwks_cooldown: float = Field(default=30.0, ge=0)
+
+    #: a static bearer credential for GET /metrics only (role monitor): a scraper's, which never expires
+    metrics_token: SecretStr = SecretStr("")
+    metrics_token_file: Path | None = None
 
     payload_master_key: str = ""
     payload_master_key_file: Path | None = None
