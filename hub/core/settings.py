@@ -9,7 +9,7 @@
 | HUB_SCHEMA_REGISTRY_URL | (empty) | Confluent-compatible registry; set to use the Confluent wire format. |
 | HUB_API_HOST / HUB_API_PORT | 127.0.0.1 / 8080 | HTTP API address. |
 | HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
-| HUB_WORKER_STORE | memory:// | faust table store (`rocksdb://` in production). |
+| HUB_WORKER_STORE | memory:// | faust table store; the worker keeps no tables, so nothing to persist. |
 | HUB_WORKER_REBALANCE_TIMEOUT | 2 / 60 | Group rebalance timeout, s (embedded / Kafka); tansu holds a join this long. |
 | HUB_WORKER_SESSION_TIMEOUT | 10 / 60 | Seconds before a silent worker's partitions go to the others. |
 | HUB_WORKER_FETCH_WAIT_MS | 20 / 500 | Longest a worker's fetch waits for data (embedded / Kafka). |
