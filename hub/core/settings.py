@@ -30,6 +30,7 @@
 | HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: only this OIDC issuer's tokens, keys from its JWKS. |
 | HUB_OIDC_JWKS_LIFESPAN | 300 | Seconds the JWKS is cached; a key the issuer removes stops verifying in this time. |
 | HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
+| HUB_METRICS_INTERVAL | 15 | Seconds between background samples of the hub-wide metrics (one API replica). |
 | HUB_METRICS_TOKEN / _FILE | (none) | Static bearer credential for `GET /metrics` only (role monitor); never expires. |
 | HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
 | HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
@@ -133,6 +134,7 @@ class Settings(BaseSettings):
     #: a static bearer credential for GET /metrics only (role monitor): a scraper's, which never expires
     metrics_token: SecretStr = SecretStr("")
     metrics_token_file: Path | None = None
+    metrics_interval: float = Field(default=15.0, gt=0)
 
     payload_master_key: str = ""
     payload_master_key_file: Path | None = None

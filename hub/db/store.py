@@ -22,8 +22,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.core.errors import ConfigError, DatabaseSchemaBehindError, StoreError
+from hub.core.errors import ConfigError, StoreError
 from hub.db.schema import dead_letters, ingest_log, worker_status
+from hub.db.schema_version import check_schema, migrate
 
 #: Bound parameters per IN list (well under SQLite's 32,766 and PostgreSQL's 65,535).
 _IN_CHUNK = 2000
@@ -108,57 +109,6 @@ def make_engine(url: str) -> Engine:
         raise ConfigError(f"cannot open the database ({engine.url.render_as_string(hide_password=True)}): "
                           f"{_first_line(exc)}") from exc
     return engine
-
-
-def alembic_config() -> Any:
-    """Alembic's configuration for the hub's migrations (``hub/db/migrations``)."""
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    return cfg
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest Alembic revision."""
-    from alembic import command
-
-    cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-
-
-def check_schema(engine: Engine) -> None:
-    """Refuse a database whose schema is not at this hub's latest revision; change nothing.
-
-    Only ``hub migrate`` (the migrate Job of a deployment) changes a shared database's schema; every
-    other process checks here and stops with what to do.
-    """
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    script = ScriptDirectory.from_config(alembic_config())
-    heads = set(script.get_heads())
-    with engine.connect() as conn:
-        current = set(MigrationContext.configure(conn).get_current_heads())
-    if current == heads:
-        return
-    where = engine.url.render_as_string(hide_password=True)
-    need = ", ".join(sorted(heads))
-    if not current:
-        raise DatabaseSchemaBehindError(
-            f"the database ({where}) holds no hub schema; this hub needs revision {need}: run `hub migrate` "
-            "(the migrate Job in Kubernetes) before starting it")
-    known = {rev.revision for rev in script.walk_revisions()}
-    have = ", ".join(sorted(current))
-    if current <= known:
-        raise DatabaseSchemaBehindError(
-            f"the database ({where}) schema is at revision {have}, behind the {need} this hub needs: "
-            "run `hub migrate` (the migrate Job in Kubernetes) before starting it")
-    raise DatabaseSchemaBehindError(
-        f"the database ({where}) schema is at revision {have}, which this hub does not know (it needs {need}): "
-        "a newer hub migrated it; run that version")
 
 
 class Store:
@@ -373,6 +323,12 @@ class Store:
             return True
         except sa.exc.IntegrityError:
             return False
+
+    def dead_letter_count(self) -> int:
+        """Dead letters not yet replayed: one count, not the rows."""
+        q = sa.select(sa.func.count()).select_from(dead_letters).where(dead_letters.c.replayed_at.is_(None))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[dict[str, Any]]:
         q = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)

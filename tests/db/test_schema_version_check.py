@@ -57,7 +57,7 @@ def test_a_configured_empty_database_is_refused_and_left_empty(db_url: str, tmp_
 def test_the_api_process_refuses_a_schema_behind_until_hub_migrate_runs(db_url: str, tmp_path: Path) -> None:
     from alembic import command
 
-    from hub.db.store import alembic_config
+    from hub.db.schema_version import alembic_config
 
     engine = sa.create_engine(db_url)
     cfg = alembic_config()

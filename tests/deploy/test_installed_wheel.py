@@ -7,6 +7,7 @@ it on the same broker and database, as a container of the image would run.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import tomllib
@@ -42,7 +43,7 @@ class Running:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = installed.env(HUB_DATA_DIR=str(data), HUB_API_PORT=str(self.port), HUB_JWT_KEY=TEST_JWT_KEY,
-                                 HUB_PSEUDONYM_KEY="test-key-0123456789abcdef")
+                                 HUB_PSEUDONYM_KEY="test-key-0123456789abcdef", HUB_METRICS_INTERVAL="0.5")
         self.log = data.parent / "hub-up.log"
         self.proc = subprocess.Popen([installed.hub, "up"], cwd=installed.workdir, env=self.env,
                                      stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -100,6 +101,11 @@ def test_hub_up_from_another_directory_takes_an_agency_event_to_the_coordinators
     # another coordinator's caseload does not hold this household: the same answer as no household at all
     assert timeline(up.base, household, bearer("coordinator", "cc-2")).status_code == 404
     assert "HUB_SCHEMA_DIR" not in up.env and not list(up.installed.workdir.iterdir())
+    # the sampler saw the event reach the timeline: its delay is in the histogram, in seconds
+    delay = re.compile(r"^hub_projection_delay_seconds_count (\d+\.\d+)$", re.M)
+    wait_until(lambda: (m := delay.search(httpx.get(f"{up.base}/metrics", headers=bearer("monitor"),
+                                                    timeout=10).text)) and float(m[1]) >= 1,
+               20, "the projection delay observed")
 
 
 def test_the_images_command_serves_agencies_and_coordinators_beside_the_stack(up: Running) -> None:
