@@ -25,6 +25,7 @@ from hub.api.governance_routes import governance_router
 from hub.api.ingest_routes import ingest_router
 from hub.api.limits import EdgeLimits
 from hub.api.metrics import IngestTiming, Metrics
+from hub.api.openapi import install as install_openapi
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
 from hub.api.safeguarding_routes import safeguarding_router
@@ -200,6 +201,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
                   dependencies=[Depends(guard)], docs_url="/docs" if docs else None,
                   redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None,
                   description="Agency events in; consent-gated family timelines out.")
+    install_openapi(app)
     app.add_middleware(EdgeLimits, max_bytes=services.settings.max_body_bytes)
     app.add_middleware(IngestTiming, metrics=metrics)
     app.state.metrics, app.state.metrics_sampler = metrics, sampler

@@ -57,7 +57,8 @@ def erase(
     try:
         store = _store()
         erasure = Erasure(store, SqlKeyVault(store, load_keyring(settings)), Pseudonymiser(
-            load_or_create_key(settings.pseudonym_key, settings.pseudonym_key_file, settings.data_dir)))
+            load_or_create_key(settings.pseudonym_key.get_secret_value(), settings.pseudonym_key_file,
+                               settings.data_dir)))
         result = erasure.erase(target, reason=reason, actor=by, actor_role="cli")
     except HubError as exc:
         fail_with(exc)

@@ -13,6 +13,7 @@ retryable, exit code 2.
 
     HubError                     500 internal, exit 2
     ├── ConfigError              bad settings or environment; `hub up` prints it on one line, exits 2
+    │   └── DatabaseSchemaBehindError  the database is not at this hub's schema revision: run `hub migrate`
     ├── SchemaError              a schema file or schema change is wrong
     │   ├── UnknownRecordTypeError   no schema for a record type
     │   └── IncompatibleSchemaError  a schema change breaks FULL_TRANSITIVE compatibility

@@ -112,15 +112,15 @@ class Settings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""
-    kafka_sasl_password: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
 
-    pseudonym_key: str = ""
+    pseudonym_key: SecretStr = SecretStr("")
     pseudonym_key_file: Path | None = None
 
-    jwt_key: str = ""
+    jwt_key: SecretStr = SecretStr("")
     jwt_key_file: Path | None = None
     jwt_issuer: str = "familyhub"
     jwt_audience: str = "familyhub-api"
@@ -136,7 +136,7 @@ class Settings(BaseSettings):
     metrics_token_file: Path | None = None
     metrics_interval: float = Field(default=15.0, gt=0)
 
-    payload_master_key: str = ""
+    payload_master_key: SecretStr = SecretStr("")
     payload_master_key_file: Path | None = None
     retention_policy: str = ""
     retention_policy_file: Path | None = None
@@ -239,7 +239,7 @@ class Settings(BaseSettings):
             opts.update(
                 sasl_mechanism=self.kafka_sasl_mechanism or "PLAIN",
                 sasl_plain_username=self.kafka_sasl_username,
-                sasl_plain_password=self.kafka_sasl_password,
+                sasl_plain_password=self.kafka_sasl_password.get_secret_value(),
             )
         if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context

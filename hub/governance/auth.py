@@ -56,8 +56,8 @@ class Principal:
 
 
 def load_or_create_signing_key(settings: Settings) -> bytes:
-    if settings.jwt_key:
-        return settings.jwt_key.encode()
+    if settings.jwt_key.get_secret_value():
+        return settings.jwt_key.get_secret_value().encode()
     path = settings.jwt_key_file or settings.data_dir / "keys" / "jwt.key"
     if path.exists():
         return path.read_bytes().strip()
