@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import venv
@@ -54,15 +55,31 @@ def _pip(python: Path | str, *args: str, cwd: Path) -> None:
         raise AssertionError(f"pip {shlex.join(args)} failed:\n{said[-3000:]}")
 
 
+def build_context(target: Path) -> Path:
+    """What `docker build` sends: the checkout through the .dockerignore allow-list (links kept as links)."""
+    allowed = [ln[1:].strip().rstrip("/") for ln in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+               if ln.startswith("!")]
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".env", ".hub")
+    for name in allowed:
+        source, dest = REPO / name, target / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, dest, symlinks=True, ignore=ignore)
+        else:
+            shutil.copy2(source, dest)
+    return target
+
+
 def build_and_install(base: Path) -> InstalledHub:
-    """`pip wheel` of the checkout, then what deploy/Dockerfile does: the lockfile with hashes, the wheel."""
+    """`pip wheel` of the build context, then what deploy/Dockerfile does: the lockfile with hashes, the wheel."""
     dist, env_dir, workdir = base / "dist", base / "venv", base / "elsewhere"
     workdir.mkdir(parents=True)
-    _pip(sys.executable, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist), str(REPO), cwd=base)
+    context = build_context(base / "context")
+    _pip(sys.executable, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dist), str(context), cwd=base)
     (wheel,) = dist.glob("family_hub-*.whl")
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    _pip(python, "install", "--quiet", "--require-hashes", "--no-deps", "-r", str(LOCKFILE), cwd=base)
+    _pip(python, "install", "--quiet", "--no-compile", "--require-hashes", "--no-deps", "-r", str(LOCKFILE), cwd=base)
     _pip(python, "install", "--quiet", "--no-deps", str(wheel), cwd=base)
     _pip(python, "check", cwd=base)
     return InstalledHub(wheel=wheel, venv=env_dir, workdir=workdir)
