@@ -54,7 +54,7 @@ def test_a_configured_empty_database_is_refused_and_left_empty(db_url: str, tmp_
         Store.open(db_url, migrate_schema=False)
 
 
-def test_the_api_process_refuses_a_schema_behind_until_hub_migrate_runs(db_url: str, tmp_path: Path) -> None:
+def test_api_worker_and_deliverer_refuse_a_schema_behind_until_hub_migrate_runs(db_url: str, tmp_path: Path) -> None:
     from alembic import command
 
     from hub.db.schema_version import alembic_config
@@ -66,10 +66,11 @@ def test_the_api_process_refuses_a_schema_behind_until_hub_migrate_runs(db_url: 
         command.upgrade(cfg, "0017")
     engine.dispose()
     env = {**env_for(db_url, tmp_path), "HUB_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
-    api = subprocess.run([sys.executable, "-m", "hub.cli", "api"], env={"PATH": "/usr/bin:/bin", **env}, cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
-    assert api.returncode == 2, api.stderr
-    assert "schema is at revision 0017, behind" in api.stderr and "run `hub migrate`" in api.stderr
+    for process in (["api"], ["worker"], ["deliver"]):  # what the Deployments run
+        done = subprocess.run([sys.executable, "-m", "hub.cli", *process], env={"PATH": "/usr/bin:/bin", **env},
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2, (process, done.stderr[-2000:])
+        assert "schema is at revision 0017, behind" in done.stderr and "run `hub migrate`" in done.stderr, process
     assert revision(db_url) == "0017"  # untouched
 
     done = CliRunner().invoke(app, ["migrate"], env=env_for(db_url, tmp_path))
