@@ -59,3 +59,11 @@ def test_every_operation_documents_a_typed_answer_and_its_problems(document: dic
     ingest = document["paths"]["/v1/ingest/education"]["post"]["responses"]
     assert {"200", "207", "413", "422", "503"} <= set(ingest)
     assert ingest["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/BatchSummary"}
+
+
+def test_every_reference_in_the_document_resolves(document: dict[str, Any]) -> None:
+    import json
+    import re
+
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs and refs <= set(document["components"]["schemas"]), refs - set(document["components"]["schemas"])
