@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python bench/raw_floor.py
+
+# The image's hashed lockfile (deploy/requirements.lock), from pyproject.toml and deploy/requirements.in.
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml deploy/requirements.in --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -o deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .hub

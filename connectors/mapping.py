@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from hub.core.events import InboundEvent
 __all__ = ["MAPPINGS_DIR", "SECTORS", "Limits", "Mapping", "Rule", "builtin_mapping", "builtin_mappings",
            "load_mapping", "mapping_from_dict"]
 
-MAPPINGS_DIR = Path(__file__).resolve().parent / "mappings"
+#: the built-in mapping files, shipped inside the ``connectors`` package
+MAPPINGS_DIR = Path(str(resources.files("connectors").joinpath("mappings")))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def enrol_child(base: str, coordinator: str, system: str, value: str) -> tuple[s
 
 def hub_env(**settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update({"HUB_SCHEMA_DIR": str(ROOT / "schemas"), "HUB_PSEUDONYM_KEY": "test-key-0123456789abcdef",
+    env.update({"HUB_PSEUDONYM_KEY": "test-key-0123456789abcdef",
                 "HUB_JWT_KEY": TEST_JWT_KEY, "HUB_LOG_LEVEL": "INFO"})
     env.update({f"HUB_{k.upper()}": str(v) for k, v in settings.items()})
     return env

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
 
 from connectors.identifiers import IdentifierError, subject_ref
+from hub import VERSION
 from hub.api.agency_gate import AgencyGate, agencies_router
 from hub.api.agency_routes import agency_router
 from hub.api.audit_routes import audit_router
@@ -22,10 +24,12 @@ from hub.api.enrolment_routes import enrolment_router
 from hub.api.governance_routes import governance_router
 from hub.api.ingest_routes import ingest_router
 from hub.api.limits import EdgeLimits
-from hub.api.metrics import Metrics
+from hub.api.metrics import IngestTiming, Metrics
+from hub.api.openapi import install as install_openapi
 from hub.api.problems import hub_error_handler, problem, request_validation_handler
 from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
 from hub.api.safeguarding_routes import safeguarding_router
+from hub.api.sampler import READY_HEARTBEAT, HubWide, MetricsSampler
 from hub.api.sharing_routes import sharing_router
 from hub.api.timeline_routes import timeline_router
 from hub.core.errors import AuthError, ForbiddenError, HubError, NotFoundError, Problem, ValidationError
@@ -48,14 +52,10 @@ from hub.governance.auth import (
 )
 from hub.ingest.relay import RELAY_EVERY, RelayJob
 from hub.ingest.services import Services
-from hub.kafka.topics import GROUP_ID, consumer_lag
 from hub.kafka.watch import BrokerWatch
-from hub.sharing.delivery import backlog as delivery_backlog
-from hub.sharing.follower import lag as sharing_lag
 from hub.wire.jsonavro import coerce_record
 
 log = get_logger(__name__)
-READY_HEARTBEAT = timedelta(seconds=10)
 
 
 class SubjectIn(BaseModel):
@@ -123,12 +123,17 @@ def events_to_inbound(services: Services, items: list[EventIn], binding: AgencyB
 def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> FastAPI:
     metrics = Metrics()
     store = services.store
+    audit = AuditLog(store)
+    hub_wide = HubWide()
+    metrics.registry.register(hub_wide)
+    sampler = MetricsSampler(services, audit, metrics, hub_wide, services.settings.metrics_interval)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await services.start()
         jobs = Runner([RelayJob(store, services.publisher, relay_interval),  # the API process relays the outbox
-                       BrokerWatch(services.settings, services.publisher)])  # and watches the broker (/readyz)
+                       BrokerWatch(services.settings, services.publisher),  # and watches the broker (/readyz)
+                       sampler])  # and, one replica at a time, samples the hub-wide metrics
         task = asyncio.create_task(jobs.run())
         try:
             yield
@@ -143,7 +148,6 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     async def on_caseload(coordinator: str, household: str) -> bool:
         return household in await asyncio.to_thread(enrolment.caseload, coordinator)
 
-    audit = AuditLog(store)
     registry = AgencyRegistry.from_settings(services.settings)
     gate = AgencyGate(registry, audit)
     refusals = RefusalLog()
@@ -171,9 +175,11 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
         try:
             if header.lower().startswith("bearer "):
                 bearer = header[7:].strip()
+                principal = tokens.scraper(bearer) if template == "/metrics" else None
                 # an OIDC check may fetch the issuer's key set: keep that off the event loop
-                principal = (await asyncio.to_thread(tokens.verify, bearer) if tokens.uses_oidc
-                             else tokens.verify(bearer))
+                if principal is None:
+                    principal = (await asyncio.to_thread(tokens.verify, bearer) if tokens.uses_oidc
+                                 else tokens.verify(bearer))
                 reason = request.headers.get(INVESTIGATION_HEADER)
                 if reason and principal.role == "ig_officer":
                     principal = dataclasses.replace(principal, reason=reason[:500])
@@ -191,11 +197,14 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
             await asyncio.to_thread(trace, rule.audit, principal, request, template, {})
 
     docs = services.settings.api_docs_open
-    app = FastAPI(title="Family integration hub", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="Family integration hub", version=VERSION, lifespan=lifespan,
                   dependencies=[Depends(guard)], docs_url="/docs" if docs else None,
                   redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None,
                   description="Agency events in; consent-gated family timelines out.")
+    install_openapi(app)
     app.add_middleware(EdgeLimits, max_bytes=services.settings.max_body_bytes)
+    app.add_middleware(IngestTiming, metrics=metrics)
+    app.state.metrics, app.state.metrics_sampler = metrics, sampler
     app.add_exception_handler(HubError, hub_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
 
@@ -205,6 +214,9 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
 
     @app.get("/readyz", tags=["probes"])
     async def readyz() -> Response:
+        """Ready to take requests: the database answers and the broker acknowledges. Not the stream
+        workers: an accepted event waits in Kafka for them, so agency ingest stays in service while
+        they restart (their readiness is their own probe's; `hub_workers_ready` counts them)."""
         reasons = []
         try:
             workers = await asyncio.to_thread(store.workers)
@@ -212,35 +224,17 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
             return problem(503, "not-ready", "Not ready", f"database: {type(exc).__name__}")
         now = datetime.now(UTC)
         fresh = [w for w in workers if w["state"] == "ready" and now - w["heartbeat_at"] < READY_HEARTBEAT]
-        if not fresh:
-            reasons.append("no stream worker has finished recovering")
         if not services.started:
             reasons.append("not connected to Kafka")
         elif services.publisher.unreachable:
             reasons.append(services.publisher.unreachable)
         if reasons:
             return problem(503, "not-ready", "Not ready", "; ".join(reasons))
-        return Response('{"status":"ready"}', media_type="application/json")
+        return Response(json.dumps({"status": "ready", "workers_ready": len(fresh)}), media_type="application/json")
 
     @app.get("/metrics", tags=["probes"])
     async def prometheus() -> Response:
-        with contextlib.suppress(HubError):
-            for topic, lag in (await consumer_lag(services.settings, GROUP_ID)).items():
-                metrics.lag.labels(topic).set(lag)
-        metrics.dead.set(len(await asyncio.to_thread(store.dead_letters, limit=100000)))
-        metrics.audit_dead.set(await asyncio.to_thread(audit.dead_letter_count))
-        metrics.unpublished.set(await asyncio.to_thread(store.log_count, unpublished_only=True))
-        oldest = await asyncio.to_thread(store.oldest_unpublished)
-        metrics.oldest_unpublished.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0)
-        now = datetime.now(UTC)
-        workers = await asyncio.to_thread(store.workers)
-        metrics.workers_ready.set(sum(1 for w in workers if w["state"] == "ready"
-                                      and now - w["heartbeat_at"] < READY_HEARTBEAT))
-        position, newest = await asyncio.to_thread(sharing_lag, store)
-        metrics.sharing_lag.set(max(0, newest - position))
-        queued, overdue = await asyncio.to_thread(delivery_backlog, store)
-        metrics.deliveries_queued.set(queued)
-        metrics.deliveries_overdue.set(overdue)
+        """Prometheus text format: formats what is in memory (the hub-wide part is sampled in the background)."""
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/v1/events", tags=["ingest"], response_model=list[AcceptanceOut])

@@ -61,7 +61,7 @@ def governance_router(services: Services) -> APIRouter:
     erasure = Erasure(services.store, services.vault, services.pseudonymise)
 
     @router.post("/v1/erasures", status_code=201, response_model=ErasureOut,
-                 responses={200: {"description": "Already erased: nothing changed"},
+                 responses={200: {"description": "Already erased: nothing changed", "model": ErasureOut},
                             404: {"description": "No such member, or no data held for the identifier"},
                             422: {"description": "No person, both kinds, or no written reason"}})
     async def erase(body: ErasureIn, request: Request, response: Response) -> ErasureOut:

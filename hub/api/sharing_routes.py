@@ -25,6 +25,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from consent import Directive, Grantor
 from hub.core.errors import ForbiddenError, NotFoundError
@@ -36,6 +37,14 @@ from hub.sharing.inbox import homes_of
 from hub.sharing.recorded_consent import recorder
 from hub.sharing.visibility import ReadView, copies_for, readiness_for, shares_for
 from hub.stream import readmodel
+
+
+class ConsentChange(BaseModel):
+    """A consent directive recorded, withdrawn or confirmed: durable once answered, applied by the worker."""
+
+    directive_id: str
+    event_id: str
+    status: str = Field(description="accepted or duplicate")
 
 
 def _check_grantor(request: Request, directive: Directive) -> None:
@@ -58,7 +67,8 @@ def sharing_router(services: Services) -> APIRouter:
         if not kids or (child_id is not None and child_id not in kids):
             raise NotFoundError("no such household or child")
 
-    @router.post("/v1/households/{household_id}/children/{child_id}/consents", status_code=202)
+    @router.post("/v1/households/{household_id}/children/{child_id}/consents", status_code=202,
+                 response_model=ConsentChange)
     async def give_consent(household_id: str, child_id: str, request: Request,
                            resource: Annotated[dict[str, Any], Body(description="FHIR R4 Consent")]) -> JSONResponse:
         """Record a consent directive (FHIR R4 Consent). Durable once answered; applied by the worker.
@@ -70,7 +80,8 @@ def sharing_router(services: Services) -> APIRouter:
         return JSONResponse({"directive_id": directive.id, "event_id": acc[-1].event_id, "status": acc[-1].status},
                             status_code=202)
 
-    @router.delete("/v1/households/{household_id}/children/{child_id}/consents/{directive_id}", status_code=202)
+    @router.delete("/v1/households/{household_id}/children/{child_id}/consents/{directive_id}", status_code=202,
+                   response_model=ConsentChange)
     async def withdraw_consent(household_id: str, child_id: str, directive_id: str,
                                reason: str | None = None) -> JSONResponse:
         """Withdraw a directive: undelivered shares are cancelled, holders of copies get a notice."""
@@ -79,7 +90,7 @@ def sharing_router(services: Services) -> APIRouter:
                             status_code=202)
 
     @router.post("/v1/households/{household_id}/children/{child_id}/consents/{directive_id}/confirm",
-                 status_code=202)
+                 status_code=202, response_model=ConsentChange)
     async def confirm_consent(household_id: str, child_id: str, directive_id: str, request: Request) -> JSONResponse:
         """Confirm a directive an agency recorded (``pending_confirmation``): it comes into force."""
         directive, fhir = await asyncio.to_thread(consents.pending_directive, store, household_id, child_id,

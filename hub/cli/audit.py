@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from hub.cli.common import fail, fail_with, load_settings, out, run
+from hub.cli.common import fail, fail_with, load_settings, open_store, out, run
 from hub.core.errors import HubError
 
 if TYPE_CHECKING:
@@ -20,14 +20,9 @@ audit_app = typer.Typer(help="Prove who saw what and why: verify and query the h
 
 
 def _log() -> AuditLog:
-    from hub.db.store import Store
     from hub.governance.audit import AuditLog
 
-    settings = load_settings()
-    try:
-        return AuditLog(Store.open(settings.effective_database_url))
-    except HubError as exc:
-        fail_with(exc, first_line=False)
+    return AuditLog(open_store(load_settings()))
 
 
 def _when(value: datetime) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.console import Console
 from hub.core.errors import HubError
 from hub.core.logging import configure_logging
 from hub.core.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.db.store import Store
 
 T = TypeVar("T")
 
@@ -43,6 +46,17 @@ def load_settings(**overrides: object) -> Settings:
         fail(f"invalid settings: {exc}".replace("\n", " "))
     configure_logging(settings.log_level, settings.log_format)
     return settings
+
+
+def open_store(settings: Settings) -> Store:
+    """The database of ``settings``: migrated when it is the hub's own SQLite file, else checked to be at
+    the latest schema (only `hub migrate` changes a configured database); a refusal ends the command."""
+    from hub.db.store import Store
+
+    try:
+        return Store.open(settings.effective_database_url, migrate_schema=settings.owns_database)
+    except HubError as exc:
+        fail_with(exc, first_line=False)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import typer
 
 from consent import Basis, Decision, Outcome, explain
-from hub.cli.common import console, out
+from hub.cli.common import console, load_settings, open_store, out
 from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store, as_utc
 
@@ -53,9 +53,7 @@ def explain_stored(d: dict[str, Any]) -> str:
 @consent_app.command("explain")
 def explain_cmd(decision_id: Annotated[str, typer.Argument(help="A share decision id.")]) -> None:
     """Print why a share was permitted or withheld."""
-    from hub.core.settings import Settings
-
-    store = Store.open(Settings().effective_database_url, migrate_schema=False)
+    store = open_store(load_settings())
     d = decision_record(store, decision_id)
     if d is None:
         console.print(f"no decision {decision_id}")

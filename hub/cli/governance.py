@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from hub.cli.common import fail, fail_with, load_settings, out
+from hub.cli.common import fail, fail_with, load_settings, open_store, out
 from hub.core.errors import HubError
 
 if TYPE_CHECKING:
@@ -18,12 +18,7 @@ keys_app = typer.Typer(help="Per-subject payload keys and the master key that wr
 
 
 def _store() -> Store:
-    from hub.db.store import Store
-
-    try:
-        return Store.open(load_settings().effective_database_url)
-    except HubError as exc:
-        fail_with(exc, first_line=False)
+    return open_store(load_settings())
 
 
 def erase(
@@ -62,7 +57,8 @@ def erase(
     try:
         store = _store()
         erasure = Erasure(store, SqlKeyVault(store, load_keyring(settings)), Pseudonymiser(
-            load_or_create_key(settings.pseudonym_key, settings.pseudonym_key_file, settings.data_dir)))
+            load_or_create_key(settings.pseudonym_key.get_secret_value(), settings.pseudonym_key_file,
+                               settings.data_dir)))
         result = erasure.erase(target, reason=reason, actor=by, actor_role="cli")
     except HubError as exc:
         fail_with(exc)

@@ -69,7 +69,7 @@ def _with_broker(settings: Settings) -> Settings:
 async def _import(settings: Settings, sector: SectorReader, paths: Sequence[Path], mapping: Mapping | None,
                   chunk: int, agency: str | None = None) -> Summary:
     files = sum(len(sector.files(p)) for p in paths)
-    services = Services.build(settings)
+    services = Services.build(settings, migrate_schema=settings.owns_database)
     try:
         await services.start()
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[rows]}"),

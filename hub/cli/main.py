@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from hub import VERSION
 from hub.cli.audit import audit_app
-from hub.cli.common import console, fail, fail_with, load_settings, out, run
+from hub.cli.common import console, fail, fail_with, load_settings, open_store, out, run
 from hub.cli.consent import consent_app
 from hub.cli.governance import erase, keys_app, retention_app
 from hub.cli.ingest import ingest_app
@@ -31,6 +32,22 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.add_typer(keys_app, name="keys")
 app.command("erase")(erase)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"hub {VERSION}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the hub's version and exit.")] = False,
+) -> None:
+    """Family integration hub: agency events in, consent-gated family timelines out."""
+
+
 async def _until_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -107,7 +124,7 @@ def deliver(
     if settings.delivery_mode == "worker":
         console.print("note: HUB_DELIVERY_MODE=worker: the workers deliver too (each share is still sent once)")
     try:
-        store = Store.open(settings.effective_database_url, migrate_schema=False)
+        store = Store.open(settings.effective_database_url, migrate_schema=settings.owns_database)
     except HubError as exc:
         fail_with(exc, first_line=False)
     run(run_deliverer(store, poll=interval, probe_host=settings.api_host,
@@ -127,7 +144,7 @@ def api() -> None:
     if not settings.kafka_bootstrap:
         fail("HUB_KAFKA_BOOTSTRAP must name the Kafka cluster for a stand-alone API")
     try:
-        services = Services.build(settings)
+        services = Services.build(settings, migrate_schema=settings.owns_database)
     except HubError as exc:
         fail_with(exc, first_line=False)
     uvicorn.run(create_app(services), host=settings.api_host, port=settings.api_port, log_config=None)
@@ -222,10 +239,7 @@ def dlq_list(
     """Dead-lettered records with their reasons."""
     import json
 
-    from hub.db.store import Store
-
-    settings = load_settings()
-    store = Store.open(settings.effective_database_url)
+    store = open_store(load_settings())
     letters = store.dead_letters(include_replayed=all_)
     if as_json:
         for r in letters:
@@ -282,7 +296,11 @@ def schemas_release() -> None:
 
 def main() -> None:
     with contextlib.suppress(KeyboardInterrupt):
-        app()
+        try:
+            app()
+        except HubError as exc:  # a command that did not end it itself: one line and the error's exit code
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

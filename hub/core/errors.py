@@ -13,6 +13,7 @@ retryable, exit code 2.
 
     HubError                     500 internal, exit 2
     ├── ConfigError              bad settings or environment; `hub up` prints it on one line, exits 2
+    │   └── DatabaseSchemaBehindError  the database is not at this hub's schema revision: run `hub migrate`
     ├── SchemaError              a schema file or schema change is wrong
     │   ├── UnknownRecordTypeError   no schema for a record type
     │   └── IncompatibleSchemaError  a schema change breaks FULL_TRANSITIVE compatibility
@@ -61,6 +62,10 @@ class HubError(Exception):
 
 class ConfigError(HubError):
     """Settings or environment are wrong; the message says which and what to do."""
+
+
+class DatabaseSchemaBehindError(ConfigError):
+    """The database's schema is not the revision this hub's code needs (run ``hub migrate``)."""
 
 
 class SchemaError(HubError):

@@ -27,8 +27,9 @@ schema differ from its released copy, so ``hub schemas release`` snapshots it, a
 ``hub.share_fields``
     Shareable types: the fields a share notice carries about the information.
 
-Templates are described in :mod:`hub.core.templates`. The schema directory is ``HUB_SCHEMA_DIR``,
-else the ``schemas`` folder inside the installed package or at the top of a checkout; the catalogue
+Templates are described in :mod:`hub.core.templates`. The schema directory is the ``schemas`` folder
+shipped inside the ``hub`` package (:func:`default_schema_dir`); ``HUB_SCHEMA_DIR`` overrides it, for
+trying schemas out only; the catalogue
 of that directory is read once, on first use (:func:`catalogue`). This module uses the standard
 library only, so connectors can use it too.
 """
@@ -40,6 +41,7 @@ import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +55,15 @@ TOPICS = frozenset({BY_SECTOR, "identity", "consent", "health", "social-care", "
 CONSENT_TOPIC = "consent"
 REPORT_KIND = "report"
 
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def default_schema_dir() -> Path:
-    """An installed wheel carries the schemas inside the package; a checkout has them at the top."""
-    installed = Path(__file__).resolve().parents[1] / "schemas"
-    return installed if installed.is_dir() else _PACKAGE_ROOT / "schemas"
+    """The schemas shipped inside the ``hub`` package (``hub/schemas``), found through importlib.resources.
+
+    In a checkout ``hub/schemas`` is a link to the top-level ``schemas/`` folder, the one source; a
+    wheel carries the files themselves, so an installed hub finds them from any working directory.
+    """
+    return Path(str(resources.files("hub").joinpath("schemas")))
 
 
 def schema_dir() -> Path:

@@ -5,11 +5,11 @@
 | HUB_KAFKA_BOOTSTRAP | (empty) | Kafka bootstrap servers. Empty: `hub up` starts the embedded broker. |
 | HUB_DATABASE_URL | sqlite:///<data_dir>/hub.db | SQLAlchemy URL; `postgresql+psycopg://…` for PostgreSQL. |
 | HUB_DATA_DIR | ./.hub | State: SQLite file, keys, worker table data, broker logs. |
-| HUB_SCHEMA_DIR | <package>/schemas | Directory of `.avsc` files. |
+| HUB_SCHEMA_DIR | (in the package) | Override of the `.avsc` directory shipped in the package (trying schemas out). |
 | HUB_SCHEMA_REGISTRY_URL | (empty) | Confluent-compatible registry; set to use the Confluent wire format. |
 | HUB_API_HOST / HUB_API_PORT | 127.0.0.1 / 8080 | HTTP API address. |
 | HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
-| HUB_WORKER_STORE | memory:// | faust table store (`rocksdb://` in production). |
+| HUB_WORKER_STORE | memory:// | faust table store; the worker keeps no tables, so nothing to persist. |
 | HUB_WORKER_REBALANCE_TIMEOUT | 2 / 60 | Group rebalance timeout, s (embedded / Kafka); tansu holds a join this long. |
 | HUB_WORKER_SESSION_TIMEOUT | 10 / 60 | Seconds before a silent worker's partitions go to the others. |
 | HUB_WORKER_FETCH_WAIT_MS | 20 / 500 | Longest a worker's fetch waits for data (embedded / Kafka). |
@@ -30,6 +30,8 @@
 | HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: only this OIDC issuer's tokens, keys from its JWKS. |
 | HUB_OIDC_JWKS_LIFESPAN | 300 | Seconds the JWKS is cached; a key the issuer removes stops verifying in this time. |
 | HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
+| HUB_METRICS_INTERVAL | 15 | Seconds between background samples of the hub-wide metrics (one API replica). |
+| HUB_METRICS_TOKEN / _FILE | (none) | Static bearer credential for `GET /metrics` only (role monitor); never expires. |
 | HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
 | HUB_RETENTION_POLICY / _FILE | (empty) | JSON: producing agency id or `*` to days (`hub retention apply`). |
 | HUB_AGENCIES_FILE | (none) | Agency registry, JSON (YAML with PyYAML): `hub/governance/agencies.py`. |
@@ -70,12 +72,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hub.core.records import default_schema_dir
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 #: bytes of a producer request kept for a record's envelope headers and Kafka's batch framing
 RECORD_HEADROOM = 16 * 1024
 
@@ -111,15 +112,15 @@ class Settings(BaseSettings):
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: str = ""
     kafka_sasl_username: str = ""
-    kafka_sasl_password: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
 
-    pseudonym_key: str = ""
+    pseudonym_key: SecretStr = SecretStr("")
     pseudonym_key_file: Path | None = None
 
-    jwt_key: str = ""
+    jwt_key: SecretStr = SecretStr("")
     jwt_key_file: Path | None = None
     jwt_issuer: str = "familyhub"
     jwt_audience: str = "familyhub-api"
@@ -130,7 +131,12 @@ class Settings(BaseSettings):
     oidc_jwks_lifespan: float = Field(default=300.0, gt=0)
     oidc_jwks_cooldown: float = Field(default=30.0, ge=0)
 
-    payload_master_key: str = ""
+    #: a static bearer credential for GET /metrics only (role monitor): a scraper's, which never expires
+    metrics_token: SecretStr = SecretStr("")
+    metrics_token_file: Path | None = None
+    metrics_interval: float = Field(default=15.0, gt=0)
+
+    payload_master_key: SecretStr = SecretStr("")
     payload_master_key_file: Path | None = None
     retention_policy: str = ""
     retention_policy_file: Path | None = None
@@ -164,6 +170,12 @@ class Settings(BaseSettings):
     @cached_property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'hub.db'}"
+
+    @property
+    def owns_database(self) -> bool:
+        """The hub's own SQLite file in its data directory (no HUB_DATABASE_URL): its processes migrate it
+        themselves. A configured database is migrated only by `hub migrate`; everything else checks it."""
+        return not self.database_url
 
     @property
     def embedded_broker(self) -> bool:
@@ -227,7 +239,7 @@ class Settings(BaseSettings):
             opts.update(
                 sasl_mechanism=self.kafka_sasl_mechanism or "PLAIN",
                 sasl_plain_username=self.kafka_sasl_username,
-                sasl_plain_password=self.kafka_sasl_password,
+                sasl_plain_password=self.kafka_sasl_password.get_secret_value(),
             )
         if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context

@@ -45,8 +45,8 @@ _IN_CHUNK = 2000
 
 def load_keyring(settings: Settings) -> MasterKeyring:
     """The payload master keyring from the settings, creating the embedded default key on first start."""
-    if settings.payload_master_key:
-        return MasterKeyring.from_text(settings.payload_master_key)
+    if settings.payload_master_key.get_secret_value():
+        return MasterKeyring.from_text(settings.payload_master_key.get_secret_value())
     path = settings.payload_master_key_file or settings.data_dir / "keys" / "payload-master.key"
     if path.exists():
         return MasterKeyring.from_text(path.read_text())
@@ -72,7 +72,7 @@ def load_keyring(settings: Settings) -> MasterKeyring:
 
 def key_file_of(settings: Settings) -> Path | None:
     """Where the master key is kept (None when it is given in the environment)."""
-    if settings.payload_master_key:
+    if settings.payload_master_key.get_secret_value():
         return None
     return settings.payload_master_key_file or settings.data_dir / "keys" / "payload-master.key"
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import ConfigError, StoreError
 from hub.db.schema import dead_letters, ingest_log, worker_status
+from hub.db.schema_version import check_schema, migrate
 
 #: Bound parameters per IN list (well under SQLite's 32,766 and PostgreSQL's 65,535).
 _IN_CHUNK = 2000
@@ -110,18 +111,6 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the latest Alembic revision."""
-    from alembic import command
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-
-
 class Store:
     """Typed access to the hub's tables. Synchronous; call from a thread in async code."""
 
@@ -130,9 +119,17 @@ class Store:
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
+        """A store on ``url``: its schema migrated to the latest revision, or (``migrate_schema=False``)
+        checked to be at it (:func:`check_schema`)."""
         engine = make_engine(url)
-        if migrate_schema:
-            migrate(engine)
+        try:
+            if migrate_schema:
+                migrate(engine)
+            else:
+                check_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
 
     # ---- ingest log -------------------------------------------------------------------------
@@ -326,6 +323,12 @@ class Store:
             return True
         except sa.exc.IntegrityError:
             return False
+
+    def dead_letter_count(self) -> int:
+        """Dead letters not yet replayed: one count, not the rows."""
+        q = sa.select(sa.func.count()).select_from(dead_letters).where(dead_letters.c.replayed_at.is_(None))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
 
     def dead_letters(self, *, include_replayed: bool = False, limit: int = 100) -> list[dict[str, Any]]:
         q = sa.select(dead_letters).order_by(dead_letters.c.id).limit(limit)

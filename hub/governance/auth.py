@@ -22,6 +22,7 @@ Policy
 
 from __future__ import annotations
 
+import hmac
 import os
 import secrets
 import time
@@ -55,8 +56,8 @@ class Principal:
 
 
 def load_or_create_signing_key(settings: Settings) -> bytes:
-    if settings.jwt_key:
-        return settings.jwt_key.encode()
+    if settings.jwt_key.get_secret_value():
+        return settings.jwt_key.get_secret_value().encode()
     path = settings.jwt_key_file or settings.data_dir / "keys" / "jwt.key"
     if path.exists():
         return path.read_bytes().strip()
@@ -130,6 +131,23 @@ class TokenService:
                                   "aud": self.settings.jwt_audience, "iat": now, "nbf": now, "exp": now + ttl}
         claims.update({k: v for k, v in (("agency", agency), ("household", household), ("member", member)) if v})
         return jwt.encode(claims, self.key, algorithm="HS256")
+
+    def scraper(self, token: str) -> Principal | None:
+        """The metrics scraper, when ``token`` is the static HUB_METRICS_TOKEN (or _FILE); else None.
+
+        A credential Prometheus keeps in a Secret and sends on every scrape: it opens ``GET /metrics``
+        only (role ``monitor``) and does not expire; rotate it by replacing the Secret.
+        """
+        expected = self.settings.metrics_token.get_secret_value()
+        if not expected and self.settings.metrics_token_file is not None:
+            try:
+                expected = self.settings.metrics_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"metrics token file {self.settings.metrics_token_file} cannot be read: "
+                                  f"{exc.strerror or exc}") from exc
+        if expected and hmac.compare_digest(token.encode(), expected.encode()):
+            return Principal(subject="metrics-scraper", role="monitor")
+        return None
 
     def verify(self, token: str) -> Principal:
         s = self.settings

@@ -37,7 +37,8 @@ class Services:
         vault = SqlKeyVault(store, load_keyring(settings))
         serde = SealingSerde(make_serde(catalogue, settings.schema_registry_url), vault)
         pseudonymise = Pseudonymiser(
-            load_or_create_key(settings.pseudonym_key, settings.pseudonym_key_file, settings.data_dir))
+            load_or_create_key(settings.pseudonym_key.get_secret_value(), settings.pseudonym_key_file,
+                               settings.data_dir))
         publisher = Publisher(settings)
         ingest = IngestService(store, catalogue, serde, publisher, pseudonymise,
                                max_record_bytes=settings.max_record_bytes, content_digest=pseudonymise.digest)

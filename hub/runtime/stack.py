@@ -78,7 +78,7 @@ class Stack:
             marker.write_text(self.bootstrap)
         else:
             self.bootstrap = s.kafka_bootstrap
-        services = self.services = Services.build(s)
+        services = self.services = Services.build(s, migrate_schema=s.owns_database)
         try:
             created = await asyncio.wait_for(ensure_topics(s), timeout=20)
         except (BrokerError, TimeoutError) as exc:

@@ -85,7 +85,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
     )
     _limit_fetch_wait(settings.fetch_wait_ms)
     catalogue = SchemaCatalogue(settings.schema_dir)
-    store = Store.open(settings.effective_database_url, migrate_schema=False)
+    store = Store.open(settings.effective_database_url, migrate_schema=settings.owns_database)
     publisher = Publisher(settings)
     projected = asyncio.Event()
     processor = Processor(store, sealed_serde(catalogue, settings, store), catalogue, publisher,

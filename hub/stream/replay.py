@@ -62,7 +62,7 @@ def replay_log(store: Store, catalogue: SchemaCatalogue, settings: Settings, pro
 
 
 async def replay_all(settings: Settings, console: Console | None = None) -> int:
-    store = Store.open(settings.effective_database_url)
+    store = Store.open(settings.effective_database_url, migrate_schema=settings.owns_database)
     catalogue = SchemaCatalogue(settings.schema_dir)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=console or Console(stderr=True), transient=False) as progress:
@@ -75,7 +75,7 @@ async def replay_dead_letters(settings: Settings, ids: list[int]) -> int:
         raise ConfigError("no broker to publish to: start the hub (`hub up`) or set HUB_KAFKA_BOOTSTRAP")
     settings = settings.model_copy(update={"kafka_bootstrap": bootstrap,
                                            "kafka_embedded": settings.kafka_embedded or not settings.kafka_bootstrap})
-    store = Store.open(settings.effective_database_url)
+    store = Store.open(settings.effective_database_url, migrate_schema=settings.owns_database)
     letters = [d for d in store.dead_letters(limit=100000) if not ids or d["id"] in ids]
     with store.engine.connect() as conn:  # an erased subject's records are not re-driven
         erased = erased_among(conn, {d["key"] for d in letters if d["key"]})

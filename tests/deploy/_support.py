@@ -6,8 +6,10 @@ can assert both that the real files pass and that a deliberately broken copy is 
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -57,16 +59,39 @@ def dump_all_yaml(docs: Iterable[Any], path: Path) -> Path:
 
 
 def k8s_manifest_files() -> list[Path]:
-    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+    """Every manifest of the kustomize base and overlays (not the kustomization files themselves)."""
+    return sorted(p for p in K8S.rglob("*.yaml") if p.name != "kustomization.yaml")
 
 
-def k8s_documents() -> list[tuple[str, dict[str, Any]]]:
-    """(label, document) for every Kubernetes object in deploy/k8s."""
-    out = []
-    for path in k8s_manifest_files():
-        for doc in load_all_yaml(path):
-            out.append((f"{path.name}:{doc.get('kind')}/{doc.get('metadata', {}).get('name')}", doc))
-    return out
+#: the kustomize overlays an operator renders (deploy/k8s/overlays/<name>)
+OVERLAYS = tuple(sorted(p.parent.name for p in (K8S / "overlays").glob("*/kustomization.yaml")))
+
+
+@functools.cache
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    """The objects `kubectl kustomize deploy/k8s/overlays/<overlay>` renders."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise LookupError("kubectl is not installed")
+    done = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True,
+                          timeout=120)
+    if done.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {overlay} failed: {done.stderr}")
+    return tuple(d for d in yaml.safe_load_all(done.stdout) if d)
+
+
+def k8s_documents(overlay: str = "production") -> list[tuple[str, dict[str, Any]]]:
+    """(label, document) for every object an overlay renders."""
+    return [(f"{overlay}:{d.get('kind')}/{d.get('metadata', {}).get('name')}", d) for d in rendered(overlay)]
+
+
+def documented_secrets(text: str | None = None) -> dict[str, set[str]]:
+    """Secret name to keys, from the `kubectl create secret generic` commands in docs/operations.md."""
+    text = text if text is not None else OPERATIONS_DOC.read_text(encoding="utf-8")
+    found: dict[str, set[str]] = {}
+    for m in re.finditer(r"create secret generic (\S+)((?:[^\n]*\\\n)*[^\n]*)", text):
+        found.setdefault(m[1], set()).update(re.findall(r"--from-(?:file|literal)=([\w.-]+)=", m[2]))
+    return found
 
 
 def venv_tool(name: str) -> str | None:
@@ -241,8 +266,8 @@ def compose_service_problems(compose: dict[str, Any]) -> list[str]:
     worker = services.get("worker", {})
     if not isinstance((worker.get("deploy") or {}).get("replicas"), int):
         problems.append("worker: deploy.replicas not set")
-    if _env(worker).get("HUB_WORKER_STORE") != "rocksdb://":
-        problems.append("worker: HUB_WORKER_STORE is not rocksdb://")
+    if _env(worker).get("HUB_WORKER_STORE", "memory://") != "memory://":
+        problems.append("worker: HUB_WORKER_STORE is set, but a worker keeps no tables")
     return problems
 
 
@@ -337,8 +362,9 @@ def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def topology_problems(docs: list[dict[str, Any]]) -> list[str]:
-    """Cross-object wiring: names, selectors, secret keys, volumes, the worker's state."""
+def topology_problems(docs: list[dict[str, Any]], documented_secrets: dict[str, set[str]] | None = None) -> list[str]:
+    """Cross-object wiring: names, selectors, secret keys (of Secrets in ``docs`` or ``documented_secrets``, name to
+    keys, those the operator creates), volumes, the worker, what the ServiceMonitor scrapes."""
     problems: list[str] = []
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for d in docs:
@@ -355,12 +381,16 @@ def topology_problems(docs: list[dict[str, Any]]) -> list[str]:
             problems.append(f"{d['kind']}/{d['metadata']['name']}: namespace not declared")
 
     configmaps = {d["metadata"]["name"]: d for d in one("ConfigMap")}
-    secrets = {d["metadata"]["name"]: d for d in one("Secret")}
+    secrets = {d["metadata"]["name"]: d for d in by_kind.get("Secret", [])}
     for cm in configmaps.values():
         for key in cm.get("data") or {}:
             if key not in HUB_SETTINGS:
                 problems.append(f"ConfigMap key {key} is not a hub setting")
     secret_keys = {n: set((s.get("stringData") or {}) | (s.get("data") or {})) for n, s in secrets.items()}
+    for name, keys in (documented_secrets or {}).items():
+        secret_keys[name] = secret_keys.get(name, set()) | keys
+    if not secret_keys:
+        problems.append("no Secret, in the manifests or documented")
 
     workloads = [d for d in docs if pod_spec(d) is not None]
     for d in workloads:
@@ -403,26 +433,22 @@ def topology_problems(docs: list[dict[str, Any]]) -> list[str]:
                 f"PodDisruptionBudget/{pdb['metadata']['name']}: selector matches no pod template"
             )
 
-    # The worker: a StatefulSet with per-pod state on a claim, RocksDB, headless service.
-    sts = [d for d in one("StatefulSet") if d["metadata"]["name"].endswith("worker")]
-    if not sts:
-        problems.append("no worker StatefulSet")
-    for w in sts:
+    # The worker: a Deployment with no state of its own (no faust tables, no claim), under a PDB.
+    worker = [d for d in by_kind.get("Deployment", []) if d["metadata"]["name"].endswith("worker")]
+    if not worker:
+        problems.append("no worker Deployment")
+    if by_kind.get("StatefulSet") or by_kind.get("PersistentVolumeClaim"):
+        problems.append("a StatefulSet or claim: no hub process keeps state on a volume")
+    for w in worker:
         spec = w["spec"]
         c = spec["template"]["spec"]["containers"][0]
         env = {e["name"]: e.get("value") for e in c.get("env") or []}
         for cm in configmaps.values():
             env = {**(cm.get("data") or {}), **env}
-        if env.get("HUB_WORKER_STORE") != "rocksdb://":
-            problems.append("worker: HUB_WORKER_STORE is not rocksdb://")
-        claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates") or []}
-        mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts") or []}
-        data_dir = env.get("HUB_DATA_DIR")
-        if not any(mounts.get(cl) == data_dir for cl in claims):
-            problems.append(f"worker: HUB_DATA_DIR {data_dir!r} is not on a volumeClaimTemplate")
-        headless = [s for s in services if s["metadata"]["name"] == spec.get("serviceName")]
-        if not headless or headless[0]["spec"].get("clusterIP") != "None":
-            problems.append("worker: serviceName is not a headless Service")
+        if env.get("HUB_WORKER_STORE", "memory://") != "memory://":
+            problems.append(f"worker: HUB_WORKER_STORE {env.get('HUB_WORKER_STORE')!r}: it keeps no tables")
+        if c.get("args") != ["worker"]:
+            problems.append(f"worker: args {c.get('args')!r}, want ['worker']")
         if not any(
             _labels_match(p["spec"]["selector"]["matchLabels"], spec["template"]["metadata"]["labels"])
             for p in by_kind.get("PodDisruptionBudget", [])
@@ -436,7 +462,7 @@ def topology_problems(docs: list[dict[str, Any]]) -> list[str]:
         problems.append("no migrate Job")
 
     # The ServiceMonitor scrapes /metrics on a named port of Services it selects.
-    monitors = one("ServiceMonitor")
+    monitors = by_kind.get("ServiceMonitor", [])  # production only (the Prometheus Operator CRDs)
     for sm in monitors:
         sel = sm["spec"]["selector"].get("matchLabels") or {}
         matched = [s for s in services if _labels_match(sel, s["metadata"].get("labels") or {})]
@@ -451,6 +477,11 @@ def topology_problems(docs: list[dict[str, Any]]) -> list[str]:
             elif creds.get("key") not in secret_keys.get(creds.get("name", ""), set()):
                 problems.append(f"ServiceMonitor token wants missing secret key {creds.get('name')}/{creds.get('key')}")
             for s in matched:
+                pods = [w for w in workloads if _labels_match(s["spec"].get("selector") or {},
+                                                              w["spec"]["template"]["metadata"]["labels"])]
+                if any(c.get("args") != ["api"] for w in pods for c in pod_spec(w)["containers"]):  # type: ignore[index]
+                    problems.append(f"ServiceMonitor scrapes Service/{s['metadata']['name']}, whose pods serve no "
+                                    "/metrics (only `hub api` does)")
                 if ep.get("port") not in {p.get("name") for p in s["spec"]["ports"]}:
                     problems.append(
                         f"ServiceMonitor port {ep.get('port')!r} not on Service/{s['metadata']['name']}"

@@ -160,7 +160,7 @@ def test_every_service_has_healthcheck_restart_policy_conditions_and_pinned_imag
         (lambda c: c["services"]["kafka-1"].update(image="apache/kafka:latest"), "floating tag latest"),
         (lambda c: c["services"]["api"].pop("restart"), "api: long-running service without a restart policy"),
         (lambda c: c["services"]["api"].update(depends_on=["init"]), "api: depends_on without conditions"),
-        (lambda c: c["services"]["worker"]["environment"].pop("HUB_WORKER_STORE"), "rocksdb"),
+        (lambda c: c["services"]["worker"]["environment"].update(HUB_WORKER_STORE="rocksdb://"), "keeps no tables"),
     ],
 )
 def test_service_check_catches_breakage(compose, mutate, expect) -> None:

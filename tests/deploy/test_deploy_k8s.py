@@ -1,4 +1,5 @@
-"""deploy/k8s: every object validates against the Kubernetes API schemas, offline.
+"""deploy/k8s: every overlay renders with `kubectl kustomize` and every object validates against the
+Kubernetes API schemas, offline.
 
 Core kinds: `kubernetes-validate` (PyPI), which ships the Kubernetes OpenAPI-derived JSON schemas
 inside the wheel, in strict mode (unknown fields rejected). ServiceMonitor is a CRD, not in those
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -21,7 +23,9 @@ import pytest
 from ._support import (
     K8S,
     K8S_VERSION,
+    OVERLAYS,
     SERVICEMONITOR_SCHEMA,
+    documented_secrets,
     dump_all_yaml,
     k8s_documents,
     k8s_manifest_files,
@@ -35,8 +39,12 @@ from ._support import (
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (dev extra) is needed to validate deploy/k8s"
 )
+if shutil.which("kubectl") is None:
+    pytest.skip("kubectl is needed to render deploy/k8s (`kubectl kustomize`)", allow_module_level=True)
 
-DOCS = k8s_documents()
+DOCS = k8s_documents("production")
+EVERY_OVERLAY = [item for overlay in OVERLAYS for item in k8s_documents(overlay)]
+SECRETS = documented_secrets()
 #: Kinds from CRDs, validated against a vendored schema (whatever apiVersion a manifest claims).
 CRD_SCHEMAS = {"ServiceMonitor": SERVICEMONITOR_SCHEMA}
 
@@ -58,14 +66,18 @@ def _ids(items):
 # --------------------------------------------------------------------------- schemas
 
 
-@pytest.mark.parametrize(("label", "doc"), DOCS, ids=_ids(DOCS))
-def test_manifest_validates_against_kubernetes_schemas(label: str, doc: dict[str, Any]) -> None:
+def test_there_are_production_and_staging_overlays() -> None:
+    assert set(OVERLAYS) == {"production", "staging"}
+
+
+@pytest.mark.parametrize(("label", "doc"), EVERY_OVERLAY, ids=_ids(EVERY_OVERLAY))
+def test_every_rendered_object_validates_against_kubernetes_schemas(label: str, doc: dict[str, Any]) -> None:
     validate_k8s(doc)
 
 
 def test_every_kind_is_covered_by_a_schema() -> None:
     """No object slips through as 'schema not found' (kubernetes-validate only warns on those)."""
-    for label, doc in DOCS:
+    for label, doc in EVERY_OVERLAY:
         if doc["kind"] in CRD_SCHEMAS:
             continue
         try:
@@ -79,14 +91,15 @@ def test_expected_objects_are_present() -> None:
     assert {
         "Namespace",
         "ConfigMap",
-        "Secret",
-        "StatefulSet",
         "Service",
         "Deployment",
         "Job",
         "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
         "ServiceMonitor",
     } <= kinds
+    assert not kinds & {"StatefulSet", "PersistentVolumeClaim", "Secret"}, kinds
 
 
 def _doc(kind: str, name_suffix: str = "") -> dict[str, Any]:
@@ -110,13 +123,13 @@ def _no_containers(d):
     del d["spec"]["template"]["spec"]["containers"]
 
 
-def _bad_claim(d):
-    d["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] = "ReadWriteOnce"
+def _bad_strategy(d):
+    d["spec"]["strategy"]["rollingUpdate"]["maxSurge"] = [0]
 
 
-@pytest.mark.parametrize("breakage", [_typo_field, _port_as_text, _no_containers, _bad_claim])
+@pytest.mark.parametrize("breakage", [_typo_field, _port_as_text, _no_containers, _bad_strategy])
 def test_kubernetes_validation_rejects_a_broken_worker(breakage) -> None:
-    doc = _doc("StatefulSet", "worker")
+    doc = _doc("Deployment", "worker")
     breakage(doc)
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_k8s(doc)
@@ -159,15 +172,17 @@ def test_validation_needs_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    for _, doc in DOCS:
+    for _, doc in EVERY_OVERLAY:
         validate_k8s(doc)
 
 
-def test_cli_validates_every_file_in_strict_mode() -> None:
-    """The same check a developer runs by hand: `kubernetes-validate --strict deploy/k8s/*.yaml`."""
+def test_cli_validates_every_rendered_overlay_in_strict_mode(tmp_path: Path) -> None:
+    """The check a developer runs by hand: `kubectl kustomize deploy/k8s/overlays/X > x.yaml` and then
+    `kubernetes-validate --strict x.yaml` (the ServiceMonitor, a CRD, is checked above)."""
     tool = venv_tool("kubernetes-validate")
     assert tool is not None
-    files = [str(p) for p in k8s_manifest_files()]
+    files = [str(dump_all_yaml([d for _, d in k8s_documents(o) if d["kind"] not in CRD_SCHEMAS],
+                               tmp_path / f"{o}.yaml")) for o in OVERLAYS]
     result = subprocess.run(
         [tool, "--strict", "-k", K8S_VERSION, "--quiet", *files], capture_output=True, text=True, timeout=120
     )
@@ -189,20 +204,22 @@ def test_cli_rejects_a_broken_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- kustomization
 
 
-def test_kustomization_lists_every_manifest() -> None:
-    kust = load_yaml(K8S / "kustomization.yaml")
-    assert kust["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
-    assert kust["kind"] == "Kustomization"
-    listed = set(kust["resources"])
-    on_disk = {p.name for p in k8s_manifest_files()}
-    assert listed == on_disk, f"not listed: {on_disk - listed}; missing: {listed - on_disk}"
-    assert kust["namespace"] == "familyhub"
+def test_every_manifest_is_listed_by_its_kustomization() -> None:
+    for folder in {p.parent for p in k8s_manifest_files()}:
+        kust = load_yaml(folder / "kustomization.yaml")
+        assert (kust["apiVersion"], kust["kind"]) == ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+        listed = {r for r in kust["resources"] if not r.startswith("..")}
+        on_disk = {p.name for p in folder.glob("*.yaml") if p.name != "kustomization.yaml"}
+        assert listed == on_disk, f"{folder}: not listed: {on_disk - listed}; missing: {listed - on_disk}"
+    assert load_yaml(K8S / "base" / "kustomization.yaml")["namespace"] == "familyhub"
+    for overlay in OVERLAYS:
+        assert "../../base" in load_yaml(K8S / "overlays" / overlay / "kustomization.yaml")["resources"]
 
 
 # --------------------------------------------------------------------------- policy and wiring
 
 
-@pytest.mark.parametrize(("label", "doc"), DOCS, ids=_ids(DOCS))
+@pytest.mark.parametrize(("label", "doc"), EVERY_OVERLAY, ids=_ids(EVERY_OVERLAY))
 def test_workloads_are_locked_down_with_resources(label: str, doc: dict[str, Any]) -> None:
     assert workload_problems(doc) == []
     assert probe_problems(doc) == []
@@ -237,69 +254,110 @@ def test_probe_check_catches_wrong_paths() -> None:
 
 
 def test_objects_are_wired_together() -> None:
-    assert topology_problems([doc for _, doc in DOCS]) == []
+    for overlay in OVERLAYS:
+        assert topology_problems([doc for _, doc in k8s_documents(overlay)], SECRETS) == [], overlay
 
 
-@pytest.mark.parametrize(
-    ("mutate", "expect"),
-    [
-        (
-            lambda ds: _find(ds, "StatefulSet")["spec"].pop("volumeClaimTemplates"),
-            "not on a volumeClaimTemplate",
-        ),
-        (
-            lambda ds: _find(ds, "StatefulSet").update(
-                spec={**_find(ds, "StatefulSet")["spec"], "serviceName": "x"}
-            ),
-            "not a headless Service",
-        ),
-        (lambda ds: _find(ds, "Secret")["stringData"].pop("database-url"), "missing secret key"),
-        (
-            lambda ds: _find(ds, "ServiceMonitor")["spec"]["endpoints"][0].update(port="metrics"),
-            "port 'metrics' not on Service",
-        ),
-        (
-            lambda ds: _find(ds, "ServiceMonitor")["spec"]["selector"]["matchLabels"].update(x="y"),
-            "selects no Service",
-        ),
-        (lambda ds: _find(ds, "ServiceMonitor")["spec"]["endpoints"][0].pop("authorization"),
-         "scrapes /metrics without a bearer token"),
-        (lambda ds: _find(ds, "Secret")["stringData"].pop("metrics-token"), "token wants missing secret key"),
-        (lambda ds: _find(ds, "ConfigMap")["data"].update(HUB_TYPO="1"), "HUB_TYPO is not a hub setting"),
-        (lambda ds: _drop(ds, "PodDisruptionBudget"), "worker: no PodDisruptionBudget"),
-    ],
-)
-def test_wiring_check_catches_breakage(mutate, expect) -> None:
-    docs = copy.deepcopy([doc for _, doc in DOCS])
-    mutate(docs)
-    problems = topology_problems(docs)
-    assert any(expect in p for p in problems), problems
+def _without(key: str) -> dict[str, set[str]]:
+    return {name: keys - {key} for name, keys in SECRETS.items()}
 
 
-def _find(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    return next(d for d in docs if d["kind"] == kind)
+def _find(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix))
 
 
 def _drop(docs: list[dict[str, Any]], kind: str) -> None:
     docs[:] = [d for d in docs if d["kind"] != kind]
 
 
-def test_secret_holds_only_documented_placeholders() -> None:
-    secret = _doc("Secret")
-    for key, value in secret["stringData"].items():
-        assert "REPLACE_ME" in value, (
-            f"{key} looks like a real secret; the repository carries placeholders only"
-        )
+def _as_statefulset(docs: list[dict[str, Any]]) -> None:
+    _find(docs, "Deployment", "worker")["kind"] = "StatefulSet"
 
 
-def test_worker_runs_rocksdb_with_exactly_once_and_a_matching_partition_count() -> None:
+def _container(docs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
+    return _find(docs, "Deployment", suffix)["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "secrets", "expect"),
+    [
+        (_as_statefulset, SECRETS, "no worker Deployment"),
+        (lambda ds: _container(ds, "worker")["env"].append({"name": "HUB_WORKER_STORE", "value": "rocksdb://"}),
+         SECRETS, "it keeps no tables"),
+        (lambda ds: None, _without("database-url"), "missing secret key familyhub-secrets/database-url"),
+        (lambda ds: None, _without("payload-master-key"), "wants missing secret key payload-master-key"),
+        (lambda ds: None, {}, "no Secret"),
+        (
+            lambda ds: _find(ds, "ServiceMonitor")["spec"]["endpoints"][0].update(port="metrics"),
+            SECRETS,
+            "port 'metrics' not on Service",
+        ),
+        (
+            lambda ds: _find(ds, "ServiceMonitor")["spec"]["selector"]["matchLabels"].update(x="y"),
+            SECRETS,
+            "selects no Service",
+        ),
+        (lambda ds: _find(ds, "ServiceMonitor")["spec"]["endpoints"][0].pop("authorization"), SECRETS,
+         "scrapes /metrics without a bearer token"),
+        (lambda ds: _container(ds, "connectors").update(args=["deliver"]), SECRETS, "serve no /metrics"),
+        (lambda ds: None, _without("metrics-token"), "token wants missing secret key"),
+        (lambda ds: _find(ds, "ConfigMap")["data"].update(HUB_TYPO="1"), SECRETS, "HUB_TYPO is not a hub setting"),
+        (lambda ds: _drop(ds, "PodDisruptionBudget"), SECRETS, "worker: no PodDisruptionBudget"),
+    ],
+)
+def test_wiring_check_catches_breakage(mutate, secrets, expect) -> None:
+    docs = copy.deepcopy([doc for _, doc in DOCS])
+    mutate(docs)
+    problems = topology_problems(docs, secrets)
+    assert any(expect in p for p in problems), problems
+
+
+def test_the_documented_secret_holds_every_key_and_the_repository_none() -> None:
+    """The operator creates familyhub-secrets from docs/operations.md; nothing in the repository could
+    overwrite it with placeholders on `kubectl apply`."""
+    assert SECRETS["familyhub-secrets"] == {
+        "pseudonym-key", "jwt-key", "payload-master-key", "audit-signing-key", "kafka-ca.crt", "database-url",
+        "kafka-sasl-password", "metrics-token"}
+    for _, doc in EVERY_OVERLAY:
+        assert doc["kind"] != "Secret", "secret values are created by the operator, not rendered"
+
+
+def test_worker_is_a_stateless_deployment_with_exactly_once_and_a_matching_partition_count() -> None:
     cm = _doc("ConfigMap")["data"]
-    sts = _doc("StatefulSet", "worker")
+    worker = _doc("Deployment", "worker")
     assert cm["HUB_PROCESSING_GUARANTEE"] == "exactly_once"
     assert cm["HUB_TOPIC_REPLICATION_FACTOR"] == "3"
     assert cm["HUB_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
-    assert sts["spec"]["replicas"] <= int(cm["HUB_TOPIC_PARTITIONS"]), "workers beyond partitions sit idle"
-    assert sts["spec"]["template"]["spec"]["containers"][0]["args"] == ["worker"]
+    assert worker["spec"]["replicas"] <= int(cm["HUB_TOPIC_PARTITIONS"]), "workers beyond partitions sit idle"
+    pod = worker["spec"]["template"]["spec"]
+    assert pod["containers"][0]["args"] == ["worker"]
+    assert all("persistentVolumeClaim" not in v for v in pod["volumes"]), "a worker keeps nothing on a volume"
     job = _doc("Job", "migrate")["spec"]["template"]["spec"]
     assert [c["args"] for c in job["initContainers"]] == [["migrate"]]
     assert [c["args"] for c in job["containers"]] == [["topics", "--create"]]
+    # migrations run in the Job only: no long-running pod runs `hub migrate`
+    for _, doc in DOCS:
+        if doc["kind"] == "Deployment":
+            assert all("migrate" not in (c.get("args") or []) for c in doc["spec"]["template"]["spec"]["containers"])
+
+
+def test_the_api_autoscales_and_the_network_is_denied_by_default() -> None:
+    hpa = _doc("HorizontalPodAutoscaler", "api")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "familyhub-api"}
+    assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
+    policies = [d for _, d in DOCS if d["kind"] == "NetworkPolicy"]
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")
+            and not p["spec"].get("egress")]
+    assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    admitted = [p for p in policies if p["spec"].get("ingress")]
+    components = {v for p in admitted for e in p["spec"]["podSelector"].get("matchExpressions", [])
+                  for v in e["values"]}
+    assert components == {"api", "connectors"}, "only the HTTP processes take connections"
+
+
+def test_the_metrics_credential_is_the_static_token_the_api_reads() -> None:
+    endpoint = _doc("ServiceMonitor")["spec"]["endpoints"][0]
+    key = endpoint["authorization"]["credentials"]["key"]
+    for suffix in ("api", "connectors"):
+        env = {e["name"]: e for e in _doc("Deployment", suffix)["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["HUB_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "familyhub-secrets", "key": key}

@@ -67,6 +67,7 @@ async def test_id_shaped_ids_and_dated_reasons_do_not_stop_the_trail(
     ig = token_header(services, "ig_officer", "ig-guard")
     verify = (await client.get("/v1/audit/verify", headers=ig)).json()
     assert verify["ok"] and verify["dead_letters"] == 2
+    await client.hub_app.state.metrics_sampler.run_once()  # type: ignore[attr-defined]  # its background pass
     metrics = (await client.get("/metrics", headers=token_header(services, "monitor", "prom"))).text
     assert "hub_audit_dead_letters 2.0" in metrics
     text = audit_text(services)

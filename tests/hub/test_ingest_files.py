@@ -185,6 +185,7 @@ def test_cli_import_prints_line_numbered_errors_and_summary(
         monkeypatch.setenv("HUB_KAFKA_BOOTSTRAP", broker.bootstrap)
         monkeypatch.setenv("HUB_KAFKA_EMBEDDED", "true")
         asyncio.run(ensure_topics(Settings()))
+        assert runner.invoke(cli_app, ["migrate"]).exit_code == 0  # a configured database: only `hub migrate` migrates
         result = runner.invoke(cli_app, ["ingest", "social-care", csv])
         assert result.exit_code == 1, result.output
         assert "social-care: 6 accepted, 0 duplicates, 4 rejected" in result.output

@@ -24,8 +24,8 @@ from tests.tls_support import make_tls_files
 
 
 def settings(tmp_path: Path, **kafka: Any) -> Settings:
-    return Settings(kafka_bootstrap="kafka-1:9093", data_dir=tmp_path / "data",
-                    database_url=f"sqlite:///{tmp_path / 'hub.db'}", **kafka)
+    # the hub's own SQLite file in the data directory: the worker migrates it itself
+    return Settings(kafka_bootstrap="kafka-1:9093", data_dir=tmp_path / "data", **kafka)
 
 
 def same_options(faust_side: dict[str, Any], aiokafka_side: dict[str, Any]) -> None:
