@@ -120,8 +120,8 @@ def api() -> None:
     """Serve the HTTP API only (against HUB_KAFKA_BOOTSTRAP and HUB_DATABASE_URL)."""
     import uvicorn
 
-    from hub.api.app import create_app
     from hub.ingest.services import Services
+    from hub.pages.site import create_site
 
     settings = load_settings()
     if not settings.kafka_bootstrap:
@@ -130,7 +130,7 @@ def api() -> None:
         services = Services.build(settings)
     except HubError as exc:
         fail_with(exc, first_line=False)
-    uvicorn.run(create_app(services), host=settings.api_host, port=settings.api_port, log_config=None)
+    uvicorn.run(create_site(services), host=settings.api_host, port=settings.api_port, log_config=None)
 
 
 @app.command()

@@ -42,6 +42,10 @@
 | HUB_API_DOCS | auto | Serve `/docs`, `/redoc`, `/openapi.json` (no token); off: 404. auto: embedded demo only. |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body on every route, chunked or not (413 beyond). |
 | HUB_KAFKA_MAX_REQUEST_BYTES | 1048576 | Producer request limit; a record may be this less 16 KiB (413, unlogged). |
+| HUB_SESSION_KEY / _FILE | (generated in data dir) | Signs the pages' session cookies (hub/pages). |
+| HUB_SESSION_HOURS | 8 | A page session lasts this long after sign-in. |
+| HUB_SESSION_SECURE_COOKIE | true | Session cookie over HTTPS only (browsers count http://127.0.0.1 as secure). |
+| HUB_SIGNIN_LINK_MINUTES | 15 | A one-time sign-in link (`hub demo --serve`, `hub signin-link`) expires after this. |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
 
@@ -144,6 +148,12 @@ class Settings(BaseSettings):
     #: whether it may record consent (docs/operations.md). Unset: every agency token is registered for
     #: every sector under its own subject, except with OIDC (production): then no agency is registered.
     agencies_file: Path | None = None
+
+    session_key: str = ""
+    session_key_file: Path | None = None
+    session_hours: float = Field(default=8.0, gt=0)
+    session_secure_cookie: bool = True
+    signin_link_minutes: float = Field(default=15.0, gt=0)
 
     max_body_bytes: int = 5 * 1024 * 1024
     #: None (auto): the API description is served only by the embedded demo; see :attr:`api_docs_open`

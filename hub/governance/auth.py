@@ -169,10 +169,18 @@ class Rule:
     relation: Relation = "none"
     audit: str | None = None  # audit action recorded for every allowed call (reads of family data)
     clinical: bool = False  # an IG officer may call it only with a recorded investigation reason
+    #: a page for people (hub/pages): signed in by a session cookie, not a bearer token; the page applies
+    #: this rule and the rule of every API route whose data it shows
+    page: bool = False
 
 
 def rule(*roles: str, relation: Relation = "none", audit: str | None = None, clinical: bool = False) -> Rule:
     return Rule(frozenset(roles), relation, audit, clinical)
+
+
+def page(*roles: str, relation: Relation = "none") -> Rule:
+    """A page's rule; no roles: open to anyone (the start page, following a sign-in link)."""
+    return Rule(frozenset(roles), relation, page=True)
 
 
 PUBLIC = rule()
@@ -253,6 +261,18 @@ POLICY: dict[tuple[str, str], Rule] = {
     # agency's entry is 404) or IG releases a disclosure hold; a safeguarding lead or IG makes an override
     ("POST", "/v1/households/{household_id}/children/{child_id}/holds/{event_id}/release"): rule("agency", IG),
     ("POST", "/v1/households/{household_id}/children/{child_id}/overrides"): rule("safeguarding_lead", IG),
+    # pages for people (hub/pages): each also applies the rules of the API routes whose data it shows
+    ("GET", "/"): page(),
+    ("GET", "/sign-in/{token}"): page(),
+    ("POST", "/sign-in/{token}"): page(),
+    ("POST", "/sign-out"): page(*ROLES),
+    ("GET", "/caseload"): page("coordinator"),
+    ("GET", "/households/{household_id}"): page("coordinator", relation="household"),
+    ("GET", "/households/{household_id}/live"): page("coordinator", *FAMILY, relation="household"),
+    ("POST", "/households/{household_id}/alerts/{alert_id}/acknowledge"): page("coordinator", relation="household"),
+    ("GET", "/family"): page(*FAMILY),
+    ("POST", "/family/children/{child_id}/consents"): page(*FAMILY),
+    ("POST", "/family/children/{child_id}/consents/{directive_id}/withdraw"): page(*FAMILY),
 }
 
 
@@ -269,7 +289,7 @@ async def authorise(principal: Principal | None, method: str, path: str, params:
     policy = policy_for(method, path)
     if policy is None:
         raise ForbiddenError(f"{method} {path} is not open to anyone")
-    if policy is PUBLIC:
+    if policy is PUBLIC or (policy.page and not policy.roles):
         return policy
     if principal is None:
         raise AuthError("a bearer token is required")

@@ -1,0 +1,134 @@
+"""What the pages show, gathered with the functions the JSON routes call and the reader's view under the
+read policy (:class:`hub.sharing.visibility.ReadView`): the same rows, shaped for people to read."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from hub.db.schema import timeline_changes
+from hub.db.store import Store, utcnow
+from hub.governance.auth import Principal
+from hub.sharing import consents, delivery, readiness
+from hub.sharing.alerts import list_alerts
+from hub.sharing.visibility import ReadView, narrowing, readiness_for, shares_for
+from hub.stream import readmodel
+
+#: appointments this close count on the caseload
+SOON = timedelta(days=14)
+#: report states that need someone to act before the appointment
+BLOCKED = ("withheld", "delivery_failed", "unread_in_inbox")
+
+
+@dataclass
+class Attention:
+    """One thing standing between an appointment and a clinician who has the reports, or an open alert."""
+
+    child_id: str
+    what: str
+    status: str
+    step: str | None
+    when: str | None = None  # the appointment's start
+    service: str | None = None
+
+
+@dataclass
+class CaseloadRow:
+    household_id: str
+    children: list[str]
+    items: list[Attention] = field(default_factory=list)
+    open_alerts: int = 0
+    next_appointment: str | None = None
+
+    @property
+    def weight(self) -> tuple[int, str]:
+        return -(len(self.items)), self.next_appointment or "9999"
+
+
+def attention(ready: dict[str, Any], now: datetime) -> list[Attention]:
+    """Appointments in the next two weeks with a report withheld, undelivered, unread or not yet written."""
+    out = []
+    for child in ready["children"]:
+        for a in child["appointments"]:
+            if datetime.fromisoformat(a["start"]) - now > SOON:
+                continue
+            for r in a["reports"]:
+                if r["status"] in BLOCKED:
+                    out.append(Attention(child["child_id"], r["title"], r["status"], r["unblock"] or r["why"],
+                                         a["start"], a["service"]))
+            for m in a["expected"]:
+                out.append(Attention(child["child_id"], f"report from {m['service']}",
+                                     "overdue" if m["overdue"] else "missing", m["unblock"], a["start"], a["service"]))
+    return out
+
+
+def household_readiness(store: Store, view: ReadView, household_id: str, now: datetime) -> dict[str, Any]:
+    return readiness_for(view, store, household_id, readiness.readiness(store, household_id, now))
+
+
+def caseload(store: Store, principal: Principal, households: list[str]) -> list[CaseloadRow]:
+    """The coordinator's families, those with the most standing in the way of an appointment first."""
+    now = utcnow()
+    rows = []
+    view = ReadView.load(store, principal, households)
+    for hh in households:
+        ready = household_readiness(store, view, hh, now)
+        alerts = list_alerts(store, household_id=hh)
+        row = CaseloadRow(hh, view.visible_children(hh), attention(ready, now))
+        for a in alerts:
+            if a["state"] == "open":
+                row.open_alerts += 1
+                row.items.append(Attention(a["child_id"], a["details"].get("message") or a["kind"], "alert",
+                                           "open the family page and acknowledge it"))
+        starts = [a["start"] for c in ready["children"] for a in c["appointments"]]
+        row.next_appointment = min(starts, default=None)
+        rows.append(row)
+    return sorted(rows, key=lambda r: r.weight)
+
+
+def timeline(store: Store, view: ReadView, household_id: str, child_id: str, *, sector: str | None = None,
+             kind: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    only = narrowing(view, household_id)
+    rows, _ = readmodel.timeline(store, household_id, child_id=child_id, sector=sector or None, kind=kind or None,
+                                 limit=limit, view=view.entry_view(household_id, kind or None), only_children=only)
+    return rows
+
+
+def family(store: Store, principal: Principal, household_id: str, *, sector: str | None = None,
+           kind: str | None = None) -> dict[str, Any]:
+    """A family as the reader may see it: per child its timeline, team, consents; appointments with report
+    readiness; share states; alerts (coordinators only: the caller checks the policy for each part)."""
+    now = utcnow()
+    view = ReadView.load(store, principal, [household_id])
+    children = view.visible_children(household_id)
+    ready = household_readiness(store, view, household_id, now)
+    by_child = {c["child_id"]: c for c in ready["children"]}
+    shares = shares_for(view, store, household_id, delivery.recipient_states(store, household_id, None))
+    out = []
+    for child in children:
+        team = readmodel.team(store, household_id, child, view.records_view(household_id))
+        out.append({
+            "child_id": child,
+            "timeline": timeline(store, view, household_id, child, sector=sector, kind=kind),
+            "team": [asdict(m) for m in team],
+            "appointments": by_child.get(child, {}).get("appointments", []),
+            "consents": [d for d in consents.list_directives(store, household_id, child)
+                         if d["status"] in ("active", "pending_confirmation")],
+            "shares": [s for s in shares if s.get("child_id") == child],
+        })
+    return {"household_id": household_id, "children": out, "attention": attention(ready, now)}
+
+
+def latest_change(store: Store, household_id: str) -> int:
+    """The household's newest change id: a page's live updates start after it."""
+    C = timeline_changes.c
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(C.seq), 0)).where(
+            C.household_id == household_id)).scalar_one())
+
+
+def alerts(store: Store, household_id: str) -> list[dict[str, Any]]:
+    return list_alerts(store, household_id=household_id)

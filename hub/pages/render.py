@@ -1,0 +1,68 @@
+"""Rendering: one set of Jinja2 templates for English and Welsh (gettext catalogues compiled by Babel in
+``locales/``), dates in the reader's language, and the page furniture every template gets."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel.dates import format_date, format_datetime, get_timezone
+from babel.support import NullTranslations, Translations
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from hub.pages.session import csrf_token, language, signed_in
+
+HERE = Path(__file__).parent
+LOCALES = HERE / "locales"
+TIMEZONE = get_timezone("Europe/London")
+
+
+@cache
+def translations(lang: str) -> NullTranslations:
+    if lang == "en":
+        return NullTranslations()
+    return Translations.load(str(LOCALES), [lang], domain="messages")
+
+
+def _as_time(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    when = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@cache
+def environment(lang: str) -> Environment:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(("html",)),
+                      extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+    env.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+
+    def when(value: Any) -> str:
+        t = _as_time(value)
+        return "" if t is None else format_datetime(t, "d MMMM y, HH:mm", tzinfo=TIMEZONE, locale=lang)
+
+    def day(value: Any) -> str:
+        t = _as_time(value)
+        return "" if t is None else format_date(t.astimezone(UTC).date(), "d MMMM y", locale=lang)
+
+    env.filters["when"] = when
+    env.filters["day"] = day
+    env.filters["iso"] = lambda v: "" if _as_time(v) is None else _as_time(v).isoformat()  # type: ignore[union-attr]
+    return env
+
+
+def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page in the reader's language, with who is signed in and the session's CSRF token."""
+    lang = language(request)
+    html = environment(lang).get_template(template).render(
+        request=request, lang=lang, me=signed_in(request), csrf=csrf_token(request), path=request.url.path,
+        **context)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def gettext(request: Request, message: str) -> str:
+    return translations(language(request)).gettext(message)

@@ -1,0 +1,54 @@
+"""Fixtures for the pages: the real app (API and pages) over ASGI with a real database, and signing in the
+way people do, by following a one-time link and pressing its button."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hub.core.settings import Settings
+from hub.governance.auth import Principal
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker
+from hub.kafka.topics import ensure_topics
+from hub.pages import signin
+from hub.pages.site import create_site
+
+ROOT = Path(__file__).resolve().parents[2]
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+async def site_services(sqlite_url: str, broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Services]:
+    """Services on the session's broker and a fresh SQLite database (the pages only read and record)."""
+    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=sqlite_url,
+                        data_dir=tmp_path / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32)
+    await ensure_topics(settings)
+    svc = Services.build(settings)
+    await svc.start()
+    yield svc
+    await svc.stop()
+    svc.store.engine.dispose()
+
+
+def browser(services: Services) -> httpx.AsyncClient:
+    """A client of the whole app over HTTPS (the session cookie is Secure), following no redirects."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_site(services)), base_url="https://hub.test")
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF.search(html)
+    assert found, "the page has no form token"
+    return found.group(1)
+
+
+async def sign_in(client: httpx.AsyncClient, services: Services, principal: Principal) -> None:
+    token = signin.issue(services.store, principal, 15)
+    page = await client.get(f"/sign-in/{token}")
+    assert page.status_code == 200, page.text
+    r = await client.post(f"/sign-in/{token}", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 303, r.text
