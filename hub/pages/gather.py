@@ -21,6 +21,8 @@ from hub.stream import readmodel
 SOON = timedelta(days=14)
 #: report states that need someone to act before the appointment
 BLOCKED = ("withheld", "delivery_failed", "unread_in_inbox")
+#: how much each kind of item weighs on the caseload: a report the clinician cannot get first
+SEVERITY = {"withheld": 3, "delivery_failed": 3, "overdue": 3, "alert": 2, "unread_in_inbox": 1, "missing": 1}
 
 
 @dataclass
@@ -44,8 +46,10 @@ class CaseloadRow:
     next_appointment: str | None = None
 
     @property
-    def weight(self) -> tuple[int, str]:
-        return -(len(self.items)), self.next_appointment or "9999"
+    def weight(self) -> tuple[int, int, str]:
+        """Sort key: the worst item first, then how many, then the nearest appointment."""
+        worst = max((SEVERITY.get(i.status, 1) for i in self.items), default=0)
+        return -worst, -len(self.items), self.next_appointment or "9999"
 
 
 def attention(ready: dict[str, Any], now: datetime) -> list[Attention]:

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from hub.core.settings import Settings
+from hub.db.keyvault import sealed_serde
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
 from hub.kafka.topics import ensure_topics
 from hub.pages import signin
 from hub.pages.site import create_site
+from hub.sharing.follower import Follower
+from hub.stream import projection
+from tests.sharing.sharing_support import deliver
 
 ROOT = Path(__file__).resolve().parents[2]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -52,3 +57,21 @@ async def sign_in(client: httpx.AsyncClient, services: Services, principal: Prin
     assert page.status_code == 200, page.text
     r = await client.post(f"/sign-in/{token}", data={"csrf": csrf_of(page.text)})
     assert r.status_code == 303, r.text
+
+
+def project_logged(services: Services, after: int, now: datetime) -> int:
+    """Do what the stream worker and its sharing follower do with what ingest logged after ``after``: decode,
+    project (with the change feed), decide and deliver. Returns the last log position."""
+    serde = sealed_serde(services.catalogue, services.settings, services.store)
+    last = after
+    for batch in services.store.iter_log(after_seq=after, batch=1000):
+        decoded = []
+        for rec in batch:
+            d = serde.decode(rec.value)
+            decoded.append((d.record_type, services.catalogue.writer(d.record_type).ce_type, d.record))
+            last = rec.seq
+        projection.apply(services.store, decoded)
+    step = Follower(services.store, "pages-tests").step(now)
+    assert step.held and not step.more
+    deliver(services.store, now)
+    return last
