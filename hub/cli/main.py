@@ -214,6 +214,30 @@ def token_create(
         fail_with(exc, first_line=False)
 
 
+@app.command("signin-link")
+def signin_link(
+    role: Annotated[str, typer.Option(help="coordinator, agency, parent, young_person, ig_officer, ...")],
+    subject: Annotated[str, typer.Option(help="Who signs in (a user id, not a person's name).")],
+    agency: Annotated[str | None, typer.Option(help="Agency id (role agency).")] = None,
+    household: Annotated[str | None, typer.Option(help="Household id (parent, young_person).")] = None,
+    member: Annotated[str | None, typer.Option(help="Member id (young_person: their own record).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Where the pages are served (default: the API address).")]
+    = None,
+) -> None:
+    """Print a one-time sign-in link to the pages (valid HUB_SIGNIN_LINK_MINUTES, usable once)."""
+    from hub.db.store import Store
+    from hub.governance.auth import Principal
+    from hub.pages import signin
+
+    settings = load_settings()
+    try:
+        store = Store.open(settings.effective_database_url)
+        token = signin.issue(store, Principal(subject, role, agency, household, member), settings.signin_link_minutes)
+    except HubError as exc:
+        fail_with(exc, first_line=False)
+    print(f"{base_url or f'http://{settings.api_host}:{settings.api_port}'}/sign-in/{token}")
+
+
 @dlq_app.command("list")
 def dlq_list(
     all_: Annotated[bool, typer.Option("--all", help="Include replayed ones.")] = False,
