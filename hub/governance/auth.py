@@ -273,6 +273,13 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/family"): page(*FAMILY),
     ("POST", "/family/children/{child_id}/consents"): page(*FAMILY),
     ("POST", "/family/children/{child_id}/consents/{directive_id}/withdraw"): page(*FAMILY),
+    ("GET", "/inbox"): page("agency"),
+    ("POST", "/inbox/{delivery_id}/ack"): page("agency"),
+    ("GET", "/governance"): page(IG),
+    ("GET", "/governance/household"): page(IG),
+    ("POST", "/governance/household/reason"): page(IG),
+    ("GET", "/governance/household/timeline"): page(IG),
+    ("GET", "/governance/export"): page(IG),
 }
 
 

@@ -23,13 +23,16 @@ from hub.ingest.relay import RELAY_EVERY
 from hub.ingest.services import Services
 from hub.pages import signin
 from hub.pages.access import PageGate
+from hub.pages.agency import agency_pages
 from hub.pages.coordinator import coordinator_pages
 from hub.pages.family import family_pages
+from hub.pages.governance import governance_pages
 from hub.pages.render import page
 from hub.pages.session import COOKIE, check_csrf, session_key, sign_in, sign_out, signed_in
 
 STATIC = Path(__file__).parent / "static"
-HOME = {"coordinator": "/caseload", "parent": "/family", "young_person": "/family"}
+HOME = {"coordinator": "/caseload", "parent": "/family", "young_person": "/family", "agency": "/inbox",
+        "ig_officer": "/governance"}
 
 
 def is_page(request: Request) -> bool:
@@ -90,4 +93,6 @@ def create_site(services: Services, *, relay_interval: float = RELAY_EVERY, poll
     app.include_router(start_pages(services))
     app.include_router(coordinator_pages(services, gate, poll_interval))
     app.include_router(family_pages(services, gate))
+    app.include_router(agency_pages(services, gate))
+    app.include_router(governance_pages(services, gate))
     return app
