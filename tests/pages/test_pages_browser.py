@@ -92,6 +92,7 @@ def shot(page: Any, name: str) -> None:
     if os.environ.get("HUB_SCREENSHOTS"):
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.set_viewport_size({"width": 1100, "height": 900})
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=False)
 
 
@@ -119,12 +120,14 @@ def test_each_person_s_journey_through_the_pages(demo: dict[str, Any]) -> None:
         coordinator.wait_for_selector("#live-content")
         attention = coordinator.locator("#live-content")
         assert step in attention.inner_text()
+        coordinator.evaluate("window.notReloaded = true")
         accessible(coordinator, "family page")
         shot(coordinator, "family-page")
 
         parent = sign_in(browser, parent_link)
         assert parent.url.endswith("/family")
         accessible(parent, "the family's own page")
+        shot(parent, "family-own-view")
         # the consent form with the keyboard alone: tab to the first choice, choose, tab on, submit
         parent.locator("input[name=decision][value=permit]").focus()
         parent.keyboard.press("Space")
@@ -138,11 +141,12 @@ def test_each_person_s_journey_through_the_pages(demo: dict[str, Any]) -> None:
         parent.wait_for_url(re.compile(r"/family\?saved=1"))
         assert "Your choice is recorded" in parent.inner_text("body")
         accessible(parent, "the family's page after consenting")
-        shot(parent, "family-own-view")
 
         # the coordinator's page changes by itself once the hub has shared the report
-        coordinator.wait_for_function("s => !document.getElementById('live-content').innerText.includes(s)",
-                                      arg=step, timeout=30000)
+        coordinator.wait_for_function(
+            "s => { const t = document.getElementById('live-content').innerText;"
+            " return !t.includes(s) && /Not read yet|On its way|Shared/.test(t); }", arg=step, timeout=30000)
+        assert coordinator.evaluate("window.notReloaded === true")  # updated in place, not reloaded
 
         agency = sign_in(browser, agency_link)
         assert agency.url.endswith("/inbox")
