@@ -231,6 +231,8 @@ def signin_link(
 
     settings = load_settings()
     try:
+        if settings.oidc_issuer:
+            raise ConfigError("with HUB_OIDC_ISSUER set, people sign in to the pages with the identity provider")
         store = Store.open(settings.effective_database_url)
         token = signin.issue(store, Principal(subject, role, agency, household, member), settings.signin_link_minutes)
     except HubError as exc:

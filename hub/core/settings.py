@@ -28,6 +28,9 @@
 | HUB_JWT_ISSUER / HUB_JWT_AUDIENCE | familyhub / familyhub-api | iss and aud of the hub's own tokens. |
 | HUB_JWT_LEEWAY | 30 | Clock skew allowed on exp/nbf/iat, seconds. |
 | HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: only this OIDC issuer's tokens, keys from its JWKS. |
+| HUB_OIDC_CLIENT_ID / _CLIENT_SECRET | (empty) | The pages' OIDC client (code flow, PKCE); secret if confidential. |
+| HUB_OIDC_AUTHORIZE_URL / _TOKEN_URL | (empty) | The issuer's authorisation and token endpoints for the pages. |
+| HUB_OIDC_REDIRECT_URL | (empty) | The pages' callback as the issuer knows it, `https://<hub>/sign-in/oidc/callback`. |
 | HUB_OIDC_JWKS_LIFESPAN | 300 | Seconds the JWKS is cached; a key the issuer removes stops verifying in this time. |
 | HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
 | HUB_PAYLOAD_MASTER_KEY / _FILE | (generated) | Wraps the per-subject record keys; one per line, current first. |
@@ -131,6 +134,11 @@ class Settings(BaseSettings):
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_jwks_url: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_authorize_url: str = ""
+    oidc_token_url: str = ""
+    oidc_redirect_url: str = ""
     oidc_jwks_lifespan: float = Field(default=300.0, gt=0)
     oidc_jwks_cooldown: float = Field(default=30.0, ge=0)
 

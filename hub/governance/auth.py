@@ -131,6 +131,22 @@ class TokenService:
         claims.update({k: v for k, v in (("agency", agency), ("household", household), ("member", member)) if v})
         return jwt.encode(claims, self.key, algorithm="HS256")
 
+    def verify_id_token(self, token: str, client_id: str, nonce: str) -> dict[str, Any]:
+        """An OIDC ID token's claims after the checks of the authorisation code flow: the issuer's signature,
+        issuer, audience (the pages' client id), expiry and the nonce of this sign-in."""
+        if self._jwks is None:
+            raise AuthError("no OIDC issuer is configured")
+        try:
+            jwk = self._jwks.get_signing_key_from_jwt(token)
+            claims: dict[str, Any] = jwt.decode(
+                token, jwk, algorithms=OIDC_ALGORITHMS, audience=client_id, issuer=self.settings.oidc_issuer,
+                leeway=self.settings.jwt_leeway, options={"require": ["exp", "iat", "sub", "nonce"]})
+        except jwt.PyJWTError as exc:
+            raise AuthError(_refusal(exc)) from None
+        if not secrets.compare_digest(str(claims["nonce"]), nonce):
+            raise AuthError("the sign-in answer is not for this sign-in (nonce)")
+        return claims
+
     def verify(self, token: str) -> Principal:
         s = self.settings
         try:
@@ -264,6 +280,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     # pages for people (hub/pages): each also applies the rules of the API routes whose data it shows
     ("GET", "/"): page(),
     ("GET", "/sign-in/{token}"): page(),
+    ("GET", "/sign-in/oidc"): page(),
+    ("GET", "/sign-in/oidc/callback"): page(),
     ("POST", "/sign-in/{token}"): page(),
     ("POST", "/sign-out"): page(*ROLES),
     ("GET", "/caseload"): page("coordinator"),

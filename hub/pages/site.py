@@ -27,6 +27,7 @@ from hub.pages.agency import agency_pages
 from hub.pages.coordinator import coordinator_pages
 from hub.pages.family import family_pages
 from hub.pages.governance import governance_pages
+from hub.pages.oidc import configured, oidc_pages
 from hub.pages.render import page
 from hub.pages.session import COOKIE, check_csrf, session_key, sign_in, sign_out, signed_in
 
@@ -57,7 +58,7 @@ def start_pages(services: Services) -> APIRouter:
     async def start(request: Request) -> Response:
         """The start page: what the hub is, how to sign in, and the way to the reader's own pages."""
         me = signed_in(request)
-        return page(request, "start.html", home=HOME.get(me.role) if me else None)
+        return page(request, "start.html", home=HOME.get(me.role) if me else None, oidc=configured(settings))
 
     @router.get("/sign-in/{token}")
     async def follow_link(request: Request, token: str) -> Response:
@@ -68,6 +69,8 @@ def start_pages(services: Services) -> APIRouter:
     @router.post("/sign-in/{token}")
     async def use_link(request: Request, token: str, csrf: Annotated[str | None, Form()] = None) -> Response:
         check_csrf(request, csrf)
+        if settings.oidc_issuer:  # one source of identity in production, as for the API's tokens
+            raise AuthError("sign in with your organisation's account")
         principal = await asyncio.to_thread(signin.redeem, store, token)
         sign_in(request, principal, settings.session_hours)
         return RedirectResponse(HOME.get(principal.role, "/"), status_code=303)
@@ -90,6 +93,7 @@ def create_site(services: Services, *, relay_interval: float = RELAY_EVERY, poll
                        https_only=services.settings.session_secure_cookie)
     app.add_exception_handler(HubError, page_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(oidc_pages(services.settings, HOME))  # before /sign-in/{token}
     app.include_router(start_pages(services))
     app.include_router(coordinator_pages(services, gate, poll_interval))
     app.include_router(family_pages(services, gate))

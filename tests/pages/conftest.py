@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,17 +29,27 @@ ROOT = Path(__file__).resolve().parents[2]
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-@pytest.fixture
-async def site_services(sqlite_url: str, broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Services]:
+@asynccontextmanager
+async def running_services(sqlite_url: str, broker: EmbeddedBroker, tmp_path: Path,
+                           **overrides: Any) -> AsyncIterator[Services]:
     """Services on the session's broker and a fresh SQLite database (the pages only read and record)."""
     settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=sqlite_url,
-                        data_dir=tmp_path / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32)
+                        data_dir=tmp_path / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32,
+                        **overrides)
     await ensure_topics(settings)
     svc = Services.build(settings)
     await svc.start()
-    yield svc
-    await svc.stop()
-    svc.store.engine.dispose()
+    try:
+        yield svc
+    finally:
+        await svc.stop()
+        svc.store.engine.dispose()
+
+
+@pytest.fixture
+async def site_services(sqlite_url: str, broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Services]:
+    async with running_services(sqlite_url, broker, tmp_path) as svc:
+        yield svc
 
 
 def browser(services: Services) -> httpx.AsyncClient:
