@@ -48,13 +48,15 @@ def coordinator_pages(services: Services, gate: PageGate, poll_interval: float) 
         return page(request, "caseload.html", rows=rows)
 
     @router.get("/households/{household_id}")
-    async def family(request: Request, household_id: str, sector: Sector = "", kind: str = "") -> Response:
+    async def family(request: Request, household_id: str, sector: Sector = "", kind: str = "",
+                     child_id: str = "", cursor: str = "") -> Response:
         """A family: per child its timeline, team, appointments with report readiness, consents and shares;
         the household's alerts with an acknowledge button; live updates."""
         me = await gate.enter(request, *FAMILY_SOURCES)
         if not await asyncio.to_thread(readmodel.household_exists, store, household_id):
             raise NotFoundError("no such household")
-        data = await asyncio.to_thread(gather.family, store, me, household_id, sector=sector, kind=kind[:80])
+        data = await asyncio.to_thread(gather.family, store, me, household_id, sector=sector, kind=kind[:80],
+                                       child_id=child_id or None, cursor=cursor[:200] or None)
         for child in data["children"]:
             for source in CHILD_SOURCES:
                 if not await gate.allowed(me, source, household_id=household_id, child_id=child["child_id"]):

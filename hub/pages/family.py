@@ -36,7 +36,8 @@ SECTORS = {"health": Sector.HEALTH, "social_care": Sector.SOCIAL_CARE, "educatio
 PURPOSES = {"direct_care": Purpose.DIRECT_CARE, "care_coordination": Purpose.CARE_COORDINATION}
 
 
-def own_view(store: Store, principal: Principal, household_id: str) -> dict[str, Any]:
+def own_view(store: Store, principal: Principal, household_id: str, child_id: str | None = None,
+             cursor: str | None = None) -> dict[str, Any]:
     """Everything the family page shows, each part through the read policy as its API route applies it."""
     view = ReadView.load(store, principal, [household_id])
     children = view.visible_children(household_id)
@@ -45,7 +46,8 @@ def own_view(store: Store, principal: Principal, household_id: str) -> dict[str,
         return visible_items(view, store, household_id, items)
 
     return {
-        "children": [{"child_id": c, "timeline": gather.timeline(store, view, household_id, c),
+        "children": [{"child_id": c, **dict(zip(("timeline", "later"), gather.timeline_page(
+                          store, view, household_id, c, cursor=cursor if c == child_id else None), strict=True)),
                       "consents": consents.list_directives(store, household_id, c)} for c in children],
         "copies": copies_for(view, household_id, delivery.family_copies(store, household_id)),
         "transparency": family_view(store, household_id, visible=visible),
@@ -81,10 +83,10 @@ def family_pages(services: Services, gate: PageGate) -> APIRouter:
         return require(request).household or ""
 
     @router.get("/family")
-    async def own(request: Request) -> Response:
+    async def own(request: Request, child_id: str = "", cursor: str = "") -> Response:
         household = household_of(request)
         me = await gate.enter(request, *SOURCES, household_id=household)
-        data = await asyncio.to_thread(own_view, store, me, household)
+        data = await asyncio.to_thread(own_view, store, me, household, child_id or None, cursor[:200] or None)
         for child in data["children"]:
             child["may_consent"] = bool(await gate.allowed(me, GIVE, household_id=household,
                                                            child_id=child["child_id"]))

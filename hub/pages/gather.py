@@ -16,6 +16,7 @@ from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import list_alerts
 from hub.sharing.visibility import ReadView, narrowing, readiness_for, shares_for
 from hub.stream import readmodel
+from hub.stream.team import team_around
 
 #: appointments this close count on the caseload
 SOON = timedelta(days=14)
@@ -93,37 +94,73 @@ def caseload(store: Store, principal: Principal, households: list[str]) -> list[
     return sorted(rows, key=lambda r: r.weight)
 
 
+#: entries per child on one page; the page links to the next ones (the API's cursor)
+PAGE = 50
+
+
+def timeline_page(store: Store, view: ReadView, household_id: str, child_id: str, *, sector: str | None = None,
+                  kind: str | None = None, cursor: str | None = None, limit: int = PAGE
+                  ) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a child's timeline as the reader may see it, and the cursor of the next (the timeline route's
+    query and view)."""
+    only = narrowing(view, household_id)
+    return readmodel.timeline(store, household_id, child_id=child_id, sector=sector or None, kind=kind or None,
+                              cursor=cursor or None, limit=limit, view=view.entry_view(household_id, kind or None),
+                              only_children=only)
+
+
 def timeline(store: Store, view: ReadView, household_id: str, child_id: str, *, sector: str | None = None,
              kind: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    only = narrowing(view, household_id)
-    rows, _ = readmodel.timeline(store, household_id, child_id=child_id, sector=sector or None, kind=kind or None,
-                                 limit=limit, view=view.entry_view(household_id, kind or None), only_children=only)
-    return rows
+    return timeline_page(store, view, household_id, child_id, sector=sector, kind=kind, limit=limit)[0]
 
 
 def family(store: Store, principal: Principal, household_id: str, *, sector: str | None = None,
-           kind: str | None = None) -> dict[str, Any]:
+           kind: str | None = None, child_id: str | None = None, cursor: str | None = None) -> dict[str, Any]:
     """A family as the reader may see it: per child its timeline, team, consents; appointments with report
-    readiness; share states; alerts (coordinators only: the caller checks the policy for each part)."""
+    readiness; share states; alerts (coordinators only: the caller checks the policy for each part). Each
+    child's records are read once for readiness and the team, as the readiness and team routes read them."""
     now = utcnow()
     view = ReadView.load(store, principal, [household_id])
     children = view.visible_children(household_id)
-    ready = household_readiness(store, view, household_id, now)
+    records = {c: readmodel.child_records(store, household_id, c) for c in readmodel.children(store, household_id)}
+    ready = readiness_for(view, store, household_id, {
+        "household_id": household_id, "generated_at": now.isoformat(),
+        "children": [readiness.child_readiness(store, household_id, c, now, entries=e) for c, e in records.items()]})
     by_child = {c["child_id"]: c for c in ready["children"]}
     shares = shares_for(view, store, household_id, delivery.recipient_states(store, household_id, None))
+    seen = view.records_view(household_id)
     out = []
     for child in children:
-        team = readmodel.team(store, household_id, child, view.records_view(household_id))
+        entries, later = timeline_page(store, view, household_id, child, sector=sector, kind=kind,
+                                       cursor=cursor if child == child_id else None)
         out.append({
             "child_id": child,
-            "timeline": timeline(store, view, household_id, child, sector=sector, kind=kind),
-            "team": [asdict(m) for m in team],
+            "timeline": entries,
+            "later": later,
+            "team": [asdict(m) for m in team_around(seen(records.get(child, [])))],
             "appointments": by_child.get(child, {}).get("appointments", []),
             "consents": [d for d in consents.list_directives(store, household_id, child)
                          if d["status"] in ("active", "pending_confirmation")],
-            "shares": [s for s in shares if s.get("child_id") == child],
+            "shares": share_summary([s for s in shares if s.get("child_id") == child]),
         })
     return {"household_id": household_id, "children": out, "attention": attention(ready, now)}
+
+
+def share_summary(shares: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Share states per recipient: how many records each has received, has on its way, or has withheld."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in shares:
+        who = s.get("recipient_service") or s.get("recipient_kind") or s["recipient_key"]
+        row = out.setdefault(who, {"recipient": who, "received": 0, "on_its_way": 0, "withheld": 0, "other": 0})
+        if s["outcome"] != "permit":
+            row["withheld"] += 1
+        elif s.get("state") in ("delivered", "acknowledged"):
+            row["received"] += 1
+        elif s.get("state") in ("queued", "sending", "in_doubt"):
+            row["on_its_way"] += 1
+        else:
+            row["other"] += 1
+    return sorted(out.values(), key=lambda r: str(r["recipient"]))
 
 
 def latest_change(store: Store, household_id: str) -> int:
