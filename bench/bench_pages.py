@@ -34,20 +34,20 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
 
-from bench.harness import Report, add_common_args, percentiles  # noqa: E402
-from bench.population import Population  # noqa: E402
-from hub.core.settings import Settings  # noqa: E402
-from hub.db.keyvault import sealed_serde  # noqa: E402
-from hub.family.enrolment import Enrolment  # noqa: E402
-from hub.governance.auth import Principal  # noqa: E402
-from hub.ingest.services import Services  # noqa: E402
-from hub.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
-from hub.kafka.topics import ensure_topics  # noqa: E402
-from hub.pages import signin  # noqa: E402
-from hub.pages.site import create_site  # noqa: E402
-from hub.sharing.delivery import deliver_due  # noqa: E402
-from hub.sharing.follower import Follower  # noqa: E402
-from hub.stream import projection  # noqa: E402
+from bench.harness import Report, add_common_args, percentiles
+from bench.population import Population
+from hub.core.settings import Settings
+from hub.db.keyvault import sealed_serde
+from hub.family.enrolment import Enrolment
+from hub.governance.auth import Principal
+from hub.ingest.services import Services
+from hub.kafka.broker import EmbeddedBroker, free_port
+from hub.kafka.topics import ensure_topics
+from hub.pages import signin
+from hub.pages.site import create_site
+from hub.sharing.delivery import deliver_due
+from hub.sharing.follower import Follower
+from hub.stream import projection
 
 ROOT = Path(__file__).resolve().parents[1]
 COORDINATOR = "cc-bench"

@@ -13,7 +13,7 @@ from hub.demo.journey import ReportJourney, report_not_sent_journey
 from hub.family.enrolment import Enrolment
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
-from hub.sharing import readiness
+from hub.sharing import consents, readiness
 from hub.sharing.alerts import list_alerts
 from tests.pages.conftest import browser, csrf_of, project_logged, sign_in
 
@@ -95,3 +95,25 @@ async def test_the_coordinator_acknowledges_an_alert_with_the_form_and_only_with
         r = await other.post(url, data={"csrf": csrf_of(page.text)})
         assert r.status_code == 404
 
+
+
+async def test_a_parent_withdraws_consent_on_their_page_and_the_share_stops(site_services: Services) -> None:
+    j = await family(site_services, 4, consent=True)
+    position = await asyncio.to_thread(project_logged, site_services, 0, datetime.now(UTC))
+    async with browser(site_services) as parent:
+        await sign_in(parent, site_services, parent_of(j))
+        own = await parent.get("/family")
+        url = f"/family/children/{j.child_id}/consents/{j.directive_id}/withdraw"
+        assert url in own.text
+        assert (await parent.post(url, data={})).status_code == 403
+        assert site_services.store.log_count() == position  # nothing recorded without the form's token
+        r = await parent.post(url, data={"csrf": csrf_of(own.text)})
+        assert r.status_code == 303 and r.headers["location"].startswith("/family?withdrawn=1")
+    await asyncio.to_thread(project_logged, site_services, position, datetime.now(UTC))
+    (directive,) = consents.list_directives(site_services.store, j.household_id, j.child_id)
+    assert directive["status"] == "withdrawn"
+    async with browser(site_services) as other:  # another household's parent cannot withdraw it
+        await sign_in(other, site_services, Principal("parent-x", "parent", household="hh-elsewhere"))
+        page = await other.get("/family")
+        r = await other.post(url, data={"csrf": csrf_of(page.text)})
+        assert r.status_code == 404
