@@ -19,6 +19,17 @@ from hub.pages.session import csrf_token, language, signed_in
 HERE = Path(__file__).parent
 LOCALES = HERE / "locales"
 TIMEZONE = get_timezone("Europe/London")
+#: Every page: not cached (it holds a person's record), no script, style or frame from elsewhere and none
+#: inline, forms only to the hub, no page of the hub inside another site's frame, no referrer (a sign-in
+#: link's secret is in its URL).
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 @cache
@@ -61,7 +72,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     html = environment(lang).get_template(template).render(
         request=request, lang=lang, me=signed_in(request), csrf=csrf_token(request), path=request.url.path,
         **context)
-    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, status_code=status, headers=HEADERS)
 
 
 def gettext(request: Request, message: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,8 @@ async def test_the_start_page_answers_at_the_root(site_services: Services) -> No
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "Family information hub" in r.text and "sign-in link" in r.text
     assert '<html lang="en"' in r.text
+    assert "script-src 'self'" in r.headers["content-security-policy"] and "<script>" not in r.text
+    assert r.headers["referrer-policy"] == "no-referrer" and r.headers["cache-control"] == "no-store"
 
 
 async def test_a_sign_in_link_works_once_and_sets_a_secure_http_only_cookie(site_services: Services) -> None:
@@ -109,3 +112,23 @@ async def test_every_page_is_a_row_of_the_policy_table(site_services: Services) 
     served = {(m, r.path) for r in walk(create_site(site_services).routes) if "pages" in r.tags for m in r.methods}
     assert served and all(POLICY[k].page for k in served), [k for k in served if k not in POLICY]
     assert {k for k, rule in POLICY.items() if rule.page} == served  # no row for a page that is not there
+
+
+def test_hub_signin_link_prints_a_link_that_signs_in_once(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hub.cli.main import app as cli
+    from hub.db.store import Store
+
+    env = {"HUB_DATA_DIR": str(tmp_path / "data"), "HUB_PSEUDONYM_KEY": "k" * 32, "HUB_API_PORT": "8099"}
+    r = CliRunner().invoke(cli, ["signin-link", "--role", "parent", "--subject", "parent-9",
+                                 "--household", "hh-9"], env=env)
+    assert r.exit_code == 0, r.output
+    link = r.output.strip()
+    assert link.startswith("http://127.0.0.1:8099/sign-in/")
+    store = Store.open(f"sqlite:///{tmp_path / 'data' / 'hub.db'}")
+    token = link.rsplit("/", 1)[1]
+    assert signin.redeem(store, token) == Principal("parent-9", "parent", household="hh-9")
+    refused = CliRunner().invoke(cli, ["signin-link", "--role", "parent", "--subject", "p"],
+                                 env={**env, "HUB_OIDC_ISSUER": "https://idp.test", "HUB_OIDC_JWKS_URL": "http://x"})
+    assert refused.exit_code != 0 and "identity provider" in refused.output
