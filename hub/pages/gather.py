@@ -62,8 +62,9 @@ def attention(ready: dict[str, Any], now: datetime) -> list[Attention]:
                 continue
             for r in a["reports"]:
                 if r["status"] in BLOCKED:
-                    out.append(Attention(child["child_id"], r["title"], r["status"], r["unblock"] or r["why"],
-                                         a["start"], a["service"]))
+                    step = r["unblock"] or (f"ask {a['service']} to open it in the hub's inbox"
+                                            if r["status"] == "unread_in_inbox" else r["why"])
+                    out.append(Attention(child["child_id"], r["title"], r["status"], step, a["start"], a["service"]))
             for m in a["expected"]:
                 out.append(Attention(child["child_id"], f"report from {m['service']}",
                                      "overdue" if m["overdue"] else "missing", m["unblock"], a["start"], a["service"]))

@@ -46,6 +46,9 @@ async def test_the_caseload_puts_the_withheld_report_first_and_a_parent_consents
         first = page[page.index(stuck.household_id):page.index(quiet.household_id)]
         assert "Withheld" in first and STEP in first
         assert STEP not in page[page.index(quiet.household_id):]
+        # shared, but not yet opened by the service: also before the appointment, with its own step
+        assert "Not read yet" in page[page.index(quiet.household_id):]
+        assert "to open it in the hub&#39;s inbox" in page[page.index(quiet.household_id):]
         family_page = await client.get(f"/households/{stuck.household_id}")
         assert family_page.status_code == 200 and STEP in family_page.text
         assert f"/households/{stuck.household_id}/live?after=" in family_page.text
