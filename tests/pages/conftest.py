@@ -30,10 +30,10 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @asynccontextmanager
-async def running_services(sqlite_url: str, broker: EmbeddedBroker, tmp_path: Path,
+async def running_services(db_url: str, broker: EmbeddedBroker, tmp_path: Path,
                            **overrides: Any) -> AsyncIterator[Services]:
     """Services on the session's broker and a fresh SQLite database (the pages only read and record)."""
-    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=sqlite_url,
+    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, database_url=db_url,
                         data_dir=tmp_path / "data", schema_dir=ROOT / "schemas", pseudonym_key="k" * 32,
                         **overrides)
     await ensure_topics(settings)
@@ -49,6 +49,13 @@ async def running_services(sqlite_url: str, broker: EmbeddedBroker, tmp_path: Pa
 @pytest.fixture
 async def site_services(sqlite_url: str, broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Services]:
     async with running_services(sqlite_url, broker, tmp_path) as svc:
+        yield svc
+
+
+@pytest.fixture
+async def both_databases(db_url: str, broker: EmbeddedBroker, tmp_path: Path) -> AsyncIterator[Services]:
+    """As ``site_services``, once on SQLite and once on PostgreSQL."""
+    async with running_services(db_url, broker, tmp_path) as svc:
         yield svc
 
 

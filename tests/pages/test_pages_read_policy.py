@@ -4,7 +4,7 @@ The household of the read-policy matrix (tests/api/test_read_policy_matrix.py): 
 refuses her parents her clinical record, her 7-year-old brother whose record the parents share with care
 coordination, entries of every kind the policy distinguishes. Each reader signs in and opens the pages;
 every entry on a page is one the policy shows or redacts for them, never one it hides, and a redacted one
-never carries its details.
+never carries its details (SQLite and PostgreSQL; the refusals on SQLite).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def principal_of(who: object, w: World) -> Principal:
 
 
 @pytest.fixture
-async def world(site_services: Services) -> World:
-    w = await asyncio.to_thread(build, site_services)
-    Enrolment(site_services.store, None).assign("cc-away", w.other_household, by="admin")  # type: ignore[arg-type]
+async def world(both_databases: Services) -> World:
+    w = await asyncio.to_thread(build, both_databases)
+    Enrolment(both_databases.store, None).assign("cc-away", w.other_household, by="admin")  # type: ignore[arg-type]
     return w
 
 
@@ -50,28 +50,29 @@ def check_page(html: str, want: dict[str, tuple[Visibility, str]], everything: s
     return shown
 
 
-async def test_each_reader_sees_on_the_pages_only_what_the_read_policy_shows(site_services: Services,
+async def test_each_reader_sees_on_the_pages_only_what_the_read_policy_shows(both_databases: Services,
                                                                               world: World) -> None:
-    rows = stored_entries(site_services, world.household)
+    rows = stored_entries(both_databases, world.household)
     everything = {r["event_id"] for r in rows}
     by_name = {who.name: who for who in readers(world)}
     for name, path in (("coordinator", f"/households/{world.household}"), ("parent", "/family"),
                        ("young person", "/family")):
         who = by_name[name]
         want = expected(world, who, rows)
-        async with browser(site_services) as client:
-            await sign_in(client, site_services, principal_of(who, world))
+        async with browser(both_databases) as client:
+            await sign_in(client, both_databases, principal_of(who, world))
             r = await client.get(path)
             assert r.status_code == 200, (name, r.text[:300])
             shown = check_page(r.text, want, everything)
             visible = {e for e, (v, _) in want.items() if v is not Visibility.HIDDEN}
             assert shown == visible, name  # and nothing the policy shows is missing
     # the coordinator's read was audited against the API route the page drew it from
-    reads = AuditLog(site_services.store).records(household=world.household, actions=["read_timeline"])
+    reads = AuditLog(both_databases.store).records(household=world.household, actions=["read_timeline"])
     assert any("(page /households/{household_id})" in (r.data_ref or "") for r in reads)
 
 
-async def test_the_pages_refuse_whom_the_api_refuses(site_services: Services, world: World) -> None:
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_the_pages_refuse_whom_the_api_refuses(both_databases: Services, world: World) -> None:
     by_name = {who.name: who for who in readers(world)}
     cases = [
         ("another coordinator", f"/households/{world.household}", 404),  # not on their caseload
@@ -83,22 +84,23 @@ async def test_the_pages_refuse_whom_the_api_refuses(site_services: Services, wo
         ("IG with a reason", f"/households/{world.household}", 403),
     ]
     for name, path, status in cases:
-        async with browser(site_services) as client:
-            await sign_in(client, site_services, principal_of(by_name[name], world))
+        async with browser(both_databases) as client:
+            await sign_in(client, both_databases, principal_of(by_name[name], world))
             r = await client.get(path)
             assert r.status_code == status, (name, path, r.status_code)
             assert not EVENT.search(r.text) and world.household not in r.text.replace(path, "")
     # the other household's parent sees their own (empty) household, nothing of this one
-    async with browser(site_services) as client:
-        await sign_in(client, site_services, principal_of(by_name["other household's parent"], world))
+    async with browser(both_databases) as client:
+        await sign_in(client, both_databases, principal_of(by_name["other household's parent"], world))
         r = await client.get("/family")
         assert r.status_code == 200 and not EVENT.search(r.text)
 
 
-async def test_a_sibling_cannot_change_her_brothers_consents(site_services: Services, world: World) -> None:
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_sibling_cannot_change_her_brothers_consents(both_databases: Services, world: World) -> None:
     who = next(w for w in readers(world) if w.name == "young person")
-    async with browser(site_services) as client:
-        await sign_in(client, site_services, principal_of(who, world))
+    async with browser(both_databases) as client:
+        await sign_in(client, both_databases, principal_of(who, world))
         page = await client.get("/family")
         token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
         assert f"/family/children/{world.sibling}/consents" not in page.text
