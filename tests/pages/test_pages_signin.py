@@ -132,3 +132,14 @@ def test_hub_signin_link_prints_a_link_that_signs_in_once(tmp_path: Path) -> Non
     refused = CliRunner().invoke(cli, ["signin-link", "--role", "parent", "--subject", "p"],
                                  env={**env, "HUB_OIDC_ISSUER": "https://idp.test", "HUB_OIDC_JWKS_URL": "http://x"})
     assert refused.exit_code != 0 and "identity provider" in refused.output
+
+
+def test_the_wheel_ships_every_template_asset_and_catalogue() -> None:
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["hub"]
+    shipped = {p for pattern in patterns for p in (root / "hub").glob(pattern) if p.is_file()}
+    needed = {p for d in ("templates", "static", "locales") for p in (root / "hub" / "pages" / d).rglob("*")
+              if p.is_file()}
+    assert needed - shipped == set()
