@@ -293,6 +293,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/family/children/{child_id}/consents/{directive_id}/withdraw"): page(*FAMILY),
     ("GET", "/inbox"): page("agency"),
     ("POST", "/inbox/{delivery_id}/ack"): page("agency"),
+    ("GET", "/inbox/children/{child_id}/team"): page("agency"),
     ("GET", "/governance"): page(IG),
     ("GET", "/governance/household"): page(IG),
     ("POST", "/governance/household/reason"): page(IG),

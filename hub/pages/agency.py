@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from hub.core.errors import NotFoundError
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
@@ -16,10 +17,12 @@ from hub.pages.access import PageGate
 from hub.pages.render import page
 from hub.pages.session import check_csrf, require
 from hub.sharing import delivery
+from hub.sharing.agency_team import agency_team_view
 from hub.sharing.inbox import homes_of
 
 INBOX = ("GET", "/v1/agencies/{agency_id}/inbox")
 ACK = ("POST", "/v1/agencies/{agency_id}/inbox/{delivery_id}/ack")
+TEAM = ("GET", "/v1/agencies/{agency_id}/children/{child_id}/team")
 
 
 def agency_pages(services: Services, gate: PageGate) -> APIRouter:
@@ -54,5 +57,22 @@ def agency_pages(services: Services, gate: PageGate) -> APIRouter:
         await gate.enter(request, ACK, agency_id=agency_id)
         await asyncio.to_thread(delivery.acknowledge, store, agency_id, delivery_id)
         return RedirectResponse("/inbox?acknowledged=1", status_code=303)
+
+    @router.get("/inbox/children/{child_id}/team")
+    async def team(request: Request, child_id: str) -> Response:
+        """Who else is in the team around a child this agency works with (services, named professionals);
+        nothing clinical. A child outside the agency's teams answers 404, as on the API, and is audited."""
+        agency_id = require(request).agency or ""
+        me = await gate.enter(request, TEAM, agency_id=agency_id, child_id=child_id)
+        view = await asyncio.to_thread(agency_team_view, store, agency_id, child_id)
+        await asyncio.to_thread(
+            audit.record, "read_timeline" if view is not None else "login_denied", actor=me.subject,
+            actor_role=me.role, subject_household=view.household_id if view is not None else None,
+            subject_child=child_id, data_ref=f"{TEAM[0]} {TEAM[1]} (page /inbox/children/{{child_id}}/team)",
+            detail={"agency": agency_id} if view is not None else {"agency": agency_id, "refused": "NotFoundError"},
+            source=request.client.host if request.client else None)
+        if view is None:
+            raise NotFoundError("no such child in this agency's teams")
+        return page(request, "agency_team.html", child_id=child_id, team=view.team)
 
     return router

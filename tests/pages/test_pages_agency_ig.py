@@ -45,6 +45,29 @@ async def test_the_paediatric_service_reads_and_acknowledges_its_inbox(site_serv
     assert any("(page /inbox)" in (r.data_ref or "") for r in reads)  # the family's transparency view has it
 
 
+async def test_an_agency_sees_the_team_around_a_child_it_serves_and_nothing_of_others(site_services: Services
+                                                                                       ) -> None:
+    j = await family(site_services, 7, consent=True)
+    await asyncio.to_thread(project_logged, site_services, 0, datetime.now(UTC))
+    async with browser(site_services) as client:
+        await sign_in(client, site_services, PAEDIATRICS)
+        inbox = await client.get("/inbox")
+        url = f"/inbox/children/{j.child_id}/team"
+        assert url in inbox.text
+        page = await client.get(url)
+        assert page.status_code == 200 and "Speech and language therapy" in page.text
+        assert "Speech and language therapy report" not in page.text  # who, never what
+    async with browser(site_services) as outsider:  # an agency outside the child's team
+        await sign_in(outsider, site_services, Principal("powys", "agency", agency="7A7X"))
+        assert (await outsider.get(url)).status_code == 404
+    async with browser(site_services) as parent:
+        await sign_in(parent, site_services, Principal("p", "parent", household=j.household_id))
+        assert (await parent.get(url)).status_code == 403
+    refused = [r for r in AuditLog(site_services.store).records(actions=["login_denied"])
+               if r.subject_child == j.child_id and r.actor == "powys"]
+    assert refused
+
+
 async def other_state(services: Services, delivery_id: str) -> str:
     items, _ = await asyncio.to_thread(delivery.inbox, services.store, "7A6")
     return str(next(i["state"] for i in items if i["delivery_id"] == delivery_id))
