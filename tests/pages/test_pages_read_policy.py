@@ -82,6 +82,9 @@ async def test_the_pages_refuse_whom_the_api_refuses(both_databases: Services, w
         ("agency outside the team", "/family", 403),
         ("agency outside the team", f"/households/{world.household}", 403),
         ("IG with a reason", f"/households/{world.household}", 403),
+        ("other household's parent", f"/households/{world.household}/live", 404),  # the live feed too
+        ("another coordinator", f"/households/{world.household}/live", 404),
+        ("agency outside the team", f"/households/{world.household}/live", 403),
     ]
     for name, path, status in cases:
         async with browser(both_databases) as client:
