@@ -294,6 +294,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/inbox"): page("agency"),
     ("POST", "/inbox/{delivery_id}/ack"): page("agency"),
     ("GET", "/inbox/children/{child_id}/team"): page("agency"),
+    ("GET", "/inbox/sent"): page("agency"),  # the agency's own submissions, from the ingest log
     ("GET", "/governance"): page(IG),
     ("GET", "/governance/household"): page(IG),
     ("POST", "/governance/household/reason"): page(IG),

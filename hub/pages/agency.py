@@ -13,6 +13,7 @@ from hub.core.errors import NotFoundError
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
+from hub.pages import gather
 from hub.pages.access import PageGate
 from hub.pages.render import page
 from hub.pages.session import check_csrf, require
@@ -57,6 +58,14 @@ def agency_pages(services: Services, gate: PageGate) -> APIRouter:
         await gate.enter(request, ACK, agency_id=agency_id)
         await asyncio.to_thread(delivery.acknowledge, store, agency_id, delivery_id)
         return RedirectResponse("/inbox?acknowledged=1", status_code=303)
+
+    @router.get("/inbox/sent")
+    async def sent(request: Request) -> Response:
+        """The status of what the agency sent the hub: published, waiting, or refused for good."""
+        await gate.enter(request)
+        agency_id = require(request).agency or ""
+        sent = await asyncio.to_thread(gather.sent_by, store, agency_id)
+        return page(request, "agency_sent.html", sent=sent, agency_id=agency_id)
 
     @router.get("/inbox/children/{child_id}/team")
     async def team(request: Request, child_id: str) -> Response:

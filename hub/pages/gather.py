@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.db.schema import timeline_changes
+from hub.db.schema import ingest_log, timeline_changes
 from hub.db.store import Store, utcnow
 from hub.governance.auth import Principal
 from hub.sharing import consents, delivery, readiness
@@ -170,6 +170,22 @@ def latest_change(store: Store, household_id: str) -> int:
     with store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(C.seq), 0)).where(
             C.household_id == household_id)).scalar_one())
+
+
+def sent_by(store: Store, agency_id: str, limit: int = 50) -> dict[str, Any]:
+    """What an agency sent and where it is: counts per state, and its latest records (its own source ids;
+    never a subject). ``published``: on the hub's topics; ``waiting``: logged, to be published (the relay
+    retries); ``refused``: the broker refused it for good (dead-lettered)."""
+    L = ingest_log.c
+    state = sa.case((L.refused_at.is_not(None), "refused"), (L.published_at.is_not(None), "published"),
+                    else_="waiting")
+    with store.engine.connect() as conn:
+        counts: dict[str, int] = {str(k): int(n) for k, n in conn.execute(
+            sa.select(state, sa.func.count()).where(L.agency_id == agency_id).group_by(state))}
+        latest = [dict(r._mapping) for r in conn.execute(
+            sa.select(L.source_system, L.source_id, L.source_version, L.record_type, L.received_at,
+                      state.label("state")).where(L.agency_id == agency_id).order_by(L.seq.desc()).limit(limit))]
+    return {"counts": {k: counts.get(k, 0) for k in ("published", "waiting", "refused")}, "latest": latest}
 
 
 def alerts(store: Store, household_id: str) -> list[dict[str, Any]]:

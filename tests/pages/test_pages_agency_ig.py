@@ -68,6 +68,19 @@ async def test_an_agency_sees_the_team_around_a_child_it_serves_and_nothing_of_o
     assert refused
 
 
+async def test_an_agency_sees_the_state_of_what_it_sent_and_only_its_own(site_services: Services) -> None:
+    j = await family(site_services, 8, consent=False)
+    async with browser(site_services) as client:
+        await sign_in(client, site_services, PAEDIATRICS)
+        page = await client.get("/inbox/sent")
+        assert page.status_code == 200
+        assert f"abuhb-appt-paeds-{j.child_id}" in page.text and "Published" in page.text
+        assert f"cav-slt-report-{j.child_id}" not in page.text  # another agency's record
+    async with browser(site_services) as parent:
+        await sign_in(parent, site_services, Principal("p", "parent", household=j.household_id))
+        assert (await parent.get("/inbox/sent")).status_code == 403
+
+
 async def other_state(services: Services, delivery_id: str) -> str:
     items, _ = await asyncio.to_thread(delivery.inbox, services.store, "7A6")
     return str(next(i["state"] for i in items if i["delivery_id"] == delivery_id))
