@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -46,6 +47,41 @@ def _as_time(value: Any) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def N_(message: str) -> str:
+    """Marks a message for the catalogue without translating it here."""
+    return message
+
+
+#: What the hub itself says on the pages (steps that unblock a report, states), as patterns: each is
+#: translated with its parts (a service's name) kept, so the Welsh pages say them in Welsh too.
+SAYINGS: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), m) for p, m in (
+    (r"ask the family for consent to share with (?P<service>.+)",
+     N_("ask the family for consent to share with %(service)s")),
+    (r"ask (?P<service>.+) to release the held report", N_("ask %(service)s to release the held report")),
+    (r"ask (?P<service>.+) to write and issue the report", N_("ask %(service)s to write and issue the report")),
+    (r"ask (?P<service>.+) to open it in the hub's inbox", N_("ask %(service)s to open it in the hub's inbox")),
+    (r"check (?P<service>.+)'s webhook", N_("check %(service)s's webhook")),
+    (r"report from (?P<service>.+)", N_("report from %(service)s")),
+    (r"An item is held by (?P<service>.+)", N_("An item is held by %(service)s")),
+    (r"in the agency's inbox, not yet read", N_("in the agency's inbox, not yet read")),
+    (r"the share could not be delivered", N_("the share could not be delivered")),
+    (r"details withheld", N_("details withheld")),
+    (r"open the family page and acknowledge it", N_("open the family page and acknowledge it")),
+))
+
+
+def say(lang: str, text: Any) -> str:
+    """``text`` in the reader's language where it is one of the hub's sayings, else as it is."""
+    words = "" if text is None else str(text)
+    if lang == "en":
+        return words
+    for pattern, message in SAYINGS:
+        found = pattern.fullmatch(words)
+        if found:
+            return translations(lang).gettext(message) % found.groupdict()
+    return words
+
+
 @cache
 def environment(lang: str) -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(("html",)),
@@ -60,6 +96,7 @@ def environment(lang: str) -> Environment:
         t = _as_time(value)
         return "" if t is None else format_date(t.astimezone(UTC).date(), "d MMMM y", locale=lang)
 
+    env.filters["say"] = lambda text: say(lang, text)
     env.filters["when"] = when
     env.filters["day"] = day
     env.filters["iso"] = lambda v: "" if _as_time(v) is None else _as_time(v).isoformat()  # type: ignore[union-attr]

@@ -56,6 +56,9 @@ async def test_a_coordinator_reads_the_pages_in_welsh_with_welsh_dates(site_serv
                   "Hydref", "Tachwedd", "Rhagfyr")
         assert any(m in r.text for m in months)
         assert "Your caseload" not in r.text
+        # what the hub itself says is Welsh too, with the service's own name kept
+        assert "gofynnwch i&#39;r teulu am ganiatâd i rannu gyda Community paediatrics" in r.text
+        assert "ask the family" not in r.text
         english = await client.get("/caseload?lang=en")
         assert "Your caseload" in english.text
 
