@@ -137,6 +137,7 @@ def family(store: Store, principal: Principal, household_id: str, *, sector: str
         out.append({
             "child_id": child,
             "timeline": entries,
+            "picture": picture(entries),
             "later": later,
             "team": [asdict(m) for m in team_around(seen(records.get(child, [])))],
             "appointments": by_child.get(child, {}).get("appointments", []),
@@ -145,6 +146,35 @@ def family(store: Store, principal: Principal, household_id: str, *, sector: str
             "shares": share_summary([s for s in shares if s.get("child_id") == child]),
         })
     return {"household_id": household_id, "children": out, "attention": attention(ready, now)}
+
+
+PICTURE_ROWS = ("health", "social_care", "education", "family")
+REPORT_TYPES = ("ReportIssued", "ReportAmended", "AssessmentCompleted", "PlanPublished", "PlanReviewed",
+                "EhcPlanIssued", "ResultAvailable")
+
+
+def picture(entries: list[dict[str, Any]], width: int = 640, left: int = 120, row: int = 36) -> dict[str, Any]:
+    """A child's entries drawn across agencies: a row per sector, each entry a mark at its time (a circle for an
+    appointment or attendance, a square for a report, a bar for anything else: shape, not colour, says which)."""
+    if not entries:
+        return {"rows": [], "marks": [], "height": 0}
+    times = [e["occurred_at"] for e in entries]
+    first, last = min(times), max(times)
+    span = max((last - first).total_seconds(), 1.0)
+    rows = [s for s in PICTURE_ROWS if any(e["sector"] == s for e in entries)]
+    y = {s: 20 + i * row for i, s in enumerate(rows)}
+    marks = []
+    for e in entries:
+        if e["sector"] not in y:
+            continue
+        kind = e.get("record_type", "")
+        shape = ("circle" if kind.startswith(("Appointment", "Attendance")) else
+                 "square" if kind in REPORT_TYPES else "bar")
+        x = left + (width - left - 10) * (e["occurred_at"] - first).total_seconds() / span
+        marks.append({"x": round(x, 1), "y": y[e["sector"]], "shape": shape, "event_id": e["event_id"],
+                      "title": e.get("summary") or kind, "when": e["occurred_at"]})
+    return {"rows": [(s, y[s]) for s in rows], "marks": marks, "height": 20 + len(rows) * row, "first": first,
+            "last": last, "width": width, "left": left}
 
 
 def share_summary(shares: list[dict[str, Any]]) -> list[dict[str, Any]]:
