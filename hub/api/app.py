@@ -169,8 +169,11 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
         header = request.headers.get("authorization", "")
         route = request.scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
-        if policy_for(request.method, template) is PUBLIC:
+        policy = policy_for(request.method, template)
+        if policy is PUBLIC:
             return  # the health probes take no token: an orchestrator's stale one must not fail them
+        if policy is not None and policy.page:
+            return  # a page signs its reader in by session cookie and applies the same rules (hub/pages)
         principal = None
         try:
             if header.lower().startswith("bearer "):

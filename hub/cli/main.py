@@ -137,8 +137,8 @@ def api() -> None:
     """Serve the HTTP API only (against HUB_KAFKA_BOOTSTRAP and HUB_DATABASE_URL)."""
     import uvicorn
 
-    from hub.api.app import create_app
     from hub.ingest.services import Services
+    from hub.pages.site import create_site
 
     settings = load_settings()
     if not settings.kafka_bootstrap:
@@ -147,7 +147,7 @@ def api() -> None:
         services = Services.build(settings, migrate_schema=settings.owns_database)
     except HubError as exc:
         fail_with(exc, first_line=False)
-    uvicorn.run(create_app(services), host=settings.api_host, port=settings.api_port, log_config=None)
+    uvicorn.run(create_site(services), host=settings.api_host, port=settings.api_port, log_config=None)
 
 
 @app.command()
@@ -229,6 +229,32 @@ def token_create(
                                                member=member))
     except HubError as exc:
         fail_with(exc, first_line=False)
+
+
+@app.command("signin-link")
+def signin_link(
+    role: Annotated[str, typer.Option(help="coordinator, agency, parent, young_person, ig_officer, ...")],
+    subject: Annotated[str, typer.Option(help="Who signs in (a user id, not a person's name).")],
+    agency: Annotated[str | None, typer.Option(help="Agency id (role agency).")] = None,
+    household: Annotated[str | None, typer.Option(help="Household id (parent, young_person).")] = None,
+    member: Annotated[str | None, typer.Option(help="Member id (young_person: their own record).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Where the pages are served (default: the API address).")]
+    = None,
+) -> None:
+    """Print a one-time sign-in link to the pages (valid HUB_SIGNIN_LINK_MINUTES, usable once)."""
+    from hub.db.store import Store
+    from hub.governance.auth import Principal
+    from hub.pages import signin
+
+    settings = load_settings()
+    try:
+        if settings.oidc_issuer:
+            raise ConfigError("with HUB_OIDC_ISSUER set, people sign in to the pages with the identity provider")
+        store = Store.open(settings.effective_database_url)
+        token = signin.issue(store, Principal(subject, role, agency, household, member), settings.signin_link_minutes)
+    except HubError as exc:
+        fail_with(exc, first_line=False)
+    print(f"{base_url or f'http://{settings.api_host}:{settings.api_port}'}/sign-in/{token}")
 
 
 @dlq_app.command("list")

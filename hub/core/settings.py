@@ -28,6 +28,9 @@
 | HUB_JWT_ISSUER / HUB_JWT_AUDIENCE | familyhub / familyhub-api | iss and aud of the hub's own tokens. |
 | HUB_JWT_LEEWAY | 30 | Clock skew allowed on exp/nbf/iat, seconds. |
 | HUB_OIDC_ISSUER / _AUDIENCE / _JWKS_URL | (empty) | Production: only this OIDC issuer's tokens, keys from its JWKS. |
+| HUB_OIDC_CLIENT_ID / _CLIENT_SECRET | (empty) | The pages' OIDC client (code flow, PKCE); secret if confidential. |
+| HUB_OIDC_AUTHORIZE_URL / _TOKEN_URL | (empty) | The issuer's authorisation and token endpoints for the pages. |
+| HUB_OIDC_REDIRECT_URL | (empty) | The pages' callback as the issuer knows it, `https://<hub>/sign-in/oidc/callback`. |
 | HUB_OIDC_JWKS_LIFESPAN | 300 | Seconds the JWKS is cached; a key the issuer removes stops verifying in this time. |
 | HUB_OIDC_JWKS_COOLDOWN | 30 | Shortest interval, s, between refetches forced by a token with an unknown key id. |
 | HUB_METRICS_INTERVAL | 15 | Seconds between background samples of the hub-wide metrics (one API replica). |
@@ -44,6 +47,10 @@
 | HUB_API_DOCS | auto | Serve `/docs`, `/redoc`, `/openapi.json` (no token); off: 404. auto: embedded demo only. |
 | HUB_MAX_BODY_BYTES | 5242880 | Largest accepted request body on every route, chunked or not (413 beyond). |
 | HUB_KAFKA_MAX_REQUEST_BYTES | 1048576 | Producer request limit; a record may be this less 16 KiB (413, unlogged). |
+| HUB_SESSION_KEY / _FILE | (generated in data dir) | Signs the pages' session cookies (hub/pages). |
+| HUB_SESSION_HOURS | 8 | A page session lasts this long after sign-in. |
+| HUB_SESSION_SECURE_COOKIE | true | Session cookie over HTTPS only (browsers count http://127.0.0.1 as secure). |
+| HUB_SIGNIN_LINK_MINUTES | 15 | A one-time sign-in link (`hub demo --serve`, `hub signin-link`) expires after this. |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
 
@@ -128,6 +135,11 @@ class Settings(BaseSettings):
     oidc_issuer: str = ""
     oidc_audience: str = ""
     oidc_jwks_url: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_authorize_url: str = ""
+    oidc_token_url: str = ""
+    oidc_redirect_url: str = ""
     oidc_jwks_lifespan: float = Field(default=300.0, gt=0)
     oidc_jwks_cooldown: float = Field(default=30.0, ge=0)
 
@@ -150,6 +162,12 @@ class Settings(BaseSettings):
     #: whether it may record consent (docs/operations.md). Unset: every agency token is registered for
     #: every sector under its own subject, except with OIDC (production): then no agency is registered.
     agencies_file: Path | None = None
+
+    session_key: str = ""
+    session_key_file: Path | None = None
+    session_hours: float = Field(default=8.0, gt=0)
+    session_secure_cookie: bool = True
+    signin_link_minutes: float = Field(default=15.0, gt=0)
 
     max_body_bytes: int = 5 * 1024 * 1024
     #: None (auto): the API description is served only by the embedded demo; see :attr:`api_docs_open`

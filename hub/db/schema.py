@@ -525,3 +525,19 @@ fhir_references = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
     info={"personal": {"subject": SUBJECT}, "erase": DELETE, "erase_by": {SUBJECT: "subject"}},
 )
+
+# ---- one-time sign-in links to the pages (migration 0023) ------------------------------------------
+page_signins = sa.Table(
+    "page_signins", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # SHA-256 of the link's secret; never the secret
+    sa.Column("user_id", sa.String(200), nullable=False),  # the role's subject (a staff or family user id)
+    sa.Column("role", sa.String(40), nullable=False),
+    sa.Column("agency", sa.String(120), nullable=True),
+    sa.Column("household_id", sa.String(80), nullable=True),
+    sa.Column("member_id", sa.String(80), nullable=True),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("expires_at", TS, nullable=False),
+    sa.Column("used_at", TS, nullable=True),
+    info={"personal": {"household_id": HOUSEHOLD, "member_id": MEMBER}, "erase": DELETE,
+          "erase_by": {MEMBER: "member_id"}},
+)

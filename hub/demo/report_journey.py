@@ -44,7 +44,8 @@ def _slt_for_paediatrics(store: Any, household: str) -> dict[str, Any] | None:
     return None
 
 
-async def run(services: Services, console: Console) -> None:
+async def run(services: Services, console: Console) -> str:
+    """Play the act; the household it made."""
     store = services.store
     now = datetime.now(UTC)
     # a new family each run, so the demo can be run again on the same data directory
@@ -80,6 +81,7 @@ async def run(services: Services, console: Console) -> None:
     console.print(f"The family's own view holds {len(copies)} cop{'y' if len(copies) == 1 else 'ies'} of reports "
                   "about their child.")
     await _corrected_link(services, console, journey)
+    return hh
 
 
 def _recalls(store: Any, child_id: str) -> list[dict[str, Any]]:
@@ -107,3 +109,22 @@ async def _corrected_link(services: Services, console: Console, journey: ReportJ
         where = "withdrawn from the family's view" if r["recipient_kind"] == "family" else f"notice to {r['service']}"
         info = body["information"]
         console.print(f"  [yellow]recall[/] {info.get('title') or info['record_type']}: {where} ({body['reason']})")
+
+
+async def leave_waiting(services: Services, console: Console) -> ReportJourney:
+    """A second family in the same position, left waiting for its consent (for `hub demo --serve`: the
+    parent gives it on their page, and the coordinator's page shows the report shared)."""
+    now = datetime.now(UTC)
+    run = now.strftime("%Y%m%d%H%M%S")
+    journey = report_not_sent_journey(now, seed=401 + int(now.timestamp()) % 500_000,
+                                      child_id=f"child-rhys-{run}", household_id=f"household-rhys-{run}")
+    await services.ingest.accept(journey.before_consent)
+
+    def withheld() -> bool:
+        return any(i["status"] == "withheld" for c in readiness.readiness(services.store, journey.household_id)
+                   ["children"] for a in c["appointments"] for i in a["reports"])
+
+    await _until("the second family's report to be decided", withheld)
+    console.print(f"Family {journey.household_id} waits for consent: its SLT report is withheld before the "
+                  "paediatric appointment.")
+    return journey

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from hub.core.errors import ConfigError
 from hub.core.settings import Settings
+from hub.demo.people import sign_in_links
 from hub.demo.scenario import Journey, build
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
@@ -107,10 +108,19 @@ async def run_demo(settings: Settings, *, serve: bool, console: Console) -> None
         show(services, journey, console)
         from hub.demo import report_journey
 
-        await report_journey.run(services, console)
+        morgan = await report_journey.run(services, console)
         if serve:
-            console.print(f"serving the API on http://{stack.settings.api_host}:{stack.settings.api_port} "
-                          "(Ctrl-C stops)")
+            base = f"http://{stack.settings.api_host}:{stack.settings.api_port}"
+            waiting = await report_journey.leave_waiting(services, console)
+            evans = next(p for p in journey.people if p.child_id == "child-evans-3")  # Ffion, the eldest
+            links = sign_in_links(services, base, waiting, ["household-evans", morgan, waiting.household_id],
+                                  (evans.household_id, evans.child_id))
+            console.rule("[bold]Pages[/]")
+            console.print(f"Open {base}/ . Each link below signs one person in, once, within "
+                          f"{stack.settings.signin_link_minutes:.0f} minutes (`hub signin-link` makes more):")
+            for who, url in links:
+                console.print(f"  {who}:\n    {url}", soft_wrap=True)
+            console.print(f"serving the API and the pages on {base} (Ctrl-C stops)")
             await stack.serve_api()
     finally:
         await stack.stop()

@@ -148,6 +148,21 @@ class TokenService:
         if expected and hmac.compare_digest(token.encode(), expected.encode()):
             return Principal(subject="metrics-scraper", role="monitor")
         return None
+    def verify_id_token(self, token: str, client_id: str, nonce: str) -> dict[str, Any]:
+        """An OIDC ID token's claims after the checks of the authorisation code flow: the issuer's signature,
+        issuer, audience (the pages' client id), expiry and the nonce of this sign-in."""
+        if self._jwks is None:
+            raise AuthError("no OIDC issuer is configured")
+        try:
+            jwk = self._jwks.get_signing_key_from_jwt(token)
+            claims: dict[str, Any] = jwt.decode(
+                token, jwk, algorithms=OIDC_ALGORITHMS, audience=client_id, issuer=self.settings.oidc_issuer,
+                leeway=self.settings.jwt_leeway, options={"require": ["exp", "iat", "sub", "nonce"]})
+        except jwt.PyJWTError as exc:
+            raise AuthError(_refusal(exc)) from None
+        if not secrets.compare_digest(str(claims["nonce"]), nonce):
+            raise AuthError("the sign-in answer is not for this sign-in (nonce)")
+        return claims
 
     def verify(self, token: str) -> Principal:
         s = self.settings
@@ -187,10 +202,18 @@ class Rule:
     relation: Relation = "none"
     audit: str | None = None  # audit action recorded for every allowed call (reads of family data)
     clinical: bool = False  # an IG officer may call it only with a recorded investigation reason
+    #: a page for people (hub/pages): signed in by a session cookie, not a bearer token; the page applies
+    #: this rule and the rule of every API route whose data it shows
+    page: bool = False
 
 
 def rule(*roles: str, relation: Relation = "none", audit: str | None = None, clinical: bool = False) -> Rule:
     return Rule(frozenset(roles), relation, audit, clinical)
+
+
+def page(*roles: str, relation: Relation = "none") -> Rule:
+    """A page's rule; no roles: open to anyone (the start page, following a sign-in link)."""
+    return Rule(frozenset(roles), relation, page=True)
 
 
 PUBLIC = rule()
@@ -271,6 +294,29 @@ POLICY: dict[tuple[str, str], Rule] = {
     # agency's entry is 404) or IG releases a disclosure hold; a safeguarding lead or IG makes an override
     ("POST", "/v1/households/{household_id}/children/{child_id}/holds/{event_id}/release"): rule("agency", IG),
     ("POST", "/v1/households/{household_id}/children/{child_id}/overrides"): rule("safeguarding_lead", IG),
+    # pages for people (hub/pages): each also applies the rules of the API routes whose data it shows
+    ("GET", "/"): page(),
+    ("GET", "/sign-in/{token}"): page(),
+    ("GET", "/sign-in/oidc"): page(),
+    ("GET", "/sign-in/oidc/callback"): page(),
+    ("POST", "/sign-in/{token}"): page(),
+    ("POST", "/sign-out"): page(*ROLES),
+    ("GET", "/caseload"): page("coordinator"),
+    ("GET", "/households/{household_id}"): page("coordinator", relation="household"),
+    ("GET", "/households/{household_id}/live"): page("coordinator", *FAMILY, relation="household"),
+    ("POST", "/households/{household_id}/alerts/{alert_id}/acknowledge"): page("coordinator", relation="household"),
+    ("GET", "/family"): page(*FAMILY),
+    ("POST", "/family/children/{child_id}/consents"): page(*FAMILY),
+    ("POST", "/family/children/{child_id}/consents/{directive_id}/withdraw"): page(*FAMILY),
+    ("GET", "/inbox"): page("agency"),
+    ("POST", "/inbox/{delivery_id}/ack"): page("agency"),
+    ("GET", "/inbox/children/{child_id}/team"): page("agency"),
+    ("GET", "/inbox/sent"): page("agency"),  # the agency's own submissions, from the ingest log
+    ("GET", "/governance"): page(IG),
+    ("GET", "/governance/household"): page(IG),
+    ("POST", "/governance/household/reason"): page(IG),
+    ("GET", "/governance/household/timeline"): page(IG),
+    ("GET", "/governance/export"): page(IG),
 }
 
 
@@ -287,7 +333,7 @@ async def authorise(principal: Principal | None, method: str, path: str, params:
     policy = policy_for(method, path)
     if policy is None:
         raise ForbiddenError(f"{method} {path} is not open to anyone")
-    if policy is PUBLIC:
+    if policy is PUBLIC or (policy.page and not policy.roles):
         return policy
     if principal is None:
         raise AuthError("a bearer token is required")

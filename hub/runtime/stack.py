@@ -216,10 +216,10 @@ class Stack:
             bootstrap_file(self.settings).unlink(missing_ok=True)
 
     async def serve_api(self) -> None:
-        from hub.api.app import create_app
+        from hub.pages.site import create_site
 
         assert self.services is not None
-        config = uvicorn.Config(create_app(self.services), host=self.settings.api_host, port=self.settings.api_port,
+        config = uvicorn.Config(create_site(self.services), host=self.settings.api_host, port=self.settings.api_port,
                                 log_config=None, access_log=False)
         server = _QuietServer(config)
         loop = asyncio.get_running_loop()

@@ -119,8 +119,10 @@ def _report_status(dec: dict[str, Any] | None, producer: str, service: str) -> t
 
 
 def child_readiness(store: Store, household_id: str, child_id: str, now: datetime, *, report_days: int = 28,
-                    warn_days: int = 7) -> dict[str, Any]:
-    entries = readmodel.child_records(store, household_id, child_id)
+                    warn_days: int = 7, entries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One child's readiness; ``entries``: the child's records (``readmodel.child_records``) if already read."""
+    if entries is None:
+        entries = readmodel.child_records(store, household_id, child_id)
     appts = upcoming(entries, now)
     infos = [s for s in (shareable_from(e, child_id) for e in entries) if s is not None]
     decisions = _decisions(store, child_id) if appts else {}
