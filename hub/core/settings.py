@@ -62,6 +62,8 @@ Sharing (:class:`SharingSettings`, read when used, so a change applies from the 
 | HUB_SHARING_RETRY_BASE | 2 | Seconds before the first retry; doubles each attempt (jittered), capped at an hour. |
 | HUB_SHARING_ACK_HOURS | 72 | Hours a share (webhook, or inbox read or unread) may go unacknowledged before an alert. |
 | HUB_SHARING_READINESS_INTERVAL | 300 | Seconds between readiness sweeps (coordinator alerts before appointments). |
+| HUB_SHARING_COORDINATION_INTERVAL | 60 | Seconds between sweeps of the coordination alert rules. |
+| HUB_ALERT_RULES_FILE | (none) | JSON: alert rule id → parameters or `"enabled": false` (docs/operations.md). |
 """
 
 from __future__ import annotations
@@ -250,6 +252,8 @@ class SharingSettings(BaseSettings):
     retry_base: Annotated[float, Field(ge=0)] = 2.0
     ack_hours: Annotated[float, Field(ge=0)] = 72.0
     readiness_interval: Annotated[float, Field(ge=0)] = 300.0
+    coordination_interval: Annotated[float, Field(ge=0)] = 60.0
+    alert_rules_file: Annotated[Path | None, Field(validation_alias="HUB_ALERT_RULES_FILE")] = None
 
 
 def sharing_settings() -> SharingSettings:
@@ -262,6 +266,7 @@ def sharing_settings() -> SharingSettings:
         return SharingSettings()
     except ValidationError as exc:
         bad = "; ".join(f"HUB_SHARING_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+        bad = bad.replace("HUB_SHARING_HUB_ALERT_RULES_FILE", "HUB_ALERT_RULES_FILE")
         raise ConfigError(bad.replace("HUB_SHARING_HUB_WEBHOOKS_FILE", "HUB_WEBHOOKS_FILE")) from None
 
 
