@@ -1,0 +1,81 @@
+"""Coordination alerts as a coordinator meets them over HTTP (real broker, real database): two missed
+appointments sent by the health board raise one alert with the step to take, it arrives on the
+coordinator's live streams in order with the timeline, and nobody else can see or acknowledge it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from hub.api.streams import feed_page
+from hub.demo.identifiers import nhs_number
+from hub.governance.auth import Principal
+from hub.ingest.services import Services
+from hub.sharing import coordination
+from tests.api.conftest import token_header
+from tests.api.test_timeline_routes import PHYSIO, SLT, enrol_family, event, project_log, read_sse, server
+
+pytestmark = pytest.mark.broker
+__all__ = ["server"]  # the live HTTP server fixture, shared with the timeline routes' tests
+
+
+async def household_with_missed_appointments(client: httpx.AsyncClient, services: Services) -> dict[str, str]:
+    fam = await enrol_family(client, services, "cc-alerts")
+    nhs = ("nhs-number", nhs_number(61))
+    missed = [event("AttendanceRecorded", "att-dna-1", -20, {"appointment_id": "a1", "service": PHYSIO,
+                                                            "outcome": "did_not_attend"}, ident=nhs),
+              event("AttendanceRecorded", "att-cna-1", -6, {"appointment_id": "a2", "service": SLT,
+                                                           "outcome": "could_not_attend"}, ident=nhs)]
+    assert (await client.post("/v1/events", json=missed)).status_code == 200
+    await asyncio.to_thread(project_log, services)
+    assert await asyncio.to_thread(coordination.sweep, services.store) == 1
+    return fam
+
+
+async def test_the_coordinator_sees_the_alert_with_its_step_and_acknowledges_it(client: httpx.AsyncClient,
+                                                                                services: Services) -> None:
+    fam = await household_with_missed_appointments(client, services)
+    hh, mine = fam["household"], token_header(services, "coordinator", "cc-alerts")
+    (alert,) = (await client.get(f"/v1/households/{hh}/alerts", headers=mine)).json()["alerts"]
+    assert alert["kind"] == "missed_appointments" and alert["state"] == "open"
+    assert alert["message"] == "2 appointments missed within 90 days (Physiotherapy, Speech and language therapy)"
+    assert alert["details"]["step"].startswith("Contact the family")
+    assert nhs_number(61) not in str(alert)
+
+    url = f"/v1/households/{hh}/alerts/{alert['alert_id']}/acknowledge"
+    other = token_header(services, "coordinator", "cc-elsewhere")
+    assert (await client.get(f"/v1/households/{hh}/alerts", headers=other)).status_code == 404
+    assert (await client.post(url, headers=other)).status_code == 404  # another caseload's coordinator
+    parent = token_header(services, "parent", "parent-1", household=hh, member=fam["mother"])
+    assert (await client.post(url, headers=parent)).status_code == 403
+    (still,) = (await client.get(f"/v1/households/{hh}/alerts", headers=mine)).json()["alerts"]
+    assert still["state"] == "open"
+
+    acked = await client.post(url, headers=mine)
+    assert acked.status_code == 200 and acked.json()["state"] == "acknowledged"
+
+
+async def test_alerts_reach_the_coordinators_streams_and_no_one_elses(client: httpx.AsyncClient, services: Services,
+                                                                      server: str) -> None:
+    fam = await household_with_missed_appointments(client, services)
+    hh, mine = fam["household"], token_header(services, "coordinator", "cc-alerts")
+    got = await asyncio.to_thread(read_sse, f"{server}/v1/households/{hh}/stream", mine, 3)
+    assert [k for _, k, _ in got] == ["added", "added", "alert"]
+    _, _, alert = got[-1]
+    assert alert["alert_kind"] == "missed_appointments" and alert["details"]["step"].startswith("Contact")
+    ids = [int(i) for i, _, _ in got]
+    assert ids == sorted(ids)
+    caseload = await asyncio.to_thread(read_sse, f"{server}/v1/coordinators/cc-alerts/stream", mine, 3)
+    assert [(i, k) for i, k, _ in caseload] == [(i, k) for i, k, _ in got]
+
+    parent = token_header(services, "parent", "parent-1", household=hh, member=fam["mother"])
+    theirs = await asyncio.to_thread(read_sse, f"{server}/v1/households/{hh}/stream", parent, 2)
+    assert [k for _, k, _ in theirs] == ["added", "added"]
+    mother = Principal("parent-1", "parent", household=hh, member=fam["mother"])
+    end, shown = await asyncio.to_thread(feed_page, services.store, [hh], 0, mother)
+    assert end == ids[1] and [r["kind"] for r in shown] == ["added", "added"]  # no alert for a parent
+    with httpx.stream("GET", f"{server}/v1/households/{hh}/stream", timeout=10,
+                      headers=token_header(services, "coordinator", "cc-elsewhere")) as r:
+        assert r.status_code == 404
