@@ -20,6 +20,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
+from hub.core import records
+
 RULESET = Path(__file__).with_name("rulesets") / "coordination-alerts.json"
 MISSED = ("did_not_attend", "could_not_attend")
 FAMILY = ("family", "young_person")
@@ -255,12 +257,52 @@ def transition_no_plan(rule: Rule, child: ChildFacts, now: datetime) -> list[Epi
     return _overdue(rule, child, trigger, due, plan, now, {"due": _day(due)}, lambda a: {})
 
 
+def _owes_report(f: Fact) -> bool:
+    return f.record_type == "AssessmentCompleted" or (
+        f.record_type == "ReferralOutcome" and f.record.get("outcome") == "accepted")
+
+
+def _report_from(service: tuple[str | None, str | None], report_types: Iterable[str]) -> Callable[[Fact], bool]:
+    types = frozenset(report_types)
+    return lambda f: f.service == service and f.record_type in types
+
+
+def report_not_ready(rule: Rule, child: ChildFacts, now: datetime) -> list[Episode]:
+    """A report a service owes (an assessment done, a referral accepted; as readiness counts them) still not
+    written ``warn_days`` before another service's appointment booked after it: cleared when it is
+    written, or when the appointment has taken place without it."""
+    report_types = records.catalogue().report_types
+    warn = timedelta(days=rule.params["warn_days"])
+    out: list[Episode] = []
+    for owed in (f for f in child.facts if _owes_report(f)):
+        written = _first_after(child.facts, owed.occurred_at, now, _report_from(owed.service, report_types))
+        for appt in (f for f in child.facts if f.record_type == "AppointmentBooked" and f.service != owed.service):
+            start = appt.record.get("start")
+            if not isinstance(start, datetime) or start <= owed.occurred_at:
+                continue
+            raised = max(start - warn, owed.occurred_at, appt.occurred_at)
+            if raised > now or (written is not None and written.occurred_at <= raised):
+                continue
+            ends = [(written.occurred_at, "written")] if written is not None else []
+            ends += [(start, "passed")] if start <= now else []
+            end = min(ends) if ends else None
+            words = {"service": owed.service_name or "the service", "appointment": appt.service_name or "a service",
+                     "start": _day(start)}
+            cw = {"date": _day(end[0]), "how": "written" if end[1] == "written" else "not written; the appointment "
+                  "took place without it"} if end else {}
+            out.append(_episode(rule, child, f"{owed.event_id}:{appt.event_id}", raised, end[0] if end else None,
+                                words, cw, {"owed_by": owed.service_name, "appointment_event_id": appt.event_id,
+                                            "start": start.isoformat()}))
+    return out
+
+
 CHILD_RULES: dict[str, Callable[[Rule, ChildFacts, datetime], list[Episode]]] = {
     "missed_appointments": missed_appointments,
     "referral_unanswered": referral_unanswered,
     "discharge_no_follow_up": discharge_no_follow_up,
     "waiting_over_estimate": waiting_over_estimate,
     "transition_no_plan": transition_no_plan,
+    "report_not_ready": report_not_ready,
 }
 
 

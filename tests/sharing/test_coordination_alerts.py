@@ -4,6 +4,7 @@ real SQLite and PostgreSQL. Replay, event by event or all at once, raises the sa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from hub.core.errors import ConfigError
 from hub.db.schema import alerts, caseloads, households, timeline_changes
 from hub.db.store import Store
 from hub.demo import scenario
+from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.sharing import coordination
 from hub.sharing.alerts import acknowledge_alert, list_alerts
 from hub.stream.coordination import ChildFacts, load_ruleset, transition_no_plan
@@ -176,3 +178,34 @@ def test_a_child_reaching_fourteen_with_no_transition_plan_is_raised_until_one_i
     (ep,) = transition_no_plan(rule, child, datetime(2026, 4, 1, tzinfo=UTC))
     assert ep.raised_at == datetime(2026, 3, 10, tzinfo=UTC) and ep.cleared_at is None
     assert ep.message == "Reached 14 on 10 Mar 2026 with no transition plan to adult services"
+
+
+def test_a_report_owed_before_another_services_appointment_is_raised_until_written_or_the_day_passes(
+        store: Store) -> None:
+    journey = report_not_sent_journey(NOW, seed=931, child_id="c-931", household_id="hh-931")
+    unwritten = [e for e in journey.before_consent if e.record_type != "ReportIssued"]
+    feeder = Feeder(store, NOW)
+    feeder.feed(unwritten, NOW)
+    coordination.sweep(store, days(-3))  # a week before the appointment is not yet here
+    assert list_alerts(store, household_id="hh-931", kind="report_not_ready") == []
+    coordination.sweep(store, days(-1))
+    (owed,) = list_alerts(store, household_id="hh-931", kind="report_not_ready")
+    assert owed["created_at"] == days(-2) and owed["message"] == (
+        f"{CAV_SLT['service_name']}'s report is not written and the {ABUHB_PAEDS['service_name']} appointment is on "
+        f"{days(5):%d %b %Y}")
+    assert owed["details"]["step"].startswith(f"Ask {CAV_SLT['service_name']} to write and issue the report")
+
+    report = next(e for e in journey.before_consent if e.record_type == "ReportIssued")
+    feeder.feed([dataclasses.replace(report, occurred_at=days(0))], NOW)
+    coordination.sweep(store, days(0))
+    (written,) = list_alerts(store, household_id="hh-931", kind="report_not_ready", state="resolved")
+    assert written["resolved_at"] == days(0) and written["resolution"] == f"written on {days(0):%d %b %Y}"
+
+
+def test_a_report_never_written_is_resolved_when_the_appointment_took_place_without_it(store: Store) -> None:
+    journey = report_not_sent_journey(NOW, seed=932, child_id="c-932", household_id="hh-932")
+    Feeder(store, NOW).feed([e for e in journey.before_consent if e.record_type != "ReportIssued"], NOW)
+    coordination.sweep(store, days(6))
+    (passed,) = list_alerts(store, household_id="hh-932", kind="report_not_ready", state="resolved")
+    assert passed["created_at"] == days(-2) and passed["resolved_at"] == days(5)
+    assert passed["resolution"] == f"not written; the appointment took place without it on {days(5):%d %b %Y}"
