@@ -230,6 +230,7 @@ POLICY: dict[tuple[str, str], Rule] = {
         rule(*FAMILY, "coordinator", relation="household", audit="read_report"),
     ("GET", "/v1/households/{household_id}/readiness"): rule("coordinator", relation="household"),
     ("GET", "/v1/households/{household_id}/alerts"): rule("coordinator", relation="household"),
+    ("GET", "/v1/households/{household_id}/clocks"): rule("coordinator", relation="household"),
     ("POST", "/v1/households/{household_id}/alerts/{alert_id}/acknowledge"): rule("coordinator", relation="household"),
     # the inbox route audits its reads itself, once per household shown (the family's transparency view)
     ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency"),

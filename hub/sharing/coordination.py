@@ -27,6 +27,7 @@ from hub.db.schema import alerts, caseloads, household_members, timeline_changes
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
 from hub.stream import readmodel
+from hub.stream.clocks import ClockSet, child_clocks, clock_episodes, load_clocks
 from hub.stream.coordination import (
     CHILD_RULES,
     ChildFacts,
@@ -42,7 +43,8 @@ from hub.stream.projection import lock_change_feed
 A = alerts.c
 T = timeline_entries.c
 GONE = "the records no longer show this condition"
-KINDS: tuple[str, ...] = (*CHILD_RULES, "caseload_over_limit")
+CHILD_KINDS: tuple[str, ...] = (*CHILD_RULES, "statutory_clock")
+KINDS: tuple[str, ...] = (*CHILD_KINDS, "caseload_over_limit")
 
 
 def ruleset() -> Ruleset:
@@ -52,6 +54,16 @@ def ruleset() -> Ruleset:
         return load_ruleset(json.loads(path.read_text()) if path else None)
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"HUB_ALERT_RULES_FILE: {exc}") from None
+
+
+def statutory_clocks() -> ClockSet:
+    """The statutory clocks of ``HUB_STATUTORY_NATIONS`` (all when unset); an unknown nation is a ConfigError."""
+    settings = sharing_settings()
+    nations = [n.strip().lower() for n in settings.statutory_nations.split(",") if n.strip()] or None
+    try:
+        return load_clocks(nations, settings.statutory_warn_days)
+    except ValueError as exc:
+        raise ConfigError(f"HUB_STATUTORY_NATIONS: {exc}") from None
 
 
 def clock(conn: Connection) -> datetime | None:
@@ -67,6 +79,16 @@ def _birthdays(store: Store, household_id: str) -> dict[str, date | None]:
     with store.engine.connect() as conn:
         return {r.member_id: r.date_of_birth for r in conn.execute(sa.select(M.member_id, M.date_of_birth).where(
             M.household_id == household_id, M.kind == "child"))}
+
+
+def household_clocks(store: Store, household_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """Each child's statutory clocks as of ``now`` (default: today, as the people waiting count): deadline,
+    state, days left. A deadline is a date in law, so the days left are counted from the wall clock."""
+    clocks = statutory_clocks()
+    at = now or utcnow()
+    return {"household_id": household_id, "as_of": at.isoformat(), "warn_days": clocks.warn_days,
+            "children": {c.child_id: [k.as_dict() for k in child_clocks(clocks, c, at)]
+                         for c in household_facts(store, household_id)}}
 
 
 def household_facts(store: Store, household_id: str) -> list[ChildFacts]:
@@ -114,10 +136,12 @@ def _resolve_gone(conn: Connection, household_id: str, kinds: tuple[str, ...], k
 
 
 def sweep(store: Store, now: datetime | None = None, *, households: list[str] | None = None,
-          rules: Ruleset | None = None) -> int:
-    """Evaluate the coordination rules for every (or the given) household at the event-time clock (or
-    ``now``), and the caseload rule for every coordinator; returns how many alerts were raised."""
+          rules: Ruleset | None = None, clocks: ClockSet | None = None) -> int:
+    """Evaluate the coordination rules and the statutory clocks for every (or the given) household at the
+    event-time clock (or ``now``), and the caseload rule for every coordinator; returns how many alerts were
+    raised."""
     rules = rules or ruleset()
+    clocks = clocks or statutory_clocks()
     with store.engine.connect() as conn:
         at = now or clock(conn)
     ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
@@ -125,10 +149,11 @@ def sweep(store: Store, now: datetime | None = None, *, households: list[str] | 
     for hh in ids:
         if at is None:  # nothing recorded yet: no event time
             break
-        episodes = [e for child in household_facts(store, hh) for e in child_episodes(rules, child, at)]
+        episodes = [e for child in household_facts(store, hh)
+                    for e in child_episodes(rules, child, at) + clock_episodes(clocks, child, at)]
         with store.engine.begin() as conn:
             raised += apply(conn, episodes, at)
-            _resolve_gone(conn, hh, tuple(CHILD_RULES), {e.key for e in episodes if e.raised_at <= at}, at)
+            _resolve_gone(conn, hh, CHILD_KINDS, {e.key for e in episodes if e.raised_at <= at}, at)
     return raised + sweep_caseloads(store, rules)
 
 

@@ -5,19 +5,21 @@ coordinator's live streams in order with the timeline, and nobody else can see o
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import pytest
 
 from hub.api.streams import feed_page
-from hub.demo.identifiers import nhs_number
+from hub.demo.identifiers import nhs_number, upn
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
 from hub.sharing import coordination
 from tests.api.conftest import token_header
-from tests.api.test_timeline_routes import PHYSIO, SLT, enrol_family, event, project_log, read_sse, server
+from tests.api.test_timeline_routes import NOW, PHYSIO, SLT, enrol_family, event, project_log, read_sse, server
 
 pytestmark = pytest.mark.broker
+SEND = {"agency_id": "7A6", "sector": "education", "service_name": "SEN and inclusion team"}
 __all__ = ["server"]  # the live HTTP server fixture, shared with the timeline routes' tests
 
 
@@ -79,3 +81,29 @@ async def test_alerts_reach_the_coordinators_streams_and_no_one_elses(client: ht
     with httpx.stream("GET", f"{server}/v1/households/{hh}/stream", timeout=10,
                       headers=token_header(services, "coordinator", "cc-elsewhere")) as r:
         assert r.status_code == 404
+
+
+async def test_the_coordinator_reads_the_childs_statutory_clocks_and_no_one_else_does(client: httpx.AsyncClient,
+                                                                                       services: Services) -> None:
+    fam = await enrol_family(client, services, "cc-clocks")
+    hh, mine = fam["household"], token_header(services, "coordinator", "cc-clocks")
+    requested = (NOW - timedelta(days=30)).date()
+    body = {"service": SEND, "request_received_date": requested.isoformat(), "requested_by": "family"}
+    sent = [event("EhcAssessmentRequested", "ehc-req-1", -30, body, ident=("upn", upn(61)), sector="education")]
+    assert (await client.post("/v1/events", json=sent)).status_code == 200
+    await asyncio.to_thread(project_log, services)
+
+    r = await client.get(f"/v1/households/{hh}/clocks", headers=mine)
+    assert r.status_code == 200
+    clocks = {c["clock"]: c for c in r.json()["children"][fam["child"]]}
+    assert set(clocks) == {"ehc_assessment_decision", "ehc_final_plan"}
+    decision = clocks["ehc_assessment_decision"]
+    assert decision["deadline"] == (requested + timedelta(weeks=6)).isoformat() and decision["state"] == "running"
+    assert decision["days_left"] == 12 and "reg. 5(1)" in decision["source"]
+    assert clocks["ehc_final_plan"]["days_left"] == 20 * 7 - 30
+
+    other = await client.get(f"/v1/households/{hh}/clocks", headers=token_header(services, "coordinator", "cc-else"))
+    assert other.status_code == 404
+    parent = token_header(services, "parent", "parent-1", household=hh, member=fam["mother"])
+    assert (await client.get(f"/v1/households/{hh}/clocks", headers=parent)).status_code == 403
+    assert (await client.get(f"/v1/households/{hh}/clocks", headers={"Authorization": ""})).status_code == 401
