@@ -1,22 +1,29 @@
-"""Coordination routes: the statutory clocks of a household's children.
+"""Coordination routes: the statutory clocks of a household's children, and the KPIs.
 
 * ``GET /v1/households/{hid}/clocks`` — each child's statutory clocks (England SEND, Wales ALN; the
   nations of ``HUB_STATUTORY_NATIONS``): what started each, its deadline and legal source, its state
   (``running``, ``overdue``, ``met``, ``late``, ``stopped`` by a recorded exception) and, while it runs,
   the days left, as of today (``as_of``). The household's coordinator only.
+* ``GET /v1/kpis?start=&end=&by=service|agency&format=json|csv`` — the KPIs over ``[start, end)`` (definitions:
+  docs/operations.md, "KPIs: definitions"). A commissioner, IG officer or admin only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import csv
+import io
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
 
-from hub.core.errors import NotFoundError
+from hub.core.errors import NotFoundError, ValidationError
 from hub.ingest.services import Services
-from hub.sharing import coordination
+from hub.sharing import coordination, kpis
 from hub.stream import readmodel
+from hub.stream.kpis import as_csv_rows
 
 
 def coordination_router(services: Services) -> APIRouter:
@@ -30,4 +37,25 @@ def coordination_router(services: Services) -> APIRouter:
             raise NotFoundError("no such household")
         return await asyncio.to_thread(coordination.household_clocks, store, household_id)
 
+    @router.get("/v1/kpis")
+    async def read_kpis(start: datetime, end: datetime, by: Literal["service", "agency"] = "service",
+                        format: Annotated[Literal["json", "csv"], Query()] = "json") -> Response:
+        """DNA and CNA rates, referral to first contact, report latency, reports ready before appointments,
+        copies to the family and caseload sizes, over the period, by service or agency."""
+        start, end = _utc(start), _utc(end)
+        if end <= start:
+            raise ValidationError("end must be after start")
+        result = await asyncio.to_thread(kpis.kpis, store, start, end, by)
+        if format == "json":
+            return JSONResponse(result)
+        out = io.StringIO()
+        writer = csv.DictWriter(out, ["kpi", "agency_id", "service", "measure", "value"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(as_csv_rows(result))
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
+
     return router
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

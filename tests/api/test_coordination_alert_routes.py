@@ -107,3 +107,33 @@ async def test_the_coordinator_reads_the_childs_statutory_clocks_and_no_one_else
     parent = token_header(services, "parent", "parent-1", household=hh, member=fam["mother"])
     assert (await client.get(f"/v1/households/{hh}/clocks", headers=parent)).status_code == 403
     assert (await client.get(f"/v1/households/{hh}/clocks", headers={"Authorization": ""})).status_code == 401
+
+
+async def test_kpis_as_json_and_csv_for_a_commissioner_and_no_one_whose_work_or_family_they_measure(
+        client: httpx.AsyncClient, services: Services) -> None:
+    await household_with_missed_appointments(client, services)
+    period = {"start": (NOW - timedelta(days=60)).isoformat(), "end": NOW.isoformat()}
+    commissioner = token_header(services, "commissioner", "devon-commissioning")
+    r = await client.get("/v1/kpis", params=period, headers=commissioner)
+    assert r.status_code == 200
+    (physio,) = [g for g in r.json()["kpis"]["attendance"] if g["service"] == "Physiotherapy"]
+    assert (physio["appointments"], physio["dna"], physio["dna_rate"]) == (1, 1, 1.0)
+    assert r.json()["kpis"]["caseloads"]["coordinators"] == [{"coordinator_id": "cc-alerts", "families": 1}]
+    assert nhs_number(61) not in r.text
+
+    csv_ = await client.get("/v1/kpis", params={**period, "format": "csv", "by": "agency"}, headers=commissioner)
+    assert csv_.status_code == 200 and csv_.headers["content-type"].startswith("text/csv")
+    lines = csv_.text.splitlines()
+    assert lines[0] == "kpi,agency_id,service,measure,value"
+    assert "attendance,7A6,,cna,1" in lines and "attendance,7A6,,appointments,2" in lines
+    ig = token_header(services, "ig_officer", "ig-1")
+    assert (await client.get("/v1/kpis", params=period, headers=ig)).status_code == 200
+
+    backwards = await client.get("/v1/kpis", params={"start": period["end"], "end": period["start"]},
+                                 headers=commissioner)
+    assert backwards.status_code == 422 and "end must be after start" in backwards.text
+    for refused in (token_header(services, "coordinator", "cc-alerts"),
+                    token_header(services, "agency", "abuhb-pas", agency="7A6"),
+                    token_header(services, "parent", "parent-1", household="h", member="m")):
+        assert (await client.get("/v1/kpis", params=period, headers=refused)).status_code == 403
+    assert (await client.get("/v1/kpis", params=period, headers={"Authorization": ""})).status_code == 401
