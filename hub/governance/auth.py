@@ -231,6 +231,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/households/{household_id}/readiness"): rule("coordinator", relation="household"),
     ("GET", "/v1/households/{household_id}/alerts"): rule("coordinator", relation="household"),
     ("GET", "/v1/households/{household_id}/clocks"): rule("coordinator", relation="household"),
+    # a multi-agency referral (a referring professional sends a FHIR ServiceRequest Bundle instead)
+    ("POST", "/v1/households/{household_id}/children/{child_id}/referrals"): rule("coordinator", relation="child"),
+    ("GET", "/v1/households/{household_id}/referrals"): rule("coordinator", relation="household"),
+    ("GET", "/v1/households/{household_id}/referrals/{referral_id}"): rule("coordinator", relation="household"),
     # KPIs: figures over services and agencies, no family's record; those who commission and govern the
     # services read them (a commissioner, IG, an admin), not those whose work or family they measure
     ("GET", "/v1/kpis"): rule("commissioner", IG, "admin"),
