@@ -93,6 +93,7 @@ def referral(store: Store, household_id: str, referral_id: str) -> dict[str, Any
                  and e["record"].get("requisition") == referral_id]
         if not parts:
             continue
+        parts.sort(key=lambda e: (e["occurred_at"], str(e["record"]["meta"].get("source_id"))))  # as referred
         alerts = {a["details"].get("event_id"): a for a in list_alerts(store, household_id=household_id,
                                                                        kind="referral_unanswered")}
         rows = []

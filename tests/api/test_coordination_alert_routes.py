@@ -137,3 +137,45 @@ async def test_kpis_as_json_and_csv_for_a_commissioner_and_no_one_whose_work_or_
                     token_header(services, "parent", "parent-1", household="h", member="m")):
         assert (await client.get("/v1/kpis", params=period, headers=refused)).status_code == 403
     assert (await client.get("/v1/kpis", params=period, headers={"Authorization": ""})).status_code == 401
+
+
+CARE_COORD = {"agency_id": "W06000022", "sector": "social_care", "service_name": "Complex needs care coordination"}
+OT = {"agency_id": "7A6", "sector": "health", "service_name": "Occupational therapy"}
+
+
+async def test_the_coordinator_makes_one_referral_to_several_services_and_follows_each_answer(
+        client: httpx.AsyncClient, services: Services) -> None:
+    fam = await enrol_family(client, services, "cc-refer")
+    hh, child, mine = fam["household"], fam["child"], token_header(services, "coordinator", "cc-refer")
+    await asyncio.to_thread(project_log, services)  # the child's identifiers linked
+    url = f"/v1/households/{hh}/children/{child}/referrals"
+    body = {"referrer_service": CARE_COORD, "services": [SLT, PHYSIO, OT], "reason": "feeding and development"}
+
+    twice = await client.post(url, headers=mine, json={**body, "services": [SLT, SLT]})
+    assert twice.status_code == 422 and "named twice" in twice.text
+    bad = await client.post(url, headers=mine, json={**body, "services": [{"service_name": "OT"}]})
+    assert bad.status_code == 422 and "services[0] needs agency_id" in bad.text
+    other = token_header(services, "coordinator", "cc-else")
+    assert (await client.post(url, headers=other, json=body)).status_code == 404
+    agency = token_header(services, "agency", "abuhb-pas", agency="7A6")
+    assert (await client.post(url, headers=agency, json=body)).status_code == 403
+    assert (await client.get(f"/v1/households/{hh}/referrals", headers=mine)).json()["referrals"] == []
+
+    made = await client.post(url, headers=mine, json=body)
+    assert made.status_code == 202 and made.json()["parts"] >= 3
+    await asyncio.to_thread(project_log, services)
+    referral_id = made.json()["referral_id"]
+    one = (await client.get(f"/v1/households/{hh}/referrals/{referral_id}", headers=mine)).json()
+    assert [r["service"]["service_name"] for r in one["services"]] == ["Speech and language therapy", "Physiotherapy",
+                                                                       "Occupational therapy"]
+    assert {r["answer"] for r in one["services"]} == {"no_answer"}
+
+    answer = [event("ReferralOutcome", "ot-out-1", 1, {"service": OT, "referral_id": one["services"][2]["event_id"],
+                                                       "outcome": "declined", "reason": "not in catchment"},
+                    ident=("nhs-number", nhs_number(61)))]
+    assert (await client.post("/v1/events", json=answer)).status_code == 200
+    await asyncio.to_thread(project_log, services)
+    one = (await client.get(f"/v1/households/{hh}/referrals/{referral_id}", headers=mine)).json()
+    assert (one["services"][2]["answer"], one["services"][2]["reason"]) == ("declined", "not in catchment")
+    assert (await client.get(f"/v1/households/{hh}/referrals/{referral_id}", headers=other)).status_code == 404
+    assert (await client.get(f"/v1/households/{hh}/referrals/no-such", headers=mine)).status_code == 404
