@@ -108,6 +108,9 @@ async def run_demo(settings: Settings, *, serve: bool, console: Console) -> None
         from hub.demo import report_journey
 
         await report_journey.run(services, console)
+        from hub.demo import referral_journey
+
+        await referral_journey.run(services, console)
         if serve:
             console.print(f"serving the API on http://{stack.settings.api_host}:{stack.settings.api_port} "
                           "(Ctrl-C stops)")
