@@ -4,7 +4,7 @@ The household stream and the coordinator's caseload stream are the same loop ove
 (:func:`hub.stream.readmodel.changes_since`); they differ only in which households they follow, which
 a caseload re-reads on every round so a household joining the caseload is followed at once. A
 coordinator's streams also carry the coordination alerts raised and resolved in the same feed
-(events ``alert`` and ``alert_resolved``, :func:`hub.sharing.coordination.alert_changes`), in order
+(events ``alert``, ``alert_resolved`` and ``alert_corrected``, :func:`hub.sharing.coordination.alert_changes`), in order
 with the entries and resumable by the same ids; nobody else's do.
 """
 

@@ -6,8 +6,11 @@ then is an alert (``created_at`` the event time it was raised), every episode cl
 resolved (``resolved_at`` the event time it cleared, with the rule's words), and an unresolved alert
 whose episode the records no longer show (a late record changed the history) is resolved saying so.
 Because it writes whole episodes, not what it happens to see between two sweeps, replaying the same
-records gives the same alerts. Each alert raised or resolved is also a change in the household's
-change feed (kind ``alert`` / ``alert_resolved``), so it reaches the coordinator's live streams.
+records gives the same alerts. A record that arrives late (after a sweep passed its event time) corrects
+the alerts it touches to what the full record shows; one raised on records a late one contradicts is
+kept, resolved as no longer shown. Each alert raised, resolved or corrected is also a change in the
+household's change feed (kind ``alert``, ``alert_resolved``, ``alert_corrected``), so it reaches the
+coordinator's live streams.
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ def feed(conn: Connection, household_id: str, child_id: str, key: str, kind: str
 
 
 def apply(conn: Connection, episodes: Iterable[Episode], now: datetime) -> int:
-    """Raise every episode raised by ``now`` and resolve those cleared by then; how many were raised."""
+    """Raise every episode raised by ``now`` and resolve those cleared by then; how many were raised. An
+    alert a late record contradicts (it began, or cleared, at another time) is corrected to the episode."""
     raised = 0
     for ep in episodes:
         if ep.raised_at > now:
@@ -122,10 +126,29 @@ def apply(conn: Connection, episodes: Iterable[Episode], now: datetime) -> int:
                        details={**ep.details, "raised_at": ep.raised_at.isoformat()}, now=ep.raised_at):
             raised += 1
             feed(conn, ep.household_id, ep.child_id, ep.key, "alert")
+        elif _correct(conn, ep, now):
+            feed(conn, ep.household_id, ep.child_id, ep.key, "alert_corrected")
+            continue
         if ep.cleared_at is not None and ep.cleared_at <= now and resolve(
                 conn, ep.key, ep.resolution or "the condition cleared", ep.cleared_at):
             feed(conn, ep.household_id, ep.child_id, ep.key, "alert_resolved")
     return raised
+
+
+def _correct(conn: Connection, ep: Episode, now: datetime) -> bool:
+    """Bring an existing alert's times and words to its episode as the records now show it (records arrived
+    late); True when it changed. An acknowledgement stays; an alert resolved too early opens again."""
+    row = conn.execute(sa.select(A.created_at, A.resolved_at, A.message, A.resolution).where(
+        A.alert_key == ep.key)).one()
+    cleared = ep.cleared_at if ep.cleared_at is not None and ep.cleared_at <= now else None
+    want = (ep.raised_at, cleared, ep.message, ep.resolution if cleared else None)
+    have = (as_utc(row.created_at), as_utc(row.resolved_at) if row.resolved_at else None, row.message,
+            row.resolution)
+    if have == want or (row.resolved_at is not None and row.resolution == GONE):
+        return False
+    conn.execute(alerts.update().where(A.alert_key == ep.key).values(
+        created_at=ep.raised_at, resolved_at=cleared, message=ep.message, resolution=want[3]))
+    return True
 
 
 def _resolve_gone(conn: Connection, household_id: str, kinds: tuple[str, ...], keep: set[str], now: datetime,
@@ -197,7 +220,7 @@ def alert_changes(store: Store, household_ids: list[str], after: int, upto: int 
     q = (sa.select(C.seq, C.household_id, C.child_id, C.kind, A.alert_id, A.kind.label("alert_kind"), A.message,
                    A.details, A.created_at, A.acknowledged_at, A.resolved_at, A.resolution)
          .select_from(timeline_changes.join(alerts, C.event_id == sa.cast(A.alert_id, sa.String)))
-         .where(C.household_id.in_(household_ids), C.seq > after, C.kind.in_(("alert", "alert_resolved")))
+         .where(C.household_id.in_(household_ids), C.seq > after, C.kind.in_(("alert", "alert_resolved", "alert_corrected")))
          .order_by(C.seq))
     if upto is not None:
         q = q.where(C.seq <= upto)

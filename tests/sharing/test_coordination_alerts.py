@@ -14,13 +14,16 @@ import pytest
 import sqlalchemy as sa
 
 from hub.core.errors import ConfigError
+from hub.core.settings import Settings
 from hub.db.schema import alerts, caseloads, households, timeline_changes
-from hub.db.store import Store
+from hub.db.store import Store, as_utc
 from hub.demo import scenario
 from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
+from hub.ingest.services import Services
 from hub.sharing import coordination
 from hub.sharing.alerts import acknowledge_alert, list_alerts
 from hub.stream.coordination import ChildFacts, load_ruleset, transition_no_plan
+from hub.stream.replay import replay_log
 from tests.sharing.sharing_support import Feeder
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -45,8 +48,8 @@ def history(store: Store) -> list[tuple[Any, ...]]:
     """Every alert as a coordinator reads it: key, kind, message, raised, resolved and why."""
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(alerts).order_by(alerts.c.alert_key)).all()
-    return [(r.alert_key, r.kind, r.household_id, r.message, r.created_at.replace(tzinfo=None),
-             r.resolved_at.replace(tzinfo=None) if r.resolved_at else None, r.resolution) for r in rows]
+    return [(r.alert_key, r.kind, r.household_id, r.message, as_utc(r.created_at),
+             as_utc(r.resolved_at) if r.resolved_at else None, r.resolution) for r in rows]
 
 
 def by_kind(store: Store, household: str, kind: str) -> list[dict[str, Any]]:
@@ -126,10 +129,13 @@ def test_each_alert_raised_or_resolved_is_a_change_in_its_household_feed(store: 
     with store.engine.connect() as conn:
         kinds = [r.kind for r in conn.execute(sa.select(timeline_changes.c.kind).where(
             timeline_changes.c.household_id == "household-lewis", timeline_changes.c.kind.like("alert%")))]
-    assert sorted(kinds) == ["alert"] * 4 + ["alert_resolved"] * 3
+    lewis = list_alerts(store, household_id="household-lewis", open_only=False)
+    resolved = [a for a in lewis if a["state"] == "resolved"]
+    assert len(lewis) == 6 and len(resolved) == 5  # with the EHC statutory clocks
+    assert sorted(kinds) == ["alert"] * len(lewis) + ["alert_resolved"] * len(resolved)
     feed = coordination.alert_changes(store, ["household-lewis"], 0)
     assert {r["alert_kind"] for r in feed} == {"missed_appointments", "discharge_no_follow_up", "waiting_over_estimate",
-                                               "referral_unanswered"}
+                                               "referral_unanswered", "statutory_clock"}
     assert coordination.alert_changes(store, ["household-evans"], feed[-1]["seq"]) == []  # by household
 
 
@@ -209,3 +215,28 @@ def test_a_report_never_written_is_resolved_when_the_appointment_took_place_with
     (passed,) = list_alerts(store, household_id="hh-932", kind="report_not_ready", state="resolved")
     assert passed["created_at"] == days(-2) and passed["resolved_at"] == days(5)
     assert passed["resolution"] == f"not written; the appointment took place without it on {days(5):%d %b %Y}"
+
+
+def test_hub_replay_from_the_sealed_ingest_log_gives_the_same_alerts(db_url: str, sqlite_url: str,
+                                                                      tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    settings = Settings(database_url=db_url, data_dir=tmp_path, pseudonym_key="k" * 32)
+    svc = Services.build(settings)
+    events = scenario.build(now).events
+    prepared, problems = svc.ingest.prepare(events)  # accepted, sealed and logged as the API leaves them
+    assert not problems
+    svc.store.append([p.row for p in prepared if p])
+    replay_log(svc.store, svc.catalogue, settings)  # `hub replay`: every projection rebuilt from the log
+    coordination.sweep(svc.store)
+
+    live = Store.open(sqlite_url)
+    feeder = Feeder(live, now)
+    for i in range(0, len(events), 11):  # as the agencies sent them (not in event-time order), swept each batch
+        feeder.feed(events[i:i + 11], now)
+        coordination.sweep(live)
+    replayed = history(svc.store)
+    assert len(replayed) >= 8
+    # late records corrected the alerts they touched; one raised on records a late one contradicted stays,
+    # resolved as no longer shown (a coordinator may have acted on it), and is the only difference
+    assert [a for a in history(live) if a[-1] != coordination.GONE] == replayed
+    assert all(a[-1] == coordination.GONE for a in history(live) if a not in replayed)
