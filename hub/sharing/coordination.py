@@ -46,6 +46,8 @@ from hub.stream.projection import lock_change_feed
 A = alerts.c
 T = timeline_entries.c
 GONE = "the records no longer show this condition"
+#: the changes an alert makes in its household's change feed
+FEED_KINDS = ("alert", "alert_resolved", "alert_corrected")
 CHILD_KINDS: tuple[str, ...] = (*CHILD_RULES, "statutory_clock")
 KINDS: tuple[str, ...] = (*CHILD_KINDS, "caseload_over_limit")
 
@@ -220,7 +222,7 @@ def alert_changes(store: Store, household_ids: list[str], after: int, upto: int 
     q = (sa.select(C.seq, C.household_id, C.child_id, C.kind, A.alert_id, A.kind.label("alert_kind"), A.message,
                    A.details, A.created_at, A.acknowledged_at, A.resolved_at, A.resolution)
          .select_from(timeline_changes.join(alerts, C.event_id == sa.cast(A.alert_id, sa.String)))
-         .where(C.household_id.in_(household_ids), C.seq > after, C.kind.in_(("alert", "alert_resolved", "alert_corrected")))
+         .where(C.household_id.in_(household_ids), C.seq > after, C.kind.in_(FEED_KINDS))
          .order_by(C.seq))
     if upto is not None:
         q = q.where(C.seq <= upto)
