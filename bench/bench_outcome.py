@@ -120,6 +120,10 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int) -> dic
     return {"seconds": time.perf_counter() - t0, "events": len(arrivals)}
 
 
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
 def _pct(values: list[float], q: float) -> float | None:
     return round(sorted(values)[max(math.ceil(q * len(values)) - 1, 0)], 1) if values else None
 
@@ -135,11 +139,23 @@ def figures(store: Store, seed: int) -> dict[str, Any]:
         shown = {(json.loads(r.details).get("appointment_id"), r.created_at) for r in conn.execute(
             sa.select(alerts.c.details, alerts.c.created_at).where(alerts.c.kind == "readiness"))}
         kinds = Counter(r[0] for r in conn.execute(sa.select(alerts.c.kind)))
-        rows = conn.execute(sa.select(deliveries.c.information_id, deliveries.c.delivered_at).where(
+        rows = conn.execute(sa.select(deliveries.c.information_id, deliveries.c.delivered_at, deliveries.c.agency_id,
+                                      deliveries.c.service).where(
             deliveries.c.kind == "share", deliveries.c.delivered_at.is_not(None))).all()
-    reports = {f.event_id: f for c in children for f in c.facts if f.record_type in ("ReportIssued", "ReportAmended")}
-    latency = [(as_utc(r.delivered_at) - reports[r.information_id].occurred_at) / timedelta(minutes=1)
-               for r in rows if r.information_id in reports]
+    reports = {f.event_id: (c, f) for c in children for f in c.facts
+               if f.record_type in ("ReportIssued", "ReportAmended")}
+    latency, in_team, from_receipt = [], [], []
+    for r in rows:
+        if r.information_id not in reports:
+            continue
+        child, rep = reports[r.information_id]
+        at = as_utc(r.delivered_at)
+        latency.append((at - rep.occurred_at) / timedelta(minutes=1))
+        received = rep.record["meta"]["received_at"]
+        from_receipt.append((at - as_utc(received)) / timedelta(seconds=1))
+        joined = next((f.occurred_at for f in child.facts if f.service == (r.agency_id, r.service)), None)
+        if joined is not None and joined <= rep.occurred_at:  # a recipient already in the team at issue
+            in_team.append((at - rep.occurred_at) / timedelta(minutes=1))
     shown_in_time = _absence_shown(children, sent, year, shown)
     post = _baseline(children, year, random.Random(seed))
     return {"appointments_with_reports": with_reports,
@@ -147,6 +163,10 @@ def figures(store: Store, seed: int) -> dict[str, Any]:
                     "share": round((all_ready + shown_in_time) / with_reports, 4) if with_reports else None,
                     "latency_median_minutes": round(statistics.median(latency), 1) if latency else None,
                     "latency_p95_minutes": _pct(latency, 0.95), "deliveries": len(latency),
+                    "in_team_at_issue": {"deliveries": len(in_team), "median_minutes": _median(in_team),
+                                         "p95_minutes": _pct(in_team, 0.95)},
+                    "from_receipt_by_the_hub": {"median_seconds": _median(from_receipt),
+                                                "p95_seconds": _pct(from_receipt, 0.95)},
                     "alerts": dict(sorted(kinds.items()))},
             "no_hub": post}
 
