@@ -15,6 +15,7 @@ coordinator's live streams.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -24,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from consent.ruleset import load_ruleset as load_consent_ruleset
 from hub.core.errors import ConfigError
 from hub.core.settings import sharing_settings
 from hub.db.schema import alerts, caseloads, household_members, timeline_changes, timeline_entries
@@ -71,6 +73,13 @@ def statutory_clocks() -> ClockSet:
         raise ConfigError(f"HUB_STATUTORY_NATIONS: {exc}") from None
 
 
+@functools.cache
+def untold_categories() -> frozenset[str]:
+    """Categories no coordination alert speaks of: the consent rule set's restricted ones (mental health,
+    child protection, ...)."""
+    return frozenset(c.value for c in load_consent_ruleset().restricted_categories)
+
+
 def clock(conn: Connection) -> datetime | None:
     """The event-time clock: the latest event time of a record the hub holds, counting each record
     only up to when the hub received it (a record dated in the future does not move the clock)."""
@@ -97,12 +106,16 @@ def household_clocks(store: Store, household_id: str, now: datetime | None = Non
 
 
 def household_facts(store: Store, household_id: str) -> list[ChildFacts]:
-    """Each child of the household with their active records, in event-time order."""
+    """Each child of the household with their active records, in event-time order. Records the read policy
+    can hide from a coordinator (under a disclosure hold, or in a restricted category such as mental health
+    or child protection) are left out: an alert would tell of them."""
     dob = _birthdays(store, household_id)
+    untold = untold_categories()
     out = []
     for child in readmodel.children(store, household_id):
         facts = tuple(Fact(r["event_id"], r["record_type"], r["occurred_at"], r["agency_id"], r["service_name"],
-                           r["record"]) for r in readmodel.child_records(store, household_id, child))
+                           r["record"]) for r in readmodel.child_records(store, household_id, child)
+                      if not r["held"] and r["category"] not in untold)
         out.append(ChildFacts(household_id, child, facts, dob.get(child)))
     return out
 

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub.core.errors import ConfigError
+from hub.core.events import InboundEvent
 from hub.core.settings import Settings
 from hub.db.schema import alerts, caseloads, households, timeline_changes
 from hub.db.store import Store, as_utc
@@ -240,3 +241,20 @@ def test_hub_replay_from_the_sealed_ingest_log_gives_the_same_alerts(db_url: str
     # resolved as no longer shown (a coordinator may have acted on it), and is the only difference
     assert [a for a in history(live) if a[-1] != coordination.GONE] == replayed
     assert all(a[-1] == coordination.GONE for a in history(live) if a not in replayed)
+
+
+def test_no_alert_tells_of_a_record_the_read_policy_can_hide_from_the_coordinator(store: Store) -> None:
+    seeded(store)  # Ffion's referral to CAMHS is recorded as mental health, a restricted category
+    coordination.sweep(store, days(60))  # long past its six weeks: it would be due
+    messages = [a["message"] for a in list_alerts(store, kind="referral_unanswered", open_only=False)]
+    assert messages and not any("CAMHS" in m for m in messages)
+    ffion = scenario.build(NOW).people[2]
+    protection = [InboundEvent(
+        record_type="AttendanceRecorded", sector="health", source_system="abuhb-wcp", source_id=f"sg-{n}",
+        occurred_at=days(-10 + n), subject=ffion.id("nhs-number"), category="child_protection", mapping="demo@1",
+        body={"appointment_id": f"sg-appt-{n}", "service": scenario.PAEDS, "outcome": "did_not_attend"})
+        for n in range(3)]
+    Feeder(store, NOW).feed(protection, NOW)
+    coordination.sweep(store, days(0))
+    assert [a for a in list_alerts(store, kind="missed_appointments", open_only=False)
+            if a["child_id"] == ffion.child_id] == []
