@@ -22,6 +22,7 @@ from hub.db.store import Store, utcnow
 from hub.ingest.service import Acceptance, IngestService
 from hub.sharing.alerts import list_alerts
 from hub.sharing.consents import child_subject, link_event, linked_in
+from hub.sharing.coordination import untold_categories
 from hub.stream import readmodel
 
 SOURCE = "hub-referrals"
@@ -87,8 +88,10 @@ def _answer(part: dict[str, Any], later: list[dict[str, Any]]) -> dict[str, Any]
 
 def referral(store: Store, household_id: str, referral_id: str) -> dict[str, Any]:
     """One referral with one row per service: the service, when it was referred and its answer."""
+    untold = untold_categories()
     for child in readmodel.children(store, household_id):
-        entries = readmodel.child_records(store, household_id, child)
+        entries = [e for e in readmodel.child_records(store, household_id, child)  # as a coordinator may see
+                   if not e["held"] and e["category"] not in untold]
         parts = [e for e in entries if e["record_type"] == "ReferralMade"
                  and e["record"].get("requisition") == referral_id]
         if not parts:
