@@ -105,17 +105,18 @@ def household_clocks(store: Store, household_id: str, now: datetime | None = Non
                          for c in household_facts(store, household_id)}}
 
 
-def household_facts(store: Store, household_id: str) -> list[ChildFacts]:
+def household_facts(store: Store, household_id: str, *, as_coordinator: bool = True) -> list[ChildFacts]:
     """Each child of the household with their active records, in event-time order. Records the read policy
     can hide from a coordinator (under a disclosure hold, or in a restricted category such as mental health
-    or child protection) are left out: an alert would tell of them."""
+    or child protection) are left out unless ``as_coordinator`` is false (aggregate figures): an alert
+    would tell of them."""
     dob = _birthdays(store, household_id)
-    untold = untold_categories()
+    untold = untold_categories() if as_coordinator else frozenset()
     out = []
     for child in readmodel.children(store, household_id):
         facts = tuple(Fact(r["event_id"], r["record_type"], r["occurred_at"], r["agency_id"], r["service_name"],
                            r["record"]) for r in readmodel.child_records(store, household_id, child)
-                      if not r["held"] and r["category"] not in untold)
+                      if not (as_coordinator and r["held"]) and r["category"] not in untold)
         out.append(ChildFacts(household_id, child, facts, dob.get(child)))
     return out
 

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 from hub.db.schema import caseloads, deliveries
 from hub.db.store import Store, as_utc, utcnow
-from hub.sharing.coordination import household_facts
+from hub.sharing.coordination import household_facts, statutory_clocks
 from hub.stream import readmodel
+from hub.stream.clocks import child_clocks
 from hub.stream.kpis import By, Delivery, Period, all_kpis
 
 D = deliveries.c
@@ -40,5 +41,9 @@ def caseload_sizes(store: Store) -> dict[str, int]:
 def kpis(store: Store, start: datetime, end: datetime, by: By = "service",
          now: datetime | None = None) -> dict[str, Any]:
     """Every KPI over ``[start, end)``, grouped by service or agency."""
-    children = [c for h in readmodel.households(store) for c in household_facts(store, h.household_id)]
-    return all_kpis(children, load_deliveries(store), caseload_sizes(store), Period(start, end), by, now or utcnow())
+    now = now or utcnow()
+    children = [c for h in readmodel.households(store)
+                for c in household_facts(store, h.household_id, as_coordinator=False)]
+    clocks = statutory_clocks()
+    running = [k for c in children for k in child_clocks(clocks, c, now)]
+    return all_kpis(children, load_deliveries(store), caseload_sizes(store), Period(start, end), by, now, running)

@@ -210,6 +210,54 @@ def copies_to_family(children: Iterable[ChildFacts], deliveries: Sequence[Delive
     return _rows(out)
 
 
+def waiting_against_estimates(children: Iterable[ChildFacts], period: Period, by: By,
+                              now: datetime) -> list[dict[str, Any]]:
+    """For the waiting-list entries made in the period with an estimate, by service: how many were seen
+    (the service's first contact after the entry, as for referrals) within the estimate, how many after
+    it, and how many are still waiting past it by ``now``; the median days over the estimate of those
+    seen late."""
+    out: dict[Group, dict[str, Any]] = {}
+    for child, w in _facts(children):
+        days = w.record.get("estimated_wait_days")
+        if w.record_type != "WaitingListEntered" or days is None or not period.holds(w.occurred_at):
+            continue
+        row = out.setdefault(group_of(w.agency_id, w.service_name, by),
+                             {"entries": 0, "within_estimate": 0, "after_estimate": 0, "waiting_past_estimate": 0,
+                              "over": []})
+        row["entries"] += 1
+        due = w.occurred_at + timedelta(days=days)
+        seen = next((f for f in child.facts if w.occurred_at < f.occurred_at <= now and f.service == w.service
+                     and is_first_contact(f)), None)
+        if seen is not None and seen.occurred_at <= due:
+            row["within_estimate"] += 1
+        elif seen is not None:
+            row["after_estimate"] += 1
+            row["over"].append((seen.occurred_at - due).total_seconds() / 86400)
+        elif now > due:
+            row["waiting_past_estimate"] += 1
+    for row in out.values():
+        over = row.pop("over")
+        row["median_days_over"] = median(over)
+    return _rows(out)
+
+
+def statutory_deadlines(clocks: Iterable[Any], period: Period) -> list[dict[str, Any]]:
+    """Of the statutory clocks (``hub.stream.clocks.Clock``) whose deadline fell in the period, by nation and
+    clock: met in time, met late, stopped by a recorded exception, and still running past the deadline."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for c in clocks:
+        if not period.start.date() <= c.deadline < period.end.date():
+            continue
+        row = out.setdefault((c.nation, c.clock), {"nation": c.nation, "clock": c.clock, "due": 0, "met": 0,
+                                                  "late": 0, "stopped": 0, "overdue": 0})
+        row["due"] += 1
+        if c.state in ("met", "late", "stopped", "overdue"):
+            row[c.state] += 1
+    for row in out.values():
+        row["share_met"] = rate(row["met"], row["met"] + row["late"] + row["overdue"])
+    return [out[k] for k in sorted(out)]
+
+
 def caseload_sizes(sizes: Mapping[str, int]) -> dict[str, Any]:
     """Families per coordinator now: each, and their median and largest."""
     values = list(sizes.values())
@@ -218,13 +266,15 @@ def caseload_sizes(sizes: Mapping[str, int]) -> dict[str, Any]:
 
 
 def all_kpis(children: Sequence[ChildFacts], deliveries: Sequence[Delivery], caseloads: Mapping[str, int],
-             period: Period, by: By, now: datetime) -> dict[str, Any]:
+             period: Period, by: By, now: datetime, clocks: Iterable[Any] = ()) -> dict[str, Any]:
     return {"period": {"start": period.start.isoformat(), "end": period.end.isoformat()}, "by": by,
             "kpis": {"attendance": attendance(children, period, by),
                      "referral_to_first_contact": referral_to_first_contact(children, period, by, now),
                      "report_latency": report_latency(children, deliveries, period, by),
                      "reports_ready_before_appointments": reports_ready(children, deliveries, period, by),
                      "copies_to_family": copies_to_family(children, deliveries, period, by),
+                     "waiting_against_estimates": waiting_against_estimates(children, period, by, now),
+                     "statutory_deadlines": statutory_deadlines(clocks, period),
                      "caseloads": caseload_sizes(caseloads)}}
 
 
@@ -235,6 +285,11 @@ def as_csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
         if kpi == "caseloads":
             rows += [{"kpi": kpi, "agency_id": "", "service": "", "measure": c["coordinator_id"],
                       "value": c["families"]} for c in groups["coordinators"]]
+            continue
+        if kpi == "statutory_deadlines":
+            rows += [{"kpi": kpi, "agency_id": g["nation"], "service": g["clock"], "measure": k,
+                      "value": "" if v is None else v} for g in groups for k, v in g.items()
+                     if k not in ("nation", "clock")]
             continue
         for g in groups:
             rows += [{"kpi": kpi, "agency_id": g["agency_id"], "service": g["service"] or "", "measure": k,

@@ -181,3 +181,41 @@ def test_caseload_sizes_are_the_families_per_coordinator(population: tuple[Store
     assert sizes["coordinators"] == [{"coordinator_id": "cc-a", "families": 2}, {"coordinator_id": "cc-b",
                                                                                  "families": 1}]
     assert sizes["median_families"] == 1.5 and sizes["max_families"] == 2
+
+
+def test_waiting_against_estimates_reconciles(population: tuple[Store, list[InboundEvent], dict[Any, str]]) -> None:
+    store, events, child_of = population
+    want: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for w in (e for e in events if e.record_type == "WaitingListEntered" and START <= e.occurred_at < END
+              and e.body.get("estimated_wait_days") is not None):
+        due = w.occurred_at + timedelta(days=w.body["estimated_wait_days"])
+        seen = sorted(e.occurred_at for e in events if child_of.get(e.subject) == child_of[w.subject]
+                      and svc(e) == svc(w) and w.occurred_at < e.occurred_at <= NOW
+                      and (e.record_type == "AssessmentCompleted" or (e.record_type == "AttendanceRecorded"
+                                                                     and e.body["outcome"] == "attended")))
+        row = want[svc(w)]
+        row[0] += 1
+        if seen:
+            row[1 if seen[0] <= due else 2] += 1
+        elif due < NOW:
+            row[3] += 1
+    got = rows(kpis(store, START, END, now=NOW), "waiting_against_estimates")
+    assert {k: [v["entries"], v["within_estimate"], v["after_estimate"], v["waiting_past_estimate"]]
+            for k, v in got.items()} == dict(want)
+    assert got[("7A6", "Portage (child development advisors)")]["waiting_past_estimate"] == 1  # Olivia Lewis
+
+
+def test_statutory_deadlines_met_reconcile_with_the_ehc_dates(population: tuple[Store, list[InboundEvent], Any]
+                                                              ) -> None:
+    store, events, _ = population
+    (request,) = [e for e in events if e.record_type == "EhcAssessmentRequested"]
+    (decided,) = [e for e in events if e.record_type == "EhcAssessmentDecided"]
+    (plan,) = [e for e in events if e.record_type == "EhcPlanIssued"]
+    received = request.body["request_received_date"]
+    want = {"ehc_assessment_decision": decided.occurred_at.date() <= received + timedelta(weeks=6),
+            "ehc_final_plan": plan.occurred_at.date() <= received + timedelta(weeks=20)}
+    got = {r["clock"]: r for r in kpis(store, START, END, now=NOW)["kpis"]["statutory_deadlines"]}
+    assert set(got) == set(want)  # the annual review falls due after the period
+    for clock, met in want.items():
+        assert (got[clock]["due"], got[clock]["met"], got[clock]["late"]) == (1, int(met), int(not met))
+    assert got["ehc_final_plan"]["share_met"] == 0.0 and got["ehc_assessment_decision"]["share_met"] == 1.0
