@@ -20,6 +20,7 @@ from hub import VERSION
 from hub.api.agency_gate import AgencyGate, agencies_router
 from hub.api.agency_routes import agency_router
 from hub.api.audit_routes import audit_router
+from hub.api.coordination_routes import coordination_router
 from hub.api.enrolment_routes import enrolment_router
 from hub.api.governance_routes import governance_router
 from hub.api.ingest_routes import ingest_router
@@ -267,4 +268,5 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     app.include_router(audit_router(services))
     app.include_router(governance_router(services))
     app.include_router(safeguarding_router(services))
+    app.include_router(coordination_router(services))
     return app

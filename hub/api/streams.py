@@ -2,7 +2,10 @@
 
 The household stream and the coordinator's caseload stream are the same loop over the change feed
 (:func:`hub.stream.readmodel.changes_since`); they differ only in which households they follow, which
-a caseload re-reads on every round so a household joining the caseload is followed at once.
+a caseload re-reads on every round so a household joining the caseload is followed at once. A
+coordinator's streams also carry the coordination alerts raised and resolved in the same feed
+(events ``alert``, ``alert_resolved`` and ``alert_corrected``, :func:`hub.sharing.coordination.alert_changes`), in order
+with the entries and resumable by the same ids; nobody else's do.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sse_starlette.sse import EventSourceResponse
 
 from hub.db.store import Store
 from hub.governance.auth import Principal
+from hub.sharing.coordination import alert_changes
 from hub.sharing.visibility import ReadView
 from hub.stream import readmodel
 
@@ -40,6 +44,25 @@ def visible_changes(store: Store, principal: Principal | None, rows: list[dict[s
     return out
 
 
+#: the roles whose streams carry the coordination alerts of the households they follow
+ALERT_READERS = frozenset({"coordinator"})
+PAGE = 200
+
+
+def feed_page(store: Store, ids: list[str], after: int,
+              principal: Principal | None) -> tuple[int, list[dict[str, Any]]]:
+    """The next page of the feed after ``after``: where it ends, and the changes and alerts shown in it."""
+    rows = readmodel.changes_since(store, ids, after, PAGE)
+    shown = visible_changes(store, principal, rows) if rows else []
+    end = rows[-1]["seq"] if rows else after
+    if principal is not None and principal.role in ALERT_READERS:
+        upto = end if len(rows) == PAGE else None
+        raised = [{**a, "event_id": str(a["alert_id"])} for a in alert_changes(store, ids, after, upto)]
+        shown = sorted(shown + raised, key=lambda r: r["seq"])
+        end = max(end, raised[-1]["seq"]) if raised else end
+    return end, shown
+
+
 def change_stream(request: Request, store: Store, households: Callable[[], Awaitable[list[str]]], position: int,
                   poll_interval: float, principal: Principal | None) -> EventSourceResponse:
     """Every change after ``position`` to the households ``households()`` names, then new ones as they come,
@@ -50,13 +73,11 @@ def change_stream(request: Request, store: Store, households: Callable[[], Await
         seen = position
         while not await request.is_disconnected():
             ids = await households()
-            rows = await asyncio.to_thread(readmodel.changes_since, store, ids, seen) if ids else []
-            if rows:
-                seen = rows[-1]["seq"]
-            shown = await asyncio.to_thread(visible_changes, store, principal, rows) if rows else []
+            end, shown = await asyncio.to_thread(feed_page, store, ids, seen, principal) if ids else (seen, [])
+            moved, seen = end > seen, end
             for row in shown:
                 yield {"id": str(row["seq"]), "event": row["kind"], "data": json.dumps(row)}
-            if not rows:
+            if not moved:
                 await asyncio.sleep(poll_interval)
 
     return EventSourceResponse(events(), ping=15)

@@ -26,6 +26,11 @@ schema differ from its released copy, so ``hub schemas release`` snapshots it, a
     Shareable types: a template of the short title of the information; default: the record name.
 ``hub.share_fields``
     Shareable types: the fields a share notice carries about the information.
+``hub.addressed``
+    A record addressed to the service it names (a referral): ``{"when": field, "kind": kind,
+    "producer": field, "share_fields": [...]}``. When ``when`` is set, the record is shared as ``kind``
+    from the service in ``producer`` to the service in ``service`` alone, under the same consent rules as
+    reports (:func:`hub.sharing.model.shareable_from`). Not ``hub.shareable``: nobody else receives it.
 
 Templates are described in :mod:`hub.core.templates`. The schema directory is the ``schemas`` folder
 shipped inside the ``hub`` package (:func:`default_schema_dir`); ``HUB_SCHEMA_DIR`` overrides it, for
@@ -101,6 +106,30 @@ class RecordType:
     label: Template | None = None
     share_fields: tuple[str, ...] = ()
     internal: bool = False
+    addressed: Addressed | None = None
+
+
+@dataclass(frozen=True)
+class Addressed:
+    """``hub.addressed``: shared to the service the record names, when ``when`` is set."""
+
+    when: str
+    kind: str
+    producer: str
+    share_fields: tuple[str, ...] = ()
+
+
+def _addressed(schema: Mapping[str, Any]) -> Addressed | None:
+    spec = schema.get("hub.addressed")
+    if spec is None:
+        return None
+    fields = {f["name"] for f in schema.get("fields", [])}
+    if not isinstance(spec, dict) or set(spec) - {"when", "kind", "producer", "share_fields"}:
+        raise ValueError("hub.addressed must be an object of when, kind, producer and share_fields")
+    named = [spec.get("when"), spec.get("producer"), *spec.get("share_fields", ())]
+    if not all(isinstance(n, str) and n in fields for n in named) or not isinstance(spec.get("kind"), str):
+        raise ValueError(f"hub.addressed names fields the record does not have: {named}")
+    return Addressed(spec["when"], spec["kind"], spec["producer"], tuple(spec.get("share_fields", ())))
 
 
 def _template(schema: Mapping[str, Any], key: str) -> Template | None:
@@ -129,7 +158,7 @@ def _read(path: Path) -> RecordType:
             raise ValueError(f"hub.share_fields names fields the record does not have: {sorted(unknown)}")
         return RecordType(name, path, ce_type_of(schema, name), topic, shareable, team_join,
                           _template(schema, "hub.summary"), _template(schema, "hub.label"), share_fields,
-                          internal)
+                          internal, _addressed(schema))
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"schema file {path.name}: {exc}") from exc
 

@@ -71,6 +71,10 @@ Sharing (:class:`SharingSettings`, read when used, so a change applies from the 
 | HUB_SHARING_RETRY_BASE | 2 | Seconds before the first retry; doubles each attempt (jittered), capped at an hour. |
 | HUB_SHARING_ACK_HOURS | 72 | Hours a share (webhook, or inbox read or unread) may go unacknowledged before an alert. |
 | HUB_SHARING_READINESS_INTERVAL | 300 | Seconds between readiness sweeps (coordinator alerts before appointments). |
+| HUB_SHARING_COORDINATION_INTERVAL | 60 | Seconds between sweeps of the coordination alert rules. |
+| HUB_STATUTORY_NATIONS | (all) | Comma-separated nations whose statutory clocks run (`england`, `wales`). |
+| HUB_STATUTORY_WARN_DAYS | 14 | Days before a statutory deadline a running clock raises an alert. |
+| HUB_ALERT_RULES_FILE | (none) | JSON: alert rule id → parameters or `"enabled": false` (docs/operations.md). |
 """
 
 from __future__ import annotations
@@ -280,6 +284,10 @@ class SharingSettings(BaseSettings):
     retry_base: Annotated[float, Field(ge=0)] = 2.0
     ack_hours: Annotated[float, Field(ge=0)] = 72.0
     readiness_interval: Annotated[float, Field(ge=0)] = 300.0
+    coordination_interval: Annotated[float, Field(ge=0)] = 60.0
+    alert_rules_file: Annotated[Path | None, Field(validation_alias="HUB_ALERT_RULES_FILE")] = None
+    statutory_nations: Annotated[str, Field(validation_alias="HUB_STATUTORY_NATIONS")] = ""
+    statutory_warn_days: Annotated[int, Field(ge=0, validation_alias="HUB_STATUTORY_WARN_DAYS")] = 14
 
 
 def sharing_settings() -> SharingSettings:
@@ -292,6 +300,8 @@ def sharing_settings() -> SharingSettings:
         return SharingSettings()
     except ValidationError as exc:
         bad = "; ".join(f"HUB_SHARING_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
+        for alias in ("HUB_ALERT_RULES_FILE", "HUB_STATUTORY_NATIONS", "HUB_STATUTORY_WARN_DAYS"):
+            bad = bad.replace(f"HUB_SHARING_{alias}", alias)
         raise ConfigError(bad.replace("HUB_SHARING_HUB_WEBHOOKS_FILE", "HUB_WEBHOOKS_FILE")) from None
 
 

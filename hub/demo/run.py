@@ -109,6 +109,9 @@ async def run_demo(settings: Settings, *, serve: bool, console: Console) -> None
         from hub.demo import report_journey
 
         morgan = await report_journey.run(services, console)
+        from hub.demo import referral_journey
+
+        await referral_journey.run(services, console)
         if serve:
             base = f"http://{stack.settings.api_host}:{stack.settings.api_port}"
             waiting = await report_journey.leave_waiting(services, console)

@@ -40,9 +40,9 @@ from hub.core.settings import Settings
 log = get_logger(__name__)
 
 Role = Literal["coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor",
-               "safeguarding_lead"]
+               "safeguarding_lead", "commissioner"]
 ROLES: tuple[str, ...] = ("coordinator", "agency", "parent", "young_person", "ig_officer", "admin", "monitor",
-                          "safeguarding_lead")
+                          "safeguarding_lead", "commissioner")
 
 
 @dataclass(frozen=True)
@@ -271,6 +271,14 @@ POLICY: dict[tuple[str, str], Rule] = {
         rule(*FAMILY, "coordinator", relation="household", audit="read_report"),
     ("GET", "/v1/households/{household_id}/readiness"): rule("coordinator", relation="household"),
     ("GET", "/v1/households/{household_id}/alerts"): rule("coordinator", relation="household"),
+    ("GET", "/v1/households/{household_id}/clocks"): rule("coordinator", relation="household"),
+    # a multi-agency referral (a referring professional sends a FHIR ServiceRequest Bundle instead)
+    ("POST", "/v1/households/{household_id}/children/{child_id}/referrals"): rule("coordinator", relation="child"),
+    ("GET", "/v1/households/{household_id}/referrals"): rule("coordinator", relation="household"),
+    ("GET", "/v1/households/{household_id}/referrals/{referral_id}"): rule("coordinator", relation="household"),
+    # KPIs: figures over services and agencies, no family's record; those who commission and govern the
+    # services read them (a commissioner, IG, an admin), not those whose work or family they measure
+    ("GET", "/v1/kpis"): rule("commissioner", IG, "admin"),
     ("POST", "/v1/households/{household_id}/alerts/{alert_id}/acknowledge"): rule("coordinator", relation="household"),
     # the inbox route audits its reads itself, once per household shown (the family's transparency view)
     ("GET", "/v1/agencies/{agency_id}/inbox"): rule("agency", relation="agency"),

@@ -19,7 +19,15 @@ from hub.core.settings import Settings, sharing_settings
 from hub.db.lease import CHORES, Lease
 from hub.db.store import Store
 from hub.governance.checkpoint_writer import CheckpointJob
-from hub.runtime.sharing_jobs import AuditJob, AuditTrail, DeliveryJob, EscalationJob, FollowJob, ReadinessJob
+from hub.runtime.sharing_jobs import (
+    AuditJob,
+    AuditTrail,
+    CoordinationJob,
+    DeliveryJob,
+    EscalationJob,
+    FollowJob,
+    ReadinessJob,
+)
 
 #: seconds between a delivering worker's looks for due deliveries, escalations and decisions to audit
 WORKER_TICK = 1.0
@@ -41,9 +49,11 @@ def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.E
     trail = AuditTrail(store, chores)
     deliveries = DeliveryJob(store, every=WORKER_TICK)
     readiness_every = max(sharing_settings().readiness_interval, WORKER_TICK)
+    coordination_every = max(sharing_settings().coordination_interval, WORKER_TICK)
     return [FollowJob(store, owner, wake=projected, trail=trail, deliveries=deliveries), deliveries,
             AuditJob(trail, every=WORKER_TICK), EscalationJob(store, every=WORKER_TICK),
-            ReadinessJob(store, every=readiness_every), *checkpoint_jobs(store, settings, chores)]
+            ReadinessJob(store, every=readiness_every), CoordinationJob(store, every=coordination_every, lease=chores),
+            *checkpoint_jobs(store, settings, chores)]
 
 
 def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_every: float,
@@ -51,6 +61,8 @@ def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_
     """`hub deliver`'s jobs: ``deliveries``, and the chores by whichever deliverer holds the chores lease."""
     chores = Lease(store, CHORES, owner)
     readiness_every = max(sharing_settings().readiness_interval, chores_every)
+    coordination_every = max(sharing_settings().coordination_interval, chores_every)
     return [deliveries, AuditJob(AuditTrail(store, chores), every=chores_every),
             EscalationJob(store, every=escalate_every, lease=chores),
-            ReadinessJob(store, every=readiness_every, lease=chores), *checkpoint_jobs(store, settings, chores)]
+            ReadinessJob(store, every=readiness_every, lease=chores),
+            CoordinationJob(store, every=coordination_every, lease=chores), *checkpoint_jobs(store, settings, chores)]

@@ -12,7 +12,8 @@
   (:func:`hub.sharing.audit_trail.record_new`) through an :class:`AuditTrail`: one writer at a time,
   the holder of the chores lease.
 * :class:`EscalationJob` escalates unacknowledged deliveries; :class:`ReadinessJob` sweeps readiness
-  alerts and report requests.
+  alerts and report requests; :class:`CoordinationJob` sweeps the coordination alert rules
+  (:mod:`hub.sharing.coordination`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from hub.core.errors import HubError
 from hub.core.jobs import Job
 from hub.db.lease import CHORES, Lease
 from hub.db.store import Store, utcnow
-from hub.sharing import audit_trail
+from hub.sharing import audit_trail, coordination
 from hub.sharing.delivery import DeliveryStats, deliver_due, escalate_unacknowledged
 from hub.sharing.follower import LEASE, Follower
 from hub.sharing.readiness import sweep
@@ -162,4 +163,16 @@ class ReadinessJob(Job):
 
     async def run_once(self) -> float | None:
         await asyncio.to_thread(sweep, self.store)
+        return None
+
+
+class CoordinationJob(Job):
+    """Sweep the coordination alert rules in event time: raise new alerts, resolve those whose condition cleared."""
+
+    def __init__(self, store: Store, *, every: float, lease: Lease | None = None) -> None:
+        super().__init__("sharing.coordination", every=every, lease=lease)
+        self.store = store
+
+    async def run_once(self) -> float | None:
+        await asyncio.to_thread(coordination.sweep, self.store)
         return None

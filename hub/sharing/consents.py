@@ -43,7 +43,7 @@ def child_subject(child_id: str) -> SubjectRef:
     return SubjectRef(SYSTEM, child_id)
 
 
-def _linked(store: Store, household_id: str, child_id: str) -> tuple[bool, bool]:
+def linked_in(store: Store, household_id: str, child_id: str) -> tuple[bool, bool]:
     """(the child is in the household, the child has an active hub-child-id link)."""
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(L.identifier_system).where(
@@ -82,11 +82,11 @@ async def grant(store: Store, ingest: IngestService, household_id: str, child_id
                 resource: dict[str, Any], now: datetime | None = None) -> tuple[Directive, list[Acceptance]]:
     now = now or utcnow()
     directive = parse(resource, child_id)
-    in_household, linked = _linked(store, household_id, child_id)
+    in_household, linked = linked_in(store, household_id, child_id)
     if not in_household:
         raise NotFoundError("no such child in this household")
     _check_young_person(store, directive)
-    events = [] if linked else [_link_event(household_id, child_id, now)]
+    events = [] if linked else [link_event(household_id, child_id, now)]
     fhir = json.dumps(directive_to_fhir_dict(directive), separators=(",", ":"))
     events.append(InboundEvent(
         record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive.id,
@@ -95,7 +95,7 @@ async def grant(store: Store, ingest: IngestService, household_id: str, child_id
     return directive, await ingest.accept(events)
 
 
-def _link_event(household_id: str, child_id: str, now: datetime) -> InboundEvent:
+def link_event(household_id: str, child_id: str, now: datetime) -> InboundEvent:
     return InboundEvent(
         record_type="IdentityLinked", sector="hub", source_system=SOURCE, source_id=f"link-{child_id}-{SYSTEM}",
         occurred_at=now, subject=child_subject(child_id),
@@ -123,8 +123,8 @@ async def confirm(store: Store, ingest: IngestService, household_id: str, child_
     """The family (or their coordinator) confirms a directive an agency recorded: it comes into force."""
     now = now or utcnow()
     directive, fhir = pending_directive(store, household_id, child_id, directive_id)
-    _, linked = _linked(store, household_id, child_id)
-    events = [] if linked else [_link_event(household_id, child_id, now)]
+    _, linked = linked_in(store, household_id, child_id)
+    events = [] if linked else [link_event(household_id, child_id, now)]
     events.append(InboundEvent(
         record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive_id,
         source_version=int(now.timestamp() * 1000), occurred_at=directive.made_at, subject=child_subject(child_id),

@@ -83,6 +83,7 @@ class Shareable:
     producer_service: str
     producer_sector: str
     record: dict[str, Any]
+    addressed_to: str | None = None  # a referral: the recipient key of the one service it is addressed to
 
     @property
     def event_id(self) -> str:
@@ -169,11 +170,18 @@ def shareable_from(entry: dict[str, Any], child_id: str, *, released: bool = Fal
 
     ``released``: the entry's disclosure hold was released (``disclosure_releases``)."""
     kind = records.catalogue().shareable.get(entry["record_type"])
+    r = entry["record"]
+    svc = r.get("service") or {}
+    addressed_to = None
+    addressed = records.catalogue().types[entry["record_type"]].addressed \
+        if entry["record_type"] in records.catalogue() else None
+    if kind is None and addressed is not None and r.get(addressed.when):
+        # a referral, from the referring service, to the one service it names
+        kind, target, svc = addressed.kind, svc, r.get(addressed.producer) or {}
+        addressed_to = service_key(target.get("agency_id", ""), target.get("service_name", ""))
     if kind is None:
         return None
-    r = entry["record"]
     meta = r["meta"]
-    svc = r.get("service") or {}
     sector = _SECTORS.get(svc.get("sector", ""))
     if sector is None or not svc.get("agency_id"):
         return None
@@ -189,7 +197,7 @@ def shareable_from(entry: dict[str, Any], child_id: str, *, released: bool = Fal
         about=child_id, in_record_of=child_id, issued_at=issued,
         disclosure_hold=bool(r.get("disclosure_hold", False)), released=released)
     return Shareable(info, int(meta.get("source_version", 1)), entry["record_type"], svc["agency_id"],
-                     svc.get("service_name", ""), svc.get("sector", ""), r)
+                     svc.get("service_name", ""), svc.get("sector", ""), r, addressed_to)
 
 
 def _iso(value: Any) -> Any:
@@ -205,7 +213,8 @@ def information_summary(s: Shareable) -> dict[str, Any]:
         "producer": {"agency_id": s.producer_agency_id, "service_name": s.producer_service,
                      "sector": s.producer_sector},
     }
-    for key in records.get(s.record_type).share_fields:
+    spec = records.get(s.record_type)
+    for key in spec.addressed.share_fields if s.addressed_to and spec.addressed else spec.share_fields:
         if r.get(key) is not None:
             out[key] = _iso(r[key])
     return out

@@ -124,7 +124,8 @@ def child_readiness(store: Store, household_id: str, child_id: str, now: datetim
     if entries is None:
         entries = readmodel.child_records(store, household_id, child_id)
     appts = upcoming(entries, now)
-    infos = [s for s in (shareable_from(e, child_id) for e in entries) if s is not None]
+    infos = [s for s in (shareable_from(e, child_id) for e in entries)
+             if s is not None and s.addressed_to is None]  # a referral is for its service, not a report
     decisions = _decisions(store, child_id) if appts else {}
     expected = expected_reports(entries, now, report_days)
     out = []

@@ -107,11 +107,11 @@ def _apply_entries(conn: Connection, entries: list[Entry], now: datetime) -> tup
     return len(inserts) + len(updates), changes
 
 
-#: PostgreSQL advisory lock key held from the change-feed insert to the commit (see _lock_change_feed)
+#: PostgreSQL advisory lock key held from the change-feed insert to the commit (see lock_change_feed)
 CHANGE_FEED_LOCK = 0x6875625F63686E67
 
 
-def _lock_change_feed(conn: Connection) -> None:
+def lock_change_feed(conn: Connection) -> None:
     """Make change-feed sequence numbers commit in order.
 
     Followers of ``timeline_changes`` (live streams, the sharing step) read ``seq > position``. On
@@ -143,7 +143,7 @@ def apply(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *, r
             n, c = _apply_entries(conn, entries, now)
             changed, changes = changed + n, changes + c
         if changes and record_changes:
-            _lock_change_feed(conn)
+            lock_change_feed(conn)
             conn.execute(timeline_changes.insert(), changes)
     return changed
 

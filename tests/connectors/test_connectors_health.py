@@ -272,3 +272,23 @@ def test_to_datetime_reads_partial_dates_as_the_start_of_the_period(text, expect
     for bad in ("2024-13", "24", "2024-02-30"):
         with pytest.raises(ValueError, match="expected a date-time"):
             to_datetime(bad)
+
+
+def test_service_requests_sharing_a_requisition_are_one_multi_agency_referral():
+    """A referring professional's Bundle of ServiceRequests, one per service, with one requisition
+    (FHIR's group identifier): each becomes a ReferralMade carrying it, so the hub tracks them as one referral."""
+    bundle = json.loads((FIXTURES / "health/bundle-collection-cerys.json").read_text())
+    (entry,) = [e for e in bundle["entry"] if e["resource"]["resourceType"] == "ServiceRequest"]
+    requisition = {"system": "https://fhir.abuhb.example/referral", "value": "iscan-2024-0042"}
+    second = json.loads(json.dumps(entry))
+    second["fullUrl"] = second["fullUrl"].replace("ref-3001", "ref-3002")
+    second["resource"]["id"] = "ref-3002"
+    second["resource"]["performer"] = [{"reference": "HealthcareService/serennu-slt"}]
+    for e in (entry, second):
+        e["resource"]["requisition"] = requisition
+    bundle["entry"].append(second)
+    result = health.parse_payload(json.dumps(bundle), FHIR_JSON)
+    assert result.problems == []
+    parts = [e for e in result.events if e.record_type == "ReferralMade"]
+    assert len(parts) == 2 and {p.body["requisition"] for p in parts} == {"iscan-2024-0042"}
+    assert len({p.body["service"]["service_name"] for p in parts}) == 2

@@ -120,6 +120,8 @@ def plan_child(case: ChildCase) -> Plan:
         for t in case.targets:
             if t.agency_id == s.producer_agency_id and t.service == s.producer_service:
                 continue  # the producing service itself
+            if s.addressed_to is not None and t.key != s.addressed_to:
+                continue  # a referral goes to the service it names alone
             planner.settle(s, t)
     return Plan.of(planner.actions)
 

@@ -1,0 +1,252 @@
+"""The families' outcome, measured: a synthetic population replayed for one simulated year through the hub's
+pipeline in accelerated event time, against a "no hub" baseline of reports sent by post.
+
+Run: /work/venv/bin/python bench/bench_outcome.py [--families 60] [--events-per-family 80] [--chores-hours 96]
+         [--database-url postgresql+psycopg://...] [--json PATH]
+
+The population is ``bench/population.py`` (sized from seed 000: 1-3 children a family, 4-20 professionals a
+child a year, the seed's DNA/CNA split, 3 % of records late), plus a mix of consent per family: 40 %
+broad (every sector, direct care), 25 % partial (health only), 25 % none, 10 % broad then withdrawn half
+way through the year. Each event is handled at its own simulated arrival time (the population's: most
+within minutes of the event, 3 % days late), as the processes would: encoded and sealed as the ingest
+service does, decoded and projected as the worker does, decided by the sharing step (``Follower``) and
+delivered at once to the agency's webhook (a local endpoint answering 200); every ``--chores-hours`` of
+simulated time the readiness and coordination sweeps run at that time.
+
+Printed: the share of appointments where every relevant existing report was available to the clinician
+at least 2 days before, or its absence was shown to the coordinator (a readiness alert with the step
+that unblocks it) by then; the median and p95 report latency from issue to each recipient (simulated
+minutes); alert counts by kind; and the same figures for the baseline: no alerts, every report posted
+to each recipient, arriving after an assumed 3-15 days (typing, printing, second-class post; the seed
+gives no figure), uniform.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+import sqlalchemy as sa
+
+from bench.population import END, SPAN_DAYS, Population
+from hub.core.logging import configure_logging
+from hub.db.schema import agency_webhooks, alerts, deliveries
+from hub.db.store import Store, as_utc
+from hub.sharing import coordination, readiness
+from hub.sharing.delivery import deliver_due
+from hub.sharing.kpis import load_deliveries
+from hub.stream import projection, readmodel
+from hub.stream.kpis import READY_BEFORE, Period, reports_ready
+from tests.sharing.sharing_support import (
+    Feeder,
+    Webhook,
+    consent_event,
+    permit_directive,
+    withdraw_event,
+)
+
+POST_DAYS = (3.0, 15.0)  # assumed: a report typed, printed and posted reaches its reader in 3-15 days
+
+
+def consents(pop: Population, rng: random.Random) -> list[tuple[datetime, Any]]:
+    """(arrival time, consent event) for each family's mix: broad, partial, none, withdrawn."""
+    start = END - timedelta(days=SPAN_DAYS)
+    out = []
+    for i in range(pop.families):
+        fam = pop.family(i)
+        kind = rng.choices(("broad", "partial", "none", "withdrawn"), (40, 25, 25, 10))[0]
+        if kind == "none":
+            continue
+        sectors = ("health",) if kind == "partial" else ("health", "social_care", "education")
+        for child in fam.children:
+            subject = child.identifiers["nhs-number"]
+            d = permit_directive(f"consent-{child.child_id}", child.child_id, start + timedelta(days=1),
+                                 sectors=sectors)
+            out.append((d.made_at, consent_event(d, subject)))
+            if kind == "withdrawn":
+                at = start + timedelta(days=SPAN_DAYS / 2)
+                out.append((at, withdraw_event(d.id, subject, at)))
+    return out
+
+
+async def _client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=10.0)
+
+
+def simulate(store: Store, pop: Population, chores: timedelta, seed: int) -> dict[str, Any]:
+    """Run the year, each event at its own arrival time; returns timings."""
+    feeder = Feeder(store, END)
+    timed = [(arrival, ev) for i in range(pop.families) for arrival, ev in pop.family_events(i)]
+    timed += consents(pop, random.Random(seed))
+    arrivals = sorted(((a, n, e) for n, (a, e) in enumerate(timed)), key=lambda t: (t[0], t[1]))
+    agencies = sorted({(e.body.get("service") or e.body.get("school") or {}).get("agency_id", "")
+                       for _, _, e in arrivals} - {""})
+    hook = Webhook()  # every agency's system: a local endpoint that answers 200 (the edge of the world)
+    with store.engine.begin() as conn:
+        conn.execute(agency_webhooks.insert(), [{"agency_id": a, "url": hook.url, "secret": "s" * 32}
+                                                for a in agencies])
+    t0 = time.perf_counter()
+    next_chores = END - timedelta(days=SPAN_DAYS)
+    runner = asyncio.Runner()
+    client = runner.run(_client())
+    for arrival, _, ev in arrivals:
+        while next_chores <= arrival:  # readiness and coordination sweeps at their simulated times
+            readiness.sweep(store, next_chores)
+            coordination.sweep(store, next_chores)
+            next_chores += chores
+        feeder.ingest.clock = lambda at=arrival: at  # type: ignore[misc]
+        projection.apply(store, feeder.decode([ev]))
+        while feeder.follower.step(arrival).more:
+            pass
+        # what the decision queued goes out at once, as the deliverer sends it
+        runner.run(deliver_due(store, client, arrival))
+    runner.run(client.aclose())
+    runner.close()
+    hook.close()
+    return {"seconds": time.perf_counter() - t0, "events": len(arrivals)}
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    return round(sorted(values)[max(math.ceil(q * len(values)) - 1, 0)], 1) if values else None
+
+
+def figures(store: Store, seed: int) -> dict[str, Any]:
+    children = [c for h in readmodel.households(store) for c in coordination.household_facts(store, h.household_id)]
+    sent = load_deliveries(store)
+    year = Period(END - timedelta(days=SPAN_DAYS), END)
+    ready = reports_ready(children, sent, year, "service")
+    with_reports = sum(r["with_reports"] for r in ready)
+    all_ready = sum(r["all_ready"] for r in ready)
+    with store.engine.connect() as conn:
+        shown = {(json.loads(r.details).get("appointment_id"), r.created_at) for r in conn.execute(
+            sa.select(alerts.c.details, alerts.c.created_at).where(alerts.c.kind == "readiness"))}
+        kinds = Counter(r[0] for r in conn.execute(sa.select(alerts.c.kind)))
+        rows = conn.execute(sa.select(deliveries.c.information_id, deliveries.c.delivered_at, deliveries.c.agency_id,
+                                      deliveries.c.service).where(
+            deliveries.c.kind == "share", deliveries.c.delivered_at.is_not(None))).all()
+    reports = {f.event_id: (c, f) for c in children for f in c.facts
+               if f.record_type in ("ReportIssued", "ReportAmended")}
+    latency, in_team, from_receipt = [], [], []
+    for r in rows:
+        if r.information_id not in reports:
+            continue
+        child, rep = reports[r.information_id]
+        at = as_utc(r.delivered_at)
+        latency.append((at - rep.occurred_at) / timedelta(minutes=1))
+        received = rep.record["meta"]["received_at"]
+        from_receipt.append((at - as_utc(received)) / timedelta(seconds=1))
+        joined = next((f.occurred_at for f in child.facts if f.service == (r.agency_id, r.service)), None)
+        if joined is not None and joined <= rep.occurred_at:  # a recipient already in the team at issue
+            in_team.append((at - rep.occurred_at) / timedelta(minutes=1))
+    shown_in_time = _absence_shown(children, sent, year, shown)
+    post = _baseline(children, year, random.Random(seed))
+    return {"appointments_with_reports": with_reports,
+            "hub": {"all_available_2_days_before": all_ready, "absence_shown_2_days_before": shown_in_time,
+                    "share": round((all_ready + shown_in_time) / with_reports, 4) if with_reports else None,
+                    "latency_median_minutes": round(statistics.median(latency), 1) if latency else None,
+                    "latency_p95_minutes": _pct(latency, 0.95), "deliveries": len(latency),
+                    "in_team_at_issue": {"deliveries": len(in_team), "median_minutes": _median(in_team),
+                                         "p95_minutes": _pct(in_team, 0.95)},
+                    "from_receipt_by_the_hub": {"median_seconds": _median(from_receipt),
+                                                "p95_seconds": _pct(from_receipt, 0.95)},
+                    "alerts": dict(sorted(kinds.items()))},
+            "no_hub": post}
+
+
+def _absence_shown(children: list[Any], sent: list[Any], year: Period, shown: set[tuple[Any, Any]]) -> int:
+    """Appointments not all ready for which a readiness alert about them was raised 2 days or more before."""
+    n = 0
+    first = {}
+    for d in sent:
+        if d.delivered_at is not None:
+            key = (d.information_id, d.agency_id or "", d.service or "")
+            first[key] = min(first.get(key, d.delivered_at), d.delivered_at)
+    alerted: dict[str, datetime] = {}
+    for appt_id, at in shown:
+        alerted[appt_id] = min(alerted.get(appt_id, as_utc(at)), as_utc(at))
+    for child in children:
+        for a in child.facts:
+            start = a.record.get("start")
+            if a.record_type != "AppointmentBooked" or not isinstance(start, datetime) or not year.holds(start):
+                continue
+            due = start - READY_BEFORE
+            relevant = [f for f in child.facts if f.record_type in ("ReportIssued", "ReportAmended")
+                        and f.occurred_at <= due and f.service != a.service]
+            missing = [f for f in relevant
+                       if (got := first.get((f.event_id, a.agency_id or "", a.service_name or ""))) is None
+                       or got > due]
+            appt = a.record["meta"].get("source_id")
+            if relevant and missing and appt in alerted and alerted[appt] <= due:
+                n += 1
+    return n
+
+
+def _baseline(children: list[Any], year: Period, rng: random.Random) -> dict[str, Any]:
+    """Reports by post: each report reaches each other service after 3-15 days; nobody is told what is missing."""
+    latency: list[float] = []
+    with_reports = ready = 0
+    arrival: dict[tuple[str, tuple[Any, Any]], datetime] = {}
+    for child in children:
+        reports = [f for f in child.facts if f.record_type in ("ReportIssued", "ReportAmended")]
+        for a in child.facts:
+            start = a.record.get("start")
+            if a.record_type != "AppointmentBooked" or not isinstance(start, datetime) or not year.holds(start):
+                continue
+            due = start - READY_BEFORE
+            relevant = [f for f in reports if f.occurred_at <= due and f.service != a.service]
+            if not relevant:
+                continue
+            with_reports += 1
+            for f in relevant:
+                key = (f.event_id, a.service)
+                if key not in arrival:
+                    arrival[key] = f.occurred_at + timedelta(days=rng.uniform(*POST_DAYS))
+                    latency.append((arrival[key] - f.occurred_at) / timedelta(minutes=1))
+            ready += all(arrival[(f.event_id, a.service)] <= due for f in relevant)
+    return {"share": round(ready / with_reports, 4) if with_reports else None, "all_available_2_days_before": ready,
+            "latency_median_minutes": round(statistics.median(latency), 1) if latency else None,
+            "latency_p95_minutes": _pct(latency, 0.95), "alerts": {}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", type=int, default=60)
+    parser.add_argument("--events-per-family", type=int, default=80)
+    parser.add_argument("--chores-hours", type=float, default=96.0)
+    parser.add_argument("--seed", type=int, default=20261206)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--json", default="")
+    args = parser.parse_args()
+    configure_logging("WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(args.database_url or f"sqlite:///{tmp}/outcome.db")
+        pop = Population(args.families, args.events_per_family, seed=args.seed, chunk_families=args.families,
+                         prefix="out")
+        run = simulate(store, pop, timedelta(hours=args.chores_hours), args.seed)
+        result = {"families": args.families, "events": run["events"], "seconds": round(run["seconds"], 1),
+                  "events_per_second": round(run["events"] / run["seconds"], 1), **figures(store, args.seed)}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Coordination alerts from the rules of :mod:`hub.stream.coordination`, raised and resolved in event time.
+
+A sweep reads each household's children's records (the projection), asks the pure rules for their
+episodes up to the hub's event-time clock, and makes the alerts table agree: every episode raised by
+then is an alert (``created_at`` the event time it was raised), every episode cleared by then is
+resolved (``resolved_at`` the event time it cleared, with the rule's words), and an unresolved alert
+whose episode the records no longer show (a late record changed the history) is resolved saying so.
+Because it writes whole episodes, not what it happens to see between two sweeps, replaying the same
+records gives the same alerts. A record that arrives late (after a sweep passed its event time) corrects
+the alerts it touches to what the full record shows; one raised on records a late one contradicts is
+kept, resolved as no longer shown. Each alert raised, resolved or corrected is also a change in the
+household's change feed (kind ``alert``, ``alert_resolved``, ``alert_corrected``), so it reaches the
+coordinator's live streams.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from consent.ruleset import load_ruleset as load_consent_ruleset
+from hub.core.errors import ConfigError
+from hub.core.settings import sharing_settings
+from hub.db.schema import alerts, caseloads, household_members, timeline_changes, timeline_entries
+from hub.db.store import Store, as_utc, utcnow
+from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
+from hub.stream import readmodel
+from hub.stream.clocks import ClockSet, child_clocks, clock_episodes, load_clocks
+from hub.stream.coordination import (
+    CHILD_RULES,
+    ChildFacts,
+    Episode,
+    Fact,
+    Ruleset,
+    caseload_episode,
+    child_episodes,
+    load_ruleset,
+)
+from hub.stream.projection import lock_change_feed
+
+A = alerts.c
+T = timeline_entries.c
+GONE = "the records no longer show this condition"
+#: the changes an alert makes in its household's change feed
+FEED_KINDS = ("alert", "alert_resolved", "alert_corrected")
+CHILD_KINDS: tuple[str, ...] = (*CHILD_RULES, "statutory_clock")
+KINDS: tuple[str, ...] = (*CHILD_KINDS, "caseload_over_limit")
+
+
+def ruleset() -> Ruleset:
+    """The rule set with ``HUB_ALERT_RULES_FILE`` applied; a bad file is a ConfigError naming it."""
+    path: Path | None = sharing_settings().alert_rules_file
+    try:
+        return load_ruleset(json.loads(path.read_text()) if path else None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"HUB_ALERT_RULES_FILE: {exc}") from None
+
+
+def statutory_clocks() -> ClockSet:
+    """The statutory clocks of ``HUB_STATUTORY_NATIONS`` (all when unset); an unknown nation is a ConfigError."""
+    settings = sharing_settings()
+    nations = [n.strip().lower() for n in settings.statutory_nations.split(",") if n.strip()] or None
+    try:
+        return load_clocks(nations, settings.statutory_warn_days)
+    except ValueError as exc:
+        raise ConfigError(f"HUB_STATUTORY_NATIONS: {exc}") from None
+
+
+@functools.cache
+def untold_categories() -> frozenset[str]:
+    """Categories no coordination alert speaks of: the consent rule set's restricted ones (mental health,
+    child protection, ...)."""
+    return frozenset(c.value for c in load_consent_ruleset().restricted_categories)
+
+
+def clock(conn: Connection) -> datetime | None:
+    """The event-time clock: the latest event time of a record the hub holds, counting each record
+    only up to when the hub received it (a record dated in the future does not move the clock)."""
+    at = conn.execute(sa.select(sa.func.max(T.occurred_at)).where(
+        T.occurred_at <= T.received_at, T.status == "active")).scalar()
+    return as_utc(at) if at is not None else None
+
+
+def _birthdays(store: Store, household_id: str) -> dict[str, date | None]:
+    M = household_members.c
+    with store.engine.connect() as conn:
+        return {r.member_id: r.date_of_birth for r in conn.execute(sa.select(M.member_id, M.date_of_birth).where(
+            M.household_id == household_id, M.kind == "child"))}
+
+
+def household_clocks(store: Store, household_id: str, now: datetime | None = None) -> dict[str, Any]:
+    """Each child's statutory clocks as of ``now`` (default: today, as the people waiting count): deadline,
+    state, days left. A deadline is a date in law, so the days left are counted from the wall clock."""
+    clocks = statutory_clocks()
+    at = now or utcnow()
+    return {"household_id": household_id, "as_of": at.isoformat(), "warn_days": clocks.warn_days,
+            "children": {c.child_id: [k.as_dict() for k in child_clocks(clocks, c, at)]
+                         for c in household_facts(store, household_id)}}
+
+
+def household_facts(store: Store, household_id: str, *, as_coordinator: bool = True) -> list[ChildFacts]:
+    """Each child of the household with their active records, in event-time order. Records the read policy
+    can hide from a coordinator (under a disclosure hold, or in a restricted category such as mental health
+    or child protection) are left out unless ``as_coordinator`` is false (aggregate figures): an alert
+    would tell of them."""
+    dob = _birthdays(store, household_id)
+    untold = untold_categories() if as_coordinator else frozenset()
+    out = []
+    for child in readmodel.children(store, household_id):
+        facts = tuple(Fact(r["event_id"], r["record_type"], r["occurred_at"], r["agency_id"], r["service_name"],
+                           r["record"]) for r in readmodel.child_records(store, household_id, child)
+                      if not (as_coordinator and r["held"]) and r["category"] not in untold)
+        out.append(ChildFacts(household_id, child, facts, dob.get(child)))
+    return out
+
+
+def feed(conn: Connection, household_id: str, child_id: str, key: str, kind: str) -> None:
+    """Put an alert raised or resolved into the household's change feed (the live streams)."""
+    alert_id = conn.execute(sa.select(A.alert_id).where(A.alert_key == key)).scalar_one()
+    lock_change_feed(conn)
+    conn.execute(timeline_changes.insert().values(household_id=household_id, child_id=child_id,
+                                                  event_id=str(alert_id), kind=kind, at=utcnow()))
+
+
+def apply(conn: Connection, episodes: Iterable[Episode], now: datetime) -> int:
+    """Raise every episode raised by ``now`` and resolve those cleared by then; how many were raised. An
+    alert a late record contradicts (it began, or cleared, at another time) is corrected to the episode."""
+    raised = 0
+    for ep in episodes:
+        if ep.raised_at > now:
+            continue
+        agency, service = coordinator_of(conn, ep.child_id) if ep.child_id else (None, None)
+        if raise_alert(conn, key=ep.key, kind=ep.rule, household_id=ep.household_id, child_id=ep.child_id,
+                       to_agency_id=agency, to_service=service, message=ep.message,
+                       details={**ep.details, "raised_at": ep.raised_at.isoformat()}, now=ep.raised_at):
+            raised += 1
+            feed(conn, ep.household_id, ep.child_id, ep.key, "alert")
+        elif _correct(conn, ep, now):
+            feed(conn, ep.household_id, ep.child_id, ep.key, "alert_corrected")
+            continue
+        if ep.cleared_at is not None and ep.cleared_at <= now and resolve(
+                conn, ep.key, ep.resolution or "the condition cleared", ep.cleared_at):
+            feed(conn, ep.household_id, ep.child_id, ep.key, "alert_resolved")
+    return raised
+
+
+def _correct(conn: Connection, ep: Episode, now: datetime) -> bool:
+    """Bring an existing alert's times and words to its episode as the records now show it (records arrived
+    late); True when it changed. An acknowledgement stays; an alert resolved too early opens again."""
+    row = conn.execute(sa.select(A.created_at, A.resolved_at, A.message, A.resolution).where(
+        A.alert_key == ep.key)).one()
+    cleared = ep.cleared_at if ep.cleared_at is not None and ep.cleared_at <= now else None
+    want = (ep.raised_at, cleared, ep.message, ep.resolution if cleared else None)
+    have = (as_utc(row.created_at), as_utc(row.resolved_at) if row.resolved_at else None, row.message,
+            row.resolution)
+    if have == want or (row.resolved_at is not None and row.resolution == GONE):
+        return False
+    conn.execute(alerts.update().where(A.alert_key == ep.key).values(
+        created_at=ep.raised_at, resolved_at=cleared, message=ep.message, resolution=want[3]))
+    return True
+
+
+def _resolve_gone(conn: Connection, household_id: str, kinds: tuple[str, ...], keep: set[str], now: datetime,
+                  reason: str = GONE) -> None:
+    for a in unresolved(conn, kinds, household_id=household_id):
+        if a["alert_key"] not in keep and resolve(conn, a["alert_key"], reason, now):
+            feed(conn, household_id, a["child_id"], a["alert_key"], "alert_resolved")
+
+
+def sweep(store: Store, now: datetime | None = None, *, households: list[str] | None = None,
+          rules: Ruleset | None = None, clocks: ClockSet | None = None) -> int:
+    """Evaluate the coordination rules and the statutory clocks for every (or the given) household at the
+    event-time clock (or ``now``), and the caseload rule for every coordinator; returns how many alerts were
+    raised."""
+    rules = rules or ruleset()
+    clocks = clocks or statutory_clocks()
+    with store.engine.connect() as conn:
+        at = now or clock(conn)
+    ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
+    raised = 0
+    for hh in ids:
+        if at is None:  # nothing recorded yet: no event time
+            break
+        episodes = [e for child in household_facts(store, hh)
+                    for e in child_episodes(rules, child, at) + clock_episodes(clocks, child, at)]
+        with store.engine.begin() as conn:
+            raised += apply(conn, episodes, at)
+            _resolve_gone(conn, hh, CHILD_KINDS, {e.key for e in episodes if e.raised_at <= at}, at)
+    return raised + sweep_caseloads(store, rules)
+
+
+def sweep_caseloads(store: Store, rules: Ruleset) -> int:
+    """The caseload rule for every coordinator: raised on the household that took the caseload over the
+    limit, resolved when it is back within it (the caseload is enrolment, not events: wall time)."""
+    C = caseloads.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(C.coordinator_id, C.household_id, C.since)).all()
+    joined: dict[str, list[tuple[str, datetime]]] = {}
+    for r in rows:
+        joined.setdefault(r.coordinator_id, []).append((r.household_id, as_utc(r.since)))
+    raised = 0
+    now = utcnow()
+    with store.engine.begin() as conn:
+        for coordinator, households in joined.items():
+            ep = caseload_episode(rules, coordinator, households, now)
+            keep = {ep.key} if ep is not None else set()
+            if ep is not None:
+                raised += apply(conn, [ep], now)
+            limit = rules.get("caseload_over_limit")
+            words = (f"caseload back to {len(households)} families, within the limit of "
+                     f"{limit.params['limit'] if limit else 'the limit'}")
+            for hh, _ in households:
+                _resolve_gone_keyed(conn, hh, coordinator, keep, now, words)
+    return raised
+
+
+def _resolve_gone_keyed(conn: Connection, household_id: str, coordinator: str, keep: set[str], now: datetime,
+                        reason: str) -> None:
+    suffix = f":{coordinator}"
+    for a in unresolved(conn, ("caseload_over_limit",), household_id=household_id):
+        if a["alert_key"].endswith(suffix) and a["alert_key"] not in keep and resolve(conn, a["alert_key"], reason,
+                                                                                         now):
+            feed(conn, household_id, a["child_id"], a["alert_key"], "alert_resolved")
+
+
+def alert_changes(store: Store, household_ids: list[str], after: int, upto: int | None = None) -> list[dict[str, Any]]:
+    """The alerts raised or resolved in these households' change feed after ``after`` (to ``upto``)."""
+    C = timeline_changes.c
+    q = (sa.select(C.seq, C.household_id, C.child_id, C.kind, A.alert_id, A.kind.label("alert_kind"), A.message,
+                   A.details, A.created_at, A.acknowledged_at, A.resolved_at, A.resolution)
+         .select_from(timeline_changes.join(alerts, C.event_id == sa.cast(A.alert_id, sa.String)))
+         .where(C.household_id.in_(household_ids), C.seq > after, C.kind.in_(FEED_KINDS))
+         .order_by(C.seq))
+    if upto is not None:
+        q = q.where(C.seq <= upto)
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    for r in rows:
+        r["details"] = json.loads(r["details"])
+        for k in ("created_at", "acknowledged_at", "resolved_at"):
+            r[k] = as_utc(r[k]).isoformat() if r[k] is not None else None
+    return rows
