@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     #: every sector under its own subject, except with OIDC (production): then no agency is registered.
     agencies_file: Path | None = None
 
-    session_key: str = ""
+    session_key: SecretStr = SecretStr("")
     session_key_file: Path | None = None
     session_hours: float = Field(default=8.0, gt=0)
     session_secure_cookie: bool = True

@@ -25,8 +25,8 @@ LANGUAGES = ("en", "cy")
 
 
 def session_key(settings: Settings) -> str:
-    if settings.session_key:
-        return settings.session_key
+    if settings.session_key.get_secret_value():
+        return settings.session_key.get_secret_value()
     path = settings.session_key_file or settings.data_dir / "keys" / "session.key"
     if path.exists():
         return path.read_text().strip()

@@ -8,7 +8,7 @@ from hub.core.settings import Settings
 
 SECRETS = {"pseudonym_key": "pseudonym-secret-0123456789", "jwt_key": "jwt-secret-0123456789abcdef",
            "payload_master_key": "master-secret-0123456789abcdef", "kafka_sasl_password": "sasl-secret-0123",
-           "metrics_token": "scraper-secret-0123456789"}
+           "metrics_token": "scraper-secret-0123456789", "session_key": "session-secret-0123456789"}
 
 
 def test_every_secret_setting_is_a_secret_string() -> None:
