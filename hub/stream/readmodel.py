@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -48,6 +48,29 @@ def households(store: Store) -> list[HouseholdSummary]:
             out.setdefault(hh, {})
             out[hh][child] = out[hh].get(child, 0) + int(n)
     return [HouseholdSummary(h, c) for h, c in out.items()]
+
+
+def entry_counts(store: Store, household_ids: Iterable[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per household, per linked child: its active entries as a read policy decides on them (with ``held``);
+    a child with none has an empty list. One query for all the households."""
+    ids = sorted(set(household_ids))
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {h: {} for h in ids}
+    if not ids:
+        return out
+    q = (sa.select(L.household_id, L.child_id, T.event_id, T.record_type, T.sector, T.agency_id, T.service_name,
+                   T.category, T.occurred_at, _hold_column(), RELEASED)
+         .select_from(identity_links.outerjoin(timeline_entries, sa.and_(T.subject == L.subject,
+                                                                         T.status == "active"))
+                      .outerjoin(disclosure_releases, DR.event_id == T.event_id))
+         .where(L.household_id.in_(ids), L.active.is_(True)))
+    with store.engine.connect() as conn:
+        for r in conn.execute(q):
+            row = dict(r._mapping)
+            entries = out[row.pop("household_id")].setdefault(row["child_id"], [])
+            if row["event_id"] is not None:
+                row["occurred_at"] = as_utc(row["occurred_at"])
+                entries.append(_with_hold(row))
+    return out
 
 
 def parked_count(store: Store) -> int:
