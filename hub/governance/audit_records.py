@@ -30,6 +30,8 @@ ACTIONS: dict[str, str] = {
     "identity_link": "a source subject was linked to a child / household",
     "identity_unlink": "such a link was removed",
     "identity_move": "a linked subject was moved to another child (detail: both households and children)",
+    "corporate_parent": "a looked-after child's local authority was recorded (or cleared) as corporate parent "
+                        "(detail: the agency id now and before)",
     "recall": "a copy shared from a link undone as wrong was recalled (a recall notice, or the family copy withdrawn)",
     "read_timeline": "a family timeline was viewed",
     "read_report": "a report was viewed or downloaded",
