@@ -208,4 +208,6 @@ def information_summary(s: Shareable) -> dict[str, Any]:
     for key in records.get(s.record_type).share_fields:
         if r.get(key) is not None:
             out[key] = _iso(r[key])
+    if r.get("third_party"):
+        out["third_party"] = r["third_party"]  # someone other than the child is mentioned (a relationship only)
     return out

@@ -59,6 +59,8 @@ WITHHELD = "details withheld"
 #: record fields a minimised (redacted) record keeps, so the team and appointments still add up
 _STRUCTURE = ("service", "school", "start", "new_start", "appointment_id", "outcome", "outcome_kind")
 _META = ("event_id", "source_id", "source_version", "occurred_at", "category", "status")
+#: row keys the policy decides on that a reader is not shown as such
+_FACTS_ONLY = ("held", "third_party")
 
 
 @dataclass
@@ -162,7 +164,7 @@ class ReadView:
             professional_id=principal.subject if principal else None)
         self._reason = bool(principal and principal.role == "ig_officer"
                             and len((principal.reason or "").strip()) >= 10)
-        self._facts: dict[tuple[str, str, str, bool], EntryFacts] = {}
+        self._facts: dict[tuple[str, str, str, bool, bool], EntryFacts] = {}
         self._relations: dict[tuple[str, str], Relation] = {}
 
     @classmethod
@@ -225,10 +227,11 @@ class ReadView:
 
     def decide(self, household_id: str, row: dict[str, Any]) -> ReadDecision:
         """The read policy's decision on one entry (a timeline, stream or record row with ``held``)."""
-        key = (row["record_type"], row.get("sector") or "", row.get("category") or "general", bool(row.get("held")))
+        key = (row["record_type"], row.get("sector") or "", row.get("category") or "general", bool(row.get("held")),
+               bool(row.get("third_party")))
         facts = self._facts.get(key)
         if facts is None:
-            facts = self._facts[key] = self.policy.facts(*key[:3], held=key[3])
+            facts = self._facts[key] = self.policy.facts(*key[:3], held=key[3], third_party=key[4])
         who = (household_id, row["child_id"])
         relation = self._relations.get(who)
         if relation is None:
@@ -275,7 +278,7 @@ def shape(policy: ReadPolicy, decision: ReadDecision, row: dict[str, Any],
     if decision.visibility is Visibility.HIDDEN:
         return None
     if decision.visibility is Visibility.SHOWN:
-        return {k: v for k, v in row.items() if k != "held"} | {"visibility": "shown"}
+        return {k: v for k, v in row.items() if k not in _FACTS_ONLY} | {"visibility": "shown"}
     out = {k: row[k] for k in (*policy.redacted_fields, *keep) if k in row}
     out["summary"] = WITHHELD
     if row.get("held"):
@@ -316,7 +319,7 @@ def copies_for(view: ReadView, household_id: str, copies: list[dict[str, Any]]) 
                "record_type": info.get("record_type", ""), "category": info.get("category", "general"),
                "sector": producer.get("sector", ""), "agency_id": producer.get("agency_id"),
                "service_name": producer.get("service_name"), "occurred_at": info.get("issued_at") or c["created_at"],
-               "held": False}
+               "held": False, "third_party": bool(info.get("third_party"))}
         d = view.decide(household_id, row)
         if d.visibility is Visibility.SHOWN:
             out.append(c)

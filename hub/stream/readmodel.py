@@ -96,11 +96,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 @cache
 def holdable_types() -> frozenset[str]:
-    """Record types whose schema carries a ``disclosure_hold`` flag (the hold is read from the record)."""
+    """Record types whose schema carries a ``disclosure_hold`` flag or a ``third_party`` mention: the read
+    policy's facts read from the record itself."""
     out = set()
     for t in records.catalogue():
         schema = json.loads(t.path.read_text())
-        if any(f.get("name") == "disclosure_hold" for f in schema.get("fields", [])):
+        if any(f.get("name") in ("disclosure_hold", "third_party") for f in schema.get("fields", [])):
             out.add(t.name)
     return frozenset(out)
 
@@ -119,9 +120,13 @@ def _hold_column() -> Any:
 
 
 def _with_hold(row: dict[str, Any]) -> dict[str, Any]:
-    """``held``: under a disclosure hold not yet released (by the record, or by a release the hub recorded)."""
+    """``held``: under a disclosure hold not yet released (by the record, or by a release the hub recorded);
+    ``third_party``: the record says it mentions someone other than the child."""
     row["released"] = bool(row.get("released"))
-    row["held"] = hold_of(row.pop("hold_record", None)) and not row["released"]
+    raw = row.pop("hold_record", None)
+    record = json.loads(raw) if isinstance(raw, str) else raw
+    row["held"] = hold_of(record) and not row["released"]
+    row["third_party"] = bool(record and record.get("third_party"))
     return row
 
 
@@ -227,7 +232,8 @@ def child_records(store: Store, household_id: str, child_id: str) -> list[dict[s
         out.append({"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
                     "sector": r.sector, "agency_id": r.agency_id, "service_name": r.service_name,
                     "child_id": child_id, "occurred_at": as_utc(r.occurred_at),
-                    "held": hold_of(record) and not r.released, "released": bool(r.released), "record": record})
+                    "held": hold_of(record) and not r.released, "released": bool(r.released),
+                    "third_party": bool(record.get("third_party")), "record": record})
     return out
 
 
