@@ -23,6 +23,8 @@ ACTIONS: dict[str, str] = {
     "hold": "sharing was paused pending a decision (e.g. awaiting consent or review)",
     "release": "a held item was released for sharing",
     "override": "a safeguarding override shared or revealed information without the usual consent",
+    "override_expired": "a safeguarding override ended: the child's sharing was decided again without it "
+                        "(detail: override id, recipient, end)",
     "override_review": "an IG/safeguarding lead reviewed an override (data_ref = audit:<seq>)",
     "consent_change": "a consent was given, changed or withdrawn",
     "consent_recorded": "an agency recorded a consent (detail: the agency, and whether it may record consent)",

@@ -4,8 +4,10 @@
   (``worker``, or ``auto`` for a bare ``hub worker``) it also audits the decisions, delivers, escalates
   and sweeps readiness, every ``WORKER_TICK`` second; in ``process`` mode it leaves all that to
   ``hub deliver`` (:func:`deliverer_jobs`), where the chores run under the chores lease, one deliverer at
-  a time. The API process relays the outbox (:class:`hub.ingest.relay.RelayJob`, hosted by
-  :func:`hub.api.app.create_app`); `hub up` runs the three (:mod:`hub.runtime.stack`).
+  a time. Safeguarding overrides that ended are decided again by a chore under the chores lease
+  (:class:`hub.runtime.sharing_jobs.OverrideExpiryJob`), once each. The API process relays the outbox
+  (:class:`hub.ingest.relay.RelayJob`, hosted by :func:`hub.api.app.create_app`); `hub up` runs the three
+  (:mod:`hub.runtime.stack`).
 * The audit checkpoint (:class:`hub.governance.checkpoint_writer.CheckpointJob`) goes with the chores, under
   the chores lease, wherever settings are given (every ``HUB_AUDIT_CHECKPOINT_INTERVAL`` s; 0: none).
 """
@@ -19,7 +21,15 @@ from hub.core.settings import Settings, sharing_settings
 from hub.db.lease import CHORES, Lease
 from hub.db.store import Store
 from hub.governance.checkpoint_writer import CheckpointJob
-from hub.runtime.sharing_jobs import AuditJob, AuditTrail, DeliveryJob, EscalationJob, FollowJob, ReadinessJob
+from hub.runtime.sharing_jobs import (
+    AuditJob,
+    AuditTrail,
+    DeliveryJob,
+    EscalationJob,
+    FollowJob,
+    OverrideExpiryJob,
+    ReadinessJob,
+)
 
 #: seconds between a delivering worker's looks for due deliveries, escalations and decisions to audit
 WORKER_TICK = 1.0
@@ -43,6 +53,7 @@ def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.E
     readiness_every = max(sharing_settings().readiness_interval, WORKER_TICK)
     return [FollowJob(store, owner, wake=projected, trail=trail, deliveries=deliveries), deliveries,
             AuditJob(trail, every=WORKER_TICK), EscalationJob(store, every=WORKER_TICK),
+            OverrideExpiryJob(store, every=WORKER_TICK, lease=chores),
             ReadinessJob(store, every=readiness_every), *checkpoint_jobs(store, settings, chores)]
 
 
@@ -53,4 +64,5 @@ def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_
     readiness_every = max(sharing_settings().readiness_interval, chores_every)
     return [deliveries, AuditJob(AuditTrail(store, chores), every=chores_every),
             EscalationJob(store, every=escalate_every, lease=chores),
+            OverrideExpiryJob(store, every=escalate_every, lease=chores),
             ReadinessJob(store, every=readiness_every, lease=chores), *checkpoint_jobs(store, settings, chores)]
