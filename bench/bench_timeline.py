@@ -86,6 +86,7 @@ from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker, die_with_parent, free_port
 from hub.kafka.topics import INGEST_TOPICS, ensure_topics
 from hub.runtime.stack import Stack
+from hub.sharing.policy_timeline import read_timeline
 from hub.sharing.visibility import ReadView, narrowing
 from hub.stream import readmodel
 from hub.stream.replay import replay_log
@@ -651,6 +652,15 @@ def policy_read(role: str) -> Read:
     return read
 
 
+def folded_read(role: str) -> Read:
+    """The same read as :func:`policy_read`, with the household facts read in the page's own statement
+    (``hub/sharing/policy_timeline.py``), as the API's timeline route now reads."""
+    def read(store: Store, household: str, **kw: Any) -> tuple[list[dict[str, Any]], str | None]:
+        who = Principal("bench-reader", role, household=household if role == "parent" else None)
+        return read_timeline(store, who, household, **kw)
+    return read
+
+
 def read_queries(store: Store, big_hh: str, children: list[str], small_hhs: list[str], n: int,
                  read: Read = raw_read) -> dict[str, list[float]]:
     rng = random.Random(7)
@@ -720,7 +730,10 @@ async def bench_read(report: Report, args: argparse.Namespace, tmp: Path) -> Non
         print(f"d. loaded {rows:,} entries per backend in {time.perf_counter() - t:.1f} s", flush=True)
         small_hhs = [f"rd-45-{i:07d}" for i in range(args.read_families)]
         readers: list[tuple[str, Read]] = [("", raw_read), (", read policy as coordinator", policy_read("coordinator")),
-                                           (", read policy as parent", policy_read("parent"))]
+                                           (", read policy as parent", policy_read("parent")),
+                                           (", read policy as coordinator, one statement",
+                                            folded_read("coordinator")),
+                                           (", read policy as parent, one statement", folded_read("parent"))]
         for name, store in backends:
             for label, read in readers:
                 r = read_queries(store, big_hh, children, small_hhs, args.read_queries, read)

@@ -134,15 +134,68 @@ def _with_hold(row: dict[str, Any]) -> dict[str, Any]:
 View = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
+@dataclass(frozen=True)
+class Prelude:
+    """Rows read in the same statement as a timeline's first page (a read policy's facts about the reader's
+    household), and what they make of the page: ``then(rows)`` gives the view and the children to narrow to."""
+
+    query: Any  # a Select or CompoundSelect
+    params: dict[str, Any]
+    then: Callable[[list[tuple[Any, ...]]], tuple[View | None, Collection[str] | None]]
+
+
+@cache
+def _timeline_select() -> Any:
+    """The timeline's columns over a household's linked entries, in event-time order (built once)."""
+    return (sa.select(L.child_id, T.event_id, T.record_type, T.ce_type, T.sector, T.agency_id, T.service_name,
+                      T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary,
+                      _hold_column(), RELEASED)
+            .select_from(_entries())
+            .order_by(T.occurred_at, T.event_id))
+
+
+@cache
+def _prelude_part(query: Any) -> tuple[Any, tuple[Any, ...]]:
+    """The prelude's half of the statement (built once per prelude query) and the nulls that pad the page's."""
+    facts = query.subquery("facts")
+    first = sa.select(sa.literal(0, sa.Integer).label("_part"),
+                      *[sa.cast(sa.null(), c.type).label(c.name) for c in _timeline_select().selected_columns],
+                      *[c.label(f"_f{i}") for i, c in enumerate(facts.c)])
+    return first, tuple(sa.cast(sa.null(), c.type) for c in facts.c)
+
+
+def _with_prelude(conn: sa.Connection, page_stmt: Any, prelude: Prelude
+                  ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
+    """One statement: the prelude's rows, then the page's, told apart by a leading part number (0 / 1)."""
+    page = page_stmt.subquery("page")
+    first, pad = _prelude_part(prelude.query)
+    fnames = [f"_f{i}" for i in range(len(pad))]
+    both = sa.union_all(first, sa.select(sa.literal(1, sa.Integer), *page.c, *pad))
+    cols = both.selected_columns
+    both = both.order_by(cols["_part"], cols["occurred_at"], cols["event_id"])
+    names = [c.name for c in page.c]
+    before: list[tuple[Any, ...]] = []
+    rows: list[dict[str, Any]] = []
+    for r in conn.execute(both, prelude.params):
+        m = r._mapping
+        if m["_part"] == 0:
+            before.append(tuple(m[n] for n in fnames))
+        else:
+            rows.append({n: m[n] for n in names})
+    return before, rows
+
+
 def timeline(store: Store, household_id: str, *, child_id: str | None = None, sector: str | None = None,
              kind: str | None = None, since: datetime | None = None, until: datetime | None = None,
              cursor: str | None = None, limit: int = 50, view: View | None = None,
-             only_children: Collection[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             only_children: Collection[str] | None = None,
+             prelude: Prelude | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """One household's entries in event-time order, with a cursor for the next page.
 
     With ``view`` the page holds ``limit`` entries the reader may see (reading on past hidden ones),
     and the cursor names the last of them; ``only_children`` narrows the query to the children whose
-    entries the view could show at all.
+    entries the view could show at all. With ``prelude`` the view and narrowing come from rows read in
+    the same statement as the first batch (one round trip where there were two).
     """
     conds = [L.household_id == household_id, L.active.is_(True), T.status == "active"]
     if child_id:
@@ -158,11 +211,7 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
     if until:
         conds.append(T.occurred_at < until)
     position = _decode_cursor(cursor) if cursor else None
-    q = (sa.select(L.child_id, T.event_id, T.record_type, T.ce_type, T.sector, T.agency_id, T.service_name,
-                   T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary,
-                   _hold_column(), RELEASED)
-         .select_from(_entries())
-         .order_by(T.occurred_at, T.event_id))
+    q = _timeline_select()
     shown: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch = limit + 1
     with store.engine.connect() as conn:
@@ -171,7 +220,14 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
             if position is not None:
                 after = sa.tuple_(sa.literal(position[0], T.occurred_at.type), sa.literal(position[1]))
                 where.append(sa.tuple_(T.occurred_at, T.event_id) > after)
-            rows = [dict(r._mapping) for r in conn.execute(q.where(*where).limit(batch))]
+            if prelude is not None:
+                facts, rows = _with_prelude(conn, q.where(*where).limit(batch), prelude)
+                view, narrow = prelude.then(facts)
+                if narrow is not None:  # later batches only (the view hides the rest of this one)
+                    conds.append(L.child_id.in_(sorted(narrow)))
+                prelude = None
+            else:
+                rows = [dict(r._mapping) for r in conn.execute(q.where(*where).limit(batch))]
             for r in rows:
                 r["occurred_at"] = as_utc(r["occurred_at"])
                 r["received_at"] = as_utc(r["received_at"])
