@@ -154,35 +154,14 @@ def _timeline_select() -> Any:
             .order_by(T.occurred_at, T.event_id))
 
 
-@cache
-def _prelude_part(query: Any) -> tuple[Any, tuple[Any, ...]]:
-    """The prelude's half of the statement (built once per prelude query) and the nulls that pad the page's."""
-    facts = query.subquery("facts")
-    first = sa.select(sa.literal(0, sa.Integer).label("_part"),
-                      *[sa.cast(sa.null(), c.type).label(c.name) for c in _timeline_select().selected_columns],
-                      *[c.label(f"_f{i}") for i, c in enumerate(facts.c)])
-    return first, tuple(sa.cast(sa.null(), c.type) for c in facts.c)
-
-
 def _with_prelude(conn: sa.Connection, page_stmt: Any, prelude: Prelude
                   ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
-    """One statement: the prelude's rows, then the page's, told apart by a leading part number (0 / 1)."""
-    page = page_stmt.subquery("page")
-    first, pad = _prelude_part(prelude.query)
-    fnames = [f"_f{i}" for i in range(len(pad))]
-    both = sa.union_all(first, sa.select(sa.literal(1, sa.Integer), *page.c, *pad))
-    cols = both.selected_columns
-    both = both.order_by(cols["_part"], cols["occurred_at"], cols["event_id"])
-    names = [c.name for c in page.c]
-    before: list[tuple[Any, ...]] = []
-    rows: list[dict[str, Any]] = []
-    for r in conn.execute(both, prelude.params):
-        m = r._mapping
-        if m["_part"] == 0:
-            before.append(tuple(m[n] for n in fnames))
-        else:
-            rows.append({n: m[n] for n in names})
-    return before, rows
+    """The prelude's rows and the first batch, on one connection (one checkout, its ping and its rollback).
+
+    Folding both into one ``UNION ALL`` statement was measured too: it saved a round trip but cost as much
+    again building the longer statement per read (bench/README.md, "Timeline reads under the read policy")."""
+    before = [tuple(r) for r in conn.execute(prelude.query, prelude.params)]
+    return before, [dict(r._mapping) for r in conn.execute(page_stmt)]
 
 
 def timeline(store: Store, household_id: str, *, child_id: str | None = None, sector: str | None = None,

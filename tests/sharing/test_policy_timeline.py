@@ -1,7 +1,6 @@
-"""The timeline under the read policy in one statement per page gives exactly the answer of the facts read
-apart: every reader, filters and pages (including pages that read on past a sibling's hidden entries).
-On PostgreSQL the household facts ride in the page's statement; on SQLite they are read apart (nothing to
-save in-process), and the answer is the same. Real SQLite and PostgreSQL, no broker."""
+"""The timeline under the read policy with the household's facts read on the page's own connection gives
+exactly the answer of the facts read apart: every reader, filters and pages (including pages that read on
+past a sibling's hidden entries). Real SQLite and PostgreSQL, no broker."""
 
 from __future__ import annotations
 
@@ -50,7 +49,7 @@ FILTERS: list[dict[str, Any]] = [{}, {"child_id": "c-972"}, {"sector": "health"}
 
 
 @pytest.mark.parametrize("who", READERS, ids=lambda p: f"{p.role}-{p.subject}" if p else "nobody")
-def test_one_statement_reads_what_two_did(store: Store, who: Principal | None) -> None:
+def test_one_connection_reads_what_two_did(store: Store, who: Principal | None) -> None:
     def apart(**kw: Any) -> tuple[list[dict[str, Any]], str | None]:
         view = ReadView.load(store, who, [HH])
         return readmodel.timeline(store, HH, view=view.entry_view(HH, kw.get("kind")),
