@@ -86,6 +86,7 @@ from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker, die_with_parent, free_port
 from hub.kafka.topics import INGEST_TOPICS, ensure_topics
 from hub.runtime.stack import Stack
+from hub.sharing.policy_timeline import read_timeline
 from hub.sharing.visibility import ReadView, narrowing
 from hub.stream import readmodel
 from hub.stream.replay import replay_log
@@ -651,8 +652,19 @@ def policy_read(role: str) -> Read:
     return read
 
 
+def folded_read(role: str) -> Read:
+    """The same read as :func:`policy_read`, with the household facts read on the page query's connection
+    (``hub/sharing/policy_timeline.py``), as the API's timeline route now reads."""
+    def read(store: Store, household: str, **kw: Any) -> tuple[list[dict[str, Any]], str | None]:
+        who = Principal("bench-reader", role, household=household if role == "parent" else None)
+        return read_timeline(store, who, household, **kw)
+    return read
+
+
 def read_queries(store: Store, big_hh: str, children: list[str], small_hhs: list[str], n: int,
-                 read: Read = raw_read) -> dict[str, list[float]]:
+                 reads: Sequence[Read] = (raw_read,)) -> list[dict[str, list[float]]]:
+    """``n`` random reads of the big family and ``n`` of small ones, each made by every reader in ``reads`` in
+    a shuffled order (interleaved, so a busy spell on a shared machine falls on all of them alike)."""
     rng = random.Random(7)
     # the big family's page cursors, walking it once
     cursors: list[str | None] = [None]
@@ -665,11 +677,13 @@ def read_queries(store: Store, big_hh: str, children: list[str], small_hhs: list
     big_total = len(first_times)
     kinds = ["AppointmentBooked", "AttendanceRecorded", "ReportIssued", "ReferralMade", "WaitingListEntered"]
     sectors = ["health", "social_care", "education"]
-    out: dict[str, list[float]] = {"big": [], "small": [], "big_pages": []}
+    outs: list[dict[str, list[float]]] = [{"big": [], "small": [], "big_pages": []} for _ in reads]
     clock = time.perf_counter
     for _ in range(n // 10):  # warm-up
-        read(store, big_hh, limit=50)
-        read(store, rng.choice(small_hhs), limit=50)
+        for read in reads:
+            read(store, big_hh, limit=50)
+            read(store, rng.choice(small_hhs), limit=50)
+    order = list(range(len(reads)))
     for i in range(n):
         kw: dict[str, Any] = {"cursor": rng.choice(cursors)}
         r = rng.random()
@@ -682,18 +696,22 @@ def read_queries(store: Store, big_hh: str, children: list[str], small_hhs: list
         elif r < 0.75:
             since = rng.choice(first_times)
             kw.update(cursor=None, since=since, until=since + timedelta(days=30))
-        t = clock()
-        read(store, big_hh, limit=50, **kw)
-        out["big"].append(clock() - t)
-        if len(kw) == 1:
-            out["big_pages"].append(out["big"][-1])
         hh = rng.choice(small_hhs)
         kw2 = {"sector": rng.choice(sectors)} if i % 4 == 0 else {}
-        t = clock()
-        read(store, hh, limit=50, **kw2)
-        out["small"].append(clock() - t)
-    out["_big_total"] = [float(big_total)]
-    return out
+        rng.shuffle(order)
+        for k in order:
+            read, out = reads[k], outs[k]
+            t = clock()
+            read(store, big_hh, limit=50, **kw)
+            out["big"].append(clock() - t)
+            if len(kw) == 1:
+                out["big_pages"].append(out["big"][-1])
+            t = clock()
+            read(store, hh, limit=50, **kw2)
+            out["small"].append(clock() - t)
+    for out in outs:
+        out["_big_total"] = [float(big_total)]
+    return outs
 
 
 async def bench_read(report: Report, args: argparse.Namespace, tmp: Path) -> None:
@@ -720,10 +738,13 @@ async def bench_read(report: Report, args: argparse.Namespace, tmp: Path) -> Non
         print(f"d. loaded {rows:,} entries per backend in {time.perf_counter() - t:.1f} s", flush=True)
         small_hhs = [f"rd-45-{i:07d}" for i in range(args.read_families)]
         readers: list[tuple[str, Read]] = [("", raw_read), (", read policy as coordinator", policy_read("coordinator")),
-                                           (", read policy as parent", policy_read("parent"))]
+                                           (", read policy as parent", policy_read("parent")),
+                                           (", read policy as coordinator, one connection",
+                                            folded_read("coordinator")),
+                                           (", read policy as parent, one connection", folded_read("parent"))]
         for name, store in backends:
-            for label, read in readers:
-                r = read_queries(store, big_hh, children, small_hhs, args.read_queries, read)
+            results = read_queries(store, big_hh, children, small_hhs, args.read_queries, [rd for _, rd in readers])
+            for (label, _), r in zip(readers, results, strict=True):
                 pb, ps, pp = ms(r["big"]), ms(r["small"]), ms(r["big_pages"])
                 report.add(f"d. read big family p99 ({name}{label})", pb["p99"], "ms",
                            note=f"p50 {pb['p50']:.2f} ms; {int(r['_big_total'][0])}-entry family, random page/filter, "

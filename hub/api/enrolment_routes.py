@@ -16,6 +16,9 @@ from hub.api.streams import change_stream, resume_position
 from hub.family.enrolment import Enrolment, Move
 from hub.ingest.services import Services
 from hub.sharing.alerts import raise_alert
+from hub.sharing.processor import redecide_child
+from hub.sharing.read_summaries import visible_counts
+from hub.sharing.visibility import ReadView
 from hub.stream import readmodel
 
 
@@ -68,6 +71,12 @@ def alert_move(conn: Any, move: Move) -> None:
                     details=details, now=now)
 
 
+class CorporateParentIn(BaseModel):
+    agency_id: str | None = Field(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                  description="The local authority's agency id; null clears it.",
+                                  examples=["W06000022"])
+
+
 class AssignIn(BaseModel):
     household_id: str = Field(min_length=1, max_length=80)
 
@@ -113,22 +122,37 @@ def enrolment_router(services: Services, *, poll_interval: float = 0.1) -> APIRo
                                action="unlink", reason=body.reason, role=role_of(request))
         return {"event_id": acc.event_id, "version": acc.source_version, "status": acc.status}
 
+    @router.put("/v1/households/{household_id}/members/{member_id}/corporate-parent")
+    async def corporate_parent(household_id: str, member_id: str, body: CorporateParentIn,
+                               request: Request) -> dict[str, Any]:
+        """Record a looked-after child's local authority as corporate parent (a consent actor); null clears it.
+        The household's coordinator or an IG officer; audited; the child's sharing decisions are taken again."""
+        out = await asyncio.to_thread(enrol.set_corporate_parent, household_id, member_id, body.agency_id,
+                                      by=actor(request, "coordinator"), role=role_of(request),
+                                      source=request.client.host if request.client else None)
+        if out["status"] != "unchanged":
+            await asyncio.to_thread(redecide_child, store, household_id, member_id, trigger="corporate_parent")
+        return out
+
     @router.post("/v1/coordinators/{coordinator_id}/caseload", status_code=204)
     async def assign(coordinator_id: str, body: AssignIn, request: Request) -> None:
         """Put a household on a coordinator's caseload."""
         await asyncio.to_thread(enrol.assign, coordinator_id, body.household_id, by=actor(request, "admin"))
 
     @router.get("/v1/coordinators/{coordinator_id}/caseload", tags=["timeline"])
-    async def caseload(coordinator_id: str) -> dict[str, Any]:
-        """The coordinator's families: children, entries, and appointments still ahead."""
+    async def caseload(coordinator_id: str, request: Request) -> dict[str, Any]:
+        """The coordinator's families: children, entries, and appointments still ahead, counted as the read
+        policy lets the caller see them (a count never tells what the timeline hides)."""
         ids = await asyncio.to_thread(enrol.caseload, coordinator_id)
-        summaries = {h.household_id: h for h in await asyncio.to_thread(readmodel.households, store)}
+        view = await asyncio.to_thread(ReadView.load, store, getattr(request.state, "principal", None), ids)
+        counts = await asyncio.to_thread(visible_counts, view, store, ids)
         now = datetime.now(UTC)
         out = []
         for hh in ids:
-            upcoming = await asyncio.to_thread(readmodel.upcoming_appointments, store, hh, now)
+            upcoming = await asyncio.to_thread(readmodel.upcoming_appointments, store, hh, now,
+                                               view.records_view(hh))
             out.append({"household_id": hh,
-                        "children": summaries[hh].children if hh in summaries else {},
+                        "children": counts.get(hh, {}),
                         "upcoming_appointments": sum(len(v) for v in upcoming.values()),
                         "next_appointment": min((a.start for v in upcoming.values() for a in v), default=None)})
         return {"coordinator_id": coordinator_id, "households": out}

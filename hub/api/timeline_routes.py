@@ -16,7 +16,8 @@ from hub.api.streams import change_stream, resume_position
 from hub.core.errors import NotFoundError
 from hub.core.logging import get_logger
 from hub.ingest.services import Services
-from hub.sharing.visibility import ReadView, narrowing
+from hub.sharing.policy_timeline import read_timeline
+from hub.sharing.visibility import ReadView
 from hub.stream import readmodel
 
 log = get_logger(__name__)
@@ -56,12 +57,9 @@ def timeline_router(services: Services, *, poll_interval: float = 0.1) -> APIRou
         """A family's entries from every agency in event-time order, as the read policy lets the caller see
         them (``visibility`` shown or redacted, with ``reason_code``); ``next_cursor`` fetches the next page."""
         started = time.perf_counter()
-        view = await asyncio.to_thread(reader, request, household_id)
-        only = narrowing(view, household_id)
-        rows, nxt = await asyncio.to_thread(readmodel.timeline, store, household_id, child_id=child_id,
-                                            sector=sector, kind=kind, since=since, until=until, cursor=cursor,
-                                            limit=limit, view=view.entry_view(household_id, kind),
-                                            only_children=only)
+        rows, nxt = await asyncio.to_thread(read_timeline, store, getattr(request.state, "principal", None),
+                                            household_id, child_id=child_id, sector=sector, kind=kind, since=since,
+                                            until=until, cursor=cursor, limit=limit)
         if not rows and cursor is None:
             await known(household_id)
         log.info("timeline.read", household=household_id, entries=len(rows),

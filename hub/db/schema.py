@@ -501,6 +501,8 @@ safeguarding_overrides = sa.Table(
     sa.Column("tell_family", sa.Boolean, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("audit_seq", sa.BigInteger, nullable=True),  # the override record (justification sealed there)
+    # when the hub saw it expire and decided the child again without it (audited, migration 0020)
+    sa.Column("expired_at", TS, nullable=True),
     info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD}, "erase": DELETE,
           "erase_by": {MEMBER: "child_id"}},
 )

@@ -2,7 +2,8 @@
 
 An SLT report from a neighbouring health board is withheld for want of consent; before the
 paediatric appointment the coordinator sees it, and why, and what unblocks it; the family gives
-consent; the report is shared, exactly once, before the appointment. Then the coordinator finds the
+consent; the report is shared, exactly once, before the appointment. A diagnosis under a disclosure
+hold stays out of the family's view until the paediatric service releases it. Then the coordinator finds the
 report's NHS number was linked to the wrong child: the link is undone and made to the right sibling,
 and what the wrong link shared is recalled (a recall notice to the service, the family copy withdrawn).
 """
@@ -22,6 +23,7 @@ from rich.console import Console
 
 from hub.core.errors import ConfigError
 from hub.db.schema import deliveries
+from hub.demo import hold_journey
 from hub.demo.journey import ReportJourney, report_not_sent_journey
 from hub.ingest.services import Services
 from hub.sharing import delivery, readiness
@@ -80,6 +82,7 @@ async def run(services: Services, console: Console) -> str:
     copies = await _until("the family's copy", lambda: delivery.family_copies(store, hh))
     console.print(f"The family's own view holds {len(copies)} cop{'y' if len(copies) == 1 else 'ies'} of reports "
                   "about their child.")
+    await hold_journey.run(services, console, journey, _until)
     await _corrected_link(services, console, journey)
     return hh
 

@@ -146,6 +146,27 @@ class Enrolment:
                 competent_from=competent_from, created_at=utcnow()))
         return member
 
+    def set_corporate_parent(self, household_id: str, member_id: str, agency_id: str | None, *, by: str,
+                             role: str, source: str | None = None) -> dict[str, str | None]:
+        """Record (or, with None, clear) the local authority that is a looked-after child's corporate parent: a
+        consent actor like a parent. Audited (``corporate_parent``) in the same transaction as the change."""
+        member = self._member(household_id, member_id)
+        if member.kind != "child":
+            raise ValidationError(Problem("/member_id", "only a child member can have a corporate parent"),
+                                  title="Not a child")
+        M = household_members.c
+        with self.store.engine.begin() as conn:
+            before = conn.execute(sa.select(M.corporate_parent).where(M.member_id == member_id)).scalar()
+            if before == agency_id:
+                return {"member_id": member_id, "corporate_parent": agency_id, "status": "unchanged"}
+            conn.execute(household_members.update().where(M.member_id == member_id).values(
+                corporate_parent=agency_id))
+            AuditLog(self.store).record_in(conn, AuditEntry(
+                action="corporate_parent", actor=by, actor_role=role, subject_household=household_id,
+                subject_child=member_id, data_ref=f"member:{member_id}", purpose="enrolment",
+                detail={"agency": agency_id or "", "before": before or ""}, source=source))
+        return {"member_id": member_id, "corporate_parent": agency_id, "status": "recorded" if agency_id else "cleared"}
+
     def _member(self, household_id: str, member_id: str) -> Member:
         for m in self.household(household_id):
             if m.member_id == member_id:

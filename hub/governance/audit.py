@@ -81,8 +81,8 @@ Verify holds the whole log in memory (a few hundred bytes per record).
 
 Modules: the records, actions and hash in :mod:`hub.governance.audit_records`; verification in
 :mod:`hub.governance.audit_verify`; the IG queries (:func:`~hub.governance.audit_queries.who_has_seen`,
-``withheld``, ``overrides`` / ``review_override``, ``consent_history``, ``transparency_view``) in
-:mod:`hub.governance.audit_queries`. Exports (FHIR R4 AuditEvent, CSV) are in
+``withheld``, ``overrides`` / ``review_override``, ``consent_history``) in :mod:`hub.governance.audit_queries`;
+the family's own view is :func:`hub.sharing.transparency.family_view`. Exports (FHIR R4 AuditEvent, CSV) are in
 :mod:`hub.governance.export`; the ``hub audit`` commands in :mod:`hub.cli.audit`.
 """
 

@@ -104,30 +104,3 @@ def review_override(log: AuditLog, seq: int, reviewer: str, outcome: str, *, rev
 def consent_history(source: AuditLog | Store, household: str) -> list[AuditRecord]:
     """Every consent change recorded for a household, oldest first."""
     return _as_log(source).records(household=household, actions=["consent_change"])
-
-
-@dataclass(frozen=True)
-class TransparencyEntry:
-    """One line of what a family may see: who received or viewed their child's information."""
-
-    at: datetime
-    what: str  # "received" | "viewed"
-    who: str
-    role: str
-    child: str | None
-    item: str | None
-    purpose: str | None
-    legal_basis: str | None
-
-
-def transparency_view(source: AuditLog | Store, household: str) -> list[TransparencyEntry]:
-    """A family's own view: who received or viewed their child's information, when and on what basis.
-
-    Share and read records only, without internal detail, hashes or source addresses.
-    """
-    return [
-        TransparencyEntry(at=r.recorded_at, what="received" if r.action == "share" else "viewed", who=r.actor,
-                          role=r.actor_role, child=r.subject_child, item=r.data_ref, purpose=r.purpose,
-                          legal_basis=r.legal_basis)
-        for r in _as_log(source).records(household=household, actions=SEEN_ACTIONS)
-    ]

@@ -23,6 +23,8 @@ ACTIONS: dict[str, str] = {
     "hold": "sharing was paused pending a decision (e.g. awaiting consent or review)",
     "release": "a held item was released for sharing",
     "override": "a safeguarding override shared or revealed information without the usual consent",
+    "override_expired": "a safeguarding override ended: the child's sharing was decided again without it "
+                        "(detail: override id, recipient, end)",
     "override_review": "an IG/safeguarding lead reviewed an override (data_ref = audit:<seq>)",
     "consent_change": "a consent was given, changed or withdrawn",
     "consent_recorded": "an agency recorded a consent (detail: the agency, and whether it may record consent)",
@@ -30,6 +32,8 @@ ACTIONS: dict[str, str] = {
     "identity_link": "a source subject was linked to a child / household",
     "identity_unlink": "such a link was removed",
     "identity_move": "a linked subject was moved to another child (detail: both households and children)",
+    "corporate_parent": "a looked-after child's local authority was recorded (or cleared) as corporate parent "
+                        "(detail: the agency id now and before)",
     "recall": "a copy shared from a link undone as wrong was recalled (a recall notice, or the family copy withdrawn)",
     "read_timeline": "a family timeline was viewed",
     "read_report": "a report was viewed or downloaded",

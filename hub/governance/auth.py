@@ -253,6 +253,9 @@ POLICY: dict[tuple[str, str], Rule] = {
         rule("coordinator", IG, "admin", relation="household"),
     ("POST", "/v1/households/{household_id}/members/{member_id}/identifiers/unlink"):
         rule("coordinator", IG, "admin", relation="household"),
+    # a looked-after child's local authority as consent actor: the household's coordinator or IG (audited)
+    ("PUT", "/v1/households/{household_id}/members/{member_id}/corporate-parent"):
+        rule("coordinator", IG, relation="household"),
     ("GET", "/v1/coordinators/{coordinator_id}/caseload"): rule("coordinator", relation="coordinator"),
     ("POST", "/v1/coordinators/{coordinator_id}/caseload"): rule("admin"),
     ("GET", "/v1/coordinators/{coordinator_id}/stream"):

@@ -4,8 +4,10 @@
   (``worker``, or ``auto`` for a bare ``hub worker``) it also audits the decisions, delivers, escalates
   and sweeps readiness, every ``WORKER_TICK`` second; in ``process`` mode it leaves all that to
   ``hub deliver`` (:func:`deliverer_jobs`), where the chores run under the chores lease, one deliverer at
-  a time. The API process relays the outbox (:class:`hub.ingest.relay.RelayJob`, hosted by
-  :func:`hub.api.app.create_app`); `hub up` runs the three (:mod:`hub.runtime.stack`).
+  a time. Safeguarding overrides that ended are decided again by a chore under the chores lease
+  (:class:`hub.runtime.sharing_jobs.OverrideExpiryJob`), once each. The API process relays the outbox
+  (:class:`hub.ingest.relay.RelayJob`, hosted by :func:`hub.api.app.create_app`); `hub up` runs the three
+  (:mod:`hub.runtime.stack`).
 * The audit checkpoint (:class:`hub.governance.checkpoint_writer.CheckpointJob`) goes with the chores, under
   the chores lease, wherever settings are given (every ``HUB_AUDIT_CHECKPOINT_INTERVAL`` s; 0: none).
 """
@@ -26,6 +28,7 @@ from hub.runtime.sharing_jobs import (
     DeliveryJob,
     EscalationJob,
     FollowJob,
+    OverrideExpiryJob,
     ReadinessJob,
 )
 
@@ -52,6 +55,7 @@ def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.E
     coordination_every = max(sharing_settings().coordination_interval, WORKER_TICK)
     return [FollowJob(store, owner, wake=projected, trail=trail, deliveries=deliveries), deliveries,
             AuditJob(trail, every=WORKER_TICK), EscalationJob(store, every=WORKER_TICK),
+            OverrideExpiryJob(store, every=WORKER_TICK, lease=chores),
             ReadinessJob(store, every=readiness_every), CoordinationJob(store, every=coordination_every, lease=chores),
             *checkpoint_jobs(store, settings, chores)]
 
@@ -64,5 +68,6 @@ def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_
     coordination_every = max(sharing_settings().coordination_interval, chores_every)
     return [deliveries, AuditJob(AuditTrail(store, chores), every=chores_every),
             EscalationJob(store, every=escalate_every, lease=chores),
+            OverrideExpiryJob(store, every=escalate_every, lease=chores),
             ReadinessJob(store, every=readiness_every, lease=chores),
             CoordinationJob(store, every=coordination_every, lease=chores), *checkpoint_jobs(store, settings, chores)]

@@ -33,6 +33,7 @@ from hub.sharing import audit_trail, coordination
 from hub.sharing.delivery import DeliveryStats, deliver_due, escalate_unacknowledged
 from hub.sharing.follower import LEASE, Follower
 from hub.sharing.readiness import sweep
+from hub.sharing.safeguarding import expire_overrides
 
 #: seconds between looks at the change feed when nothing woke the follower
 POLL = 0.2
@@ -175,4 +176,16 @@ class CoordinationJob(Job):
 
     async def run_once(self) -> float | None:
         await asyncio.to_thread(coordination.sweep, self.store)
+        return None
+
+
+class OverrideExpiryJob(Job):
+    """Decide again each child whose safeguarding override has ended, once, audited."""
+
+    def __init__(self, store: Store, *, every: float, lease: Lease | None = None) -> None:
+        super().__init__("sharing.override_expiry", every=every, lease=lease)
+        self.store = store
+
+    async def run_once(self) -> float | None:
+        await asyncio.to_thread(expire_overrides, self.store, utcnow())
         return None

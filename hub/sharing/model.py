@@ -217,4 +217,6 @@ def information_summary(s: Shareable) -> dict[str, Any]:
     for key in spec.addressed.share_fields if s.addressed_to and spec.addressed else spec.share_fields:
         if r.get(key) is not None:
             out[key] = _iso(r[key])
+    if r.get("third_party"):
+        out["third_party"] = r["third_party"]  # someone other than the child is mentioned (a relationship only)
     return out

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from consent import Decision, Outcome
+from consent import Decision, Outcome, RecipientKind
+from consent.reading import ConsentAnswer, Reader, Relation, Visibility, load_read_policy
 from hub.sharing.ledger import why
 from hub.sharing.model import Shareable, Target, decision_row_id, delivery_row_id, information_summary
 
@@ -38,7 +39,7 @@ def payload(s: Shareable, target: Target, decision_id: str, decision: Decision, 
     if target.professional_id:
         recipient["professional_id"] = target.professional_id
     body: dict[str, Any] = {
-        "delivery_id": delivery_id, "kind": kind, "child_id": child_id, "information": information_summary(s),
+        "delivery_id": delivery_id, "kind": kind, "child_id": child_id, "information": family_safe(s, target),
         "recipient": recipient,
         "decision": {"decision_id": decision_id, "basis": decision.basis.value, "rule_id": decision.rule_id,
                      "ruleset_version": decision.ruleset_version},
@@ -50,6 +51,24 @@ def payload(s: Shareable, target: Target, decision_id: str, decision: Decision, 
     if kind == "withdrawal_notice":
         body["notice"] = PROFESSIONAL_NOTICE if target.professional_id else SERVICE_NOTICE
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
+def family_safe(s: Shareable, target: Target) -> dict[str, Any]:
+    """The information as this recipient is sent it: a family-side copy of an entry that mentions someone other
+    than the child keeps only what says it exists (kind, date, service) where the read policy does not show it
+    whole to the family (``READ-third-party``); professionals get it whole, marked ``third_party``."""
+    info = information_summary(s)
+    if not (target.is_family and info.get("third_party")):
+        return info
+    relation = Relation.SELF if target.recipient.kind is RecipientKind.YOUNG_PERSON else Relation.PARENT
+    policy = load_read_policy()
+    decision = policy.decide(Reader(relation, ConsentAnswer.NONE, False), policy.facts(
+        s.record_type, s.producer_sector, s.info.category.value, held=s.info.held, third_party=True))
+    if decision.visibility is Visibility.SHOWN:
+        return info
+    kept = ("event_id", "version", "record_type", "kind", "category", "issued_at", "producer", "third_party")
+    return {**{k: info[k] for k in kept if k in info}, "summary": "details withheld", "visibility": "redacted",
+            "reason_code": decision.rule_id, "reason": decision.reason}
 
 
 def decision_row(s: Shareable, target: Target, d: Decision, t_event: datetime, seq: int,

@@ -11,6 +11,9 @@ consent engine is told about a child's record.
   categories and records, an end, a written justification (sealed in its ``override`` audit record, which
   IG's overrides query lists at once), and whether telling the family would put the child at risk (the
   reason sealed for IG). The sharing step applies it through the consent library's override (R7).
+* :func:`expire_overrides` — a chore: an override whose end has passed is marked ``expired_at`` and
+  audited (``override_expired``) once, and its child's decisions are taken again at that moment, so what
+  was shared only under it is no longer shared (queued shares cancelled, new entries withheld).
 """
 
 from __future__ import annotations
@@ -151,3 +154,26 @@ def make_override(store: Store, vault: KeyVault, household_id: str, child_id: st
             "ends_at": as_utc(req.ends_at).isoformat(), "tell_family": req.tell_family,
             "decisions": result.decisions, "queued": result.queued}
 
+
+
+def expire_overrides(store: Store, now: datetime | None = None) -> int:
+    """Decide again, once, each child whose safeguarding override has ended (module docstring); how many."""
+    now = now or utcnow()
+    SO = safeguarding_overrides.c
+    with store.engine.connect() as conn:
+        ended = conn.execute(sa.select(safeguarding_overrides).where(
+            SO.ends_at <= now, SO.expired_at.is_(None)).order_by(SO.ends_at).limit(200)).all()
+    done = 0
+    for o in ended:
+        with store.engine.begin() as conn:
+            if not conn.execute(safeguarding_overrides.update().where(
+                    SO.override_id == o.override_id, SO.expired_at.is_(None)).values(expired_at=now)).rowcount:
+                continue  # another chore saw it first
+            AuditLog(store).record_in(conn, AuditEntry(
+                "override_expired", actor="hub", actor_role="system", subject_household=o.household_id,
+                subject_child=o.child_id, data_ref=f"override:{o.override_id}", purpose="safeguarding",
+                detail={"override_id": o.override_id, "recipient_agency": o.recipient_agency_id,
+                        "recipient_service": o.recipient_service, "ends_at": as_utc(o.ends_at).isoformat()}))
+        redecide_child(store, o.household_id, o.child_id, trigger="override_expired", now=now)
+        done += 1
+    return done

@@ -60,6 +60,13 @@ def _reads(store: Store, household_id: str) -> dict[str, list[dict[str, Any]]]:
 Visible = Callable[[list[tuple[str, str]]], set[tuple[str, str]]]
 
 
+def _where(data_ref: str | None) -> str:
+    """What a read looked at, in the family's words."""
+    if data_ref and "/agencies/" in data_ref:
+        return "the team around your child (an agency in the team)"
+    return "your family's timeline"
+
+
 def family_view(store: Store, household_id: str, agency_names: dict[str, str] | None = None,
                 visible: Visible | None = None) -> dict[str, Any]:
     """Where the household's reports went, and the safeguarding decisions the family may be told about;
@@ -100,7 +107,6 @@ def family_view(store: Store, household_id: str, agency_names: dict[str, str] | 
                 f"{o.recipient_service or 'services'} at {names.get(o.recipient_agency_id, o.recipient_agency_id)} "
                 "may see your child's information without your consent, to keep your child safe.",
         "from": _when(o.starts_at), "until": _when(o.ends_at), "decided_by": o.made_by} for o in told]
-    viewed = [{"who": r.actor, "what": "viewed", "when": r.recorded_at.isoformat(),
-               "where": "your family's timeline" if r.action == "read_timeline" else "your copies"}
+    viewed = [{"who": r.actor, "what": "viewed", "when": r.recorded_at.isoformat(), "where": _where(r.data_ref)}
               for r in AuditLog(store).records(household=household_id, actions=["read_timeline"])]
     return {"shared": shared, "safeguarding_decisions": decisions, "viewed": viewed}

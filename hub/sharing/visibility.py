@@ -59,6 +59,8 @@ WITHHELD = "details withheld"
 #: record fields a minimised (redacted) record keeps, so the team and appointments still add up
 _STRUCTURE = ("service", "school", "start", "new_start", "appointment_id", "outcome", "outcome_kind")
 _META = ("event_id", "source_id", "source_version", "occurred_at", "category", "status")
+#: row keys the policy decides on that a reader is not shown as such
+_FACTS_ONLY = ("held", "third_party")
 
 
 @dataclass
@@ -72,13 +74,16 @@ class Household:
 
 
 @cache
-def _people_query(with_directives: bool) -> sa.CompoundSelect:
+def people_query(with_directives: bool) -> sa.CompoundSelect:
     """One statement (built once) for households ``:ids``: their members, their linked children and, with
     ``with_directives``, those children's directives, as rows of one shape (kind member / linked / directive)."""
     ids: sa.BindParameter[Any] = sa.bindparam("ids", expanding=True)
     none = [sa.cast(sa.null(), c.type) for c in (CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at)]
-    members = sa.select(M.member_id, M.household_id, M.kind, M.parental_responsibility, M.date_of_birth,
-                        M.competent_from, *none).where(M.household_id.in_(ids))
+    named = [c.label(f"p_{n}") for c, n in zip(
+        (M.member_id, M.household_id, M.kind, M.parental_responsibility, M.date_of_birth, M.competent_from, *none),
+        ("person", "household", "kind", "responsible", "born", "competent", "directive", "fhir", "status",
+         "withdrawn"), strict=True)]  # one name each: the statement can be read as a subquery
+    members = sa.select(*named).where(M.household_id.in_(ids))
     linked = sa.select(L.child_id, L.household_id, sa.literal("linked"), sa.literal(False), sa.null(), sa.null(),
                        *none).where(L.household_id.in_(ids), L.active.is_(True))
     if not with_directives:
@@ -97,30 +102,37 @@ def load_households(store: Store, household_ids: Iterable[str], *, directives: b
     query. ``directives``: False leaves them out (a reader whose view no consent decides); None uses them only
     for a child who controls their own record (a parent's view)."""
     ids = sorted(set(household_ids))
-    out = {h: Household(h) for h in ids}
     if not ids:
-        return out
-    linked: list[tuple[Household, str]] = []
-    rows: dict[str, list[Any]] = {}
+        return {}
     with store.engine.connect() as conn:
-        for r in conn.execute(_people_query(directives is not False), {"ids": ids}):
-            member, household, kind = r[0], r[1], r[2]
-            if kind == "directive":
-                rows.setdefault(member, []).append(_DirectiveRow(member, r[6], r[7], r[8], r[9]))
-            elif kind == "child":
-                out[household].children[member] = child_for_engine(member, r[4], r[5])
-            elif kind == "linked":
-                linked.append((out[household], member))
-            else:
-                out[household].responsible[member] = bool(r[3])
+        rows = [tuple(r) for r in conn.execute(people_query(directives is not False), {"ids": ids})]
+    return households_from(ids, rows, directives=directives)
+
+
+def households_from(household_ids: Iterable[str], rows: Iterable[tuple[Any, ...]], *,
+                    directives: bool | None = True) -> dict[str, Household]:
+    """:func:`load_households` from the rows of :func:`people_query` read elsewhere (e.g. with a timeline page)."""
+    out = {h: Household(h) for h in sorted(set(household_ids))}
+    linked: list[tuple[Household, str]] = []
+    found: dict[str, list[Any]] = {}
+    for r in rows:
+        member, household, kind = r[0], r[1], r[2]
+        if kind == "directive":
+            found.setdefault(member, []).append(_DirectiveRow(member, r[6], r[7], r[8], r[9]))
+        elif kind == "child":
+            out[household].children[member] = child_for_engine(member, r[4], r[5])
+        elif kind == "linked":
+            linked.append((out[household], member))
+        else:
+            out[household].responsible[member] = bool(r[3])
     for hh, linked_id in linked:
         hh.children.setdefault(linked_id, child_for_engine(linked_id))
     now = utcnow()
     for hh in out.values():
         for child_id, kid in hh.children.items():
-            found = rows.get(child_id)
-            if found and (directives or kid.young_person_controls(now)):
-                hh.sets[child_id] = directive_set(kid, found)[0]
+            mine = found.get(child_id)
+            if mine and (directives or kid.young_person_controls(now)):
+                hh.sets[child_id] = directive_set(kid, mine)[0]
     return out
 
 
@@ -162,16 +174,20 @@ class ReadView:
             professional_id=principal.subject if principal else None)
         self._reason = bool(principal and principal.role == "ig_officer"
                             and len((principal.reason or "").strip()) >= 10)
-        self._facts: dict[tuple[str, str, str, bool], EntryFacts] = {}
+        self._facts: dict[tuple[str, str, str, bool, bool], EntryFacts] = {}
         self._relations: dict[tuple[str, str], Relation] = {}
+
+    @staticmethod
+    def directives_for(principal: Principal | None) -> bool | None:
+        """Whose directives the view needs: a coordinator's care coordination (all), a young person's say over
+        what their parents see (a parent's view: those of children who control their record), else none."""
+        role = principal.role if principal is not None else None
+        return True if role == "coordinator" else None if role == "parent" else False
 
     @classmethod
     def load(cls, store: Store, principal: Principal | None, household_ids: Iterable[str]) -> ReadView:
-        """The view for ``principal``: directives are read where they decide something for this reader
-        (a coordinator's care coordination, a young person's say over what their parents see)."""
-        role = principal.role if principal is not None else None
-        directives = True if role == "coordinator" else None if role == "parent" else False
-        return cls(principal, load_households(store, household_ids, directives=directives))
+        """The view for ``principal``, its household facts read in one statement."""
+        return cls(principal, load_households(store, household_ids, directives=cls.directives_for(principal)))
 
     # -- facts -------------------------------------------------------------------------------------
     def relation(self, household_id: str, child_id: str) -> Relation:
@@ -225,10 +241,11 @@ class ReadView:
 
     def decide(self, household_id: str, row: dict[str, Any]) -> ReadDecision:
         """The read policy's decision on one entry (a timeline, stream or record row with ``held``)."""
-        key = (row["record_type"], row.get("sector") or "", row.get("category") or "general", bool(row.get("held")))
+        key = (row["record_type"], row.get("sector") or "", row.get("category") or "general", bool(row.get("held")),
+               bool(row.get("third_party")))
         facts = self._facts.get(key)
         if facts is None:
-            facts = self._facts[key] = self.policy.facts(*key[:3], held=key[3])
+            facts = self._facts[key] = self.policy.facts(*key[:3], held=key[3], third_party=key[4])
         who = (household_id, row["child_id"])
         relation = self._relations.get(who)
         if relation is None:
@@ -275,7 +292,7 @@ def shape(policy: ReadPolicy, decision: ReadDecision, row: dict[str, Any],
     if decision.visibility is Visibility.HIDDEN:
         return None
     if decision.visibility is Visibility.SHOWN:
-        return {k: v for k, v in row.items() if k != "held"} | {"visibility": "shown"}
+        return {k: v for k, v in row.items() if k not in _FACTS_ONLY} | {"visibility": "shown"}
     out = {k: row[k] for k in (*policy.redacted_fields, *keep) if k in row}
     out["summary"] = WITHHELD
     if row.get("held"):
@@ -316,7 +333,7 @@ def copies_for(view: ReadView, household_id: str, copies: list[dict[str, Any]]) 
                "record_type": info.get("record_type", ""), "category": info.get("category", "general"),
                "sector": producer.get("sector", ""), "agency_id": producer.get("agency_id"),
                "service_name": producer.get("service_name"), "occurred_at": info.get("issued_at") or c["created_at"],
-               "held": False}
+               "held": False, "third_party": bool(info.get("third_party"))}
         d = view.decide(household_id, row)
         if d.visibility is Visibility.SHOWN:
             out.append(c)

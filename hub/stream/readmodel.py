@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -50,6 +50,29 @@ def households(store: Store) -> list[HouseholdSummary]:
     return [HouseholdSummary(h, c) for h, c in out.items()]
 
 
+def entry_counts(store: Store, household_ids: Iterable[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """Per household, per linked child: its active entries as a read policy decides on them (with ``held``);
+    a child with none has an empty list. One query for all the households."""
+    ids = sorted(set(household_ids))
+    out: dict[str, dict[str, list[dict[str, Any]]]] = {h: {} for h in ids}
+    if not ids:
+        return out
+    q = (sa.select(L.household_id, L.child_id, T.event_id, T.record_type, T.sector, T.agency_id, T.service_name,
+                   T.category, T.occurred_at, _hold_column(), RELEASED)
+         .select_from(identity_links.outerjoin(timeline_entries, sa.and_(T.subject == L.subject,
+                                                                         T.status == "active"))
+                      .outerjoin(disclosure_releases, DR.event_id == T.event_id))
+         .where(L.household_id.in_(ids), L.active.is_(True)))
+    with store.engine.connect() as conn:
+        for r in conn.execute(q):
+            row = dict(r._mapping)
+            entries = out[row.pop("household_id")].setdefault(row["child_id"], [])
+            if row["event_id"] is not None:
+                row["occurred_at"] = as_utc(row["occurred_at"])
+                entries.append(_with_hold(row))
+    return out
+
+
 def parked_count(store: Store) -> int:
     linked = sa.select(L.subject).where(L.active.is_(True))
     q = sa.select(sa.func.count()).select_from(timeline_entries).where(T.subject.not_in(linked))
@@ -73,11 +96,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 @cache
 def holdable_types() -> frozenset[str]:
-    """Record types whose schema carries a ``disclosure_hold`` flag (the hold is read from the record)."""
+    """Record types whose schema carries a ``disclosure_hold`` flag or a ``third_party`` mention: the read
+    policy's facts read from the record itself."""
     out = set()
     for t in records.catalogue():
         schema = json.loads(t.path.read_text())
-        if any(f.get("name") == "disclosure_hold" for f in schema.get("fields", [])):
+        if any(f.get("name") in ("disclosure_hold", "third_party") for f in schema.get("fields", [])):
             out.add(t.name)
     return frozenset(out)
 
@@ -96,9 +120,13 @@ def _hold_column() -> Any:
 
 
 def _with_hold(row: dict[str, Any]) -> dict[str, Any]:
-    """``held``: under a disclosure hold not yet released (by the record, or by a release the hub recorded)."""
+    """``held``: under a disclosure hold not yet released (by the record, or by a release the hub recorded);
+    ``third_party``: the record says it mentions someone other than the child."""
     row["released"] = bool(row.get("released"))
-    row["held"] = hold_of(row.pop("hold_record", None)) and not row["released"]
+    raw = row.pop("hold_record", None)
+    record = json.loads(raw) if isinstance(raw, str) else raw
+    row["held"] = hold_of(record) and not row["released"]
+    row["third_party"] = bool(record and record.get("third_party"))
     return row
 
 
@@ -106,15 +134,47 @@ def _with_hold(row: dict[str, Any]) -> dict[str, Any]:
 View = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
+@dataclass(frozen=True)
+class Prelude:
+    """Rows read in the same statement as a timeline's first page (a read policy's facts about the reader's
+    household), and what they make of the page: ``then(rows)`` gives the view and the children to narrow to."""
+
+    query: Any  # a Select or CompoundSelect
+    params: dict[str, Any]
+    then: Callable[[list[tuple[Any, ...]]], tuple[View | None, Collection[str] | None]]
+
+
+@cache
+def _timeline_select() -> Any:
+    """The timeline's columns over a household's linked entries, in event-time order (built once)."""
+    return (sa.select(L.child_id, T.event_id, T.record_type, T.ce_type, T.sector, T.agency_id, T.service_name,
+                      T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary,
+                      _hold_column(), RELEASED)
+            .select_from(_entries())
+            .order_by(T.occurred_at, T.event_id))
+
+
+def _with_prelude(conn: sa.Connection, page_stmt: Any, prelude: Prelude
+                  ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
+    """The prelude's rows and the first batch, on one connection (one checkout, its ping and its rollback).
+
+    Folding both into one ``UNION ALL`` statement was measured too: it saved a round trip but cost as much
+    again building the longer statement per read (bench/README.md, "Timeline reads under the read policy")."""
+    before = [tuple(r) for r in conn.execute(prelude.query, prelude.params)]
+    return before, [dict(r._mapping) for r in conn.execute(page_stmt)]
+
+
 def timeline(store: Store, household_id: str, *, child_id: str | None = None, sector: str | None = None,
              kind: str | None = None, since: datetime | None = None, until: datetime | None = None,
              cursor: str | None = None, limit: int = 50, view: View | None = None,
-             only_children: Collection[str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+             only_children: Collection[str] | None = None,
+             prelude: Prelude | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """One household's entries in event-time order, with a cursor for the next page.
 
     With ``view`` the page holds ``limit`` entries the reader may see (reading on past hidden ones),
     and the cursor names the last of them; ``only_children`` narrows the query to the children whose
-    entries the view could show at all.
+    entries the view could show at all. With ``prelude`` the view and narrowing come from rows read in
+    the same statement as the first batch (one round trip where there were two).
     """
     conds = [L.household_id == household_id, L.active.is_(True), T.status == "active"]
     if child_id:
@@ -130,11 +190,7 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
     if until:
         conds.append(T.occurred_at < until)
     position = _decode_cursor(cursor) if cursor else None
-    q = (sa.select(L.child_id, T.event_id, T.record_type, T.ce_type, T.sector, T.agency_id, T.service_name,
-                   T.category, T.status, T.source_version, T.occurred_at, T.received_at, T.late, T.summary,
-                   _hold_column(), RELEASED)
-         .select_from(_entries())
-         .order_by(T.occurred_at, T.event_id))
+    q = _timeline_select()
     shown: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch = limit + 1
     with store.engine.connect() as conn:
@@ -143,7 +199,14 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
             if position is not None:
                 after = sa.tuple_(sa.literal(position[0], T.occurred_at.type), sa.literal(position[1]))
                 where.append(sa.tuple_(T.occurred_at, T.event_id) > after)
-            rows = [dict(r._mapping) for r in conn.execute(q.where(*where).limit(batch))]
+            if prelude is not None:
+                facts, rows = _with_prelude(conn, q.where(*where).limit(batch), prelude)
+                view, narrow = prelude.then(facts)
+                if narrow is not None:  # later batches only (the view hides the rest of this one)
+                    conds.append(L.child_id.in_(sorted(narrow)))
+                prelude = None
+            else:
+                rows = [dict(r._mapping) for r in conn.execute(q.where(*where).limit(batch))]
             for r in rows:
                 r["occurred_at"] = as_utc(r["occurred_at"])
                 r["received_at"] = as_utc(r["received_at"])
@@ -204,7 +267,8 @@ def child_records(store: Store, household_id: str, child_id: str) -> list[dict[s
         out.append({"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
                     "sector": r.sector, "agency_id": r.agency_id, "service_name": r.service_name,
                     "child_id": child_id, "occurred_at": as_utc(r.occurred_at),
-                    "held": hold_of(record) and not r.released, "released": bool(r.released), "record": record})
+                    "held": hold_of(record) and not r.released, "released": bool(r.released),
+                    "third_party": bool(record.get("third_party")), "record": record})
     return out
 
 

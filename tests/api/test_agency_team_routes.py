@@ -14,8 +14,8 @@ import pytest
 
 from hub.demo.identifiers import nhs_number, upn
 from hub.governance.audit import AuditLog
-from hub.governance.audit_queries import transparency_view
 from hub.ingest.services import Services
+from hub.sharing.transparency import family_view
 from tests.api.api_helpers import assert_no_identifiers
 from tests.api.conftest import token_header
 from tests.api.test_timeline_routes import SCHOOL, SLT, enrol_family, event, project_log
@@ -102,8 +102,8 @@ async def test_agencies_in_the_team_see_the_minimum_view_and_others_nothing(clie
     assert (await client.get(f"/v1/agencies/S1/children/{child}/team", headers=coordinator)).status_code == 403
 
     # a read is visible to the family; a refusal is on the IG record
-    seen = transparency_view(services.store, hh)
-    assert [(e.who, e.what) for e in seen if e.item and "/agencies/" in e.item] == [
+    seen = family_view(services.store, hh)["viewed"]
+    assert [(e["who"], e["what"]) for e in seen if e["where"].startswith("the team around your child")] == [
         ("senco-1", "viewed"), ("la-user", "viewed"), ("camhs-user", "viewed")]
     denied = [r for r in AuditLog(services.store).records(actions=["login_denied"]) if r.actor == "other-hb"]
     assert {r.subject_child for r in denied} == {child, "c-0000000000000000"}

@@ -27,7 +27,7 @@ def report() -> dict[str, Any]:
         "report_id": "r1", "service": {"agency_id": "7A6", "agency_name": None, "sector": "health",
                                        "service_code": None, "service_name": "SLT"},
         "author": None, "report_kind": "speech_and_language_therapy", "title": "Assessment",
-        "document_ref": None, "disclosure_hold": False,
+        "document_ref": None, "disclosure_hold": False, "third_party": None,
     }
 
 
