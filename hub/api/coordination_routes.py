@@ -45,12 +45,12 @@ def coordination_router(services: Services) -> APIRouter:
     @router.post("/v1/households/{household_id}/children/{child_id}/referrals", status_code=202)
     async def refer(household_id: str, child_id: str,
                     body: Annotated[dict[str, Any], Body(description="referrer_service, services, reason, priority")]
-                    ) -> JSONResponse:
+                    ) -> dict[str, Any]:
         """One referral to several services; each is told through its webhook or inbox as consent allows."""
         referral_id, accepted = await referrals.create(
             store, services.ingest, household_id, child_id, referrer_service=body.get("referrer_service"),
             services=body.get("services"), reason=body.get("reason"), priority=body.get("priority"))
-        return JSONResponse({"referral_id": referral_id, "parts": len(accepted)}, status_code=202)
+        return {"referral_id": referral_id, "parts": len(accepted)}
 
     @router.get("/v1/households/{household_id}/referrals")
     async def household_referrals(household_id: str) -> dict[str, Any]:
