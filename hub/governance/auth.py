@@ -192,6 +192,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/ingest/education"): rule("agency"),
     ("POST", "/fhir/{resource_type}"): rule("agency"),
     ("POST", "/fhir"): rule("agency"),
+    ("GET", "/fhir/metadata"): PUBLIC,  # the CapabilityStatement, as FHIR servers publish it
     # households and timelines: coordinators (their caseload), the family (their own household),
     # IG officers only with a recorded investigation reason; every read is audited
     ("GET", "/v1/households"): rule("admin"),
