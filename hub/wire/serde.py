@@ -28,6 +28,7 @@ from hub.core.errors import CorruptRecordError, HubError, UnknownFingerprintErro
 from hub.wire.schemas import SchemaCatalogue, SchemaVersion
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+AVRO_CONTENT_TYPE = "application/avro"  # an Avro record with its schema reference (single-object or Confluent)
 CONFLUENT_MAGIC = b"\x00"
 
 
@@ -39,6 +40,9 @@ class Decoded:
 
 
 class Serde(Protocol):
+    #: what the encoded bytes are, as the ``content-type`` header says (hub.wire.envelope)
+    content_type: str
+
     def encode(self, record_type: str, record: dict[str, Any]) -> bytes: ...
 
     def decode(self, data: bytes) -> Decoded: ...
@@ -67,6 +71,8 @@ def _read(body: bytes, writer: Any, reader: SchemaVersion) -> dict[str, Any]:
 
 
 class SingleObjectSerde:
+    content_type = AVRO_CONTENT_TYPE
+
     def __init__(self, catalogue: SchemaCatalogue) -> None:
         self.catalogue = catalogue
 
@@ -107,6 +113,8 @@ class RegistryClient:
 
 
 class ConfluentSerde:
+    content_type = AVRO_CONTENT_TYPE
+
     def __init__(self, catalogue: SchemaCatalogue, registry: RegistryClient) -> None:
         self.catalogue = catalogue
         self.registry = registry
