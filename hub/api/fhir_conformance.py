@@ -176,3 +176,53 @@ def capability_statement(app: FastAPI, base: str) -> dict[str, Any]:
             "interaction": interactions,
         }],
     }
+
+
+_CONSENT_STATUS = {"active": "active", "withdrawn": "inactive", "pending_confirmation": "proposed",
+                   "invalid": "entered-in-error"}
+HUB_DIRECTIVE_SYSTEM = "https://family-hub.example/fhir/NamingSystem/consent-directive"
+NEEDS_CONFIRMATION = "https://family-hub.example/fhir/StructureDefinition/needs-young-person-confirmation"
+
+
+def wants_fhir(request: Request) -> str | None:
+    """``json`` or ``xml`` when a /v1 route's caller asks for FHIR (``_format`` or a FHIR ``Accept``)."""
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        return wanted_format("_format=" + fmt, "") or "json"
+    accept = request.headers.get("accept", "").lower()
+    if FHIR_XML in accept:
+        return "xml"
+    return "json" if FHIR_MEDIA in accept else None
+
+
+def consent_bundle(directives: list[dict[str, Any]], self_url: str, base: str) -> dict[str, Any]:
+    """A child's directives as a FHIR ``searchset`` Bundle of Consent resources: each as recorded, with
+    the hub's status as Consent.status (withdrawn: inactive, awaiting confirmation: proposed) and the
+    directive id as an identifier; a directive the hub could not read (no resource) is left out."""
+    entries = []
+    for d in directives:
+        if not d.get("fhir"):
+            continue
+        resource = dict(d["fhir"])
+        rid = "".join(c if c.isalnum() or c in "-." else "-" for c in d["directive_id"])[:64]
+        resource["id"] = rid
+        resource["status"] = _CONSENT_STATUS.get(d["status"], resource.get("status", "active"))
+        ident = {"system": HUB_DIRECTIVE_SYSTEM, "value": d["directive_id"]}
+        resource["identifier"] = [ident, *[i for i in resource.get("identifier", []) if i != ident]]
+        if d.get("needs_young_person_confirmation"):
+            resource["extension"] = [*resource.get("extension", []),
+                                     {"url": NEEDS_CONFIRMATION, "valueBoolean": True}]
+        entries.append({"fullUrl": f"{base}/Consent/{rid}", "resource": resource, "search": {"mode": "match"}})
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries),
+            "link": [{"relation": "self", "url": self_url}], "entry": entries}
+
+
+def fhir_answer(resource: dict[str, Any], fmt: str) -> Response:
+    """A FHIR resource in JSON or, when asked, XML (406 with an OperationOutcome if it cannot be written)."""
+    if fmt == "xml":
+        xml = to_xml(resource)
+        if xml is None:
+            status, headers, body = _not_acceptable("this answer cannot be written as FHIR XML")
+            return Response(body, status_code=status, headers=headers)
+        return Response(xml, media_type=FHIR_XML)
+    return JSONResponse(resource, media_type=FHIR_MEDIA)

@@ -113,3 +113,33 @@ async def test_xml_by_accept_or_format_and_406_when_neither(client: httpx.AsyncC
     neither = await client.get("/fhir/metadata?_format=html")
     assert neither.status_code == 406 and outcome(neither)["code"] == "not-supported"
     assert logged(services) == 1
+
+
+@SQLITE
+async def test_a_childs_consents_go_out_as_a_searchset_bundle(client: httpx.AsyncClient, services: Services) -> None:
+    from fhir.resources.R4B.bundle import Bundle
+
+    from tests.api.test_agency_binding import enrol, project
+
+    enrol(services)
+    project(services, registered=True, performer="parent-1", directive_id="d-1")
+    project(services, registered=False, performer="parent-1", directive_id="d-2")
+    parent = token_header(services, "parent", "parent-1", household="hh-1", member="parent-1")
+    url = "/v1/households/hh-1/children/c-1/consents"
+    r = await client.get(url, headers={**parent, "Accept": FHIR_JSON})
+    assert r.status_code == 200 and r.headers["content-type"].startswith(FHIR_JSON)
+    bundle = Bundle.model_validate(r.json())
+    assert (bundle.type, bundle.total, len(bundle.entry)) == ("searchset", 2, 2)
+    by_id = {e.resource.identifier[0].value: e for e in bundle.entry}
+    assert {k: e.resource.status for k, e in by_id.items()} == {"7A6:d-1": "active", "7A6:d-2": "proposed"}
+    assert all(e.search.mode == "match" and e.resource.__resource_type__ == "Consent" for e in bundle.entry)
+    assert by_id["7A6:d-1"].fullUrl == "http://hub.test/fhir/Consent/7A6-d-1"
+    xml = await client.get(url + "?_format=xml", headers=parent)
+    assert xml.headers["content-type"].startswith(FHIR_XML)
+    assert etree.fromstring(xml.content).find("f:type", NS).get("value") == "searchset"
+    plain = (await client.get(url, headers=parent)).json()  # without FHIR asked for: the hub's own answer
+    assert [d["directive_id"] for d in plain["directives"]] == ["7A6:d-1", "7A6:d-2"]
+    # another household's parent learns nothing, in FHIR as in JSON
+    stranger = token_header(services, "parent", "parent-9", household="hh-9", member="parent-9")
+    refused = await client.get(url, headers={**stranger, "Accept": FHIR_JSON})
+    assert refused.status_code == 404 and "7A6" not in refused.text
