@@ -39,6 +39,6 @@ def sen2(
     if report.problems:
         fail("the return does not meet the " + SPECIFICATION + ": " + "; ".join(report.problems[:5]), 1)
     out_file.write_bytes(xml)
-    AuditLog(store).record("export", actor=by, actor_role="ig", data_ref=f"SEN2 {year} {la}",
+    AuditLog(store).record("export", actor=by, actor_role="cli", data_ref=f"SEN2 {year} {la}",
                            purpose="statutory_return", detail={"return": "SEN2", "year": year, "persons": persons})
     out.print(f"wrote the SEN2 {year} return of {la}: {persons} person(s) to {out_file}", highlight=False)

@@ -137,3 +137,18 @@ def test_the_command_writes_the_checked_return_and_audits_it(store: Store, sqlit
     assert check(out.read_bytes()).problems == []
     (record,) = AuditLog(store).records(actions=["export"])
     assert (record.actor, record.data_ref, record.detail["persons"]) == ("ig-officer-1", f"SEN2 2026 {NEWPORT}", 2)
+
+
+def test_the_command_writes_nothing_when_the_return_would_not_meet_the_definitions(
+        store: Store, sqlite_url: str, tmp_path: Path) -> None:
+    from hub.cli.main import app
+
+    out = tmp_path / "sen2.xml"
+    env = {"HUB_DATABASE_URL": sqlite_url, "HUB_DATA_DIR": str(tmp_path), "HUB_LOG_LEVEL": "WARNING",
+           "HUB_KAFKA_BOOTSTRAP": ""}
+    done = CliRunner().invoke(app, ["returns", "sen2", "--la", "W06000022-EXTRA", "--year", "2026", "--by",
+                                    "ig-officer-1", "--out", str(out)], env=env)
+    assert done.exit_code == 1, done.output
+    assert "Message/Header/Source/LEA: is longer than 9 characters" in done.output
+    assert not out.exists()
+    assert AuditLog(store).records(actions=["export"]) == []  # no return made, none audited
