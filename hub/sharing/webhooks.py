@@ -74,6 +74,8 @@ def load_webhooks(store: Store) -> dict[str, Webhook]:
 
 
 def set_webhook(store: Store, agency_id: str, url: str, secret: str, active: bool = True) -> None:
+    """Set an agency's webhook; a ``whsec_`` secret that is not base64 is refused (ConfigError)."""
+    secret_key(secret)
     w = agency_webhooks.c
     with store.engine.begin() as conn:
         if conn.execute(sa.select(w.agency_id).where(w.agency_id == agency_id)).first():
@@ -137,8 +139,12 @@ async def send(client: httpx.AsyncClient, hook: Webhook, row: dict[str, Any],
     body = json.loads(row["payload"])
     body["sent_at"] = now.isoformat()
     raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    try:
+        signature = signed_headers(hook.secret, row["delivery_id"], raw)
+    except ConfigError as exc:  # a malformed secret: this agency's deliveries fail and are retried, no others
+        return False, str(exc)
     headers = {"Content-Type": "application/json", "Idempotency-Key": row["delivery_id"],
-               "X-Hub-Delivery-Kind": row["kind"], **signed_headers(hook.secret, row["delivery_id"], raw)}
+               "X-Hub-Delivery-Kind": row["kind"], **signature}
     try:
         resp = await client.post(hook.url, content=raw, headers=headers, timeout=10.0)
     except httpx.HTTPError as exc:

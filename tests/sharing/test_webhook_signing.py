@@ -84,7 +84,17 @@ def test_the_specifications_published_example_signs_the_same() -> None:
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
-def test_a_malformed_whsec_secret_is_refused_with_a_message() -> None:
+def test_a_malformed_whsec_secret_is_refused_with_a_message_and_fails_only_its_delivery(
+        endpoint: Endpoint) -> None:
     from hub.core.errors import ConfigError
     with pytest.raises(ConfigError, match="base64 after the prefix"):
         webhooks.sign("whsec_not*base64", "m", 1, b"{}")
+    row = {"delivery_id": "d-1", "kind": "share", "payload": "{}"}
+
+    async def go() -> tuple[bool, str]:
+        async with httpx.AsyncClient() as client:
+            return await webhooks.send(client, webhooks.Webhook(endpoint.url, "whsec_not*base64"), row,
+                                       datetime.now(UTC))
+
+    assert asyncio.run(go()) == (False, "a webhook secret starting whsec_ must be base64 after the prefix")
+    assert endpoint.requests == []  # nothing unsigned went out
