@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from connectors.identifiers import IdentifierError, subject_ref
 from hub import VERSION
@@ -22,12 +24,20 @@ from hub.api.agency_routes import agency_router
 from hub.api.audit_routes import audit_router
 from hub.api.coordination_routes import coordination_router
 from hub.api.enrolment_routes import enrolment_router
+from hub.api.fhir_conformance import (
+    FhirFormat,
+    capability_statement,
+    error_handler,
+    http_error_handler,
+    validation_handler,
+)
 from hub.api.governance_routes import governance_router
+from hub.api.ingest_answers import FHIR_MEDIA
 from hub.api.ingest_routes import ingest_router
 from hub.api.limits import EdgeLimits
 from hub.api.metrics import IngestTiming, Metrics
 from hub.api.openapi import install as install_openapi
-from hub.api.problems import hub_error_handler, problem, request_validation_handler
+from hub.api.problems import problem
 from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
 from hub.api.safeguarding_routes import safeguarding_router
 from hub.api.sampler import READY_HEARTBEAT, HubWide, MetricsSampler
@@ -209,8 +219,15 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     app.add_middleware(EdgeLimits, max_bytes=services.settings.max_body_bytes)
     app.add_middleware(IngestTiming, metrics=metrics)
     app.state.metrics, app.state.metrics_sampler = metrics, sampler
-    app.add_exception_handler(HubError, hub_error_handler)
-    app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_middleware(FhirFormat)  # outside the limits, so their refusals are written as asked too
+    app.add_exception_handler(HubError, error_handler)
+    app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+
+    @app.get("/fhir/metadata", tags=["fhir"])
+    async def fhir_metadata(request: Request) -> JSONResponse:
+        """The server's CapabilityStatement: FHIR R4, JSON and XML, the resource types ``/fhir`` records."""
+        return JSONResponse(capability_statement(app, str(request.base_url) + "fhir"), media_type=FHIR_MEDIA)
 
     @app.get("/healthz", tags=["probes"])
     async def healthz() -> dict[str, str]:

@@ -4,6 +4,11 @@
 (system and value; pseudonymised at once, never stored, logged or echoed) — and a written
 ``reason``. It answers 201 with what was erased, or 200 when the person was already erased (nothing
 changed). The erasure itself is :class:`hub.erasure.Erasure`; the caller is the audit record's actor.
+
+``GET /v1/agencies/{agency_id}/returns/sen2?year=YYYY`` (IG officer or admin) answers the local
+authority's SEN2 return for that collection year as the DfE's XML (:mod:`hub.governance.sen2_return`),
+checked against the field definitions first: a return that would not meet them is a 422 problem
+naming the items, never a file. Each call is audited as an ``export``.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from hub.core.errors import Problem, ValidationError
 from hub.core.events import SubjectRef
 from hub.governance.erasure import Erasure, ErasureResult, MemberRef
+from hub.governance.sen2 import SPECIFICATION, check
+from hub.governance.sen2_return import build_return
 from hub.ingest.services import Services
 
 
@@ -81,5 +88,19 @@ def governance_router(services: Services) -> APIRouter:
         if result.status == "already_erased":
             response.status_code = 200
         return _out(result)
+
+    @router.get("/v1/agencies/{agency_id}/returns/sen2", response_class=Response,
+                responses={200: {"content": {"application/xml": {}}, "description": "The SEN2 return"},
+                           422: {"description": "The return would not meet the DfE field definitions"}})
+    async def sen2_return(agency_id: str, year: int = Query(ge=2020, le=2100)) -> Response:
+        """The local authority's SEN2 return for a collection year, in the DfE's XML layout."""
+        xml, _ = await asyncio.to_thread(build_return, services.store, agency_id, year)
+        problems = check(xml).problems
+        if problems:
+            raise ValidationError([Problem("/", p) for p in problems],
+                                  title=f"The return does not meet the {SPECIFICATION}")
+        name = "".join(c for c in agency_id if c.isalnum() or c in "-_")
+        return Response(xml, media_type="application/xml",
+                        headers={"Content-Disposition": f'attachment; filename="sen2-{year}-{name}.xml"'})
 
     return router

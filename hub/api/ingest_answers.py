@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from connectors.health.fhir import Decoded
+from connectors.health.fhir import Decoded, Entry
 from hub.api.problems import BASE, PROBLEM_JSON, problem, problems_of
 from hub.core.errors import ForbiddenError, HubError, ValidationError, issue
 from hub.ingest.batch import RowResult, Summary
@@ -95,7 +95,7 @@ def error_outcome(exc: HubError) -> JSONResponse:
 
 
 #: OperationOutcome issue codes of refusals that are not plain invalid input
-_ISSUE_CODE = {409: "conflict", 413: "too-costly"}
+_ISSUE_CODE = {401: "login", 404: "not-found", 409: "conflict", 413: "too-costly"}
 
 
 def unreadable_outcome(exc: ValidationError) -> JSONResponse:
@@ -119,7 +119,19 @@ def _status_line(status: str) -> str:
     return "201 Created" if status == "accepted" else "200 OK"
 
 
-def _single_resource(summary: Summary) -> JSONResponse:
+def resource_type(entry: Entry) -> str:
+    """The type of an entry's resource (``root`` is where it sits in the payload)."""
+    kind = entry.resource.get("resourceType") if isinstance(entry.resource, dict) else None
+    return kind if isinstance(kind, str) else entry.root
+
+
+def location(base: str, resource_type: str, result: RowResult) -> str:
+    """The FHIR URL of what was recorded: ``[base]/{type}/{id}/_history/{version}``, the id being the
+    hub's event id (the same for every version of the source resource)."""
+    return f"{base.rstrip('/')}/{resource_type}/{result.event_id}/_history/{result.source_version}"
+
+
+def _single_resource(summary: Summary, base: str, resource_type: str) -> JSONResponse:
     if not summary.results:
         return operation_outcome(
             200, [issue("informational", "context-only resource: checked, nothing recorded", severity="information")]
@@ -127,17 +139,18 @@ def _single_resource(summary: Summary) -> JSONResponse:
     r = summary.results[0]
     return operation_outcome(
         201 if r.status == "accepted" else 200,
-        [issue("informational", f"{r.status}: Event/{r.event_id} version {r.source_version}",
+        [issue("informational", f"{r.status}: {resource_type}/{r.event_id} version {r.source_version}",
                severity="information")],
-        headers={"Location": f"Event/{r.event_id}", "ETag": f'W/"{r.source_version}"'},
+        headers={"Location": location(base, resource_type, r), "ETag": f'W/"{r.source_version}"'},
     )
 
 
-def _entry_response(result: RowResult | None, errors: list[dict[str, Any]] | None) -> dict[str, Any]:
+def _entry_response(result: RowResult | None, errors: list[dict[str, Any]] | None, base: str,
+                    resource_type: str) -> dict[str, Any]:
     if result is not None:
         return {
             "status": _status_line(result.status),
-            "location": f"Event/{result.event_id}",
+            "location": location(base, resource_type, result),
             "etag": f'W/"{result.source_version}"',
         }
     if errors is not None:
@@ -145,18 +158,19 @@ def _entry_response(result: RowResult | None, errors: list[dict[str, Any]] | Non
     return {"status": "200 OK"}
 
 
-def fhir_response(decoded: Decoded, summary: Summary) -> JSONResponse:
+def fhir_response(decoded: Decoded, summary: Summary, base: str) -> JSONResponse:
     """The answer to an accepted FHIR payload: an OperationOutcome for one resource (or a refused
     transaction), else a ``transaction-response`` / ``batch-response`` Bundle, entry by entry."""
     if summary.rejected and (decoded.atomic or not summary.results):
         status = summary.status_code if not summary.results else 422
         return operation_outcome(status, outcome_of(summary))
     if decoded.bundle_type is None:
-        return _single_resource(summary)
+        return _single_resource(summary, base, resource_type(decoded.entries[0]))
     by_row = {r.row: r for r in summary.results}
     errors: dict[int | None, list[dict[str, Any]]] = {}
     for p in summary.problems:
         errors.setdefault(p.row, []).append(p.as_issue())
-    entries = [{"response": _entry_response(by_row.get(e.row), errors.get(e.row))} for e in decoded.entries]
+    entries = [{"response": _entry_response(by_row.get(e.row), errors.get(e.row), base, resource_type(e))}
+               for e in decoded.entries]
     kind = "transaction-response" if decoded.bundle_type == "transaction" else "batch-response"
     return JSONResponse({"resourceType": "Bundle", "type": kind, "entry": entries}, media_type=FHIR_MEDIA)

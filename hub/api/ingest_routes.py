@@ -36,11 +36,13 @@ from connectors.formats import media_type
 from connectors.health import fhir
 from connectors.sectors import Read, SectorReader, reader
 from hub.api.agency_gate import AgencyGate
+from hub.api.fhir_r4 import not_r4
 from hub.api.ingest_answers import (
     error_outcome,
     fhir_response,
     mismatch_outcome,
     operation_outcome,
+    resource_type,
     summary_response,
     too_large,
     unreadable,
@@ -119,10 +121,24 @@ def fhir_refusal(media: str, expected: str | None) -> Response | None:
     if media not in FHIR_TYPES:
         message = f"content type {media or '(none)'} is not accepted; send {', '.join(FHIR_TYPES)}"
         return operation_outcome(415, [issue("not-supported", message)])
-    if expected is not None and expected != "Bundle" and fhir.model_class(expected) is None:
-        message = f"resource type '{expected}' is not a FHIR R4 resource type"
-        return operation_outcome(404, [issue("not-supported", message, "resourceType")])
+    if expected is not None and expected != "Bundle":
+        refused = not_r4(expected)
+        if refused is None and fhir.model_class(expected) is None:
+            refused = f"resource type '{expected}' is not supported by this server"
+        if refused is not None:
+            return operation_outcome(404, [issue("not-supported", refused, "resourceType")])
     return None
+
+
+def r4_refusal(decoded: fhir.Decoded) -> Response | None:
+    """422 when a payload holds a resource of a type FHIR R4 does not have (an R4B-only one)."""
+    issues = []
+    for e in decoded.entries:
+        refused = not_r4(resource_type(e))
+        if refused is not None:
+            where = "resourceType" if e.row is None else f"Bundle.entry[{e.row}].resource"
+            issues.append(issue("not-supported", refused, where))
+    return operation_outcome(422, issues) if issues else None
 
 
 def key_digest(key: str | None) -> str | None:
@@ -249,7 +265,7 @@ def ingest_router(services: Services, gate: AgencyGate, metrics: Metrics | None 
         except ValidationError as exc:
             meter.refused(None, route, 400)
             return unreadable_outcome(exc)
-        mismatch = mismatch_outcome(decoded, route, expected)
+        mismatch = mismatch_outcome(decoded, route, expected) or r4_refusal(decoded)
         if mismatch is not None:
             meter.refused(None, route, 400)
             return mismatch
@@ -265,7 +281,7 @@ def ingest_router(services: Services, gate: AgencyGate, metrics: Metrics | None 
             return error_outcome(exc)
         meter.count(summary)
         meter.trace(request, route, summary.status_code, summary)
-        return fhir_response(decoded, summary)
+        return fhir_response(decoded, summary, str(request.base_url) + "fhir")
 
     @router.post("/fhir", openapi_extra=_body_doc(FHIR_TYPES), tags=["fhir"])
     async def fhir_bundle(request: Request) -> Response:

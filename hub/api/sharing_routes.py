@@ -4,7 +4,8 @@
   whose patient is ``Patient/<cid>``; accepted through the hub's ingest path (202).
 * ``DELETE /v1/households/{hid}/children/{cid}/consents/{directive_id}`` — withdraw it (202).
 * ``GET /v1/households/{hid}/children/{cid}/consents`` — the child's directives and their status
-  (``active``, ``withdrawn``, ``invalid``, or ``pending_confirmation`` for one an agency recorded).
+  (``active``, ``withdrawn``, ``invalid``, or ``pending_confirmation`` for one an agency recorded);
+  a FHIR ``searchset`` Bundle of Consents when asked with ``Accept: application/fhir+json|xml`` or ``_format``.
 * ``POST /v1/households/{hid}/children/{cid}/consents/{directive_id}/confirm`` — the family or their
   coordinator confirms a directive an agency recorded, so it comes into force (202; audited).
 * ``GET /v1/households/{hid}/shares`` — per information and recipient: decision and delivery state.
@@ -28,6 +29,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from consent import Directive, Grantor
+from hub.api.fhir_conformance import consent_bundle, fhir_answer, wants_fhir
 from hub.core.errors import ForbiddenError, NotFoundError
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.ingest.services import Services
@@ -108,9 +110,14 @@ def sharing_router(services: Services) -> APIRouter:
                             status_code=202)
 
     @router.get("/v1/households/{household_id}/children/{child_id}/consents")
-    async def child_consents(household_id: str, child_id: str) -> dict[str, Any]:
+    async def child_consents(household_id: str, child_id: str, request: Request) -> Any:
+        """The child's directives; as a FHIR searchset Bundle of Consents when FHIR is asked for
+        (``Accept: application/fhir+json`` or ``+xml``, or ``_format``)."""
         await known_child(household_id, child_id)
         rows = await asyncio.to_thread(consents.list_directives, store, household_id, child_id)
+        fmt = wants_fhir(request)
+        if fmt is not None:
+            return fhir_answer(consent_bundle(rows, str(request.url), str(request.base_url) + "fhir"), fmt)
         return {"child_id": child_id, "directives": rows}
 
     @router.get("/v1/households/{household_id}/shares")

@@ -17,6 +17,7 @@ from hub.cli.common import console, fail, fail_with, load_settings, open_store, 
 from hub.cli.consent import consent_app
 from hub.cli.governance import erase, keys_app, retention_app
 from hub.cli.ingest import ingest_app
+from hub.cli.returns import returns_app
 from hub.core.errors import ConfigError, HubError
 from hub.core.settings import running_bootstrap
 
@@ -31,6 +32,7 @@ app.add_typer(consent_app, name="consent")
 app.add_typer(audit_app, name="audit")
 app.add_typer(retention_app, name="retention")
 app.add_typer(keys_app, name="keys")
+app.add_typer(returns_app, name="returns")
 app.command("erase")(erase)
 
 

@@ -7,6 +7,10 @@
 | HUB_DATA_DIR | ./.hub | State: SQLite file, keys, worker table data, broker logs. |
 | HUB_SCHEMA_DIR | (in the package) | Override of the `.avsc` directory shipped in the package (trying schemas out). |
 | HUB_SCHEMA_REGISTRY_URL | (empty) | Confluent-compatible registry; set to use the Confluent wire format. |
+| HUB_SCHEMA_REGISTRY_USERNAME / _PASSWORD | (empty) | Basic authentication to the registry (an API key and secret). |
+| HUB_SCHEMA_REGISTRY_CA_FILE | (system CAs) | PEM CA bundle the registry's TLS certificate is checked against. |
+| HUB_SCHEMA_REGISTRY_CERT_FILE / _KEY_FILE | (none) | Client certificate and key for mutual TLS to the registry. |
+| HUB_SCHEMA_REGISTRY_RETRIES | 3 | Retries (jittered backoff) of a registry call on 408, 429, 5xx or no connection. |
 | HUB_API_HOST / HUB_API_PORT | 127.0.0.1 / 8080 | HTTP API address. |
 | HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
 | HUB_WORKER_STORE | memory:// | faust table store; the worker keeps no tables, so nothing to persist. |
@@ -100,6 +104,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".hub")
     schema_dir: Path = Field(default_factory=default_schema_dir)
     schema_registry_url: str = ""
+    schema_registry_username: str = ""
+    schema_registry_password: SecretStr = SecretStr("")
+    schema_registry_ca_file: str = ""
+    schema_registry_cert_file: str = ""
+    schema_registry_key_file: str = ""
+    schema_registry_retries: int = 3
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080

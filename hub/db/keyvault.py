@@ -35,6 +35,7 @@ from hub.core.errors import ConfigError, ErasedRecordError, UnsealError
 from hub.core.settings import Settings
 from hub.db.schema import subject_keys
 from hub.db.store import Store, utcnow
+from hub.wire.registry import registry_config
 from hub.wire.schemas import SchemaCatalogue
 from hub.wire.sealing import DataKey, MasterKeyring, SealingSerde, data_key, new_data_key
 from hub.wire.serde import make_serde
@@ -215,5 +216,5 @@ class SqlKeyVault:
 
 def sealed_serde(catalogue: SchemaCatalogue, settings: Settings, store: Store) -> SealingSerde:
     """The serde every hub process uses: the configured Avro serde, sealed with per-subject keys."""
-    return SealingSerde(make_serde(catalogue, settings.schema_registry_url),
+    return SealingSerde(make_serde(catalogue, registry_config(settings)),
                         SqlKeyVault(store, load_keyring(settings)))

@@ -233,6 +233,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/v1/ingest/education"): rule("agency"),
     ("POST", "/fhir/{resource_type}"): rule("agency"),
     ("POST", "/fhir"): rule("agency"),
+    ("GET", "/fhir/metadata"): PUBLIC,  # the CapabilityStatement, as FHIR servers publish it
     # households and timelines: coordinators (their caseload), the family (their own household),
     # IG officers only with a recorded investigation reason; every read is audited
     ("GET", "/v1/households"): rule("admin"),
@@ -298,6 +299,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/audit/export"): rule(IG),
     # erasure of one person: an IG decision (admins configure, they do not decide on personal data)
     ("POST", "/v1/erasures"): rule(IG),
+    ("GET", "/v1/agencies/{agency_id}/returns/sen2"): rule(IG, "admin", audit="export"),  # DfE statutory return
     # the family's own view of who received or viewed their child's information
     ("GET", "/v1/households/{household_id}/transparency"): rule(*FAMILY, relation="household"),
     ("POST", "/v1/agencies/{agency_id}/inbox/{delivery_id}/ack"): rule("agency", relation="agency"),

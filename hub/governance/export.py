@@ -1,18 +1,19 @@
 """Audit exports: FHIR R4 AuditEvent (IHE Basic Audit Log Patterns shapes) and CSV.
 
 * :func:`fhir_audit_event` — one :class:`hub.audit.AuditRecord` as an R4 ``AuditEvent`` dict. Reads
-  (``read_timeline``, ``read_report``) use type DCM 110110 "Patient Record" with subtype
-  ``search``/``read`` from http://hl7.org/fhir/restful-interaction, as in BALP's RESTful patient
-  audit; shares and exports use DCM 110106 "Export". The hub's own action code is always a further
-  subtype. The actor is the requestor agent (``who.identifier.value``), the observer is
-  "family-hub", the data reference is an entity ``what.identifier`` and the pseudonymous child is the
-  patient entity (role 1 "Patient"). The chain seq and hash travel in the data entity's details.
+  (``read_timeline`` a search, ``read_report`` a read), consent changes (update) and erasures
+  (delete) follow IHE BALP (type ``rest``, restful-interaction subtype, ``meta.profile``, typed
+  client/server/user agents, the child as a ``Patient`` reference); shares and exports use DCM
+  110106 "Export". The hub's own action code is always a further subtype. The actor is the user
+  agent and requestor (``who.identifier.value``), the observer is "family-hub". The chain seq and
+  hash travel in the data entity's details.
 * :func:`fhir_bundle` — a ``collection`` Bundle of those, :func:`export_fhir` its JSON text.
 * :func:`export_csv` — one row per record, columns :data:`CSV_COLUMNS` in that order.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import ipaddress
@@ -77,16 +78,56 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+BALP = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/"
+AUDIT_EVENT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
+OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+_REST = {"system": AUDIT_EVENT_TYPE, "code": "rest", "display": "Restful Operation"}
+#: restful subtype -> (BALP profile without / with a patient, AuditEvent.action)
+_BALP = {"read": ("IHE.BasicAudit.Read", "IHE.BasicAudit.PatientRead", "R"),
+         "search": ("IHE.BasicAudit.Query", "IHE.BasicAudit.PatientQuery", "E"),
+         "update": ("IHE.BasicAudit.Update", "IHE.BasicAudit.PatientUpdate", "U"),
+         "delete": ("IHE.BasicAudit.Delete", "IHE.BasicAudit.PatientDelete", "D")}
+
+
+def _agents(record: AuditRecord) -> list[dict[str, Any]]:
+    """BALP's typed agents: the client (Source Role ID), the server (Destination Role ID) and the user
+    (information recipient), who is the requestor."""
+    user: dict[str, Any] = {
+        "type": {"coding": [{"system": PARTICIPATION, "code": "IRCP", "display": "information recipient"}]},
+        "who": {"identifier": {"value": record.actor}}, "requestor": True}
+    if record.actor_role:
+        user["role"] = [{"text": record.actor_role}]
+    client: dict[str, Any] = {
+        "type": {"coding": [{"system": DCM, "code": "110153", "display": "Source Role ID"}]},
+        "who": {"display": record.actor_role or "client"}, "requestor": False}
+    if record.source:
+        network = {"address": record.source, "type": "2" if _is_ip(record.source) else "1"}
+        user["network"] = network
+        client["network"] = network
+    server = {"type": {"coding": [{"system": DCM, "code": "110152", "display": "Destination Role ID"}]},
+              "who": {"display": OBSERVER}, "requestor": False}
+    return [user, client, server]
+
+
+def _patient(child: str) -> dict[str, Any]:
+    return {"what": {"reference": f"Patient/{child}", "identifier": {"system": HUB_CHILD_SYSTEM, "value": child}},
+            "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
+            "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}}
+
+
 def fhir_audit_event(record: AuditRecord) -> dict[str, Any]:
-    """One audit record as a FHIR R4 AuditEvent (a dict; validates with fhir.resources R4B)."""
+    """One audit record as a FHIR R4 AuditEvent (a dict; validates with fhir.resources R4B).
+
+    RESTful actions (reads, searches, consent updates, erasures) are shaped to IHE Basic Audit Log
+    Patterns: type ``rest``, the restful-interaction subtype, BALP's action, ``meta.profile`` naming
+    the BALP profile (its Patient variant when the record names a child), typed client, server and user
+    agents, the data entity (a query as base64 for a search) and the child as a ``Patient`` reference.
+    Others keep their DICOM event type (Export, Application Activity, User Authentication)."""
     type_, action, restful = _SHAPES.get(record.action, (_APP_ACTIVITY, "E", None))
     subtype = [{"system": RESTFUL, "code": restful, "display": restful}] if restful else []
     subtype.append({"system": HUB_ACTION_SYSTEM, "code": record.action})
-    agent: dict[str, Any] = {"requestor": True, "who": {"identifier": {"value": record.actor}}}
-    if record.actor_role:
-        agent["role"] = [{"text": record.actor_role}]
-    if record.source:
-        agent["network"] = {"address": record.source, "type": "2" if _is_ip(record.source) else "1"}
     data_details = [{"type": "audit-seq", "valueString": str(record.seq)},
                     {"type": "audit-hash", "valueString": record.hash}]
     if record.subject_household:
@@ -95,34 +136,33 @@ def fhir_audit_event(record: AuditRecord) -> dict[str, Any]:
         data_details.append({"type": "legal-basis", "valueString": record.legal_basis})
     if record.detail:
         data_details.append({"type": "detail", "valueString": json.dumps(record.detail, sort_keys=True)})
-    entities: list[dict[str, Any]] = [{
-        "what": {"identifier": {"value": record.data_ref or f"audit:{record.seq}"}},
-        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2",
-                 "display": "System Object"},
-        "detail": data_details,
-    }]
-    if record.subject_child:
-        entities.append({
-            "what": {"identifier": {"system": HUB_CHILD_SYSTEM, "value": record.subject_child}},
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1",
-                     "display": "Person"},
-            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1",
-                     "display": "Patient"},
-        })
-    event: dict[str, Any] = {
-        "resourceType": "AuditEvent",
-        "id": f"audit-{record.seq}",
+    ref = record.data_ref or f"audit:{record.seq}"
+    data: dict[str, Any] = {"what": {"identifier": {"value": ref}},
+                            "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                            "detail": data_details}
+    event: dict[str, Any] = {"resourceType": "AuditEvent", "id": f"audit-{record.seq}"}
+    if restful in _BALP:
+        plain, with_patient, action = _BALP[restful]
+        event["meta"] = {"profile": [BALP + (with_patient if record.subject_child else plain)]}
+        type_ = _REST
+        if restful == "search":
+            data["role"] = {"system": OBJECT_ROLE, "code": "24", "display": "Query"}
+            data["query"] = base64.b64encode(ref.encode()).decode()
+        else:
+            data["role"] = {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}
+    entities = [data] + ([_patient(record.subject_child)] if record.subject_child else [])
+    event.update({
         "type": type_,
         "subtype": subtype,
         "action": action,
         "recorded": record.recorded_at.isoformat(),
         "outcome": "4" if record.action == "login_denied" else "0",
-        "agent": [agent],
+        "agent": _agents(record),
         "source": {"observer": {"display": OBSERVER},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type",
                              "code": "4", "display": "Application Server"}]},
         "entity": entities,
-    }
+    })
     if record.purpose:
         event["purposeOfEvent"] = [_purpose(record.purpose)]
     return event

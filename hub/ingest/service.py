@@ -162,7 +162,7 @@ class IngestService:
     def prepare(self, events: Sequence[InboundEvent]) -> tuple[list[Prepared | None], list[Problem]]:
         """Encode each event; problems are located by the event's index in ``events``."""
         received = self.clock()
-        builder = envelope.HeaderBuilder(received)
+        builder = envelope.HeaderBuilder(received, self.serde.content_type)
         out: list[Prepared | None] = []
         problems: list[Problem] = []
         for i, ev in enumerate(events):
@@ -191,7 +191,8 @@ class IngestService:
         }
         value = self.serde.encode(ev.record_type, {"meta": meta, **ev.body})
         topic = topic_for(ev.record_type, ev.sector).name
-        headers = builder.build(event_id, ev.source_version, ev.source_system, schema.ce_type, occurred, subject)
+        headers = builder.build(event_id, ev.source_version, ev.source_system, schema.ce_type, occurred, subject,
+                                self.catalogue.dataschema(ev.record_type))
         row = dict(event_id=event_id, source_system=ev.source_system, source_id=ev.source_id,
                    source_version=ev.source_version, record_type=ev.record_type, topic=topic, key=subject,
                    value=value, headers=headers, occurred_at=occurred, received_at=received, published_at=None,

@@ -5,6 +5,7 @@ The serde is the sealing one: records are encrypted with per-subject data keys f
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from hub.core.settings import Settings
@@ -13,9 +14,10 @@ from hub.db.store import Store
 from hub.ingest.pseudonym import Pseudonymiser, load_or_create_key
 from hub.ingest.service import IngestService
 from hub.kafka.publisher import Publisher
+from hub.wire.registry import registry_config
 from hub.wire.schemas import SchemaCatalogue
 from hub.wire.sealing import SealingSerde
-from hub.wire.serde import Serde, make_serde
+from hub.wire.serde import Serde, make_serde, warm
 
 
 @dataclass
@@ -35,7 +37,7 @@ class Services:
         catalogue = SchemaCatalogue(settings.schema_dir)
         store = Store.open(settings.effective_database_url, migrate_schema=migrate_schema)
         vault = SqlKeyVault(store, load_keyring(settings))
-        serde = SealingSerde(make_serde(catalogue, settings.schema_registry_url), vault)
+        serde = SealingSerde(make_serde(catalogue, registry_config(settings)), vault)
         pseudonymise = Pseudonymiser(
             load_or_create_key(settings.pseudonym_key.get_secret_value(), settings.pseudonym_key_file,
                                settings.data_dir))
@@ -46,6 +48,7 @@ class Services:
 
     async def start(self) -> None:
         if not self.started:
+            await asyncio.to_thread(warm, self.serde)  # registry lookups off the event loop, once
             await self.publisher.start()
             self.started = True
 

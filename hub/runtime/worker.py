@@ -32,6 +32,7 @@ from hub.runtime.placement import worker_jobs
 from hub.runtime.probes import serve_probes
 from hub.stream.batches import Processor
 from hub.wire.schemas import SchemaCatalogue
+from hub.wire.serde import warm
 
 log = get_logger(__name__)
 BATCH = 1000
@@ -112,6 +113,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
 
     @app.task
     async def _start_publisher() -> None:
+        await asyncio.to_thread(warm, processor.serde)  # registry ids off the event loop, before batches need them
         await publisher.start()
 
     def worker_state() -> str:

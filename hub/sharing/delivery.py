@@ -26,9 +26,12 @@ What a webhook receives (``POST``, JSON)
     gives them access of their own (a notice to the service does not take it away), a notice takes
     all their access away until a later share covers them again. A notice then a later share for
     the same recipient (consent withdrawn, then given again) each arrive as deliveries of their
-    own. Headers: ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the raw body with the
-    shared secret>``, ``X-Hub-Timestamp`` (unix seconds; reject old ones), ``Idempotency-Key`` (the
-    delivery id: the same for every attempt) and ``X-Hub-Delivery-Kind``. Any 2xx is the receipt
+    own. Headers, signed to the Standard Webhooks specification: ``webhook-id`` (the delivery
+    id, the same for every attempt), ``webhook-timestamp`` (unix seconds of the attempt; receivers
+    refuse one more than five minutes off, which stops replays) and ``webhook-signature`` (``v1,``
+    and the base64 HMAC-SHA256 of ``"{webhook-id}.{webhook-timestamp}.{raw body}"`` keyed with the
+    secret, ``whsec_<base64>``); also ``Idempotency-Key`` (the delivery id) and ``X-Hub-Delivery-Kind``.
+    docs/operations.md ("Receiving webhooks") shows a receiver verifying. Any 2xx is the receipt
     (status and the first 500 characters of the body are recorded); anything else is retried with
     exponential backoff with jitter (a uniform wait between half and all of ``HUB_SHARING_RETRY_BASE``
     s doubling per attempt, capped at an hour)
@@ -86,12 +89,12 @@ from hub.sharing.escalation import ack_hours, escalate_unacknowledged
 from hub.sharing.inbox import FAMILY_KINDS, acknowledge, family_copies, inbox, recipient_states
 from hub.sharing.inflight import follow_raced
 from hub.sharing.ledger import MAYBE_SENT, NOTICE_KINDS
-from hub.sharing.webhooks import Webhook, load_webhooks, send, set_webhook, sign, verify
+from hub.sharing.webhooks import Webhook, load_webhooks, new_secret, send, set_webhook, sign, signed_headers, verify
 
 __all__ = [
     "FAMILY_KINDS", "DeliveryStats", "Webhook", "ack_hours", "acknowledge", "backlog", "backoff", "deliver_due",
-    "escalate_unacknowledged", "family_copies", "inbox", "load_webhooks", "max_attempts", "recipient_states",
-    "set_webhook", "sign", "verify",
+    "escalate_unacknowledged", "family_copies", "inbox", "load_webhooks", "max_attempts", "new_secret",
+    "recipient_states", "set_webhook", "sign", "signed_headers", "verify",
 ]
 
 log = get_logger(__name__)

@@ -1,13 +1,21 @@
 """Agency webhooks: where each agency's shares go, how a body is signed, and one signed POST.
 
+Deliveries are signed to the Standard Webhooks specification (standardwebhooks.com): headers
+``webhook-id`` (the delivery id, the same on every attempt), ``webhook-timestamp`` (unix seconds
+of this attempt) and ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 over
+``"{id}.{timestamp}.{body}"`` keyed with the secret), so a receiver can refuse a replayed body.
+
 See :mod:`hub.sharing.delivery` for what a webhook receives and how retries go.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +27,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from hub.core.errors import ConfigError
 from hub.core.logging import get_logger
 from hub.core.settings import sharing_settings
 from hub.db.schema import agency_webhooks
@@ -65,6 +74,8 @@ def load_webhooks(store: Store) -> dict[str, Webhook]:
 
 
 def set_webhook(store: Store, agency_id: str, url: str, secret: str, active: bool = True) -> None:
+    """Set an agency's webhook; a ``whsec_`` secret that is not base64 is refused (ConfigError)."""
+    secret_key(secret)
     w = agency_webhooks.c
     with store.engine.begin() as conn:
         if conn.execute(sa.select(w.agency_id).where(w.agency_id == agency_id)).first():
@@ -74,14 +85,53 @@ def set_webhook(store: Store, agency_id: str, url: str, secret: str, active: boo
             conn.execute(agency_webhooks.insert().values(agency_id=agency_id, url=url, secret=secret, active=active))
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+SECRET_PREFIX = "whsec_"
+REPLAY_TOLERANCE_S = 300     # the Standard Webhooks receivers' default: five minutes either way
 
 
-def verify(secret: str, body: bytes, header: str) -> bool:
-    """What a receiving agency does: constant-time comparison of the signature header."""
-    return hmac.compare_digest(sign(secret, body), header)
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a webhook secret: ``whsec_<base64>`` as the Standard Webhooks specification
+    writes it; a secret without the prefix (set before the hub followed the specification) is used
+    as its UTF-8 bytes, which a receiver's library takes as ``Webhook(secret.encode())``."""
+    if secret.startswith(SECRET_PREFIX):
+        try:
+            b64 = secret[len(SECRET_PREFIX):]
+            return base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+        except binascii.Error as exc:
+            raise ConfigError("a webhook secret starting whsec_ must be base64 after the prefix") from exc
+    return secret.encode()
 
+
+def new_secret() -> str:
+    """A fresh secret in the specification's form: ``whsec_`` and 32 random bytes in base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` value: ``v1,`` and the base64 HMAC-SHA256 of ``id.timestamp.body``."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(secret_key(secret), signed, hashlib.sha256).digest()).decode()
+
+
+def signed_headers(secret: str, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The three Standard Webhooks headers for one attempt (a new timestamp each attempt, same id)."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": sign(secret, msg_id, ts, body)}
+
+
+def verify(secret: str, body: bytes, headers: Mapping[str, str], now: float | None = None,
+           tolerance: int = REPLAY_TOLERANCE_S) -> bool:
+    """What a receiving agency does: the timestamp is recent and one ``v1`` signature matches
+    (constant-time). A replay of an old delivery fails on its timestamp."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, ts = lower.get("webhook-id", ""), lower.get("webhook-timestamp", "")
+    if not msg_id or not ts.isdigit():
+        return False
+    if abs((time.time() if now is None else now) - int(ts)) > tolerance:
+        return False
+    expected = sign(secret, msg_id, int(ts), body)
+    return any(hmac.compare_digest(expected, sig) for sig in lower.get("webhook-signature", "").split())
 
 
 async def send(client: httpx.AsyncClient, hook: Webhook, row: dict[str, Any],
@@ -89,9 +139,12 @@ async def send(client: httpx.AsyncClient, hook: Webhook, row: dict[str, Any],
     body = json.loads(row["payload"])
     body["sent_at"] = now.isoformat()
     raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
-    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": sign(hook.secret, raw),
-               "X-Hub-Timestamp": str(int(time.time())), "Idempotency-Key": row["delivery_id"],
-               "X-Hub-Delivery-Kind": row["kind"]}
+    try:
+        signature = signed_headers(hook.secret, row["delivery_id"], raw)
+    except ConfigError as exc:  # a malformed secret: this agency's deliveries fail and are retried, no others
+        return False, str(exc)
+    headers = {"Content-Type": "application/json", "Idempotency-Key": row["delivery_id"],
+               "X-Hub-Delivery-Kind": row["kind"], **signature}
     try:
         resp = await client.post(hook.url, content=raw, headers=headers, timeout=10.0)
     except httpx.HTTPError as exc:

@@ -1,7 +1,14 @@
-"""The CloudEvents 1.0 envelope in Kafka binary mode: the Avro record is the value, the attributes
-are ``ce_*`` headers. ``ce_subject`` and the Kafka key are the pseudonymous subject, never an NHS
+"""The CloudEvents 1.0 envelope in Kafka binary mode: the record is the value, the attributes are
+``ce_*`` headers and ``content-type``. ``ce_subject`` and the Kafka key are the pseudonymous subject, never an NHS
 number or UPN. Extensions: ``ce_hubeventid`` (stable across versions), ``ce_hubversion`` (source
 version), ``ce_hubreceived`` (when the hub accepted it).
+
+``content-type`` says what the value is, as the serde that wrote it declares: in the hub's own
+deployments a sealed frame (``application/vnd.familyhub.sealed-avro; frame=1``: AES-256-GCM under the
+subject's data key, :mod:`hub.wire.sealing`) whose plaintext is the Avro record; ``application/avro``
+for an unsealed Avro record (single-object encoding, or the Confluent framing with a registry).
+``ce_dataschema`` names the writer schema (``urn:familyhub:schema:<full name>:v<N>``, the released
+file ``schemas/released/<full name>/v<N>.avsc``).
 
 :class:`HeaderBuilder` is the one place the headers are made: the ingest service builds one per
 accepted batch (the receive time and each source's ``ce_source`` are encoded once), and
@@ -13,11 +20,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-CONTENT_TYPE = "application/avro"
+CONTENT_TYPE = "application/avro"  # an unsealed Avro record (hub.wire.serde.AVRO_CONTENT_TYPE)
 SPECVERSION = "1.0"
 
 _SPECVERSION_B = SPECVERSION.encode()
-_CONTENT_TYPE_B = CONTENT_TYPE.encode()
 
 
 def iso(ts: datetime) -> str:
@@ -36,37 +42,45 @@ def source_uri(source_system: str) -> str:
 class HeaderBuilder:
     """Builds the CloudEvents headers of events received together, reusing their constant parts."""
 
-    __slots__ = ("received", "sources")
+    __slots__ = ("content_type", "received", "schemas", "sources")
 
-    def __init__(self, received_at: datetime) -> None:
+    def __init__(self, received_at: datetime, content_type: str = CONTENT_TYPE) -> None:
         self.received = iso(received_at).encode()
+        self.content_type = content_type.encode()
         self.sources: dict[str, bytes] = {}
+        self.schemas: dict[str, bytes] = {}
 
     def build(self, event_id: str, version: int, source_system: str, ce_type: str, occurred_at: datetime,
-              subject: str) -> list[tuple[str, bytes]]:
+              subject: str, dataschema: str | None = None) -> list[tuple[str, bytes]]:
         source = self.sources.get(source_system)
         if source is None:
             source = self.sources[source_system] = source_uri(source_system).encode()
         event_id_b = event_id.encode()
         version_b = str(version).encode()
-        return [
+        out = [
             ("ce_specversion", _SPECVERSION_B),
             ("ce_id", event_id_b + b"." + version_b),
             ("ce_source", source),
             ("ce_type", ce_type.encode()),
             ("ce_time", iso(occurred_at).encode()),
             ("ce_subject", subject.encode()),
-            ("content-type", _CONTENT_TYPE_B),
-            ("ce_hubeventid", event_id_b),
-            ("ce_hubversion", version_b),
-            ("ce_hubreceived", self.received),
+            ("content-type", self.content_type),
         ]
+        if dataschema is not None:
+            schema_b = self.schemas.get(dataschema)
+            if schema_b is None:
+                schema_b = self.schemas[dataschema] = dataschema.encode()
+            out.append(("ce_dataschema", schema_b))
+        out += [("ce_hubeventid", event_id_b), ("ce_hubversion", version_b), ("ce_hubreceived", self.received)]
+        return out
 
 
 def headers(*, event_id: str, version: int, source_system: str, ce_type: str, occurred_at: datetime,
-            subject: str, received_at: datetime) -> list[tuple[str, bytes]]:
+            subject: str, received_at: datetime, content_type: str = CONTENT_TYPE,
+            dataschema: str | None = None) -> list[tuple[str, bytes]]:
     """The CloudEvents headers of one event."""
-    return HeaderBuilder(received_at).build(event_id, version, source_system, ce_type, occurred_at, subject)
+    return HeaderBuilder(received_at, content_type).build(event_id, version, source_system, ce_type, occurred_at,
+                                                          subject, dataschema)
 
 
 def deadletter_headers(original: list[tuple[str, bytes]], topic: str, partition: int, offset: int,

@@ -120,6 +120,13 @@ class SchemaCatalogue:
                 self._by_fingerprint.setdefault(v.fingerprint, v)
         self._by_ce_type = {v.ce_type: v for v in self.current.values()}
 
+    def dataschema(self, record_type: str) -> str:
+        """The CloudEvents ``dataschema`` of records written now: a URI naming the writer schema by its full
+        name and released version (the file ``released/<full name>/v<N>.avsc``; ``v0`` before a release)."""
+        cur = self.writer(record_type)
+        same = self._by_fingerprint.get(cur.fingerprint)
+        return f"urn:familyhub:schema:{cur.full_name}:v{same.version if same is not None else 0}"
+
     def writer(self, record_type: str) -> SchemaVersion:
         try:
             return self.current[record_type]

@@ -50,6 +50,7 @@ from hub.core.errors import ConfigError, UnsealError
 from hub.wire.serde import Decoded, Serde
 
 SEAL_MAGIC = 0xF5
+SEALED_CONTENT_TYPE = "application/vnd.familyhub.sealed-avro; frame=1"
 FRAME_VERSION = 1
 NONCE_BYTES = 12
 TAG_BYTES = 16
@@ -215,6 +216,9 @@ class SealingSerde:
     decoded or dead-lettered exactly as before. A sealed value whose key was shredded raises
     :class:`~hub.errors.ErasedRecordError` (from the vault).
     """
+
+    #: a sealed frame v1 (AES-256-GCM under the subject's data key) around the inner serde's Avro bytes
+    content_type = SEALED_CONTENT_TYPE
 
     def __init__(self, inner: Serde, vault: KeyVault) -> None:
         self.inner = inner

@@ -15,19 +15,19 @@ dead-letter them and move on.
 from __future__ import annotations
 
 import io
-import json
 import struct
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import httpx
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from hub.core.errors import CorruptRecordError, HubError, UnknownFingerprintError
+from hub.wire.registry import RegistryClient, RegistryConfig
 from hub.wire.schemas import SchemaCatalogue, SchemaVersion
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+AVRO_CONTENT_TYPE = "application/avro"  # an Avro record with its schema reference (single-object or Confluent)
 CONFLUENT_MAGIC = b"\x00"
 
 
@@ -39,6 +39,9 @@ class Decoded:
 
 
 class Serde(Protocol):
+    #: what the encoded bytes are, as the ``content-type`` header says (hub.wire.envelope)
+    content_type: str
+
     def encode(self, record_type: str, record: dict[str, Any]) -> bytes: ...
 
     def decode(self, data: bytes) -> Decoded: ...
@@ -67,6 +70,8 @@ def _read(body: bytes, writer: Any, reader: SchemaVersion) -> dict[str, Any]:
 
 
 class SingleObjectSerde:
+    content_type = AVRO_CONTENT_TYPE
+
     def __init__(self, catalogue: SchemaCatalogue) -> None:
         self.catalogue = catalogue
 
@@ -84,30 +89,20 @@ class SingleObjectSerde:
         return Decoded(writer.record_type, _read(data[10:], writer.parsed, reader), writer.version)
 
 
-class RegistryClient:
-    """The part of the Confluent Schema Registry REST API the hub uses (httpx, injectable transport)."""
+class Registry(Protocol):
+    """What the Confluent serde asks of a registry (:class:`hub.wire.registry.RegistryClient`)."""
 
-    def __init__(self, url: str, transport: httpx.BaseTransport | None = None, timeout: float = 10.0) -> None:
-        self.http = httpx.Client(base_url=url.rstrip("/"), transport=transport, timeout=timeout,
-                                 headers={"Accept": "application/vnd.schemaregistry.v1+json"})
+    def register(self, subject: str, schema: dict[str, Any]) -> int: ...
 
-    def register(self, subject: str, schema: dict[str, Any]) -> int:
-        r = self.http.post(f"/subjects/{subject}/versions", json={"schema": json.dumps(schema)},
-                           headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
-        r.raise_for_status()
-        return int(r.json()["id"])
+    def lookup(self, subject: str, schema: dict[str, Any]) -> int | None: ...
 
-    def schema(self, schema_id: int) -> dict[str, Any]:
-        r = self.http.get(f"/schemas/ids/{schema_id}")
-        if r.status_code == 404:
-            raise UnknownFingerprintError(f"schema id {schema_id} is not in the registry")
-        r.raise_for_status()
-        loaded: dict[str, Any] = json.loads(r.json()["schema"])
-        return loaded
+    def schema(self, schema_id: int) -> dict[str, Any]: ...
 
 
 class ConfluentSerde:
-    def __init__(self, catalogue: SchemaCatalogue, registry: RegistryClient) -> None:
+    content_type = AVRO_CONTENT_TYPE
+
+    def __init__(self, catalogue: SchemaCatalogue, registry: Registry) -> None:
         self.catalogue = catalogue
         self.registry = registry
         self._ids: dict[str, int] = {}
@@ -121,6 +116,20 @@ class ConfluentSerde:
             if schema_id is None:
                 schema_id = self._ids[record_type] = self.registry.register(schema.full_name, schema.schema)
         return CONFLUENT_MAGIC + struct.pack(">I", schema_id) + _write(schema, record)
+
+    def warm(self) -> None:
+        """Register every current schema and learn the ids of the released ones, so encoding and decoding
+        read caches and never wait on the registry (call it off the event loop, at start)."""
+        for record_type, schema in self.catalogue.current.items():
+            schema_id = self.registry.register(schema.full_name, schema.schema)
+            with self._lock:
+                self._ids[record_type] = schema_id
+                self._writers.setdefault(schema_id, (record_type, schema.parsed))
+            for old in self.catalogue.released.get(record_type, []):
+                old_id = self.registry.lookup(old.full_name, old.schema)
+                if old_id is not None:
+                    with self._lock:
+                        self._writers.setdefault(old_id, (record_type, old.parsed))
 
     def decode(self, data: bytes) -> Decoded:
         if len(data) < 5 or data[:1] != CONFLUENT_MAGIC:
@@ -142,7 +151,15 @@ class ConfluentSerde:
         return Decoded(short, _read(data[5:], writer, reader), -1)
 
 
-def make_serde(catalogue: SchemaCatalogue, registry_url: str = "") -> Serde:
-    if registry_url:
-        return ConfluentSerde(catalogue, RegistryClient(registry_url))
+def make_serde(catalogue: SchemaCatalogue, registry: RegistryConfig | None = None) -> Serde:
+    """Single-object encoding, or the Confluent wire format with a registry when one is configured."""
+    if registry is not None:
+        return ConfluentSerde(catalogue, RegistryClient(registry))
     return SingleObjectSerde(catalogue)
+
+
+def warm(serde: object) -> None:
+    """Fill a serde's registry caches (a no-op for serdes without a registry); blocking: run in a thread."""
+    inner = getattr(serde, "inner", serde)
+    if isinstance(inner, ConfluentSerde):
+        inner.warm()

@@ -353,11 +353,13 @@ async def test_fhir_create_single_resource(client: httpx.AsyncClient, services: 
     assert r.status_code == 201, r.text
     assert r.headers["content-type"].startswith("application/fhir+json")
     location = r.headers["Location"]
-    assert location.startswith("Event/") and r.json()["resourceType"] == "OperationOutcome"
+    assert location.startswith("http://hub.test/fhir/Appointment/") and r.json()["resourceType"] == "OperationOutcome"
     again = await post(client, "/fhir/Appointment", fixture("health/appointment-booked.xml"), FHIR_XML)
     assert again.status_code == 200 and again.headers["Location"] == location
     [record] = await records_on(services, "hub.ingest.health")
-    assert record["_type"] == "AppointmentBooked" and f"Event/{record['meta']['event_id']}" == location
+    meta = record["meta"]
+    assert record["_type"] == "AppointmentBooked"
+    assert location == f"http://hub.test/fhir/Appointment/{meta['event_id']}/_history/{meta['source_version']}"
 
 
 async def test_fhir_refusals_are_operation_outcomes(client: httpx.AsyncClient, services: Services) -> None:
@@ -405,7 +407,9 @@ async def test_fhir_batch_and_transaction_responses(client: httpx.AsyncClient, s
     assert answer["resourceType"] == "Bundle" and answer["type"] == "batch-response"
     assert len(answer["entry"]) == len(bundle["entry"])
     created = [e["response"] for e in answer["entry"] if e["response"]["status"] == "201 Created"]
-    assert len(created) == 3 and all(c["location"].startswith("Event/") for c in created)
+    assert len(created) == 3
+    assert all(c["location"].startswith("http://hub.test/fhir/Appointment/") and "/_history/" in c["location"]
+               for c in created), created
     again = (await post(client, "/fhir", json.dumps(bundle), FHIR_JSON)).json()
     assert [e["response"]["status"] for e in again["entry"]].count("201 Created") == 0
     assert len(await records_on(services, "hub.ingest.health")) == 3

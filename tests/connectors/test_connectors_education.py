@@ -78,3 +78,49 @@ def test_future_dates_refused():
     data["plan_start_date"] = "2199-01-01"
     with pytest.raises(ValidationError, match="plan_start_date is more than 730 days in the future"):
         education.parse_payload(json.dumps(data), "application/json")
+
+
+def sen2_row(event_type: str, event_id: str, **items: object) -> dict:
+    good = json.loads((FIXTURES / "education/ehc-plan-issued.json").read_text())
+    row = {k: good[k] for k in ("upn", "la_code", "la_name")}
+    row.update(event_type=event_type, event_id=event_id, occurred_at="2025-03-01T10:00:00Z", **items)
+    return row
+
+
+def test_sen2_item_names_and_codes_reach_the_records():
+    rows = [
+        sen2_row("ehc_request", "R1", ReceivedDate="2024-09-02", RequestSource="2"),
+        sen2_row("ehc_decision", "D1", request_id="R1", RequestOutcome="A", RequestOutcomeDate="2024-10-14"),
+        sen2_row("ehc_plan_issued", "P1", plan_id="EHC-1", request_id="R1", ReceivedDate="2024-09-02",
+                 StartDate="2025-01-20", AssessmentOutcome="A", Week20="Y", SENtype="ASD", SENsetting="EOTAS"),
+        sen2_row("ehc_plan_ceased", "P1-C", plan_id="EHC-1", request_id="R1", StartDate="2025-01-20",
+                 CeaseReason="5"),
+    ]
+    result = education.parse_payload(json.dumps(rows), "application/json")
+    assert result.problems == []
+    request, decision, plan, ceased = result.events
+    assert request.body["request_source"] == "2"
+    assert (decision.body["decision"], decision.body["request_outcome"]) == ("assess", "A")
+    assert str(decision.body["decision_date"]) == "2024-10-14"
+    assert (plan.body["sen_type"], plan.body["sen_setting"], plan.body["issued_within_20_weeks"]) == \
+        ("ASD", "EOTAS", True)
+    assert plan.body["weeks_from_request"] == 20  # 2 September to 20 January
+    assert ceased.body["cease_reason"] == "5"
+    for e in result.events:
+        avro_validate(e)
+
+
+def test_records_without_the_sen2_items_still_map_as_before(fixture_bytes):
+    (event,) = education.parse_payload(fixture_bytes("education/ehc-plan-issued.json"), "application/json").events
+    assert {event.body.get(k) for k in ("sen_type", "cease_reason", "issued_within_20_weeks")} == {None}
+
+
+def test_a_sen2_code_outside_its_code_set_is_refused_with_the_codes_and_nothing_else_lost():
+    rows = [sen2_row("ehc_request", "R1", ReceivedDate="2024-09-02", RequestSource="9"),
+            sen2_row("ehc_request", "R2", ReceivedDate="2024-09-03", RequestSource="1")]
+    result = education.parse_payload(json.dumps(rows), "application/json")
+    assert [e.source_id for e in result.events] == ["R2"]
+    (problem,) = result.problems
+    assert problem.location == "/RequestSource"
+    assert problem.message.endswith("(expected one of 1, 2, 3, 4, 5)")
+    assert_no_identifiers(result.problems)

@@ -80,7 +80,7 @@ def test_unknown_event_type_and_json_array():
     result = social_care.parse_payload(body, "application/json")
     assert result.events == []
     assert [p.row for p in result.problems] == [0, 1]
-    assert result.problems[0].message == "event_type 'adoption_order' is not mapped by mapping la-generic@1"
+    assert result.problems[0].message == "event_type 'adoption_order' is not mapped by mapping la-generic@2"
 
 
 def test_wrong_content_type():
@@ -88,3 +88,45 @@ def test_wrong_content_type():
         ValidationError, match="content type text/plain is not accepted; send application/json"
     ):
         social_care.parse_payload(b"x", "text/plain")
+
+
+def referral(**fields: object) -> dict:
+    row = {"event_type": "referral", "event_id": "NPT-REF-0900", "occurred_at": "2024-02-01T10:00:00",
+           "person_id": "LA-100900", "la_code": "W06000022", "la_name": "Newport City Council"}
+    row.update(fields)
+    return row
+
+
+def test_referral_sources_read_as_the_cin_census_defines_them():
+    rows = [referral(event_id=f"R-{code}", referral_source=code) for code in ("1A", "1B", "1C", "1D", "5D")]
+    result = social_care.parse_payload(json.dumps(rows), "application/json")
+    assert [e.body["pathway"] for e in result.events] == [
+        "CIN referral source 1A: Individual - family member, relative or carer",
+        "CIN referral source 1B: Individual - acquaintance (including neighbours and child minders)",
+        "CIN referral source 1C: Individual - self",
+        "CIN referral source 1D: Individual - other (including strangers, MPs)",
+        "CIN referral source 5D: LA services - early help",
+    ]
+    assert result.problems == []
+
+
+def test_cin_census_item_names_are_accepted_as_sent_by_a_census_extract():
+    rows = [referral(ReferralSource="2A"),
+            dict(referral(event_type="child_in_need", event_id="CIN-1"), PrimaryNeedCode="N2"),
+            dict(referral(event_type="case_closed", event_id="CL-1"), ReasonForClosure="RC8")]
+    ref, cin, closed = social_care.parse_payload(json.dumps(rows), "application/json").events
+    assert ref.body["pathway"] == "CIN referral source 2A: Schools"
+    assert (cin.body["cin_code"], closed.body["cin_code"]) == ("N2", "RC8")
+    for e in (ref, cin, closed):
+        avro_validate(e)
+
+
+def test_a_referral_source_outside_the_census_code_set_is_refused_and_the_good_rows_kept():
+    rows = [referral(event_id="R-ok", referral_source="3B"), referral(event_id="R-bad", referral_source="11")]
+    result = social_care.parse_payload(json.dumps(rows), "application/json")
+    assert [e.source_id for e in result.events] == ["R-ok"]
+    (problem,) = result.problems
+    assert (problem.row, problem.location) == (1, "/referral_source")
+    assert "does not know (expected one of 1A, 1B, 1C, 1D, 2A" in problem.message
+    assert problem.message.endswith("5D, 6, 7, 8, 9, 10)")
+    assert_no_identifiers(result.problems)

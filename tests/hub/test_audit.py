@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import itertools
@@ -407,6 +408,7 @@ def test_fhir_audit_events_validate_and_round_trip(log: AuditLog) -> None:
             patient = event.entity[1]
             assert patient.role.code == "1" and patient.role.display == "Patient"
             assert patient.what.identifier.value == r.subject_child
+            assert patient.what.reference == f"Patient/{r.subject_child}"
         if r.purpose:
             assert event.purposeOfEvent[0].text == r.purpose
     share = AuditEvent.model_validate(fhir_audit_event(records[1]))
@@ -415,7 +417,7 @@ def test_fhir_audit_events_validate_and_round_trip(log: AuditLog) -> None:
     assert share.agent[0].network.address == "192.0.2.5" and share.agent[0].network.type == "2"
     assert share.purposeOfEvent[0].coding[0].code == "TREAT"
     read = AuditEvent.model_validate(fhir_audit_event(records[3]))
-    assert (read.type.code, read.action) == ("110110", "R")
+    assert (read.type.code, read.action) == ("rest", "E")  # BALP: a search is an Execute
     assert read.subtype[0].system == "http://hl7.org/fhir/restful-interaction" and read.subtype[0].code == "search"
     report = AuditEvent.model_validate(fhir_audit_event(records[4]))
     assert report.subtype[0].code == "read"
@@ -423,6 +425,77 @@ def test_fhir_audit_events_validate_and_round_trip(log: AuditLog) -> None:
     assert details["audit-seq"] == "2" and details["audit-hash"] == records[1].hash
     bundle = Bundle.model_validate(fhir_bundle(records))
     assert len(bundle.entry) == len(records)
+
+
+#: What the IHE BALP profiles (ITI Basic Audit Log Patterns, R4) require of an AuditEvent, by profile:
+#: the restful subtype, the action, the data entity's role, a query element, and a patient entity.
+BALP_REQUIRED = {
+    "IHE.BasicAudit.PatientRead": ("read", "R", "4", False, True),
+    "IHE.BasicAudit.PatientQuery": ("search", "E", "24", True, True),
+    "IHE.BasicAudit.PatientUpdate": ("update", "U", "4", False, True),
+    "IHE.BasicAudit.Read": ("read", "R", "4", False, False),
+    "IHE.BasicAudit.Query": ("search", "E", "24", True, False),
+}
+
+
+def balp_problems(event: dict) -> list[str]:
+    """The BALP required elements an exported AuditEvent lacks (empty when it meets its profile)."""
+    (profile,) = event["meta"]["profile"]
+    name = profile.removeprefix("https://profiles.ihe.net/ITI/BALP/StructureDefinition/")
+    subtype, action, data_role, query, patient = BALP_REQUIRED[name]
+    out = []
+    if event["type"] != {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+                         "display": "Restful Operation"}:
+        out.append("type must be audit-event-type#rest")
+    restful = {"system": "http://hl7.org/fhir/restful-interaction", "code": subtype, "display": subtype}
+    if restful not in event["subtype"]:
+        out.append(f"subtype must include restful-interaction#{subtype}")
+    if event["action"] != action:
+        out.append(f"action must be {action}")
+    for element in ("recorded", "outcome", "source"):
+        if element not in event:
+            out.append(f"{element} is required")
+    agent_types = [a["type"]["coding"][0]["code"] for a in event["agent"]]
+    for code, what in (("110153", "client"), ("110152", "server")):
+        if agent_types.count(code) != 1:
+            out.append(f"exactly one {what} agent (DCM {code}) is required")
+    users = [a for a in event["agent"] if a["type"]["coding"][0]["code"] == "IRCP"]
+    if len(users) > 1 or any("who" not in a for a in event["agent"]):
+        out.append("at most one user agent, and every agent names who")
+    roles = [e.get("role", {}).get("code") for e in event["entity"]]
+    data = [e for e in event["entity"] if e.get("role", {}).get("code") == data_role]
+    if len(data) != 1 or "what" not in data[0]:
+        out.append(f"one data entity with role {data_role} and a what")
+    if query and not (data and data[0].get("query")):
+        out.append("the query entity must carry the query")
+    patients = [e for e in event["entity"] if e.get("role", {}).get("code") == "1"]
+    if patient and (roles.count("1") != 1 or not patients[0]["what"].get("reference", "").startswith("Patient/")
+                    or patients[0]["type"]["code"] != "1"):
+        out.append("one patient entity: a Patient reference, type 1, role 1")
+    return out
+
+
+def test_exported_reads_searches_and_updates_meet_the_balp_profiles(log: AuditLog) -> None:
+    ig_scenario(log)
+    log.record("read_report", actor="ig-1", actor_role="ig_officer", data_ref="report-7", source="192.0.2.9")
+    by_action: dict[str, list[dict]] = {}
+    for r in log.records():
+        by_action.setdefault(r.action, []).append(fhir_audit_event(r))
+    profiled = [e for a in ("read_timeline", "read_report", "consent_change") for e in by_action[a]]
+    assert {e["meta"]["profile"][0].rsplit("/", 1)[1] for e in profiled} == {
+        "IHE.BasicAudit.PatientQuery", "IHE.BasicAudit.PatientRead", "IHE.BasicAudit.Read",
+        "IHE.BasicAudit.PatientUpdate"}
+    for event in profiled:
+        assert balp_problems(event) == [], (event["meta"], balp_problems(event))
+        AuditEvent.model_validate(event)
+    query = by_action["read_timeline"][0]
+    assert base64.b64decode(query["entity"][0]["query"]).decode() == "audit:4"  # what was searched
+    user = query["agent"][0]
+    assert (user["who"]["identifier"]["value"], user["requestor"]) == ("coord-1", True)
+    # an export is no RESTful interaction: no BALP profile is claimed for it
+    assert "meta" not in by_action["share"][0]
+    broken = dict(query, agent=query["agent"][:1])
+    assert "exactly one client agent (DCM 110153) is required" in balp_problems(broken)
 
 
 def test_csv_export_has_a_header_and_one_row_per_record(log: AuditLog) -> None:

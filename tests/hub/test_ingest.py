@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from cloudevents.core.bindings.kafka import KafkaMessage, from_binary_event
 
 from hub.core.errors import BrokerError, CorruptRecordError, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
@@ -20,6 +21,7 @@ from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
 from hub.kafka.topics import ensure_topics, message_counts
 from hub.wire import envelope
+from hub.wire.sealing import SEALED_CONTENT_TYPE, is_sealed
 from hub.wire.serde import SingleObjectSerde
 
 pytestmark = pytest.mark.broker
@@ -77,7 +79,8 @@ async def test_accepted_event_is_avro_on_its_topic_with_pseudonymous_key(service
     assert headers["ce_type"] == b"uk.familyhub.appointment.booked"
     assert headers["ce_subject"] == subject.encode()
     assert headers["ce_source"] == b"urn:familyhub:source:abuhb-pas"
-    assert headers["content-type"] == b"application/avro"
+    assert headers["content-type"] == SEALED_CONTENT_TYPE.encode()  # what the value is: a sealed frame
+    assert is_sealed(msg.value)
     with pytest.raises(CorruptRecordError):  # sealed with the subject's data key, not plain Avro
         SingleObjectSerde(services.catalogue).decode(msg.value)
     record = services.serde.decode(msg.value).record
@@ -209,7 +212,8 @@ async def test_prepared_headers_and_ids_are_the_envelope_ones(services: Services
     assert event_id_for("sys-é", "id/1") == str(uuid.uuid5(EVENT_NAMESPACE, "sys-é\x1fid/1"))
     assert row["headers"] == envelope.headers(
         event_id=row["event_id"], version=3, source_system="abuhb-pas", ce_type="uk.familyhub.appointment.booked",
-        occurred_at=T0, subject=row["key"], received_at=row["received_at"])
+        occurred_at=T0, subject=row["key"], received_at=row["received_at"], content_type=SEALED_CONTENT_TYPE,
+        dataschema="urn:familyhub:schema:uk.familyhub.event.AppointmentBooked:v1")
 
 
 async def test_a_prepared_batch_has_the_headers_of_each_event_alone(services: Services) -> None:
@@ -222,4 +226,27 @@ async def test_a_prepared_batch_has_the_headers_of_each_event_alone(services: Se
         assert row["headers"] == envelope.headers(
             event_id=row["event_id"], version=event.source_version, source_system="abuhb-pas",
             ce_type="uk.familyhub.appointment.booked", occurred_at=T0, subject=row["key"],
-            received_at=row["received_at"])
+            received_at=row["received_at"], content_type=SEALED_CONTENT_TYPE,
+            dataschema="urn:familyhub:schema:uk.familyhub.event.AppointmentBooked:v1")
+
+
+async def test_published_headers_are_a_binary_mode_kafka_cloudevent(services: Services) -> None:
+    """The CloudEvents SDK reads the record as published: every attribute, the truthful content type, the schema."""
+    [acc] = await services.ingest.accept([appointment("appt-ce", version=2)])
+    [msg] = await consume_all(services.settings.kafka_bootstrap, "hub.ingest.health", 1)
+    event = from_binary_event(KafkaMessage(headers=dict(msg.headers), key=msg.key, value=msg.value))
+    assert event.get_specversion() == "1.0"
+    assert event.get_id() == f"{acc.event_id}.2"
+    assert event.get_source() == "urn:familyhub:source:abuhb-pas"
+    assert event.get_type() == "uk.familyhub.appointment.booked"
+    assert event.get_subject() == services.pseudonymise("nhs-number", nhs_number(42))
+    assert event.get_time() == T0
+    assert event.get_datacontenttype() == "application/vnd.familyhub.sealed-avro; frame=1"
+    schema = event.get_dataschema()
+    assert schema == "urn:familyhub:schema:uk.familyhub.event.AppointmentBooked:v1"
+    full, version = schema.removeprefix("urn:familyhub:schema:").split(":")
+    released = services.catalogue.dir / "released" / full / f"{version}.avsc"
+    assert services.catalogue.by_fingerprint(services.catalogue.writer("AppointmentBooked").fingerprint).version == 1
+    assert released.is_file()
+    assert (event.get_extension("hubeventid"), event.get_extension("hubversion")) == (acc.event_id, "2")
+    assert event.get_data() == msg.value  # opaque bytes to anyone without the subject's key

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from hub.core.errors import CorruptRecordError, UnknownFingerprintError
+from hub.wire.registry import RegistryClient, RegistryConfig
 from hub.wire.schemas import SchemaCatalogue
-from hub.wire.serde import ConfluentSerde, RegistryClient, SingleObjectSerde
+from hub.wire.serde import ConfluentSerde, SingleObjectSerde
+from tests.hub.registry_server import TestRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 CAT = SchemaCatalogue(ROOT / "schemas")
@@ -67,40 +67,19 @@ def test_record_not_fitting_the_schema_is_refused_with_the_schema_name() -> None
         SingleObjectSerde(CAT).encode("ReportIssued", bad)
 
 
-class Registry:
-    """A Confluent-compatible registry at the edge of the world (no registry runs on this machine)."""
-
-    def __init__(self) -> None:
-        self.schemas: dict[int, str] = {}
-        self.calls = 0
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.calls += 1
-        if request.method == "POST" and request.url.path.startswith("/subjects/"):
-            schema = json.loads(request.content)["schema"]
-            for i, s in self.schemas.items():
-                if s == schema:
-                    return httpx.Response(200, json={"id": i})
-            self.schemas[len(self.schemas) + 1] = schema
-            return httpx.Response(200, json={"id": len(self.schemas)})
-        if request.method == "GET" and request.url.path.startswith("/schemas/ids/"):
-            sid = int(request.url.path.rsplit("/", 1)[1])
-            if sid not in self.schemas:
-                return httpx.Response(404, json={"error_code": 40403})
-            return httpx.Response(200, json={"schema": self.schemas[sid]})
-        return httpx.Response(404)
-
-
 def test_confluent_wire_format_registers_once_and_round_trips() -> None:
-    reg = Registry()
-    serde = ConfluentSerde(CAT, RegistryClient("http://registry", transport=httpx.MockTransport(reg.handler)))
-    a = serde.encode("ReportIssued", report())
-    b = serde.encode("ReportIssued", report())
-    assert a[:1] == b"\x00" and a[1:5] == (1).to_bytes(4, "big")
-    assert reg.calls == 1  # the id is cached after the first registration
-    fresh = ConfluentSerde(CAT, RegistryClient("http://registry", transport=httpx.MockTransport(reg.handler)))
-    assert fresh.decode(b).record == report()
-    with pytest.raises(UnknownFingerprintError, match="schema id 99"):
-        fresh.decode(b"\x00" + (99).to_bytes(4, "big") + b"\x00")
-    with pytest.raises(CorruptRecordError, match="missing 00 magic"):
-        fresh.decode(b"\xc3\x01" + b"\x00" * 10)
+    reg = TestRegistry()
+    try:
+        serde = ConfluentSerde(CAT, RegistryClient(RegistryConfig(reg.url)))
+        a = serde.encode("ReportIssued", report())
+        b = serde.encode("ReportIssued", report())
+        assert a[:1] == b"\x00" and a[1:5] == (1).to_bytes(4, "big")
+        assert len(reg.requests) == 1  # the id is cached after the first registration
+        fresh = ConfluentSerde(CAT, RegistryClient(RegistryConfig(reg.url)))
+        assert fresh.decode(b).record == report()
+        with pytest.raises(UnknownFingerprintError, match="schema id 99"):
+            fresh.decode(b"\x00" + (99).to_bytes(4, "big") + b"\x00")
+        with pytest.raises(CorruptRecordError, match="missing 00 magic"):
+            fresh.decode(b"\xc3\x01" + b"\x00" * 10)
+    finally:
+        reg.close()

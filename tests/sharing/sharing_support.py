@@ -36,7 +36,7 @@ class Feeder:
     def __init__(self, store: Store, clock: datetime) -> None:
         self.store = store
         self.catalogue = SchemaCatalogue(ROOT / "schemas")
-        self.serde = make_serde(self.catalogue, "")
+        self.serde = make_serde(self.catalogue)
         self.pseudonymise = Pseudonymiser(KEY.encode())
         self.ingest = IngestService(store, self.catalogue, self.serde, None,  # type: ignore[arg-type]
                                     self.pseudonymise, clock=lambda: clock)

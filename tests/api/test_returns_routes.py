@@ -1,0 +1,72 @@
+"""The SEN2 return over HTTP: for IG officers and admins only, checked before it is answered, audited."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from hub.db.schema import audit_log
+from hub.governance.sen2 import check
+from hub.ingest.services import Services
+from hub.stream import projection
+from tests.api.conftest import token_header
+from tests.governance.test_sen2_return import NEWPORT, NOW, SEN2_CHILD, link, sen2_events
+from tests.sharing.sharing_support import Feeder
+
+URL = f"/v1/agencies/{NEWPORT}/returns/sen2?year=2026"
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def seed(services: Services) -> None:
+    from hub.core.events import SubjectRef
+
+    feeder = Feeder(services.store, NOW)
+    events = [*sen2_events(NEWPORT, SEN2_CHILD), link("child-newport-9", "household-newport-9",
+                                                       SubjectRef("upn", SEN2_CHILD))]
+    projection.apply(services.store, feeder.decode(events))
+
+
+def exports(services: Services) -> list[str]:
+    with services.store.engine.connect() as conn:
+        return [r.actor for r in conn.execute(sa.select(audit_log.c.actor).where(audit_log.c.action == "export"))]
+
+
+async def test_an_ig_officer_gets_the_checked_return_and_the_call_is_audited(client: httpx.AsyncClient,
+                                                                            services: Services) -> None:
+    seed(services)
+    r = await client.get(URL, headers=token_header(services, "ig_officer", "ig-1"))
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/xml")
+    assert f'filename="sen2-2026-{NEWPORT}.xml"' in r.headers["content-disposition"]
+    assert check(r.content).problems == [] and b"<CeaseReason>5</CeaseReason>" in r.content
+    assert SEN2_CHILD.encode() not in r.content
+    assert exports(services) == ["ig-1"]
+
+
+async def test_the_return_is_refused_to_everyone_else(client: httpx.AsyncClient, services: Services) -> None:
+    seed(services)
+    callers = {
+        "the authority's own agency system": token_header(services, "agency", "newport-send", agency=NEWPORT),
+        "a coordinator": token_header(services, "coordinator", "cc-1"),
+        "the child's parent": token_header(services, "parent", "parent-9", household="household-newport-9"),
+    }
+    for who, headers in callers.items():
+        r = await client.get(URL, headers=headers)
+        assert r.status_code == 403, (who, r.text)
+        assert b"ReceivedDate" not in r.content
+    anonymous = await client.get(URL, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert exports(services) == []
+
+
+async def test_a_return_that_would_not_meet_the_definitions_is_a_problem_not_a_file(
+        client: httpx.AsyncClient, services: Services) -> None:
+    seed(services)
+    r = await client.get("/v1/agencies/W06000022-EXTRA/returns/sen2?year=2026",
+                         headers=token_header(services, "admin", "admin-1"))
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert "Message/Header/Source/LEA: is longer than 9 characters" in r.text
+    bad_year = await client.get(f"/v1/agencies/{NEWPORT}/returns/sen2?year=26",
+                                headers=token_header(services, "admin", "admin-1"))
+    assert bad_year.status_code == 422
