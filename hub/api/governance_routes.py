@@ -90,7 +90,8 @@ def governance_router(services: Services) -> APIRouter:
         return _out(result)
 
     @router.get("/v1/agencies/{agency_id}/returns/sen2", response_class=Response,
-                responses={200: {"content": {"application/xml": {}}, "description": "The SEN2 return"},
+                responses={200: {"content": {"application/xml": {"schema": {"type": "string", "format": "binary"}}},
+                                 "description": "The SEN2 return"},
                            422: {"description": "The return would not meet the DfE field definitions"}})
     async def sen2_return(agency_id: str, year: int = Query(ge=2020, le=2100)) -> Response:
         """The local authority's SEN2 return for a collection year, in the DfE's XML layout."""

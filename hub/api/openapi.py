@@ -87,6 +87,7 @@ BODIES: dict[str, dict[str, dict[str, Any]]] = {
     "/v1/households/{household_id}/stream": {"text/event-stream": TEXT},
     "/v1/coordinators/{coordinator_id}/stream": {"text/event-stream": TEXT},
     "/fhir": {"application/fhir+json": FHIR_RESOURCE, "application/fhir+xml": TEXT},
+    "/fhir/metadata": {"application/fhir+json": FHIR_RESOURCE, "application/fhir+xml": TEXT},
     "/fhir/{resource_type}": {"application/fhir+json": FHIR_RESOURCE, "application/fhir+xml": TEXT},
 }
 SUMMARY_PATHS = ("/v1/ingest/",)

@@ -40,7 +40,8 @@ def test_every_protected_operation_requires_the_bearer_scheme(document: dict[str
                     assert content["application/problem+json"]["schema"] == {
                         "$ref": "#/components/schemas/ProblemDocument"}, (method, path, status)
     # the probes stay open to an orchestrator without a token
-    assert {p for m, p, op in ops if "security" not in op} == {"/healthz", "/readyz"}
+    # the probes, and the FHIR CapabilityStatement, which a FHIR client reads before it has a token
+    assert {p for m, p, op in ops if "security" not in op} == {"/healthz", "/readyz", "/fhir/metadata"}
 
 
 def test_every_operation_documents_a_typed_answer_and_its_problems(document: dict[str, Any]) -> None:
