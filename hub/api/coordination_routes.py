@@ -61,7 +61,9 @@ def coordination_router(services: Services) -> APIRouter:
     async def one_referral(household_id: str, referral_id: str) -> dict[str, Any]:
         return await asyncio.to_thread(referrals.referral, store, household_id, referral_id)
 
-    @router.get("/v1/kpis")
+    @router.get("/v1/kpis", response_class=Response, responses={200: {"description": "The KPIs", "content": {
+        "application/json": {"schema": {"type": "object", "title": "KPIs"}},
+        "text/csv": {"schema": {"type": "string"}}}}})
     async def read_kpis(start: datetime, end: datetime, by: Literal["service", "agency"] = "service",
                         format: Annotated[Literal["json", "csv"], Query()] = "json") -> Response:
         """DNA and CNA rates, referral to first contact, report latency, reports ready before appointments,
