@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     oidc_audience: str = ""
     oidc_jwks_url: str = ""
     oidc_client_id: str = ""
-    oidc_client_secret: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
     oidc_authorize_url: str = ""
     oidc_token_url: str = ""
     oidc_redirect_url: str = ""

@@ -63,8 +63,8 @@ def oidc_pages(settings: Settings, home: dict[str, str]) -> APIRouter:
             raise AuthError("this sign-in did not start here or has already been used: sign in again")
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": settings.oidc_redirect_url,
                 "client_id": settings.oidc_client_id, "code_verifier": flow["verifier"]}
-        if settings.oidc_client_secret:
-            form["client_secret"] = settings.oidc_client_secret
+        if settings.oidc_client_secret.get_secret_value():
+            form["client_secret"] = settings.oidc_client_secret.get_secret_value()
         try:
             async with httpx.AsyncClient(timeout=10) as client:
                 answer = await client.post(settings.oidc_token_url, data=form)

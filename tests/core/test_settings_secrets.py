@@ -8,12 +8,13 @@ from hub.core.settings import Settings
 
 SECRETS = {"pseudonym_key": "pseudonym-secret-0123456789", "jwt_key": "jwt-secret-0123456789abcdef",
            "payload_master_key": "master-secret-0123456789abcdef", "kafka_sasl_password": "sasl-secret-0123",
-           "metrics_token": "scraper-secret-0123456789", "session_key": "session-secret-0123456789"}
+           "metrics_token": "scraper-secret-0123456789", "session_key": "session-secret-0123456789",
+           "schema_registry_password": "registry-secret-0123", "oidc_client_secret": "client-secret-0123456789"}
 
 
 def test_every_secret_setting_is_a_secret_string() -> None:
     secret_like = {name for name in Settings.model_fields
-                   if name.endswith(("_key", "_password", "_token")) and not name.endswith("_file")}
+                   if name.endswith(("_key", "_password", "_token", "_secret")) and not name.endswith("_file")}
     assert secret_like == set(SECRETS)
     for name in secret_like:
         assert Settings.model_fields[name].annotation is SecretStr, name
