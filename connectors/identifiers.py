@@ -114,7 +114,7 @@ def subject_ref(system: str, value: object) -> SubjectRef:
     """Validate ``value`` as an identifier of ``system`` and return a normalised :class:`SubjectRef`."""
     hub_system = SYSTEM_ALIASES.get(system)
     if hub_system is None:
-        raise IdentifierError(f"identifier system {system!r} is not one the hub links")
+        raise IdentifierError(f"identifier system is not one the hub links ({', '.join(sorted(SYSTEM_ALIASES))})")
     return SubjectRef(system=hub_system, value=_NORMALISERS[hub_system](value))
 
 

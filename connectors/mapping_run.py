@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -16,6 +17,25 @@ from hub.core.errors import ConfigError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.privacy import scrub
 
+_SNAKE_CODE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def shown_code(kind: object) -> str:
+    """`` 'code'`` for an event type or FHIR resource type a sender may be told back, else nothing: a value
+    that is not a code (a name, a date typed into the field) is never repeated in an answer."""
+    text = str(kind)
+    if _SNAKE_CODE.fullmatch(text) or is_fhir_type(text):
+        return f" '{text}'"
+    return ""
+
+
+def is_fhir_type(name: str) -> bool:
+    from fhir.resources import get_fhir_model_class
+
+    try:
+        return bool(re.fullmatch(r"[A-Z][A-Za-z]{1,62}", name)) and get_fhir_model_class(name) is not None
+    except (KeyError, ValueError, AttributeError, ModuleNotFoundError):
+        return False
 
 class RunnableMapping(Protocol):
     """What applying needs of a :class:`connectors.mapping.Mapping`."""
@@ -77,11 +97,11 @@ class MappingRun:
             keys = sorted({p for c in candidates for p in c.rule.when if not p.startswith("$")})
             self.problem(
                 keys[0] if keys else m.kind_path,
-                f"{m.kind_label} '{kind}' with these values of {', '.join(keys) or 'its fields'} "
+                f"{m.kind_label}{shown_code(kind)} with these values of {', '.join(keys) or 'its fields'} "
                 f"is not mapped by mapping {m.ref}",
             )
         else:
-            self.problem(m.kind_path, f"{m.kind_label} '{kind}' is not mapped by mapping {m.ref}")
+            self.problem(m.kind_path, f"{m.kind_label}{shown_code(kind)} is not mapped by mapping {m.ref}")
         raise self.fail()
 
     def event(self) -> InboundEvent | None:

@@ -189,7 +189,22 @@ def to_fhir(directive: Directive) -> Consent:
     try:
         return Consent.model_validate(data)
     except ValidationError as exc:
-        raise FhirMappingError(f"directive {d.id} does not make a valid FHIR Consent: {exc}") from None
+        raise FhirMappingError(f"directive {d.id} does not make a valid FHIR Consent: {_rules(exc)}") from None
+
+
+def _rules(exc: ValidationError) -> str:
+    """Which fields broke which rule, never the refused value (pydantic's own text quotes the input): a
+    field the sender made up is reported without its name."""
+    out = []
+    for e in exc.errors():
+        loc = [str(p) for p in e["loc"]]
+        if e["type"] == "extra_forbidden":
+            out.append(".".join(loc[:-1]) + ": a field that is not part of a FHIR Consent")
+        elif e["type"] in ("value_error", "assertion_error"):
+            out.append(".".join(loc) + ": " + re.sub(r"'[^']*'|\"[^\"]*\"", "(the value)", e["msg"]))
+        else:
+            out.append(".".join(loc) + ": " + e["msg"])
+    return "; ".join(out)
 
 
 # -- import ------------------------------------------------------------------------------------------
@@ -246,7 +261,8 @@ def _scope_from(prov: Any) -> Scope:
             elif kind == "Practitioner":
                 professionals.add(ident)
             else:
-                raise FhirMappingError(f"unsupported actor reference type {kind}")
+                raise FhirMappingError("provision.actor.reference: only Organization and Practitioner actors "
+                                       "are supported")
         elif ref.identifier is not None:
             system, value = ref.identifier.system, ref.identifier.value
             if system == SYS_SERVICE:
@@ -257,21 +273,23 @@ def _scope_from(prov: Any) -> Scope:
                 try:
                     sectors.add(Sector(value))
                 except ValueError:
-                    raise FhirMappingError(f"unknown sector code {value}") from None
+                    raise FhirMappingError("provision.actor.identifier: not a sector code the hub knows "
+                                           f"({', '.join(s.value for s in Sector)})") from None
             else:
-                raise FhirMappingError(f"unsupported actor identifier system {system}")
+                raise FhirMappingError("provision.actor.identifier.system: not an actor identifier system the "
+                                       "hub supports")
         else:
             raise FhirMappingError("a provision actor needs a reference or an identifier")
     purposes: set[Purpose] = set()
     for coding in prov.purpose or ():
         if coding.system != SYS_ACT_REASON or coding.code not in _PURPOSE_BY_CODE:
-            raise FhirMappingError(f"unsupported purpose code {coding.system}#{coding.code}")
+            raise FhirMappingError("provision.purpose: not a purpose code the hub supports")
         purposes.add(_PURPOSE_BY_CODE[coding.code])
     categories: set[Category] = set()
     for coding in prov.securityLabel or ():
         key = (coding.system, coding.code)
         if key not in _CATEGORY_BY_CODE:
-            raise FhirMappingError(f"unsupported security label {coding.system}#{coding.code}")
+            raise FhirMappingError("provision.securityLabel: not a security label the hub supports")
         categories.add(_CATEGORY_BY_CODE[key])
     return Scope(
         agency_ids=frozenset(agencies) or None,
@@ -302,10 +320,10 @@ def from_fhir(resource: Consent | dict[str, Any]) -> Directive:
         try:
             resource = Consent.model_validate(resource)
         except ValidationError as exc:
-            raise FhirMappingError(f"not a valid FHIR R4 Consent: {exc}") from None
+            raise FhirMappingError(f"not a valid FHIR R4 Consent: {_rules(exc)}") from None
     c = resource
     if c.status not in ("active", "inactive"):
-        raise FhirMappingError(f"only active or inactive consents map to directives (status is {c.status})")
+        raise FhirMappingError("Consent.status: only active or inactive consents map to directives")
     ids = [i.value for i in c.identifier or () if i.system == SYS_DIRECTIVE and i.value]
     if not ids and c.id:
         ids = [c.id]  # an agency's own Consent: its id, scoped to the agency by the caller

@@ -15,7 +15,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from lxml import etree
 
 from connectors import formats
-from hub.core.errors import Problem, ValidationError
+from hub.core.errors import Problem, ValidationError, plain_error
 from hub.core.limits import MAX_JSON_DEPTH
 from hub.core.privacy import scrub
 
@@ -66,12 +66,12 @@ def validate_resource(resource: Any, root: str, row: int | None) -> list[Problem
     resource_type = resource.get("resourceType")
     model = model_class(resource_type)
     if model is None:
-        what = f"resource type '{resource_type}'" if isinstance(resource_type, str) else "resourceType"
-        return [Problem(f"{root}.resourceType", f"{what} is not a FHIR R4 resource", row)]
+        # what was sent is not repeated: it is no resource type, and could be anything (a name)
+        return [Problem(f"{root}.resourceType", "resourceType is not a FHIR R4 resource type", row)]
     try:
         model.model_validate(resource)
     except pydantic.ValidationError as exc:
-        return [Problem(_loc(root, tuple(e["loc"])), scrub(str(e["msg"])), row) for e in exc.errors()]
+        return [Problem(_loc(root, loc), scrub(msg), row) for loc, msg in map(plain_error, exc.errors())]
     return []
 
 
@@ -115,13 +115,13 @@ def _xml_resource(element: Any, root: str, row: int | None) -> tuple[dict[str, A
     model = model_class(name)
     if model is None:
         return None, [
-            Problem(f"{root}.resourceType", f"resource type '{name}' is not a FHIR R4 resource", row)
+            Problem(f"{root}.resourceType", "the element is not a FHIR R4 resource type", row)
         ]
     try:
         parsed = model.model_validate_xml(etree.tostring(element))
     except pydantic.ValidationError as exc:
         return None, [
-            Problem(_loc(root, tuple(e["loc"])), scrub(str(e["msg"])), row) for e in exc.errors()
+            Problem(_loc(root, loc), scrub(msg), row) for loc, msg in map(plain_error, exc.errors())
         ]
     except (ValueError, TypeError, RecursionError, etree.LxmlError) as exc:
         return None, [

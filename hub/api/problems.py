@@ -10,7 +10,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from hub.core.errors import HubError, Problem, ValidationError
+from hub.core.errors import HubError, Problem, ValidationError, plain_error
 
 PROBLEM_JSON = "application/problem+json"
 BASE = "https://familyhub.invalid/problems/"
@@ -48,6 +48,7 @@ async def hub_error_handler(_request: Request, exc: Exception) -> JSONResponse:
 
 async def request_validation_handler(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [Problem("/" + "/".join(str(p) for p in e["loc"][1:]), e["msg"]) for e in exc.errors()]
+    # the field and the rule, never the value (FastAPI's own answer would echo ``input``)
+    errors = [Problem("/" + "/".join(str(p) for p in loc[1:]), msg) for loc, msg in map(plain_error, exc.errors())]
     return problem(ValidationError.status, ValidationError.slug, "Invalid request",
                    f"{len(errors)} problem(s) in the request", problems_of(errors))

@@ -38,7 +38,8 @@ retryable, exit code 2.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -170,6 +171,25 @@ def issue(code: str, diagnostics: str, expression: str = "", severity: str = "er
     if expression:
         out["expression"] = [expression]
     return out
+
+
+#: pydantic error types whose message is written by a validator and may quote what it refused
+_FREE_TEXT_ERRORS = frozenset({"value_error", "assertion_error"})
+UNEXPECTED_FIELD = "a field that is not part of this resource or request (its name is not repeated)"
+
+
+def plain_error(error: Mapping[str, Any]) -> tuple[tuple[Any, ...], str]:
+    """Where a pydantic validation error is (its ``loc``) and which rule failed, never the refused value:
+    the ``input`` is dropped, a field the caller made up is reported at its parent without its name (a
+    key can be a name or a date of birth), and quoted text in a validator's message is left out."""
+    loc = tuple(error.get("loc") or ())
+    kind = str(error.get("type") or "")
+    if kind == "extra_forbidden":
+        return loc[:-1], UNEXPECTED_FIELD
+    msg = str(error.get("msg") or "invalid value")
+    if kind in _FREE_TEXT_ERRORS:
+        msg = re.sub(r"'[^']*'|\"[^\"]*\"", "(the value)", msg)
+    return loc, msg
 
 
 class ValidationError(HubError):

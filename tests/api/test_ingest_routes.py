@@ -253,7 +253,7 @@ async def test_health_transaction_is_all_or_nothing(client: httpx.AsyncClient, s
             b'{"resourceType": "Wibble"}',
             FHIR_JSON,
             422,
-            "'Wibble' is not a FHIR R4 resource",
+            "resourceType is not a FHIR R4 resource type",
         ),
         ("/v1/ingest/social-care", b"[{]", JSON, 400, "malformed JSON"),
         ("/v1/ingest/social-care", b"", CSV, 400, "CSV payload is empty"),

@@ -170,7 +170,7 @@ def test_unmapped_resource_type_is_refused():
 
 
 def test_unknown_resource_type_and_wrong_field_type():
-    with pytest.raises(ValidationError, match="resource type 'Wibble' is not a FHIR R4 resource"):
+    with pytest.raises(ValidationError, match="resourceType is not a FHIR R4 resource type"):
         health.parse_payload(b'{"resourceType": "Wibble"}', FHIR_JSON)
     with pytest.raises(ValidationError) as err:
         health.parse_payload(json.dumps(_appointment(participant="nobody")), FHIR_JSON)
