@@ -37,7 +37,6 @@ from hub.sharing import consents, delivery, readiness
 from hub.sharing.alerts import State, acknowledge_alert, list_alerts
 from hub.sharing.inbox import homes_of
 from hub.sharing.read_summaries import alerts_for
-from hub.sharing.recorded_consent import recorder
 from hub.sharing.visibility import ReadView, copies_for, readiness_for, shares_for
 from hub.stream import readmodel
 
@@ -61,6 +60,11 @@ def _check_grantor(request: Request, directive: Directive) -> None:
         raise ForbiddenError("a young person records directives in their own name")
 
 
+def _actor(request: Request) -> consents.Actor:
+    principal = getattr(request.state, "principal", None)
+    return consents.Actor(str(getattr(principal, "subject", "anonymous")), str(getattr(principal, "role", "")))
+
+
 def sharing_router(services: Services) -> APIRouter:
     router = APIRouter(tags=["sharing"])
     store = services.store
@@ -79,16 +83,18 @@ def sharing_router(services: Services) -> APIRouter:
         A parent records parents' directives and a young person their own (the Consent's performer
         says which); a coordinator may record either on the family's behalf."""
         _check_grantor(request, consents.parse(resource, child_id))
-        directive, acc = await consents.grant(store, services.ingest, household_id, child_id, resource)
+        directive, acc = await consents.grant(store, services.ingest, household_id, child_id, resource,
+                                              actor=_actor(request))
         return JSONResponse({"directive_id": directive.id, "event_id": acc[-1].event_id, "status": acc[-1].status},
                             status_code=202)
 
     @router.delete("/v1/households/{household_id}/children/{child_id}/consents/{directive_id}", status_code=202,
                    response_model=ConsentChange)
-    async def withdraw_consent(household_id: str, child_id: str, directive_id: str,
+    async def withdraw_consent(household_id: str, child_id: str, directive_id: str, request: Request,
                                reason: str | None = None) -> JSONResponse:
         """Withdraw a directive: undelivered shares are cancelled, holders of copies get a notice."""
-        acc = await consents.withdraw(store, services.ingest, household_id, child_id, directive_id, reason)
+        acc = await consents.withdraw(store, services.ingest, household_id, child_id, directive_id, reason,
+                                      actor=_actor(request))
         return JSONResponse({"directive_id": directive_id, "event_id": acc[0].event_id, "status": acc[0].status},
                             status_code=202)
 
@@ -99,13 +105,9 @@ def sharing_router(services: Services) -> APIRouter:
         directive, fhir = await asyncio.to_thread(consents.pending_directive, store, household_id, child_id,
                                                   directive_id)
         _check_grantor(request, directive)
-        acc = await consents.confirm(store, services.ingest, household_id, child_id, directive_id)
-        principal = getattr(request.state, "principal", None)
-        await asyncio.to_thread(
-            AuditLog(store).record, "consent_change", actor=getattr(principal, "subject", "anonymous"),
-            actor_role=getattr(principal, "role", ""), subject_household=household_id, subject_child=child_id,
-            data_ref="POST /v1/households/{household_id}/children/{child_id}/consents/{directive_id}/confirm",
-            detail={"directive_id": directive_id, "confirmed": True, "recorded_by": recorder(fhir)[0]})
+        del fhir  # the audit record, written with the confirmation, names the recording agency
+        acc = await consents.confirm(store, services.ingest, household_id, child_id, directive_id,
+                                     actor=_actor(request))
         return JSONResponse({"directive_id": directive_id, "event_id": acc[-1].event_id, "status": acc[-1].status},
                             status_code=202)
 

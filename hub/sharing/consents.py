@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from consent import ConsentError, Directive, Grantor, directives_needing_confirmation
 from consent.fhir import directive_to_fhir_dict, from_fhir
@@ -31,6 +33,7 @@ from hub.core.errors import NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.db.schema import consent_directives, identity_links
 from hub.db.store import Store, as_utc, utcnow
+from hub.governance.audit import AuditEntry, AuditLog
 from hub.ingest.service import Acceptance, IngestService
 
 SOURCE = "hub-consent"
@@ -78,8 +81,31 @@ def _check_young_person(store: Store, directive: Directive) -> None:
                               title="Young-person directive not in force")
 
 
+@dataclass(frozen=True)
+class Actor:
+    """Who changes a consent (the authenticated caller), for the audit record written with the change."""
+
+    subject: str
+    role: str
+
+
+HUB_ACTOR = Actor("hub", "system")  # a change the hub makes itself (tests, demo)
+
+
+def _audited(store: Store, actor: Actor, change: str, home: tuple[str, str], directive_id: str,
+             **detail: Any) -> Callable[[Connection], object]:
+    """The audit record of a consent change, written in the transaction that logs the change's event:
+    if the record cannot be written, the change is not accepted."""
+    entry = AuditEntry("consent_change", actor=actor.subject, actor_role=actor.role, subject_household=home[0],
+                       subject_child=home[1], data_ref=f"consent:{directive_id}", purpose="consent",
+                       detail={"directive_id": directive_id, "change": change, **detail})
+    audit = AuditLog(store)
+    return lambda conn: audit.record_in(conn, entry)
+
+
 async def grant(store: Store, ingest: IngestService, household_id: str, child_id: str,
-                resource: dict[str, Any], now: datetime | None = None) -> tuple[Directive, list[Acceptance]]:
+                resource: dict[str, Any], now: datetime | None = None,
+                actor: Actor = HUB_ACTOR) -> tuple[Directive, list[Acceptance]]:
     now = now or utcnow()
     directive = parse(resource, child_id)
     in_household, linked = linked_in(store, household_id, child_id)
@@ -92,7 +118,9 @@ async def grant(store: Store, ingest: IngestService, household_id: str, child_id
         record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive.id,
         source_version=int(now.timestamp() * 1000), occurred_at=directive.made_at, subject=child_subject(child_id),
         body={"directive_id": directive.id, "granted_by": "family", "fhir_consent": fhir}))
-    return directive, await ingest.accept(events)
+    then = _audited(store, actor, "granted", (household_id, child_id), directive.id,
+                    made_by_role=directive.made_by_role.value)
+    return directive, await ingest.accept(events, then=then)
 
 
 def link_event(household_id: str, child_id: str, now: datetime) -> InboundEvent:
@@ -119,7 +147,7 @@ def pending_directive(store: Store, household_id: str, child_id: str, directive_
 
 
 async def confirm(store: Store, ingest: IngestService, household_id: str, child_id: str, directive_id: str,
-                  now: datetime | None = None) -> list[Acceptance]:
+                  now: datetime | None = None, actor: Actor = HUB_ACTOR) -> list[Acceptance]:
     """The family (or their coordinator) confirms a directive an agency recorded: it comes into force."""
     now = now or utcnow()
     directive, fhir = pending_directive(store, household_id, child_id, directive_id)
@@ -129,11 +157,16 @@ async def confirm(store: Store, ingest: IngestService, household_id: str, child_
         record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive_id,
         source_version=int(now.timestamp() * 1000), occurred_at=directive.made_at, subject=child_subject(child_id),
         body={"directive_id": directive_id, "granted_by": "family", "fhir_consent": fhir}))
-    return await ingest.accept(events)
+    from hub.sharing.recorded_consent import recorder
+
+    then = _audited(store, actor, "confirmed", (household_id, child_id), directive_id, confirmed=True,
+                    recorded_by=recorder(fhir)[0])
+    return await ingest.accept(events, then=then)
 
 
 async def withdraw(store: Store, ingest: IngestService, household_id: str, child_id: str, directive_id: str,
-                   reason: str | None = None, now: datetime | None = None) -> list[Acceptance]:
+                   reason: str | None = None, now: datetime | None = None,
+                   actor: Actor = HUB_ACTOR) -> list[Acceptance]:
     now = now or utcnow()
     with store.engine.connect() as conn:
         row = conn.execute(sa.select(CD.status).where(CD.directive_id == directive_id, CD.child_id == child_id,
@@ -143,7 +176,10 @@ async def withdraw(store: Store, ingest: IngestService, household_id: str, child
     return await ingest.accept([InboundEvent(
         record_type="ConsentWithdrawn", sector="family", source_system=SOURCE,
         source_id=f"{directive_id}-withdrawn", occurred_at=now, subject=child_subject(child_id),
-        body={"directive_id": directive_id, "withdrawn_by": "family", "reason": reason})])
+        body={"directive_id": directive_id, "withdrawn_by": "family", "reason": reason})],
+        # the reason is free text: it travels sealed in the event, the audit record only says one was given
+        then=_audited(store, actor, "withdrawn", (household_id, child_id), directive_id,
+                      reason_given=bool(reason)))
 
 
 def list_directives(store: Store, household_id: str, child_id: str, *, today: date | None = None
