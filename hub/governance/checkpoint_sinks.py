@@ -107,6 +107,25 @@ async def read_topic(settings: Settings, bootstrap: str) -> list[str] | None:
         await consumer.stop()
 
 
+
+async def topic_is_empty(settings: Settings, bootstrap: str) -> bool:
+    """Whether the checkpoint topic holds nothing (a new broker that lost its predecessor's log); a
+    topic that does not exist is empty too."""
+    consumer = AIOKafkaConsumer(**client_args(settings, bootstrap), enable_auto_commit=False)  # type: ignore[arg-type]
+    try:
+        await consumer.start()
+        if AUDIT_CHECKPOINTS.name not in await consumer.topics():
+            return True
+        parts = [TopicPartition(AUDIT_CHECKPOINTS.name, p)
+                 for p in sorted(consumer.partitions_for_topic(AUDIT_CHECKPOINTS.name) or ())]
+        begin = await consumer.beginning_offsets(parts)
+        end = await consumer.end_offsets(parts)
+        return all(end[tp] <= begin[tp] for tp in parts)
+    except KafkaError as exc:
+        raise BrokerError(f"cannot read {AUDIT_CHECKPOINTS.name}: {exc}") from exc
+    finally:
+        await consumer.stop()
+
 # ---- RFC 3161 -----------------------------------------------------------------------------------
 SHA256_OID = bytes.fromhex("0609608648016503040201")  # OBJECT IDENTIFIER 2.16.840.1.101.3.4.2.1
 

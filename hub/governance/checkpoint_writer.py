@@ -6,9 +6,9 @@ signs at a time. A pass reads the head under the audit write lock (:meth:`AuditL
 since the last checkpoint it signs a :class:`~hub.governance.checkpoints.Checkpoint`, asks the timestamp
 authority for a token where one is configured, and publishes it in this order: a row in
 ``audit_checkpoints``, a line in the checkpoint file, a record on ``hub.audit.checkpoints``. A sink that
-fails is retried on the next pass before anything new is signed. The first pass re-publishes the
-file's checkpoints to the topic when the topic holds none (the embedded broker forgets its log when it
-stops).
+fails is retried on the next pass before anything new is signed. The first pass, and any pass that finds
+the topic empty when it publishes (a broker that lost its log while the hub ran: the embedded one is
+healed after a kill by a new, empty broker), re-publishes the file's checkpoints to the topic.
 """
 
 from __future__ import annotations
@@ -103,7 +103,11 @@ class CheckpointWriter:
                 left.remove("file")
             if "topic" in left:
                 bootstrap = self.bootstrap()
-                if bootstrap:
+                if bootstrap and await sinks.topic_is_empty(self.settings, bootstrap):
+                    # a broker that lost its log since (the embedded one, killed and healed): the file's
+                    # checkpoints, this one included (the file is written first), go to the topic again
+                    await self.reseed_topic()
+                elif bootstrap:
                     await sinks.publish(self.settings, bootstrap, [cp])
                 left.remove("topic")
             self.pending.pop(0)
