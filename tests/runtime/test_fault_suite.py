@@ -66,6 +66,8 @@ class Stack:
         self.env = hub_env(data_dir=tmp_path / "data", api_port=self.port, database_url=db_url,
                            webhooks_file=hooks, audit_checkpoint_interval=1)
         self.log = tmp_path / "hub.log"
+        migrated = run_hub(["migrate"], self.env)  # a configured database: only `hub migrate` migrates it
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
         self.proc: subprocess.Popen[bytes] | None = None
         self.kills: list[str] = []
         #: waits until child ``i``'s report reached the agency (set by the test, which knows the webhook)
