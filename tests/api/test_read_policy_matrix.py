@@ -233,7 +233,7 @@ def stored_entries(services: Services, household: str) -> list[dict[str, Any]]:
     for r in rows:
         r["occurred_at"] = r["occurred_at"].replace(tzinfo=UTC) if r["occurred_at"].tzinfo is None \
             else r["occurred_at"]
-        r["held"] = bool(json.loads(services.store.unseal(r.pop("record"))).get("disclosure_hold"))
+        r["held"] = bool(json.loads(r.pop("record")).get("disclosure_hold"))
     return rows
 
 
