@@ -31,7 +31,7 @@ from consent import ConsentError, Directive, Grantor, directives_needing_confirm
 from consent.fhir import directive_to_fhir_dict, from_fhir
 from hub.core.errors import NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
-from hub.db.schema import consent_directives, identity_links
+from hub.db.schema import consent_directives, household_members, identity_links
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.ingest.service import Acceptance, IngestService
@@ -112,7 +112,7 @@ async def grant(store: Store, ingest: IngestService, household_id: str, child_id
     if not in_household:
         raise NotFoundError("no such child in this household")
     _check_young_person(store, directive)
-    events = [] if linked else [link_event(household_id, child_id, now)]
+    events = [] if linked else [link_event(store, household_id, child_id, now)]
     fhir = json.dumps(directive_to_fhir_dict(directive), separators=(",", ":"))
     events.append(InboundEvent(
         record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive.id,
@@ -123,10 +123,16 @@ async def grant(store: Store, ingest: IngestService, household_id: str, child_id
     return directive, await ingest.accept(events, then=then)
 
 
-def link_event(household_id: str, child_id: str, now: datetime) -> InboundEvent:
+def link_event(store: Store, household_id: str, child_id: str, now: datetime) -> InboundEvent:
+    """The child's ``hub-child-id`` link, dated when the child was enrolled (``now`` where no enrolment is
+    recorded), so that a retried request, or a second one sent before the first link is projected, sends
+    the same link again (a duplicate) rather than other content under the same version (a conflict)."""
+    with store.engine.connect() as conn:
+        enrolled = conn.execute(sa.select(household_members.c.created_at).where(
+            household_members.c.member_id == child_id)).scalar()
     return InboundEvent(
         record_type="IdentityLinked", sector="hub", source_system=SOURCE, source_id=f"link-{child_id}-{SYSTEM}",
-        occurred_at=now, subject=child_subject(child_id),
+        occurred_at=as_utc(enrolled) if enrolled is not None else now, subject=child_subject(child_id),
         body={"action": "link", "child_id": child_id, "household_id": household_id, "identifier_system": SYSTEM,
               "reason": "consent management"})
 
@@ -152,7 +158,7 @@ async def confirm(store: Store, ingest: IngestService, household_id: str, child_
     now = now or utcnow()
     directive, fhir = pending_directive(store, household_id, child_id, directive_id)
     _, linked = linked_in(store, household_id, child_id)
-    events = [] if linked else [link_event(household_id, child_id, now)]
+    events = [] if linked else [link_event(store, household_id, child_id, now)]
     events.append(InboundEvent(
         record_type="ConsentGranted", sector="family", source_system=SOURCE, source_id=directive_id,
         source_version=int(now.timestamp() * 1000), occurred_at=directive.made_at, subject=child_subject(child_id),

@@ -55,7 +55,7 @@ async def create(store: Store, ingest: IngestService, household_id: str, child_i
     if len(set(keys)) != len(keys):
         raise ValidationError("a service is named twice")
     requisition = f"referral-{uuid.uuid4()}"
-    events = [] if linked else [link_event(household_id, child_id, now)]
+    events = [] if linked else [link_event(store, household_id, child_id, now)]
     events += [InboundEvent(
         record_type="ReferralMade", sector=referrer["sector"], source_system=SOURCE, source_id=f"{requisition}/{n}",
         occurred_at=now, subject=child_subject(child_id), category="general",

@@ -15,9 +15,10 @@ from tests.api.conftest import token_header
 MADE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def consent_body(child_id: str, role: Grantor) -> dict[str, object]:
-    d = Directive(id=f"d-{role.value}", child_id=child_id, made_by=child_id if role is Grantor.YOUNG_PERSON
-                  else "parent-1", made_by_role=role, made_at=MADE, decision=DirectiveDecision.PERMIT,
+def consent_body(child_id: str, role: Grantor, directive_id: str | None = None) -> dict[str, object]:
+    d = Directive(id=directive_id or f"d-{role.value}", child_id=child_id,
+                  made_by=child_id if role is Grantor.YOUNG_PERSON else "parent-1", made_by_role=role,
+                  made_at=MADE, decision=DirectiveDecision.PERMIT,
                   scope=Scope(sectors=frozenset({Sector.HEALTH}), purposes=frozenset({Purpose.DIRECT_CARE})))
     return directive_to_fhir_dict(d)
 
@@ -35,3 +36,30 @@ async def test_a_parent_cannot_consent_as_the_young_person_nor_the_young_person_
     assert r.status_code == 403, r.text
     assert r.json()["detail"] == "a young person records directives in their own name"
     assert services.store.log_count() == 0  # nothing was accepted
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+async def test_a_retried_consent_and_a_second_one_before_the_first_is_applied_are_both_accepted(
+        client: httpx.AsyncClient, services: Services) -> None:
+    """A sender that lost the answer sends the same Consent again, and a family may give a second one before
+    the worker applied the first: neither is refused as a conflict over the hub's own child link."""
+    from hub.demo.journey import report_not_sent_journey
+    from hub.family.enrolment import Enrolment
+    from tests.sharing.sharing_support import Feeder
+
+    enrol = Enrolment(services.store, None)  # type: ignore[arg-type]  # the NHS-number link is fed below
+    household = enrol.create_household("cc-1")
+    child = enrol.add_member(household, "child", "child").member_id
+    j = report_not_sent_journey(MADE, seed=611, child_id=child, household_id=household)
+    Feeder(services.store, MADE).feed(j.before_consent[:1], MADE)  # the worker projected the NHS-number link
+    url = f"/v1/households/{household}/children/{child}/consents"
+    coordinator = token_header(services, "coordinator", "cc-1")
+    first, second = consent_body(child, Grantor.PARENT), consent_body(child, Grantor.PARENT, "d-parent-2")
+    answers = []
+    for body in (first, first, second):  # the hub-child-id link is not projected between them
+        r = await client.post(url, json=body, headers=coordinator)
+        assert r.status_code == 202, r.text
+        answers.append(r.json())
+    assert [a["directive_id"] for a in answers] == ["d-parent", "d-parent", "d-parent-2"]
+    # the link once (then answered as a duplicate), the first Consent in two versions, the second once
+    assert services.store.log_count() == 4
