@@ -21,7 +21,7 @@ import io
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import JSONResponse, Response
 
 from hub.core.errors import NotFoundError, ValidationError
@@ -44,13 +44,18 @@ def coordination_router(services: Services) -> APIRouter:
 
     @router.post("/v1/households/{household_id}/children/{child_id}/referrals", status_code=202)
     async def refer(household_id: str, child_id: str,
-                    body: Annotated[dict[str, Any], Body(description="referrer_service, services, reason, priority")]
-                    ) -> dict[str, Any]:
-        """One referral to several services; each is told through its webhook or inbox as consent allows."""
+                    body: Annotated[dict[str, Any], Body(description="referrer_service, services, reason, priority")],
+                    idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
+        """One referral to several services; each is told through its webhook or inbox as consent allows.
+
+        Send an ``Idempotency-Key`` to retry safely: the same key for the same child answers with the
+        referral the first request made (``duplicate``) and records nothing again."""
         referral_id, accepted = await referrals.create(
             store, services.ingest, household_id, child_id, referrer_service=body.get("referrer_service"),
-            services=body.get("services"), reason=body.get("reason"), priority=body.get("priority"))
-        return {"referral_id": referral_id, "parts": len(accepted)}
+            services=body.get("services"), reason=body.get("reason"), priority=body.get("priority"),
+            idempotency_key=idempotency_key)
+        return {"referral_id": referral_id, "parts": len(accepted),
+                "status": "duplicate" if all(a.status == "duplicate" for a in accepted) else "accepted"}
 
     @router.get("/v1/households/{household_id}/referrals")
     async def household_referrals(household_id: str) -> dict[str, Any]:

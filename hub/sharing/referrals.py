@@ -16,8 +16,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from hub.core.errors import NotFoundError, ValidationError
 from hub.core.events import InboundEvent
+from hub.db.schema import ingest_log
 from hub.db.store import Store, utcnow
 from hub.ingest.service import Acceptance, IngestService
 from hub.sharing.alerts import list_alerts
@@ -26,6 +29,8 @@ from hub.sharing.coordination import untold_categories
 from hub.stream import readmodel
 
 SOURCE = "hub-referrals"
+#: the namespace of requisitions derived from an Idempotency-Key
+_KEYS = uuid.UUID("5b0f7a52-3a64-4c1e-9d0e-7f1b2c3d4e5f")
 PATHWAY = "single point of access"
 SECTORS = ("health", "social_care", "education")
 
@@ -40,9 +45,13 @@ def _service(raw: Any, what: str) -> dict[str, Any]:
 
 async def create(store: Store, ingest: IngestService, household_id: str, child_id: str, *,
                  referrer_service: Any, services: Any, reason: str | None = None, priority: str | None = None,
-                 now: datetime | None = None) -> tuple[str, list[Acceptance]]:
+                 now: datetime | None = None, idempotency_key: str | None = None) -> tuple[str, list[Acceptance]]:
     """Make the referral: one ``ReferralMade`` per named service, one requisition. Refused (422, nothing
-    recorded) without a referring service or with no service, a service named twice, or one malformed."""
+    recorded) without a referring service or with no service, a service named twice, or one malformed.
+
+    With an ``idempotency_key`` the requisition is derived from it (and the household and child), so a
+    request sent again with the same key is answered with the referral the first one made, as duplicates,
+    and nothing is recorded twice."""
     now = now or utcnow()
     in_household, linked = linked_in(store, household_id, child_id)
     if not in_household:
@@ -54,14 +63,29 @@ async def create(store: Store, ingest: IngestService, household_id: str, child_i
     keys = [(s["agency_id"], s["service_name"]) for s in named]
     if len(set(keys)) != len(keys):
         raise ValidationError("a service is named twice")
-    requisition = f"referral-{uuid.uuid4()}"
+    keyed = None if idempotency_key is None else uuid.uuid5(_KEYS, "\x1f".join((household_id, child_id,
+                                                                                  idempotency_key)))
+    requisition = f"referral-{keyed or uuid.uuid4()}"
+    made = _made(store, requisition, len(named)) if idempotency_key is not None else []
+    if made:
+        return requisition, made
     events = [] if linked else [link_event(store, household_id, child_id, now)]
     events += [InboundEvent(
         record_type="ReferralMade", sector=referrer["sector"], source_system=SOURCE, source_id=f"{requisition}/{n}",
         occurred_at=now, subject=child_subject(child_id), category="general",
         body={"service": s, "referrer_service": referrer, "reason": reason, "priority": priority, "pathway": PATHWAY,
               "requisition": requisition}) for n, s in enumerate(named)]
-    return requisition, await ingest.accept(events)
+    accepted = await ingest.accept(events)
+    return requisition, accepted[len(accepted) - len(named):]  # the parts, not the hub's own link before them
+
+
+def _made(store: Store, requisition: str, parts: int) -> list[Acceptance]:
+    """The parts of ``requisition`` already in the ingest log, as duplicates (none: not made yet)."""
+    ids = [f"{requisition}/{n}" for n in range(parts)]
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(ingest_log.c.event_id, ingest_log.c.source_version, ingest_log.c.topic)
+                            .where(ingest_log.c.source_system == SOURCE, ingest_log.c.source_id.in_(ids))).all()
+    return [Acceptance(r.event_id, int(r.source_version), "duplicate", r.topic) for r in rows]
 
 
 def _answer(part: dict[str, Any], later: list[dict[str, Any]]) -> dict[str, Any]:

@@ -161,10 +161,18 @@ async def test_the_coordinator_makes_one_referral_to_several_services_and_follow
     assert (await client.post(url, headers=agency, json=body)).status_code == 403
     assert (await client.get(f"/v1/households/{hh}/referrals", headers=mine)).json()["referrals"] == []
 
-    made = await client.post(url, headers=mine, json=body)
-    assert made.status_code == 202 and made.json()["parts"] >= 3
+    made = await client.post(url, headers={**mine, "Idempotency-Key": "ref-1"}, json=body)
+    assert made.status_code == 202 and made.json()["parts"] == 3 and made.json()["status"] == "accepted"
+    logged = services.store.log_count()
+    # the answer was lost and the coordinator's system sends it again: the same referral, nothing new
+    again = await client.post(url, headers={**mine, "Idempotency-Key": "ref-1"}, json=body)
+    assert again.status_code == 202, again.text
+    assert again.json() == {**made.json(), "status": "duplicate"}
+    assert services.store.log_count() == logged
     await asyncio.to_thread(project_log, services)
     referral_id = made.json()["referral_id"]
+    assert [r["referral_id"] for r in (await client.get(f"/v1/households/{hh}/referrals", headers=mine)
+                                       ).json()["referrals"]] == [referral_id]
     one = (await client.get(f"/v1/households/{hh}/referrals/{referral_id}", headers=mine)).json()
     assert [r["service"]["service_name"] for r in one["services"]] == ["Speech and language therapy", "Physiotherapy",
                                                                        "Occupational therapy"]
