@@ -87,9 +87,15 @@ async def _client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=10.0)
 
 
-def simulate(store: Store, pop: Population, chores: timedelta, seed: int) -> dict[str, Any]:
-    """Run the year, each event at its own arrival time; returns timings."""
+def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *,
+             readiness_at_arrival: bool = True) -> dict[str, Any]:
+    """Run the year, each event at its own arrival time; returns timings. With ``readiness_at_arrival`` the
+    household an event touched is swept for readiness at once (the hub sweeps every
+    ``HUB_SHARING_READINESS_INTERVAL``, 300 s by default: "at once" in simulated time), besides the sweeps of
+    every household every ``chores``."""
     feeder = Feeder(store, END)
+    household_of = {(s.system, s.value): c.household_id for i in range(pop.families)
+                    for c in pop.family(i).children for s in c.identifiers.values()}
     timed = [(arrival, ev) for i in range(pop.families) for arrival, ev in pop.family_events(i)]
     timed += consents(pop, random.Random(seed))
     arrivals = sorted(((a, n, e) for n, (a, e) in enumerate(timed)), key=lambda t: (t[0], t[1]))
@@ -114,10 +120,17 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int) -> dic
             pass
         # what the decision queued goes out at once, as the deliverer sends it
         runner.run(deliver_due(store, client, arrival))
+        household = household_of.get((ev.subject.system, ev.subject.value)) if ev.subject else None
+        if readiness_at_arrival and household is not None:
+            readiness.sweep(store, arrival, households=[household])
     runner.run(client.aclose())
     runner.close()
     hook.close()
-    return {"seconds": time.perf_counter() - t0, "events": len(arrivals)}
+    linked: dict[str, datetime] = {}  # when the hub could first place each child: its first link's arrival
+    for arrival, _, ev in arrivals:
+        if ev.record_type == "IdentityLinked":
+            linked.setdefault(ev.body["child_id"], arrival)
+    return {"seconds": time.perf_counter() - t0, "events": len(arrivals), "linked": linked}
 
 
 def _median(values: list[float]) -> float | None:
@@ -128,7 +141,7 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(sorted(values)[max(math.ceil(q * len(values)) - 1, 0)], 1) if values else None
 
 
-def figures(store: Store, seed: int) -> dict[str, Any]:
+def figures(store: Store, seed: int, linked: dict[str, datetime]) -> dict[str, Any]:
     children = [c for h in readmodel.households(store) for c in coordination.household_facts(store, h.household_id)]
     sent = load_deliveries(store)
     year = Period(END - timedelta(days=SPAN_DAYS), END)
@@ -156,11 +169,18 @@ def figures(store: Store, seed: int) -> dict[str, Any]:
         joined = next((f.occurred_at for f in child.facts if f.service == (r.agency_id, r.service)), None)
         if joined is not None and joined <= rep.occurred_at:  # a recipient already in the team at issue
             in_team.append((at - rep.occurred_at) / timedelta(minutes=1))
-    shown_in_time = _absence_shown(children, sent, year, shown)
+    outcomes = _appointment_outcomes(children, sent, year, shown, linked)
+    shown_in_time = outcomes["shown"]
+    beyond = sum(n for k, n in outcomes.items() if k in BEYOND_ANY_HUB)
+    met = all_ready + shown_in_time
     post = _baseline(children, year, random.Random(seed))
     return {"appointments_with_reports": with_reports,
             "hub": {"all_available_2_days_before": all_ready, "absence_shown_2_days_before": shown_in_time,
-                    "share": round((all_ready + shown_in_time) / with_reports, 4) if with_reports else None,
+                    "share": round(met / with_reports, 4) if with_reports else None,
+                    "missed": {k: n for k, n in sorted(outcomes.items()) if k not in ("delivered", "shown")},
+                    "can_be_met": with_reports - beyond,
+                    "share_of_those_that_can_be_met": round(met / (with_reports - beyond), 4)
+                    if with_reports > beyond else None,
                     "latency_median_minutes": round(statistics.median(latency), 1) if latency else None,
                     "latency_p95_minutes": _pct(latency, 0.95), "deliveries": len(latency),
                     "in_team_at_issue": {"deliveries": len(in_team), "median_minutes": _median(in_team),
@@ -171,10 +191,19 @@ def figures(store: Store, seed: int) -> dict[str, Any]:
             "no_hub": post}
 
 
-def _absence_shown(children: list[Any], sent: list[Any], year: Period, shown: set[tuple[Any, Any]]) -> int:
-    """Appointments not all ready for which a readiness alert about them was raised 2 days or more before."""
-    n = 0
-    first = {}
+#: why an appointment missed the goal where no hub could have met it: the hub did not hold the report, or
+#: the appointment, or the child, by the cut-off (2 days before the appointment)
+BEYOND_ANY_HUB = ("report_reached_the_hub_after_the_cut_off", "booking_reached_the_hub_after_the_cut_off",
+                  "child_linked_after_the_cut_off")
+
+
+def _appointment_outcomes(children: list[Any], sent: list[Any], year: Period, shown: set[tuple[Any, Any]],
+                          linked: dict[str, datetime]) -> Counter[str]:
+    """Each appointment with relevant reports: ``delivered`` (every one 2 days before), ``shown`` (a readiness
+    alert about it by then), or why it missed: the first that applies of the booking, the child's link or a
+    missing report reaching the hub after the cut-off (no hub could meet those), else ``missed_by_the_hub``."""
+    out: Counter[str] = Counter()
+    first: dict[tuple[str, str, str], datetime] = {}
     for d in sent:
         if d.delivered_at is not None:
             key = (d.information_id, d.agency_id or "", d.service or "")
@@ -190,13 +219,25 @@ def _absence_shown(children: list[Any], sent: list[Any], year: Period, shown: se
             due = start - READY_BEFORE
             relevant = [f for f in child.facts if f.record_type in ("ReportIssued", "ReportAmended")
                         and f.occurred_at <= due and f.service != a.service]
+            if not relevant:
+                continue
             missing = [f for f in relevant
                        if (got := first.get((f.event_id, a.agency_id or "", a.service_name or ""))) is None
                        or got > due]
             appt = a.record["meta"].get("source_id")
-            if relevant and missing and appt in alerted and alerted[appt] <= due:
-                n += 1
-    return n
+            if not missing:
+                out["delivered"] += 1
+            elif appt in alerted and alerted[appt] <= due:
+                out["shown"] += 1
+            elif as_utc(a.record["meta"]["received_at"]) > due:
+                out[BEYOND_ANY_HUB[1]] += 1
+            elif child.child_id not in linked or linked[child.child_id] > due:
+                out[BEYOND_ANY_HUB[2]] += 1
+            elif any(as_utc(f.record["meta"]["received_at"]) > due for f in missing):
+                out[BEYOND_ANY_HUB[0]] += 1
+            else:
+                out["missed_by_the_hub"] += 1
+    return out
 
 
 def _baseline(children: list[Any], year: Period, rng: random.Random) -> dict[str, Any]:
@@ -231,6 +272,8 @@ def main() -> None:
     parser.add_argument("--families", type=int, default=60)
     parser.add_argument("--events-per-family", type=int, default=80)
     parser.add_argument("--chores-hours", type=float, default=96.0)
+    parser.add_argument("--readiness-at-arrival", action=argparse.BooleanOptionalAction, default=True,
+                        help="sweep the touched household's readiness as each event arrives (the hub's 300 s)")
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--json", default="")
@@ -240,9 +283,11 @@ def main() -> None:
         store = Store.open(args.database_url or f"sqlite:///{tmp}/outcome.db")
         pop = Population(args.families, args.events_per_family, seed=args.seed, chunk_families=args.families,
                          prefix="out")
-        run = simulate(store, pop, timedelta(hours=args.chores_hours), args.seed)
+        run = simulate(store, pop, timedelta(hours=args.chores_hours), args.seed,
+                       readiness_at_arrival=args.readiness_at_arrival)
         result = {"families": args.families, "events": run["events"], "seconds": round(run["seconds"], 1),
-                  "events_per_second": round(run["events"] / run["seconds"], 1), **figures(store, args.seed)}
+                  "events_per_second": round(run["events"] / run["seconds"], 1),
+                  **figures(store, args.seed, run["linked"])}
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
