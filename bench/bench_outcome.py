@@ -109,11 +109,17 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *,
     next_chores = END - timedelta(days=SPAN_DAYS)
     runner = asyncio.Runner()
     client = runner.run(_client())
+    months: dict[str, dict[str, float]] = {}  # per simulated month: events, seconds, of which the sweeps
     for arrival, _, ev in arrivals:
+        month = months.setdefault(f"{arrival:%Y-%m}", {"events": 0, "seconds": 0.0, "sweeps": 0,
+                                                       "sweep_seconds": 0.0})
+        started = time.perf_counter()
         while next_chores <= arrival:  # readiness and coordination sweeps at their simulated times
             readiness.sweep(store, next_chores)
             coordination.sweep(store, next_chores)
             next_chores += chores
+            month["sweeps"] += 1
+        month["sweep_seconds"] += time.perf_counter() - started
         feeder.ingest.clock = lambda at=arrival: at  # type: ignore[misc]
         projection.apply(store, feeder.decode([ev]))
         while feeder.follower.step(arrival).more:
@@ -123,6 +129,8 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *,
         household = household_of.get((ev.subject.system, ev.subject.value)) if ev.subject else None
         if readiness_at_arrival and household is not None:
             readiness.sweep(store, arrival, households=[household])
+        month["events"] += 1
+        month["seconds"] += time.perf_counter() - started
     runner.run(client.aclose())
     runner.close()
     hook.close()
@@ -130,7 +138,9 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *,
     for arrival, _, ev in arrivals:
         if ev.record_type == "IdentityLinked":
             linked.setdefault(ev.body["child_id"], arrival)
-    return {"seconds": time.perf_counter() - t0, "events": len(arrivals), "linked": linked}
+    per_month = {m: {k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}
+                 for m, row in sorted(months.items())}
+    return {"seconds": time.perf_counter() - t0, "events": len(arrivals), "linked": linked, "months": per_month}
 
 
 def _median(values: list[float]) -> float | None:
@@ -287,7 +297,7 @@ def main() -> None:
                        readiness_at_arrival=args.readiness_at_arrival)
         result = {"families": args.families, "events": run["events"], "seconds": round(run["seconds"], 1),
                   "events_per_second": round(run["events"] / run["seconds"], 1),
-                  **figures(store, args.seed, run["linked"])}
+                  **figures(store, args.seed, run["linked"]), "per_simulated_month": run["months"]}
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -5,6 +5,7 @@ coordinator's feed of them, stay as they were; the coordination sweep does not r
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from hub.db.store import Store
 from hub.demo import scenario
 from hub.governance.alert_retention import apply_alert_retention
 from hub.governance.audit import AuditLog
+from hub.runtime.placement import worker_jobs
+from hub.runtime.sharing_jobs import AlertRetentionJob
 from hub.sharing import coordination
 from hub.sharing.alerts import acknowledge_alert, list_alerts
 from tests.sharing.sharing_support import Feeder
@@ -126,3 +129,18 @@ def test_hub_retention_apply_removes_old_resolved_alerts(store: Store, tmp_path:
     assert not resolved_before(store, CLOCK - timedelta(days=100))
     bad = runner.invoke(cli, ["retention", "apply"], env={**env, "HUB_ALERT_RETENTION_DAYS": "-1"})
     assert bad.exit_code == 2 and "HUB_ALERT_RETENTION_DAYS" in bad.output
+
+
+def test_the_chores_remove_them_under_the_chores_lease_wherever_the_chores_run(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUB_ALERT_RETENTION_DAYS", "90")
+    jobs = {j.name: j for j in worker_jobs(store, "worker-1", deliver=True)}
+    job = jobs["sharing.alert_retention"]
+    assert isinstance(job, AlertRetentionJob) and job.lease is not None and job.every == 3600
+    assert "sharing.alert_retention" not in {j.name for j in worker_jobs(store, "worker-1", deliver=False)}
+    old = resolved_before(store, CLOCK - timedelta(days=90))
+    assert old
+    asyncio.run(job.run_once())
+    assert not resolved_before(store, CLOCK - timedelta(days=90))
+    [record] = AuditLog(store).records(actions=["erasure"])
+    assert record.actor == "hub-retention" and sum(record.detail["alerts"]["removed"].values()) == len(old)
