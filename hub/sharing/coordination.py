@@ -10,7 +10,8 @@ records gives the same alerts. A record that arrives late (after a sweep passed 
 the alerts it touches to what the full record shows; one raised on records a late one contradicts is
 kept, resolved as no longer shown. Each alert raised, resolved or corrected is also a change in the
 household's change feed (kind ``alert``, ``alert_resolved``, ``alert_corrected``), so it reaches the
-coordinator's live streams.
+coordinator's live streams. An episode that cleared before the alerts' retention cut-off
+(:func:`hub.governance.alert_retention.forget_before`) is not raised again once retention removed its alert.
 """
 
 from __future__ import annotations
