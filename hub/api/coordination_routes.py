@@ -9,8 +9,9 @@
 * ``GET /v1/households/{hid}/referrals`` and ``…/referrals/{referral_id}`` — each referral with one row per
   service and its answer (accepted, declined with its reason, waiting list with its estimate, first
   appointment booked, no answer). The household's coordinator only.
-* ``GET /v1/kpis?start=&end=&by=service|agency&format=json|csv`` — the KPIs over ``[start, end)`` (definitions:
-  docs/operations.md, "KPIs: definitions"). A commissioner, IG officer or admin only.
+* ``GET /v1/kpis?start=&end=&by=service|agency|household_type&household_type=&format=json|csv`` — the KPIs over
+  ``[start, end)``, grouped by service, agency or household type, optionally over one household type's
+  children only (definitions: docs/operations.md, "KPIs: definitions"). A commissioner, IG officer or admin only.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from hub.core.errors import NotFoundError, ValidationError
 from hub.ingest.services import Services
 from hub.sharing import coordination, kpis, referrals
 from hub.stream import readmodel
-from hub.stream.kpis import as_csv_rows
+from hub.stream.household_types import TYPES
+from hub.stream.kpis import CSV_FIELDS, as_csv_rows
 
 
 def coordination_router(services: Services) -> APIRouter:
@@ -69,18 +71,21 @@ def coordination_router(services: Services) -> APIRouter:
     @router.get("/v1/kpis", response_class=Response, responses={200: {"description": "The KPIs", "content": {
         "application/json": {"schema": {"type": "object", "title": "KPIs"}},
         "text/csv": {"schema": {"type": "string"}}}}})
-    async def read_kpis(start: datetime, end: datetime, by: Literal["service", "agency"] = "service",
+    async def read_kpis(start: datetime, end: datetime,
+                        by: Literal["service", "agency", "household_type"] = "service",
+                        household_type: Annotated[str | None, Query(
+                            description=f"only households of this type: {', '.join(TYPES)}")] = None,
                         format: Annotated[Literal["json", "csv"], Query()] = "json") -> Response:
         """DNA and CNA rates, referral to first contact, report latency, reports ready before appointments,
-        copies to the family and caseload sizes, over the period, by service or agency."""
+        copies to the family and caseload sizes, over the period, by service, agency or household type."""
         start, end = _utc(start), _utc(end)
         if end <= start:
             raise ValidationError("end must be after start")
-        result = await asyncio.to_thread(kpis.kpis, store, start, end, by)
+        result = await asyncio.to_thread(kpis.kpis, store, start, end, by, None, household_type)
         if format == "json":
             return JSONResponse(result)
         out = io.StringIO()
-        writer = csv.DictWriter(out, ["kpi", "agency_id", "service", "measure", "value"], lineterminator="\n")
+        writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(as_csv_rows(result))
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8")

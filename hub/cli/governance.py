@@ -12,8 +12,10 @@ from hub.core.errors import HubError
 
 if TYPE_CHECKING:
     from hub.db.store import Store
+    from hub.governance.alert_retention import AlertRetentionReport
 
-retention_app = typer.Typer(help="Remove events older than their agency's retention period.", no_args_is_help=True)
+retention_app = typer.Typer(help="Remove events older than their agency's retention period, and old resolved alerts.",
+                            no_args_is_help=True)
 keys_app = typer.Typer(help="Per-subject payload keys and the master key that wraps them.", no_args_is_help=True)
 
 
@@ -78,22 +80,27 @@ def erase(
 def retention_apply(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be removed.")] = False,
 ) -> None:
-    """Remove events older than their producing agency's period (HUB_RETENTION_POLICY); audited.
+    """Remove events older than their producing agency's period (HUB_RETENTION_POLICY) and alerts resolved
+    more than HUB_ALERT_RETENTION_DAYS ago (default 365); each audited.
 
     Safe to run on a schedule (e.g. nightly): it is idempotent. Kafka's topic retention covers the
     broker's copies (docs/operations.md).
     """
+    from hub.governance.alert_retention import apply_alert_retention
     from hub.governance.retention import apply_retention, load_policy
 
     settings = load_settings()
     try:
         policy = load_policy(settings)
-        if not policy.as_dict():
-            out.print("no retention policy (HUB_RETENTION_POLICY): nothing is removed")
-            return
-        report = apply_retention(_store(), policy, dry_run=dry_run)
+        store = _store()
+        alerts = apply_alert_retention(store, dry_run=dry_run)
+        report = apply_retention(store, policy, dry_run=dry_run) if policy.as_dict() else None
     except HubError as exc:
         fail_with(exc)
+    _print_alert_retention(alerts)
+    if report is None:
+        out.print("no retention policy (HUB_RETENTION_POLICY): no events are removed")
+        return
     table = Table("agency", "period (days)", "cut-off (event time)", "expired events", "versions")
     for a in report.agencies:
         table.add_row(a.agency_id, str(a.days), a.cutoff.strftime("%Y-%m-%d %H:%M"), str(a.events), str(a.versions))
@@ -105,6 +112,17 @@ def retention_apply(
                   f"audit record {report.audit_seq}")
     else:
         out.print("nothing has expired")
+
+
+def _print_alert_retention(report: AlertRetentionReport) -> None:
+    if report.cutoff is None:
+        out.print("alerts: kept for ever (HUB_ALERT_RETENTION_DAYS=0)")
+        return
+    kinds = ", ".join(f"{k} {n}" for k, n in report.by_kind.items()) or "none"
+    done = "would be removed" if report.dry_run else "removed"
+    out.print(f"alerts resolved before {report.cutoff:%Y-%m-%d %H:%M} ({report.days} days): {report.alerts} "
+              f"{done} ({kinds}), {report.feed_rows} change-feed row(s)"
+              + (f"; audit record {report.audit_seq}" if report.audit_seq is not None else ""))
 
 
 @keys_app.command("rewrap")

@@ -79,6 +79,7 @@ Sharing (:class:`SharingSettings`, read when used, so a change applies from the 
 | HUB_STATUTORY_NATIONS | (all) | Comma-separated nations whose statutory clocks run (`england`, `wales`). |
 | HUB_STATUTORY_WARN_DAYS | 14 | Days before a statutory deadline a running clock raises an alert. |
 | HUB_ALERT_RULES_FILE | (none) | JSON: alert rule id → parameters or `"enabled": false` (docs/operations.md). |
+| HUB_ALERT_RETENTION_DAYS | 365 | Days a resolved alert and its change-feed rows are kept (0: for ever). |
 """
 
 from __future__ import annotations
@@ -298,6 +299,7 @@ class SharingSettings(BaseSettings):
     alert_rules_file: Annotated[Path | None, Field(validation_alias="HUB_ALERT_RULES_FILE")] = None
     statutory_nations: Annotated[str, Field(validation_alias="HUB_STATUTORY_NATIONS")] = ""
     statutory_warn_days: Annotated[int, Field(ge=0, validation_alias="HUB_STATUTORY_WARN_DAYS")] = 14
+    alert_retention_days: Annotated[int, Field(ge=0, validation_alias="HUB_ALERT_RETENTION_DAYS")] = 365
 
 
 def sharing_settings() -> SharingSettings:

@@ -5,9 +5,10 @@
   and sweeps readiness, every ``WORKER_TICK`` second; in ``process`` mode it leaves all that to
   ``hub deliver`` (:func:`deliverer_jobs`), where the chores run under the chores lease, one deliverer at
   a time. Safeguarding overrides that ended are decided again by a chore under the chores lease
-  (:class:`hub.runtime.sharing_jobs.OverrideExpiryJob`), once each. The API process relays the outbox
-  (:class:`hub.ingest.relay.RelayJob`, hosted by :func:`hub.api.app.create_app`); `hub up` runs the three
-  (:mod:`hub.runtime.stack`).
+  (:class:`hub.runtime.sharing_jobs.OverrideExpiryJob`), once each, and resolved alerts past their retention
+  are removed by another (:class:`hub.runtime.sharing_jobs.AlertRetentionJob`, hourly). The API process
+  relays the outbox (:class:`hub.ingest.relay.RelayJob`, hosted by :func:`hub.api.app.create_app`); `hub up`
+  runs the three (:mod:`hub.runtime.stack`).
 * The audit checkpoint (:class:`hub.governance.checkpoint_writer.CheckpointJob`) goes with the chores, under
   the chores lease, wherever settings are given (every ``HUB_AUDIT_CHECKPOINT_INTERVAL`` s; 0: none).
 """
@@ -22,6 +23,7 @@ from hub.db.lease import CHORES, Lease
 from hub.db.store import Store
 from hub.governance.checkpoint_writer import CheckpointJob
 from hub.runtime.sharing_jobs import (
+    AlertRetentionJob,
     AuditJob,
     AuditTrail,
     CoordinationJob,
@@ -57,7 +59,7 @@ def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.E
             AuditJob(trail, every=WORKER_TICK), EscalationJob(store, every=WORKER_TICK),
             OverrideExpiryJob(store, every=WORKER_TICK, lease=chores),
             ReadinessJob(store, every=readiness_every), CoordinationJob(store, every=coordination_every, lease=chores),
-            *checkpoint_jobs(store, settings, chores)]
+            AlertRetentionJob(store, lease=chores), *checkpoint_jobs(store, settings, chores)]
 
 
 def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_every: float,
@@ -70,4 +72,5 @@ def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_
             EscalationJob(store, every=escalate_every, lease=chores),
             OverrideExpiryJob(store, every=escalate_every, lease=chores),
             ReadinessJob(store, every=readiness_every, lease=chores),
-            CoordinationJob(store, every=coordination_every, lease=chores), *checkpoint_jobs(store, settings, chores)]
+            CoordinationJob(store, every=coordination_every, lease=chores), AlertRetentionJob(store, lease=chores),
+            *checkpoint_jobs(store, settings, chores)]

@@ -13,7 +13,9 @@
   the holder of the chores lease.
 * :class:`EscalationJob` escalates unacknowledged deliveries; :class:`ReadinessJob` sweeps readiness
   alerts and report requests; :class:`CoordinationJob` sweeps the coordination alert rules
-  (:mod:`hub.sharing.coordination`).
+  (:mod:`hub.sharing.coordination`); :class:`AlertRetentionJob` removes alerts resolved more than
+  ``HUB_ALERT_RETENTION_DAYS`` ago (:mod:`hub.governance.alert_retention`), every ``ALERT_RETENTION_EVERY``
+  seconds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from hub.core.errors import HubError
 from hub.core.jobs import Job
 from hub.db.lease import CHORES, Lease
 from hub.db.store import Store, utcnow
+from hub.governance.alert_retention import apply_alert_retention
 from hub.sharing import audit_trail, coordination
 from hub.sharing.delivery import DeliveryStats, deliver_due, escalate_unacknowledged
 from hub.sharing.follower import LEASE, Follower
@@ -39,6 +42,8 @@ from hub.sharing.safeguarding import expire_overrides
 POLL = 0.2
 #: audit records copied per kind and pass; a full batch is followed by another at once
 AUDIT_BATCH = 2000
+#: seconds between passes of alert retention (resolved alerts are kept for days: an hour is prompt enough)
+ALERT_RETENTION_EVERY = 3600.0
 
 
 def claimed(stats: DeliveryStats) -> int:
@@ -188,4 +193,16 @@ class OverrideExpiryJob(Job):
 
     async def run_once(self) -> float | None:
         await asyncio.to_thread(expire_overrides, self.store, utcnow())
+        return None
+
+
+class AlertRetentionJob(Job):
+    """Remove alerts resolved more than ``HUB_ALERT_RETENTION_DAYS`` ago and their change-feed rows; audited."""
+
+    def __init__(self, store: Store, *, every: float = ALERT_RETENTION_EVERY, lease: Lease | None = None) -> None:
+        super().__init__("sharing.alert_retention", every=every, lease=lease)
+        self.store = store
+
+    async def run_once(self) -> float | None:
+        await asyncio.to_thread(apply_alert_retention, self.store)
         return None

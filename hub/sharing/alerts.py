@@ -13,6 +13,9 @@ The lifecycle of an alert:
     the condition cleared (:func:`resolve`): ``resolved_at`` and the ``resolution`` in words are set
     once, from open or acknowledged, by whichever chore or change sees it first. A resolved alert is
     not raised again for the same key.
+removed
+    ``HUB_ALERT_RETENTION_DAYS`` (365) after it was resolved, with its rows in the change feed, audited
+    (:mod:`hub.governance.alert_retention`); open and acknowledged alerts are never removed.
 """
 
 from __future__ import annotations

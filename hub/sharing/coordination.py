@@ -10,7 +10,8 @@ records gives the same alerts. A record that arrives late (after a sweep passed 
 the alerts it touches to what the full record shows; one raised on records a late one contradicts is
 kept, resolved as no longer shown. Each alert raised, resolved or corrected is also a change in the
 household's change feed (kind ``alert``, ``alert_resolved``, ``alert_corrected``), so it reaches the
-coordinator's live streams.
+coordinator's live streams. An episode that cleared before the alerts' retention cut-off
+(:func:`hub.governance.alert_retention.forget_before`) is not raised again once retention removed its alert.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from sqlalchemy.engine import Connection
 from consent.ruleset import load_ruleset as load_consent_ruleset
 from hub.core.errors import ConfigError
 from hub.core.settings import sharing_settings
-from hub.db.schema import alerts, caseloads, household_members, timeline_changes, timeline_entries
+from hub.db.schema import alerts, caseloads, household_members, timeline_changes
 from hub.db.store import Store, as_utc, utcnow
+from hub.governance.alert_retention import FEED_KINDS, forget_before
 from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
 from hub.stream import readmodel
 from hub.stream.clocks import ClockSet, child_clocks, clock_episodes, load_clocks
@@ -46,10 +48,7 @@ from hub.stream.coordination import (
 from hub.stream.projection import lock_change_feed
 
 A = alerts.c
-T = timeline_entries.c
 GONE = "the records no longer show this condition"
-#: the changes an alert makes in its household's change feed
-FEED_KINDS = ("alert", "alert_resolved", "alert_corrected")
 CHILD_KINDS: tuple[str, ...] = (*CHILD_RULES, "statutory_clock")
 KINDS: tuple[str, ...] = (*CHILD_KINDS, "caseload_over_limit")
 
@@ -81,11 +80,8 @@ def untold_categories() -> frozenset[str]:
 
 
 def clock(conn: Connection) -> datetime | None:
-    """The event-time clock: the latest event time of a record the hub holds, counting each record
-    only up to when the hub received it (a record dated in the future does not move the clock)."""
-    at = conn.execute(sa.select(sa.func.max(T.occurred_at)).where(
-        T.occurred_at <= T.received_at, T.status == "active")).scalar()
-    return as_utc(at) if at is not None else None
+    """The event-time clock (:func:`hub.stream.readmodel.event_clock`)."""
+    return readmodel.event_clock(conn)
 
 
 def _birthdays(store: Store, household_id: str) -> dict[str, date | None]:
@@ -129,12 +125,22 @@ def feed(conn: Connection, household_id: str, child_id: str, key: str, kind: str
                                                   event_id=str(alert_id), kind=kind, at=utcnow()))
 
 
-def apply(conn: Connection, episodes: Iterable[Episode], now: datetime) -> int:
+def _forgotten(conn: Connection, ep: Episode, forget: datetime | None) -> bool:
+    """An episode that cleared before the alerts' retention cut-off and has no alert: its alert was removed by
+    retention (or would be at once), so it is not raised again."""
+    if forget is None or ep.cleared_at is None or ep.cleared_at >= forget:
+        return False
+    return conn.execute(sa.select(A.alert_id).where(A.alert_key == ep.key)).first() is None
+
+
+def apply(conn: Connection, episodes: Iterable[Episode], now: datetime, forget: datetime | None = None) -> int:
     """Raise every episode raised by ``now`` and resolve those cleared by then; how many were raised. An
-    alert a late record contradicts (it began, or cleared, at another time) is corrected to the episode."""
+    alert a late record contradicts (it began, or cleared, at another time) is corrected to the episode.
+    An episode that cleared before ``forget`` (:func:`hub.governance.alert_retention.forget_before`) is not
+    raised if it has no alert."""
     raised = 0
     for ep in episodes:
-        if ep.raised_at > now:
+        if ep.raised_at > now or _forgotten(conn, ep, forget):
             continue
         agency, service = coordinator_of(conn, ep.child_id) if ep.child_id else (None, None)
         if raise_alert(conn, key=ep.key, kind=ep.rule, household_id=ep.household_id, child_id=ep.child_id,
@@ -185,13 +191,14 @@ def sweep(store: Store, now: datetime | None = None, *, households: list[str] | 
         at = now or clock(conn)
     ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
     raised = 0
+    forget = forget_before(at) if at is not None else None
     for hh in ids:
         if at is None:  # nothing recorded yet: no event time
             break
         episodes = [e for child in household_facts(store, hh)
                     for e in child_episodes(rules, child, at) + clock_episodes(clocks, child, at)]
         with store.engine.begin() as conn:
-            raised += apply(conn, episodes, at)
+            raised += apply(conn, episodes, at, forget)
             _resolve_gone(conn, hh, CHILD_KINDS, {e.key for e in episodes if e.raised_at <= at}, at)
     return raised + sweep_caseloads(store, rules)
 

@@ -8,12 +8,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from hub.db.schema import caseloads, deliveries
+from hub.core.errors import ValidationError
+from hub.db.schema import caseloads, deliveries, household_members
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.coordination import household_facts, statutory_clocks
 from hub.stream import readmodel
 from hub.stream.clocks import child_clocks
-from hub.stream.kpis import By, Delivery, Period, all_kpis
+from hub.stream.household_types import TYPES, Member
+from hub.stream.household_types import household_type as type_of
+from hub.stream.kpis import By, Delivery, Grouping, Period, all_kpis
 
 D = deliveries.c
 
@@ -38,12 +41,32 @@ def caseload_sizes(store: Store) -> dict[str, int]:
             sa.select(C.coordinator_id, sa.func.count()).group_by(C.coordinator_id))}
 
 
-def kpis(store: Store, start: datetime, end: datetime, by: By = "service",
-         now: datetime | None = None) -> dict[str, Any]:
-    """Every KPI over ``[start, end)``, grouped by service or agency."""
+def household_types(store: Store, linked: dict[str, list[str]]) -> dict[str, str]:
+    """Each household's type (:mod:`hub.stream.household_types`) from its enrolled members and ``linked``
+    (household id → children linked by identifier)."""
+    M = household_members.c
+    members: dict[str, list[Member]] = {}
+    with store.engine.connect() as conn:
+        for r in conn.execute(sa.select(M.household_id, M.member_id, M.kind, M.parental_responsibility,
+                                        M.corporate_parent)):
+            members.setdefault(r.household_id, []).append(
+                Member(r.member_id, r.kind, bool(r.parental_responsibility), r.corporate_parent))
+    return {h: type_of(members.get(h, ()), linked.get(h, ())) for h in set(members) | set(linked)}
+
+
+def kpis(store: Store, start: datetime, end: datetime, by: By = "service", now: datetime | None = None,
+         household_type: str | None = None) -> dict[str, Any]:
+    """Every KPI over ``[start, end)``, grouped by service, agency or household type; with ``household_type``,
+    over the children of households of that type only (caseload sizes stay whole)."""
+    if household_type is not None and household_type not in TYPES:
+        raise ValidationError(f"unknown household type {household_type!r} (known: {', '.join(TYPES)})")
     now = now or utcnow()
-    children = [c for h in readmodel.households(store)
+    summaries = readmodel.households(store)
+    types = household_types(store, {h.household_id: list(h.children) for h in summaries})
+    children = [c for h in summaries if household_type is None or types.get(h.household_id) == household_type
                 for c in household_facts(store, h.household_id, as_coordinator=False)]
     clocks = statutory_clocks()
     running = [k for c in children for k in child_clocks(clocks, c, now)]
-    return all_kpis(children, load_deliveries(store), caseload_sizes(store), Period(start, end), by, now, running)
+    result = all_kpis(children, load_deliveries(store), caseload_sizes(store), Period(start, end),
+                      Grouping(by, types), now, running)
+    return {**result, "household_type": household_type}

@@ -37,6 +37,14 @@ class HouseholdSummary:
     parked: int = 0
 
 
+def event_clock(conn: sa.Connection) -> datetime | None:
+    """The event-time clock: the latest event time of a record the hub holds, counting each record
+    only up to when the hub received it (a record dated in the future does not move the clock)."""
+    at = conn.execute(sa.select(sa.func.max(T.occurred_at)).where(
+        T.occurred_at <= T.received_at, T.status == "active")).scalar()
+    return as_utc(at) if at is not None else None
+
+
 def households(store: Store) -> list[HouseholdSummary]:
     q = (sa.select(L.household_id, L.child_id, sa.func.count(T.event_id))
          .select_from(identity_links.outerjoin(timeline_entries, sa.and_(

@@ -124,8 +124,8 @@ async def test_kpis_as_json_and_csv_for_a_commissioner_and_no_one_whose_work_or_
     csv_ = await client.get("/v1/kpis", params={**period, "format": "csv", "by": "agency"}, headers=commissioner)
     assert csv_.status_code == 200 and csv_.headers["content-type"].startswith("text/csv")
     lines = csv_.text.splitlines()
-    assert lines[0] == "kpi,agency_id,service,measure,value"
-    assert "attendance,7A6,,cna,1" in lines and "attendance,7A6,,appointments,2" in lines
+    assert lines[0] == "kpi,agency_id,service,household_type,measure,value"
+    assert "attendance,7A6,,,cna,1" in lines and "attendance,7A6,,,appointments,2" in lines
     ig = token_header(services, "ig_officer", "ig-1")
     assert (await client.get("/v1/kpis", params=period, headers=ig)).status_code == 200
 
@@ -137,6 +137,44 @@ async def test_kpis_as_json_and_csv_for_a_commissioner_and_no_one_whose_work_or_
                     token_header(services, "parent", "parent-1", household="h", member="m")):
         assert (await client.get("/v1/kpis", params=period, headers=refused)).status_code == 403
     assert (await client.get("/v1/kpis", params=period, headers={"Authorization": ""})).status_code == 401
+
+
+async def test_kpis_by_household_type_for_a_commissioner_only(client: httpx.AsyncClient, services: Services) -> None:
+    await household_with_missed_appointments(client, services)  # a mother with parental responsibility, one child
+    period = {"start": (NOW - timedelta(days=60)).isoformat(), "end": NOW.isoformat()}
+    commissioner = token_header(services, "commissioner", "devon-commissioning")
+    r = await client.get("/v1/kpis", params={**period, "by": "household_type"}, headers=commissioner)
+    assert r.status_code == 200 and r.json()["by"] == "household_type"
+    (row,) = r.json()["kpis"]["attendance"]
+    assert row == {"household_type": "one_parent_one_child", "appointments": 2, "dna": 1, "cna": 1,
+                   "dna_rate": 0.5, "cna_rate": 0.5}
+
+    one = {**period, "household_type": "one_parent_one_child"}
+    narrowed = await client.get("/v1/kpis", params=one, headers=commissioner)
+    assert narrowed.json()["household_type"] == "one_parent_one_child"
+    assert {g["service"] for g in narrowed.json()["kpis"]["attendance"]} == {"Physiotherapy",
+                                                                             "Speech and language therapy"}
+    other = await client.get("/v1/kpis", params={**period, "household_type": "two_parents_one_child"},
+                             headers=commissioner)
+    assert other.json()["kpis"]["attendance"] == [] and other.json()["kpis"]["caseloads"]["max_families"] == 1
+
+    csv_ = await client.get("/v1/kpis", params={**period, "by": "household_type", "format": "csv"},
+                            headers=commissioner)
+    lines = csv_.text.splitlines()
+    assert lines[0] == "kpi,agency_id,service,household_type,measure,value"
+    assert "attendance,,,one_parent_one_child,dna,1" in lines
+    narrowed_csv = await client.get("/v1/kpis", params={**one, "format": "csv"}, headers=commissioner)
+    assert "attendance,7A6,Physiotherapy,one_parent_one_child,dna,1" in narrowed_csv.text.splitlines()
+
+    bad = await client.get("/v1/kpis", params={**period, "household_type": "single mum"}, headers=commissioner)
+    assert bad.status_code == 422 and "unknown household type 'single mum'" in bad.text
+    assert "one_parent_one_child" in bad.text and nhs_number(61) not in bad.text
+    for params in ({**period, "by": "household_type"}, one):
+        for refused in (token_header(services, "coordinator", "cc-alerts"),
+                        token_header(services, "agency", "abuhb-pas", agency="7A6"),
+                        token_header(services, "parent", "parent-1", household="h", member="m")):
+            assert (await client.get("/v1/kpis", params=params, headers=refused)).status_code == 403
+        assert (await client.get("/v1/kpis", params=params, headers={"Authorization": ""})).status_code == 401
 
 
 CARE_COORD = {"agency_id": "W06000022", "sector": "social_care", "service_name": "Complex needs care coordination"}
