@@ -40,6 +40,7 @@ from hub.api.metrics import IngestTiming, Metrics
 from hub.api.openapi import install as install_openapi
 from hub.api.problems import problem
 from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
+from hub.api.returns_routes import returns_router
 from hub.api.safeguarding_routes import safeguarding_router
 from hub.api.sampler import READY_HEARTBEAT, HubWide, MetricsSampler
 from hub.api.sharing_routes import sharing_router
@@ -294,6 +295,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     app.include_router(agency_router(services))
     app.include_router(audit_router(services))
     app.include_router(governance_router(services))
+    app.include_router(returns_router(services, registry))
     app.include_router(safeguarding_router(services))
     app.include_router(coordination_router(services))
     return app
