@@ -17,9 +17,9 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 from hub.core.privacy import PERSONAL_KEYS, REDACTED, scrub_value
-from hub.core.tracing import ids as trace_ids
 
 
 def redact_identifiers(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -36,11 +36,12 @@ def redact_identifiers(_logger: Any, _method: str, event_dict: MutableMapping[st
 
 
 def add_trace_ids(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: ``trace_id`` and ``span_id`` (hex) of the active span, when there is one."""
-    found = trace_ids()
-    if found is not None:
-        event_dict.setdefault("trace_id", found[0])
-        event_dict.setdefault("span_id", found[1])
+    """structlog processor: ``trace_id`` and ``span_id`` (hex) of the active span, when there is one
+    (the OpenTelemetry API only: logging never loads the SDK)."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
     return event_dict
 
 

@@ -30,6 +30,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from hub.core.privacy import scrub_value
+from hub.core.settings import Settings
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -81,7 +82,7 @@ def configure_tracing(service: str, *, exporter: str = "none", endpoint: str = "
     return provider
 
 
-def configure_from_settings(settings: Any, service: str) -> TracerProvider:
+def configure_from_settings(settings: Settings, service: str) -> TracerProvider:
     """:func:`configure_tracing` with the ``HUB_TRACING_*`` settings (:class:`hub.core.settings.Settings`)."""
     return configure_tracing(service, exporter=settings.tracing_exporter, endpoint=settings.tracing_otlp_endpoint,
                              sample_ratio=settings.tracing_sample_ratio)
@@ -106,19 +107,6 @@ def context_from_headers(headers: Iterable[tuple[str, bytes | str]]) -> otel_con
         return None
     ctx = _PROPAGATOR.extract(carrier)
     return ctx if trace.get_current_span(ctx).get_span_context().is_valid else None
-
-
-def context_from_carrier(carrier: Mapping[str, str]) -> otel_context.Context | None:
-    """The trace context of HTTP-style headers (lower-case names), or None."""
-    return context_from_headers((k, v) for k, v in carrier.items())
-
-
-def ids(span: trace.Span | None = None) -> tuple[str, str] | None:
-    """(trace id, span id) in hex of ``span`` (default: the active one), or None when there is none."""
-    ctx = (span or trace.get_current_span()).get_span_context()
-    if not ctx.is_valid:
-        return None
-    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
 def _traceparent(headers: Iterable[tuple[str, bytes | str]]) -> bytes | str | None:
