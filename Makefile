@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean lock
+.PHONY: demo test lint bench clean lock base-image-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ bench: $(STAMP)
 lock: $(STAMP)
 	$(VENV)/bin/uv pip compile pyproject.toml deploy/requirements.in --generate-hashes --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" -o deploy/requirements.lock
+
+# The Dockerfile's pinned base image digest against Docker Hub: fails if it is no longer published, warns if
+# its tag now names a rebuilt image (docs/operations.md, "Refresh the base image"); skipped offline.
+base-image-check: $(STAMP)
+	$(VENV)/bin/pytest -q -rsw tests/deploy/test_base_image_digest.py
 
 clean:
 	rm -rf $(VENV) .hub

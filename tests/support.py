@@ -120,3 +120,20 @@ def row_counts(store: Any) -> dict[str, int]:
     with store.engine.connect() as conn:
         return {t.name: int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
                 for t in metadata.sorted_tables}
+
+
+_SPAN_EXPORTER: list[Any] = []
+
+
+def span_exporter() -> Any:
+    """The SDK's in-memory span exporter on this process's tracer provider (added once), emptied."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from hub.core.tracing import configure_tracing
+
+    if not _SPAN_EXPORTER:
+        _SPAN_EXPORTER.append(InMemorySpanExporter())
+        configure_tracing("familyhub-test", processors=[SimpleSpanProcessor(_SPAN_EXPORTER[0])])
+    _SPAN_EXPORTER[0].clear()
+    return _SPAN_EXPORTER[0]

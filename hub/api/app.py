@@ -13,6 +13,7 @@ from typing import Any, Literal
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -39,6 +40,7 @@ from hub.api.metrics import IngestTiming, Metrics
 from hub.api.openapi import install as install_openapi
 from hub.api.problems import problem
 from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
+from hub.api.returns_routes import returns_router
 from hub.api.safeguarding_routes import safeguarding_router
 from hub.api.sampler import READY_HEARTBEAT, HubWide, MetricsSampler
 from hub.api.sharing_routes import sharing_router
@@ -131,6 +133,15 @@ def events_to_inbound(services: Services, items: list[EventIn], binding: AgencyB
     return out if binding is None else [binding.bind(e, named_system=True) for e in out]
 
 
+#: FastAPI's own OpenTelemetry instrumentation: a server span per request (continuing a caller's
+#: ``traceparent``), named by the route template, with dependency and endpoint spans inside; the hub's
+#: tracer provider scrubs identifiers from its ``url.*`` attributes (hub/core/tracing.py). Metrics stay
+#: Prometheus (hub/api/metrics.py); its log records (validation failures with their input) are off; the
+#: probes are not traced.
+TELEMETRY: TelemetryConfig = {"tracing": True, "metrics": False, "logs": False, "operation_spans": True,
+                              "exclude": lambda scope: scope.get("path") in ("/healthz", "/readyz", "/metrics")}
+
+
 def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> FastAPI:
     metrics = Metrics()
     store = services.store
@@ -214,7 +225,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     app = FastAPI(title="Family integration hub", version=VERSION, lifespan=lifespan,
                   dependencies=[Depends(guard)], docs_url="/docs" if docs else None,
                   redoc_url="/redoc" if docs else None, openapi_url="/openapi.json" if docs else None,
-                  description="Agency events in; consent-gated family timelines out.")
+                  description="Agency events in; consent-gated family timelines out.", telemetry=TELEMETRY)
     install_openapi(app)
     app.add_middleware(EdgeLimits, max_bytes=services.settings.max_body_bytes)
     app.add_middleware(IngestTiming, metrics=metrics)
@@ -284,6 +295,7 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     app.include_router(agency_router(services))
     app.include_router(audit_router(services))
     app.include_router(governance_router(services))
+    app.include_router(returns_router(services, registry))
     app.include_router(safeguarding_router(services))
     app.include_router(coordination_router(services))
     return app

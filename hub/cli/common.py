@@ -10,12 +10,14 @@ import asyncio
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
+import click
 import typer
 from rich.console import Console
 
 from hub.core.errors import HubError
 from hub.core.logging import configure_logging
 from hub.core.settings import Settings
+from hub.core.tracing import configure_from_settings
 
 if TYPE_CHECKING:
     from hub.db.store import Store
@@ -45,6 +47,9 @@ def load_settings(**overrides: object) -> Settings:
     except Exception as exc:
         fail(f"invalid settings: {exc}".replace("\n", " "))
     configure_logging(settings.log_level, settings.log_format)
+    context = click.get_current_context(silent=True)
+    command = context.command_path.split(" ", 1)[-1].replace(" ", "-") if context is not None else "cli"
+    configure_from_settings(settings, f"familyhub-{command}")
     return settings
 
 

@@ -5,6 +5,8 @@ wrote it: NHS numbers (10 digits, spaced or not), UPNs (letter + 12 characters) 
 in values are replaced, and keys that name personal data (name, dob, nhs_number, upn, …) are
 dropped to ``<redacted>``; the patterns and keys are those of :mod:`hub.core.privacy`. Code should
 log pseudonymous subjects and event ids, never identifiers; this processor is the safety net.
+:func:`add_trace_ids` adds the active span's ``trace_id`` and ``span_id`` (:mod:`hub.core.tracing`), so a
+line can be found from a trace and a trace from a line.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 from hub.core.privacy import PERSONAL_KEYS, REDACTED, scrub_value
 
@@ -30,6 +33,16 @@ def redact_identifiers(_logger: Any, _method: str, event_dict: MutableMapping[st
         else:
             out[key] = scrub_value(value)
     return out
+
+
+def add_trace_ids(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: ``trace_id`` and ``span_id`` (hex) of the active span, when there is one
+    (the OpenTelemetry API only: logging never loads the SDK)."""
+    ctx = trace.get_current_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
+    return event_dict
 
 
 class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -59,6 +72,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json", stream: Any = None
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        add_trace_ids,
         structlog.processors.format_exc_info,
         redact_identifiers,
     ]

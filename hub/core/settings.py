@@ -57,6 +57,9 @@
 | HUB_SIGNIN_LINK_MINUTES | 15 | A one-time sign-in link (`hub demo --serve`, `hub signin-link`) expires after this. |
 | HUB_LOG_LEVEL | INFO | Log level; logs are JSON lines on stdout. |
 | HUB_LOG_FORMAT | json | `json` or `console`. |
+| HUB_TRACING_EXPORTER | none | OpenTelemetry: `none` (trace ids in logs and Kafka headers only) or `otlp`. |
+| HUB_TRACING_OTLP_ENDPOINT | (empty) | OTLP/HTTP traces URL (`http://collector:4318/v1/traces`); empty: OTEL_*. |
+| HUB_TRACING_SAMPLE_RATIO | 1.0 | Share of new traces recorded (0 to 1); a record follows its request's. |
 
 Audit checkpoints (:mod:`hub.governance.checkpoints`, docs/operations.md "Audit checkpoints"): the head of
 the audit chain is signed every HUB_AUDIT_CHECKPOINT_INTERVAL seconds with the key in
@@ -194,6 +197,10 @@ class Settings(BaseSettings):
     kafka_max_request_bytes: int = Field(default=1024 * 1024, ge=128 * 1024)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
+    #: OpenTelemetry (hub/core/tracing.py): spans are always made; `otlp` also sends them
+    tracing_exporter: Literal["none", "otlp"] = "none"
+    tracing_otlp_endpoint: str = ""
+    tracing_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -288,6 +288,23 @@ class Store:
         out.sort(key=lambda r: r.seq)
         return out
 
+    def trace_headers(self, versions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], list[tuple[str, bytes]]]:
+        """The W3C trace headers (``traceparent``, ``tracestate``) each logged (event id, version) was
+        accepted with, for spans that continue its trace (:mod:`hub.core.tracing`); none for the others."""
+        wanted = set(versions)
+        c = ingest_log.c
+        ids = sorted({e for e, _ in wanted})
+        out: dict[tuple[str, int], list[tuple[str, bytes]]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(ids), _IN_CHUNK):
+                for r in conn.execute(sa.select(c.event_id, c.source_version, c.headers).where(
+                        c.event_id.in_(ids[i:i + _IN_CHUNK]))):
+                    if (r.event_id, r.source_version) in wanted:
+                        trace = [(k, v) for k, v in _headers_from_text(r.headers) if k in ("traceparent", "tracestate")]
+                        if trace:
+                            out[(r.event_id, r.source_version)] = trace
+        return out
+
     def iter_log(self, *, after_seq: int = 0, unpublished_only: bool = False,
                  batch: int = 2000) -> Iterator[list[LogRecord]]:
         c = ingest_log.c

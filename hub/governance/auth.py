@@ -300,6 +300,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     # erasure of one person: an IG decision (admins configure, they do not decide on personal data)
     ("POST", "/v1/erasures"): rule(IG),
     ("GET", "/v1/agencies/{agency_id}/returns/sen2"): rule(IG, "admin", audit="export"),  # DfE statutory return
+    # the CIN census: IG, or the authority's own social-care system; the route checks the sector and audits
+    # the export itself, once it is allowed (hub/api/returns_routes.py)
+    ("GET", "/v1/agencies/{agency_id}/returns/cin"): rule(IG, "agency", relation="agency"),
     # the family's own view of who received or viewed their child's information
     ("GET", "/v1/households/{household_id}/transparency"): rule(*FAMILY, relation="household"),
     ("POST", "/v1/agencies/{agency_id}/inbox/{delivery_id}/ack"): rule("agency", relation="agency"),

@@ -15,11 +15,9 @@ empty list means the file is in the DfE layout with every present value in its c
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from datetime import date
-
 from lxml import etree
+
+from hub.governance.dfe_layout import Item, Report, check_layout, group
 
 SPECIFICATION = "DfE SEN2 person level 2026 technical specification (census date 15 January 2026)"
 COLLECTION = "SEN2"
@@ -54,134 +52,43 @@ SEN_SETTING = {"EHE": "Elective home education", "EOTAS": "Education otherwise t
 YES_NO = {"Y": "Yes", "N": "No"}
 
 
-@dataclass(frozen=True)
-class Item:
-    """One SEN2 data item: its element name, whether it must be there, and what it may hold."""
-
-    name: str
-    required: bool = False
-    kind: str = "text"  # text | date | code | int
-    codes: dict[str, str] | None = None
-    max_len: int | None = None
-    by_la: bool = False  # person identity the local authority completes; never held by the hub
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str
-    items: tuple[Item, ...] = ()
-    children: tuple[tuple[Group, bool], ...] = ()  # (group, repeats)
-    required: bool = False
-    order: tuple[str, ...] = field(default=())
-
-
-def _group(name: str, items: tuple[Item, ...], children: tuple[tuple[Group, bool], ...] = (),
-           required: bool = False) -> Group:
-    order = tuple(i.name for i in items) + tuple(g.name for g, _ in children)
-    return Group(name, items, children, required, order)
-
-
-PLACEMENT = _group("Placement", (
+PLACEMENT = group("Placement", (
     Item("URN", kind="text", max_len=6), Item("UKPRN", kind="text", max_len=8),
     Item("SENsetting", kind="code", codes=SEN_SETTING), Item("PlacementRank", kind="int"),
     Item("EntryDate", kind="date"), Item("LeavingDate", kind="date"),
 ))
-NAMED_PLAN = _group("NamedPlan", (
+NAMED_PLAN = group("NamedPlan", (
     Item("StartDate", required=True, kind="date"), Item("SENtype", kind="code", codes=SEN_TYPE),
     Item("CeaseDate", kind="date"), Item("CeaseReason", kind="code", codes=CEASE_REASON),
 ), ((PLACEMENT, True),))
-ASSESSMENT = _group("Assessment", (
+ASSESSMENT = group("Assessment", (
     Item("AssessmentOutcome", kind="code", codes=ASSESSMENT_OUTCOME), Item("AssessmentOutcomeDate", kind="date"),
     Item("Week20", kind="code", codes=YES_NO),
 ), ((NAMED_PLAN, False),))
-REQUEST = _group("Request", (
+REQUEST = group("Request", (
     Item("ReceivedDate", required=True, kind="date"), Item("RequestSource", kind="code", codes=REQUEST_SOURCE),
     Item("RequestOutcomeDate", kind="date"), Item("RequestOutcome", kind="code", codes=REQUEST_OUTCOME),
 ), ((ASSESSMENT, False),))
-PERSON = _group("Person", (
+PERSON = group("Person", (
     Item("Surname", required=True, max_len=35, by_la=True), Item("Forename", required=True, max_len=35, by_la=True),
     Item("PersonBirthDate", required=True, kind="date", by_la=True), Item("Sex", required=True, by_la=True),
     Item("Ethnicity", by_la=True), Item("Postcode", by_la=True, max_len=8), Item("UPN", by_la=True, max_len=13),
     Item("UniqueLearnerNumber", by_la=True, max_len=10),
-), ((_group("Requests", (), ((REQUEST, True),), required=True), False),))
-COLLECTION_DETAILS = _group("CollectionDetails", (
+), ((group("Requests", (), ((REQUEST, True),), required=True), False),))
+COLLECTION_DETAILS = group("CollectionDetails", (
     Item("Collection", required=True, kind="code", codes={COLLECTION: COLLECTION}),
     Item("Year", required=True, kind="int"), Item("ReferenceDate", required=True, kind="date"),
 ), required=True)
-SOURCE = _group("Source", (
+SOURCE = group("Source", (
     Item("SourceLevel", required=True, kind="code", codes={"L": "Local authority"}),
     Item("LEA", required=True, max_len=9), Item("SoftwareCode", required=True, max_len=50),
     Item("Release", required=True, max_len=20), Item("SerialNo", required=True, kind="int"),
     Item("DateTime", required=True),
 ), required=True)
-MESSAGE = _group("Message", (), (
-    (_group("Header", (), ((COLLECTION_DETAILS, False), (SOURCE, False)), required=True), False),
-    (_group("Persons", (), ((PERSON, True),), required=True), False),
+MESSAGE = group("Message", (), (
+    (group("Header", (), ((COLLECTION_DETAILS, False), (SOURCE, False)), required=True), False),
+    (group("Persons", (), ((PERSON, True),), required=True), False),
 ), required=True)
-
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-@dataclass
-class Report:
-    problems: list[str] = field(default_factory=list)
-    to_complete: set[str] = field(default_factory=set)  # person items left for the local authority
-
-
-def _value_problem(item: Item, text: str) -> str | None:
-    if item.kind == "date":
-        if not _DATE.match(text):
-            return f"{text!r} is not a date as yyyy-mm-dd"
-        try:
-            date.fromisoformat(text)
-        except ValueError:
-            return f"{text!r} is not a calendar date"
-    elif item.kind == "int" and not text.isdigit():
-        return f"{text!r} is not a whole number"
-    elif item.kind == "code" and item.codes is not None and text not in item.codes:
-        return f"{text!r} is not in the code set ({', '.join(item.codes)})"
-    if item.max_len is not None and len(text) > item.max_len:
-        return f"is longer than {item.max_len} characters"
-    return None
-
-
-def _check_group(el: etree._Element, group: Group, path: str, report: Report) -> None:
-    items = {i.name: i for i in group.items}
-    kids = {g.name: (g, repeats) for g, repeats in group.children}
-    seen: dict[str, int] = {}
-    positions = []
-    for child in el:
-        if not isinstance(child.tag, str):
-            continue  # comments and processing instructions
-        name = child.tag
-        where = f"{path}/{name}"
-        seen[name] = seen.get(name, 0) + 1
-        if name in items:
-            positions.append(group.order.index(name))
-            text = (child.text or "").strip()
-            problem = _value_problem(items[name], text) if text else f"{where} is empty"
-            if problem:
-                report.problems.append(f"{where}: {problem}")
-        elif name in kids:
-            positions.append(group.order.index(name))
-            sub, repeats = kids[name]
-            if seen[name] > 1 and not repeats:
-                report.problems.append(f"{where}: appears more than once")
-            _check_group(child, sub, where, report)
-        else:
-            report.problems.append(f"{where}: not an item of {group.name} in {SPECIFICATION}")
-    if positions != sorted(positions):
-        report.problems.append(f"{path}: items out of the specification's order ({', '.join(group.order)})")
-    for item in group.items:
-        if item.required and item.name not in seen:
-            if item.by_la:
-                report.to_complete.add(item.name)
-            else:
-                report.problems.append(f"{path}/{item.name}: required")
-    for sub, _ in group.children:
-        if sub.required and sub.name not in seen:
-            report.problems.append(f"{path}/{sub.name}: required")
-
 
 def _cross_checks(root: etree._Element, report: Report) -> None:
     """The specification's rules between items of one request."""
@@ -205,15 +112,7 @@ def _cross_checks(root: etree._Element, report: Report) -> None:
 
 def check(xml: bytes) -> Report:
     """Check a SEN2 return against the encoded field definitions (layout, order, formats, code sets)."""
-    report = Report()
-    try:
-        root = etree.fromstring(xml, parser=etree.XMLParser(resolve_entities=False, no_network=True))
-    except etree.XMLSyntaxError as exc:
-        report.problems.append(f"not well-formed XML: {exc}")
-        return report
-    if root.tag != MESSAGE.name:
-        report.problems.append(f"the root element is {root.tag}, not Message")
-        return report
-    _check_group(root, MESSAGE, "Message", report)
-    _cross_checks(root, report)
+    report, root = check_layout(xml, MESSAGE, SPECIFICATION)
+    if root is not None:
+        _cross_checks(root, report)
     return report

@@ -15,10 +15,12 @@ from aiokafka.errors import (
     UnknownError,
 )
 from aiokafka.partitioner import DefaultPartitioner, murmur2
+from opentelemetry.trace import SpanKind
 
 from hub.core.errors import BrokerError, RecordsRefusedError
 from hub.core.logging import get_logger
 from hub.core.settings import Settings
+from hub.core.tracing import tracer
 from hub.kafka.topics import client_args
 
 log = get_logger(__name__)
@@ -111,7 +113,17 @@ class Publisher:
         A failure a retry may cure (no connection, a timeout) is a :class:`BrokerError`. Records the
         producer or the broker refuses as too large are a :class:`RecordsRefusedError` raised after
         every other record was acknowledged, so the caller can dead-letter them and move on.
+        One ``publish`` span (a child of the caller's, :mod:`hub.core.tracing`) covers the batch.
         """
+        topics = sorted({r.topic for r in records})
+        with tracer().start_as_current_span(
+                f"publish {topics[0]}" if len(topics) == 1 else "publish", kind=SpanKind.PRODUCER,
+                attributes={"messaging.system": "kafka", "messaging.operation.type": "publish",
+                            "messaging.destination.name": ",".join(topics),
+                            "messaging.batch.message_count": len(records)}):
+            await self._publish(records)
+
+    async def _publish(self, records: Sequence[OutgoingRecord]) -> None:
         if self._producer is None:
             raise BrokerError("the publisher is not connected to Kafka")
         if self.unreachable:  # refuse at once rather than wait out the request timeout; retrying cures it

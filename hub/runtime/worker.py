@@ -22,6 +22,7 @@ import faust
 from hub.core.jobs import Runner
 from hub.core.logging import configure_logging, get_logger
 from hub.core.settings import Settings
+from hub.core.tracing import configure_from_settings
 from hub.db.keyvault import sealed_serde
 from hub.db.store import Store
 from hub.kafka.publisher import Publisher
@@ -161,6 +162,7 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
 def run_worker(settings: Settings) -> None:
     """Run one worker in the foreground until SIGTERM/SIGINT."""
     configure_logging(settings.log_level, settings.log_format)
+    configure_from_settings(settings, "familyhub-worker")
     app = create_app(settings)
     from faust.worker import Worker
 

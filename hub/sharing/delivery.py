@@ -79,9 +79,11 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from opentelemetry.trace import SpanKind
 
 from hub.core.logging import get_logger
 from hub.core.settings import sharing_settings
+from hub.core.tracing import continued
 from hub.db.schema import consent_directives, deliveries, share_decisions
 from hub.db.store import Store, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert
@@ -258,10 +260,19 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
     if rows:
         hooks = await asyncio.to_thread(load_webhooks, store)
         cancel = await asyncio.to_thread(_withdrawn, store, rows)
+        traces = await asyncio.to_thread(store.trace_headers,
+                                         [(r["information_id"], r["information_version"]) for r in rows])
         outcomes: list[tuple[str, str, dict[str, Any]]] = []
         sem = asyncio.Semaphore(concurrency)
 
         async def one(row: dict[str, Any]) -> None:
+            # a span continuing the trace of the request that sent the information (hub/core/tracing.py)
+            with continued("deliver", [traces.get((row["information_id"], row["information_version"]), [])],
+                           kind=SpanKind.CLIENT, attributes={"hub.delivery.kind": row["kind"],
+                                                             "hub.recipient.kind": row["recipient_kind"]}):
+                await deliver_one(row)
+
+        async def deliver_one(row: dict[str, Any]) -> None:
             did = row["delivery_id"]
             if did in cancel:
                 if row["state"] == "in_doubt":

@@ -17,6 +17,7 @@ from typing import Any
 
 from hub.core.errors import ErasedRecordError, SerdeError
 from hub.core.logging import get_logger
+from hub.core.tracing import continued
 from hub.db.store import Store
 from hub.kafka.publisher import OutgoingRecord, Publisher
 from hub.kafka.topics import DEADLETTER
@@ -43,6 +44,13 @@ class Processor:
         self.erased = 0
 
     async def handle(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
+        """Decode, dead-letter and project one batch, inside ``project`` spans continuing the traces the
+        records' ``traceparent`` headers carry (:func:`hub.core.tracing.continued`)."""
+        with continued("project", [m[5] for m in messages],
+                       attributes={"messaging.system": "kafka", "messaging.operation.type": "process"}):
+            await self._handle(messages)
+
+    async def _handle(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
         decoded: list[tuple[str, str, dict[str, Any]]] = []
         dead: list[OutgoingRecord] = []
         for topic, partition, offset, key, value, headers in messages:

@@ -1,7 +1,9 @@
 """The CloudEvents 1.0 envelope in Kafka binary mode: the record is the value, the attributes are
 ``ce_*`` headers and ``content-type``. ``ce_subject`` and the Kafka key are the pseudonymous subject, never an NHS
 number or UPN. Extensions: ``ce_hubeventid`` (stable across versions), ``ce_hubversion`` (source
-version), ``ce_hubreceived`` (when the hub accepted it).
+version), ``ce_hubreceived`` (when the hub accepted it). When a span is active (the ingest request's,
+:mod:`hub.core.tracing`), W3C Trace Context's ``traceparent`` (and ``tracestate``) follow, as the
+CloudEvents distributed-tracing extension carries them, so the worker and the deliverer continue the trace.
 
 ``content-type`` says what the value is, as the serde that wrote it declares: in the hub's own
 deployments a sealed frame (``application/vnd.familyhub.sealed-avro; frame=1``: AES-256-GCM under the
@@ -19,6 +21,8 @@ style ``__connect.errors.*`` headers of a dead-lettered record.
 from __future__ import annotations
 
 from datetime import datetime
+
+from hub.core.tracing import current_headers
 
 CONTENT_TYPE = "application/avro"  # an unsealed Avro record (hub.wire.serde.AVRO_CONTENT_TYPE)
 SPECVERSION = "1.0"
@@ -42,13 +46,15 @@ def source_uri(source_system: str) -> str:
 class HeaderBuilder:
     """Builds the CloudEvents headers of events received together, reusing their constant parts."""
 
-    __slots__ = ("content_type", "received", "schemas", "sources")
+    __slots__ = ("content_type", "received", "schemas", "sources", "trace")
 
     def __init__(self, received_at: datetime, content_type: str = CONTENT_TYPE) -> None:
         self.received = iso(received_at).encode()
         self.content_type = content_type.encode()
         self.sources: dict[str, bytes] = {}
         self.schemas: dict[str, bytes] = {}
+        #: W3C ``traceparent`` (and ``tracestate``) of the span active when the batch was received
+        self.trace = current_headers()
 
     def build(self, event_id: str, version: int, source_system: str, ce_type: str, occurred_at: datetime,
               subject: str, dataschema: str | None = None) -> list[tuple[str, bytes]]:
@@ -72,6 +78,8 @@ class HeaderBuilder:
                 schema_b = self.schemas[dataschema] = dataschema.encode()
             out.append(("ce_dataschema", schema_b))
         out += [("ce_hubeventid", event_id_b), ("ce_hubversion", version_b), ("ce_hubreceived", self.received)]
+        if self.trace:
+            out += self.trace
         return out
 
 

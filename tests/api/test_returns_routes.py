@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -70,3 +74,67 @@ async def test_a_return_that_would_not_meet_the_definitions_is_a_problem_not_a_f
     bad_year = await client.get(f"/v1/agencies/{NEWPORT}/returns/sen2?year=26",
                                 headers=token_header(services, "admin", "admin-1"))
     assert bad_year.status_code == 422
+
+
+CIN_URL = f"/v1/agencies/{NEWPORT}/returns/cin?year=2026"
+
+
+@pytest.fixture
+async def cin_client(services: Services, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with an agency registry: the council's social-care system, another council's, a health board."""
+    from hub.api.app import create_app
+    from hub.core.events import SubjectRef
+    from tests.governance.test_cin_return import LA_PERSON, cin_events
+
+    agencies = [{"id": NEWPORT, "name": "Newport City Council", "sectors": ["social_care", "education"],
+                 "source_systems": ["newport-lcs"]},
+                {"id": "201", "name": "City of London", "sectors": ["social_care"], "source_systems": ["col-lcs"]},
+                {"id": "7A6", "name": "Aneurin Bevan UHB", "sectors": ["health"], "source_systems": ["abuhb-pas"]}]
+    path = tmp_path / "agencies.json"
+    path.write_text(json.dumps({"agencies": agencies}))
+    services.settings.agencies_file = path
+    feeder = Feeder(services.store, NOW)
+    projection.apply(services.store, feeder.decode([
+        *cin_events(NEWPORT, LA_PERSON), link("child-newport-9", "household-newport-9",
+                                               SubjectRef("la-person-id", LA_PERSON))]))
+    app = create_app(services)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub.test") as c:
+        yield c
+
+
+async def test_the_council_and_ig_get_the_checked_cin_return_and_each_call_is_audited(
+        cin_client: httpx.AsyncClient, services: Services) -> None:
+    from hub.governance.cin import check as check_cin
+
+    council = token_header(services, "agency", "newport-lcs", agency=NEWPORT)
+    for headers in (council, token_header(services, "ig_officer", "ig-1")):
+        r = await cin_client.get(CIN_URL, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("application/xml")
+        assert f'filename="cin-2026-{NEWPORT}.xml"' in r.headers["content-disposition"]
+        assert check_cin(r.content).problems == [] and b"<ReferralSource>3A</ReferralSource>" in r.content
+        assert b"LA-200431" not in r.content
+    assert exports(services) == ["newport-lcs", "ig-1"]
+
+
+async def test_the_cin_return_is_refused_to_another_council_a_health_board_and_no_token(
+        cin_client: httpx.AsyncClient, services: Services) -> None:
+    london = token_header(services, "agency", "col-lcs", agency="201")
+    health = token_header(services, "agency", "abuhb-pas", agency="7A6")
+    r = await cin_client.get(CIN_URL, headers=london)
+    assert r.status_code == 404 and b"CINreferralDate" not in r.content  # another council: no such agency
+    r = await cin_client.get(CIN_URL, headers=health)
+    assert r.status_code == 404 and b"CINreferralDate" not in r.content
+    own = await cin_client.get("/v1/agencies/7A6/returns/cin?year=2026", headers=health)
+    assert own.status_code == 403, own.text  # a health board makes no CIN return, even of its own id
+    assert "not registered for the social-care sector" in own.json()["detail"]
+    for who, headers in {"a coordinator": token_header(services, "coordinator", "cc-1"),
+                         "an admin": token_header(services, "admin", "admin-1"),
+                         "the child's parent": token_header(services, "parent", "p-9",
+                                                            household="household-newport-9")}.items():
+        r = await cin_client.get(CIN_URL, headers=headers)
+        assert r.status_code in (403, 404), (who, r.text)
+        assert b"CINreferralDate" not in r.content
+    anonymous = await cin_client.get(CIN_URL)
+    assert anonymous.status_code == 401
+    assert exports(services) == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -20,10 +21,13 @@ from typing import Any
 import jsonschema
 import pytest
 
+from hub.core.settings import Settings
+
 from ._support import (
     K8S,
     K8S_VERSION,
     OVERLAYS,
+    REPO,
     SERVICEMONITOR_SCHEMA,
     documented_secrets,
     dump_all_yaml,
@@ -317,7 +321,7 @@ def test_the_documented_secret_holds_every_key_and_the_repository_none() -> None
     overwrite it with placeholders on `kubectl apply`."""
     assert SECRETS["familyhub-secrets"] == {
         "pseudonym-key", "jwt-key", "payload-master-key", "audit-signing-key", "kafka-ca.crt", "database-url",
-        "kafka-sasl-password", "metrics-token"}
+        "kafka-sasl-password", "metrics-token", *REGISTRY_KEYS}
     for _, doc in EVERY_OVERLAY:
         assert doc["kind"] != "Secret", "secret values are created by the operator, not rendered"
 
@@ -361,3 +365,40 @@ def test_the_metrics_credential_is_the_static_token_the_api_reads() -> None:
     for suffix in ("api", "connectors"):
         env = {e["name"]: e for e in _doc("Deployment", suffix)["spec"]["template"]["spec"]["containers"][0]["env"]}
         assert env["HUB_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "familyhub-secrets", "key": key}
+
+
+REGISTRY_KEYS = {"schema-registry-password", "schema-registry-ca.crt", "schema-registry-client.crt",
+                 "schema-registry-client.key"}
+REGISTRY_SETTINGS = {f"HUB_{name.upper()}" for name in Settings.model_fields if name.startswith("schema_registry_")}
+
+
+def test_every_registry_setting_is_in_the_configmap_and_its_secret_keys_are_optional() -> None:
+    """A registry with authentication or TLS needs only uncommenting: every HUB_SCHEMA_REGISTRY_* setting is in
+    the ConfigMap (set, or commented with its value), and the registry's Secret keys are optional, so a
+    cluster whose registry needs none of them starts without them."""
+    assert {"HUB_SCHEMA_REGISTRY_URL", "HUB_SCHEMA_REGISTRY_CA_FILE"} <= REGISTRY_SETTINGS
+    text = (REPO / "deploy" / "k8s" / "base" / "configmap.yaml").read_text()
+    written = set(re.findall(r"^\s*#?\s*(HUB_SCHEMA_REGISTRY_\w+):", text, re.M))
+    assert written | {"HUB_SCHEMA_REGISTRY_PASSWORD"} == REGISTRY_SETTINGS  # the password comes from the Secret
+    for suffix in ("api", "connectors", "worker", "deliverer"):
+        pod = _doc("Deployment", suffix)["spec"]["template"]["spec"]
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        ref = env["HUB_SCHEMA_REGISTRY_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "familyhub-secrets", "key": "schema-registry-password", "optional": True}, suffix
+        (tls,) = [v for v in pod["volumes"] if v["name"] == "registry-tls"]
+        assert tls["secret"]["optional"] is True
+        assert {i["key"] for i in tls["secret"]["items"]} == REGISTRY_KEYS - {"schema-registry-password"}
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["registry-tls"] == "/etc/familyhub/registry"
+        for setting in ("HUB_SCHEMA_REGISTRY_CA_FILE", "HUB_SCHEMA_REGISTRY_CERT_FILE", "HUB_SCHEMA_REGISTRY_KEY_FILE"):
+            (line,) = [ln for ln in text.splitlines() if setting in ln]
+            path = line.split(":", 1)[1].strip().strip('"')
+            assert path.startswith("/etc/familyhub/registry/") and path.rsplit("/", 1)[1] in REGISTRY_KEYS
+
+
+def test_tracing_and_registry_settings_are_documented_in_the_compose_file() -> None:
+    text = (REPO / "deploy" / "compose.yaml").read_text()
+    for setting in REGISTRY_SETTINGS - {"HUB_SCHEMA_REGISTRY_PASSWORD"} | {"HUB_TRACING_EXPORTER",
+                                                                          "HUB_TRACING_OTLP_ENDPOINT"}:
+        assert re.search(rf"^\s*#?\s*{setting}:", text, re.M), setting
+    assert "HUB_SCHEMA_REGISTRY_PASSWORD=" in text  # exported from its secret file by the entrypoint
