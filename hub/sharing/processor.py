@@ -233,8 +233,10 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         states = load_states(conn, sorted({home[1] for home in children if home not in partial}))
         if partial:
             states |= load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
+        retried = set(retry)
         for hh, child in children:
-            redecide = (hh, child) in consent_children
+            # a child retried after a failed pass may have missed a consent change: decided again whole
+            redecide = (hh, child) in consent_children or (hh, child) in retried
             mine = Inserts() if isolate else inserts
 
             def decide(hh: str = hh, child: str = child, redecide: bool = redecide, mine: Inserts = mine) -> bool:
