@@ -40,7 +40,8 @@ Tables
   ``erasures`` — the erasure register (:mod:`hub.governance.erasure`).
 * ``audit_log`` and ``audit_anchors`` — the hash-chained audit log (:mod:`hub.governance.audit`);
   ``audit_checkpoints`` — the signed checkpoints published off the database (:mod:`hub.governance.checkpoints`);
-  ``audit_cursors`` — how far the sharing decisions were copied into it; ``audit_dead_letters`` — records
+  ``audit_cursors`` — how far an earlier release's job had copied sharing decisions into it (read once
+  after an upgrade, then deleted: :func:`hub.sharing.audit_trail.catch_up`); ``audit_dead_letters`` — records
   the writer could not store, with the reason (migration 0011).
 * ``households``, ``household_members``, ``caseloads`` — enrolment (:mod:`hub.family.enrolment`).
 * ``consent_directives`` — one row per consent directive (FHIR R4 Consent JSON as received), resolved

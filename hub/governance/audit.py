@@ -90,7 +90,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,7 +123,7 @@ from hub.governance.audit_verify import verify_rows
 
 __all__ = (
     "ACTIONS", "GENESIS", "READ_ACTIONS", "SEEN_ACTIONS", "WITHHELD_ACTIONS", "Anchor", "AuditEntry",
-    "AuditLog", "AuditProblem", "AuditRecord", "VerifyReport", "check_detail", "compute_hash",
+    "AuditLog", "AuditProblem", "AuditRecord", "VerifyReport", "append_in", "check_detail", "compute_hash",
     "register_action", "verify_rows",
 )
 
@@ -162,6 +162,30 @@ def _first_line(exc: SQLAlchemyError) -> str:
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
+def _append(conn: Connection, prepared: list[dict[str, Any]],
+            anchor_every: int) -> tuple[list[dict[str, Any]], list[Anchor]]:
+    """Chain and insert prepared records (an anchor every ``anchor_every``); the caller holds the audit write lock."""
+    last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.recorded_at)
+                        .order_by(audit_log.c.seq.desc()).limit(1)).first()
+    seq, prev, last_at = (int(last.seq), last.hash, as_utc(last.recorded_at)) if last else (0, GENESIS, None)
+    now = utcnow()
+    at = max(now, last_at) if last_at is not None else now
+    rows = []
+    anchors: list[Anchor] = []
+    for fields in prepared:
+        seq += 1
+        row = {**fields, "seq": seq, "recorded_at": at, "prev_hash": prev}
+        row["hash"] = prev = compute_hash(row, row["prev_hash"])
+        rows.append(row)
+        if anchor_every > 0 and seq % anchor_every == 0:
+            anchors.append(Anchor(seq, row["hash"], at))
+    conn.execute(audit_log.insert(), rows)
+    if anchors:
+        conn.execute(audit_anchors.insert(),
+                     [{"seq": a.seq, "hash": a.hash, "anchored_at": a.anchored_at} for a in anchors])
+    return rows, anchors
+
+
 # ---- the log ------------------------------------------------------------------------------------
 class AuditLog:
     """Writes and verifies the audit chain. Thread-safe: writers are serialised by the database."""
@@ -194,6 +218,10 @@ class AuditLog:
                     conn.execute(sa.select(audit_log.c.seq).order_by(audit_log.c.seq.desc()).limit(1)
                                  .with_for_update())
                 yield conn
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A transaction that holds the audit write lock from its first statement (for :func:`append_in`)."""
+        return self._write_tx()
 
     def record(self, action: str, *, actor: str, actor_role: str = "", subject_household: str | None = None,
                subject_child: str | None = None, data_ref: str | None = None, purpose: str | None = None,
@@ -257,25 +285,7 @@ class AuditLog:
 
     def _append(self, conn: Connection, prepared: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Anchor]]:
         """Chain and insert prepared records; the caller holds the audit write lock."""
-        last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.recorded_at)
-                            .order_by(audit_log.c.seq.desc()).limit(1)).first()
-        seq, prev, last_at = (int(last.seq), last.hash, as_utc(last.recorded_at)) if last else (0, GENESIS, None)
-        now = utcnow()
-        at = max(now, last_at) if last_at is not None else now
-        rows = []
-        anchors: list[Anchor] = []
-        for fields in prepared:
-            seq += 1
-            row = {**fields, "seq": seq, "recorded_at": at, "prev_hash": prev}
-            row["hash"] = prev = compute_hash(row, row["prev_hash"])
-            rows.append(row)
-            if self.anchor_every > 0 and seq % self.anchor_every == 0:
-                anchors.append(Anchor(seq, row["hash"], at))
-        conn.execute(audit_log.insert(), rows)
-        if anchors:
-            conn.execute(audit_anchors.insert(),
-                         [{"seq": a.seq, "hash": a.hash, "anchored_at": a.anchored_at} for a in anchors])
-        return rows, anchors
+        return _append(conn, prepared, self.anchor_every)
 
     def dead_letter_count(self) -> int:
         """Audit records the writer could not store."""
@@ -379,6 +389,36 @@ class AuditLog:
         if not report.ok:
             raise AuditIntegrityError(report)
         return report
+
+
+def append_in(conn: Connection, entries: Iterable[AuditEntry], *, anchor_every: int = 100) -> int:
+    """Append records in the caller's transaction, chained in the order given; how many were chained.
+
+    The writer of the sharing step: its decision, delivery and consent rows and their audit records
+    commit together or not at all. A database error (the insert refused) propagates, so the caller's
+    transaction rolls back and nothing of the change remains. A record its own checks refuse (personal
+    data in its detail, an unknown action) is dead-lettered in the same transaction, as
+    :meth:`AuditLog.record_many` does, so the trace of the change is still kept with it. On SQLite the
+    caller's transaction must already hold the write lock (it has written); on PostgreSQL the audit
+    lock is taken here, until the commit, so the chain's order is the commit order.
+    """
+    prepared: list[dict[str, Any]] = []
+    dead: list[dict[str, Any]] = []
+    for e in entries:
+        try:
+            prepared.append(AuditLog._prepare(e))
+        except ValueError as exc:
+            dead.append(_dead_letter(e, str(exc)))
+    if not prepared and not dead:
+        return 0
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
+    if prepared:
+        _append(conn, prepared, anchor_every)
+    if dead:
+        conn.execute(audit_dead_letters.insert(), dead)
+        log.warning("audit.dead_lettered", records=len(dead), reasons=sorted({d["reason"] for d in dead}))
+    return len(prepared)
 
 
 class _Obj:

@@ -34,6 +34,10 @@ ACTIONS: dict[str, str] = {
     "identity_move": "a linked subject was moved to another child (detail: both households and children)",
     "corporate_parent": "a looked-after child's local authority was recorded (or cleared) as corporate parent "
                         "(detail: the agency id now and before)",
+    "cancel": "a queued share or notice was cancelled before it went, or closed in doubt (detail: why, and the "
+              "refusing decision where there is one)",
+    "withdrawal_notice": "a recipient holding a copy (or who may hold one) was sent a notice that consent no longer "
+                         "covers it",
     "recall": "a copy shared from a link undone as wrong was recalled (a recall notice, or the family copy withdrawn)",
     "read_timeline": "a family timeline was viewed",
     "read_report": "a report was viewed or downloaded",

@@ -10,9 +10,10 @@ The stream workers project and decide (:func:`hub.runtime.placement.worker_jobs`
   at once. Rows are claimed under a lease (``next_attempt_at`` moved ahead), so any number of
   deliverers can run against one database and each share is sent by one of them.
 * **chores** — by one deliverer at a time (a lease on the ``stream_cursors`` row ``sharing-chores``):
-  every ``chores_every`` seconds (1 s) the audit trail of new decisions and consent changes
-  (:func:`hub.sharing.audit_trail.record_new`); every ``escalate_every`` seconds (60) ``ack_overdue``
-  escalation; every ``HUB_SHARING_READINESS_INTERVAL`` seconds (300) the readiness sweep.
+  every ``chores_every`` seconds (1 s), until it is done, the copy of what an earlier release left out
+  of the audit log (:func:`hub.sharing.audit_trail.catch_up`; decisions are audited in their own
+  transaction now); every ``escalate_every`` seconds (60) ``ack_overdue`` escalation; every
+  ``HUB_SHARING_READINESS_INTERVAL`` seconds (300) the readiness sweep; the signed audit checkpoints.
 
 A database or network failure is logged and retried with a growing pause (up to 30 s); nothing
 stops the process but :meth:`Deliverer.stop` (SIGTERM), after which the pass in hand finishes, the
@@ -42,7 +43,7 @@ from hub.sharing.delivery import DeliveryStats
 log = get_logger(__name__)
 #: seconds between looks for due deliveries when the last pass found nothing
 POLL = 0.05
-#: seconds between chores (the audit trail; escalation and the readiness sweep have their own intervals)
+#: seconds between chores (the audit catch-up; escalation and the readiness sweep have their own intervals)
 CHORES_EVERY = 1.0
 #: seconds between looks for unacknowledged deliveries (the deadline is hours: HUB_SHARING_ACK_HOURS)
 ESCALATE_EVERY = 60.0

@@ -1,7 +1,7 @@
 """Which background jobs run where (:mod:`hub.runtime.sharing_jobs`), by ``HUB_DELIVERY_MODE``.
 
 * A stream worker always follows the change feed and decides (:func:`worker_jobs`). Where it delivers
-  (``worker``, or ``auto`` for a bare ``hub worker``) it also audits the decisions, delivers, escalates
+  (``worker``, or ``auto`` for a bare ``hub worker``) it also delivers, escalates
   and sweeps readiness, every ``WORKER_TICK`` second; in ``process`` mode it leaves all that to
   ``hub deliver`` (:func:`deliverer_jobs`), where the chores run under the chores lease, one deliverer at
   a time. Safeguarding overrides that ended are decided again by a chore under the chores lease
@@ -24,8 +24,7 @@ from hub.db.store import Store
 from hub.governance.checkpoint_writer import CheckpointJob
 from hub.runtime.sharing_jobs import (
     AlertRetentionJob,
-    AuditJob,
-    AuditTrail,
+    AuditCatchUpJob,
     CoordinationJob,
     DeliveryJob,
     EscalationJob,
@@ -34,7 +33,7 @@ from hub.runtime.sharing_jobs import (
     ReadinessJob,
 )
 
-#: seconds between a delivering worker's looks for due deliveries, escalations and decisions to audit
+#: seconds between a delivering worker's looks for due deliveries and escalations
 WORKER_TICK = 1.0
 
 
@@ -51,12 +50,11 @@ def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.E
     if not deliver:  # HUB_DELIVERY_MODE=process: `hub deliver` does the rest
         return [FollowJob(store, owner, wake=projected)]
     chores = Lease(store, CHORES, owner)
-    trail = AuditTrail(store, chores)
     deliveries = DeliveryJob(store, every=WORKER_TICK)
     readiness_every = max(sharing_settings().readiness_interval, WORKER_TICK)
     coordination_every = max(sharing_settings().coordination_interval, WORKER_TICK)
-    return [FollowJob(store, owner, wake=projected, trail=trail, deliveries=deliveries), deliveries,
-            AuditJob(trail, every=WORKER_TICK), EscalationJob(store, every=WORKER_TICK),
+    return [FollowJob(store, owner, wake=projected, deliveries=deliveries), deliveries,
+            AuditCatchUpJob(store, every=WORKER_TICK, lease=chores), EscalationJob(store, every=WORKER_TICK),
             OverrideExpiryJob(store, every=WORKER_TICK, lease=chores),
             ReadinessJob(store, every=readiness_every), CoordinationJob(store, every=coordination_every, lease=chores),
             AlertRetentionJob(store, lease=chores), *checkpoint_jobs(store, settings, chores)]
@@ -68,7 +66,7 @@ def deliverer_jobs(store: Store, owner: str, deliveries: DeliveryJob, *, chores_
     chores = Lease(store, CHORES, owner)
     readiness_every = max(sharing_settings().readiness_interval, chores_every)
     coordination_every = max(sharing_settings().coordination_interval, chores_every)
-    return [deliveries, AuditJob(AuditTrail(store, chores), every=chores_every),
+    return [deliveries, AuditCatchUpJob(store, every=chores_every, lease=chores),
             EscalationJob(store, every=escalate_every, lease=chores),
             OverrideExpiryJob(store, every=escalate_every, lease=chores),
             ReadinessJob(store, every=readiness_every, lease=chores),

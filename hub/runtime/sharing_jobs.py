@@ -3,14 +3,14 @@
 
 * :class:`FollowJob` follows the timeline's change feed (:mod:`hub.sharing.follower`, in a thread),
   woken at once when this process projected a batch and otherwise every ``POLL`` seconds (a change
-  another worker projected). Where the process delivers, it writes the new decisions' audit trail
-  after a pass that decided something and wakes the delivery job when a pass queued something.
+  another worker projected). Its decisions carry their audit records in their own transaction
+  (:mod:`hub.sharing.audit_trail`); where the process delivers, it wakes the delivery job when a pass
+  queued something.
 * :class:`DeliveryJob` delivers what is due (:func:`hub.sharing.delivery.deliver_due`): signed webhook
   POSTs, family copies, the inbox, retries; a pass that took something up is followed by another at
   once. It owns its HTTP client (unless given one) and closes it when its runner stops.
-* :class:`AuditJob` copies new decisions and consent changes into the audit log
-  (:func:`hub.sharing.audit_trail.record_new`) through an :class:`AuditTrail`: one writer at a time,
-  the holder of the chores lease.
+* :class:`AuditCatchUpJob` copies into the audit log what an earlier release left to be copied
+  (:func:`hub.sharing.audit_trail.catch_up`), under the chores lease, and then stops looking.
 * :class:`EscalationJob` escalates unacknowledged deliveries; :class:`ReadinessJob` sweeps readiness
   alerts and report requests; :class:`CoordinationJob` sweeps the coordination alert rules
   (:mod:`hub.sharing.coordination`); :class:`AlertRetentionJob` removes alerts resolved more than
@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import HubError
 from hub.core.jobs import Job
-from hub.db.lease import CHORES, Lease
+from hub.db.lease import Lease
 from hub.db.store import Store, utcnow
 from hub.governance.alert_retention import apply_alert_retention
 from hub.sharing import audit_trail, coordination
@@ -40,7 +39,7 @@ from hub.sharing.safeguarding import expire_overrides
 
 #: seconds between looks at the change feed when nothing woke the follower
 POLL = 0.2
-#: audit records copied per kind and pass; a full batch is followed by another at once
+#: rows of an earlier release copied into the audit log per kind and pass; a full batch is followed by another
 AUDIT_BATCH = 2000
 #: seconds between passes of alert retention (resolved alerts are kept for days: an hour is prompt enough)
 ALERT_RETENTION_EVERY = 3600.0
@@ -49,32 +48,6 @@ ALERT_RETENTION_EVERY = 3600.0
 def claimed(stats: DeliveryStats) -> int:
     """How many deliveries one pass took up (whatever became of them)."""
     return stats.delivered + stats.to_inbox + stats.retried + stats.failed + stats.cancelled
-
-
-class AuditTrail:
-    """Writes the decisions' audit trail while ``lease`` (the chores lease) is held.
-
-    One writer at a time, however many delivering processes run (and, in one process, its follower
-    and its audit job): two copying the same decisions at once would record them twice.
-    """
-
-    def __init__(self, store: Store, lease: Lease, batch: int = AUDIT_BATCH) -> None:
-        self.store = store
-        self.lease = lease
-        self.batch = batch
-        self.lock = threading.Lock()
-
-    def write(self) -> int:
-        """Copy new decisions into the audit log if the lease is held here; how many records were written."""
-        with self.lock:
-            if not self.lease.hold():
-                return 0
-            return audit_trail.record_new(self.store, self.batch)
-
-
-def audit_under_lease(store: Store, owner: str) -> int:
-    """Copy new decisions into the audit log if ``owner`` holds the chores lease; how many were written."""
-    return AuditTrail(store, Lease(store, CHORES, owner)).write()
 
 
 class DeliveryJob(Job):
@@ -110,20 +83,17 @@ class DeliveryJob(Job):
 
 
 class FollowJob(Job):
-    """Decide on sharing as the timeline's change feed moves; with ``trail`` and ``deliveries``, audit and deliver."""
+    """Decide on sharing as the change feed moves (audited with the decisions); wake ``deliveries`` when due."""
 
     def __init__(self, store: Store, owner: str, *, wake: asyncio.Event | None = None, poll: float = POLL,
-                 trail: AuditTrail | None = None, deliveries: Job | None = None) -> None:
+                 deliveries: Job | None = None) -> None:
         super().__init__("sharing.follow", every=poll, wake=wake)
         self.follower = Follower(store, owner)
-        self.trail = trail
         self.deliveries = deliveries
 
     async def run_once(self) -> float | None:
         step = await asyncio.to_thread(self.follower.step)
         result = step.result
-        if self.trail is not None and (result.decisions or result.cancelled or result.notices):
-            await asyncio.to_thread(self.trail.write)
         if self.deliveries is not None and result.has_work:
             self.deliveries.wake.set()
         if not step.held:  # another process follows the feed: look again when its lease could lapse
@@ -136,16 +106,21 @@ class FollowJob(Job):
             await asyncio.to_thread(self.follower.release)
 
 
-class AuditJob(Job):
-    """Write the audit trail of decisions made anywhere (outside this process's follower too)."""
+class AuditCatchUpJob(Job):
+    """Copy what an earlier release left to be copied into the audit log; then nothing (held under ``lease``)."""
 
-    def __init__(self, trail: AuditTrail, *, every: float) -> None:
-        super().__init__("sharing.audit", every=every)
-        self.trail = trail
+    def __init__(self, store: Store, *, every: float, lease: Lease | None = None, batch: int = AUDIT_BATCH) -> None:
+        super().__init__("sharing.audit_catch_up", every=every, lease=lease)
+        self.store = store
+        self.batch = batch
+        self.done = False
 
     async def run_once(self) -> float | None:
-        written = await asyncio.to_thread(self.trail.write)
-        return 0.0 if written >= self.trail.batch else None  # a full batch: more may be waiting
+        if self.done:
+            return None
+        written = await asyncio.to_thread(audit_trail.catch_up, self.store, self.batch)
+        self.done = written == 0 and not await asyncio.to_thread(audit_trail.pending, self.store)
+        return 0.0 if written >= self.batch else None  # a full batch: more may be waiting
 
 
 class EscalationJob(Job):

@@ -86,6 +86,7 @@ from hub.core.settings import sharing_settings
 from hub.core.tracing import continued
 from hub.db.schema import consent_directives, deliveries, share_decisions
 from hub.db.store import Store, utcnow
+from hub.sharing import audit_trail
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.escalation import ack_hours, escalate_unacknowledged
 from hub.sharing.inbox import FAMILY_KINDS, acknowledge, family_copies, inbox, recipient_states
@@ -107,6 +108,7 @@ LEASE = timedelta(seconds=60)
 #: states the deliverer takes up when due
 CLAIMABLE = ("queued", "in_doubt")
 INBOX_RECHECK = timedelta(minutes=5)
+WITHDRAWN_BEFORE_DELIVERY = "consent withdrawn before delivery"
 
 
 def max_attempts() -> int:
@@ -219,8 +221,12 @@ def _finish(store: Store, outcomes: list[tuple[str, str, dict[str, Any]]], now: 
             conn.execute(stmt, params)
         delivered = {d: v for d, what, v in outcomes if what == "delivered"}
         shares = {d: b for d, b in (sent or {}).items() if d in delivered and b.get("kind") == "share"}
-        if shares:
-            follow_raced(conn, shares, delivered, now)
+        audit = [audit_trail.notice_entry(n) for n in (follow_raced(conn, shares, delivered, now) if shares else [])]
+        cancelled = [d for d, what, _v in outcomes if what == "cancelled"]
+        for i in range(0, len(cancelled), 500):  # those this pass cancelled (a row no longer queued was not)
+            audit += [audit_trail.cancel_entry(r._mapping, WITHDRAWN_BEFORE_DELIVERY, None) for r in conn.execute(
+                sa.select(deliveries).where(DL.delivery_id.in_(cancelled[i:i + 500]), DL.state == "cancelled",
+                                            DL.why == WITHDRAWN_BEFORE_DELIVERY))]
         for delivery_id, what, _values in outcomes:
             if what == "failed":
                 row = conn.execute(sa.select(deliveries).where(DL.delivery_id == delivery_id)).one()
@@ -230,6 +236,7 @@ def _finish(store: Store, outcomes: list[tuple[str, str, dict[str, Any]]], now: 
                             to_service=service, now=now,
                             message=f"A share to {row.service} could not be delivered after {row.attempts} attempts",
                             details={"delivery_id": delivery_id, "last_error": row.last_error})
+        audit_trail.write(conn, audit)  # last: the audit chain's lock is held from here to the commit
 
 
 def _posted(row: dict[str, Any], ok: bool, info: str, attempt: str, now: datetime,
@@ -278,7 +285,7 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
                 if row["state"] == "in_doubt":
                     return  # may have been received: the sharing step closes it and sends the notice
                 outcomes.append((did, "cancelled", dict(state="cancelled", closed_at=now,
-                                                        why="consent withdrawn before delivery")))
+                                                        why=WITHDRAWN_BEFORE_DELIVERY)))
                 stats.cancelled += 1
                 return
             if row["recipient_kind"] in FAMILY_KINDS:

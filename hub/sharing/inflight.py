@@ -18,8 +18,8 @@ DL = deliveries.c
 
 
 def _notice_after(conn: sa.Connection, row: Any, sent: dict[str, Any], recipient_key: str,
-                  professional_id: str | None, now: datetime) -> None:
-    """Queue a withdrawal notice (next round) for a copy that went out while it was being withdrawn."""
+                  professional_id: str | None, now: datetime) -> dict[str, Any]:
+    """Queue a withdrawal notice (next round) for a copy that went out while it was being withdrawn; its row."""
     top = conn.execute(sa.select(sa.func.max(DL.round)).where(
         DL.information_id == row.information_id, DL.information_version == row.information_version,
         DL.recipient_key == recipient_key, DL.child_id == row.child_id)).scalar()
@@ -31,46 +31,50 @@ def _notice_after(conn: sa.Connection, row: Any, sent: dict[str, Any], recipient
     body.pop("not_for_professionals", None)
     if professional_id:
         body["recipient"] = {**body["recipient"], "professional_id": professional_id}
-    conn.execute(deliveries.insert().values(
+    notice = dict(
         delivery_id=did, kind="withdrawal_notice", decision_id=row.decision_id, information_id=row.information_id,
         information_version=row.information_version, recipient_key=recipient_key,
         recipient_kind=row.recipient_kind, agency_id=row.agency_id, service=row.service, child_id=row.child_id,
         household_id=row.household_id, state="queued", payload=json.dumps(body, separators=(",", ":"),
                                                                           sort_keys=True),
-        attempts=0, next_attempt_at=now, created_at=now, queued_at=now, round=round_))
+        attempts=0, next_attempt_at=now, created_at=now, queued_at=now, round=round_)
+    conn.execute(deliveries.insert().values(**notice))
+    return notice
 
 
-def notice_for_maybe_sent(conn: sa.Connection, row: Any, now: datetime) -> None:
-    """A withdrawal notice (next round) for a share that may have been received (``sending`` or ``in_doubt``)."""
+def notice_for_maybe_sent(conn: sa.Connection, row: Any, now: datetime) -> dict[str, Any]:
+    """A withdrawal notice (next round) for a share that may have been received (``sending`` or ``in_doubt``);
+    the notice's row."""
     body = json.loads(row.payload)
     professional_id = body.get("recipient", {}).get("professional_id")
-    _notice_after(conn, row, body, row.recipient_key, professional_id, now)
+    notice = _notice_after(conn, row, body, row.recipient_key, professional_id, now)
     log.warning("sharing.withdrawn_in_doubt", delivery_id=row.delivery_id)
+    return notice
 
 
 def follow_raced(conn: sa.Connection, sent: dict[str, dict[str, Any]], values: dict[str, dict[str, Any]],
-           now: datetime) -> int:
-    """Shares delivered while the sharing step withdrew them: record the truth, and follow with notices.
+                 now: datetime) -> list[dict[str, Any]]:
+    """Shares delivered while the sharing step withdrew them: record the truth, and follow with notices
+    (their rows are returned, for the caller to audit in the same transaction).
 
     A share is claimed, then sent; if consent is withdrawn in between, the sharing step cancels the
     row (or, for a named professional refused, lists them in a new payload) but the copy is already
     on its way. The row is marked delivered (it was), and a withdrawal notice follows: to the
     service when the share was cancelled, to each professional the sent copy did not exclude.
     """
-    followed = 0
+    notices: list[dict[str, Any]] = []
     rows = conn.execute(sa.select(deliveries).where(DL.delivery_id.in_(list(sent)))).all()
     for row in rows:
         body = sent[row.delivery_id]
         if row.state == "cancelled":
             conn.execute(deliveries.update().where(DL.delivery_id == row.delivery_id, DL.state == "cancelled")
                          .values(values[row.delivery_id] | {"closed_at": None, "why": None}))
-            _notice_after(conn, row, body, row.recipient_key, None, now)
-            followed += 1
+            notices.append(_notice_after(conn, row, body, row.recipient_key, None, now))
         elif row.state == "delivered" and row.payload != json.dumps(body, separators=(",", ":"), sort_keys=True):
             now_not_for = set(json.loads(row.payload).get("not_for_professionals", ()))
             for pid in sorted(now_not_for - set(body.get("not_for_professionals", ()))):
-                _notice_after(conn, row, body, professional_key(row.agency_id, row.service, pid), pid, now)
-                followed += 1
-    if followed:
-        log.warning("sharing.withdrawn_in_flight", notices=followed)
-    return followed
+                notices.append(_notice_after(conn, row, body, professional_key(row.agency_id, row.service, pid),
+                                             pid, now))
+    if notices:
+        log.warning("sharing.withdrawn_in_flight", notices=len(notices))
+    return notices

@@ -46,9 +46,9 @@ from hub.core.errors import LeaseLost
 from hub.core.logging import get_logger
 from hub.core.records import catalogue as record_types
 from hub.db import erasure_guard
-from hub.db.schema import identity_links, timeline_entries
+from hub.db.schema import consent_directives, identity_links, timeline_entries
 from hub.db.store import Store, as_utc, utcnow
-from hub.sharing import failures
+from hub.sharing import audit_trail, failures
 from hub.sharing.apply import Inserts
 from hub.sharing.child_state import directive_set, load_states
 from hub.sharing.decisions import ChildState, SharingResult, sync_child
@@ -210,11 +210,12 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         for home in gone:  # erased (or every link undone) since their records were read: decide nothing
             entries[home] = []
         consents = [c for c in consents if c.kind == "left" or (c.household_id, c.child_id) not in gone]
+        inserts = Inserts()  # new rows and audit records, written at once (each child's alone when isolated)
         for c in consents:  # in feed order
             home = (c.household_id, c.child_id)
             if c.event_id in records and home not in failed and _guarded(
-                    conn, isolate, home, now, failed, partial_fn(record_consent, conn, c.kind, c.record_type, home,
-                                                                 records[c.event_id], now)):
+                    conn, isolate, home, now, failed, partial_fn(_consent, conn, c, home, records[c.event_id], now,
+                                                                 Inserts() if isolate else inserts, isolate)):
                 consent_children.add(home)
         children = sorted(touched - failed)
         # children whose only changes are shareable records added or updated: decide those alone
@@ -232,9 +233,10 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         states = load_states(conn, sorted({home[1] for home in children if home not in partial}))
         if partial:
             states |= load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
-        inserts = Inserts()  # every child's new rows, written at once (each child's alone when isolated)
+        retried = set(retry)
         for hh, child in children:
-            redecide = (hh, child) in consent_children
+            # a child retried after a failed pass may have missed a consent change: decided again whole
+            redecide = (hh, child) in consent_children or (hh, child) in retried
             mine = Inserts() if isolate else inserts
 
             def decide(hh: str = hh, child: str = child, redecide: bool = redecide, mine: Inserts = mine) -> bool:
@@ -256,6 +258,20 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
                  cancelled=result.cancelled, notices=result.notices, recalls=result.recalls,
                  children=len(result.children), failed=len(failed))
     return result
+
+
+def _consent(conn: Connection, c: Change, home: tuple[str, str], record: dict[str, Any], now: datetime,
+             inserts: Inserts, isolate: bool) -> bool:
+    """Record a consent entry's change of the child's directives, with its audit record; True if it mattered."""
+    if not record_consent(conn, c.kind, c.record_type, home, record, now):
+        return False
+    row = conn.execute(sa.select(consent_directives).where(
+        consent_directives.c.directive_id == record["directive_id"])).first()
+    if row is not None:
+        inserts.audit.append(audit_trail.consent_entry(row._mapping))
+    if isolate:
+        inserts.write(conn)
+    return True
 
 
 def _guarded(conn: Connection, isolate: bool, home: tuple[str, str], now: datetime, failed: set[tuple[str, str]],

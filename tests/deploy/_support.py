@@ -85,13 +85,19 @@ def k8s_documents(overlay: str = "production") -> list[tuple[str, dict[str, Any]
     return [(f"{overlay}:{d.get('kind')}/{d.get('metadata', {}).get('name')}", d) for d in rendered(overlay)]
 
 
-def documented_secrets(text: str | None = None) -> dict[str, set[str]]:
-    """Secret name to keys, from the `kubectl create secret generic` commands in docs/operations.md."""
+def documented_secrets(text: str | None = None, kind: str = "secret generic") -> dict[str, set[str]]:
+    """Secret name to keys, from the `kubectl create secret generic` commands in docs/operations.md
+    (``kind="configmap"``: the ConfigMaps the operator creates, from `kubectl create configmap`)."""
     text = text if text is not None else OPERATIONS_DOC.read_text(encoding="utf-8")
     found: dict[str, set[str]] = {}
-    for m in re.finditer(r"create secret generic (\S+)((?:[^\n]*\\\n)*[^\n]*)", text):
+    for m in re.finditer(rf"create {kind} (\S+)((?:[^\n]*\\\n)*[^\n]*)", text):
         found.setdefault(m[1], set()).update(re.findall(r"--from-(?:file|literal)=([\w.-]+)=", m[2]))
     return found
+
+
+def documented_configmaps(text: str | None = None) -> dict[str, set[str]]:
+    """ConfigMap name to keys, from the `kubectl create configmap` commands in docs/operations.md."""
+    return documented_secrets(text, "configmap")
 
 
 def venv_tool(name: str) -> str | None:
@@ -362,9 +368,10 @@ def _labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def topology_problems(docs: list[dict[str, Any]], documented_secrets: dict[str, set[str]] | None = None) -> list[str]:
-    """Cross-object wiring: names, selectors, secret keys (of Secrets in ``docs`` or ``documented_secrets``, name to
-    keys, those the operator creates), volumes, the worker, what the ServiceMonitor scrapes."""
+def topology_problems(docs: list[dict[str, Any]], documented_secrets: dict[str, set[str]] | None = None,
+                      documented_configmaps: dict[str, set[str]] | None = None) -> list[str]:
+    """Cross-object wiring: names, selectors, secret and ConfigMap keys (of those in ``docs``, or documented: name
+    to keys, those the operator creates), volumes and claims, the worker, what the ServiceMonitor scrapes."""
     problems: list[str] = []
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for d in docs:
@@ -386,6 +393,10 @@ def topology_problems(docs: list[dict[str, Any]], documented_secrets: dict[str, 
         for key in cm.get("data") or {}:
             if key not in HUB_SETTINGS:
                 problems.append(f"ConfigMap key {key} is not a hub setting")
+    configmap_keys = {n: set(cm.get("data") or {}) for n, cm in configmaps.items()}
+    for name, keys in (documented_configmaps or {}).items():
+        configmap_keys[name] = configmap_keys.get(name, set()) | keys
+    claims_declared = {d["metadata"]["name"] for d in by_kind.get("PersistentVolumeClaim", [])}
     secret_keys = {n: set((s.get("stringData") or {}) | (s.get("data") or {})) for n, s in secrets.items()}
     for name, keys in (documented_secrets or {}).items():
         secret_keys[name] = secret_keys.get(name, set()) | keys
@@ -405,6 +416,15 @@ def topology_problems(docs: list[dict[str, Any]], documented_secrets: dict[str, 
                 for item in sec.get("items") or []:
                     if item["key"] not in secret_keys.get(sec["secretName"], set()):
                         problems.append(f"{name}: volume {v['name']} wants missing secret key {item['key']}")
+            cmv = v.get("configMap")
+            if cmv:
+                for item in cmv.get("items") or []:
+                    if item["key"] not in configmap_keys.get(cmv["name"], set()):
+                        problems.append(f"{name}: volume {v['name']} wants missing ConfigMap key "
+                                        f"{cmv['name']}/{item['key']}")
+            pvc = v.get("persistentVolumeClaim")
+            if pvc and pvc["claimName"] not in claims_declared:
+                problems.append(f"{name}: volume {v['name']} wants undeclared claim {pvc['claimName']}")
         for c in containers(spec):
             for ef in c.get("envFrom") or []:
                 ref = (ef.get("configMapRef") or {}).get("name")
@@ -437,8 +457,16 @@ def topology_problems(docs: list[dict[str, Any]], documented_secrets: dict[str, 
     worker = [d for d in by_kind.get("Deployment", []) if d["metadata"]["name"].endswith("worker")]
     if not worker:
         problems.append("no worker Deployment")
-    if by_kind.get("StatefulSet") or by_kind.get("PersistentVolumeClaim"):
-        problems.append("a StatefulSet or claim: no hub process keeps state on a volume")
+    if by_kind.get("StatefulSet"):
+        problems.append("a StatefulSet: no hub process keeps state of its own on a volume")
+    # The one claim: the signed audit checkpoints file, mounted by the signer (the deliverer) alone.
+    for claim in claims_declared:
+        users = [w["metadata"]["name"] for w in workloads if any(
+            (v.get("persistentVolumeClaim") or {}).get("claimName") == claim for v in pod_spec(w).get("volumes") or [])]  # type: ignore[union-attr]
+        if not claim.endswith("audit-checkpoints"):
+            problems.append(f"claim {claim}: the only volume a hub process keeps is the audit checkpoints file")
+        if any(not u.endswith("deliverer") for u in users) or not users:
+            problems.append(f"claim {claim} is mounted by {users}: only the checkpoint signer (the deliverer) may")
     for w in worker:
         spec = w["spec"]
         c = spec["template"]["spec"]["containers"][0]
@@ -486,4 +514,143 @@ def topology_problems(docs: list[dict[str, Any]], documented_secrets: dict[str, 
                     problems.append(
                         f"ServiceMonitor port {ep.get('port')!r} not on Service/{s['metadata']['name']}"
                     )
+    return problems
+
+
+# --------------------------------------------------------------------------- settings and the checkpoint key
+
+#: the settings every long-running hub process needs in production, by process (beyond the database URL,
+#: which comes from a secret); a ``*_FILE`` one must name a file the process has mounted
+NEEDED_SETTINGS = {
+    "all": frozenset({"HUB_KAFKA_BOOTSTRAP", "HUB_DATA_DIR", "HUB_DELIVERY_MODE", "HUB_PSEUDONYM_KEY_FILE",
+                      "HUB_JWT_KEY_FILE", "HUB_PAYLOAD_MASTER_KEY_FILE", "HUB_AUDIT_PUBLIC_KEYS_FILE"}),
+    "api": frozenset({"HUB_API_HOST", "HUB_API_PORT", "HUB_SESSION_KEY_FILE"}),
+    "worker": frozenset({"HUB_PROBE_PORT", "HUB_PROCESSING_GUARANTEE"}),
+    "deliver": frozenset({"HUB_PROBE_PORT", "HUB_AUDIT_SIGNING_KEY_FILE", "HUB_AUDIT_CHECKPOINT_FILE"}),
+}
+#: settings only the checkpoint signer (`hub deliver`, the chores lease holder) may have
+SIGNER_ONLY = frozenset({"HUB_AUDIT_SIGNING_KEY_FILE", "HUB_AUDIT_CHECKPOINT_FILE"})
+
+
+def _process(args: list[str] | str) -> str:
+    """api, worker or deliver: which hub process a command or container args run."""
+    words = args.split() if isinstance(args, str) else list(args)
+    words = words[1:] if words[:1] == ["hub"] else words
+    return words[0] if words else ""
+
+
+def _under(path: str, mounts: Iterable[str]) -> bool:
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def _settings_problems(where: str, process: str, env: dict[str, str], mounted: set[str]) -> list[str]:
+    problems = []
+    for key in sorted(NEEDED_SETTINGS["all"] | NEEDED_SETTINGS.get(process, frozenset())):
+        if not env.get(key):
+            problems.append(f"{where}: {key} not set")
+    for key, value in sorted(env.items()):
+        if key.startswith("HUB_") and key not in HUB_SETTINGS:
+            problems.append(f"{where}: {key} is not a hub setting")
+        if key in SIGNER_ONLY and process != "deliver":
+            problems.append(f"{where}: {key} set for `hub {process}`; only the checkpoint signer may have it")
+        needed = NEEDED_SETTINGS["all"] | NEEDED_SETTINGS.get(process, frozenset())
+        if key.endswith(("_FILE", "_CAFILE")) and key in needed | {"HUB_KAFKA_SSL_CAFILE"} and value \
+                and not _under(value, mounted):
+            problems.append(f"{where}: {key} {value} is on no mounted secret, config or volume")
+    return problems
+
+
+def compose_settings_problems(compose: dict[str, Any]) -> list[str]:
+    """Every long-running hub service has the settings its process needs, each file mounted; the signer's
+    settings in the deliverer only."""
+    problems: list[str] = []
+    for name, svc in long_running(compose.get("services", {})).items():
+        if not str(svc.get("image", "")).startswith(HUB_IMAGE_REPO):
+            continue
+        process = _process(svc.get("command") or [])
+        mounted = {f"/run/secrets/{s if isinstance(s, str) else s.get('target') or s['source']}"
+                   for s in svc.get("secrets") or []}
+        mounted |= {(c.get("target") or f"/{c['source']}") if isinstance(c, dict) else f"/{c}"
+                    for c in svc.get("configs") or []}
+        mounted |= {str(v).split(":")[1] for v in svc.get("volumes") or [] if isinstance(v, str) and ":" in v}
+        problems += _settings_problems(name, process, _env(svc), mounted)
+    return problems
+
+
+def compose_checkpoint_key_problems(compose: dict[str, Any]) -> list[str]:
+    """The signing key secret and the checkpoint volume in the deliverer only; the public keys everywhere."""
+    problems: list[str] = []
+    for name, svc in compose.get("services", {}).items():
+        secrets = {s if isinstance(s, str) else s.get("source") for s in svc.get("secrets") or []}
+        volumes = {str(v).split(":")[0] for v in svc.get("volumes") or []}
+        configs = {c if isinstance(c, str) else c.get("source") for c in svc.get("configs") or []}
+        signer = _process(svc.get("command") or []) == "deliver"
+        hub = str(svc.get("image", "")).startswith(HUB_IMAGE_REPO)
+        if "audit_signing_key" in secrets and not signer:
+            problems.append(f"{name}: mounts the checkpoint signing key; only the deliverer may")
+        if "audit-checkpoints" in volumes and not signer:
+            problems.append(f"{name}: mounts the checkpoint volume; only the deliverer may")
+        if signer and not {"audit_signing_key"} <= secrets:
+            problems.append(f"{name}: the signer has no signing key")
+        if signer and "audit-checkpoints" not in volumes:
+            problems.append(f"{name}: the signer's checkpoint file is on no volume of its own")
+        if hub and "audit_public_keys" not in configs:
+            problems.append(f"{name}: no audit public keys to verify checkpoints with")
+    return problems
+
+
+def _container_env(doc: dict[str, Any], c: dict[str, Any], configmaps: dict[str, dict[str, Any]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for ef in c.get("envFrom") or []:
+        env |= {k: str(v) for k, v in (configmaps.get((ef.get("configMapRef") or {}).get("name", "")) or {}).items()}
+    for e in c.get("env") or []:
+        env[e["name"]] = str(e.get("value", "<from a secret>"))
+    return env
+
+
+def k8s_settings_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """Every hub Deployment has the settings its process needs (ConfigMap and env), each file mounted."""
+    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    problems: list[str] = []
+    for d in docs:
+        if d["kind"] != "Deployment":
+            continue
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            mounted = {m["mountPath"] for m in c.get("volumeMounts") or []}
+            problems += _settings_problems(f"{d['metadata']['name']}/{c['name']}", _process(c.get("args") or []),
+                                           _container_env(d, c, configmaps), mounted)
+    return problems
+
+
+def k8s_checkpoint_key_problems(docs: list[dict[str, Any]]) -> list[str]:
+    """The signing-key Secret and the checkpoint claim referenced by the signer's Deployment only; the public
+    keys ConfigMap mounted in every hub Deployment; the signing key in no Secret the others read."""
+    problems: list[str] = []
+    for d in docs:
+        spec = pod_spec(d)
+        if spec is None:
+            continue
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        signer = d["kind"] == "Deployment" and all(_process(c.get("args") or []) == "deliver"
+                                                    for c in spec.get("containers") or [])
+        secrets = {v["secret"]["secretName"]: {i["key"] for i in v["secret"].get("items") or []}
+                   for v in spec.get("volumes") or [] if v.get("secret")}
+        env_secrets = {(e.get("valueFrom") or {}).get("secretKeyRef", {}).get("key") for c in containers(spec)
+                       for e in c.get("env") or []}
+        claims = {(v.get("persistentVolumeClaim") or {}).get("claimName") for v in spec.get("volumes") or []} - {None}
+        cms = {(v.get("configMap") or {}).get("name") for v in spec.get("volumes") or []} - {None}
+        holds_key = "familyhub-audit-signing-key" in secrets or "audit-signing-key" in env_secrets or any(
+            "audit-signing-key" in keys for n, keys in secrets.items() if n != "familyhub-audit-signing-key")
+        if holds_key and not signer:
+            problems.append(f"{name}: references the checkpoint signing key; only the signer (`hub deliver`) may")
+        if any("audit-signing-key" in keys for n, keys in secrets.items() if n != "familyhub-audit-signing-key"):
+            problems.append(f"{name}: the signing key comes from a Secret other pods read too")
+        if claims and not signer:
+            problems.append(f"{name}: mounts claim(s) {sorted(claims)}; only the signer keeps the checkpoint file")
+        if signer and "familyhub-audit-signing-key" not in secrets:
+            problems.append(f"{name}: the signer has no signing key")
+        if signer and not any(c and c.endswith("audit-checkpoints") for c in claims):
+            problems.append(f"{name}: the signer's checkpoint file is on no volume of its own")
+        if d["kind"] == "Deployment" and "familyhub-audit-public-keys" not in cms:
+            problems.append(f"{name}: no audit public keys to verify checkpoints with")
     return problems

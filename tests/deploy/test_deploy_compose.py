@@ -14,8 +14,10 @@ import pytest
 
 from ._support import (
     COMPOSE,
+    compose_checkpoint_key_problems,
     compose_secret_problems,
     compose_service_problems,
+    compose_settings_problems,
     dump_yaml,
     init_problems,
     kafka_services,
@@ -182,7 +184,61 @@ def test_hub_services_use_the_project_image_and_the_contract_commands(compose) -
 
 def test_secrets_come_from_compose_secrets(compose: dict[str, Any]) -> None:
     assert compose_secret_problems(compose) == []
-    assert set(compose["secrets"]) == {"pseudonym_key", "jwt_key", "payload_master_key", "postgres_password"}
+    assert set(compose["secrets"]) == {"pseudonym_key", "jwt_key", "payload_master_key", "session_key",
+                                       "postgres_password", "audit_signing_key"}
+
+
+def test_every_hub_service_has_the_settings_its_process_needs(compose: dict[str, Any]) -> None:
+    """Compared with hub/core/settings.py: the keys, the session key every API replica shares, the public keys
+    to verify checkpoints with; the signer's settings in the deliverer only; every file mounted."""
+    assert compose_settings_problems(compose) == []
+
+
+@pytest.mark.parametrize(("mutate", "expect"), [
+    (lambda c: c["services"]["api"]["environment"].pop("HUB_SESSION_KEY_FILE"), "api: HUB_SESSION_KEY_FILE not set"),
+    (lambda c: c["services"]["worker"]["environment"].update(HUB_AUDIT_SIGNING_KEY_FILE="/run/secrets/k"),
+     "only the checkpoint signer may have it"),
+    (lambda c: c["services"]["api"].update(configs=[]), "HUB_AUDIT_PUBLIC_KEYS_FILE /etc/familyhub/audit_public_keys"
+                                                         ".pem is on no mounted"),
+    (lambda c: c["services"]["api"]["environment"].update(HUB_TYPO="1"), "HUB_TYPO is not a hub setting"),
+])
+def test_settings_check_catches_breakage(compose: dict[str, Any], mutate, expect) -> None:
+    broken = copy.deepcopy(compose)
+    for svc in broken["services"].values():  # the anchors share one mapping: give each service its own
+        if "environment" in svc:
+            svc["environment"] = dict(svc["environment"])
+    mutate(broken)
+    problems = compose_settings_problems(broken)
+    assert any(expect in p for p in problems), problems
+
+
+def test_only_the_deliverer_holds_the_checkpoint_key_and_file(compose: dict[str, Any]) -> None:
+    """The deliverer signs the audit checkpoints (the chores lease holder; the workers run in `process`
+    mode): the signing key secret and the checkpoint volume are its alone; every hub service gets the
+    public keys to verify with."""
+    assert compose_checkpoint_key_problems(compose) == []
+    deliverer = compose["services"]["deliverer"]
+    assert "audit-checkpoints:/var/lib/hub-audit" in deliverer["volumes"]
+    assert deliverer["environment"]["HUB_AUDIT_CHECKPOINT_FILE"].startswith("/var/lib/hub-audit/")
+    assert "audit-checkpoints" in compose["volumes"]
+    for name in ("api", "connectors", "worker", "init"):
+        svc = compose["services"][name]
+        assert "audit_signing_key" not in svc["secrets"] and "volumes" not in svc, name
+
+
+@pytest.mark.parametrize(("mutate", "expect"), [
+    (lambda c: c["services"]["api"].update(secrets=[*c["services"]["api"]["secrets"], "audit_signing_key"]),
+     "api: mounts the checkpoint signing key"),
+    (lambda c: c["services"]["worker"].update(volumes=["audit-checkpoints:/var/lib/hub-audit"]),
+     "worker: mounts the checkpoint volume"),
+    (lambda c: c["services"]["deliverer"].pop("volumes"), "on no volume of its own"),
+    (lambda c: c["services"]["worker"].pop("configs"), "worker: no audit public keys"),
+])
+def test_checkpoint_key_check_catches_breakage(compose: dict[str, Any], mutate, expect) -> None:
+    broken = copy.deepcopy(compose)
+    mutate(broken)
+    problems = compose_checkpoint_key_problems(broken)
+    assert any(expect in p for p in problems), problems
 
 
 def test_secret_check_catches_plain_passwords(compose: dict[str, Any]) -> None:

@@ -29,10 +29,13 @@ from ._support import (
     OVERLAYS,
     REPO,
     SERVICEMONITOR_SCHEMA,
+    documented_configmaps,
     documented_secrets,
     dump_all_yaml,
+    k8s_checkpoint_key_problems,
     k8s_documents,
     k8s_manifest_files,
+    k8s_settings_problems,
     load_yaml,
     probe_problems,
     topology_problems,
@@ -49,6 +52,7 @@ if shutil.which("kubectl") is None:
 DOCS = k8s_documents("production")
 EVERY_OVERLAY = [item for overlay in OVERLAYS for item in k8s_documents(overlay)]
 SECRETS = documented_secrets()
+CONFIGMAPS = documented_configmaps()
 #: Kinds from CRDs, validated against a vendored schema (whatever apiVersion a manifest claims).
 CRD_SCHEMAS = {"ServiceMonitor": SERVICEMONITOR_SCHEMA}
 
@@ -102,8 +106,9 @@ def test_expected_objects_are_present() -> None:
         "HorizontalPodAutoscaler",
         "NetworkPolicy",
         "ServiceMonitor",
+        "PersistentVolumeClaim",  # the audit checkpoints file, the deliverer's alone
     } <= kinds
-    assert not kinds & {"StatefulSet", "PersistentVolumeClaim", "Secret"}, kinds
+    assert not kinds & {"StatefulSet", "Secret"}, kinds
 
 
 def _doc(kind: str, name_suffix: str = "") -> dict[str, Any]:
@@ -259,7 +264,7 @@ def test_probe_check_catches_wrong_paths() -> None:
 
 def test_objects_are_wired_together() -> None:
     for overlay in OVERLAYS:
-        assert topology_problems([doc for _, doc in k8s_documents(overlay)], SECRETS) == [], overlay
+        assert topology_problems([doc for _, doc in k8s_documents(overlay)], SECRETS, CONFIGMAPS) == [], overlay
 
 
 def _without(key: str) -> dict[str, set[str]]:
@@ -312,18 +317,127 @@ def _container(docs: list[dict[str, Any]], suffix: str) -> dict[str, Any]:
 def test_wiring_check_catches_breakage(mutate, secrets, expect) -> None:
     docs = copy.deepcopy([doc for _, doc in DOCS])
     mutate(docs)
-    problems = topology_problems(docs, secrets)
+    problems = topology_problems(docs, secrets, CONFIGMAPS)
     assert any(expect in p for p in problems), problems
 
 
-def test_the_documented_secret_holds_every_key_and_the_repository_none() -> None:
-    """The operator creates familyhub-secrets from docs/operations.md; nothing in the repository could
-    overwrite it with placeholders on `kubectl apply`."""
+def _claim_in(docs: list[dict[str, Any]], suffix: str) -> None:
+    _find(docs, "Deployment", suffix)["spec"]["template"]["spec"]["volumes"].append(
+        {"name": "audit-checkpoints", "persistentVolumeClaim": {"claimName": "familyhub-audit-checkpoints"}})
+
+
+@pytest.mark.parametrize(("mutate", "configmaps", "expect"), [
+    (lambda ds: _claim_in(ds, "api"), CONFIGMAPS, "only the checkpoint signer (the deliverer) may"),
+    (lambda ds: _find(ds, "PersistentVolumeClaim")["metadata"].update(name="familyhub-state"), CONFIGMAPS,
+     "undeclared claim familyhub-audit-checkpoints"),
+    (lambda ds: None, {}, "wants missing ConfigMap key familyhub-audit-public-keys/audit-public-keys.pem"),
+])
+def test_wiring_check_catches_a_shared_claim_and_a_missing_configmap(mutate, configmaps, expect) -> None:
+    docs = copy.deepcopy([doc for _, doc in DOCS])
+    mutate(docs)
+    problems = topology_problems(docs, SECRETS, configmaps)
+    assert any(expect in p for p in problems), problems
+
+
+def test_the_documented_secrets_hold_every_key_and_the_repository_none() -> None:
+    """The operator creates the Secrets and the public keys ConfigMap from docs/operations.md; nothing in the
+    repository could overwrite them with placeholders on `kubectl apply`. The checkpoint signing key is a
+    Secret of its own, not a key of the Secret every pod reads."""
     assert SECRETS["familyhub-secrets"] == {
-        "pseudonym-key", "jwt-key", "payload-master-key", "audit-signing-key", "kafka-ca.crt", "database-url",
+        "pseudonym-key", "jwt-key", "payload-master-key", "session-key", "kafka-ca.crt", "database-url",
         "kafka-sasl-password", "metrics-token", *REGISTRY_KEYS}
+    assert SECRETS["familyhub-audit-signing-key"] == {"audit-signing-key"}
+    assert {"familyhub-audit-public-keys": {"audit-public-keys.pem"}} == CONFIGMAPS
     for _, doc in EVERY_OVERLAY:
         assert doc["kind"] != "Secret", "secret values are created by the operator, not rendered"
+        assert doc["metadata"]["name"] != "familyhub-audit-public-keys", "public keys are the operator's, too"
+
+
+def _pod(suffix: str) -> dict[str, Any]:
+    return _doc("Deployment", suffix)["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_signing_key_secret_is_referenced_only_by_the_signers_deployment(overlay: str) -> None:
+    """The deliverer (`hub deliver`, the chores lease holder; the workers run in `process` mode) signs the
+    audit checkpoints: the only object referencing Secret familyhub-audit-signing-key, the only pod with
+    the checkpoint file's claim; the API, connectors and workers get the public keys file only."""
+    docs = [doc for _, doc in k8s_documents(overlay)]
+    assert k8s_checkpoint_key_problems(docs) == []
+    referencing = {d["metadata"]["name"] for d in docs if "familyhub-audit-signing-key" in json.dumps(d)}
+    assert referencing == {"familyhub-deliverer"}
+    claimed = {d["metadata"]["name"] for d in docs
+               if d["kind"] != "PersistentVolumeClaim" and "familyhub-audit-checkpoints" in json.dumps(d)}
+    assert claimed == {"familyhub-deliverer"}
+    cm = _doc("ConfigMap")["data"]
+    assert "HUB_AUDIT_SIGNING_KEY_FILE" not in cm and "HUB_AUDIT_CHECKPOINT_FILE" not in cm
+    deliverer = {e["name"]: e.get("value") for e in _pod("deliverer")["containers"][0]["env"]}
+    assert deliverer["HUB_AUDIT_SIGNING_KEY_FILE"] == "/etc/familyhub/audit-signing/audit-signing-key"
+    assert deliverer["HUB_AUDIT_CHECKPOINT_FILE"].startswith("/var/lib/hub-audit/")
+    for suffix in ("api", "connectors", "worker"):
+        pod = _pod(suffix)
+        mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert "/etc/familyhub/audit-public-keys" in mounts, suffix
+        assert cm["HUB_AUDIT_PUBLIC_KEYS_FILE"].startswith("/etc/familyhub/audit-public-keys/")
+        assert "audit-signing" not in json.dumps(pod), suffix
+        assert _pod(suffix)["containers"][0]["args"] != ["deliver"]
+
+
+@pytest.mark.parametrize(("mutate", "expect"), [
+    (lambda ds: _find(ds, "Deployment", "worker")["spec"]["template"]["spec"]["volumes"].append(
+        {"name": "k", "secret": {"secretName": "familyhub-audit-signing-key"}}),
+     "Deployment/familyhub-worker: references the checkpoint signing key"),
+    (lambda ds: _find(ds, "Deployment", "api")["spec"]["template"]["spec"]["volumes"][-1]["secret"]["items"]
+     .append({"key": "audit-signing-key", "path": "audit-signing-key"}), "from a Secret other pods read too"),
+    (lambda ds: _claim_in(ds, "connectors"), "familyhub-connectors: mounts claim(s)"),
+    (lambda ds: _find(ds, "Deployment", "deliverer")["spec"]["template"]["spec"].update(
+        volumes=[v for v in _find(ds, "Deployment", "deliverer")["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] != "audit-signing"]), "the signer has no signing key"),
+    (lambda ds: _find(ds, "Deployment", "api")["spec"]["template"]["spec"].update(
+        volumes=[v for v in _find(ds, "Deployment", "api")["spec"]["template"]["spec"]["volumes"]
+                 if v["name"] != "audit-public-keys"]), "familyhub-api: no audit public keys"),
+])
+def test_checkpoint_key_check_catches_breakage(mutate, expect) -> None:
+    docs = copy.deepcopy([doc for _, doc in DOCS])
+    mutate(docs)
+    problems = k8s_checkpoint_key_problems(docs)
+    assert any(expect in p for p in problems), problems
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_has_the_settings_its_process_needs(overlay: str) -> None:
+    """Compared with hub/core/settings.py: ConfigMap and env give each process what it reads in production,
+    every key file is on a mounted volume, and the signer's settings are the deliverer's only."""
+    assert k8s_settings_problems([doc for _, doc in k8s_documents(overlay)]) == []
+
+
+@pytest.mark.parametrize(("mutate", "expect"), [
+    (lambda ds: _find(ds, "ConfigMap")["data"].pop("HUB_SESSION_KEY_FILE"), "api/api: HUB_SESSION_KEY_FILE not set"),
+    (lambda ds: _find(ds, "ConfigMap")["data"].update(HUB_AUDIT_CHECKPOINT_FILE="/var/lib/hub/c.jsonl"),
+     "familyhub-worker/worker: HUB_AUDIT_CHECKPOINT_FILE set for `hub worker`"),
+    (lambda ds: _container(ds, "api").update(volumeMounts=[m for m in _container(ds, "api")["volumeMounts"]
+                                                           if m["name"] != "secrets"]),
+     "HUB_SESSION_KEY_FILE /etc/familyhub/secrets/session-key is on no mounted"),
+])
+def test_settings_check_catches_breakage(mutate, expect) -> None:
+    docs = copy.deepcopy([doc for _, doc in DOCS])
+    mutate(docs)
+    problems = k8s_settings_problems(docs)
+    assert any(expect in p for p in problems), problems
+
+
+def test_the_operations_doc_says_how_the_checkpoint_key_is_held_as_deployed() -> None:
+    """docs/operations.md, "How to hold the checkpoint key", names what the manifests and compose file use."""
+    doc = (K8S.parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = doc.split("### How to hold the checkpoint key", 1)[1].split("\n## ", 1)[0]
+    deliverer = _pod("deliverer")
+    key_mount = next(m["mountPath"] for m in deliverer["containers"][0]["volumeMounts"] if m["name"] == "audit-signing")
+    claim = next(v["persistentVolumeClaim"]["claimName"] for v in deliverer["volumes"] if "persistentVolumeClaim" in v)
+    cm = _doc("ConfigMap")["data"]
+    for needle in ("familyhub-audit-signing-key", "`familyhub-deliverer` only", key_mount, claim,
+                   "familyhub-audit-public-keys", cm["HUB_AUDIT_PUBLIC_KEYS_FILE"], "audit_signing_key",
+                   "`deliverer` service only", "audit-checkpoints", "audit_public_keys"):
+        assert needle in section, needle
 
 
 def test_worker_is_a_stateless_deployment_with_exactly_once_and_a_matching_partition_count() -> None:

@@ -273,7 +273,8 @@ def check(stack: Stack, hook: AgencyEndpoint, world: dict[str, Any]) -> None:
             # or its outcome is recorded as unknown: sent and not yet answered (a POST under way, or the
             # deliverer killed during it), which the hub settles by sending again or marking it in doubt
             assert key in recorded or any((r[1], r[0]) == key and r[2] in MAYBE_SENT for r in rows), key
-    # every change has its audit record (the decisions' trail is copied by the deliverer's audit job)
+    # every change has its audit record, written in the change's own transaction: however the kills fell,
+    # each share decision, withdrawal notice and recall the hub holds has exactly one
     def audited() -> Counter[str]:
         engine = sa.create_engine(stack.env["HUB_DATABASE_URL"])
         try:
@@ -288,6 +289,19 @@ def check(stack: Stack, hook: AgencyEndpoint, world: dict[str, Any]) -> None:
                 and a["consent_change"] >= CHILDREN + len(world["withdrawn"]))
 
     wait_until(complete, 60, "every change's audit record")
+    engine = sa.create_engine(stack.env["HUB_DATABASE_URL"])
+    try:
+        with engine.connect() as conn:
+            trail = Counter((r[0], r[1]) for r in conn.execute(sa.text(
+                "select action, data_ref from audit_log where actor = 'hub-sharing'")))
+            decided = [r[0] for r in conn.execute(sa.text("select decision_id from share_decisions"))]
+            told = conn.execute(sa.text("select delivery_id, kind from deliveries where kind <> 'share'")).all()
+    finally:
+        engine.dispose()
+    by_ref = Counter(ref for (action, ref), n in trail.items() for _ in range(n)
+                     if action in ("share", "withhold", "hold", "override"))
+    assert decided and all(by_ref[d] == 1 for d in decided) and sum(by_ref.values()) == len(decided), by_ref
+    assert all(trail[(kind, d)] == 1 for d, kind in told), told
     def verified() -> str | None:
         result = run_hub(["audit", "verify"], stack.env)
         return None if result.returncode == 0 else result.stdout + result.stderr

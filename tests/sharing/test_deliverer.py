@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from hub.core.jobs import Runner
 from hub.core.settings import Settings
 from hub.db.lease import CHORES
-from hub.db.schema import audit_log, deliveries, share_decisions, stream_cursors
+from hub.db.schema import audit_cursors, audit_log, deliveries, share_decisions, stream_cursors
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.kafka.broker import free_port
@@ -57,7 +57,7 @@ def count(store: Store, q: Any) -> int:
 
 def audited_decisions(store: Store) -> int:
     return count(store, sa.select(sa.func.count()).select_from(audit_log).where(
-        audit_log.c.actor == "hub-sharing", audit_log.c.action != "consent_change"))
+        audit_log.c.actor == "hub-sharing", audit_log.c.action.in_(("share", "withhold", "hold", "override"))))
 
 
 def decisions(store: Store) -> int:
@@ -232,7 +232,7 @@ def test_a_worker_in_process_mode_decides_and_leaves_delivery_and_audit_alone(st
         assert audited_decisions(store) == decisions(store) > 0
         exactly_once(store, hook, 2)
     else:
-        assert hook.requests == [] and audited_decisions(store) == 0
+        assert hook.requests == [] and audited_decisions(store) == decisions(store) > 0  # audited as decided
         assert {r["state"] for r in to_paediatrics(store)} == {"queued"}
 
 
@@ -308,21 +308,38 @@ def test_queued_shares_nobody_takes_up_show_as_overdue(store: Store, hook: Webho
     assert delivery.backlog(store, now + timedelta(minutes=2)) == (0, 0)
 
 
-def test_delivering_workers_write_the_audit_trail_one_at_a_time(store: Store) -> None:
-    """In worker mode every worker's follower and timer would copy the same decisions into the audit
-    log: only the holder of the chores lease does, so each decision is recorded once."""
-    from hub.db.lease import Lease
+def test_rows_an_earlier_release_left_uncopied_are_audited_once_then_the_catch_up_stops(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An earlier release copied decisions into the audit log later, from a cursor: what it had not copied
+    when the deployment upgraded is copied by the chores job, once; what was audited with its change is
+    not copied again; then the cursors go and the job stops looking."""
+    from hub.sharing import audit_trail
 
     now = datetime.now(UTC)
     j = report_not_sent_journey(now, seed=4712, child_id="child-audit-once", household_id="hh-audit-once")
-    Feeder(store, now).feed(j.before_consent + j.consent, now)
-    made = decisions(store)
-    assert made > 0 and audited_decisions(store) == 0
-    w1 = Lease(store, CHORES, "worker-1")
-    assert w1.hold()
-    assert runtime.audit_under_lease(store, "worker-2") == 0 and audited_decisions(store) == 0
-    assert runtime.audit_under_lease(store, "worker-1") >= made
-    assert runtime.audit_under_lease(store, "worker-1") == 0  # nothing new: nothing twice
-    w1.release()  # a clean stop: the other takes over at once
-    assert runtime.audit_under_lease(store, "worker-2") == 0
-    assert audited_decisions(store) == made
+    with monkeypatch.context() as m:  # the earlier release: decisions written without their records
+        m.setattr(audit_trail, "write", lambda conn, entries: 0)
+        Feeder(store, now).feed(j.before_consent, now)
+    old = decisions(store)
+    assert old > 0 and audited_decisions(store) == 0
+    with store.engine.begin() as conn:  # where its copying job had got to: nothing of these copied yet
+        conn.execute(sa.insert(audit_cursors), [{"name": n, "position": f"{(now - timedelta(days=1)).isoformat()}|"}
+                                                for n in audit_trail.CURSORS])
+    Feeder(store, now).feed(j.consent, now + timedelta(seconds=1))  # this release: audited with the change
+    assert decisions(store) > old and audited_decisions(store) == decisions(store) - old
+
+    job = runtime.AuditCatchUpJob(store, every=1.0, batch=2)
+    assert asyncio.run(job.run_once()) == 0.0  # a full batch: more at once
+    for _ in range(100):  # until nothing is left after any cursor: then the cursors go
+        asyncio.run(job.run_once())
+        if job.done:
+            break
+    assert job.done and count(store, sa.select(sa.func.count()).select_from(audit_cursors)) == 0
+    with store.engine.connect() as conn:
+        refs = [r[0] for r in conn.execute(sa.select(audit_log.c.data_ref).where(
+            audit_log.c.action.in_(("share", "withhold", "hold", "override"))))]
+        ids = {r[0] for r in conn.execute(sa.select(share_decisions.c.decision_id))}
+    assert sorted(refs) == sorted(ids)  # every decision exactly once
+    assert audit_trail.catch_up(store) == 0
+    from hub.governance.audit import AuditLog
+    assert AuditLog(store).verify().ok

@@ -18,6 +18,7 @@ from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
 from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.demo.scenario import build
+from hub.governance.audit import AuditLog
 from hub.sharing import delivery, readiness
 from hub.sharing.alerts import list_alerts
 from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, permit_directive, withdraw_event
@@ -300,21 +301,21 @@ def test_permit_then_refusal_directive_by_agency(store: Store) -> None:
 
 
 def test_every_decision_and_consent_change_is_in_the_audit_log_once(store: Store) -> None:
+    """Written by the sharing step with the rows themselves: no copying job runs here."""
     from hub.governance.audit import AuditLog
-    from hub.sharing import audit_trail
 
     feeder = Feeder(store, NOW)
     j = report_not_sent_journey(NOW)
     feeder.feed(j.before_consent, NOW)
     feeder.feed(j.consent, NOW + timedelta(hours=1))
-    written = audit_trail.record_new(store)
-    assert audit_trail.record_new(store) == 0  # the cursor moved: nothing twice
+    feeder.feed(j.consent, NOW + timedelta(hours=2))  # redelivered: nothing changes, nothing is recorded
     log = AuditLog(store)
     records = log.records(household=j.household_id)
     decisions = rows(store, share_decisions)
     consents = [r for r in records if r.action == "consent_change"]
     by_ref = {r.data_ref: r for r in records if r.action in ("share", "withhold", "hold", "override")}
-    assert written == len(decisions) + len(consents) and set(by_ref) == {d["decision_id"] for d in decisions}
+    assert len(by_ref) == len(decisions) == len([r for r in records if r.data_ref in by_ref])
+    assert set(by_ref) == {d["decision_id"] for d in decisions}
     share = share_of(store, f"slt-{j.child_id}", ABUHB_PAEDS["service_name"])
     withheld_first = next(d for d in decisions if d["information_id"] == share["information_id"]
                           and d["recipient_key"] == share["recipient_key"] and d["seq"] == 0)
@@ -389,6 +390,26 @@ def test_a_report_from_a_new_service_brings_it_the_earlier_reports_too(store: St
     assert feeder.feed([report("physio-1", PHYSIO, 3)], NOW).decisions == 0  # redelivered: nothing new
 
 
+def test_a_share_whose_consent_is_withdrawn_before_it_goes_is_cancelled_by_the_deliverer_with_its_record(
+        store: Store) -> None:
+    """The directive a queued share rests on is withdrawn and the deliverer gets to the share before the sharing
+    step does: the deliverer cancels it, and its audit record is written with the cancellation, once."""
+    feeder = Feeder(store, NOW)
+    j = report_not_sent_journey(NOW, seed=309, child_id="child-late", household_id="hh-late")
+    feeder.feed(j.before_consent + j.consent, NOW)
+    share = share_of(store, "slt-child-late", ABUHB_PAEDS["service_name"])
+    assert share["state"] == "queued"
+    with store.engine.begin() as conn:  # recorded as the sharing step records a withdrawal, not yet decided on
+        conn.execute(sa.text("update consent_directives set status = 'withdrawn' where directive_id = :d"),
+                     {"d": j.directive_id})
+    deliver(store, NOW + timedelta(seconds=1))
+    deliver(store, NOW + timedelta(seconds=2))  # nothing more to cancel: nothing recorded twice
+    assert share_of(store, "slt-child-late", ABUHB_PAEDS["service_name"])["state"] == "cancelled"
+    records = [r for r in AuditLog(store).records(household="hh-late") if r.data_ref == share["delivery_id"]]
+    assert [(r.action, r.detail["why"]) for r in records] == [("cancel", "consent withdrawn before delivery")]
+    assert records[0].subject_child == "child-late" and j.subject.value not in json.dumps(records[0].detail)
+
+
 def test_a_share_withdrawn_while_it_is_being_sent_is_recorded_as_sent_and_followed_by_a_notice(
         store: Store) -> None:
     """The family withdraws consent while the webhook POST is in flight: the share is marked
@@ -411,6 +432,10 @@ def test_a_share_withdrawn_while_it_is_being_sent_is_recorded_as_sent_and_follow
         notice = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"], kind="withdrawal_notice")
         assert notice["state"] == "queued" and notice["round"] == 1
         assert sending.is_alive()  # the POST is still waiting for its answer
+        trail = AuditLog(store).records(household="hh-race")
+        share_id = share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"])["delivery_id"]
+        assert [r.detail["in_doubt"] for r in trail if r.action == "cancel" and r.data_ref == share_id] == [True]
+        assert [r.action for r in trail if r.data_ref == notice["delivery_id"]] == ["withdrawal_notice"]
         deliver(store, NOW + timedelta(seconds=3))  # the notice does not overtake the share still being sent
         assert share_of(store, "slt-child-race", ABUHB_PAEDS["service_name"],
                         kind="withdrawal_notice")["state"] == "queued"

@@ -10,6 +10,7 @@ queued share, recall what a link undone as wrong had shared (:func:`plan_recall`
 """
 
 from hub.sharing.ledger.actions import (
+    NOTICE,
     NOTICE_KINDS,
     RECALL,
     RECALL_REASON,
@@ -29,7 +30,7 @@ from hub.sharing.ledger.planner import ChildCase, Decide, plan_child, plan_recal
 from hub.sharing.ledger.values import MAYBE_SENT, DecisionRow, DeliveryKey, DeliveryRow, ItemKey, Ledger
 
 __all__ = [
-    "MAYBE_SENT", "NOTICE_KINDS", "RECALL", "RECALL_REASON", "Action", "AddDelivery", "Cancel", "ChildCase",
+    "MAYBE_SENT", "NOTICE", "NOTICE_KINDS", "RECALL", "RECALL_REASON", "Action", "AddDelivery", "Cancel", "ChildCase",
     "Decide", "DecisionRow", "DeliveryKey", "DeliveryRow", "ItemKey", "Ledger", "Plan", "Recall", "RecordDecision",
     "Requeue", "Rerender", "RetireDecision", "Rewithhold", "plan_child", "plan_recall", "plan_superseded",
     "service_key_of", "why",
