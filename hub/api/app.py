@@ -42,6 +42,7 @@ from hub.api.refusals import RefusalLog, known_ids, purpose_of, refusal_reason
 from hub.api.safeguarding_routes import safeguarding_router
 from hub.api.sampler import READY_HEARTBEAT, HubWide, MetricsSampler
 from hub.api.sharing_routes import sharing_router
+from hub.api.summary_routes import summary_router
 from hub.api.timeline_routes import timeline_router
 from hub.core.errors import AuthError, ForbiddenError, HubError, NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
@@ -286,4 +287,5 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     app.include_router(governance_router(services))
     app.include_router(safeguarding_router(services))
     app.include_router(coordination_router(services))
+    app.include_router(summary_router(services))
     return app

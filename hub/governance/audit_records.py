@@ -35,6 +35,8 @@ ACTIONS: dict[str, str] = {
     "corporate_parent": "a looked-after child's local authority was recorded (or cleared) as corporate parent "
                         "(detail: the agency id now and before)",
     "recall": "a copy shared from a link undone as wrong was recalled (a recall notice, or the family copy withdrawn)",
+    "summary_change": "a family's summary of a child was written or changed, or its sharing with the child's team "
+                      "changed (detail: the parts changed, whether it is shared; never the text)",
     "read_timeline": "a family timeline was viewed",
     "read_report": "a report was viewed or downloaded",
     "export": "records were exported in bulk (including audit exports)",
