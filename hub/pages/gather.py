@@ -117,7 +117,7 @@ def caseload(store: Store, principal: Principal, households: list[str]) -> list[
             if a["state"] == "open":
                 row.open_alerts += 1
                 row.items.append(Attention(a["child_id"], a["details"].get("message") or a["kind"], "alert",
-                                           "open the family page and acknowledge it"))
+                                           a["details"].get("step") or "open the family page and acknowledge it"))
         starts = [a["start"] for c in ready["children"] for a in c["appointments"]]
         row.next_appointment = min(starts, default=None)
         rows.append(row)
