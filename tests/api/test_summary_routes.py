@@ -74,3 +74,10 @@ async def test_the_family_writes_it_and_only_those_it_is_shared_with_read_it(ser
     assert kept["needs"] == TEXT["needs"] and kept["shared"] is True  # nothing lost
     changes = AuditLog(services.store).records(household=HH, actions=["summary_change"])
     assert [(r.detail or {}).get("shared") for r in changes] == [False, True]
+
+    # the young person writes their own (here: takes it back to the family alone)
+    me = token_header(services, "young_person", "yp-self", household=HH, member=CHILD)
+    own = await client.put(URL, json={**TEXT, "communication": "I prefer text messages", "shared": False}, headers=me)
+    assert own.status_code == 200 and own.json()["changed"] == ["communication"]
+    assert (await client.get(URL, headers=me)).json()["written_by_role"] == "young_person"
+    assert (await client.get(URL, headers=coordinator)).status_code == 404  # no longer shared
