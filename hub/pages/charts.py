@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 #: the chart's geometry (SVG user units)
-WIDTH, LEFT, BAR, GAP, TOP = 640, 230, 22, 10, 8
+WIDTH, LEFT, BAR, GAP, TOP = 480, 180, 22, 10, 8  # drawn about 1:1 in half a GOV.UK page
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Chart:
         if self.unit == "%":
             top = max(top, 100.0)
         plot = self.width - self.left - 70
-        self.bars = [{"y": TOP + i * (BAR + GAP), "label": r.label[:30], "full_label": r.label, "text": r.text,
+        self.bars = [{"y": TOP + i * (BAR + GAP), "label": r.label if len(r.label) <= 24 else r.label[:23] + "…", "full_label": r.label, "text": r.text,
                       "w": 0.0 if r.value is None else round(plot * r.value / top, 1)} for i, r in enumerate(self.rows)]
         self.height = TOP * 2 + len(self.rows) * (BAR + GAP)
         return self
@@ -53,11 +53,11 @@ def _group(g: Mapping[str, Any]) -> str:
 
 
 def _percent(rate: Any) -> tuple[float | None, str]:
-    return (None, "–") if rate is None else (round(float(rate) * 100, 1), f"{float(rate) * 100:.1f} %")
+    return (None, "–") if rate is None else (round(float(rate) * 100, 1), f"{float(rate) * 100:.1f}\u00a0%")
 
 
 def _number(value: Any, unit: str) -> tuple[float | None, str]:
-    return (None, "–") if value is None else (float(value), f"{float(value):g} {unit}".strip())
+    return (None, "–") if value is None else (float(value), f"{float(value):g}\u00a0{unit}".strip())
 
 
 def _rows(groups: list[Mapping[str, Any]], label: Callable[[Mapping[str, Any]], str],

@@ -184,6 +184,7 @@ def test_each_person_s_journey_through_the_pages(demo: dict[str, Any]) -> None:
         ig.goto(f"{demo['base']}/kpis")  # the KPI charts, which IG may read as a commissioner does
         assert "Coordination KPIs" in ig.inner_text("h1") and ig.locator("svg.hub-chart").count() > 0
         accessible(ig, "the KPI charts")
+        shot(ig, "kpis")
 
         young = sign_in(browser, young_link)
         young.get_by_role("link", name="Cymraeg").click()
