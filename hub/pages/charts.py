@@ -42,10 +42,15 @@ class Chart:
         if self.unit == "%":
             top = max(top, 100.0)
         plot = self.width - self.left - 70
-        self.bars = [{"y": TOP + i * (BAR + GAP), "label": r.label if len(r.label) <= 24 else r.label[:23] + "…", "full_label": r.label, "text": r.text,
+        self.bars = [{"y": TOP + i * (BAR + GAP), "label": short(r.label), "full_label": r.label, "text": r.text,
                       "w": 0.0 if r.value is None else round(plot * r.value / top, 1)} for i, r in enumerate(self.rows)]
         self.height = TOP * 2 + len(self.rows) * (BAR + GAP)
         return self
+
+
+def short(label: str, most: int = 24) -> str:
+    """A group's name as the chart has room for it (the table beside it, and the label's title, say it whole)."""
+    return label if len(label) <= most else label[:most - 1] + "…"
 
 
 def _group(g: Mapping[str, Any]) -> str:
