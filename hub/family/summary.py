@@ -1,5 +1,6 @@
 """The family's "tell it once" summary of a child: what the child needs, how they communicate, who is
-involved, written once by a parent (or by a young person about themself) so nobody has to tell it again.
+involved, written once by a parent (or by a young person about themself) so nobody has to tell it again. Once the
+young person has written it, it is theirs: their parents still read it, but only they change it.
 
 The family chooses whether it is shared with the child's coordinator and the agencies in the team around
 the child; who may read it is decided where it is read (the API and the pages), from :attr:`Summary.shared`.
@@ -21,7 +22,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from hub.core.errors import NotFoundError, Problem, ValidationError
+from hub.core.errors import ForbiddenError, NotFoundError, Problem, ValidationError
 from hub.db.schema import child_summaries
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.audit import AuditEntry, AuditLog
@@ -106,6 +107,8 @@ def write(store: Store, vault: KeyVault, household_id: str, child_id: str, parts
     if child_id not in readmodel.children(store, household_id):
         raise NotFoundError("no such child in this household")
     before = read(store, vault, household_id, child_id)
+    if before is not None and before.written_role == "young_person" and role != "young_person":
+        raise ForbiddenError("the young person wrote this summary about themself; only they can change it")
     old = {f: getattr(before, f) for f in FIELDS} if before is not None else dict.fromkeys(FIELDS, "")
     changed = [f for f in FIELDS if old[f] != text[f]]
     sharing_changed = before is None or before.shared != shared

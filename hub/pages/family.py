@@ -93,8 +93,10 @@ def family_pages(services: Services, gate: PageGate) -> APIRouter:
         data = await asyncio.to_thread(own_view, store, services.vault, me, household, child_id or None,
                                        cursor[:200] or None)
         for child in data["children"]:
+            theirs = child["summary"] is not None and child["summary"].written_role == "young_person"
             child["may_write_summary"] = bool(await gate.allowed(me, SUMMARY, household_id=household,
-                                                                 child_id=child["child_id"]))
+                                                                 child_id=child["child_id"])) and (
+                me.role == "young_person" or not theirs)
             child["may_consent"] = bool(await gate.allowed(me, GIVE, household_id=household,
                                                            child_id=child["child_id"]))
             if not await gate.allowed(me, CONSENTS, household_id=household, child_id=child["child_id"]):

@@ -81,3 +81,8 @@ async def test_the_family_writes_it_and_only_those_it_is_shared_with_read_it(ser
     assert own.status_code == 200 and own.json()["changed"] == ["communication"]
     assert (await client.get(URL, headers=me)).json()["written_by_role"] == "young_person"
     assert (await client.get(URL, headers=coordinator)).status_code == 404  # no longer shared
+    # now it is the young person's: their parent reads it but cannot change it
+    assert (await client.get(URL, headers=parent)).json()["communication"] == "I prefer text messages"
+    refused = await client.put(URL, json={**TEXT, "shared": True}, headers=parent)
+    assert refused.status_code == 403 and "only they can change it" in refused.text
+    assert (await client.get(URL, headers=me)).json()["shared"] is False

@@ -141,3 +141,20 @@ async def test_erasing_the_child_removes_the_summary_and_shreds_its_key(site_ser
         keys = conn.execute(sa.select(subject_keys.c.wrapped_key).where(
             subject_keys.c.subject == key_subject(j.child_id))).all()
     assert keys and all(k.wrapped_key is None for k in keys)
+
+
+async def test_a_young_person_tells_their_own_and_it_stays_theirs(site_services: Services) -> None:
+    svc = site_services
+    j = await family(svc)
+    me = Principal("yp-tio", "young_person", household=j.household_id, member=j.child_id)
+    assert await write(svc, me, j.child_id, "no", needs="I use a communication app", involved="My key worker") == 303
+    async with browser(svc) as parent:
+        await sign_in(parent, svc, parent_of(j))
+        own = (await parent.get("/family")).text
+        assert "I use a communication app" in own and "Save your summary" not in own  # theirs to change
+    assert await write(svc, parent_of(j), j.child_id, "yes", needs="overwritten") == 403
+    async with browser(svc) as young:
+        await sign_in(young, svc, me)
+        assert "Save your summary" in (await young.get("/family")).text
+    row = stored(svc, j.child_id)
+    assert row is not None and row["written_role"] == "young_person" and row["shared"] is False
