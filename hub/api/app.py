@@ -44,6 +44,7 @@ from hub.api.returns_routes import returns_router
 from hub.api.safeguarding_routes import safeguarding_router
 from hub.api.sampler import READY_HEARTBEAT, HubWide, MetricsSampler
 from hub.api.sharing_routes import sharing_router
+from hub.api.summary_routes import summary_router
 from hub.api.timeline_routes import timeline_router
 from hub.core.errors import AuthError, ForbiddenError, HubError, NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
@@ -298,4 +299,5 @@ def create_app(services: Services, *, relay_interval: float = RELAY_EVERY) -> Fa
     app.include_router(returns_router(services, registry))
     app.include_router(safeguarding_router(services))
     app.include_router(coordination_router(services))
+    app.include_router(summary_router(services))
     return app

@@ -544,3 +544,20 @@ page_signins = sa.Table(
     info={"personal": {"household_id": HOUSEHOLD, "member_id": MEMBER}, "erase": DELETE,
           "erase_by": {MEMBER: "member_id"}},
 )
+
+# ---- the family's "tell it once" summary of a child (migration 0026) -------------------------------
+child_summaries = sa.Table(
+    "child_summaries", metadata,
+    sa.Column("child_id", sa.String(80), primary_key=True),
+    sa.Column("household_id", sa.String(80), nullable=False, index=True),
+    # the key the text is sealed under (``summary:<child id>``): shredded when the child is erased
+    sa.Column("subject", sa.String(80), nullable=False),
+    sa.Column("sealed", sa.Text, nullable=False),  # base64 sealed frame of the JSON text; never clear
+    sa.Column("shared", sa.Boolean, nullable=False),  # with the child's coordinator and team
+    sa.Column("written_by", sa.String(200), nullable=False),
+    sa.Column("written_role", sa.String(40), nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("shared_changed_at", TS, nullable=True),
+    info={"personal": {"child_id": MEMBER, "household_id": HOUSEHOLD, "subject": SUBJECT}, "erase": DELETE,
+          "erase_by": {MEMBER: "child_id", SUBJECT: "subject"}},
+)

@@ -1,6 +1,6 @@
 """The demo's people on the pages: a coordinator with the demo families on their caseload, a parent of the
-family waiting for consent, a young person, the paediatric service and an IG officer, each with a one-time
-sign-in link (`hub demo --serve` prints them)."""
+family waiting for consent, a young person, the paediatric service, an IG officer and a commissioner, each
+with a one-time sign-in link (`hub demo --serve` prints them)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def people(waiting: ReportJourney, households: list[str], young_person: tuple[st
         (f"paediatric service (agency {PAEDIATRICS_AGENCY})",
          Principal("abuhb-paediatrics", "agency", agency=PAEDIATRICS_AGENCY)),
         ("information governance officer", Principal("ig-demo", "ig_officer")),
+        ("commissioner (the coordination KPIs)", Principal("commissioner-demo", "commissioner")),
     ]
 
 

@@ -39,6 +39,8 @@ ACTIONS: dict[str, str] = {
     "withdrawal_notice": "a recipient holding a copy (or who may hold one) was sent a notice that consent no longer "
                          "covers it",
     "recall": "a copy shared from a link undone as wrong was recalled (a recall notice, or the family copy withdrawn)",
+    "summary_change": "a family's summary of a child was written or changed, or its sharing with the child's team "
+                      "changed (detail: the parts changed, whether it is shared; never the text)",
     "read_timeline": "a family timeline was viewed",
     "read_report": "a report was viewed or downloaded",
     "export": "records were exported in bulk (including audit exports)",

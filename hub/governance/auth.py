@@ -270,6 +270,12 @@ POLICY: dict[tuple[str, str], Rule] = {
         rule("coordinator", *FAMILY, relation="child"),
     ("POST", "/v1/households/{household_id}/children/{child_id}/consents/{directive_id}/confirm"):
         rule("coordinator", *FAMILY, relation="child"),
+    # the family's "tell it once" summary (hub/family/summary.py): the family writes it; the coordinator reads it
+    # only while the family shares it (the route answers 404 otherwise), as does an agency in the child's team
+    ("GET", "/v1/households/{household_id}/children/{child_id}/summary"):
+        rule("coordinator", *FAMILY, relation="child", audit="read_timeline"),
+    ("PUT", "/v1/households/{household_id}/children/{child_id}/summary"): rule(*FAMILY, relation="child"),
+    ("GET", "/v1/agencies/{agency_id}/children/{child_id}/summary"): rule("agency", relation="agency"),
     ("GET", "/v1/households/{household_id}/shares"): rule("coordinator", *FAMILY, IG, relation="household"),
     ("GET", "/v1/households/{household_id}/family-copies"):
         rule(*FAMILY, "coordinator", relation="household", audit="read_report"),
@@ -324,6 +330,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/family"): page(*FAMILY),
     ("POST", "/family/children/{child_id}/consents"): page(*FAMILY),
     ("POST", "/family/children/{child_id}/consents/{directive_id}/withdraw"): page(*FAMILY),
+    ("POST", "/family/children/{child_id}/summary"): page(*FAMILY),
+    ("GET", "/kpis"): page("commissioner", IG, "admin"),
     ("GET", "/inbox"): page("agency"),
     ("POST", "/inbox/{delivery_id}/ack"): page("agency"),
     ("GET", "/inbox/children/{child_id}/team"): page("agency"),

@@ -52,6 +52,7 @@ from hub.db.schema import (
     EVENT,
     MEMBER,
     SUBJECT,
+    child_summaries,
     consent_directives,
     erased_subjects,
     erasures,
@@ -171,6 +172,9 @@ class Erasure:
             LOG.source_system == ENROLMENT_SOURCE, LOG.source_id.like(f"{member_id}:%")).distinct())}
         subjects |= {r[0] for r in conn.execute(sa.select(consent_directives.c.subject).where(
             consent_directives.c.child_id == member_id)) if r[0]}
+        # the key the family's summary of the child is sealed under (shredded with the rest)
+        subjects |= {r[0] for r in conn.execute(sa.select(child_summaries.c.subject).where(
+            child_summaries.c.child_id == member_id))}
         return subjects
 
     def _linked_member(self, conn: Connection, subject: str) -> tuple[str, str] | None:

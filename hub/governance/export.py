@@ -55,6 +55,7 @@ _SHAPES: dict[str, tuple[dict[str, str], str, str | None]] = {
     "override": (_PATIENT_RECORD, "E", None),
     "override_review": (_APP_ACTIVITY, "C", None),
     "consent_change": (_PATIENT_RECORD, "U", "update"),
+    "summary_change": (_PATIENT_RECORD, "U", "update"),
     "identity_link": (_PATIENT_RECORD, "C", None),
     "identity_unlink": (_PATIENT_RECORD, "D", None),
     "erasure": (_PATIENT_RECORD, "D", "delete"),

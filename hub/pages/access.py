@@ -54,10 +54,9 @@ class PageGate:
             await asyncio.to_thread(self._trace, "login_denied", principal, request, f"page {template}", values,
                                     {"refused": type(exc).__name__})
             raise
-        for (method, path), rule in rules:
-            if rule.audit:
-                await asyncio.to_thread(self._trace, rule.audit, principal, request,
-                                        f"{method} {path} (page {template})", values, {})
+        reads = [(rule.audit, f"{method} {path} (page {template})") for (method, path), rule in rules if rule.audit]
+        if reads:  # one transaction (one commit) for the page's records, in the order of its sources
+            await asyncio.to_thread(self._trace_many, reads, principal, request, values, {})
         return principal
 
     async def allowed(self, principal: Principal, source: Source, **params: str) -> Rule | None:
@@ -69,6 +68,10 @@ class PageGate:
 
     def _trace(self, action: str, principal: Principal, request: Request, data_ref: str, params: dict[str, str],
                detail: dict[str, Any]) -> None:
+        self._trace_many([(action, data_ref)], principal, request, params, detail)
+
+    def _trace_many(self, reads: list[tuple[str, str]], principal: Principal, request: Request,
+                    params: dict[str, str], detail: dict[str, Any]) -> None:
         household, child = known_ids(self.store, params.get("household_id"), params.get("child_id"))
         if principal.reason:
             detail = {**detail, "reason": seal_text(self.vault, reason_subject(household, principal.subject),
@@ -77,4 +80,4 @@ class PageGate:
             action, actor=principal.subject, actor_role=principal.role, subject_household=household,
             subject_child=child, data_ref=data_ref, detail=detail,
             purpose="investigation" if principal.reason else None,
-            source=request.client.host if request.client else None)])
+            source=request.client.host if request.client else None) for action, data_ref in reads])

@@ -24,6 +24,7 @@ from hub.sharing.inbox import homes_of
 INBOX = ("GET", "/v1/agencies/{agency_id}/inbox")
 ACK = ("POST", "/v1/agencies/{agency_id}/inbox/{delivery_id}/ack")
 TEAM = ("GET", "/v1/agencies/{agency_id}/children/{child_id}/team")
+SUMMARY = ("GET", "/v1/agencies/{agency_id}/children/{child_id}/summary")
 
 
 def agency_pages(services: Services, gate: PageGate) -> APIRouter:
@@ -82,6 +83,10 @@ def agency_pages(services: Services, gate: PageGate) -> APIRouter:
             source=request.client.host if request.client else None)
         if view is None:
             raise NotFoundError("no such child in this agency's teams")
-        return page(request, "agency_team.html", child_id=child_id, team=view.team)
+        found = None
+        if await gate.allowed(me, SUMMARY, agency_id=agency_id, child_id=child_id):
+            found = (await asyncio.to_thread(gather.shared_summaries, store, services.vault, view.household_id,
+                                             [child_id])).get(child_id)
+        return page(request, "agency_team.html", child_id=child_id, team=view.team, summary=found)
 
     return router

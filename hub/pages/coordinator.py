@@ -26,11 +26,14 @@ FAMILY_SOURCES = (("GET", "/v1/households/{household_id}/timeline"),
                   ("GET", "/v1/households/{household_id}/appointments"),
                   ("GET", "/v1/households/{household_id}/readiness"),
                   ("GET", "/v1/households/{household_id}/shares"),
-                  ("GET", "/v1/households/{household_id}/alerts"))
+                  ("GET", "/v1/households/{household_id}/alerts"),
+                  ("GET", "/v1/households/{household_id}/clocks"))
 CHILD_SOURCES = (("GET", "/v1/households/{household_id}/children/{child_id}/team"),
                  ("GET", "/v1/households/{household_id}/children/{child_id}/consents"))
 READINESS = ("GET", "/v1/households/{household_id}/readiness")
 ALERTS = ("GET", "/v1/households/{household_id}/alerts")
+CLOCKS = ("GET", "/v1/households/{household_id}/clocks")
+SUMMARY = ("GET", "/v1/households/{household_id}/children/{child_id}/summary")
 
 
 def coordinator_pages(services: Services, gate: PageGate, poll_interval: float) -> APIRouter:
@@ -43,7 +46,8 @@ def coordinator_pages(services: Services, gate: PageGate, poll_interval: float) 
         me = await gate.enter(request, CASELOAD, coordinator_id=request.session.get("who", {}).get("sub", ""))
         households = [hh for hh in await asyncio.to_thread(gate.caseload, me.subject)
                       if await gate.allowed(me, READINESS, household_id=hh)
-                      and await gate.allowed(me, ALERTS, household_id=hh)]
+                      and await gate.allowed(me, ALERTS, household_id=hh)
+                      and await gate.allowed(me, CLOCKS, household_id=hh)]
         rows = await asyncio.to_thread(gather.caseload, store, me, households)
         return page(request, "caseload.html", rows=rows)
 
@@ -61,6 +65,11 @@ def coordinator_pages(services: Services, gate: PageGate, poll_interval: float) 
             for source in CHILD_SOURCES:
                 if not await gate.allowed(me, source, household_id=household_id, child_id=child["child_id"]):
                     raise NotFoundError("no such household")
+        readable = [c["child_id"] for c in data["children"]
+                    if await gate.allowed(me, SUMMARY, household_id=household_id, child_id=c["child_id"])]
+        summaries = await asyncio.to_thread(gather.shared_summaries, store, services.vault, household_id, readable)
+        for child in data["children"]:
+            child["summary"] = summaries.get(child["child_id"])
         alerts = await asyncio.to_thread(gather.alerts, store, household_id)
         after = await asyncio.to_thread(gather.latest_change, store, household_id)
         return page(request, "family_page.html", family=data, alerts=alerts, sector=sector, kind=kind,

@@ -16,6 +16,7 @@ from consent.errors import ConsentError
 from consent.fhir import directive_to_fhir_dict
 from hub.core.errors import Problem, ValidationError
 from hub.db.store import Store, utcnow
+from hub.family import summary
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
 from hub.pages import gather
@@ -25,18 +26,20 @@ from hub.pages.session import check_csrf, require
 from hub.sharing import consents, delivery
 from hub.sharing.transparency import family_view
 from hub.sharing.visibility import ReadView, copies_for, visible_items
+from hub.wire.sealing import KeyVault
 
 SOURCES = (("GET", "/v1/households/{household_id}/timeline"),
            ("GET", "/v1/households/{household_id}/family-copies"),
            ("GET", "/v1/households/{household_id}/transparency"))
 CONSENTS = ("GET", "/v1/households/{household_id}/children/{child_id}/consents")
 GIVE = ("POST", "/v1/households/{household_id}/children/{child_id}/consents")
+SUMMARY = ("PUT", "/v1/households/{household_id}/children/{child_id}/summary")
 WITHDRAW = ("DELETE", "/v1/households/{household_id}/children/{child_id}/consents/{directive_id}")
 SECTORS = {"health": Sector.HEALTH, "social_care": Sector.SOCIAL_CARE, "education": Sector.EDUCATION}
 PURPOSES = {"direct_care": Purpose.DIRECT_CARE, "care_coordination": Purpose.CARE_COORDINATION}
 
 
-def own_view(store: Store, principal: Principal, household_id: str, child_id: str | None = None,
+def own_view(store: Store, vault: KeyVault, principal: Principal, household_id: str, child_id: str | None = None,
              cursor: str | None = None) -> dict[str, Any]:
     """Everything the family page shows, each part through the read policy as its API route applies it."""
     view = ReadView.load(store, principal, [household_id])
@@ -48,7 +51,8 @@ def own_view(store: Store, principal: Principal, household_id: str, child_id: st
     return {
         "children": [{"child_id": c, **dict(zip(("timeline", "later"), gather.timeline_page(
                           store, view, household_id, c, cursor=cursor if c == child_id else None), strict=True)),
-                      "consents": consents.list_directives(store, household_id, c)} for c in children],
+                      "consents": consents.list_directives(store, household_id, c),
+                      "summary": summary.read(store, vault, household_id, c)} for c in children],
         "copies": copies_for(view, household_id, delivery.family_copies(store, household_id)),
         "transparency": family_view(store, household_id, visible=visible),
     }
@@ -86,8 +90,13 @@ def family_pages(services: Services, gate: PageGate) -> APIRouter:
     async def own(request: Request, child_id: str = "", cursor: str = "") -> Response:
         household = household_of(request)
         me = await gate.enter(request, *SOURCES, household_id=household)
-        data = await asyncio.to_thread(own_view, store, me, household, child_id or None, cursor[:200] or None)
+        data = await asyncio.to_thread(own_view, store, services.vault, me, household, child_id or None,
+                                       cursor[:200] or None)
         for child in data["children"]:
+            theirs = child["summary"] is not None and child["summary"].written_role == "young_person"
+            child["may_write_summary"] = bool(await gate.allowed(me, SUMMARY, household_id=household,
+                                                                 child_id=child["child_id"])) and (
+                me.role == "young_person" or not theirs)
             child["may_consent"] = bool(await gate.allowed(me, GIVE, household_id=household,
                                                            child_id=child["child_id"]))
             if not await gate.allowed(me, CONSENTS, household_id=household, child_id=child["child_id"]):
@@ -118,5 +127,23 @@ def family_pages(services: Services, gate: PageGate) -> APIRouter:
         await consents.withdraw(store, services.ingest, household, child_id, directive_id,
                                 "withdrawn by the family on their page")
         return RedirectResponse("/family?withdrawn=1#consents", status_code=303)
+
+    @router.post("/family/children/{child_id}/summary")
+    async def write_summary(request: Request, child_id: str, csrf: Annotated[str | None, Form()] = None,
+                            needs: Annotated[str, Form()] = "", communication: Annotated[str, Form()] = "",
+                            involved: Annotated[str, Form()] = "", shared: Annotated[str, Form()] = "") -> Response:
+        """Tell it once: the family's summary of the child and whether the child's team sees it (the summary
+        route's rule and code path)."""
+        check_csrf(request, csrf)
+        household = household_of(request)
+        me = await gate.enter(request, SUMMARY, household_id=household, child_id=child_id)
+        if shared not in ("yes", "no"):
+            raise ValidationError([Problem("shared", "choose whether to share the summary")],
+                                  title="Summary not saved")
+        await asyncio.to_thread(summary.write, store, services.vault, household, child_id,
+                                {"needs": needs, "communication": communication, "involved": involved},
+                                shared=shared == "yes", actor=me.subject, role=me.role,
+                                source=request.client.host if request.client else None)
+        return RedirectResponse(f"/family?summary=1#summary-{child_id}", status_code=303)
 
     return router

@@ -11,19 +11,23 @@ import sqlalchemy as sa
 
 from hub.db.schema import ingest_log, timeline_changes
 from hub.db.store import Store, utcnow
+from hub.family import summary
+from hub.family.summary import Summary
 from hub.governance.auth import Principal
-from hub.sharing import consents, delivery, readiness
+from hub.sharing import consents, coordination, delivery, readiness
 from hub.sharing.alerts import list_alerts
 from hub.sharing.visibility import ReadView, narrowing, readiness_for, shares_for
 from hub.stream import readmodel
 from hub.stream.team import team_around
+from hub.wire.sealing import KeyVault
 
 #: appointments this close count on the caseload
 SOON = timedelta(days=14)
 #: report states that need someone to act before the appointment
 BLOCKED = ("withheld", "delivery_failed", "unread_in_inbox")
 #: how much each kind of item weighs on the caseload: a report the clinician cannot get first
-SEVERITY = {"withheld": 3, "delivery_failed": 3, "overdue": 3, "alert": 2, "unread_in_inbox": 1, "missing": 1}
+SEVERITY = {"withheld": 3, "delivery_failed": 3, "overdue": 3, "alert": 2, "clock": 2, "unread_in_inbox": 1,
+            "missing": 1}
 
 
 @dataclass
@@ -45,6 +49,7 @@ class CaseloadRow:
     items: list[Attention] = field(default_factory=list)
     open_alerts: int = 0
     next_appointment: str | None = None
+    clocks: list[dict[str, Any]] = field(default_factory=list)  # running statutory clocks, soonest first
 
     @property
     def weight(self) -> tuple[int, int, str]:
@@ -71,8 +76,28 @@ def attention(ready: dict[str, Any], now: datetime) -> list[Attention]:
     return out
 
 
-def household_readiness(store: Store, view: ReadView, household_id: str, now: datetime) -> dict[str, Any]:
-    return readiness_for(view, store, household_id, readiness.readiness(store, household_id, now))
+def household_records(store: Store, household_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Each child's records, read once for readiness, the team and the statutory clocks."""
+    return {c: readmodel.child_records(store, household_id, c) for c in readmodel.children(store, household_id)}
+
+
+def household_readiness(store: Store, view: ReadView, household_id: str, now: datetime,
+                        records: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Report readiness before each appointment as the reader may see it (the readiness route's answer)."""
+    return readiness_for(view, store, household_id, {
+        "household_id": household_id, "generated_at": now.isoformat(),
+        "children": [readiness.child_readiness(store, household_id, c, now, entries=e) for c, e in records.items()]})
+
+
+def running_clocks(store: Store, household_id: str, children: list[str], now: datetime,
+                   records: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The statutory clocks still running (or overdue) for the reader's visible children, those about to run
+    out first: what the clocks route says of each, with its days left."""
+    found = coordination.household_clocks(store, household_id, now, records=records)
+    running = [{**c, "warn": c["days_left"] is not None and c["days_left"] <= found["warn_days"]}
+               for child, clocks in found["children"].items() if child in children
+               for c in clocks if c["state"] in ("running", "overdue")]
+    return sorted(running, key=lambda c: (c["days_left"], c["deadline"], c["child_id"], c["clock"]))
 
 
 def caseload(store: Store, principal: Principal, households: list[str]) -> list[CaseloadRow]:
@@ -81,19 +106,26 @@ def caseload(store: Store, principal: Principal, households: list[str]) -> list[
     rows = []
     view = ReadView.load(store, principal, households)
     for hh in households:
-        ready = household_readiness(store, view, hh, now)
+        records = household_records(store, hh)
+        ready = household_readiness(store, view, hh, now, records)
         alerts = list_alerts(store, household_id=hh)
         row = CaseloadRow(hh, view.visible_children(hh), attention(ready, now))
+        row.clocks = running_clocks(store, hh, row.children, now, records)
+        row.items += [Attention(c["child_id"], c["title"], "overdue" if c["state"] == "overdue" else "clock",
+                                CLOCK_STEP, c["deadline"]) for c in row.clocks if c["warn"]]
         for a in alerts:
             if a["state"] == "open":
                 row.open_alerts += 1
                 row.items.append(Attention(a["child_id"], a["details"].get("message") or a["kind"], "alert",
-                                           "open the family page and acknowledge it"))
+                                           a["details"].get("step") or "open the family page and acknowledge it"))
         starts = [a["start"] for c in ready["children"] for a in c["appointments"]]
         row.next_appointment = min(starts, default=None)
         rows.append(row)
     return sorted(rows, key=lambda r: r.weight)
 
+
+#: what a coordinator does about a statutory clock close to its deadline (the clock alert's step)
+CLOCK_STEP = "ask the service responsible what stands in the way of meeting the deadline"
 
 #: entries per child on one page; the page links to the next ones (the API's cursor)
 PAGE = 50
@@ -123,10 +155,9 @@ def family(store: Store, principal: Principal, household_id: str, *, sector: str
     now = utcnow()
     view = ReadView.load(store, principal, [household_id])
     children = view.visible_children(household_id)
-    records = {c: readmodel.child_records(store, household_id, c) for c in readmodel.children(store, household_id)}
-    ready = readiness_for(view, store, household_id, {
-        "household_id": household_id, "generated_at": now.isoformat(),
-        "children": [readiness.child_readiness(store, household_id, c, now, entries=e) for c, e in records.items()]})
+    records = household_records(store, household_id)
+    ready = household_readiness(store, view, household_id, now, records)
+    clocks = running_clocks(store, household_id, children, now, records)
     by_child = {c["child_id"]: c for c in ready["children"]}
     shares = shares_for(view, store, household_id, delivery.recipient_states(store, household_id, None))
     seen = view.records_view(household_id)
@@ -145,7 +176,7 @@ def family(store: Store, principal: Principal, household_id: str, *, sector: str
                          if d["status"] in ("active", "pending_confirmation")],
             "shares": share_summary([s for s in shares if s.get("child_id") == child]),
         })
-    return {"household_id": household_id, "children": out, "attention": attention(ready, now)}
+    return {"household_id": household_id, "children": out, "attention": attention(ready, now), "clocks": clocks}
 
 
 PICTURE_ROWS = ("health", "social_care", "education", "family")
@@ -192,6 +223,13 @@ def share_summary(shares: list[dict[str, Any]]) -> list[dict[str, Any]]:
         else:
             row["other"] += 1
     return sorted(out.values(), key=lambda r: str(r["recipient"]))
+
+
+def shared_summaries(store: Store, vault: KeyVault, household_id: str, children: list[str]) -> dict[str, Summary]:
+    """The family's summaries of these children that the family shares with the child's team (no other is opened)."""
+    shared = summary.shared_children(store, household_id)
+    out = {c: summary.read(store, vault, household_id, c) for c in children if c in shared}
+    return {c: s for c, s in out.items() if s is not None and s.shared}
 
 
 def latest_change(store: Store, household_id: str) -> int:

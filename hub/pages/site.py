@@ -27,13 +27,14 @@ from hub.pages.agency import agency_pages
 from hub.pages.coordinator import coordinator_pages
 from hub.pages.family import family_pages
 from hub.pages.governance import governance_pages
+from hub.pages.kpis import kpi_pages
 from hub.pages.oidc import configured, oidc_pages
 from hub.pages.render import page
 from hub.pages.session import COOKIE, check_csrf, session_key, sign_in, sign_out, signed_in
 
 STATIC = Path(__file__).parent / "static"
 HOME = {"coordinator": "/caseload", "parent": "/family", "young_person": "/family", "agency": "/inbox",
-        "ig_officer": "/governance"}
+        "ig_officer": "/governance", "commissioner": "/kpis"}
 
 
 def is_page(request: Request) -> bool:
@@ -99,4 +100,5 @@ def create_site(services: Services, *, relay_interval: float = RELAY_EVERY, poll
     app.include_router(family_pages(services, gate))
     app.include_router(agency_pages(services, gate))
     app.include_router(governance_pages(services, gate))
+    app.include_router(kpi_pages(services, gate))
     return app

@@ -65,11 +65,17 @@ def ruleset() -> Ruleset:
 def statutory_clocks() -> ClockSet:
     """The statutory clocks of ``HUB_STATUTORY_NATIONS`` (all when unset); an unknown nation is a ConfigError."""
     settings = sharing_settings()
-    nations = [n.strip().lower() for n in settings.statutory_nations.split(",") if n.strip()] or None
+    nations = tuple(n.strip().lower() for n in settings.statutory_nations.split(",") if n.strip()) or None
     try:
-        return load_clocks(nations, settings.statutory_warn_days)
+        return _clock_set(nations, settings.statutory_warn_days)
     except ValueError as exc:
         raise ConfigError(f"HUB_STATUTORY_NATIONS: {exc}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _clock_set(nations: tuple[str, ...] | None, warn_days: int) -> ClockSet:
+    """The rule set file read once per choice of nations and warning (a page reads the clocks on every view)."""
+    return load_clocks(nations, warn_days)
 
 
 @functools.cache
@@ -91,27 +97,31 @@ def _birthdays(store: Store, household_id: str) -> dict[str, date | None]:
             M.household_id == household_id, M.kind == "child"))}
 
 
-def household_clocks(store: Store, household_id: str, now: datetime | None = None) -> dict[str, Any]:
+def household_clocks(store: Store, household_id: str, now: datetime | None = None, *,
+                     records: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
     """Each child's statutory clocks as of ``now`` (default: today, as the people waiting count): deadline,
-    state, days left. A deadline is a date in law, so the days left are counted from the wall clock."""
+    state, days left. A deadline is a date in law, so the days left are counted from the wall clock.
+    ``records``: each child's records (``readmodel.child_records``) where the caller has read them already."""
     clocks = statutory_clocks()
     at = now or utcnow()
     return {"household_id": household_id, "as_of": at.isoformat(), "warn_days": clocks.warn_days,
             "children": {c.child_id: [k.as_dict() for k in child_clocks(clocks, c, at)]
-                         for c in household_facts(store, household_id)}}
+                         for c in household_facts(store, household_id, records=records)}}
 
 
-def household_facts(store: Store, household_id: str, *, as_coordinator: bool = True) -> list[ChildFacts]:
+def household_facts(store: Store, household_id: str, *, as_coordinator: bool = True,
+                    records: dict[str, list[dict[str, Any]]] | None = None) -> list[ChildFacts]:
     """Each child of the household with their active records, in event-time order. Records the read policy
     can hide from a coordinator (under a disclosure hold, or in a restricted category such as mental health
     or child protection) are left out unless ``as_coordinator`` is false (aggregate figures): an alert
-    would tell of them."""
+    would tell of them. ``records``: the children's records if already read (else read here)."""
     dob = _birthdays(store, household_id)
     untold = untold_categories() if as_coordinator else frozenset()
     out = []
-    for child in readmodel.children(store, household_id):
+    for child in (list(records) if records is not None else readmodel.children(store, household_id)):
+        rows = records[child] if records is not None else readmodel.child_records(store, household_id, child)
         facts = tuple(Fact(r["event_id"], r["record_type"], r["occurred_at"], r["agency_id"], r["service_name"],
-                           r["record"]) for r in readmodel.child_records(store, household_id, child)
+                           r["record"]) for r in rows
                       if not (as_coordinator and r["held"]) and r["category"] not in untold)
         out.append(ChildFacts(household_id, child, facts, dob.get(child)))
     return out

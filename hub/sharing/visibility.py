@@ -304,7 +304,8 @@ def shape(policy: ReadPolicy, decision: ReadDecision, row: dict[str, Any],
 def minimal(record: dict[str, Any]) -> dict[str, Any]:
     """A record cut down to what says it exists (service, dates, which appointment): no clinical content."""
     out = {k: record[k] for k in _STRUCTURE if k in record}
-    out["meta"] = {k: v for k, v in record.get("meta", {}).items() if k in _META}
+    meta = record.get("meta") or {}
+    out["meta"] = {k: meta[k] for k in _META if k in meta}
     return out
 
 

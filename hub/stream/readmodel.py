@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -132,7 +132,7 @@ def _with_hold(row: dict[str, Any]) -> dict[str, Any]:
     ``third_party``: the record says it mentions someone other than the child."""
     row["released"] = bool(row.get("released"))
     raw = row.pop("hold_record", None)
-    record = json.loads(raw) if isinstance(raw, str) else raw
+    record = parsed_record(raw) if isinstance(raw, str) else raw
     row["held"] = hold_of(record) and not row["released"]
     row["third_party"] = bool(record and record.get("third_party"))
     return row
@@ -260,6 +260,19 @@ def parse_times(value: Any) -> Any:
     return value
 
 
+#: records parsed once per process: most pages read a child's whole history (readiness, team, clocks)
+RECORD_CACHE = 20_000
+
+
+@lru_cache(maxsize=RECORD_CACHE)
+def parsed_record(text: str) -> dict[str, Any]:
+    """A stored record's JSON with its times as datetimes, remembered by the text itself: a pure function of
+    what the row holds, so a new version, a correction or an erased row (no longer read) can never be answered
+    from an older parse. Callers must not change what it returns in place (child_records copies its top level)."""
+    value: dict[str, Any] = parse_times(json.loads(text))
+    return value
+
+
 def child_records(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
     """A child's active entries with their decoded records, in event-time order."""
     q = (sa.select(T.event_id, T.record_type, T.category, T.sector, T.agency_id, T.service_name, T.occurred_at,
@@ -271,7 +284,7 @@ def child_records(store: Store, household_id: str, child_id: str) -> list[dict[s
         rows = conn.execute(q).all()
     out = []
     for r in rows:
-        record = parse_times(json.loads(r.record))
+        record = dict(parsed_record(r.record))  # a copy of the top level: callers may add keys, never share them
         out.append({"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
                     "sector": r.sector, "agency_id": r.agency_id, "service_name": r.service_name,
                     "child_id": child_id, "occurred_at": as_utc(r.occurred_at),

@@ -2,7 +2,8 @@
 broker, workers and database: the coordinator sees the withheld report before the appointment with the step
 that unblocks it, the parent gives consent on their page with the keyboard alone, the coordinator's page
 updates live, the paediatric service acknowledges in its inbox, IG verifies the chain, a young person reads
-their page in Welsh; axe-core finds no WCAG 2.2 A/AA violation on any page visited.
+their page in Welsh, the parent writes and shares the child's summary, a commissioner reads the KPI charts;
+axe-core finds no WCAG 2.2 A/AA violation on any page visited.
 
 Skipped, with the reason, where no Chromium is installed (`apt-get install chromium`; .ci/run does). With
 HUB_SCREENSHOTS=1 the journey saves the README's screenshots (docs/screenshots/) from the demo data.
@@ -60,7 +61,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             break
     text = "".join(out)
     links = re.findall(r"^\s+(\S[^\n]*):\n\s+(http://\S+/sign-in/\S+)", text, re.M)
-    if len(links) < 5:
+    if len(links) < 6:
         os.killpg(proc.pid, signal.SIGTERM)
         pytest.fail(f"the demo printed no sign-in links:\n{text[-3000:]}")
     waiting = re.search(r"Family (household-rhys-\d+) waits for consent", text)
@@ -152,6 +153,13 @@ def test_each_person_s_journey_through_the_pages(demo: dict[str, Any]) -> None:
         parent.wait_for_url(re.compile(r"/family\?saved=1"))
         assert "Your choice is recorded" in parent.inner_text("body")
         accessible(parent, "the family's page after consenting")
+        # tell it once: the summary of the child, shared with the team
+        parent.get_by_label("What your child needs").first.fill("Tube fed at noon; loud rooms upset him")
+        parent.get_by_label("Share it with the care coordinator and the services working with my child").first.check()
+        parent.get_by_role("button", name="Save your summary").first.click()
+        parent.wait_for_url(re.compile(r"/family\?summary=1"))
+        assert "Your summary is saved" in parent.inner_text("body")
+        accessible(parent, "the family's page with its summary")
 
         # the coordinator's page changes by itself once the hub has shared the report
         coordinator.wait_for_function(
@@ -173,6 +181,12 @@ def test_each_person_s_journey_through_the_pages(demo: dict[str, Any]) -> None:
         ig.wait_for_url(re.compile(r"verify=1"))
         assert "The audit chain verifies" in ig.inner_text("body")
         accessible(ig, "information governance")
+        commissioner = sign_in(browser, demo["links"][5])  # the KPI charts are a commissioner's home
+        assert commissioner.url.endswith("/kpis")
+        assert "Coordination KPIs" in commissioner.inner_text("h1")
+        assert commissioner.locator("svg.hub-chart").count() > 0
+        accessible(commissioner, "the KPI charts")
+        shot(commissioner, "kpis")
 
         young = sign_in(browser, young_link)
         young.get_by_role("link", name="Cymraeg").click()

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 from babel.messages.extract import extract_from_dir
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
+from hub.pages.gather import CLOCK_STEP
+from hub.pages.render import READ_REASONS, SAID_BY_RULES, reason, say, translations
 from tests.pages.conftest import browser, project_logged, sign_in
 from tests.pages.test_pages_coordinator import COORDINATOR, family
 
@@ -70,3 +75,40 @@ async def test_a_refusal_is_a_page_in_the_readers_language(site_services: Servic
         await sign_in(client, site_services, Principal("p-1", "parent", household="hh-1"))
         r = await client.get("/caseload")
         assert r.status_code == 403 and "Ni allwch wneud hyn" in r.text
+
+
+def test_the_rule_files_say_exactly_what_the_pages_translate() -> None:
+    """The read policy's reasons and the coordination rules' and clocks' words are translated by their English
+    text, so a rule file that changes its words must change the pages' copy (and its Welsh) with it."""
+    policy = json.loads((ROOT / "consent" / "rulesets" / "read-policy.json").read_text())
+    assert {r["id"]: r["reason"] for r in policy["rules"]} == READ_REASONS
+    rules = json.loads((ROOT / "hub" / "stream" / "rulesets" / "coordination-alerts.json").read_text())["rules"]
+    for rule in rules:
+        for text in (rule["reason"], rule["step"]):
+            assert re.sub(r"\{(\w+)\}", r"%(\1)s", text) in SAID_BY_RULES, text
+    clocks = yaml.safe_load((ROOT / "hub" / "stream" / "rulesets" / "statutory-clocks.yaml").read_text())["clocks"]
+    assert {c["title"] for c in clocks} <= set(SAID_BY_RULES)
+    assert CLOCK_STEP in SAID_BY_RULES
+    # a saying inside a saying: the clock alert's words with the clock's title, both in Welsh
+    alert = "EHC plan reviewed: the statutory deadline is 06 Jan 2027 (Children and Families Act 2014 s.44(1))"
+    assert say("cy", alert) == ("Cynllun EHC wedi'i adolygu: y dyddiad cau statudol yw 06 Jan 2027 "
+                                "(Children and Families Act 2014 s.44(1))")
+    step = "Ask Speech and language therapy whether the referral was received and when the family will hear"
+    assert say("cy", step).startswith("Gofynnwch i Speech and language therapy a gafodd yr atgyfeiriad")
+    redacted = {"reason_code": "READ-coordinator-no-consent", "reason": READ_REASONS["READ-coordinator-no-consent"]}
+    assert reason("cy", redacted).startswith("Nid yw'r teulu wedi cytuno")
+    assert reason("cy", {**redacted, "reason": "other words"}) == "other words"  # never a wrong translation
+
+
+@pytest.mark.broker
+async def test_a_redacted_entry_says_why_in_welsh(site_services: Services) -> None:
+    j = await family(site_services, 10, consent=False)
+    await asyncio.to_thread(project_logged, site_services, 0, datetime.now(UTC))
+    async with browser(site_services) as client:
+        await sign_in(client, site_services, COORDINATOR)
+        english = (await client.get(f"/households/{j.household_id}?lang=en")).text
+        welsh = (await client.get(f"/households/{j.household_id}?lang=cy")).text.replace("&#39;", "'")
+    reasons = [READ_REASONS[code] for code in READ_REASONS if READ_REASONS[code] in english.replace("&#39;", "'")]
+    assert reasons, "the family page shows a redacted entry with its reason"
+    for text in reasons:
+        assert text not in welsh and translations("cy").gettext(text) in welsh
