@@ -89,6 +89,7 @@ from hub.runtime.stack import Stack
 from hub.sharing.policy_timeline import read_timeline
 from hub.sharing.visibility import ReadView, narrowing
 from hub.stream import readmodel
+from hub.stream.batches import Processor
 from hub.stream.replay import replay_log
 from hub.stream.timeline import entry_from, link_from
 from hub.wire.schemas import SchemaCatalogue
@@ -382,7 +383,7 @@ if __name__ == "__main__":
 
 
 async def raw_floor_consume(bootstrap: str, catalogue: SchemaCatalogue, expected: int, cap: float,
-                            vault: SqlKeyVault) -> tuple[int, float, float]:
+                            vault: SqlKeyVault, keep: list[Any] | None = None) -> tuple[int, float, float]:
     """aiokafka getmany + AES-GCM open + bare fastavro decode of everything: (count after first fetch,
     seconds, join s). Values are sealed with per-subject keys (hub/wire/sealing.py); the keys are cached."""
     parsed = {sv.fingerprint: parse_schema(sv.schema) for sv in catalogue.current.values()}
@@ -402,6 +403,8 @@ async def raw_floor_consume(bootstrap: str, catalogue: SchemaCatalogue, expected
                     f = parse_frame(m.value)
                     v = open_frame(vault.get(f.subject, f.key_version), f)
                     schemaless_reader(io.BytesIO(v[10:]), parsed[v[2:10]], None)
+                if keep is not None:
+                    keep += [(m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or [])) for m in msgs]
                 total += len(msgs)
             if total and first is None:
                 first, first_n = time.perf_counter(), total
@@ -453,6 +456,24 @@ def stop_proc(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+WORKER_BATCH = 1000  # hub.runtime.worker.BATCH
+
+
+async def projection_step(services: Services, messages: list[Any]) -> float:
+    """The stream worker's per-batch work alone (decode, unseal, dead-letter, project; one transaction a
+    batch) over records already fetched: the projection tables are emptied first, then refilled."""
+    with services.store.engine.begin() as conn:
+        for table in ("timeline_changes", "timeline_entries", "identity_links"):
+            conn.execute(sa.text(f"delete from {table}"))
+    processor = Processor(services.store, services.serde, services.catalogue, None)
+    t = time.perf_counter()
+    for batch in chunks(messages, WORKER_BATCH):
+        await processor.handle(batch)
+    secs = time.perf_counter() - t
+    print(f"b. projection step: {len(messages):,} records in {secs:.1f} s", flush=True)
+    return len(messages) / secs if secs else 0.0
 
 
 def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
@@ -511,7 +532,9 @@ async def bench_pipeline(report: Report, args: argparse.Namespace, tmp: Path) ->
               f"published in {pub_s:.1f} s", flush=True)
 
         print("b. raw floor: aiokafka getmany + fastavro decode ...", flush=True)
-        c, secs, join = await raw_floor_consume(broker.bootstrap, services.catalogue, n, 120, services.vault)
+        consumed: list[Any] = []
+        c, secs, join = await raw_floor_consume(broker.bootstrap, services.catalogue, n, 120, services.vault,
+                                                keep=consumed)
         report.add("b. raw floor (aiokafka+fastavro)", c / secs if secs else 0, "ev/s",
                    note=f"{c:,} decoded in {secs:.2f} s after the first fetch (start->first {join:.1f} s); no DB")
 
@@ -535,6 +558,10 @@ async def bench_pipeline(report: Report, args: argparse.Namespace, tmp: Path) ->
         stop_proc(proc)
         hub_rate = w["count"] / w["seconds"] if w["seconds"] else 0.0
 
+        step = await projection_step(services, consumed)
+        report.add("b. projection step (in process)", step, "ev/s",
+                   note=f"Processor.handle over the {len(consumed):,} consumed records in batches of {WORKER_BATCH:,}, "
+                        "fresh projection tables, no broker, no sharing step")
         base = None
         if not args.no_naive:
             print(f"b. naive faust (per-event decode + upsert, {args.naive_seconds:.0f} s cap) ...", flush=True)
