@@ -1,6 +1,6 @@
 """End-to-end ingest rate per connector: parse + map + Avro prepare + ingest log + publish (acks=all).
 
-Run: /work/venv/bin/python bench/bench_ingest.py [--rows 20000] [--fhir 5000] [--profile SECTOR]
+Run: /work/venv/bin/python bench/bench_ingest.py [--rows 20000] [--fhir 5000] [--profile LABEL]
 Single process; starts its own embedded broker and a temporary SQLite database. Synthetic input is
 generated from tests/connectors/fixtures by varying ids. For each input it prints the end-to-end rate
 and where the time went (parse+map, prepare, accept = DB log + publish + mark published), and for
@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import csv
 import io
 import json
-import pstats
 import sys
 import tempfile
 import time
@@ -37,6 +35,9 @@ import os
 
 os.environ.setdefault("HUB_LOG_LEVEL", "WARNING")
 
+from pyinstrument import Profiler
+
+from bench.profile_top import from_pyinstrument, table
 from connectors import education, health, social_care
 from connectors.health import fhir
 from connectors.results import RecordResult
@@ -295,16 +296,16 @@ async def main(args: argparse.Namespace) -> None:
             if args.profile and args.profile.lower() not in label.lower():
                 continue
             timer = Timer()
-            profiler = cProfile.Profile() if args.profile else None
+            profiler = Profiler(interval=0.0005, async_mode="disabled") if args.profile else None
             t, cpu = time.perf_counter(), time.process_time()
             if profiler:
-                profiler.enable()
+                profiler.start()
             if client is not None:
                 summary: Summary | Answered = await post_all(client, route, payloads, kind, timer)
             else:
                 summary = await ingest(services, payloads, parse, timer)
             if profiler:
-                profiler.disable()
+                profiler.stop()
             elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
             goal = (
                 ""
@@ -313,7 +314,9 @@ async def main(args: argparse.Namespace) -> None:
             )
             rates[label] = report(label, n, elapsed, timer, summary, goal, cpu)
             if profiler:
-                pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+                own, total, whole = from_pyinstrument(profiler.last_session)
+                print(f"profile of {label} (pyinstrument, this process; the broker runs in its own):")
+                print(table(own, total, whole, 25))
 
         if "health FHIR batch Bundles" in rates:
             bare = bare_validation_rate(resources)
@@ -340,7 +343,8 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=20000, help="rows per CSV/JSON input")
     parser.add_argument("--fhir", type=int, default=5000, help="FHIR resources")
     parser.add_argument(
-        "--profile", help="profile the cases whose label contains this (e.g. 'education CSV')"
+        "--profile", help="run only the cases whose label contains this (e.g. 'education CSV') under pyinstrument "
+                          "and print the top functions by self and total time"
     )
     parser.add_argument("--api", action="store_true", help="POST the inputs to the ingest routes (see above)")
     asyncio.run(main(parser.parse_args()))

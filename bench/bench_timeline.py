@@ -89,6 +89,7 @@ from hub.runtime.stack import Stack
 from hub.sharing.policy_timeline import read_timeline
 from hub.sharing.visibility import ReadView, narrowing
 from hub.stream import readmodel
+from hub.stream.batches import Processor
 from hub.stream.replay import replay_log
 from hub.stream.timeline import entry_from, link_from
 from hub.wire.schemas import SchemaCatalogue
@@ -382,7 +383,7 @@ if __name__ == "__main__":
 
 
 async def raw_floor_consume(bootstrap: str, catalogue: SchemaCatalogue, expected: int, cap: float,
-                            vault: SqlKeyVault) -> tuple[int, float, float]:
+                            vault: SqlKeyVault, keep: list[Any] | None = None) -> tuple[int, float, float]:
     """aiokafka getmany + AES-GCM open + bare fastavro decode of everything: (count after first fetch,
     seconds, join s). Values are sealed with per-subject keys (hub/wire/sealing.py); the keys are cached."""
     parsed = {sv.fingerprint: parse_schema(sv.schema) for sv in catalogue.current.values()}
@@ -402,6 +403,8 @@ async def raw_floor_consume(bootstrap: str, catalogue: SchemaCatalogue, expected
                     f = parse_frame(m.value)
                     v = open_frame(vault.get(f.subject, f.key_version), f)
                     schemaless_reader(io.BytesIO(v[10:]), parsed[v[2:10]], None)
+                if keep is not None:
+                    keep += [(m.topic, m.partition, m.offset, m.key, m.value, list(m.headers or [])) for m in msgs]
                 total += len(msgs)
             if total and first is None:
                 first, first_n = time.perf_counter(), total
@@ -455,6 +458,47 @@ def stop_proc(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+WORKER_BATCH = 1000  # hub.runtime.worker.BATCH
+
+
+async def projection_step(services: Services, messages: list[Any]) -> float:
+    """The stream worker's per-batch work alone (decode, unseal, dead-letter, project; one transaction a
+    batch) over records already fetched: the projection tables are emptied first, then refilled."""
+    with services.store.engine.begin() as conn:
+        for table in ("timeline_changes", "timeline_entries", "identity_links"):
+            conn.execute(sa.text(f"delete from {table}"))
+    processor = Processor(services.store, services.serde, services.catalogue, None)
+    t = time.perf_counter()
+    for batch in chunks(messages, WORKER_BATCH):
+        await processor.handle(batch)
+    secs = time.perf_counter() - t
+    print(f"b. projection step: {len(messages):,} records in {secs:.1f} s", flush=True)
+    return len(messages) / secs if secs else 0.0
+
+
+def start_py_spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """A sampling profile of the worker (py-spy attached to its pid, collapsed stacks) until stopped."""
+    exe = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen([str(exe), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+                             "--nonblocking", "--output", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+
+
+def stop_py_spy(spy: subprocess.Popen[bytes], out: Path) -> None:
+    """Stop the profile (py-spy writes its file on SIGINT) and print its top entries."""
+    from bench.profile_top import from_collapsed, table
+
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        spy.wait()
+    if out.exists():
+        own, total, n = from_collapsed(out.read_text().splitlines())
+        print(f"b. hub worker profile (py-spy, {out}):\n{table(own, total, n, 20)}", flush=True)
+
+
 async def bench_pipeline(report: Report, args: argparse.Namespace, tmp: Path) -> None:
     families = max(1, args.pipeline_events // 100)
     pop = Population(families, 100, seed=22, prefix="pl")
@@ -488,7 +532,9 @@ async def bench_pipeline(report: Report, args: argparse.Namespace, tmp: Path) ->
               f"published in {pub_s:.1f} s", flush=True)
 
         print("b. raw floor: aiokafka getmany + fastavro decode ...", flush=True)
-        c, secs, join = await raw_floor_consume(broker.bootstrap, services.catalogue, n, 120, services.vault)
+        consumed: list[Any] = []
+        c, secs, join = await raw_floor_consume(broker.bootstrap, services.catalogue, n, 120, services.vault,
+                                                keep=consumed)
         report.add("b. raw floor (aiokafka+fastavro)", c / secs if secs else 0, "ev/s",
                    note=f"{c:,} decoded in {secs:.2f} s after the first fetch (start->first {join:.1f} s); no DB")
 
@@ -503,34 +549,44 @@ async def bench_pipeline(report: Report, args: argparse.Namespace, tmp: Path) ->
         proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "worker"], env=env, cwd=REPO_ROOT, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
         procs.append(proc)
+        spy = start_py_spy(proc.pid, args.py_spy) if args.py_spy else None
         w = await asyncio.to_thread(watch_process, proc, services.store.engine, ["timeline_entries",
                                                                                    "identity_links"],
                                     expected, args.max_seconds, args.max_seconds + 60)
+        if spy is not None:
+            stop_py_spy(spy, args.py_spy)
         stop_proc(proc)
         hub_rate = w["count"] / w["seconds"] if w["seconds"] else 0.0
 
-        print(f"b. naive faust (per-event decode + upsert, {args.naive_seconds:.0f} s cap) ...", flush=True)
-        app_py = tmp / "naive_app.py"
-        naive_db = tmp / "naive.db"
-        app_py.write_text(textwrap.dedent(NAIVE_APP).format(
-            repo=str(REPO_ROOT), schema_dir=str(settings.schema_dir), group=f"bench-naive-{uuid.uuid4().hex[:6]}",
-            broker=f"kafka://{broker.bootstrap}", datadir=str(tmp / "naive-data"), db=str(naive_db),
-            topics=tuple(t.name for t in INGEST_TOPICS), hub_db=settings.effective_database_url,
-            hub_data=str(settings.data_dir)))
-        proc = subprocess.Popen([sys.executable, str(app_py), "worker", "-l", "warn"], cwd=tmp,
-                                stdout=(tmp / "naive.log").open("ab"), stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
-        procs.append(proc)
-        naive_engine = sa.create_engine(f"sqlite:///{naive_db}")
-        wn = await asyncio.to_thread(watch_process, proc, naive_engine, ["events", "links"], expected,
-                                     args.naive_seconds, args.naive_seconds + 60)
-        stop_proc(proc)
-        naive_engine.dispose()
-        naive_rate = wn["count"] / wn["seconds"] if wn["seconds"] else 0.0
-        report.add("b. naive faust (per-event upsert)", naive_rate, "ev/s",
-                   note=f"{wn['count']:,} rows in {wn['seconds']:.1f} s after the first (join {wn['join']:.1f} s); "
-                        f"{'all' if wn['total'] >= expected else 'stopped at cap, not all'} projected")
-        report.add("b. pipeline (hub worker)", hub_rate, "ev/s", base="b. naive faust (per-event upsert)",
+        step = await projection_step(services, consumed)
+        report.add("b. projection step (in process)", step, "ev/s",
+                   note=f"Processor.handle over the {len(consumed):,} consumed records in batches of {WORKER_BATCH:,}, "
+                        "fresh projection tables, no broker, no sharing step")
+        base = None
+        if not args.no_naive:
+            print(f"b. naive faust (per-event decode + upsert, {args.naive_seconds:.0f} s cap) ...", flush=True)
+            app_py = tmp / "naive_app.py"
+            naive_db = tmp / "naive.db"
+            app_py.write_text(textwrap.dedent(NAIVE_APP).format(
+                repo=str(REPO_ROOT), schema_dir=str(settings.schema_dir), group=f"bench-naive-{uuid.uuid4().hex[:6]}",
+                broker=f"kafka://{broker.bootstrap}", datadir=str(tmp / "naive-data"), db=str(naive_db),
+                topics=tuple(t.name for t in INGEST_TOPICS), hub_db=settings.effective_database_url,
+                hub_data=str(settings.data_dir)))
+            proc = subprocess.Popen([sys.executable, str(app_py), "worker", "-l", "warn"], cwd=tmp,
+                                    stdout=(tmp / "naive.log").open("ab"), stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+            procs.append(proc)
+            naive_engine = sa.create_engine(f"sqlite:///{naive_db}")
+            wn = await asyncio.to_thread(watch_process, proc, naive_engine, ["events", "links"], expected,
+                                         args.naive_seconds, args.naive_seconds + 60)
+            stop_proc(proc)
+            naive_engine.dispose()
+            naive_rate = wn["count"] / wn["seconds"] if wn["seconds"] else 0.0
+            report.add("b. naive faust (per-event upsert)", naive_rate, "ev/s",
+                       note=f"{wn['count']:,} rows in {wn['seconds']:.1f} s after the first (join {wn['join']:.1f} s); "
+                            f"{'all' if wn['total'] >= expected else 'stopped at cap, not all'} projected")
+            base = "b. naive faust (per-event upsert)"
+        report.add("b. pipeline (hub worker)", hub_rate, "ev/s", base=base,
                    note=f"{w['count']:,} rows ({entries:,} entries + {len(links):,} links) in {w['seconds']:.1f} s "
                         f"after the first (join {w['join']:.1f} s); goal >= 10,000/s",
                    extra={"expected": expected, "projected": w["total"]})
@@ -800,6 +856,9 @@ def main() -> None:
     parser.add_argument("--pipeline-events", type=int, default=50_000, help="b. events preloaded (default 50000)")
     parser.add_argument("--max-seconds", type=float, default=90.0,
                         help="b. stop watching the hub worker after this long (default 90)")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="PATH",
+                        help="b. profile the hub worker with py-spy (collapsed stacks to PATH), print its top entries")
+    parser.add_argument("--no-naive", action="store_true", help="b. leave out the naive faust app")
     parser.add_argument("--naive-seconds", type=float, default=20.0,
                         help="b. measure the naive faust app for this long after its first row (default 20)")
     parser.add_argument("--replay-families", type=int, default=2000, help="c. families (default 2000; goal 10000)")

@@ -11,7 +11,7 @@ from connectors.identifiers import IdentifierError, subject_ref
 from connectors.mapping_compile import MISSING, CompiledField, CompiledMapping, CompiledRule, CompiledSubject
 from connectors.mapping_spec import Limits
 from connectors.paths import render
-from connectors.schemas import invalid_body_fields
+from connectors.schemas import checked_body
 from connectors.values import CONVERTERS
 from hub.core.errors import ConfigError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
@@ -129,7 +129,8 @@ class MappingRun:
             self.run_check(check, body, used)
         if self.problems:
             raise self.fail()
-        for bad in invalid_body_fields(rule.record_type, body):
+        encoded, bad_fields = checked_body(rule.record_type, body)
+        for bad in bad_fields:
             self.problem(None, f"body field '{bad}' does not match the {rule.record_type} schema")
         if self.problems or subject is None:
             raise self.fail()
@@ -145,6 +146,7 @@ class MappingRun:
             category=env["category"],
             status=env["status"],
             mapping=self.mapping.ref,
+            encoded=(body, encoded) if encoded is not None else None,
         )
 
     # field values -------------------------------------------------------------------------------

@@ -110,20 +110,52 @@ def _dummy_meta() -> dict[str, Any]:
     }
 
 
+@cache
+def _dummy_meta_bytes(record_type: str) -> bytes:
+    """The Avro bytes of :func:`_dummy_meta` as the record type's ``meta`` field (its first field)."""
+    schema = load_event_schema(record_type)
+    first = schema["fields"][0]
+    if first["name"] != "meta":
+        raise UnknownRecordTypeError(f"{record_type}: meta is not the first field")
+    buf = io.BytesIO()
+    fastavro.write.schemaless_writer(buf, fastavro.schema.parse_schema(first["type"]), _dummy_meta())
+    return buf.getvalue()
+
+
+def checked_body(record_type: str, body: dict[str, Any]) -> tuple[bytes | None, list[str]]:
+    """(the body's Avro bytes, names of body fields that do not validate against the schema).
+
+    A valid body is encoded once, here, and its bytes (every field after ``meta``, which an Avro record
+    writes in field order) are handed on with the event, so the hub writes ``meta`` and reuses them
+    instead of encoding the body again (:meth:`hub.core.events.InboundEvent.encoded_body`). A body that
+    does not validate has no bytes and the names of its bad fields: taken from fastavro's messages,
+    whose text (which quotes values) is never passed on.
+    """
+    record = {"meta": _dummy_meta(), **body}
+    # Fast path: a body fastavro's (compiled) writer accepts is valid; only a refused one is walked
+    # with the slower validator, which names the fields (it builds a JSON error for every union branch).
+    buf = io.BytesIO()
+    try:
+        fastavro.write.schemaless_writer(buf, load_event_schema(record_type), record)
+    except Exception:  # any refusal falls through to the detailed check
+        return None, _invalid_fields(record_type, record)
+    encoded = buf.getvalue()
+    prefix = _dummy_meta_bytes(record_type)
+    if not encoded.startswith(prefix):  # cannot happen for a record whose first field is meta; encode again then
+        return None, []
+    return encoded[len(prefix):], []
+
+
 def invalid_body_fields(record_type: str, body: dict[str, Any]) -> list[str]:
     """Names of body fields that do not validate against the schema (empty when the body is valid).
 
     The names are taken from fastavro's messages; the messages themselves (which quote values) are
     never passed on.
     """
-    record = {"meta": _dummy_meta(), **body}
-    # Fast path: a body fastavro's (compiled) writer accepts is valid; only a refused one is walked
-    # with the slower validator, which names the fields (it builds a JSON error for every union branch).
-    try:
-        fastavro.write.schemaless_writer(io.BytesIO(), load_event_schema(record_type), record)
-        return []
-    except Exception:  # any refusal falls through to the detailed check
-        pass
+    return checked_body(record_type, body)[1]
+
+
+def _invalid_fields(record_type: str, record: dict[str, Any]) -> list[str]:
     try:
         fastavro.validation.validate(record, load_event_schema(record_type), raise_errors=True)
     except AvroValidationError as exc:

@@ -52,3 +52,12 @@ class InboundEvent:
     category: str = "general"
     status: str = "active"
     mapping: str | None = None
+    #: the body's Avro bytes as a connector encoded them while checking it (``connectors.schemas.checked_body``,
+    #: against the schemas the hub ships), with the very body object they encode
+    encoded: tuple[dict[str, Any], bytes] | None = field(default=None, compare=False, repr=False)
+
+    def encoded_body(self) -> bytes | None:
+        """The body's Avro bytes, if they were made for this event's own body: an event rebuilt with
+        another body (``dataclasses.replace``) has none, and is encoded whole by the hub."""
+        enc = self.encoded
+        return enc[1] if enc is not None and enc[0] is self.body else None

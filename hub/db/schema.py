@@ -182,6 +182,18 @@ stream_cursors = sa.Table(
     sa.Column("updated_at", TS, nullable=False),
 )
 
+# ---- where the projection is in each ingest partition (migration 0028) ------------------------------
+stream_offsets = sa.Table(
+    "stream_offsets", metadata,
+    sa.Column("topic", sa.String(120), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    # the next offset to project: every record before it is in the projections, written in the same
+    # transaction as them (hub.stream.projection.apply)
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    info={"personal": {}},  # positions only: nothing about a person
+)
+
 dead_letters = sa.Table(
     "dead_letters", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),

@@ -320,6 +320,27 @@ class Store:
             yield rows
             last = rows[-1].seq
 
+    def iter_log_values(self, *, batch: int = 5000) -> Iterator[list[tuple[int, bytes, bool]]]:
+        """(seq, value, erased) of every logged event in seq order: all a replay decodes, without building a
+        :class:`LogRecord` (headers parsed, times converted) per row."""
+        c = ingest_log.c
+        last = 0
+        while True:
+            q = (sa.select(c.seq, c.value, c.erased_at.is_not(None)).where(c.seq > last).order_by(c.seq)
+                 .limit(batch))
+            with self.engine.connect() as conn:
+                rows = [(int(r[0]), bytes(r[1]), bool(r[2])) for r in conn.execute(q)]
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
+
+    def log_record(self, seq: int) -> LogRecord | None:
+        """One logged event by its seq."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(ingest_log).where(ingest_log.c.seq == seq)).first()
+        return _row_to_log(row) if row is not None else None
+
     def log_count(self, *, unpublished_only: bool = False) -> int:
         q = sa.select(sa.func.count()).select_from(ingest_log)
         if unpublished_only:

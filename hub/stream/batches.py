@@ -6,7 +6,10 @@ a record that cannot be decoded (bad framing, unknown fingerprint, corrupt body,
 that fails authentication) is dead-lettered — recorded in the database and republished to
 ``hub.deadletter`` with ``__connect.errors.*`` headers — and the stream moves on, so a poison message
 never stops it or loops. Decoded records go to :mod:`hub.stream.projection` in one transaction per
-batch; projections are idempotent, so a batch replayed after a crash or a rebalance changes nothing twice.
+batch, with the next offset of each partition the batch came from (``stream_offsets``), so the
+projection and its position in the stream commit or vanish together; projections are idempotent, so a
+batch redelivered after a crash or a rebalance (Kafka's committed offsets may lag the database's)
+changes nothing twice. Decoding, unsealing and building the rows run in a thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -44,16 +47,27 @@ class Processor:
         self.erased = 0
 
     async def handle(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
-        """Decode, dead-letter and project one batch, inside ``project`` spans continuing the traces the
-        records' ``traceparent`` headers carry (:func:`hub.core.tracing.continued`)."""
+        """Decode, dead-letter and project one batch in a thread (the event loop keeps fetching and
+        heartbeating meanwhile), then publish its dead letters; inside ``project`` spans continuing the
+        traces the records' ``traceparent`` headers carry (:func:`hub.core.tracing.continued`)."""
         with continued("project", [m[5] for m in messages],
                        attributes={"messaging.system": "kafka", "messaging.operation.type": "process"}):
-            await self._handle(messages)
+            projected, dead = await asyncio.to_thread(self.project, messages)
+        if projected and self.on_projected is not None:
+            self.on_projected()
+        if dead and self.publisher is not None:
+            await self.publisher.publish(dead)
+        self.processed += len(messages)
 
-    async def _handle(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
+    def project(self, messages: list[tuple[str, int, int, bytes | None, bytes, list[tuple[str, bytes]]]]
+                ) -> tuple[int, list[OutgoingRecord]]:
+        """Blocking part of :meth:`handle`: (records projected, dead letters to publish)."""
         decoded: list[tuple[str, str, dict[str, Any]]] = []
         dead: list[OutgoingRecord] = []
+        offsets: dict[tuple[str, int], int] = {}
         for topic, partition, offset, key, value, headers in messages:
+            if offset + 1 > offsets.get((topic, partition), -1):
+                offsets[(topic, partition)] = offset + 1
             try:
                 d = self.serde.decode(value)
                 decoded.append((d.record_type, self.catalogue.writer(d.record_type).ce_type, d.record))
@@ -62,18 +76,14 @@ class Processor:
                 log.info("worker.erased_record_skipped", topic=topic, partition=partition, offset=offset)
             except SerdeError as exc:
                 key_text = key.decode(errors="replace") if key else None
-                new = await asyncio.to_thread(self.store.add_dead_letter, topic=topic, partition=partition,
-                                              offset=offset, key=key_text, value=value, headers=headers, error=exc)
+                new = self.store.add_dead_letter(topic=topic, partition=partition, offset=offset, key=key_text,
+                                                 value=value, headers=headers, error=exc)
                 if new:
                     self.dead_lettered += 1
                     dead.append(OutgoingRecord(DEADLETTER.name, key_text or "", value,
                                                deadletter_headers(headers, topic, partition, offset, exc)))
                 log.warning("worker.dead_lettered", topic=topic, partition=partition, offset=offset,
                             error=type(exc).__name__, reason=str(exc))
-        if decoded:
-            await asyncio.to_thread(projection.apply, self.store, decoded)
-            if self.on_projected is not None:
-                self.on_projected()
-        if dead and self.publisher is not None:
-            await self.publisher.publish(dead)
-        self.processed += len(messages)
+        if decoded or offsets:
+            projection.apply(self.store, decoded, offsets=offsets)
+        return len(decoded), dead

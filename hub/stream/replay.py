@@ -36,20 +36,22 @@ def replay_log(store: Store, catalogue: SchemaCatalogue, settings: Settings, pro
     task = progress.add_task("replaying", total=total) if progress else None
     projection.clear(store)
     done = erased = 0
-    for batch in store.iter_log(batch=5000):
+    for batch in store.iter_log_values(batch=5000):
         decoded = []
-        for rec in batch:
-            if rec.erased:
+        for seq, value, is_erased in batch:
+            if is_erased:
                 erased += 1
                 continue
             try:
-                d = serde.decode(rec.value)
+                d = serde.decode(value)
             except ErasedRecordError:
                 erased += 1
                 continue
             except SerdeError as exc:
-                store.add_dead_letter(topic=rec.topic, partition=None, offset=-rec.seq, key=rec.key, value=rec.value,
-                                      headers=rec.headers, error=exc)
+                rec = store.log_record(seq)  # the whole row only for the rare record that cannot be decoded
+                if rec is not None:
+                    store.add_dead_letter(topic=rec.topic, partition=None, offset=-rec.seq, key=rec.key,
+                                          value=rec.value, headers=rec.headers, error=exc)
                 continue
             decoded.append((d.record_type, catalogue.writer(d.record_type).ce_type, d.record))
         projection.apply(store, decoded, record_changes=False)

@@ -75,25 +75,36 @@ def to_json(record: dict[str, Any]) -> str:
     return json.dumps(record, default=_json_default, separators=(",", ":"))
 
 
-def entry_from(record_type: str, ce_type: str, record: dict[str, Any]) -> Entry:
+def entry_row(record_type: str, ce_type: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The ``timeline_entries`` row of a decoded record, as a plain dict (the projection's bulk insert)."""
     meta = record["meta"]
     service = record.get("service") or record.get("school") or {}
-    return Entry(
-        event_id=meta["event_id"], subject=meta["subject"], record_type=record_type, ce_type=ce_type,
-        sector=service.get("sector", "hub"), agency_id=service.get("agency_id"),
-        service_name=service.get("service_name"), category=meta["category"], status=meta["status"],
-        source_system=meta["source_system"], source_version=meta["source_version"],
-        occurred_at=meta["occurred_at"], received_at=meta["received_at"],
-        summary=summarise(record_type, record), record=to_json(record),
-    )
+    return {
+        "event_id": meta["event_id"], "subject": meta["subject"], "record_type": record_type, "ce_type": ce_type,
+        "sector": service.get("sector", "hub"), "agency_id": service.get("agency_id"),
+        "service_name": service.get("service_name"), "category": meta["category"], "status": meta["status"],
+        "source_system": meta["source_system"], "source_version": meta["source_version"],
+        "occurred_at": meta["occurred_at"], "received_at": meta["received_at"],
+        "summary": summarise(record_type, record), "record": to_json(record),
+    }
+
+
+def link_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``identity_links`` row of a decoded IdentityLinked record, as a plain dict."""
+    meta = record["meta"]
+    return {"subject": meta["subject"], "child_id": record["child_id"], "household_id": record["household_id"],
+            "identifier_system": record["identifier_system"],
+            "active": record["action"] == "link" and meta["status"] == "active",
+            "event_id": meta["event_id"], "source_version": meta["source_version"],
+            "occurred_at": meta["occurred_at"]}
+
+
+def entry_from(record_type: str, ce_type: str, record: dict[str, Any]) -> Entry:
+    return Entry(**entry_row(record_type, ce_type, record))
 
 
 def link_from(record: dict[str, Any]) -> Link:
-    meta = record["meta"]
-    return Link(subject=meta["subject"], child_id=record["child_id"], household_id=record["household_id"],
-                identifier_system=record["identifier_system"],
-                active=record["action"] == "link" and meta["status"] == "active",
-                event_id=meta["event_id"], source_version=meta["source_version"], occurred_at=meta["occurred_at"])
+    return Link(**link_row(record))
 
 
 def agency_label(sector: str) -> str:

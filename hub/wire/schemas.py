@@ -32,6 +32,7 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 from hub.core.errors import ConfigError, IncompatibleSchemaError, UnknownRecordTypeError
 from hub.core.records import EVENT_NAMESPACE, ce_type_of, event_schema_files, record_type_of
+from hub.core.records import get as records_get
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,13 @@ class SchemaVersion:
     @cached_property
     def parsed(self) -> Any:
         return parse_schema(self.schema)
+
+    @cached_property
+    def meta_parsed(self) -> Any:
+        """The parsed schema of the record's first field, ``meta`` (None if the first field is another):
+        an Avro record is its fields' encodings in order, so ``meta`` can be written apart from the body."""
+        first = self.schema["fields"][0]
+        return parse_schema(first["type"]) if first["name"] == "meta" else None
 
     @cached_property
     def fingerprint(self) -> bytes:
@@ -119,6 +127,7 @@ class SchemaCatalogue:
             for v in [*self.released[short], cur]:
                 self._by_fingerprint.setdefault(v.fingerprint, v)
         self._by_ce_type = {v.ce_type: v for v in self.current.values()}
+        self._shipped: dict[str, bool] = {}
 
     def dataschema(self, record_type: str) -> str:
         """The CloudEvents ``dataschema`` of records written now: a URI naming the writer schema by its full
@@ -126,6 +135,19 @@ class SchemaCatalogue:
         cur = self.writer(record_type)
         same = self._by_fingerprint.get(cur.fingerprint)
         return f"urn:familyhub:schema:{cur.full_name}:v{same.version if same is not None else 0}"
+
+    def shipped(self, record_type: str) -> bool:
+        """Whether the current schema of ``record_type`` is the one the hub ships (``hub.core.records``), which
+        connectors check and encode bodies with; compared once per record type."""
+        same = self._shipped.get(record_type)
+        if same is None:
+            try:
+                path = records_get(record_type).path
+                same = self.writer(record_type).schema == _strip(load_schema(str(path), _write_hint=False))
+            except Exception:  # an unknown or unreadable shipped schema: encode here, never reuse
+                same = False
+            self._shipped[record_type] = same
+        return same
 
     def writer(self, record_type: str) -> SchemaVersion:
         try:

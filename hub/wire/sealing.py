@@ -228,6 +228,10 @@ class SealingSerde:
         meta = record["meta"]
         return seal(self.vault.current(meta["subject"]), meta["event_id"], self.inner.encode(record_type, record))
 
+    def encode_body(self, record_type: str, meta: dict[str, Any], body: bytes) -> bytes:
+        return seal(self.vault.current(meta["subject"]), meta["event_id"], self.inner.encode_body(record_type, meta,
+                                                                                                   body))
+
     def decode(self, data: bytes) -> Decoded:
         if not is_sealed(data):
             return self.inner.decode(data)

@@ -46,6 +46,25 @@ class Serde(Protocol):
 
     def decode(self, data: bytes) -> Decoded: ...
 
+    def encode_body(self, record_type: str, meta: dict[str, Any], body: bytes) -> bytes:
+        """:meth:`encode` of ``{"meta": meta, **fields}`` where ``body`` is the fields' Avro bytes already
+        (everything after ``meta``, as ``connectors.schemas.checked_body`` made them): only ``meta`` is
+        encoded here."""
+        ...
+
+
+def _with_body(schema: SchemaVersion, meta: dict[str, Any], body: bytes) -> bytes:
+    """The record's Avro bytes from its ``meta`` and its body's bytes."""
+    if schema.meta_parsed is None:
+        raise HubError(f"schema {schema.full_name} does not start with meta")
+    buf = io.BytesIO()
+    try:
+        schemaless_writer(buf, schema.meta_parsed, meta)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise HubError(f"record does not fit schema {schema.full_name}: {exc}") from exc
+    buf.write(body)
+    return buf.getvalue()
+
 
 def _write(schema: SchemaVersion, record: dict[str, Any]) -> bytes:
     buf = io.BytesIO()
@@ -78,6 +97,10 @@ class SingleObjectSerde:
     def encode(self, record_type: str, record: dict[str, Any]) -> bytes:
         schema = self.catalogue.writer(record_type)
         return SINGLE_OBJECT_MAGIC + schema.fingerprint + _write(schema, record)
+
+    def encode_body(self, record_type: str, meta: dict[str, Any], body: bytes) -> bytes:
+        schema = self.catalogue.writer(record_type)
+        return SINGLE_OBJECT_MAGIC + schema.fingerprint + _with_body(schema, meta, body)
 
     def decode(self, data: bytes) -> Decoded:
         if len(data) < 10 or data[:2] != SINGLE_OBJECT_MAGIC:
@@ -116,6 +139,14 @@ class ConfluentSerde:
             if schema_id is None:
                 schema_id = self._ids[record_type] = self.registry.register(schema.full_name, schema.schema)
         return CONFLUENT_MAGIC + struct.pack(">I", schema_id) + _write(schema, record)
+
+    def encode_body(self, record_type: str, meta: dict[str, Any], body: bytes) -> bytes:
+        schema = self.catalogue.writer(record_type)
+        with self._lock:
+            schema_id = self._ids.get(record_type)
+            if schema_id is None:
+                schema_id = self._ids[record_type] = self.registry.register(schema.full_name, schema.schema)
+        return CONFLUENT_MAGIC + struct.pack(">I", schema_id) + _with_body(schema, meta, body)
 
     def warm(self) -> None:
         """Register every current schema and learn the ids of the released ones, so encoding and decoding

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from hub.cli.main import app
 from hub.core.errors import CorruptRecordError
 from hub.core.settings import Settings
-from hub.db.schema import timeline_changes, timeline_entries
+from hub.db.schema import ingest_log, timeline_changes, timeline_entries
 from hub.demo.scenario import build
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
@@ -49,6 +49,22 @@ def test_replay_rebuilds_every_projection_from_the_log(db_url: str, tmp_path: Pa
     assert [e["event_id"] for e in again] == [e["event_id"] for e in evans]
     with svc.store.engine.connect() as conn:  # live streams see no repeats after a replay
         assert conn.execute(sa.select(sa.func.count()).select_from(timeline_changes)).scalar_one() == changes_before
+
+
+def test_a_logged_record_that_no_longer_decodes_is_dead_lettered_and_the_replay_goes_on(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'hub.db'}", data_dir=tmp_path, pseudonym_key="k" * 32)
+    svc, n = load_journey(settings)
+    with svc.store.engine.begin() as conn:  # one logged value damaged on disk
+        seq = conn.execute(sa.select(sa.func.min(ingest_log.c.seq))).scalar_one()
+        topic = conn.execute(sa.select(ingest_log.c.topic).where(ingest_log.c.seq == seq)).scalar_one()
+        conn.execute(ingest_log.update().where(ingest_log.c.seq == seq).values(value=b"not avro at all"))
+    assert replay_log(svc.store, svc.catalogue, settings) == n
+    letters = svc.store.dead_letters()
+    assert [(d["topic"], d["offset"], bytes(d["value"])) for d in letters] == [(topic, -seq, b"not avro at all")]
+    assert letters[0]["error_class"] == "CorruptRecordError"
+    evans, _ = readmodel.timeline(svc.store, "household-evans", limit=500)
+    lewis, _ = readmodel.timeline(svc.store, "household-lewis", limit=500)
+    assert 0 < len(evans) + len(lewis) <= 29 + 26  # the rest is projected
 
 
 def test_hub_replay_command_shows_progress_and_the_count(tmp_path: Path) -> None:
