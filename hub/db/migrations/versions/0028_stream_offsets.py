@@ -1,7 +1,7 @@
 """stream offsets: the next offset of each ingest partition, written with the projection it covers
 
 Revision ID: 0028
-Revises: 0023
+Revises: 0026
 """
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0028"
-down_revision = "0023"
+down_revision = "0026"
 branch_labels = None
 depends_on = None
 
