@@ -321,7 +321,7 @@ household_members = sa.Table(
     sa.Column("kind", sa.String(10), nullable=False),
     sa.Column("relationship", sa.String(40), nullable=False),
     sa.Column("parental_responsibility", sa.Boolean(), nullable=False),
-    sa.Column("date_of_birth", sa.Date(), nullable=True),
+    sa.Column("date_of_birth", sa.Text(), nullable=True),  # sealed under the member's key (migration 0024)
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("competent_from", sa.Date(), nullable=True),  # recorded (Gillick) competence before 16
     # a looked-after child's local authority (its agency id), a consent actor like a parent (migration 0017)

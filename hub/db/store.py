@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hub.core.errors import ConfigError, StoreError
 from hub.db.schema import dead_letters, ingest_log, worker_status
 from hub.db.schema_version import check_schema, migrate
+from hub.wire.sealing import KeyVault
 
 #: Bound parameters per IN list (well under SQLite's 32,766 and PostgreSQL's 65,535).
 _IN_CHUNK = 2000
@@ -114,8 +115,10 @@ def make_engine(url: str) -> Engine:
 class Store:
     """Typed access to the hub's tables. Synchronous; call from a thread in async code."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, vault: KeyVault | None = None) -> None:
         self.engine = engine
+        #: the data keys sealed columns use (:mod:`hub.db.sealed` opens one from the settings when unset)
+        self.vault = vault
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:

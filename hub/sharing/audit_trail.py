@@ -14,8 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.db.schema import audit_cursors, consent_directives, deliveries, share_decisions
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc
 from hub.governance.audit import AuditEntry, AuditLog
+from hub.sharing import payloads
 
 SD = share_decisions.c
 CD = consent_directives.c
@@ -65,6 +67,7 @@ def record_new(store: Store, limit: int = 2000) -> int:
         recalls = conn.execute(sa.select(deliveries).where(
             DL.kind == "recall", _after(DL.created_at, DL.delivery_id, r_at, r_key))
             .order_by(DL.created_at, DL.delivery_id).limit(limit)).all()
+    seal = sealer(store)
     entries = [AuditEntry(
         action=_action(r.outcome, r.basis), actor=ACTOR, actor_role="system", subject_household=r.household_id,
         subject_child=r.child_id, data_ref=r.decision_id, purpose=r.purpose, legal_basis=r.basis,
@@ -79,7 +82,7 @@ def record_new(store: Store, limit: int = 2000) -> int:
         action="recall", actor=ACTOR, actor_role="system", subject_household=r.household_id,
         subject_child=r.child_id, data_ref=r.delivery_id, purpose="recall",
         detail={"information": r.information_id, "recipient": r.recipient_key, "reason": r.why or "",
-                "recalls": json.loads(r.payload).get("recalls", "")}) for r in recalls]
+                "recalls": payloads.body(seal, r.delivery_id, r.payload).get("recalls", "")}) for r in recalls]
     if entries:
         log.record_many(entries)
         written = len(entries)

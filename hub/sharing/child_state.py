@@ -23,6 +23,7 @@ from hub.db.schema import (
     safeguarding_overrides,
     share_decisions,
 )
+from hub.db.sealed import sealer_of
 from hub.db.store import as_utc
 from hub.sharing.decisions import ChildState, engine
 from hub.sharing.ledger import DecisionRow, DeliveryKey, DeliveryRow, ItemKey, Ledger
@@ -60,7 +61,9 @@ def load_child(conn: Connection, child_id: str) -> Child:
 
 def load_children(conn: Connection, child_ids: list[str]) -> dict[str, Child]:
     M = household_members.c
-    known = {r.member_id: child_for_engine(r.member_id, r.date_of_birth, r.competent_from) for r in conn.execute(
+    seal = sealer_of(conn)
+    known = {r.member_id: child_for_engine(r.member_id, seal.date(M.date_of_birth, r.member_id, r.date_of_birth),
+                                           r.competent_from) for r in conn.execute(
         sa.select(M.member_id, M.date_of_birth, M.competent_from).where(M.member_id.in_(child_ids)))}
     return {c: known.get(c) or child_for_engine(c) for c in child_ids}
 

@@ -29,6 +29,7 @@ from consent.ruleset import load_ruleset as load_consent_ruleset
 from hub.core.errors import ConfigError
 from hub.core.settings import sharing_settings
 from hub.db.schema import alerts, caseloads, household_members, timeline_changes, timeline_entries
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
 from hub.stream import readmodel
@@ -90,9 +91,10 @@ def clock(conn: Connection) -> datetime | None:
 
 def _birthdays(store: Store, household_id: str) -> dict[str, date | None]:
     M = household_members.c
+    seal = sealer(store)
     with store.engine.connect() as conn:
-        return {r.member_id: r.date_of_birth for r in conn.execute(sa.select(M.member_id, M.date_of_birth).where(
-            M.household_id == household_id, M.kind == "child"))}
+        return {r.member_id: seal.date(M.date_of_birth, r.member_id, r.date_of_birth) for r in conn.execute(
+            sa.select(M.member_id, M.date_of_birth).where(M.household_id == household_id, M.kind == "child"))}
 
 
 def household_clocks(store: Store, household_id: str, now: datetime | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from consent import ConsentError
 from consent.fhir import from_fhir
 from hub.db.schema import consent_directives, timeline_entries
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc
 from hub.sharing import recorded_consent
 from hub.sharing.recorded_consent import PENDING
@@ -30,10 +31,13 @@ def consent_records(store: Store, event_ids: list[str]) -> dict[str, dict[str, A
     ids = sorted(set(event_ids))
     out: dict[str, dict[str, Any]] = {}
     T = timeline_entries.c
+    seal = sealer(store)
     with store.engine.connect() as conn:
         for i in range(0, len(ids), 500):
             for r in conn.execute(sa.select(T.event_id, T.record).where(T.event_id.in_(ids[i:i + 500]))):
-                out[r.event_id] = readmodel.parse_times(json.loads(r.record))
+                record = seal.json(T.record, r.event_id, r.record)
+                if record is not None:  # not erased
+                    out[r.event_id] = readmodel.parse_times(record)
     return out
 
 

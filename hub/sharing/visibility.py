@@ -43,6 +43,7 @@ from consent.reading import (
 )
 from hub.core import records
 from hub.db.schema import consent_directives, household_members, identity_links, share_decisions
+from hub.db.sealed import Sealer, sealer
 from hub.db.store import Store, utcnow
 from hub.governance.auth import Principal
 from hub.sharing.child_state import directive_set
@@ -106,12 +107,13 @@ def load_households(store: Store, household_ids: Iterable[str], *, directives: b
         return {}
     with store.engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(people_query(directives is not False), {"ids": ids})]
-    return households_from(ids, rows, directives=directives)
+    return households_from(sealer(store), ids, rows, directives=directives)
 
 
-def households_from(household_ids: Iterable[str], rows: Iterable[tuple[Any, ...]], *,
+def households_from(seal: Sealer, household_ids: Iterable[str], rows: Iterable[tuple[Any, ...]], *,
                     directives: bool | None = True) -> dict[str, Household]:
-    """:func:`load_households` from the rows of :func:`people_query` read elsewhere (e.g. with a timeline page)."""
+    """:func:`load_households` from the rows of :func:`people_query` read elsewhere (e.g. with a timeline page);
+    ``seal`` opens the children's sealed birth dates."""
     out = {h: Household(h) for h in sorted(set(household_ids))}
     linked: list[tuple[Household, str]] = []
     found: dict[str, list[Any]] = {}
@@ -120,7 +122,7 @@ def households_from(household_ids: Iterable[str], rows: Iterable[tuple[Any, ...]
         if kind == "directive":
             found.setdefault(member, []).append(_DirectiveRow(member, r[6], r[7], r[8], r[9]))
         elif kind == "child":
-            out[household].children[member] = child_for_engine(member, r[4], r[5])
+            out[household].children[member] = child_for_engine(member, seal.date(M.date_of_birth, member, r[4]), r[5])
         elif kind == "linked":
             linked.append((out[household], member))
         else:

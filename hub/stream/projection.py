@@ -11,6 +11,7 @@ subjects are left out (:mod:`hub.erasure_guard`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from hub.db import erasure_guard
 from hub.db.schema import identity_links, timeline_changes, timeline_entries
+from hub.db.sealed import Sealer, sealer
 from hub.db.store import Store, as_utc, utcnow
 from hub.stream.timeline import Entry, Link, entry_from, link_from
 
@@ -41,6 +43,12 @@ def to_rows(decoded: Sequence[tuple[str, str, dict[str, Any]]]) -> tuple[list[En
             if cur_e is None or entry.source_version > cur_e.source_version:
                 entries[entry.event_id] = entry
     return list(entries.values()), list(links.values())
+
+
+def sealed_entry(seal: Sealer, e: Entry) -> Entry:
+    """The entry with its summary and record sealed under its subject's data key (they may name the child)."""
+    return replace(e, summary=seal.seal(T.summary, e.event_id, e.subject, e.summary),
+                   record=seal.seal(T.record, e.event_id, e.subject, e.record))
 
 
 def _entry_ids(conn: Connection, subject: str) -> list[str]:
@@ -132,10 +140,15 @@ def apply(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *, r
     now = utcnow()
     changed = 0
     changes: list[dict[str, Any]] = []
+    seal = sealer(store)
+    # sealed before the transaction: a subject's first data key is created in a transaction of its own
+    with store.engine.connect() as conn:
+        sealed = {e.event_id: sealed_entry(seal, e) for e in to_rows(erasure_guard.unerased(conn, decoded))[0]}
     with store.engine.begin() as conn:
         # records of erased subjects never come back (redelivery, replay, a key still cached elsewhere)
         erasure_guard.hold_shared(conn)
         entries, links = to_rows(erasure_guard.unerased(conn, decoded))
+        entries = [sealed.get(e.event_id) or sealed_entry(seal, e) for e in entries]
         if links:  # links first: entries in the same batch then land in the right household
             n, c = _apply_links(conn, links, now)
             changed, changes = changed + n, changes + c
