@@ -12,23 +12,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from hub.db.schema import deliveries
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing import delivery
-from tests.sharing.sharing_support import Feeder, Webhook, deliver, withdraw_event
+from tests.sharing.sharing_support import Feeder, Webhook, deliver, stored_deliveries, withdraw_event
 from tests.support import hub_env, spawn, stop, wait_until
 
 SERVICE = ABUHB_PAEDS["service_name"]
 
 
 def paeds(store: Store, kind: str = "share") -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        found = [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(
-            deliveries.c.kind == kind, deliveries.c.service == SERVICE))
-            if json.loads(r.payload)["information"].get("report_id") == "slt-child-doubt"]
+    found = [r for r in stored_deliveries(store, deliveries.c.kind == kind, deliveries.c.service == SERVICE)
+             if json.loads(r["payload"])["information"].get("report_id") == "slt-child-doubt"]
     assert len(found) == 1, found
     return found[0]
 

@@ -66,6 +66,7 @@ def downgrade() -> None:
     conn = op.get_bind()
     T, D, M = timeline_entries.c, deliveries.c, household_members.c
     seal = None
+    opened: list[tuple[sa.Table, Any, Any, Any, str | None]] = []
     for table, column, id_column in ((timeline_entries, T.summary, T.event_id),
                                      (timeline_entries, T.record, T.event_id), (deliveries, D.payload, D.delivery_id),
                                      (household_members, M.date_of_birth, M.member_id)):
@@ -74,8 +75,12 @@ def downgrade() -> None:
             try:
                 text: str | None = seal.open(column, row_id, value)
             except ErasedRecordError:
-                text = None if column is M.date_of_birth else "{}" if column is not T.summary else "[erased]"
-            conn.execute(table.update().where(id_column == row_id).values({column.name: text}))
+                text = None if column is M.date_of_birth else "[erased]" if column is T.summary else "{}"
+            opened.append((table, column, id_column, row_id, text))
+    # the column's type first (SQLite's table copy would read a sealed value as a number), then the values
     with op.batch_alter_table("household_members") as batch:
         batch.alter_column("date_of_birth", type_=sa.Date(), existing_type=sa.Text(), existing_nullable=True,
-                           postgresql_using="date_of_birth::date")
+                           postgresql_using="null")
+    for table, column, id_column, row_id, text in opened:
+        conn.execute(table.update().where(id_column == row_id).values(
+            {column.name: date.fromisoformat(text) if column is M.date_of_birth and text else text}))
