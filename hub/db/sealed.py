@@ -31,6 +31,7 @@ import os
 import struct
 import weakref
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,7 +39,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy.engine import Connection, Engine
 
 from hub.core.errors import ErasedRecordError, UnsealError
-from hub.core.settings import load_settings
+from hub.core.settings import Settings, load_settings
 from hub.db.keyvault import ConnectionKeyVault, SqlKeyVault, load_keyring
 from hub.db.store import Store
 from hub.wire.sealing import KeyVault
@@ -138,11 +139,24 @@ class Sealer:
 _VAULTS: weakref.WeakKeyDictionary[Engine, KeyVault] = weakref.WeakKeyDictionary()
 
 
+def _settings_of(store: Store) -> Settings:
+    """This process's settings, for a store opened without a key vault; on a hub's own SQLite file
+    (``<data dir>/hub.db``) with its master key file beside it, that data directory's key."""
+    settings = load_settings()
+    url = store.engine.url
+    if url.get_backend_name() == "sqlite" and url.database and not settings.payload_master_key.get_secret_value() \
+            and settings.payload_master_key_file is None:
+        here = Path(url.database).parent
+        if (here / "keys" / "payload-master.key").exists():
+            return settings.model_copy(update={"data_dir": here})
+    return settings
+
+
 def sealer(store: Store) -> Sealer:
     """The sealer of ``store``'s key vault; a store opened without one takes this process's settings' keys
     (the key vault every process of the hub opens)."""
     if store.vault is None:
-        store.vault = _VAULTS.get(store.engine) or SqlKeyVault(store, load_keyring(load_settings()))
+        store.vault = _VAULTS.get(store.engine) or SqlKeyVault(store, load_keyring(_settings_of(store)))
     _VAULTS[store.engine] = store.vault
     return Sealer(store.vault)
 
@@ -151,5 +165,5 @@ def sealer_of(conn: Connection) -> Sealer:
     """The sealer for code given a connection inside its transaction: keys are read, and a member's first key
     created, on that connection (another connection would wait for this transaction's write lock)."""
     vault = _VAULTS.get(conn.engine)
-    keyring = vault.keyring if isinstance(vault, SqlKeyVault) else load_keyring(load_settings())
+    keyring = vault.keyring if isinstance(vault, SqlKeyVault) else load_keyring(_settings_of(Store(conn.engine)))
     return Sealer(ConnectionKeyVault(conn, keyring))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -52,6 +52,18 @@ def parse_directive(fhir_json: str, child_id: str, withdrawn_at: datetime | None
     if withdrawn_at is not None:
         d = replace(d, withdrawn_at=max(withdrawn_at, d.made_at))
     return d
+
+
+@dataclass(frozen=True)
+class StoredDirective:
+    """A stored directive as :func:`directive_set` reads it, its FHIR Consent opened (it is sealed at rest under
+    its subject's key; once that key is shredded it reads ``[erased]`` and is not usable)."""
+
+    child_id: str
+    directive_id: str
+    fhir_json: str
+    status: str
+    withdrawn_at: datetime | None
 
 
 def load_child(conn: Connection, child_id: str) -> Child:
@@ -144,6 +156,7 @@ def load_states(conn: Connection, child_ids: list[str], only: set[str] | None = 
     """
     states = {c: ChildState() for c in child_ids}
     loading = {c: _Loading() for c in child_ids}
+    seal = sealer_of(conn)
     info_ids = sorted(only) if only is not None else None
     for i in range(0, len(child_ids), 300):
         chunk = child_ids[i:i + 300]
@@ -169,7 +182,9 @@ def load_states(conn: Connection, child_ids: list[str], only: set[str] | None = 
                             dec.ruleset_version)
         for r in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
                 CD.child_id.in_(chunk), CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))):
-            states[r.child_id].directive_rows.append(r)
+            states[r.child_id].directive_rows.append(StoredDirective(
+                r.child_id, r.directive_id, seal.text(CD.fhir_json, r.directive_id, r.fhir_json), r.status,
+                r.withdrawn_at))
         _load_safeguarding(conn, chunk, states)
     for c, st in loading.items():
         states[c].ledger = st.ledger()

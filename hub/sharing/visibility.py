@@ -46,7 +46,7 @@ from hub.db.schema import consent_directives, household_members, identity_links,
 from hub.db.sealed import Sealer, sealer
 from hub.db.store import Store, utcnow
 from hub.governance.auth import Principal
-from hub.sharing.child_state import directive_set
+from hub.sharing.child_state import StoredDirective, directive_set
 from hub.sharing.model import child_for_engine
 from hub.stream.readmodel import entries_by_id
 
@@ -120,7 +120,8 @@ def households_from(seal: Sealer, household_ids: Iterable[str], rows: Iterable[t
     for r in rows:
         member, household, kind = r[0], r[1], r[2]
         if kind == "directive":
-            found.setdefault(member, []).append(_DirectiveRow(member, r[6], r[7], r[8], r[9]))
+            fhir = seal.text(CD.fhir_json, r[6], r[7])
+            found.setdefault(member, []).append(StoredDirective(member, r[6], fhir, r[8], r[9]))
         elif kind == "child":
             out[household].children[member] = child_for_engine(member, seal.date(M.date_of_birth, member, r[4]), r[5])
         elif kind == "linked":
@@ -136,17 +137,6 @@ def households_from(seal: Sealer, household_ids: Iterable[str], rows: Iterable[t
             if mine and (directives or kid.young_person_controls(now)):
                 hh.sets[child_id] = directive_set(kid, mine)[0]
     return out
-
-
-@dataclass(frozen=True)
-class _DirectiveRow:
-    """A stored directive as ``child_state.directive_set`` reads it."""
-
-    child_id: str
-    directive_id: str
-    fhir_json: str
-    status: str
-    withdrawn_at: datetime | None
 
 
 def _category(value: str) -> Category:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub.db.keyvault import SqlKeyVault
-from hub.db.schema import deliveries, identity_links, timeline_entries
+from hub.db.schema import consent_directives, deliveries, identity_links, timeline_entries
 from hub.db.sealed import ERASED, PREFIX, member_key, sealer
 from hub.db.store import Store
 from hub.demo.journey import report_not_sent_journey
@@ -54,7 +54,9 @@ def test_the_projection_holds_no_title_in_clear(store: Store) -> None:
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(timeline_entries.c.summary, timeline_entries.c.record)).all()
         payloads = [r[0] for r in conn.execute(sa.select(deliveries.c.payload))]
-    assert rows and payloads
+        consents = [r[0] for r in conn.execute(sa.select(consent_directives.c.fhir_json))]
+    assert rows and payloads and consents
+    assert all(c.startswith(PREFIX) for c in consents)
     assert all(s.startswith(PREFIX) and r.startswith(PREFIX) for s, r in rows)
     assert all(p.startswith(PREFIX) for p in payloads)
     assert not any(TITLE in s or TITLE in r for s, r in rows) and not any(TITLE in p for p in payloads)
