@@ -29,14 +29,13 @@ import binascii
 import json
 import os
 import struct
-import weakref
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from hub.core.errors import ErasedRecordError, UnsealError
 from hub.core.settings import Settings, load_settings
@@ -135,35 +134,31 @@ class Sealer:
             return None
 
 
-#: the key vault last used with each engine, for code that holds a connection rather than the store
-_VAULTS: weakref.WeakKeyDictionary[Engine, KeyVault] = weakref.WeakKeyDictionary()
-
-
 def _settings_of(store: Store) -> Settings:
-    """This process's settings, for a store opened without a key vault; on a hub's own SQLite file
-    (``<data dir>/hub.db``) with its master key file beside it, that data directory's key."""
+    """This process's settings, for a store opened without a key vault. A process configured with no database
+    URL and no master key owns ``<data dir>/hub.db``; an SQLite file it opens is a hub's own file in its data
+    directory, so that directory's master key file is the one (the same for ``<data dir>/hub.db`` itself)."""
     settings = load_settings()
     url = store.engine.url
-    if url.get_backend_name() == "sqlite" and url.database and not settings.payload_master_key.get_secret_value() \
-            and settings.payload_master_key_file is None:
-        here = Path(url.database).parent
-        if (here / "keys" / "payload-master.key").exists():
-            return settings.model_copy(update={"data_dir": here})
+    if url.get_backend_name() == "sqlite" and url.database and not settings.database_url \
+            and not settings.payload_master_key.get_secret_value() and settings.payload_master_key_file is None:
+        return settings.model_copy(update={"data_dir": Path(url.database).parent})
     return settings
 
 
 def sealer(store: Store) -> Sealer:
     """The sealer of ``store``'s key vault; a store opened without one takes this process's settings' keys
     (the key vault every process of the hub opens)."""
-    if store.vault is None:
-        store.vault = _VAULTS.get(store.engine) or SqlKeyVault(store, load_keyring(_settings_of(store)))
-    _VAULTS[store.engine] = store.vault
-    return Sealer(store.vault)
+    vault = store.vault
+    if vault is None:
+        vault = store.vault = SqlKeyVault(store, load_keyring(_settings_of(store)))
+    return Sealer(vault)
 
 
 def sealer_of(conn: Connection) -> Sealer:
     """The sealer for code given a connection inside its transaction: keys are read, and a member's first key
     created, on that connection (another connection would wait for this transaction's write lock)."""
-    vault = _VAULTS.get(conn.engine)
-    keyring = vault.keyring if isinstance(vault, SqlKeyVault) else load_keyring(_settings_of(Store(conn.engine)))
+    store = Store(conn.engine)
+    vault = store.vault
+    keyring = vault.keyring if isinstance(vault, SqlKeyVault) else load_keyring(_settings_of(store))
     return Sealer(ConnectionKeyVault(conn, keyring))

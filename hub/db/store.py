@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -112,13 +113,27 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+_VAULTS: weakref.WeakKeyDictionary[Engine, KeyVault] = weakref.WeakKeyDictionary()
+
+
 class Store:
     """Typed access to the hub's tables. Synchronous; call from a thread in async code."""
 
     def __init__(self, engine: Engine, vault: KeyVault | None = None) -> None:
         self.engine = engine
-        #: the data keys sealed columns use (:mod:`hub.db.sealed` opens one from the settings when unset)
-        self.vault = vault
+        if vault is not None:
+            self.vault = vault
+
+    @property
+    def vault(self) -> KeyVault | None:
+        """The data keys sealed columns use, one key vault per database engine (every store on the engine,
+        and code holding one of its connections, finds it); :mod:`hub.db.sealed` opens one from the settings
+        when none was set."""
+        return _VAULTS.get(self.engine)
+
+    @vault.setter
+    def vault(self, vault: KeyVault) -> None:
+        _VAULTS[self.engine] = vault
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
