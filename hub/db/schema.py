@@ -445,8 +445,8 @@ alerts = sa.Table(
     sa.Column("child_id", sa.String(80), nullable=False),
     sa.Column("to_agency_id", sa.String(120), nullable=True),
     sa.Column("to_service", sa.String(200), nullable=True),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("details", sa.Text, nullable=False),  # JSON
+    sa.Column("message", sa.Text, nullable=False),  # sealed under the child's member key (migration 0024)
+    sa.Column("details", sa.Text, nullable=False),  # JSON, sealed likewise
     sa.Column("created_at", TS, nullable=False),
     sa.Column("resolved_at", TS, nullable=True),
     # the lifecycle (migration 0018): open → acknowledged by a person → resolved when its condition clears

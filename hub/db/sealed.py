@@ -1,12 +1,12 @@
 """Personal data sealed at rest in the hub's own tables: a column value encrypted with a data key.
 
-What the projections keep of a person (a timeline entry's summary and record, a copy of a report queued for
-a recipient, a date of birth) is sealed with AES-256-GCM under a data key from the key vault
-(:mod:`hub.db.keyvault`), the same keys the ingest log and Kafka values are sealed with: a timeline entry
-under its subject's key, what belongs to a household member (a date of birth, a delivery about a child)
-under the member's key (:func:`member_key`). Shredding those keys (an erasure) makes every copy unreadable
-at once, backups included; a value whose key was shredded reads as erased (:data:`ERASED`), never as an
-error page.
+What the projections keep of a person (a timeline entry's summary and record, a consent as received, a
+copy of a report queued for a recipient, an alert's words, a date of birth) is sealed with AES-256-GCM under
+a data key from the key vault (:mod:`hub.db.keyvault`), the same keys the ingest log and Kafka values are
+sealed with: a timeline entry and a consent under its subject's key, what belongs to a household member (a
+date of birth, a delivery or an alert about a child) under the member's key (:func:`member_key`). Shredding
+those keys (an erasure) makes every copy unreadable at once, also rows another process or a replica still
+holds; a value whose key was shredded reads as erased (:data:`ERASED`), never as an error page.
 
 The associated data is the table, the column and the row's id with the frame's header, so a sealed value
 edited, or copied to another row, column or table, fails to open (:class:`~hub.core.errors.UnsealError`,

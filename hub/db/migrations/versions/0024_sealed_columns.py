@@ -1,8 +1,8 @@
-"""personal data sealed at rest: timeline summaries and records, consents, copies for recipients, birth dates
+"""personal data sealed at rest: timeline entries, consents, copies for recipients, alerts, birth dates
 
 Existing clear values are sealed in place with the data keys of the key vault (hub.db.sealed): a timeline
-entry and a consent directive's FHIR Consent under its subject's key, a delivery's payload and a member's
-date of birth under the member's key.
+entry and a consent directive's FHIR Consent under its subject's key; a delivery's payload, an alert's
+message and details and a member's date of birth under the member's key.
 ``household_members.date_of_birth`` becomes text holding the sealed date. The master key comes from the
 hub's settings, as for every process (it is read only when there is something to convert).
 
@@ -39,7 +39,7 @@ def _clear(conn: sa.Connection, table: sa.Table, column: sa.Column[Any], id_colu
 
 
 def upgrade() -> None:
-    from hub.db.schema import consent_directives, deliveries, household_members, timeline_entries
+    from hub.db.schema import alerts, consent_directives, deliveries, household_members, timeline_entries
     from hub.db.sealed import member_key
 
     conn = op.get_bind()
@@ -52,6 +52,8 @@ def upgrade() -> None:
     work += [(consent_directives, consent_directives.c.fhir_json, consent_directives.c.directive_id,
               consent_directives.c.subject, None),
              (deliveries, D.payload, D.delivery_id, D.child_id, member_key),
+             (alerts, alerts.c.message, alerts.c.alert_key, alerts.c.child_id, member_key),
+             (alerts, alerts.c.details, alerts.c.alert_key, alerts.c.child_id, member_key),
              (household_members, M.date_of_birth, M.member_id, M.member_id, member_key)]
     seal = None
     for table, column, id_column, key_column, key_of in work:
@@ -64,7 +66,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     from hub.core.errors import ErasedRecordError
-    from hub.db.schema import consent_directives, deliveries, household_members, timeline_entries
+    from hub.db.schema import alerts, consent_directives, deliveries, household_members, timeline_entries
 
     conn = op.get_bind()
     T, D, M = timeline_entries.c, deliveries.c, household_members.c
@@ -74,6 +76,8 @@ def downgrade() -> None:
                                      (timeline_entries, T.record, T.event_id), (deliveries, D.payload, D.delivery_id),
                                      (consent_directives, consent_directives.c.fhir_json,
                                       consent_directives.c.directive_id),
+                                     (alerts, alerts.c.message, alerts.c.alert_key),
+                                     (alerts, alerts.c.details, alerts.c.alert_key),
                                      (household_members, M.date_of_birth, M.member_id)):
         for row_id, value in list(conn.execute(sa.select(id_column, column).where(column.startswith("sealed1:")))):
             seal = seal or _sealer(conn)
@@ -81,7 +85,7 @@ def downgrade() -> None:
                 text: str | None = seal.open(column, row_id, value)
             except ErasedRecordError:
                 text = None if column in (M.date_of_birth, consent_directives.c.fhir_json) else \
-                    "[erased]" if column is T.summary else "{}"
+                    "[erased]" if column in (T.summary, alerts.c.message) else "{}"
             opened.append((table, column, id_column, row_id, text))
     # the column's type first (SQLite's table copy would read a sealed value as a number), then the values
     with op.batch_alter_table("household_members") as batch:
