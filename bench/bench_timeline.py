@@ -29,9 +29,10 @@ c. replay     ``--replay-families`` x ``--replay-events`` events written straigh
               ``hub.replay.replay_log`` timed: events/s.
 d. read       ``--read-families`` families of ``--read-events`` events plus one family of
               ``--big-events`` events, loaded **directly** into ``timeline_entries`` and
-              ``identity_links`` (SQLAlchemy Core ``insert()`` executemany; a read bench, so the
-              projection is not run to load it), on SQLite and on PostgreSQL (a fresh database
-              ``bench_<random>`` on ``--pg-url``, dropped afterwards; ``--no-pg`` skips it). Then
+              ``identity_links`` (SQLAlchemy Core ``insert()`` executemany, summaries and records sealed
+              as the projection seals them; a read bench, so the projection is not run to load it), on
+              SQLite and on PostgreSQL (a fresh database ``bench_<random>`` on ``--pg-url``, dropped
+              afterwards; ``--no-pg`` skips it). Then
               ``readmodel.timeline(store, household, limit=50)`` for random pages and filters of the
               big family and for first pages of random small families: p50/p99. Then the same reads
               as the API makes them under the read policy (``hub/sharing/visibility.py``: the
@@ -79,6 +80,7 @@ from hub.core.logging import configure_logging
 from hub.core.settings import Settings
 from hub.db.keyvault import SqlKeyVault
 from hub.db.schema import identity_links, timeline_entries
+from hub.db.sealed import sealer
 from hub.db.store import Store
 from hub.governance.auth import Principal
 from hub.ingest.service import event_id_for
@@ -679,8 +681,14 @@ def load_read_data(stores: list[Store], args: argparse.Namespace, services: Serv
     for pop, lo, hi in batches:
         entries, links = projection_rows(pop, services.pseudonymise, services.catalogue, lo, hi)
         for store in stores:
+            # summaries and records sealed as the projection seals them, with each database's own data keys
+            seal = sealer(store)
+            for subject in {e["subject"] for e in entries}:
+                seal.vault.current(subject)  # the keys first, as ingest makes them (one transaction each)
+            sealed = [{**e, "summary": seal.seal(T.summary, e["event_id"], e["subject"], e["summary"]),
+                       "record": seal.seal(T.record, e["event_id"], e["subject"], e["record"])} for e in entries]
             with store.engine.begin() as conn:
-                for part in chunks(entries, 10000):
+                for part in chunks(sealed, 10000):
                     conn.execute(timeline_entries.insert(), part)
                 conn.execute(identity_links.insert(), links)
         rows += len(entries)
@@ -782,7 +790,9 @@ async def bench_read(report: Report, args: argparse.Namespace, tmp: Path) -> Non
             pg_db = f"bench_{uuid.uuid4().hex[:10]}"
             with admin.connect() as conn:
                 conn.execute(sa.text(f"CREATE DATABASE {pg_db}"))
-            backends.append(("PostgreSQL", Store.open(args.pg_url.rsplit("/", 1)[0] + f"/{pg_db}")))
+            pg = Store.open(args.pg_url.rsplit("/", 1)[0] + f"/{pg_db}")
+            pg.vault = SqlKeyVault(pg, services.vault.keyring)
+            backends.append(("PostgreSQL", pg))
         except Exception as exc:
             print(f"d. PostgreSQL skipped: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
             pg_db = None

@@ -44,6 +44,16 @@ def enrol_child(base: str, coordinator: str, system: str, value: str) -> tuple[s
     return household, child
 
 
+def keys_of(store: Any, data_dir: Path) -> Any:
+    """``store`` with the key vault of the hub whose data directory is ``data_dir`` (its master key file, made
+    now if missing): what this test reads and what the hub's processes seal agree."""
+    from hub.core.settings import Settings
+    from hub.db.keyvault import SqlKeyVault, load_keyring
+
+    store.vault = SqlKeyVault(store, load_keyring(Settings(data_dir=data_dir, payload_master_key="")))
+    return store
+
+
 def hub_env(**settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_PSEUDONYM_KEY": "test-key-0123456789abcdef",

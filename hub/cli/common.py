@@ -56,10 +56,13 @@ def load_settings(**overrides: object) -> Settings:
 def open_store(settings: Settings) -> Store:
     """The database of ``settings``: migrated when it is the hub's own SQLite file, else checked to be at
     the latest schema (only `hub migrate` changes a configured database); a refusal ends the command."""
+    from hub.db.keyvault import SqlKeyVault, load_keyring
     from hub.db.store import Store
 
     try:
-        return Store.open(settings.effective_database_url, migrate_schema=settings.owns_database)
+        store = Store.open(settings.effective_database_url, migrate_schema=settings.owns_database)
+        store.vault = SqlKeyVault(store, load_keyring(settings))  # sealed columns open with this hub's keys
+        return store
     except HubError as exc:
         fail_with(exc, first_line=False)
 

@@ -214,6 +214,53 @@ class SqlKeyVault:
         return f"SqlKeyVault({self.keyring!r})"
 
 
+class ConnectionKeyVault:
+    """:class:`hub.sealing.KeyVault` on one connection, inside its transaction and without a cache: for a
+    migration sealing what it converts (the other processes' vaults use their own connections)."""
+
+    def __init__(self, conn: Connection, keyring: MasterKeyring) -> None:
+        self.conn = conn
+        self.keyring = keyring
+        self._keys: dict[tuple[str, int], DataKey] = {}
+
+    def current(self, subject: str) -> DataKey:
+        rows = self.conn.execute(sa.select(K.version, K.kek_id, K.wrapped_key, K.shredded_at)
+                                 .where(K.subject == subject).order_by(K.version.desc())).all()
+        if rows and rows[0].shredded_at is None and rows[0].wrapped_key is not None:
+            return self.get(subject, rows[0].version)
+        version = (rows[0].version + 1) if rows else 1
+        raw = new_data_key()
+        kid, wrapped = self.keyring.wrap(subject, version, raw)
+        row = dict(subject=subject, version=version, kek_id=kid, wrapped_key=wrapped, created_at=utcnow())
+        dialect = self.conn.dialect.name
+        if dialect not in ("sqlite", "postgresql"):
+            self.conn.execute(subject_keys.insert(), row)
+        else:  # another process created this version first (it waited for that one to commit): use theirs
+            insert = sqlite_insert if dialect == "sqlite" else pg_insert
+            stmt = insert(subject_keys).on_conflict_do_nothing(index_elements=[K.subject, K.version])
+            if not self.conn.execute(stmt, row).rowcount:
+                return self.get(subject, version)
+        key = self._keys[(subject, version)] = data_key(subject, version, raw)
+        return key
+
+    def get(self, subject: str, version: int) -> DataKey:
+        if (subject, version) in self._keys:
+            return self._keys[(subject, version)]
+        row = self.conn.execute(sa.select(K.kek_id, K.wrapped_key, K.shredded_at).where(
+            K.subject == subject, K.version == version)).first()
+        if row is None:
+            raise UnsealError(f"no data key {version} for subject {subject} in this hub's key vault")
+        if row.shredded_at is not None or row.wrapped_key is None:
+            raise ErasedRecordError(f"data key {version} of subject {subject} was shredded: the record is erased")
+        raw = self.keyring.unwrap(row.kek_id, subject, version, bytes(row.wrapped_key))
+        key = self._keys[(subject, version)] = data_key(subject, version, raw)
+        return key
+
+    def forget(self, subjects: Iterable[str]) -> None:
+        gone = set(subjects)
+        self._keys = {k: v for k, v in self._keys.items() if k[0] not in gone}
+
+
 def sealed_serde(catalogue: SchemaCatalogue, settings: Settings, store: Store) -> SealingSerde:
     """The serde every hub process uses: the configured Avro serde, sealed with per-subject keys."""
     return SealingSerde(make_serde(catalogue, registry_config(settings)),

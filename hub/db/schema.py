@@ -334,7 +334,7 @@ household_members = sa.Table(
     sa.Column("kind", sa.String(10), nullable=False),
     sa.Column("relationship", sa.String(40), nullable=False),
     sa.Column("parental_responsibility", sa.Boolean(), nullable=False),
-    sa.Column("date_of_birth", sa.Date(), nullable=True),
+    sa.Column("date_of_birth", sa.Text(), nullable=True),  # sealed under the member's key (migration 0024)
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("competent_from", sa.Date(), nullable=True),  # recorded (Gillick) competence before 16
     # a looked-after child's local authority (its agency id), a consent actor like a parent (migration 0017)
@@ -458,8 +458,8 @@ alerts = sa.Table(
     sa.Column("child_id", sa.String(80), nullable=False),
     sa.Column("to_agency_id", sa.String(120), nullable=True),
     sa.Column("to_service", sa.String(200), nullable=True),
-    sa.Column("message", sa.Text, nullable=False),
-    sa.Column("details", sa.Text, nullable=False),  # JSON
+    sa.Column("message", sa.Text, nullable=False),  # sealed under the child's member key (migration 0024)
+    sa.Column("details", sa.Text, nullable=False),  # JSON, sealed likewise
     sa.Column("created_at", TS, nullable=False),
     sa.Column("resolved_at", TS, nullable=True),
     # the lifecycle (migration 0018): open → acknowledged by a person → resolved when its condition clears

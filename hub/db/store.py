@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from hub.core.errors import ConfigError, StoreError
 from hub.db.schema import dead_letters, ingest_log, worker_status
 from hub.db.schema_version import check_schema, migrate
+from hub.wire.sealing import KeyVault
 
 #: Bound parameters per IN list (well under SQLite's 32,766 and PostgreSQL's 65,535).
 _IN_CHUNK = 2000
@@ -111,11 +113,27 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+_VAULTS: weakref.WeakKeyDictionary[Engine, KeyVault] = weakref.WeakKeyDictionary()
+
+
 class Store:
     """Typed access to the hub's tables. Synchronous; call from a thread in async code."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, vault: KeyVault | None = None) -> None:
         self.engine = engine
+        if vault is not None:
+            self.vault = vault
+
+    @property
+    def vault(self) -> KeyVault | None:
+        """The data keys sealed columns use, one key vault per database engine (every store on the engine,
+        and code holding one of its connections, finds it); :mod:`hub.db.sealed` opens one from the settings
+        when none was set."""
+        return _VAULTS.get(self.engine)
+
+    @vault.setter
+    def vault(self, vault: KeyVault) -> None:
+        _VAULTS[self.engine] = vault
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:

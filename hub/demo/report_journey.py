@@ -11,7 +11,6 @@ and what the wrong link shared is recalled (a recall notice to the service, the 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,10 +22,11 @@ from rich.console import Console
 
 from hub.core.errors import ConfigError
 from hub.db.schema import deliveries
+from hub.db.sealed import sealer
 from hub.demo import hold_journey
 from hub.demo.journey import ReportJourney, report_not_sent_journey
 from hub.ingest.services import Services
-from hub.sharing import delivery, readiness
+from hub.sharing import delivery, payloads, readiness
 
 
 async def _until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
@@ -108,7 +108,7 @@ async def _corrected_link(services: Services, console: Console, journey: ReportJ
     await services.ingest.accept([undo, right])
     recalls = await _until("the recall", lambda: _recalls(services.store, journey.child_id))
     for r in recalls:
-        body = json.loads(r["payload"])
+        body = payloads.body(sealer(services.store), r["delivery_id"], r["payload"])
         where = "withdrawn from the family's view" if r["recipient_kind"] == "family" else f"notice to {r['service']}"
         info = body["information"]
         console.print(f"  [yellow]recall[/] {info.get('title') or info['record_type']}: {where} ({body['reason']})")

@@ -55,6 +55,9 @@ class Person:
     child_id: str
     household_id: str
     identifiers: tuple[SubjectRef, ...]
+    name: str = ""  # the child's name, as agencies know it (synthetic)
+    born: date | None = None  # date of birth, as enrolment records it (synthetic)
+    parents: tuple[str, ...] = ()  # the names of the parents (synthetic)
 
     def id(self, system: str) -> SubjectRef:
         return next(i for i in self.identifiers if i.system == system)
@@ -102,14 +105,20 @@ class Journey:
 def build(now: datetime | None = None) -> Journey:
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     j = Journey(now=now)
+    today = now.date()
+    evans, lewis = ("Sian Evans", "Rhodri Evans"), ("Bethan Lewis",)
     cerys = Person("Cerys (19 months, West syndrome)", "child-evans-1", "household-evans",
-                   (SubjectRef("nhs-number", nhs_number(101)), SubjectRef("la-person-id", "NPT-CS-40711")))
+                   (SubjectRef("nhs-number", nhs_number(101)), SubjectRef("la-person-id", "NPT-CS-40711")),
+                   "Cerys Evans", today - timedelta(days=580), evans)
     cian = Person("Cian (autism)", "child-evans-2", "household-evans",
-                  (SubjectRef("nhs-number", nhs_number(102)), SubjectRef("upn", upn(102))))
+                  (SubjectRef("nhs-number", nhs_number(102)), SubjectRef("upn", upn(102))),
+                  "Cian Evans", today - timedelta(days=4419), evans)
     ffion = Person("Ffion (refusing school)", "child-evans-3", "household-evans",
-                   (SubjectRef("nhs-number", nhs_number(103)), SubjectRef("upn", upn(103))))
+                   (SubjectRef("nhs-number", nhs_number(103)), SubjectRef("upn", upn(103))),
+                   "Ffion Evans", today - timedelta(days=5157), evans)
     olivia = Person("Olivia (West syndrome)", "child-lewis-1", "household-lewis",
-                    (SubjectRef("nhs-number", nhs_number(201)), SubjectRef("upn", upn(201))))
+                    (SubjectRef("nhs-number", nhs_number(201)), SubjectRef("upn", upn(201))),
+                    "Olivia Lewis", today - timedelta(days=2250), lewis)
     j.people = [cerys, cian, ffion, olivia]
 
     # --- Evans household: with care coordination ---------------------------------------------

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from hub.core.errors import ConflictError, ForbiddenError, NotFoundError, Problem, ValidationError
 from hub.core.events import ENROLMENT_SOURCE, InboundEvent, SubjectRef
 from hub.db.schema import caseloads, household_members, households, identity_links, ingest_log
+from hub.db.sealed import member_key, sealer
 from hub.db.store import Store, utcnow
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.governance.audit_seal import seal_text
@@ -123,9 +124,11 @@ class Enrolment:
             if not found:
                 raise NotFoundError("no such household")
             rows = conn.execute(sa.select(household_members).where(
-                household_members.c.household_id == household_id).order_by(household_members.c.created_at))
-            return [Member(r.member_id, r.household_id, r.kind, r.relationship, r.parental_responsibility,
-                           r.date_of_birth, r.competent_from) for r in rows]
+                household_members.c.household_id == household_id).order_by(household_members.c.created_at)).all()
+        seal = sealer(self.store)
+        return [Member(r.member_id, r.household_id, r.kind, r.relationship, r.parental_responsibility,
+                       seal.date(household_members.c.date_of_birth, r.member_id, r.date_of_birth), r.competent_from)
+                for r in rows]
 
     def add_member(self, household_id: str, kind: Literal["child", "adult"], relationship: str,
                    parental_responsibility: bool = False, date_of_birth: date | None = None,
@@ -139,10 +142,13 @@ class Enrolment:
             raise ValidationError("competent_from is recorded for a child member only")
         member = Member(new_id("c" if kind == "child" else "a"), household_id, kind,
                         relationship, parental_responsibility, date_of_birth, competent_from)
+        # sealed under the member's own data key, before the transaction that may create it
+        born = sealer(self.store).seal_date(household_members.c.date_of_birth, member.member_id,
+                                            member_key(member.member_id), date_of_birth)
         with self.store.engine.begin() as conn:
             conn.execute(household_members.insert().values(
                 member_id=member.member_id, household_id=household_id, kind=kind, relationship=relationship,
-                parental_responsibility=parental_responsibility, date_of_birth=date_of_birth,
+                parental_responsibility=parental_responsibility, date_of_birth=born,
                 competent_from=competent_from, created_at=utcnow()))
         return member
 

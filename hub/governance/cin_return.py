@@ -25,7 +25,6 @@ the child's birth date when enrolment records it and a comment with the hub's ch
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,9 +35,11 @@ from typing import Any
 import sqlalchemy as sa
 from lxml import etree
 
-from hub.db.schema import household_members, identity_links, timeline_entries
+from hub.db.schema import identity_links, timeline_entries
+from hub.db.sealed import sealer
 from hub.db.store import Store
 from hub.governance.cin import COLLECTION
+from hub.governance.sen2_return import birth_dates
 
 T = timeline_entries.c
 L = identity_links.c
@@ -73,13 +74,25 @@ class _Episode:
     cin_plans: list[date] = field(default_factory=list)
 
 
-def _rows(store: Store, la_code: str) -> list[Any]:
-    q = (sa.select(L.child_id, T.record_type, T.occurred_at, T.record)
+@dataclass(frozen=True)
+class _Row:
+    child_id: str
+    record_type: str
+    occurred_at: datetime
+    record: dict[str, Any]
+
+
+def _rows(store: Store, la_code: str) -> list[_Row]:
+    """The council's entries about linked children, their records opened (an erased subject's are not counted)."""
+    q = (sa.select(L.child_id, T.event_id, T.record_type, T.occurred_at, T.record)
          .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
          .where(L.active.is_(True), T.status == "active", T.agency_id == la_code, T.record_type.in_(CIN_TYPES))
          .order_by(L.child_id, T.occurred_at, T.event_id))
+    seal = sealer(store)
     with store.engine.connect() as conn:
-        return list(conn.execute(q))
+        rows = [_Row(r.child_id, r.record_type, r.occurred_at, seal.json(T.record, r.event_id, r.record))
+                for r in conn.execute(q)]
+    return [r for r in rows if r.record is not None]
 
 
 def _day(ts: Any) -> date:
@@ -129,7 +142,7 @@ def _apply(episodes: list[_Episode], record_type: str, record: dict[str, Any], d
     return plans_before
 
 
-def episodes(rows: list[Any], year: int) -> dict[str, list[_Episode]]:
+def episodes(rows: list[_Row], year: int) -> dict[str, list[_Episode]]:
     """Child id → its episodes of need open at any time in the collection period of ``year``."""
     start, end = period(year)
     by_child: dict[str, list[_Episode]] = defaultdict(list)
@@ -138,7 +151,7 @@ def episodes(rows: list[Any], year: int) -> dict[str, list[_Episode]]:
         day = _day(r.occurred_at)
         if day > end:
             continue
-        plans[r.child_id] = _apply(by_child[r.child_id], r.record_type, json.loads(r.record), day, plans[r.child_id])
+        plans[r.child_id] = _apply(by_child[r.child_id], r.record_type, r.record, day, plans[r.child_id])
     return {child: kept for child, eps in by_child.items()
             if (kept := [e for e in eps if e.closure is None or e.closure >= start])}
 
@@ -167,13 +180,6 @@ def _episode_element(parent: etree._Element, e: _Episode) -> None:
         _sub(cpp, "NumberOfPreviousCPP", plan.previous)
 
 
-def _birth_dates(store: Store, child_ids: list[str]) -> dict[str, date]:
-    m = household_members.c
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(m.member_id, m.date_of_birth).where(m.member_id.in_(child_ids)))
-        return {r.member_id: r.date_of_birth for r in rows if r.date_of_birth is not None}
-
-
 def _release() -> str:
     try:
         return metadata.version("family-hub")
@@ -185,7 +191,7 @@ def build_return(store: Store, la_code: str, year: int, *, now: datetime | None 
                  serial: int = 1) -> tuple[bytes, int]:
     """The CIN census return of ``la_code`` for collection ``year`` as XML bytes, and how many children it has."""
     by_child = episodes(_rows(store, la_code), year)
-    births = _birth_dates(store, list(by_child))
+    births = birth_dates(store, list(by_child))
     root = etree.Element("Message")
     header = etree.SubElement(root, "Header")
     details = etree.SubElement(header, "CollectionDetails")

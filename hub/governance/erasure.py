@@ -63,6 +63,7 @@ from hub.db.schema import (
     subject_keys,
     timeline_entries,
 )
+from hub.db.sealed import member_key
 from hub.db.store import Store, utcnow
 from hub.governance.audit import AuditEntry, AuditLog, check_detail
 from hub.wire.sealing import is_sealed
@@ -136,6 +137,12 @@ def _delete_rows(conn: Connection, table: sa.Table, values: Mapping[str, Iterabl
         for chunk in _chunks(values[kind]):
             n += conn.execute(table.delete().where(column.in_(chunk))).rowcount or 0
     return n
+
+
+def _keys_of(person: _Person) -> list[str]:
+    """The data keys erasing ``person`` shreds: their subjects' and, for a household member, the member's own
+    (what enrolment and sharing sealed about them: a birth date, copies of reports about a child)."""
+    return [*person.subjects, *([member_key(person.member_id)] if person.member_id else [])]
 
 
 def check_reason(reason: str | None) -> str:
@@ -302,7 +309,7 @@ class Erasure:
                 with conn.begin():
                     hold_exclusive(conn)
                     previous = person.previous or self._previous_of_subjects(conn, person.subjects)
-                    shredded = self.vault.shred(conn, person.subjects)
+                    shredded = self.vault.shred(conn, _keys_of(person))
                     removed = self._purge(conn, person)
                     if not shredded and not removed and previous is not None:
                         raise _NothingLeft(previous)
@@ -328,7 +335,7 @@ class Erasure:
                     conn.exec_driver_sql("PRAGMA secure_delete=OFF")
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
                     conn.commit()
-        self.vault.forget(person.subjects)
+        self.vault.forget(_keys_of(person))
         log.info("erasure.done", erasure_id=erasure_id, subjects=len(person.subjects), keys_shredded=shredded,
                  rows=sum(removed.values()))
         return ErasureResult(result.erasure_id, result.status, result.kind, result.household_id, result.member_id,

@@ -17,7 +17,6 @@ enrolment records it and a comment with the hub's child id, for the authority's 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -28,6 +27,7 @@ import sqlalchemy as sa
 from lxml import etree
 
 from hub.db.schema import household_members, identity_links, timeline_entries
+from hub.db.sealed import sealer
 from hub.db.store import Store
 from hub.governance.sen2 import COLLECTION
 
@@ -66,26 +66,27 @@ def _day(value: Any) -> date | None:
 
 
 def _rows(store: Store, la_code: str) -> list[Any]:
-    q = (sa.select(L.child_id, T.record_type, T.occurred_at, T.record)
+    q = (sa.select(L.child_id, T.event_id, T.record_type, T.occurred_at, T.record)
          .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
          .where(L.active.is_(True), T.status == "active", T.agency_id == la_code, T.record_type.in_(EHC_TYPES))
          .order_by(L.child_id, T.occurred_at, T.event_id))
+    seal = sealer(store)
     with store.engine.connect() as conn:
-        return list(conn.execute(q))
+        rows = [(r.child_id, r.record_type, seal.json(T.record, r.event_id, r.record)) for r in conn.execute(q)]
+    return [r for r in rows if r[2] is not None]  # an erased subject's entries are not counted
 
 
 def _requests(rows: list[Any], census: date) -> dict[str, list[_Request]]:
     """Child id → its requests (received on or before the census date) with decisions and plans."""
     by_child: dict[str, dict[str, _Request]] = defaultdict(dict)
     later: list[tuple[str, str, dict[str, Any]]] = []
-    for r in rows:
-        record = json.loads(r.record)
-        if r.record_type == "EhcAssessmentRequested":
+    for child_id, record_type, record in rows:
+        if record_type == "EhcAssessmentRequested":
             received = _day(record.get("request_received_date"))
             if received and received <= census:
-                by_child[r.child_id][record["meta"]["source_id"]] = _Request(received, record.get("request_source"))
+                by_child[child_id][record["meta"]["source_id"]] = _Request(received, record.get("request_source"))
         else:
-            later.append((r.child_id, r.record_type, record))
+            later.append((child_id, record_type, record))
     for child, record_type, record in later:
         requests = by_child[child]
         req = requests.get(record.get("request_id") or "")
@@ -141,11 +142,14 @@ def _request_element(parent: etree._Element, req: _Request) -> None:
         _sub(etree.SubElement(named, "Placement"), "SENsetting", plan["sen_setting"])
 
 
-def _birth_dates(store: Store, child_ids: list[str]) -> dict[str, date]:
+def birth_dates(store: Store, child_ids: list[str]) -> dict[str, date]:
+    """The children's dates of birth, opened from their sealed column (an erased child has none)."""
     m = household_members.c
+    seal = sealer(store)
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(m.member_id, m.date_of_birth).where(m.member_id.in_(child_ids)))
-        return {r.member_id: r.date_of_birth for r in rows if r.date_of_birth is not None}
+        born = {r.member_id: seal.date(m.date_of_birth, r.member_id, r.date_of_birth) for r in rows}
+    return {k: v for k, v in born.items() if v is not None}
 
 
 def build_return(store: Store, la_code: str, year: int, *, now: datetime | None = None,
@@ -153,7 +157,7 @@ def build_return(store: Store, la_code: str, year: int, *, now: datetime | None 
     """The SEN2 return of ``la_code`` for collection ``year`` as XML bytes, and how many persons it has."""
     census = census_date(year)
     requests = _requests(_rows(store, la_code), census)
-    births = _birth_dates(store, list(requests))
+    births = birth_dates(store, list(requests))
     root = etree.Element("Message")
     header = etree.SubElement(root, "Header")
     details = etree.SubElement(header, "CollectionDetails")

@@ -36,7 +36,7 @@ class Services:
     def build(cls, settings: Settings, *, migrate_schema: bool = True) -> Services:
         catalogue = SchemaCatalogue(settings.schema_dir)
         store = Store.open(settings.effective_database_url, migrate_schema=migrate_schema)
-        vault = SqlKeyVault(store, load_keyring(settings))
+        vault = store.vault = SqlKeyVault(store, load_keyring(settings))
         serde = SealingSerde(make_serde(catalogue, registry_config(settings)), vault)
         pseudonymise = Pseudonymiser(
             load_or_create_key(settings.pseudonym_key.get_secret_value(), settings.pseudonym_key_file,

@@ -90,8 +90,9 @@ def create_app(settings: Settings, worker_id: str | None = None) -> faust.App:
     store = Store.open(settings.effective_database_url, migrate_schema=settings.owns_database)
     publisher = Publisher(settings)
     projected = asyncio.Event()
-    processor = Processor(store, sealed_serde(catalogue, settings, store), catalogue, publisher,
-                          on_projected=projected.set)
+    serde = sealed_serde(catalogue, settings, store)
+    store.vault = serde.vault  # sealed columns of the projections use the same keys
+    processor = Processor(store, serde, catalogue, publisher, on_projected=projected.set)
     state = {"ready": False}
     app.conf.hub_processor = processor  # type: ignore[attr-defined]
 

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from hub.core.errors import NotFoundError
 from hub.db.schema import alerts, share_decisions
+from hub.db.sealed import Sealer, member_key, sealer, sealer_of
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.audit import AuditEntry, AuditLog, register_action
 
@@ -53,10 +54,28 @@ def raise_alert(conn: Connection, *, key: str, kind: str, household_id: str, chi
     """Insert the alert unless one with this key exists (open, acknowledged or resolved); True when raised."""
     if conn.execute(sa.select(A.alert_id).where(A.alert_key == key)).first() is not None:
         return False
+    seal = sealer_of(conn)
     conn.execute(alerts.insert().values(
         alert_key=key, kind=kind, household_id=household_id, child_id=child_id, to_agency_id=to_agency_id,
-        to_service=to_service, message=message, details=json.dumps(details, default=str), created_at=now))
+        to_service=to_service, message=seal_message(seal, key, child_id, message),
+        details=seal.seal(A.details, key, member_key(child_id), json.dumps(details, default=str)), created_at=now))
     return True
+
+
+def seal_message(seal: Sealer, key: str, child_id: str, message: str) -> str:
+    """An alert's words, sealed under the child's member key (they can repeat a report's title)."""
+    return seal.seal(A.message, key, member_key(child_id), message)
+
+
+def opened(seal: Sealer, row: dict[str, Any]) -> dict[str, Any]:
+    """An alert row with its sealed message and details opened (by its ``alert_key``); once the child's key was
+    shredded the message reads ``[erased]`` and the details are empty."""
+    key = row["alert_key"]
+    if "message" in row:
+        row["message"] = seal.text(A.message, key, row["message"])
+    if "details" in row:
+        row["details"] = seal.json(A.details, key, row["details"], erased={})
+    return row
 
 
 def resolve(conn: Connection, key: str, reason: str, now: datetime) -> bool:
@@ -72,7 +91,8 @@ def unresolved(conn: Connection, kinds: tuple[str, ...], household_id: str | Non
         A.kind.in_(kinds), A.resolved_at.is_(None)).order_by(A.alert_id).limit(limit)
     if household_id is not None:
         q = q.where(A.household_id == household_id)
-    return [{**r._mapping, "details": json.loads(r.details)} for r in conn.execute(q)]
+    seal = sealer_of(conn)
+    return [opened(seal, dict(r._mapping)) for r in conn.execute(q)]
 
 
 def state_of(row: Any) -> State:
@@ -88,10 +108,9 @@ def _where_state(state: State) -> sa.ColumnElement[bool]:
     return sa.and_(A.resolved_at.is_(None), ack)
 
 
-def _view(row: Any) -> dict[str, Any]:
-    r = dict(row._mapping)
+def _view(row: Any, seal: Sealer) -> dict[str, Any]:
+    r = opened(seal, dict(row._mapping))
     r["state"] = state_of(row)
-    r["details"] = json.loads(r["details"])
     for k in ("created_at", "acknowledged_at", "resolved_at"):
         r[k] = as_utc(r[k]) if r[k] is not None else None
     return r
@@ -109,8 +128,9 @@ def list_alerts(store: Store, *, household_id: str | None = None, kind: str | No
         q = q.where(_where_state(state))
     elif open_only:
         q = q.where(A.resolved_at.is_(None))
+    seal = sealer(store)
     with store.engine.connect() as conn:
-        return [_view(r) for r in conn.execute(q)]
+        return [_view(r, seal) for r in conn.execute(q)]
 
 
 def acknowledge_alert(store: Store, household_id: str, alert_id: int, *, actor: str, actor_role: str,
@@ -133,4 +153,4 @@ def acknowledge_alert(store: Store, household_id: str, alert_id: int, *, actor: 
                 subject_child=row.child_id, data_ref="POST /v1/households/{household_id}/alerts/{alert_id}/acknowledge",
                 detail={"alert_id": alert_id, "kind": row.kind}))
             row = conn.execute(sa.select(alerts).where(A.alert_id == alert_id)).one()
-    return _view(row)
+    return _view(row, sealer(store))

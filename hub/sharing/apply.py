@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.db.schema import deliveries, share_decisions
+from hub.db.sealed import sealer_of
 from hub.governance.audit import AuditEntry
-from hub.sharing import audit_trail
+from hub.sharing import audit_trail, payloads
 from hub.sharing.inflight import notice_for_maybe_sent
 from hub.sharing.ledger import (
     MAYBE_SENT,
@@ -55,7 +56,7 @@ class Inserts:
         if self.decisions:
             conn.execute(share_decisions.insert(), self.decisions)
         if self.deliveries:
-            conn.execute(deliveries.insert(), self.deliveries)
+            conn.execute(deliveries.insert(), payloads.sealed_rows(conn, self.deliveries))
         audit_trail.write(conn, self.audit)
         self.decisions, self.deliveries, self.audit = [], [], []
 
@@ -88,8 +89,9 @@ def _recall(conn: Connection, a: Recall, now: datetime, audit: list[AuditEntry])
     share = conn.execute(sa.select(deliveries).where(DL.delivery_id == a.share_id)).first()
     if share is None:
         return
-    body = {**json.loads(share.payload), "delivery_id": a.delivery_id, "kind": RECALL, "reason": RECALL_REASON,
-            "recalls": a.share_id, "notice": RECALL_NOTICE}
+    keys = sealer_of(conn)
+    body = {**payloads.body(keys, share.delivery_id, share.payload), "delivery_id": a.delivery_id, "kind": RECALL,
+            "reason": RECALL_REASON, "recalls": a.share_id, "notice": RECALL_NOTICE}
     body.pop("not_for_professionals", None)
     family = dict(state="delivered", channel="family_view", delivered_at=now, queued_at=now, next_attempt_at=None,
                   receipt=json.dumps({"family_view": now.isoformat()}))
@@ -98,10 +100,10 @@ def _recall(conn: Connection, a: Recall, now: datetime, audit: list[AuditEntry])
         information_version=share.information_version, recipient_key=share.recipient_key,
         recipient_kind=share.recipient_kind, agency_id=share.agency_id, service=share.service,
         child_id=share.child_id, household_id=share.household_id, why=RECALL_REASON,
-        payload=json.dumps(body, separators=(",", ":"), sort_keys=True), attempts=0, created_at=now, round=a.round,
-        **(family if a.family else dict(state="queued", queued_at=now, next_attempt_at=now)))
+        payload=payloads.seal(keys, a.delivery_id, share.child_id, payloads.dump(body)), attempts=0, created_at=now,
+        round=a.round, **(family if a.family else dict(state="queued", queued_at=now, next_attempt_at=now)))
     conn.execute(deliveries.insert().values(**row))
-    audit.append(audit_trail.recall_entry(row))
+    audit.append(audit_trail.recall_entry(row, body))
     if a.family:  # the family's copy leaves their view
         conn.execute(deliveries.update().where(DL.delivery_id == a.share_id).values(
             state="recalled", why=RECALL_REASON, closed_at=now))
@@ -121,8 +123,8 @@ def _update(conn: Connection, a: RetireDecision | Requeue | Cancel | Rewithhold 
             DL.delivery_id == a.delivery_id, DL.state.in_(("withheld", "cancelled"))).values(
             state="queued", why=None, decision_id=a.decision_id, queued_at=now, next_attempt_at=now,
             closed_at=None, attempts=0, last_error=None, round=a.round,
-            payload=payload(a.info, a.target, a.decision_id, a.decision, "share", ctx.child_id, a.delivery_id,
-                            a.not_for)))
+            payload=payloads.seal(sealer_of(conn), a.delivery_id, ctx.child_id, payload(
+                a.info, a.target, a.decision_id, a.decision, "share", ctx.child_id, a.delivery_id, a.not_for))))
     elif isinstance(a, Cancel):
         _cancel(conn, a, now, audit)
     elif isinstance(a, Rewithhold):
@@ -130,8 +132,8 @@ def _update(conn: Connection, a: RetireDecision | Requeue | Cancel | Rewithhold 
             why=a.why, decision_id=a.decision_id))
     else:
         conn.execute(deliveries.update().where(DL.delivery_id == a.delivery_id, DL.state == "queued").values(
-            payload=payload(a.info, a.target, a.decision_id, a.decision, "share", ctx.child_id, a.delivery_id,
-                            a.not_for)))
+            payload=payloads.seal(sealer_of(conn), a.delivery_id, ctx.child_id, payload(
+                a.info, a.target, a.decision_id, a.decision, "share", ctx.child_id, a.delivery_id, a.not_for))))
 
 
 def _cancel(conn: Connection, a: Cancel, now: datetime, audit: list[AuditEntry]) -> None:

@@ -35,9 +35,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.db.schema import audit_cursors, audit_log, consent_directives, deliveries, share_decisions
+from hub.db.sealed import sealer_of
 from hub.db.store import Store, as_utc
 from hub.governance.audit import AuditEntry, AuditLog, append_in
 from hub.governance.audit_records import canonical_detail
+from hub.sharing import payloads
 
 SD = share_decisions.c
 CD = consent_directives.c
@@ -75,13 +77,13 @@ def consent_entry(r: Mapping[Any, Any]) -> AuditEntry:
         detail={"status": r["status"], "event": r["event_id"] or "", "version": int(r["source_version"])})
 
 
-def recall_entry(r: Mapping[Any, Any]) -> AuditEntry:
-    """The record of a ``recall`` delivery row."""
+def recall_entry(r: Mapping[Any, Any], body: Mapping[str, Any]) -> AuditEntry:
+    """The record of a ``recall`` delivery row, whose payload (sealed in the row) is ``body``."""
     return AuditEntry(
         action="recall", actor=ACTOR, actor_role="system", subject_household=r["household_id"],
         subject_child=r["child_id"], data_ref=r["delivery_id"], purpose="recall",
         detail={"information": r["information_id"], "recipient": r["recipient_key"], "reason": r["why"] or "",
-                "recalls": json.loads(r["payload"]).get("recalls", "")})
+                "recalls": body.get("recalls", "")})
 
 
 def notice_entry(r: Mapping[Any, Any]) -> AuditEntry:
@@ -181,7 +183,9 @@ def catch_up(store: Store, limit: int = 2000) -> int:
             rows = conn.execute(sa.select(deliveries).where(
                 DL.kind == "recall", _after(DL.created_at, DL.delivery_id, *pos))
                 .order_by(DL.created_at, DL.delivery_id).limit(limit)).all()
-            written += _copy(conn, [recall_entry(r._mapping) for r in rows])
+            keys = sealer_of(conn)
+            written += _copy(conn, [recall_entry(r._mapping, payloads.body(keys, r.delivery_id, r.payload))
+                                    for r in rows])
             if rows:
                 left = True
                 _save(conn, "recalls", rows[-1].created_at, rows[-1].delivery_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -23,6 +23,7 @@ from hub.db.schema import (
     safeguarding_overrides,
     share_decisions,
 )
+from hub.db.sealed import sealer_of
 from hub.db.store import as_utc
 from hub.sharing.decisions import ChildState, engine
 from hub.sharing.ledger import DecisionRow, DeliveryKey, DeliveryRow, ItemKey, Ledger
@@ -53,6 +54,18 @@ def parse_directive(fhir_json: str, child_id: str, withdrawn_at: datetime | None
     return d
 
 
+@dataclass(frozen=True)
+class StoredDirective:
+    """A stored directive as :func:`directive_set` reads it, its FHIR Consent opened (it is sealed at rest under
+    its subject's key; once that key is shredded it reads ``[erased]`` and is not usable)."""
+
+    child_id: str
+    directive_id: str
+    fhir_json: str
+    status: str
+    withdrawn_at: datetime | None
+
+
 def load_child(conn: Connection, child_id: str) -> Child:
     """The child as the engine needs them: their birth date and recorded competence from enrolment."""
     return load_children(conn, [child_id])[child_id]
@@ -60,7 +73,9 @@ def load_child(conn: Connection, child_id: str) -> Child:
 
 def load_children(conn: Connection, child_ids: list[str]) -> dict[str, Child]:
     M = household_members.c
-    known = {r.member_id: child_for_engine(r.member_id, r.date_of_birth, r.competent_from) for r in conn.execute(
+    seal = sealer_of(conn)
+    known = {r.member_id: child_for_engine(r.member_id, seal.date(M.date_of_birth, r.member_id, r.date_of_birth),
+                                           r.competent_from) for r in conn.execute(
         sa.select(M.member_id, M.date_of_birth, M.competent_from).where(M.member_id.in_(child_ids)))}
     return {c: known.get(c) or child_for_engine(c) for c in child_ids}
 
@@ -141,6 +156,7 @@ def load_states(conn: Connection, child_ids: list[str], only: set[str] | None = 
     """
     states = {c: ChildState() for c in child_ids}
     loading = {c: _Loading() for c in child_ids}
+    seal = sealer_of(conn)
     info_ids = sorted(only) if only is not None else None
     for i in range(0, len(child_ids), 300):
         chunk = child_ids[i:i + 300]
@@ -166,7 +182,9 @@ def load_states(conn: Connection, child_ids: list[str], only: set[str] | None = 
                             dec.ruleset_version)
         for r in conn.execute(sa.select(CD.child_id, CD.directive_id, CD.fhir_json, CD.status, CD.withdrawn_at).where(
                 CD.child_id.in_(chunk), CD.status.in_(("active", "withdrawn")), CD.fhir_json.is_not(None))):
-            states[r.child_id].directive_rows.append(r)
+            states[r.child_id].directive_rows.append(StoredDirective(
+                r.child_id, r.directive_id, seal.text(CD.fhir_json, r.directive_id, r.fhir_json), r.status,
+                r.withdrawn_at))
         _load_safeguarding(conn, chunk, states)
     for c, st in loading.items():
         states[c].ledger = st.ledger()

@@ -32,6 +32,7 @@ from consent.fhir import directive_to_fhir_dict, from_fhir
 from hub.core.errors import NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
 from hub.db.schema import consent_directives, household_members, identity_links
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.ingest.service import Acceptance, IngestService
@@ -149,7 +150,8 @@ def pending_directive(store: Store, household_id: str, child_id: str, directive_
     if row.status != PENDING or row.fhir_json is None:
         raise ValidationError([Problem("/status", f"only a directive pending confirmation can be confirmed; "
                                                   f"this one is {row.status}")], title="Nothing to confirm")
-    return from_fhir(json.loads(row.fhir_json)), row.fhir_json
+    fhir = sealer(store).text(CD.fhir_json, directive_id, row.fhir_json)
+    return from_fhir(json.loads(fhir)), fhir
 
 
 async def confirm(store: Store, ingest: IngestService, household_id: str, child_id: str, directive_id: str,
@@ -199,13 +201,15 @@ def list_directives(store: Store, household_id: str, child_id: str, *, today: da
         rows = conn.execute(sa.select(consent_directives).where(
             CD.child_id == child_id, CD.household_id == household_id).order_by(CD.made_at, CD.directive_id)).all()
         child = load_child(conn, child_id)
+    seal = sealer(store)
+    fhir = {r.directive_id: seal.json(CD.fhir_json, r.directive_id, r.fhir_json) for r in rows if r.fhir_json}
     to_confirm: set[str] = set()
     if child.birth_date != UNKNOWN_BIRTH_DATE:
         active = []
         for r in rows:
-            if r.status == "active" and r.fhir_json:
+            if r.status == "active" and fhir.get(r.directive_id):
                 with contextlib.suppress(ConsentError, ValueError):
-                    active.append(parse_directive(r.fhir_json, child_id, None))
+                    active.append(parse_directive(json.dumps(fhir[r.directive_id]), child_id, None))
         to_confirm = {d.id for d in directives_needing_confirmation(
             active, child.birth_date, today or utcnow().date())}
     out = []
@@ -214,7 +218,7 @@ def list_directives(store: Store, household_id: str, child_id: str, *, today: da
                     "made_at": as_utc(r.made_at).isoformat() if r.made_at else None,
                     "withdrawn_at": as_utc(r.withdrawn_at).isoformat() if r.withdrawn_at else None,
                     "needs_young_person_confirmation": r.directive_id in to_confirm,
-                    "error": r.error, "fhir": json.loads(r.fhir_json) if r.fhir_json else None})
+                    "error": r.error, "fhir": fhir.get(r.directive_id)})
     return out
 
 

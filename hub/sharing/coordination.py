@@ -30,9 +30,10 @@ from consent.ruleset import load_ruleset as load_consent_ruleset
 from hub.core.errors import ConfigError
 from hub.core.settings import sharing_settings
 from hub.db.schema import alerts, caseloads, household_members, timeline_changes
+from hub.db.sealed import sealer, sealer_of
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.alert_retention import FEED_KINDS, forget_before
-from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
+from hub.sharing.alerts import coordinator_of, opened, raise_alert, resolve, seal_message, unresolved
 from hub.stream import readmodel
 from hub.stream.clocks import ClockSet, child_clocks, clock_episodes, load_clocks
 from hub.stream.coordination import (
@@ -92,9 +93,10 @@ def clock(conn: Connection) -> datetime | None:
 
 def _birthdays(store: Store, household_id: str) -> dict[str, date | None]:
     M = household_members.c
+    seal = sealer(store)
     with store.engine.connect() as conn:
-        return {r.member_id: r.date_of_birth for r in conn.execute(sa.select(M.member_id, M.date_of_birth).where(
-            M.household_id == household_id, M.kind == "child"))}
+        return {r.member_id: seal.date(M.date_of_birth, r.member_id, r.date_of_birth) for r in conn.execute(
+            sa.select(M.member_id, M.date_of_birth).where(M.household_id == household_id, M.kind == "child"))}
 
 
 def household_clocks(store: Store, household_id: str, now: datetime | None = None, *,
@@ -170,16 +172,18 @@ def apply(conn: Connection, episodes: Iterable[Episode], now: datetime, forget: 
 def _correct(conn: Connection, ep: Episode, now: datetime) -> bool:
     """Bring an existing alert's times and words to its episode as the records now show it (records arrived
     late); True when it changed. An acknowledgement stays; an alert resolved too early opens again."""
-    row = conn.execute(sa.select(A.created_at, A.resolved_at, A.message, A.resolution).where(
+    row = conn.execute(sa.select(A.created_at, A.resolved_at, A.message, A.resolution, A.child_id).where(
         A.alert_key == ep.key)).one()
+    seal = sealer_of(conn)
     cleared = ep.cleared_at if ep.cleared_at is not None and ep.cleared_at <= now else None
     want = (ep.raised_at, cleared, ep.message, ep.resolution if cleared else None)
-    have = (as_utc(row.created_at), as_utc(row.resolved_at) if row.resolved_at else None, row.message,
-            row.resolution)
+    have = (as_utc(row.created_at), as_utc(row.resolved_at) if row.resolved_at else None,
+            seal.text(A.message, ep.key, row.message), row.resolution)
     if have == want or (row.resolved_at is not None and row.resolution == GONE):
         return False
     conn.execute(alerts.update().where(A.alert_key == ep.key).values(
-        created_at=ep.raised_at, resolved_at=cleared, message=ep.message, resolution=want[3]))
+        created_at=ep.raised_at, resolved_at=cleared, message=seal_message(seal, ep.key, row.child_id, ep.message),
+        resolution=want[3]))
     return True
 
 
@@ -251,16 +255,17 @@ def alert_changes(store: Store, household_ids: list[str], after: int, upto: int 
     """The alerts raised or resolved in these households' change feed after ``after`` (to ``upto``)."""
     C = timeline_changes.c
     q = (sa.select(C.seq, C.household_id, C.child_id, C.kind, A.alert_id, A.kind.label("alert_kind"), A.message,
-                   A.details, A.created_at, A.acknowledged_at, A.resolved_at, A.resolution)
+                   A.details, A.created_at, A.acknowledged_at, A.resolved_at, A.resolution, A.alert_key)
          .select_from(timeline_changes.join(alerts, C.event_id == sa.cast(A.alert_id, sa.String)))
          .where(C.household_id.in_(household_ids), C.seq > after, C.kind.in_(FEED_KINDS))
          .order_by(C.seq))
     if upto is not None:
         q = q.where(C.seq <= upto)
+    seal = sealer(store)
     with store.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
     for r in rows:
-        r["details"] = json.loads(r["details"])
+        opened(seal, r).pop("alert_key")
         for k in ("created_at", "acknowledged_at", "resolved_at"):
             r[k] = as_utc(r[k]).isoformat() if r[k] is not None else None
     return rows

@@ -85,8 +85,9 @@ from hub.core.logging import get_logger
 from hub.core.settings import sharing_settings
 from hub.core.tracing import continued
 from hub.db.schema import consent_directives, deliveries, share_decisions
+from hub.db.sealed import sealer
 from hub.db.store import Store, utcnow
-from hub.sharing import audit_trail
+from hub.sharing import audit_trail, payloads
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.escalation import ack_hours, escalate_unacknowledged
 from hub.sharing.inbox import FAMILY_KINDS, acknowledge, family_copies, inbox, recipient_states
@@ -168,7 +169,9 @@ def _claim_due(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
         q = (sa.select(deliveries, SD.directive_ids).select_from(
             deliveries.join(share_decisions, SD.decision_id == DL.decision_id, isouter=True))
              .where(DL.delivery_id.in_(ids), DL.next_attempt_at == lease_until))
-        return [dict(r._mapping) for r in conn.execute(q)]
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    seal = sealer(store)  # what goes out: the payload opened (an erased child's reads as erased)
+    return [r | {"payload": payloads.text(seal, r["delivery_id"], r["payload"])} for r in rows]
 
 
 def _mark_sending(store: Store, row: dict[str, Any], attempt_id: str, now: datetime) -> bool:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from consent import ConsentError
 from consent.fhir import from_fhir
 from hub.db.schema import consent_directives, timeline_entries
+from hub.db.sealed import sealer, sealer_of
 from hub.db.store import Store, as_utc
 from hub.sharing import recorded_consent
 from hub.sharing.recorded_consent import PENDING
@@ -30,10 +31,13 @@ def consent_records(store: Store, event_ids: list[str]) -> dict[str, dict[str, A
     ids = sorted(set(event_ids))
     out: dict[str, dict[str, Any]] = {}
     T = timeline_entries.c
+    seal = sealer(store)
     with store.engine.connect() as conn:
         for i in range(0, len(ids), 500):
             for r in conn.execute(sa.select(T.event_id, T.record).where(T.event_id.in_(ids[i:i + 500]))):
-                out[r.event_id] = readmodel.parse_times(json.loads(r.record))
+                record = seal.json(T.record, r.event_id, r.record)
+                if record is not None:  # not erased
+                    out[r.event_id] = readmodel.parse_times(record)
     return out
 
 
@@ -82,10 +86,11 @@ def _upsert_grant(conn: Connection, record: dict[str, Any], home: tuple[str, str
         return False
     if cur is not None and cur.status == "withdrawn" and status in ("active", PENDING):
         status, withdrawn = "withdrawn", None if cur.withdrawn_at is None else as_utc(cur.withdrawn_at)
+    # the Consent as received may name the child or parent: sealed under its subject's key
+    fhir = sealer_of(conn).seal(CD.fhir_json, did, meta["subject"], record["fhir_consent"])
     row = dict(directive_id=did, subject=meta["subject"], child_id=home[1] if home else None,
                household_id=home[0] if home else None, event_id=meta["event_id"], source_version=version,
-               fhir_json=record["fhir_consent"], status=status, made_at=made_at, withdrawn_at=withdrawn,
-               error=error, updated_at=now)
+               fhir_json=fhir, status=status, made_at=made_at, withdrawn_at=withdrawn, error=error, updated_at=now)
     if cur is None:
         conn.execute(consent_directives.insert(), row)
     else:

@@ -17,7 +17,6 @@ delivered). An acknowledgement in the inbox resolves its alert at once too.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +25,9 @@ from sqlalchemy.engine import Connection
 
 from hub.core.settings import sharing_settings
 from hub.db.schema import deliveries
+from hub.db.sealed import sealer_of
 from hub.db.store import Store, as_utc
+from hub.sharing import payloads
 from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
 from hub.sharing.inbox import FAMILY_KINDS, UNREAD_IN_INBOX
 
@@ -48,7 +49,7 @@ def _overdue(conn: Connection, limit: datetime) -> list[Any]:
 
 def _ack_overdue_alert(conn: Connection, r: Any, now: datetime) -> bool:
     agency, service = coordinator_of(conn, r.child_id)
-    title = json.loads(r.payload)["information"].get("title") or r.information_id
+    title = payloads.body(sealer_of(conn), r.delivery_id, r.payload)["information"].get("title") or r.information_id
     if r.state == "queued":  # unread in the agency inbox
         since = as_utc(r.queued_at or r.created_at)
         message = f"{r.service} has not read '{title}': {UNREAD_IN_INBOX} since {since:%d %b %Y %H:%M}"

@@ -11,7 +11,9 @@ import sqlalchemy as sa
 
 from hub.core.errors import NotFoundError, ValidationError
 from hub.db.schema import deliveries, share_decisions
+from hub.db.sealed import Sealer, sealer
 from hub.db.store import Store, as_utc, utcnow
+from hub.sharing import payloads
 from hub.sharing.alerts import resolve
 from hub.sharing.ledger import MAYBE_SENT
 from hub.sharing.rounds import latest_share
@@ -36,12 +38,12 @@ def _uncursor(cursor: str) -> tuple[datetime, str]:
         raise ValidationError("cursor is not one this API issued", title="Invalid cursor") from exc
 
 
-def _view(r: Any) -> dict[str, Any]:
+def _view(r: Any, seal: Sealer) -> dict[str, Any]:
     return {"delivery_id": r.delivery_id, "kind": r.kind, "state": r.state, "channel": r.channel,
             "created_at": as_utc(r.created_at).isoformat(),
             "delivered_at": as_utc(r.delivered_at).isoformat() if r.delivered_at else None,
             "acknowledged_at": as_utc(r.acknowledged_at).isoformat() if r.acknowledged_at else None,
-            "content": json.loads(r.payload)}
+            "content": payloads.body(seal, r.delivery_id, r.payload)}
 
 
 def inbox(store: Store, agency_id: str, *, cursor: str | None = None, limit: int = 50,
@@ -67,7 +69,7 @@ def inbox(store: Store, agency_id: str, *, cursor: str | None = None, limit: int
                 receipt=json.dumps({"inbox_read": now.isoformat()})))
             rows = conn.execute(sa.select(deliveries).where(DL.delivery_id.in_([r.delivery_id for r in rows]))
                                 .order_by(DL.created_at, DL.delivery_id)).all()
-    return [_view(r) for r in rows], nxt
+    return [_view(r, sealer(store)) for r in rows], nxt
 
 
 def homes_of(store: Store, delivery_ids: list[str]) -> dict[tuple[str, str], list[str]]:
@@ -98,7 +100,7 @@ def acknowledge(store: Store, agency_id: str, delivery_id: str, now: datetime | 
             raise ValidationError(f"this delivery is {row.state} and cannot be acknowledged",
                                   title="Not acknowledgeable")
         row = conn.execute(sa.select(deliveries).where(DL.delivery_id == delivery_id)).one()
-    return _view(row)
+    return _view(row, sealer(store))
 
 
 def family_copies(store: Store, household_id: str) -> list[dict[str, Any]]:
@@ -107,7 +109,9 @@ def family_copies(store: Store, household_id: str) -> list[dict[str, Any]]:
                                      DL.state.in_(("delivered", "acknowledged")), DL.kind != "recall")
          .order_by(DL.created_at, DL.delivery_id))
     with store.engine.connect() as conn:
-        return [_view(r) | {"child_id": r.child_id, "recipient": r.recipient_kind} for r in conn.execute(q)]
+        rows = conn.execute(q).all()
+    seal = sealer(store)
+    return [_view(r, seal) | {"child_id": r.child_id, "recipient": r.recipient_kind} for r in rows]
 
 
 def recipient_states(store: Store, household_id: str, child_id: str | None = None) -> list[dict[str, Any]]:

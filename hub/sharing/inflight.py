@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +9,8 @@ import sqlalchemy as sa
 
 from hub.core.logging import get_logger
 from hub.db.schema import deliveries
+from hub.db.sealed import sealer_of
+from hub.sharing import payloads
 from hub.sharing.model import delivery_row_id, professional_key
 from hub.sharing.rows import PROFESSIONAL_NOTICE, SERVICE_NOTICE
 
@@ -35,8 +36,8 @@ def _notice_after(conn: sa.Connection, row: Any, sent: dict[str, Any], recipient
         delivery_id=did, kind="withdrawal_notice", decision_id=row.decision_id, information_id=row.information_id,
         information_version=row.information_version, recipient_key=recipient_key,
         recipient_kind=row.recipient_kind, agency_id=row.agency_id, service=row.service, child_id=row.child_id,
-        household_id=row.household_id, state="queued", payload=json.dumps(body, separators=(",", ":"),
-                                                                          sort_keys=True),
+        household_id=row.household_id, state="queued",
+        payload=payloads.seal(sealer_of(conn), did, row.child_id, payloads.dump(body)),
         attempts=0, next_attempt_at=now, created_at=now, queued_at=now, round=round_)
     conn.execute(deliveries.insert().values(**notice))
     return notice
@@ -45,7 +46,7 @@ def _notice_after(conn: sa.Connection, row: Any, sent: dict[str, Any], recipient
 def notice_for_maybe_sent(conn: sa.Connection, row: Any, now: datetime) -> dict[str, Any]:
     """A withdrawal notice (next round) for a share that may have been received (``sending`` or ``in_doubt``);
     the notice's row."""
-    body = json.loads(row.payload)
+    body = payloads.body(sealer_of(conn), row.delivery_id, row.payload)
     professional_id = body.get("recipient", {}).get("professional_id")
     notice = _notice_after(conn, row, body, row.recipient_key, professional_id, now)
     log.warning("sharing.withdrawn_in_doubt", delivery_id=row.delivery_id)
@@ -63,6 +64,7 @@ def follow_raced(conn: sa.Connection, sent: dict[str, dict[str, Any]], values: d
     service when the share was cancelled, to each professional the sent copy did not exclude.
     """
     notices: list[dict[str, Any]] = []
+    keys = sealer_of(conn)
     rows = conn.execute(sa.select(deliveries).where(DL.delivery_id.in_(list(sent)))).all()
     for row in rows:
         body = sent[row.delivery_id]
@@ -70,8 +72,8 @@ def follow_raced(conn: sa.Connection, sent: dict[str, dict[str, Any]], values: d
             conn.execute(deliveries.update().where(DL.delivery_id == row.delivery_id, DL.state == "cancelled")
                          .values(values[row.delivery_id] | {"closed_at": None, "why": None}))
             notices.append(_notice_after(conn, row, body, row.recipient_key, None, now))
-        elif row.state == "delivered" and row.payload != json.dumps(body, separators=(",", ":"), sort_keys=True):
-            now_not_for = set(json.loads(row.payload).get("not_for_professionals", ()))
+        elif row.state == "delivered" and (held := payloads.body(keys, row.delivery_id, row.payload)) != body:
+            now_not_for = set(held.get("not_for_professionals", ()))
             for pid in sorted(now_not_for - set(body.get("not_for_professionals", ()))):
                 notices.append(_notice_after(conn, row, body, professional_key(row.agency_id, row.service, pid),
                                              pid, now))

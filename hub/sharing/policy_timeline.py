@@ -14,6 +14,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from hub.db.sealed import sealer
 from hub.db.store import Store
 from hub.governance.auth import Principal
 from hub.sharing.visibility import ReadView, households_from, narrowing, people_query
@@ -27,9 +28,10 @@ def read_timeline(store: Store, principal: Principal | None, household_id: str, 
     """The page of ``household_id``'s timeline this reader may see, and the cursor for the next one
     (the same answer as ``readmodel.timeline`` with ``ReadView.load(...).entry_view``)."""
     directives = ReadView.directives_for(principal)
+    seal = sealer(store)
 
     def then(rows: list[tuple[Any, ...]]) -> tuple[readmodel.View, Collection[str] | None]:
-        view = ReadView(principal, households_from([household_id], rows, directives=directives))
+        view = ReadView(principal, households_from(seal, [household_id], rows, directives=directives))
         return view.entry_view(household_id, kind), narrowing(view, household_id)
 
     prelude = readmodel.Prelude(people_query(directives is not False), {"ids": [household_id]}, then)

@@ -31,7 +31,6 @@ a savepoint of its own; a child that fails then is rolled back alone, recorded i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +46,7 @@ from hub.core.logging import get_logger
 from hub.core.records import catalogue as record_types
 from hub.db import erasure_guard
 from hub.db.schema import consent_directives, identity_links, timeline_entries
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing import audit_trail, failures
 from hub.sharing.apply import Inserts
@@ -70,6 +70,7 @@ def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str]
     """
     T = timeline_entries.c
     out: dict[tuple[str, str], list[dict[str, Any]]] = {h: [] for h in homes}
+    seal = sealer(store)
     with store.engine.connect() as conn:
         for i in range(0, len(homes), 300):
             chunk = homes[i:i + 300]
@@ -78,9 +79,12 @@ def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str]
                  .where(sa.tuple_(L.household_id, L.child_id).in_(chunk), L.active.is_(True),
                         T.status == "active").order_by(T.occurred_at, T.event_id))
             for r in conn.execute(q):
+                record = seal.json(T.record, r.event_id, r.record)
+                if record is None:  # its subject was erased
+                    continue
                 out[(r.household_id, r.child_id)].append({
                     "event_id": r.event_id, "record_type": r.record_type, "occurred_at": as_utc(r.occurred_at),
-                    "record": json.loads(r.record)})
+                    "record": record})
     return out
 
 

@@ -15,7 +15,6 @@ owes a report, the share a delivery or an escalation is about); for each reader:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,7 +22,9 @@ import sqlalchemy as sa
 
 from consent.reading import ReadDecision, Visibility
 from hub.db.schema import deliveries
+from hub.db.sealed import sealer
 from hub.db.store import Store
+from hub.sharing import payloads
 from hub.sharing.visibility import HELD_KIND, WITHHELD, ReadView
 from hub.stream.readmodel import entries_by_id, entry_counts
 
@@ -48,10 +49,11 @@ def _delivered_information(store: Store, delivery_ids: set[str]) -> dict[str, tu
     if not delivery_ids:
         return {}
     q = sa.select(DL.delivery_id, DL.information_id, DL.payload).where(DL.delivery_id.in_(sorted(delivery_ids)))
+    seal = sealer(store)
     with store.engine.connect() as conn:
         out = {}
         for r in conn.execute(q):
-            info = (json.loads(r.payload or "{}").get("information") or {}) if r.payload else {}
+            info = (payloads.body(seal, r.delivery_id, r.payload).get("information") or {}) if r.payload else {}
             out[r.delivery_id] = (r.information_id, str(info.get("title") or r.information_id))
         return out
 

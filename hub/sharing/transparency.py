@@ -11,7 +11,6 @@ the override's audit record).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.db.schema import deliveries, safeguarding_overrides
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc
 from hub.governance.audit import AuditLog
+from hub.sharing import payloads
 
 DL = deliveries.c
 OV = safeguarding_overrides.c
@@ -85,8 +86,9 @@ def family_view(store: Store, household_id: str, agency_names: dict[str, str] | 
         allowed = visible([(r.child_id, r.information_id) for r in rows])
         rows = [r for r in rows if (r.child_id, r.information_id) in allowed]
     shared = []
+    seal = sealer(store)
     for r in rows:
-        body = json.loads(r.payload)
+        body = payloads.body(seal, r.delivery_id, r.payload)
         decision = body.get("decision") or {}
         if decision.get("override_id") in hidden:
             continue

@@ -43,9 +43,10 @@ from consent.reading import (
 )
 from hub.core import records
 from hub.db.schema import consent_directives, household_members, identity_links, share_decisions
+from hub.db.sealed import Sealer, sealer
 from hub.db.store import Store, utcnow
 from hub.governance.auth import Principal
-from hub.sharing.child_state import directive_set
+from hub.sharing.child_state import StoredDirective, directive_set
 from hub.sharing.model import child_for_engine
 from hub.stream.readmodel import entries_by_id
 
@@ -106,21 +107,23 @@ def load_households(store: Store, household_ids: Iterable[str], *, directives: b
         return {}
     with store.engine.connect() as conn:
         rows = [tuple(r) for r in conn.execute(people_query(directives is not False), {"ids": ids})]
-    return households_from(ids, rows, directives=directives)
+    return households_from(sealer(store), ids, rows, directives=directives)
 
 
-def households_from(household_ids: Iterable[str], rows: Iterable[tuple[Any, ...]], *,
+def households_from(seal: Sealer, household_ids: Iterable[str], rows: Iterable[tuple[Any, ...]], *,
                     directives: bool | None = True) -> dict[str, Household]:
-    """:func:`load_households` from the rows of :func:`people_query` read elsewhere (e.g. with a timeline page)."""
+    """:func:`load_households` from the rows of :func:`people_query` read elsewhere (e.g. with a timeline page);
+    ``seal`` opens the children's sealed birth dates."""
     out = {h: Household(h) for h in sorted(set(household_ids))}
     linked: list[tuple[Household, str]] = []
     found: dict[str, list[Any]] = {}
     for r in rows:
         member, household, kind = r[0], r[1], r[2]
         if kind == "directive":
-            found.setdefault(member, []).append(_DirectiveRow(member, r[6], r[7], r[8], r[9]))
+            fhir = seal.text(CD.fhir_json, r[6], r[7])
+            found.setdefault(member, []).append(StoredDirective(member, r[6], fhir, r[8], r[9]))
         elif kind == "child":
-            out[household].children[member] = child_for_engine(member, r[4], r[5])
+            out[household].children[member] = child_for_engine(member, seal.date(M.date_of_birth, member, r[4]), r[5])
         elif kind == "linked":
             linked.append((out[household], member))
         else:
@@ -134,17 +137,6 @@ def households_from(household_ids: Iterable[str], rows: Iterable[tuple[Any, ...]
             if mine and (directives or kid.young_person_controls(now)):
                 hh.sets[child_id] = directive_set(kid, mine)[0]
     return out
-
-
-@dataclass(frozen=True)
-class _DirectiveRow:
-    """A stored directive as ``child_state.directive_set`` reads it."""
-
-    child_id: str
-    directive_id: str
-    fhir_json: str
-    status: str
-    withdrawn_at: datetime | None
 
 
 def _category(value: str) -> Category:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from hub.db import erasure_guard
 from hub.db.schema import identity_links, stream_offsets, timeline_changes, timeline_entries
+from hub.db.sealed import Sealer, sealer
 from hub.db.store import Store, as_utc, utcnow
 from hub.stream.timeline import entry_row, link_row
 
@@ -83,6 +84,12 @@ def dedupe(built: Built) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def to_rows(decoded: Sequence[tuple[str, str, dict[str, Any]]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(entry rows, link rows) of decoded records, deduplicated as :func:`apply` writes them."""
     return dedupe(build(decoded))
+
+
+def sealed_row(seal: Sealer, row: dict[str, Any]) -> dict[str, Any]:
+    """The entry row with its summary and record sealed under its subject's data key (they may name the child)."""
+    return {**row, "summary": seal.seal(T.summary, row["event_id"], row["subject"], row["summary"]),
+            "record": seal.seal(T.record, row["event_id"], row["subject"], row["record"])}
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:
@@ -223,10 +230,16 @@ def apply(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *, r
     now = utcnow()
     changed = 0
     changes: list[dict[str, Any]] = []
+    seal = sealer(store)
+    # sealed before the transaction: a subject's first data key is created in a transaction of its own
+    with store.engine.connect() as conn:
+        sealed = {(row["event_id"], row["source_version"]): sealed_row(seal, row)
+                  for is_link, row, _, _ in _unerased(conn, built) if not is_link}
     with store.engine.begin() as conn:
         # records of erased subjects never come back (redelivery, replay, a key still cached elsewhere)
         erasure_guard.hold_shared(conn)
         entries, links = dedupe(_unerased(conn, built))
+        entries = [sealed.get((e["event_id"], e["source_version"])) or sealed_row(seal, e) for e in entries]
         if links:  # links first: entries in the same batch then land in the right household
             n, c = _apply_links(conn, links, now)
             changed, changes = changed + n, changes + c

@@ -13,8 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.core import records
-from hub.core.errors import ValidationError
+from hub.core.errors import ErasedRecordError, ValidationError
 from hub.db.schema import disclosure_releases, identity_links, timeline_changes, timeline_entries
+from hub.db.sealed import Sealer, sealer
 from hub.db.store import Store, as_utc
 from hub.stream.team import Appointment, TeamMember, team_around, upcoming
 
@@ -71,13 +72,14 @@ def entry_counts(store: Store, household_ids: Iterable[str]) -> dict[str, dict[s
                                                                          T.status == "active"))
                       .outerjoin(disclosure_releases, DR.event_id == T.event_id))
          .where(L.household_id.in_(ids), L.active.is_(True)))
+    seal = sealer(store)
     with store.engine.connect() as conn:
         for r in conn.execute(q):
             row = dict(r._mapping)
             entries = out[row.pop("household_id")].setdefault(row["child_id"], [])
             if row["event_id"] is not None:
                 row["occurred_at"] = as_utc(row["occurred_at"])
-                entries.append(_with_hold(row))
+                entries.append(_with_hold(row, seal))
     return out
 
 
@@ -127,12 +129,15 @@ def _hold_column() -> Any:
     return sa.case((T.record_type.in_(sorted(holdable_types())), T.record), else_=sa.null()).label("hold_record")
 
 
-def _with_hold(row: dict[str, Any]) -> dict[str, Any]:
+def _with_hold(row: dict[str, Any], seal: Sealer) -> dict[str, Any]:
     """``held``: under a disclosure hold not yet released (by the record, or by a release the hub recorded);
-    ``third_party``: the record says it mentions someone other than the child."""
+    ``third_party``: the record says it mentions someone other than the child. The sealed summary and record
+    are opened here (an erased entry's summary reads ``[erased]``)."""
     row["released"] = bool(row.get("released"))
+    if row.get("summary") is not None:
+        row["summary"] = seal.text(T.summary, row["event_id"], row["summary"])
     raw = row.pop("hold_record", None)
-    record = parsed_record(raw) if isinstance(raw, str) else raw
+    record = _opened(seal, row["event_id"], raw, erased={}) if isinstance(raw, str) else raw
     row["held"] = hold_of(record) and not row["released"]
     row["third_party"] = bool(record and record.get("third_party"))
     return row
@@ -199,6 +204,7 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
         conds.append(T.occurred_at < until)
     position = _decode_cursor(cursor) if cursor else None
     q = _timeline_select()
+    seal = sealer(store)
     shown: list[tuple[dict[str, Any], dict[str, Any]]] = []
     batch = limit + 1
     with store.engine.connect() as conn:
@@ -218,7 +224,7 @@ def timeline(store: Store, household_id: str, *, child_id: str | None = None, se
             for r in rows:
                 r["occurred_at"] = as_utc(r["occurred_at"])
                 r["received_at"] = as_utc(r["received_at"])
-                seen = view(_with_hold(r)) if view is not None else _with_hold(r)
+                seen = view(_with_hold(r, seal)) if view is not None else _with_hold(r, seal)
                 if seen is not None:
                     shown.append((r, seen))
                     if len(shown) > limit:
@@ -242,8 +248,9 @@ def entries_by_id(store: Store, household_id: str, event_ids: Collection[str]) -
                    T.occurred_at, _hold_column(), RELEASED)
          .select_from(_entries())
          .where(L.household_id == household_id, L.active.is_(True), T.event_id.in_(sorted(event_ids))))
+    seal = sealer(store)
     with store.engine.connect() as conn:
-        rows = [_with_hold(dict(r._mapping)) for r in conn.execute(q)]
+        rows = [_with_hold(dict(r._mapping), seal) for r in conn.execute(q)]
     for r in rows:
         r["occurred_at"] = as_utc(r["occurred_at"])
     return {r["event_id"]: r for r in rows}
@@ -273,6 +280,15 @@ def parsed_record(text: str) -> dict[str, Any]:
     return value
 
 
+def _opened(seal: Sealer, event_id: str, value: str, erased: Any = None) -> Any:
+    """A stored record opened with its subject's key, then parsed (:func:`parsed_record`, by the opened text:
+    the cache never answers for a value whose key was shredded); ``erased`` once it was."""
+    try:
+        return parsed_record(seal.open(T.record, event_id, value))
+    except ErasedRecordError:
+        return erased
+
+
 def child_records(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
     """A child's active entries with their decoded records, in event-time order."""
     q = (sa.select(T.event_id, T.record_type, T.category, T.sector, T.agency_id, T.service_name, T.occurred_at,
@@ -282,9 +298,13 @@ def child_records(store: Store, household_id: str, child_id: str) -> list[dict[s
          .order_by(T.occurred_at, T.event_id))
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
+    seal = sealer(store)
     out = []
     for r in rows:
-        record = dict(parsed_record(r.record))  # a copy of the top level: callers may add keys, never share them
+        opened = _opened(seal, r.event_id, r.record)
+        if opened is None:  # its subject was erased: not a record of the child any more
+            continue
+        record = dict(opened)  # a copy of the top level: callers may add keys, never share them
         out.append({"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
                     "sector": r.sector, "agency_id": r.agency_id, "service_name": r.service_name,
                     "child_id": child_id, "occurred_at": as_utc(r.occurred_at),
@@ -349,8 +369,9 @@ def changes_since(store: Store, household_ids: list[str], after: int, limit: int
          .select_from(timeline_changes.join(timeline_entries, T.event_id == C.event_id).outerjoin(
              disclosure_releases, DR.event_id == T.event_id))
          .where(C.household_id.in_(household_ids), C.seq > after).order_by(C.seq).limit(limit))
+    seal = sealer(store)
     with store.engine.connect() as conn:
-        rows = [_with_hold(dict(r._mapping)) for r in conn.execute(q)]
+        rows = [_with_hold(dict(r._mapping), seal) for r in conn.execute(q)]
     for r in rows:
         r["occurred_at"] = as_utc(r["occurred_at"]).isoformat()
         r["received_at"] = as_utc(r["received_at"]).isoformat()

@@ -49,6 +49,7 @@ from consent.reading import ConsentAnswer, Reader, Relation, Visibility, load_re
 from hub.api.app import create_app
 from hub.core.events import InboundEvent, SubjectRef
 from hub.db.schema import identity_links, timeline_entries
+from hub.db.sealed import sealer
 from hub.demo.identifiers import nhs_number
 from hub.family.enrolment import Enrolment
 from hub.ingest.services import Services
@@ -230,10 +231,11 @@ def stored_entries(services: Services, household: str) -> list[dict[str, Any]]:
          .order_by(T.occurred_at, T.event_id))
     with services.store.engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
+    seal = sealer(services.store)  # records are sealed at rest under their subject's key
     for r in rows:
         r["occurred_at"] = r["occurred_at"].replace(tzinfo=UTC) if r["occurred_at"].tzinfo is None \
             else r["occurred_at"]
-        r["held"] = bool(json.loads(r.pop("record")).get("disclosure_hold"))
+        r["held"] = bool(seal.json(T.record, r["event_id"], r.pop("record")).get("disclosure_hold"))
     return rows
 
 

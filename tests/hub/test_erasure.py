@@ -35,6 +35,7 @@ from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
 from hub.kafka.topics import INGEST_TOPICS, ensure_topics
 from hub.runtime.stack import reseed_if_new
+from hub.sharing.consents import list_directives
 from hub.stream import readmodel
 from hub.stream.replay import replay_log
 from hub.wire.serde import SingleObjectSerde
@@ -174,7 +175,12 @@ def test_erased_child_is_unreadable_everywhere_even_after_replay(hub: tuple[Sett
 
     wait_until(sharing_settled, what="the sharing step to catch up")
     kept_before, _ = readmodel.timeline(store, household, child_id=kept.member_id, limit=500)
-    assert ERASED_NAME in table_texts(store) and ERASED_DOB.isoformat() in table_texts(store)
+    # the name (in the Consent as the agency sent it) and the birth date are sealed at rest from the start;
+    # the hub reads them with the child's keys
+    assert ERASED_NAME not in table_texts(store) and ERASED_DOB.isoformat() not in table_texts(store)
+    assert {m.date_of_birth for m in enrolment.household(household) if m.member_id == gone.member_id} == {ERASED_DOB}
+    (held,) = list_directives(store, household, gone.member_id)
+    assert held["fhir"]["patient"]["display"] == ERASED_NAME
     gone_subjects = sorted(services.pseudonymise(i.system, i.value) for i in gone_ids)
     audit = AuditLog(store)
 
@@ -183,7 +189,8 @@ def test_erased_child_is_unreadable_everywhere_even_after_replay(hub: tuple[Sett
                                               "reason": "erasure request ER-2291 from the family"}))
     assert r.status_code == 201, r.text
     result = r.json()
-    assert (result["status"], result["pseudonyms"], result["keys_shredded"]) == ("erased", 2, 2)
+    # the two pseudonyms' keys and the member's own (their sealed birth date, copies of their reports)
+    assert (result["status"], result["pseudonyms"], result["keys_shredded"]) == ("erased", 2, 3)
     assert live_key_count(store, gone_subjects) == 0
 
     def check_gone_and_kept() -> None:
@@ -220,7 +227,8 @@ def test_erased_child_is_unreadable_everywhere_even_after_replay(hub: tuple[Sett
     for needle in (nhs_number(701), upn(701), ERASED_NAME, ERASED_DOB.isoformat()):
         assert needle not in text, needle
     assert nhs_number(702) not in text  # identifiers are never stored for anyone, in fact
-    assert KEPT_DOB.isoformat() in text
+    assert KEPT_DOB.isoformat() not in text  # sealed, and still read with the other child's key:
+    assert {m.date_of_birth for m in enrolment.household(household) if m.member_id == kept.member_id} == {KEPT_DOB}
     # one audit record, the chain intact, no identifiers in it
     assert audit.verify().ok
     [record] = audit.records(actions=["erasure"])

@@ -18,7 +18,7 @@ from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
 from hub.kafka.topics import ensure_topics
 from hub.sharing.alerts import list_alerts
-from tests.support import hub_env, spawn, stop, wait_until
+from tests.support import hub_env, keys_of, spawn, stop, wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -52,7 +52,7 @@ def test_the_worker_raises_the_lewis_familys_alerts_in_event_time(stack: Setting
             await services.stop()
 
     asyncio.run(accept())
-    store = Store.open(stack.effective_database_url)
+    store = keys_of(Store.open(stack.effective_database_url), stack.data_dir)  # alerts are sealed with its keys
     kinds = {"missed_appointments", "discharge_no_follow_up", "waiting_over_estimate", "statutory_clock"}
     wait_until(lambda: kinds <= {a["kind"] for a in list_alerts(store, household_id="household-lewis",
                                                                  open_only=False)}, 60, "the Lewis alerts")

@@ -145,3 +145,18 @@ class Webhook:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def stored_deliveries(store: Store, *where: Any) -> list[dict[str, Any]]:
+    """``deliveries`` rows as the hub keeps them, each payload opened (it is sealed at rest under the child's
+    member key, hub.sharing.payloads)."""
+    import sqlalchemy as sa
+
+    from hub.db.schema import deliveries
+    from hub.db.sealed import sealer
+    from hub.sharing import payloads
+
+    with store.engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(*where))]
+    seal = sealer(store)
+    return [r | {"payload": payloads.text(seal, r["delivery_id"], r["payload"])} for r in rows]

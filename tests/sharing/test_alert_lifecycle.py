@@ -15,10 +15,11 @@ import sqlalchemy as sa
 
 from hub.core.events import InboundEvent
 from hub.db.schema import alerts, deliveries
+from hub.db.sealed import sealer
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.sharing import delivery, readiness
-from hub.sharing.alerts import list_alerts
+from hub.sharing.alerts import list_alerts, opened
 from tests.sharing.sharing_support import Feeder, Webhook, deliver
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -37,8 +38,10 @@ def paeds_shares(store: Store) -> list[dict[str, Any]]:
 
 
 def alert_rows(store: Store) -> list[dict[str, Any]]:
+    """The alerts as stored, their sealed message and details opened with the child's key."""
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(alerts).order_by(alerts.c.alert_id))]
+        rows = [dict(r._mapping) for r in conn.execute(sa.select(alerts).order_by(alerts.c.alert_id))]
+    return [opened(sealer(store), r) for r in rows]
 
 
 def test_a_share_unread_in_the_inbox_is_escalated_and_its_acknowledgement_resolves_the_alert(store: Store) -> None:

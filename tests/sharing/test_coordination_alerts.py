@@ -17,12 +17,13 @@ from hub.core.errors import ConfigError
 from hub.core.events import InboundEvent
 from hub.core.settings import Settings
 from hub.db.schema import alerts, caseloads, households, timeline_changes
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc
 from hub.demo import scenario
 from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.ingest.services import Services
 from hub.sharing import coordination
-from hub.sharing.alerts import acknowledge_alert, list_alerts
+from hub.sharing.alerts import acknowledge_alert, list_alerts, opened
 from hub.stream.coordination import ChildFacts, load_ruleset, transition_no_plan
 from hub.stream.replay import replay_log
 from tests.sharing.sharing_support import Feeder
@@ -48,9 +49,10 @@ def seeded(store: Store) -> scenario.Journey:
 def history(store: Store) -> list[tuple[Any, ...]]:
     """Every alert as a coordinator reads it: key, kind, message, raised, resolved and why."""
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(alerts).order_by(alerts.c.alert_key)).all()
-    return [(r.alert_key, r.kind, r.household_id, r.message, as_utc(r.created_at),
-             as_utc(r.resolved_at) if r.resolved_at else None, r.resolution) for r in rows]
+        rows = [opened(sealer(store), dict(r._mapping)) for r in conn.execute(sa.select(alerts).order_by(
+            alerts.c.alert_key))]
+    return [(r["alert_key"], r["kind"], r["household_id"], r["message"], as_utc(r["created_at"]),
+             as_utc(r["resolved_at"]) if r["resolved_at"] else None, r["resolution"]) for r in rows]
 
 
 def by_kind(store: Store, household: str, kind: str) -> list[dict[str, Any]]:

@@ -32,7 +32,7 @@ from hub.sharing import delivery
 from hub.sharing.alerts import list_alerts
 from hub.stream import projection
 from tests.sharing.sharing_support import Feeder, Webhook
-from tests.support import hub_env, spawn, stop, wait_until
+from tests.support import hub_env, keys_of, spawn, stop, wait_until
 
 SECRET = "paeds-shared-secret-0123"
 T = TypeVar("T")
@@ -251,7 +251,7 @@ def test_delivery_mode_decides_who_delivers(tmp_path: Path, mode: str, worker_de
 
 def test_hub_deliver_processes_share_the_work_and_stop_cleanly(db_url: str, tmp_path: Path, hook: Webhook) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    store = Store.open(db_url)
+    store = keys_of(Store.open(db_url), tmp_path / "data")  # the deliverers open the payloads it seals
     expected = queue_shares(store, 10, now, seed=860)
     delivery.set_webhook(store, ABUHB_PAEDS["agency_id"], hook.url, SECRET)
     env = hub_env(database_url=db_url, data_dir=tmp_path / "data", delivery_mode="process")

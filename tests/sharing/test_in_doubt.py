@@ -12,23 +12,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from hub.db.schema import deliveries
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing import delivery
-from tests.sharing.sharing_support import Feeder, Webhook, deliver, withdraw_event
-from tests.support import hub_env, spawn, stop, wait_until
+from tests.sharing.sharing_support import Feeder, Webhook, deliver, stored_deliveries, withdraw_event
+from tests.support import hub_env, keys_of, spawn, stop, wait_until
 
 SERVICE = ABUHB_PAEDS["service_name"]
 
 
 def paeds(store: Store, kind: str = "share") -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        found = [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(
-            deliveries.c.kind == kind, deliveries.c.service == SERVICE))
-            if json.loads(r.payload)["information"].get("report_id") == "slt-child-doubt"]
+    found = [r for r in stored_deliveries(store, deliveries.c.kind == kind, deliveries.c.service == SERVICE)
+             if json.loads(r["payload"])["information"].get("report_id") == "slt-child-doubt"]
     assert len(found) == 1, found
     return found[0]
 
@@ -41,7 +37,7 @@ def posts(hook: Webhook) -> list[dict[str, Any]]:
 def test_a_deliverer_killed_mid_post_then_a_withdrawal_sends_a_notice_and_the_family_sees_may_have_been_received(
         db_url: str, tmp_path: Path) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    store = Store.open(db_url)
+    store = keys_of(Store.open(db_url), tmp_path / "data")  # the deliverer opens the payloads it seals
     feeder = Feeder(store, now)
     j = report_not_sent_journey(now, seed=411, child_id="child-doubt", household_id="hh-doubt")
     feeder.feed(j.before_consent + j.consent, now)
@@ -88,7 +84,7 @@ def test_a_deliverer_killed_mid_post_then_a_withdrawal_sends_a_notice_and_the_fa
 
 def test_an_in_doubt_share_is_sent_again_while_consent_stands(db_url: str, tmp_path: Path) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    store = Store.open(db_url)
+    store = keys_of(Store.open(db_url), tmp_path / "data")  # the deliverer opens the payloads it seals
     feeder = Feeder(store, now)
     j = report_not_sent_journey(now, seed=412, child_id="child-doubt", household_id="hh-doubt")
     feeder.feed(j.before_consent + j.consent, now)

@@ -18,11 +18,11 @@ import sqlalchemy as sa
 
 from consent import Directive, DirectiveDecision, Grantor, Provision, Purpose, Scope, Sector
 from hub.core.events import InboundEvent
-from hub.db.schema import deliveries, share_decisions
+from hub.db.schema import share_decisions
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_journey
 from hub.sharing import delivery, readiness
-from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, withdraw_event
+from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, stored_deliveries, withdraw_event
 from tests.support import wait_until
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -61,7 +61,7 @@ def rows(store: Store, table: sa.Table) -> list[dict[str, Any]]:
 
 
 def slt_rows(store: Store, recipient_key_part: str, kind: str = "share") -> list[dict[str, Any]]:
-    return [d for d in rows(store, deliveries) if d["kind"] == kind and recipient_key_part in d["recipient_key"]
+    return [d for d in stored_deliveries(store) if d["kind"] == kind and recipient_key_part in d["recipient_key"]
             and json.loads(d["payload"])["information"].get("report_id", "").startswith("slt-")]
 
 

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from hub.core.events import InboundEvent, SubjectRef
 from hub.db.schema import deliveries
@@ -17,7 +16,7 @@ from hub.demo.identifiers import nhs_number
 from hub.demo.journey import ABUHB_PAEDS, CAV_SLT
 from hub.governance.audit import AuditLog
 from hub.sharing.safeguarding import Caller, OverrideRequest, expire_overrides, make_override
-from tests.sharing.sharing_support import Feeder
+from tests.sharing.sharing_support import Feeder, stored_deliveries
 from tests.sharing.test_safeguarding import JUSTIFICATION, NOW, _journey, _vault
 
 DL = deliveries.c
@@ -30,14 +29,12 @@ def store(db_url: str) -> Store:
 
 def to_slt(store: Store, child: str) -> dict[str, dict[str, Any]]:
     """Shares of the child's reports to speech and language therapy (the override's recipient), by title."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(DL.state, DL.payload).where(
-            DL.child_id == child, DL.kind == "share", DL.service == CAV_SLT["service_name"])).all()
+    rows = stored_deliveries(store, DL.child_id == child, DL.kind == "share", DL.service == CAV_SLT["service_name"])
     out = {}
     for r in rows:
-        info = json.loads(r.payload)["information"]
+        info = json.loads(r["payload"])["information"]
         if info["record_type"] == "ReportIssued":
-            out[info["title"]] = {"state": r.state, "basis": json.loads(r.payload)["decision"]["basis"]}
+            out[info["title"]] = {"state": r["state"], "basis": json.loads(r["payload"])["decision"]["basis"]}
     return out
 
 

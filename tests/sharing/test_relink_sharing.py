@@ -20,7 +20,7 @@ from hub.demo.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_journey
 from hub.sharing import failures, processor
 from hub.sharing.alerts import list_alerts
 from hub.sharing.inbox import family_copies, inbox
-from tests.sharing.sharing_support import Feeder, deliver, withdraw_event
+from tests.sharing.sharing_support import Feeder, deliver, stored_deliveries, withdraw_event
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DL = deliveries.c
@@ -32,8 +32,7 @@ def store(db_url: str) -> Store:
 
 
 def rows(store: Store, *where: Any) -> list[dict[str, Any]]:
-    with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(*where))]
+    return stored_deliveries(store, *where)
 
 
 def nhs_link(j: ReportJourney) -> InboundEvent:

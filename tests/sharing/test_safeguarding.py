@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from hub.core.errors import NotFoundError, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
@@ -21,7 +20,7 @@ from hub.governance.audit_queries import overrides
 from hub.sharing.safeguarding import Caller, OverrideRequest, make_override, release_hold
 from hub.stream import readmodel
 from hub.wire.sealing import MasterKeyring
-from tests.sharing.sharing_support import Feeder
+from tests.sharing.sharing_support import Feeder, stored_deliveries
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 JUSTIFICATION = "Bruising disclosed at school; strategy discussion convened under section 47."
@@ -58,10 +57,8 @@ def _journey(feeder: Feeder, n: int, *, hold: bool) -> str:
 
 
 def _share(store: Store, event_id: str, recipient_kind: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        found = [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(
-            deliveries.c.information_id == event_id, deliveries.c.recipient_kind == recipient_kind,
-            deliveries.c.kind == "share"))]
+    found = stored_deliveries(store, deliveries.c.information_id == event_id,
+                              deliveries.c.recipient_kind == recipient_kind, deliveries.c.kind == "share")
     assert len(found) == 1, found
     return found[0]
 
@@ -110,6 +107,4 @@ def test_a_safeguarding_override_shares_a_withheld_report_and_ig_sees_it_at_once
 
 
 def _all(store: Store, event_id: str) -> list[dict[str, Any]]:
-    with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(
-            deliveries.c.information_id == event_id, deliveries.c.kind == "share"))]
+    return stored_deliveries(store, deliveries.c.information_id == event_id, deliveries.c.kind == "share")

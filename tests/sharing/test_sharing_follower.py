@@ -21,7 +21,7 @@ from hub.governance.erasure import Erasure, MemberRef
 from hub.sharing import processor
 from hub.sharing.follower import LEASE, Follower, lag, read_changes
 from hub.stream import projection
-from tests.sharing.sharing_support import KEY, Feeder
+from tests.sharing.sharing_support import KEY, Feeder, stored_deliveries
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -37,9 +37,7 @@ def count(store: Store, table: sa.Table) -> int:
 
 
 def paeds_share(store: Store, report_id: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        found = [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(
-            deliveries.c.kind == "share", deliveries.c.service == ABUHB_PAEDS["service_name"]))]
+    found = stored_deliveries(store, deliveries.c.kind == "share", deliveries.c.service == ABUHB_PAEDS["service_name"])
     (share,) = [d for d in found if report_id in d["payload"]]
     return share
 

@@ -21,7 +21,15 @@ from hub.demo.scenario import build
 from hub.governance.audit import AuditLog
 from hub.sharing import delivery, readiness
 from hub.sharing.alerts import list_alerts
-from tests.sharing.sharing_support import Feeder, Webhook, consent_event, deliver, permit_directive, withdraw_event
+from tests.sharing.sharing_support import (
+    Feeder,
+    Webhook,
+    consent_event,
+    deliver,
+    permit_directive,
+    stored_deliveries,
+    withdraw_event,
+)
 from tests.support import wait_until
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -40,7 +48,7 @@ def rows(store: Store, table: sa.Table, **where: Any) -> list[dict[str, Any]]:
 
 
 def share_of(store: Store, source_record: str, recipient_service: str, kind: str = "share") -> dict[str, Any]:
-    found = [d for d in rows(store, deliveries, kind=kind) if d["service"] == recipient_service
+    found = [d for d in stored_deliveries(store, deliveries.c.kind == kind) if d["service"] == recipient_service
              and json.loads(d["payload"])["information"].get("report_id", "") == source_record]
     assert len(found) == 1, found
     return found[0]

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from fastapi import FastAPI, Request
 
 from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Sector
@@ -36,7 +35,7 @@ from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
 from hub.kafka.topics import ensure_topics
 from hub.sharing import delivery
-from tests.sharing.sharing_support import Webhook
+from tests.sharing.sharing_support import Webhook, stored_deliveries
 from tests.support import hub_env, spawn, stop, wait_until
 
 pytestmark = pytest.mark.broker
@@ -65,9 +64,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Settings, Webhook]]:
 
 
 def state(store: Store, service: str, kind: str = "share", report: str | None = None) -> list[dict[str, Any]]:
-    with store.engine.connect() as conn:
-        out = [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(
-            deliveries.c.service == service, deliveries.c.kind == kind))]
+    out = stored_deliveries(store, deliveries.c.service == service, deliveries.c.kind == kind)
     if report:
         out = [r for r in out if json.loads(r["payload"])["information"].get("report_id") == report]
     return out

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from hub.core.events import InboundEvent
 from hub.db.schema import deliveries
@@ -20,7 +19,7 @@ from hub.governance.auth import Principal
 from hub.sharing.inbox import family_copies
 from hub.sharing.visibility import ReadView, copies_for
 from hub.stream import readmodel
-from tests.sharing.sharing_support import Feeder, deliver
+from tests.sharing.sharing_support import Feeder, deliver, stored_deliveries
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DL = deliveries.c
@@ -48,12 +47,10 @@ def shared(store: Store) -> tuple[str, str]:
 
 def payloads(store: Store, child: str, recipient_kind: str) -> dict[str, dict[str, Any]]:
     """The information each share to ``recipient_kind`` carries, by report id (or title where redacted)."""
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(DL.payload).where(DL.child_id == child, DL.kind == "share",
-                                                        DL.recipient_kind == recipient_kind)).all()
+    rows = stored_deliveries(store, DL.child_id == child, DL.kind == "share", DL.recipient_kind == recipient_kind)
     out = {}
     for r in rows:
-        info = json.loads(r.payload)["information"]
+        info = json.loads(r["payload"])["information"]
         if info["record_type"] == "ReportIssued":
             out[info.get("report_id") or info["event_id"]] = info
     return out

@@ -9,7 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from consent import Directive, DirectiveDecision, Grantor, Purpose, Scope, Sector
 from consent.fhir import directive_to_fhir_dict
@@ -20,7 +19,7 @@ from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, ReportJourney, report_not_sent_journey
 from hub.family.enrolment import Enrolment
 from hub.sharing import consents
-from tests.sharing.sharing_support import Feeder
+from tests.sharing.sharing_support import Feeder, stored_deliveries
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -43,9 +42,7 @@ def journey_for(store: Store, born: date | None, seed: int, competent_from: date
 
 
 def share(store: Store, j: ReportJourney, recipient_key: str) -> dict[str, Any]:
-    with store.engine.connect() as conn:
-        found = [dict(r._mapping) for r in conn.execute(sa.select(deliveries).where(
-            deliveries.c.kind == "share", deliveries.c.recipient_key == recipient_key))]
+    found = stored_deliveries(store, deliveries.c.kind == "share", deliveries.c.recipient_key == recipient_key)
     (row,) = [d for d in found if f"slt-{j.child_id}" in d["payload"]]
     return row
 
