@@ -8,32 +8,27 @@ ingest log (the outbox of accepted events), dead letters and worker heartbeats.
 from __future__ import annotations
 
 import json
-import os
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event as sa_event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.core.errors import ConfigError, StoreError
+from hub.core.errors import StoreError
+from hub.db.engine import first_line as _first_line
+from hub.db.engine import make_engine
 from hub.db.schema import dead_letters, ingest_log, worker_status
 from hub.db.schema_version import check_schema, migrate
 from hub.wire.sealing import KeyVault
 
 #: Bound parameters per IN list (well under SQLite's 32,766 and PostgreSQL's 65,535).
 _IN_CHUNK = 2000
-
-
-def _first_line(exc: SQLAlchemyError) -> str:
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
 
 
 def utcnow() -> datetime:
@@ -79,38 +74,6 @@ def _row_to_log(row: Any) -> LogRecord:
         received_at=as_utc(row.received_at), published=row.published_at is not None,
         erased=row.erased_at is not None,
     )
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for the URL, checked: a bad path or unreachable server is a ConfigError."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            probe = path.parent / f".write-probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise ConfigError(f"database path {path} is not writable: {exc.strerror or exc}") from exc
-    try:
-        engine = sa.create_engine(url, future=True, pool_pre_ping=True)
-    except Exception as exc:
-        raise ConfigError(f"database URL is not usable: {exc}") from exc
-    if engine.dialect.name == "sqlite":
-        @sa_event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("select 1"))
-    except SQLAlchemyError as exc:
-        raise ConfigError(f"cannot open the database ({engine.url.render_as_string(hide_password=True)}): "
-                          f"{_first_line(exc)}") from exc
-    return engine
 
 
 _VAULTS: weakref.WeakKeyDictionary[Engine, KeyVault] = weakref.WeakKeyDictionary()

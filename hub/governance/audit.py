@@ -100,9 +100,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from hub.core.errors import AuditIntegrityError, NotFoundError, StoreError
 from hub.core.logging import get_logger
-from hub.core.privacy import scrub_text
 from hub.db.schema import audit_anchors, audit_dead_letters, audit_log
 from hub.db.store import Store, as_utc, utcnow
+from hub.governance.audit_chain import PG_LOCK_KEY, append_in, chain, dead_letter, prepare
 from hub.governance.audit_records import (
     ACTIONS,
     GENESIS,
@@ -114,7 +114,6 @@ from hub.governance.audit_records import (
     AuditProblem,
     AuditRecord,
     VerifyReport,
-    canonical_detail,
     check_detail,
     compute_hash,
     register_action,
@@ -129,8 +128,6 @@ __all__ = (
 
 log = get_logger(__name__)
 
-# Arbitrary constant key for pg_advisory_xact_lock ("audit" in ASCII); no other hub lock uses it.
-PG_LOCK_KEY = 0x6175646974
 
 
 def _row_to_record(row: Any) -> AuditRecord:
@@ -147,43 +144,8 @@ def _row_to_record(row: Any) -> AuditRecord:
     )
 
 
-def _hub_id(value: str | None) -> str | None:
-    """An id for a dead letter: left out when it is shaped like a personal identifier."""
-    return value if value is None or scrub_text(value) == value else None
-
-
-def _dead_letter(e: AuditEntry, reason: str) -> dict[str, Any]:
-    return {"failed_at": utcnow(), "action": str(e.action)[:40], "actor": (_hub_id(e.actor) or "withheld")[:200],
-            "subject_household": _hub_id(e.subject_household), "subject_child": _hub_id(e.subject_child),
-            "data_ref": _hub_id(e.data_ref), "reason": scrub_text(reason)}
-
-
 def _first_line(exc: SQLAlchemyError) -> str:
     return str(getattr(exc, "orig", None) or exc).splitlines()[0]
-
-
-def _append(conn: Connection, prepared: list[dict[str, Any]],
-            anchor_every: int) -> tuple[list[dict[str, Any]], list[Anchor]]:
-    """Chain and insert prepared records (an anchor every ``anchor_every``); the caller holds the audit write lock."""
-    last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.hash, audit_log.c.recorded_at)
-                        .order_by(audit_log.c.seq.desc()).limit(1)).first()
-    seq, prev, last_at = (int(last.seq), last.hash, as_utc(last.recorded_at)) if last else (0, GENESIS, None)
-    now = utcnow()
-    at = max(now, last_at) if last_at is not None else now
-    rows = []
-    anchors: list[Anchor] = []
-    for fields in prepared:
-        seq += 1
-        row = {**fields, "seq": seq, "recorded_at": at, "prev_hash": prev}
-        row["hash"] = prev = compute_hash(row, row["prev_hash"])
-        rows.append(row)
-        if anchor_every > 0 and seq % anchor_every == 0:
-            anchors.append(Anchor(seq, row["hash"], at))
-    conn.execute(audit_log.insert(), rows)
-    if anchors:
-        conn.execute(audit_anchors.insert(),
-                     [{"seq": a.seq, "hash": a.hash, "anchored_at": a.anchored_at} for a in anchors])
-    return rows, anchors
 
 
 # ---- the log ------------------------------------------------------------------------------------
@@ -246,7 +208,7 @@ class AuditLog:
             try:
                 prepared.append(self._prepare(e))
             except ValueError as exc:
-                dead.append(_dead_letter(e, str(exc)))
+                dead.append(dead_letter(e, str(exc)))
         if not prepared and not dead:
             return []
         return self._write(prepared, dead)
@@ -285,34 +247,14 @@ class AuditLog:
 
     def _append(self, conn: Connection, prepared: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Anchor]]:
         """Chain and insert prepared records; the caller holds the audit write lock."""
-        return _append(conn, prepared, self.anchor_every)
+        return chain(conn, prepared, self.anchor_every)
 
     def dead_letter_count(self) -> int:
         """Audit records the writer could not store."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(audit_dead_letters)).scalar_one())
 
-    @staticmethod
-    def _prepare(e: AuditEntry) -> dict[str, Any]:
-        if e.action not in ACTIONS:
-            raise ValueError(f"unknown audit action {e.action!r}; known: {', '.join(sorted(ACTIONS))} "
-                             "(add one with hub.audit.register_action)")
-        if not e.actor:
-            raise ValueError("an audit record needs an actor (user id or system component)")
-        if e.detail is not None and not isinstance(e.detail, Mapping):
-            raise ValueError("audit detail must be a JSON object")
-        for name in ("actor", "purpose", "legal_basis", "source"):  # subjects and data_ref are the hub's own ids
-            value = getattr(e, name)
-            if value is not None and scrub_text(str(value)) != str(value):
-                raise ValueError(f"audit {name} looks like an NHS number, UPN or date of birth; audit records "
-                                 "name people by the hub's pseudonymous ids only")
-        check_detail(dict(e.detail or {}))
-        return {
-            "actor": e.actor, "actor_role": e.actor_role or "", "action": e.action,
-            "subject_household": e.subject_household, "subject_child": e.subject_child,
-            "data_ref": e.data_ref, "purpose": e.purpose, "legal_basis": e.legal_basis,
-            "detail": canonical_detail(e.detail), "source": e.source,
-        }
+    _prepare = staticmethod(prepare)
 
     def _ship(self, anchor: Anchor) -> None:
         if self.anchor_sink is not None:
@@ -389,36 +331,6 @@ class AuditLog:
         if not report.ok:
             raise AuditIntegrityError(report)
         return report
-
-
-def append_in(conn: Connection, entries: Iterable[AuditEntry], *, anchor_every: int = 100) -> int:
-    """Append records in the caller's transaction, chained in the order given; how many were chained.
-
-    The writer of the sharing step: its decision, delivery and consent rows and their audit records
-    commit together or not at all. A database error (the insert refused) propagates, so the caller's
-    transaction rolls back and nothing of the change remains. A record its own checks refuse (personal
-    data in its detail, an unknown action) is dead-lettered in the same transaction, as
-    :meth:`AuditLog.record_many` does, so the trace of the change is still kept with it. On SQLite the
-    caller's transaction must already hold the write lock (it has written); on PostgreSQL the audit
-    lock is taken here, until the commit, so the chain's order is the commit order.
-    """
-    prepared: list[dict[str, Any]] = []
-    dead: list[dict[str, Any]] = []
-    for e in entries:
-        try:
-            prepared.append(AuditLog._prepare(e))
-        except ValueError as exc:
-            dead.append(_dead_letter(e, str(exc)))
-    if not prepared and not dead:
-        return 0
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("select pg_advisory_xact_lock(:k)"), {"k": PG_LOCK_KEY})
-    if prepared:
-        _append(conn, prepared, anchor_every)
-    if dead:
-        conn.execute(audit_dead_letters.insert(), dead)
-        log.warning("audit.dead_lettered", records=len(dead), reasons=sorted({d["reason"] for d in dead}))
-    return len(prepared)
 
 
 class _Obj:

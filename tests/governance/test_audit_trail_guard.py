@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from hub.api.app import create_app
 from hub.core.settings import Settings
 from hub.demo.identifiers import nhs_number
-from hub.governance import audit as audit_module
+from hub.governance import audit_chain as audit_module
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.ingest.services import Services
 from tests.api.conftest import token_header
