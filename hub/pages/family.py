@@ -5,7 +5,6 @@ form that writes a FHIR Consent by the code path of the consent route."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -17,6 +16,7 @@ from consent.fhir import directive_to_fhir_dict
 from hub.core.errors import Problem, ValidationError
 from hub.db.store import Store, utcnow
 from hub.family import summary
+from hub.family.enrolment import new_id
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
 from hub.pages import gather
@@ -70,7 +70,7 @@ def directive_from_form(principal: Principal, child_id: str, decision: str, sect
     if problems:
         raise ValidationError(problems)
     young = principal.role == "young_person"
-    return Directive(id=f"page-{uuid.uuid4().hex[:16]}", child_id=child_id,
+    return Directive(id=new_id("page"), child_id=child_id,
                      made_by=child_id if young else (principal.member or principal.subject),
                      made_by_role=Grantor.YOUNG_PERSON if young else Grantor.PARENT, made_at=utcnow(),
                      decision=DirectiveDecision(decision),

@@ -31,6 +31,7 @@ from consent import ConsentError, Directive, Grantor, directives_needing_confirm
 from consent.fhir import directive_to_fhir_dict, from_fhir
 from hub.core.errors import NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent, SubjectRef
+from hub.core.privacy import scrub_text
 from hub.db.schema import consent_directives, household_members, identity_links
 from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc, utcnow
@@ -61,6 +62,9 @@ def parse(resource: dict[str, Any], child_id: str) -> Directive:
         d = from_fhir(resource)
     except (ConsentError, ValueError) as exc:
         raise ValidationError([Problem("/", str(exc))], title="Not a usable FHIR Consent") from None
+    if scrub_text(d.id) != d.id:  # the id is kept in the audit trail, which holds no personal identifiers
+        raise ValidationError([Problem("/id", "a Consent's id must not look like an NHS number, UPN or date of "
+                                              "birth")], title="Not a usable FHIR Consent")
     if d.child_id != child_id:
         raise ValidationError([Problem("/patient", f"the consent must be about Patient/{child_id}")],
                               title="Consent for another child")

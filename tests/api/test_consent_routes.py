@@ -63,3 +63,29 @@ async def test_a_retried_consent_and_a_second_one_before_the_first_is_applied_ar
     assert [a["directive_id"] for a in answers] == ["d-parent", "d-parent", "d-parent-2"]
     # the link once (then answered as a duplicate), the first Consent in two versions, the second once
     assert services.store.log_count() == 4
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_consent_whose_id_looks_like_an_nhs_number_is_refused_with_the_rule_not_the_value(
+        client: httpx.AsyncClient, services: Services) -> None:
+    """The directive id is kept in the audit trail: one shaped like a personal identifier is refused (422,
+    naming the field and the rule), never a 500, and nothing is accepted."""
+    from hub.demo.identifiers import nhs_number
+    from hub.demo.journey import report_not_sent_journey
+    from hub.family.enrolment import Enrolment
+    from tests.sharing.sharing_support import Feeder
+
+    enrol = Enrolment(services.store, None)  # type: ignore[arg-type]
+    household = enrol.create_household("cc-1")
+    child = enrol.add_member(household, "child", "child").member_id
+    Feeder(services.store, MADE).feed(report_not_sent_journey(MADE, seed=612, child_id=child,
+                                                              household_id=household).before_consent[:1], MADE)
+    logged = services.store.log_count()
+    nhs = nhs_number(612)
+    r = await client.post(f"/v1/households/{household}/children/{child}/consents",
+                          json=consent_body(child, Grantor.PARENT, f"consent-{nhs}"),
+                          headers=token_header(services, "coordinator", "cc-1"))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["pointer"] == "/id" and "must not look like an NHS number" in r.text
+    assert nhs not in r.text
+    assert services.store.log_count() == logged
