@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,23 +26,10 @@ def sen2(
     The file is checked against the SEN2 field definitions before it is written; names, UPN, sex
     and ethnicity are left for the authority's own system (the hub holds none). Audited as an export.
     """
-    from hub.db.store import Store
-    from hub.governance.audit import AuditLog
-    from hub.governance.sen2 import SPECIFICATION, check
+    from hub.governance import sen2
     from hub.governance.sen2_return import build_return
 
-    try:
-        store = Store.open(load_settings().effective_database_url)
-        xml, persons = build_return(store, la, year)
-    except HubError as exc:
-        fail_with(exc)
-    report = check(xml)
-    if report.problems:
-        fail("the return does not meet the " + SPECIFICATION + ": " + "; ".join(report.problems[:5]), 1)
-    out_file.write_bytes(xml)
-    AuditLog(store).record("export", actor=by, actor_role="cli", data_ref=f"SEN2 {year} {la}",
-                           purpose="statutory_return", detail={"return": "SEN2", "year": year, "persons": persons})
-    out.print(f"wrote the SEN2 {year} return of {la}: {persons} person(s) to {out_file}", highlight=False)
+    _write(sen2.SPECIFICATION, sen2.check, build_return, "SEN2", la, year, by, out_file, "persons", "person(s)")
 
 
 @returns_app.command("cin")
@@ -57,20 +45,28 @@ def cin(
     file is checked against the CIN census field definitions before it is written; LA child ids, UPN,
     sex and ethnicity are left for the authority's own system (the hub holds none). Audited as an export.
     """
+    from hub.governance import cin
+    from hub.governance.cin_return import build_return
+
+    _write(cin.SPECIFICATION, cin.check, build_return, "CIN", la, year, by, out_file, "children", "child(ren)")
+
+
+def _write(specification: str, check: Callable[[bytes], Any], build: Callable[[Any, str, int], tuple[bytes, int]],
+           kind: str, la: str, year: int, by: str, out_file: Path, counted: str, noun: str) -> None:
+    """Build a return, check it against its specification's field definitions, write it and audit the export."""
     from hub.db.store import Store
     from hub.governance.audit import AuditLog
-    from hub.governance.cin import SPECIFICATION, check
-    from hub.governance.cin_return import build_return
 
     try:
         store = Store.open(load_settings().effective_database_url)
-        xml, children = build_return(store, la, year)
+        xml, count = build(store, la, year)
     except HubError as exc:
         fail_with(exc)
     report = check(xml)
     if report.problems:
-        fail("the return does not meet the " + SPECIFICATION + ": " + "; ".join(report.problems[:5]), 1)
+        fail("the return does not meet the " + specification + ": " + "; ".join(report.problems[:5]), 1)
     out_file.write_bytes(xml)
-    AuditLog(store).record("export", actor=by, actor_role="cli", data_ref=f"CIN {year} {la}",
-                           purpose="statutory_return", detail={"return": "CIN", "year": year, "children": children})
-    out.print(f"wrote the CIN census {year} return of {la}: {children} child(ren) to {out_file}", highlight=False)
+    AuditLog(store).record("export", actor=by, actor_role="cli", data_ref=f"{kind} {year} {la}",
+                           purpose="statutory_return", detail={"return": kind, "year": year, counted: count})
+    title = "CIN census" if kind == "CIN" else kind
+    out.print(f"wrote the {title} {year} return of {la}: {count} {noun} to {out_file}", highlight=False)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from hub.governance.dfe_layout import Item, Report, check_layout, group
+from hub.governance.dfe_layout import Item, Report, check_layout, group, header
 
 SPECIFICATION = ("DfE children in need census 2025 to 2026 business and technical specification "
                  "(collection year 2026, 1 April 2025 to 31 March 2026)")
@@ -95,18 +95,8 @@ CHILD_IDENTIFIERS = group("ChildIdentifiers", (
 CHILD_CHARACTERISTICS = group("ChildCharacteristics", (Item("Ethnicity", required=True, by_la=True),), (
     (group("Disabilities", (Item("Disability", by_la=True),)), False),))
 CHILD = group("Child", (), ((CHILD_IDENTIFIERS, False), (CHILD_CHARACTERISTICS, False), (CIN_DETAILS, True)))
-COLLECTION_DETAILS = group("CollectionDetails", (
-    Item("Collection", required=True, kind="code", codes={COLLECTION: "Children in need census"}),
-    Item("Year", required=True, kind="int"), Item("ReferenceDate", required=True, kind="date"),
-), required=True)
-SOURCE = group("Source", (
-    Item("SourceLevel", required=True, kind="code", codes={"L": "Local authority"}),
-    Item("LEA", required=True, max_len=9), Item("SoftwareCode", required=True, max_len=50),
-    Item("Release", required=True, max_len=20), Item("SerialNo", required=True, kind="int"),
-    Item("DateTime", required=True),
-), required=True)
 MESSAGE = group("Message", (), (
-    (group("Header", (), ((COLLECTION_DETAILS, False), (SOURCE, False)), required=True), False),
+    (header(COLLECTION, "Children in need census"), False),
     (group("Children", (), ((CHILD, True),), required=True), False),
 ), required=True)
 

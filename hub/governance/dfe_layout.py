@@ -127,3 +127,19 @@ def check_layout(xml: bytes, message: Group, spec: str) -> tuple[Report, etree._
         return report, None
     _check_group(root, message, message.name, report, spec)
     return report, root
+
+
+def header(collection: str, label: str) -> Group:
+    """The ``Header`` every DfE XML return opens with: the collection's details and the return's source."""
+    details = group("CollectionDetails", (
+        Item("Collection", required=True, kind="code", codes={collection: label}),
+        Item("Year", required=True, kind="int"), Item("ReferenceDate", required=True, kind="date"),
+    ), required=True)
+    source = group("Source", (
+        Item("SourceLevel", required=True, kind="code", codes={"L": "Local authority"}),
+        Item("LEA", required=True, max_len=9), Item("SoftwareCode", required=True, max_len=50),
+        Item("Release", required=True, max_len=20), Item("SerialNo", required=True, kind="int"),
+        Item("DateTime", required=True),
+    ), required=True)
+    return group("Header", (), ((details, False), (source, False)), required=True)
+

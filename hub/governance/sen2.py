@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from hub.governance.dfe_layout import Item, Report, check_layout, group
+from hub.governance.dfe_layout import Item, Report, check_layout, group, header
 
 SPECIFICATION = "DfE SEN2 person level 2026 technical specification (census date 15 January 2026)"
 COLLECTION = "SEN2"
@@ -75,18 +75,8 @@ PERSON = group("Person", (
     Item("Ethnicity", by_la=True), Item("Postcode", by_la=True, max_len=8), Item("UPN", by_la=True, max_len=13),
     Item("UniqueLearnerNumber", by_la=True, max_len=10),
 ), ((group("Requests", (), ((REQUEST, True),), required=True), False),))
-COLLECTION_DETAILS = group("CollectionDetails", (
-    Item("Collection", required=True, kind="code", codes={COLLECTION: COLLECTION}),
-    Item("Year", required=True, kind="int"), Item("ReferenceDate", required=True, kind="date"),
-), required=True)
-SOURCE = group("Source", (
-    Item("SourceLevel", required=True, kind="code", codes={"L": "Local authority"}),
-    Item("LEA", required=True, max_len=9), Item("SoftwareCode", required=True, max_len=50),
-    Item("Release", required=True, max_len=20), Item("SerialNo", required=True, kind="int"),
-    Item("DateTime", required=True),
-), required=True)
 MESSAGE = group("Message", (), (
-    (group("Header", (), ((COLLECTION_DETAILS, False), (SOURCE, False)), required=True), False),
+    (header(COLLECTION, COLLECTION), False),
     (group("Persons", (), ((PERSON, True),), required=True), False),
 ), required=True)
 
