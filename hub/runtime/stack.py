@@ -35,12 +35,16 @@ from hub.kafka.topics import INGEST_TOPICS, ensure_topics, message_counts
 log = get_logger(__name__)
 
 
-async def reseed_if_new(services: Services, bootstrap: str) -> int:
-    """If the broker holds none of the accepted events (a new in-memory broker), publish them all again."""
-    counts = await message_counts(services.settings, bootstrap)
-    held = sum(counts.get(t.name) or 0 for t in INGEST_TOPICS)
+async def reseed_if_new(services: Services, bootstrap: str, *, new: bool = False) -> int:
+    """If the broker is ``new`` (this stack just started it again: its log was in memory) or holds none of the
+    accepted events, publish them all again. A broker known to be new is re-seeded even when it already holds
+    some: a request accepted between its start and this check must not hide that the rest is gone."""
     accepted = await asyncio.to_thread(services.store.log_count)
-    if held == 0 and accepted:
+    if not new:  # a broker known to be new is not asked: its rows are marked even if it fails now (the relay job
+        # then publishes them)
+        counts = await message_counts(services.settings, bootstrap)
+        new = sum(counts.get(t.name) or 0 for t in INGEST_TOPICS) == 0
+    if new and accepted:
         marked = await asyncio.to_thread(services.store.mark_all_unpublished)
         log.info("stack.reseed", events=marked)
     return await relay_unpublished(services.store, services.publisher)
@@ -143,7 +147,7 @@ class Stack:
             return  # tried again at the next look
         await self._stop_workers_for_new_broker()
         try:
-            events = await reseed_if_new(self.services, self.bootstrap)
+            events = await reseed_if_new(self.services, self.bootstrap, new=True)
         except BrokerError as exc:  # the relay job publishes what is left
             log.warning("stack.reseed_failed", error=str(exc)[:200])
             return
