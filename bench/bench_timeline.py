@@ -273,6 +273,7 @@ async def bench_freshness(report: Report, args: argparse.Namespace, tmp: Path) -
     serve: asyncio.Task[None] | None = None
     try:
         t = time.perf_counter()
+        Store.open(settings.effective_database_url).engine.dispose()  # as `hub migrate` would, before the hub
         services = await stack.start()
         if patched:  # the same worker, its consumer's fetch_max_wait_ms overridden (faust hard-codes 1500)
             stack.workers.append(subprocess.Popen(
