@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/hub demo
 
-# One pytest process per core, each taking whole files (module and package fixtures stay together).
+# One pytest process per core and one more (much of a test's time is spent waiting on the hub's processes),
+# each taking whole files (module and package fixtures stay together).
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(STAMP)
-	$(VENV)/bin/pytest -q -n auto --dist loadfile
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check hub connectors consent tests bench
