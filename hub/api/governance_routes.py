@@ -19,6 +19,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from hub.api.returns_routes import return_file
 from hub.core.errors import Problem, ValidationError
 from hub.core.events import SubjectRef
 from hub.governance.erasure import Erasure, ErasureResult, MemberRef
@@ -96,12 +97,6 @@ def governance_router(services: Services) -> APIRouter:
     async def sen2_return(agency_id: str, year: int = Query(ge=2020, le=2100)) -> Response:
         """The local authority's SEN2 return for a collection year, in the DfE's XML layout."""
         xml, _ = await asyncio.to_thread(build_return, services.store, agency_id, year)
-        problems = check(xml).problems
-        if problems:
-            raise ValidationError([Problem("/", p) for p in problems],
-                                  title=f"The return does not meet the {SPECIFICATION}")
-        name = "".join(c for c in agency_id if c.isalnum() or c in "-_")
-        return Response(xml, media_type="application/xml",
-                        headers={"Content-Disposition": f'attachment; filename="sen2-{year}-{name}.xml"'})
+        return return_file(xml, check(xml).problems, SPECIFICATION, f"sen2-{year}", agency_id)
 
     return router

@@ -47,12 +47,17 @@ def returns_router(services: Services, registry: AgencyRegistry) -> APIRouter:
             purpose="statutory_return", detail={"return": "CIN", "year": year},
             source=request.client.host if request.client else None)
         xml, _ = await asyncio.to_thread(build_return, services.store, agency_id, year)
-        problems = check(xml).problems
-        if problems:
-            raise ValidationError([Problem("/", p) for p in problems],
-                                  title=f"The return does not meet the {SPECIFICATION}")
-        name = "".join(c for c in agency_id if c.isalnum() or c in "-_")
-        return Response(xml, media_type="application/xml",
-                        headers={"Content-Disposition": f'attachment; filename="cin-{year}-{name}.xml"'})
+        return return_file(xml, check(xml).problems, SPECIFICATION, f"cin-{year}", agency_id)
 
     return router
+
+
+def return_file(xml: bytes, problems: list[str], specification: str, stem: str, agency_id: str) -> Response:
+    """A DfE return as an XML attachment named ``<stem>-<agency>.xml``; 422 with each problem where the
+    return would not meet its specification's field definitions."""
+    if problems:
+        raise ValidationError([Problem("/", p) for p in problems],
+                              title=f"The return does not meet the {specification}")
+    name = "".join(c for c in agency_id if c.isalnum() or c in "-_")
+    return Response(xml, media_type="application/xml",
+                    headers={"Content-Disposition": f'attachment; filename="{stem}-{name}.xml"'})
