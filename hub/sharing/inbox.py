@@ -17,6 +17,7 @@ from hub.sharing import payloads
 from hub.sharing.alerts import resolve
 from hub.sharing.ledger import MAYBE_SENT
 from hub.sharing.rounds import latest_share
+from hub.sharing.webhooks import load_webhooks
 
 DL = deliveries.c
 SD = share_decisions.c
@@ -48,8 +49,14 @@ def _view(r: Any, seal: Sealer) -> dict[str, Any]:
 
 def inbox(store: Store, agency_id: str, *, cursor: str | None = None, limit: int = 50,
           now: datetime | None = None) -> tuple[list[dict[str, Any]], str | None]:
-    """An agency's shares and notices, oldest first; reading a queued one delivers it (channel inbox)."""
+    """An agency's shares and notices, oldest first.
+
+    For an agency without a webhook, reading a queued one delivers it (channel inbox). An agency with a
+    webhook receives its shares there, into its own system: reading the inbox first shows a queued one as
+    on its way and leaves it to the webhook (one routed to the inbox before the webhook was set is delivered).
+    """
     now = now or utcnow()
+    hooked = agency_id in load_webhooks(store)
     conds = [DL.agency_id == agency_id, DL.state.in_(("queued", "delivered", "acknowledged"))]
     if cursor:
         ts, did = _uncursor(cursor)
@@ -62,7 +69,7 @@ def inbox(store: Store, agency_id: str, *, cursor: str | None = None, limit: int
         if len(rows) > limit:
             rows = rows[:limit]
             nxt = _cursor(rows[-1].created_at, rows[-1].delivery_id)
-        fresh = [r.delivery_id for r in rows if r.state == "queued"]
+        fresh = [r.delivery_id for r in rows if r.state == "queued" and (not hooked or r.channel == "inbox")]
         if fresh:
             conn.execute(deliveries.update().where(DL.delivery_id.in_(fresh), DL.state == "queued").values(
                 state="delivered", channel="inbox", delivered_at=now,
