@@ -52,12 +52,22 @@ class Pass:
     result: SharingResult = field(default_factory=SharingResult)
 
 
-def read_changes(conn: Connection, after: int, limit: int = BATCH) -> list[Change]:
+def read_feed(conn: Connection, after: int, limit: int = BATCH) -> tuple[list[Change], int, int]:
+    """The next ``limit`` rows of the feed after ``after``: (the timeline changes among them, the last seq read,
+    how many rows were read). Rows that are not timeline entries (alerts raised and resolved, for the live
+    streams) are read past, so the cursor moves over them and the lag comes back to zero."""
     q = (sa.select(C.seq, C.household_id, C.child_id, C.event_id, C.kind, T.record_type, T.status)
-         .select_from(timeline_changes.join(timeline_entries, T.event_id == C.event_id))
+         .select_from(timeline_changes.outerjoin(timeline_entries, T.event_id == C.event_id))
          .where(C.seq > after).order_by(C.seq).limit(limit))
-    return [Change(r.seq, r.household_id, r.child_id, r.event_id, r.kind, r.record_type, r.status)
-            for r in conn.execute(q)]
+    rows = conn.execute(q).all()
+    changes = [Change(r.seq, r.household_id, r.child_id, r.event_id, r.kind, r.record_type, r.status)
+               for r in rows if r.record_type is not None]
+    return changes, (rows[-1].seq if rows else after), len(rows)
+
+
+def read_changes(conn: Connection, after: int, limit: int = BATCH) -> list[Change]:
+    """The timeline changes among the next ``limit`` rows of the feed after ``after``."""
+    return read_feed(conn, after, limit)[0]
 
 
 class Follower:
@@ -80,10 +90,9 @@ class Follower:
         if not self._holds(now):
             return Pass(held=False)
         with self.store.engine.connect() as conn:
-            changes = read_changes(conn, self._position, self.batch)
+            changes, last, n = read_feed(conn, self._position, self.batch)
         retry = failures.due(self.store, now)  # children whose earlier pass failed
-        last = changes[-1].seq if changes else self._position
-        if not changes and not retry:
+        if not n and not retry:
             return Pass(held=True, position=last)
 
         def advance(conn: Connection) -> None:
@@ -98,7 +107,7 @@ class Follower:
             self._held_until = None
             return Pass(held=False)
         self._position, self._held_until = last, now + self.lease
-        return Pass(held=True, read=len(changes), position=last, more=len(changes) >= self.batch, result=result)
+        return Pass(held=True, read=len(changes), position=last, more=n >= self.batch, result=result)
 
     def _holds(self, now: datetime) -> bool:
         if self._held_until is not None and now < self._held_until - self.lease / 2:

@@ -18,7 +18,8 @@ from hub.db.schema import consent_directives, deliveries, share_decisions
 from hub.db.store import Store
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.governance.erasure import Erasure, MemberRef
-from hub.sharing import processor
+from hub.sharing import coordination, processor
+from hub.sharing.alerts import raise_alert
 from hub.sharing.follower import LEASE, Follower, lag, read_changes
 from hub.stream import projection
 from tests.sharing.sharing_support import KEY, Feeder, stored_deliveries
@@ -135,3 +136,24 @@ def test_a_pass_that_read_a_child_before_their_erasure_decides_nothing_for_them(
     late = processor.process_changes(store, changes_before, now=NOW)
     assert late.decisions == 0
     assert count(store, share_decisions) == 0 and count(store, deliveries) == 0
+
+
+def test_alerts_in_the_feed_are_read_past_and_the_lag_comes_back_to_zero(store: Store) -> None:
+    feeder = Feeder(store, NOW)
+    j = report_not_sent_journey(NOW, seed=406, child_id="c-406", household_id="hh-406")
+    project(feeder, j.before_consent)
+    follower = Follower(store, "worker-a")
+    assert follower.step(NOW).result.decisions > 0
+    decided = count(store, share_decisions)
+    with store.engine.begin() as conn:  # an alert raised and resolved: rows of the feed for the live streams
+        raise_alert(conn, key="test-alert:c-406", kind="readiness", household_id=j.household_id,
+                    child_id=j.child_id, to_agency_id=None, to_service=None, message="a report is missing",
+                    details={}, now=NOW)
+        coordination.feed(conn, j.household_id, j.child_id, "test-alert:c-406", "alert")
+        coordination.feed(conn, j.household_id, j.child_id, "test-alert:c-406", "alert_resolved")
+    position, newest = lag(store)
+    assert newest == position + 2
+    step = follower.step(NOW + timedelta(seconds=1))
+    assert step.held and step.read == 0 and step.position == newest
+    assert lag(store) == (newest, newest)  # an operator's lag gauge is back to zero
+    assert count(store, share_decisions) == decided  # nothing decided for an alert
