@@ -10,5 +10,5 @@ py=${PYTHON:-.venv/bin/python}
 "$py" -m babel.messages.frontend extract -F hub/pages/babel.cfg -o hub/pages/locales/messages.pot \
     --no-location --sort-output --project family-hub .
 "$py" -m babel.messages.frontend update -i hub/pages/locales/messages.pot -d hub/pages/locales -D messages \
-    --no-fuzzy-matching -w 120
+    --no-fuzzy-matching --ignore-obsolete -w 120
 "$py" -m babel.messages.frontend compile -d hub/pages/locales -D messages --statistics

@@ -97,7 +97,7 @@ def charts(result: Mapping[str, Any], words: Mapping[str, str]) -> list[Chart]:
               _rows(k["copies_to_family"], _group, lambda g: _percent(g["share_copied"]),
                     ("reports", "copied_to_family")), ("reports", "copied_to_family")),
         Chart("statutory_deadlines", words["statutory_deadlines"], pct,
-              _rows(k["statutory_deadlines"], lambda g: f"{g['clock']} ({g['nation']})",
+              _rows(k["statutory_deadlines"], lambda g: str(g.get("label") or f"{g['clock']} ({g['nation']})"),
                     lambda g: _percent(g["share_met"]), ("due", "met", "late", "stopped", "overdue")),
               ("due", "met", "late", "stopped", "overdue")),
         Chart("caseloads", words["caseloads"], words["families"],

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from hub.core.errors import Problem, ValidationError
+from hub.core.errors import NotFoundError, Problem, ValidationError
 from hub.governance import audit_queries, checkpoint_verify
 from hub.governance.audit import AuditLog
 from hub.governance.export import export_csv, export_fhir
@@ -78,7 +78,7 @@ def governance_pages(services: Services, gate: PageGate) -> APIRouter:
             return RedirectResponse(f"/governance/household?household_id={household_id}#reason", status_code=303)
         me = await gate.enter(request, TIMELINE, reason=reason, household_id=household_id)
         if not await asyncio.to_thread(readmodel.household_exists, store, household_id):
-            return page(request, "error.html", status=404, status_code=404, error="")
+            raise NotFoundError("no such household")
 
         def read() -> dict[str, list[dict[str, object]]]:
             view = ReadView.load(store, me, [household_id])

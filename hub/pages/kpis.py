@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -16,6 +16,7 @@ from hub.pages.access import PageGate
 from hub.pages.charts import charts
 from hub.pages.render import N_, gettext, page
 from hub.sharing import kpis
+from hub.sharing.coordination import statutory_clocks
 
 SOURCE = ("GET", "/v1/kpis")
 #: what each chart and column is called (translated for the reader)
@@ -33,8 +34,22 @@ WORDS = {
     "referrals": N_("referrals"), "contacted": N_("contacted"), "still_waiting": N_("still waiting"),
     "deliveries": N_("deliveries"), "acknowledged": N_("acknowledged"), "with_reports": N_("with reports"),
     "all_ready": N_("all ready"), "reports": N_("reports"), "copied_to_family": N_("copied to the family"),
+    "clock_row": N_("%(clock)s (%(nation)s)"),
     "due": N_("due"), "met": N_("met"), "late": N_("late"), "stopped": N_("stopped"), "overdue": N_("overdue"),
 }
+
+#: the nations whose statutory clocks the hub keeps (hub/stream/rulesets/statutory-clocks.yaml)
+NATIONS = {"england": N_("England"), "wales": N_("Wales")}
+
+
+def name_clocks(request: Request, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each statutory clock's row labelled by the clock's title and nation in the reader's language, as the
+    rule set names them (an id the rule set no longer holds keeps its id)."""
+    titles = {c.id: c.title for c in statutory_clocks().clocks}
+    return [{**r, "label": gettext(request, WORDS["clock_row"]) % {
+        "clock": gettext(request, titles[r["clock"]]) if r["clock"] in titles else r["clock"],
+        "nation": gettext(request, NATIONS[r["nation"]]) if r["nation"] in NATIONS else r["nation"]}}
+        for r in rows]
 
 
 def period(start: str, end: str) -> tuple[date, date]:
@@ -66,6 +81,7 @@ def kpi_pages(services: Services, gate: PageGate) -> APIRouter:
         result = await asyncio.to_thread(kpis.kpis, services.store, datetime.combine(first, time(), UTC),
                                          datetime.combine(last, time(), UTC), by)
         words = {k: gettext(request, v) for k, v in WORDS.items()}
+        result["kpis"]["statutory_deadlines"] = name_clocks(request, result["kpis"]["statutory_deadlines"])
         return page(request, "kpis.html", charts=charts(result, words), words=words, start=first.isoformat(),
                     end=last.isoformat(), by=by)
 

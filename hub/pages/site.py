@@ -8,6 +8,8 @@ table as the API's (``page`` rules), and each page applies the rules of the API 
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +31,8 @@ from hub.pages.family import family_pages
 from hub.pages.governance import governance_pages
 from hub.pages.kpis import kpi_pages
 from hub.pages.oidc import configured, oidc_pages
-from hub.pages.render import page
+from hub.pages.problems import SignInElsewhere, explain
+from hub.pages.render import gettext, page
 from hub.pages.session import COOKIE, check_csrf, session_key, sign_in, sign_out, signed_in
 
 STATIC = Path(__file__).parent / "static"
@@ -41,13 +44,24 @@ def is_page(request: Request) -> bool:
     return "pages" in (getattr(request.scope.get("route"), "tags", None) or ())
 
 
-async def page_error(request: Request, exc: Exception) -> Response:
-    """An error on a page answers as a page (status as the API's); elsewhere as a problem document."""
-    assert isinstance(exc, HubError)
-    if not is_page(request):
-        return await hub_error_handler(request, exc)
-    return page(request, "error.html", status=exc.status, error=str(exc), status_code=exc.status,
-                sign_in=isinstance(exc, AuthError))
+def page_errors(app: FastAPI) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """The app's error handler with the pages': an error on a page answers as a page (status as the API's), in
+    the reader's language with the catalogue's words for its type (:mod:`hub.pages.problems`); any other
+    request is answered by the handler the app already had (a problem document, or on ``/fhir`` an
+    OperationOutcome)."""
+    before = app.exception_handlers.get(HubError, hub_error_handler)
+
+    async def page_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HubError)
+        if not is_page(request):
+            answer = before(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
+        message, fields = explain(exc)
+        return page(request, "error.html", status=exc.status, status_code=exc.status,
+                    message=gettext(request, message), fields=[gettext(request, f) for f in fields],
+                    sign_in=isinstance(exc, AuthError))
+
+    return page_error
 
 
 def start_pages(services: Services) -> APIRouter:
@@ -71,7 +85,7 @@ def start_pages(services: Services) -> APIRouter:
     async def use_link(request: Request, token: str, csrf: Annotated[str | None, Form()] = None) -> Response:
         check_csrf(request, csrf)
         if settings.oidc_issuer:  # one source of identity in production, as for the API's tokens
-            raise AuthError("sign in with your organisation's account")
+            raise SignInElsewhere("sign in with your organisation's account")
         principal = await asyncio.to_thread(signin.redeem, store, token)
         sign_in(request, principal, settings.session_hours)
         return RedirectResponse(HOME.get(principal.role, "/"), status_code=303)
@@ -92,7 +106,7 @@ def create_site(services: Services, *, relay_interval: float = RELAY_EVERY, poll
     app.add_middleware(SessionMiddleware, secret_key=session_key(services.settings), session_cookie=COOKIE,
                        max_age=int(services.settings.session_hours * 3600), same_site="lax",
                        https_only=services.settings.session_secure_cookie)
-    app.add_exception_handler(HubError, page_error)
+    app.add_exception_handler(HubError, page_errors(app))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(oidc_pages(services.settings, HOME))  # before /sign-in/{token}
     app.include_router(start_pages(services))

@@ -2,7 +2,8 @@
 broker, workers and database: the coordinator sees the withheld report before the appointment with the step
 that unblocks it, the parent gives consent on their page with the keyboard alone, the coordinator's page
 updates live, the paediatric service acknowledges in its inbox, IG verifies the chain, a young person reads
-their page in Welsh, the parent writes and shares the child's summary, a commissioner reads the KPI charts;
+their page in Welsh and is refused a coordinator's page in Welsh, the agency opens the team around a child,
+the parent writes and shares the child's summary, a commissioner reads the KPI charts;
 axe-core finds no WCAG 2.2 A/AA violation on any page visited.
 
 Skipped, with the reason, where no Chromium is installed (`apt-get install chromium`; .ci/run does). With
@@ -175,6 +176,10 @@ def test_each_person_s_journey_through_the_pages(demo: dict[str, Any]) -> None:
         agency.get_by_role("button", name=re.compile("Acknowledge")).first.click()
         agency.wait_for_url(re.compile(r"/inbox\?acknowledged=1"))
         assert agency.get_by_role("button", name=re.compile("Acknowledge")).count() == before - 1
+        agency.get_by_role("link", name=re.compile("The team around child")).first.click()
+        agency.wait_for_url(re.compile(r"/inbox/children/[^/]+/team$"))
+        assert "The team around child" in agency.inner_text("h1")
+        accessible(agency, "the team around a child the agency serves")
 
         ig = sign_in(browser, ig_link)
         ig.get_by_role("button", name="Verify the audit chain now").click()
@@ -194,5 +199,10 @@ def test_each_person_s_journey_through_the_pages(demo: dict[str, Any]) -> None:
         assert young.locator("html").get_attribute("lang") == "cy"
         assert "Gwybodaeth eich teulu" in young.inner_text("h1")
         accessible(young, "the young person's page in Welsh")
+        refused = young.goto(demo["base"] + "/caseload")  # a coordinator's page: refused, in Welsh
+        assert refused is not None and refused.status == 403
+        assert "Ni allwch wneud hyn" in young.inner_text("h1") and young.locator("html").get_attribute("lang") == "cy"
+        accessible(young, "a refusal in Welsh")
+        ERRORS[:] = [e for e in ERRORS if not (e.startswith(young.url) and "403" in e)]  # the refusal itself
         browser.close()
     assert ERRORS == []

@@ -61,7 +61,7 @@ async def test_the_caseload_puts_the_withheld_report_first_and_a_parent_consents
         refused = await parent.post(url, data={"decision": "permit", "sectors": "health"})
         assert refused.status_code == 403  # no form token: nothing recorded
         bad = await parent.post(url, data={"csrf": csrf_of(own.text), "decision": "permit"})
-        assert bad.status_code == 422 and "choose at least one kind of service" in bad.text
+        assert bad.status_code == 422 and "Choose at least one kind of service" in bad.text
         assert site_services.store.log_count() == position
         r = await parent.post(url, data={"csrf": csrf_of(own.text), "decision": "permit", "sectors": "health",
                                          "purposes": "direct_care"})

@@ -1,6 +1,7 @@
 """The KPI page: a commissioner sees each KPI as a server-drawn chart with a table of the same figures beside
 it (values written, not told by colour), over the period they choose; coordinators, families, agencies and
-nobody signed in are refused, and a bad period is refused naming the field."""
+nobody signed in are refused, and a bad period is refused naming the field; statutory clocks are named by their
+title and nation."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from hub.demo.journey import report_not_sent_journey
 from hub.family.enrolment import Enrolment
 from hub.governance.auth import Principal
 from hub.ingest.services import Services
+from hub.pages.render import translations
 from tests.pages.conftest import browser, project_logged, sign_in
+from tests.pages.test_pages_clocks import DECISION
+from tests.pages.test_pages_clocks import family as clock_family
 
 pytestmark = pytest.mark.broker
 COMMISSIONER = Principal("commissioner-1", "commissioner")
@@ -41,9 +45,9 @@ async def test_a_commissioner_reads_the_kpis_as_charts_with_tables(site_services
         narrowed = await client.get(f"/kpis?start={start}&by=agency")
         assert narrowed.status_code == 200 and f'value="{start}"' in narrowed.text
         bad = await client.get("/kpis?start=yesterday")
-        assert bad.status_code == 422 and "give a date as YYYY-MM-DD" in bad.text
+        assert bad.status_code == 422 and "Give the start as a date, YYYY-MM-DD" in bad.text
         backwards = await client.get("/kpis?start=2026-05-01&end=2026-04-01")
-        assert backwards.status_code == 422 and "the end must be after the start" in backwards.text
+        assert backwards.status_code == 422 and "after the start" in backwards.text
         welsh = await client.get("/kpis?lang=cy")
         assert welsh.status_code == 200 and "Appointments not attended (DNA)" not in welsh.text
 
@@ -56,3 +60,20 @@ async def test_a_commissioner_reads_the_kpis_as_charts_with_tables(site_services
             assert r.status_code == 403 and "hub-chart" not in r.text, who.role
     async with browser(svc) as nobody:
         assert (await nobody.get("/kpis")).status_code == 401
+
+
+async def test_statutory_clock_rows_are_named_by_title_and_nation_in_the_readers_language(
+        site_services: Services) -> None:
+    svc = site_services
+    await clock_family(svc, 61, 35)  # an EHC assessment decision due in 7 days (England)
+    await asyncio.to_thread(project_logged, svc, 0, datetime.now(UTC))
+    end = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    async with browser(svc) as client:
+        await sign_in(client, svc, COMMISSIONER)
+        english = (await client.get(f"/kpis?end={end}&lang=en")).text
+        deadlines = english[english.index("Statutory deadlines met"):]
+        assert f"{DECISION} (England)" in deadlines and "ehc_assessment_decision" not in english
+        welsh = (await client.get(f"/kpis?end={end}&lang=cy")).text.replace("&#39;", "'")
+        cy = translations("cy")
+        assert f"{cy.gettext(DECISION)} ({cy.gettext('England')})" in welsh
+        assert "(Lloegr)" in welsh and DECISION not in welsh and "ehc_assessment_decision" not in welsh

@@ -123,8 +123,8 @@ async def test_those_who_may_not_write_are_refused_and_nothing_is_lost(site_serv
         unchosen = await parent.post(f"/family/children/{child}/summary",
                                           data={"csrf": csrf_of(own.text), "needs": "changed"})
         no_token = await parent.post(f"/family/children/{child}/summary", data={"shared": "no", "needs": "changed"})
-    assert too_long.status_code == 422 and "at most 2000 characters" in too_long.text and "xxxx" not in too_long.text
-    assert unchosen.status_code == 422 and "choose whether to share the summary" in unchosen.text
+    assert too_long.status_code == 422 and "in at most 2000 characters" in too_long.text and "xxxx" not in too_long.text
+    assert unchosen.status_code == 422 and "Choose whether to share the summary" in unchosen.text
     assert no_token.status_code == 403
     assert stored(svc, child) == before  # nothing lost, nothing changed
 
