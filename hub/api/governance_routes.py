@@ -5,10 +5,12 @@
 ``reason``. It answers 201 with what was erased, or 200 when the person was already erased (nothing
 changed). The erasure itself is :class:`hub.erasure.Erasure`; the caller is the audit record's actor.
 
-``GET /v1/agencies/{agency_id}/returns/sen2?year=YYYY`` (IG officer or admin) answers the local
+``GET /v1/agencies/{agency_id}/returns/sen2?year=YYYY&lea=NNN`` (IG officer or admin) answers the local
 authority's SEN2 return for that collection year as the DfE's XML (:mod:`hub.governance.sen2_return`),
 checked against the field definitions first: a return that would not meet them is a 422 problem
-naming the items, never a file. Each call is audited as an ``export``.
+naming the items, never a file. ``lea`` is the authority's 3-digit DfE number; anything else, and an
+authority outside England (SEN2 is an England return), is a 422 naming it. A call is audited as an
+``export`` only when the file is answered.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from hub.api.returns_routes import return_file
+from hub.api.returns_routes import LEA_HELP, audit_export, return_file
 from hub.core.errors import Problem, ValidationError
 from hub.core.events import SubjectRef
+from hub.governance.audit import AuditLog
 from hub.governance.erasure import Erasure, ErasureResult, MemberRef
 from hub.governance.sen2 import SPECIFICATION, check
 from hub.governance.sen2_return import build_return
@@ -64,9 +67,13 @@ def _out(r: ErasureResult) -> ErasureOut:
                       removed=r.removed, audit_seq=r.audit_seq)
 
 
+SEN2_ROUTE = "/v1/agencies/{agency_id}/returns/sen2"
+
+
 def governance_router(services: Services) -> APIRouter:
     router = APIRouter(tags=["information governance"])
     erasure = Erasure(services.store, services.vault, services.pseudonymise)
+    audit = AuditLog(services.store)
 
     @router.post("/v1/erasures", status_code=201, response_model=ErasureOut,
                  responses={200: {"description": "Already erased: nothing changed", "model": ErasureOut},
@@ -90,13 +97,16 @@ def governance_router(services: Services) -> APIRouter:
             response.status_code = 200
         return _out(result)
 
-    @router.get("/v1/agencies/{agency_id}/returns/sen2", response_class=Response,
+    @router.get(SEN2_ROUTE, response_class=Response,
                 responses={200: {"content": {"application/xml": {"schema": {"type": "string", "format": "binary"}}},
                                  "description": "The SEN2 return"},
                            422: {"description": "The return would not meet the DfE field definitions"}})
-    async def sen2_return(agency_id: str, year: int = Query(ge=2020, le=2100)) -> Response:
+    async def sen2_return(request: Request, agency_id: str, year: int = Query(ge=2020, le=2100),
+                          lea: str | None = Query(None, description=LEA_HELP)) -> Response:
         """The local authority's SEN2 return for a collection year, in the DfE's XML layout."""
-        xml, _ = await asyncio.to_thread(build_return, services.store, agency_id, year)
-        return return_file(xml, check(xml).problems, SPECIFICATION, f"sen2-{year}", agency_id)
+        xml, count = await asyncio.to_thread(build_return, services.store, agency_id, year, lea=lea)
+        answer = return_file(xml, check(xml).problems, SPECIFICATION, f"sen2-{year}", agency_id)
+        await audit_export(audit, request, SEN2_ROUTE, {"return": "SEN2", "year": year, "lea": lea, "persons": count})
+        return answer
 
     return router

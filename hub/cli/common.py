@@ -7,6 +7,7 @@ exit code its class declares (``exit_code``).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -40,6 +41,10 @@ def fail_with(exc: HubError, *, first_line: bool = True) -> NoReturn:
     fail(message.splitlines()[0] if first_line and message else message, exc.exit_code)
 
 
+#: the tracing service name of a command whose process is better known by another
+_SERVICE = {"up": "api"}
+
+
 def load_settings(**overrides: object) -> Settings:
     """HUB_* settings with the given non-None overrides, logging configured; a bad setting ends the command."""
     try:
@@ -47,10 +52,21 @@ def load_settings(**overrides: object) -> Settings:
     except Exception as exc:
         fail(f"invalid settings: {exc}".replace("\n", " "))
     configure_logging(settings.log_level, settings.log_format)
-    context = click.get_current_context(silent=True)
-    command = context.command_path.split(" ", 1)[-1].replace(" ", "-") if context is not None else "cli"
-    configure_from_settings(settings, f"familyhub-{command}")
+    configure_from_settings(settings, service_name())
     return settings
+
+
+def service_name() -> str:
+    """This process's tracing ``service.name``: ``familyhub-`` and its command (``familyhub-worker``,
+    ``familyhub-returns-sen2``), from the running command's context or else its arguments."""
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        command = context.command_path.split(" ", 1)[-1].replace(" ", "-")
+    else:  # typer may run its commands outside the click context this module sees
+        words = [w for w in sys.argv[1:] if not w.startswith("-")]
+        command = "-".join(words[:2] if words[:1] in (["returns"], ["audit"], ["consent"]) else words[:1]) or "cli"
+    # `hub up` serves the API (its workers are processes of their own, named familyhub-worker)
+    return f"familyhub-{_SERVICE.get(command, command)}"
 
 
 def open_store(settings: Settings) -> Store:

@@ -305,7 +305,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/v1/audit/export"): rule(IG),
     # erasure of one person: an IG decision (admins configure, they do not decide on personal data)
     ("POST", "/v1/erasures"): rule(IG),
-    ("GET", "/v1/agencies/{agency_id}/returns/sen2"): rule(IG, "admin", audit="export"),  # DfE statutory return
+    ("GET", "/v1/agencies/{agency_id}/returns/sen2"): rule(IG, "admin"),  # DfE statutory return, audited by its route
     # the CIN census: IG, or the authority's own social-care system; the route checks the sector and audits
     # the export itself, once it is allowed (hub/api/returns_routes.py)
     ("GET", "/v1/agencies/{agency_id}/returns/cin"): rule(IG, "agency", relation="agency"),

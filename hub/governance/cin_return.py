@@ -19,7 +19,7 @@ authority's social-care services:
 * A ``PlanPublished`` of kind ``child_in_need_plan`` adds ``CINPlanDates``.
 
 An episode is in the return when it was open at any time in the collection period (1 April to 31 March
-ending in the collection year). The hub holds no LA child ids, UPNs, sex or ethnicity: each ``Child`` has
+ending in the collection year). The hub holds no LA child ids, UPNs, gender or ethnicity: each ``Child`` has
 the child's birth date when enrolment records it and a comment with the hub's child id.
 """
 
@@ -39,6 +39,7 @@ from hub.db.schema import identity_links, timeline_entries
 from hub.db.sealed import sealer
 from hub.db.store import Store
 from hub.governance.cin import COLLECTION
+from hub.governance.dfe_la import england_lea
 from hub.governance.sen2_return import birth_dates
 
 T = timeline_entries.c
@@ -168,9 +169,9 @@ def _episode_element(parent: etree._Element, e: _Episode) -> None:
     _sub(el, "PrimaryNeedCode", e.need)
     _sub(el, "CINclosureDate", e.closure)
     _sub(el, "ReasonForClosure", e.reason)
-    _sub(el, "ReferralNFA", "true" if e.nfa else "false")
     for started in e.cin_plans:
         _sub(etree.SubElement(el, "CINPlanDates"), "CINPlanStartDate", started)
+    _sub(el, "ReferralNFA", "true" if e.nfa else "false")  # after the episode's Section47 groups, as the schema orders
     for plan in e.plans:
         cpp = etree.SubElement(el, "ChildProtectionPlans")
         _sub(cpp, "CPPstartDate", plan.start)
@@ -187,9 +188,12 @@ def _release() -> str:
         return "unknown"
 
 
-def build_return(store: Store, la_code: str, year: int, *, now: datetime | None = None,
+def build_return(store: Store, la_code: str, year: int, *, lea: str | None, now: datetime | None = None,
                  serial: int = 1) -> tuple[bytes, int]:
-    """The CIN census return of ``la_code`` for collection ``year`` as XML bytes, and how many children it has."""
+    """The CIN census return for collection ``year`` of the authority whose events carry agency id
+    ``la_code`` and whose DfE local-authority number is ``lea`` (refused unless an English authority's:
+    the CIN census is an England return), as XML bytes, and how many children it has."""
+    lea = england_lea(lea, la_code, "The CIN census")
     by_child = episodes(_rows(store, la_code), year)
     births = birth_dates(store, list(by_child))
     root = etree.Element("Message")
@@ -199,14 +203,14 @@ def build_return(store: Store, la_code: str, year: int, *, now: datetime | None 
     _sub(details, "Year", year)
     _sub(details, "ReferenceDate", period(year)[1])
     source = etree.SubElement(header, "Source")
-    for tag, value in (("SourceLevel", "L"), ("LEA", la_code), ("SoftwareCode", "family-hub"),
-                       ("Release", _release()), ("SerialNo", serial),
+    for tag, value in (("SourceLevel", "L"), ("LEA", lea), ("SoftwareCode", "family-hub"),
+                       ("Release", _release()), ("SerialNo", f"{serial:03d}"),
                        ("DateTime", (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S"))):
         _sub(source, tag, value)
     children = etree.SubElement(root, "Children")
     for child in sorted(by_child):
         el = etree.SubElement(children, "Child")
-        el.append(etree.Comment(f" hub child {child}: the authority completes LAchildID, UPN, sex, ethnicity "))
+        el.append(etree.Comment(f" hub child {child}: the authority completes LAchildID, UPN, gender, ethnicity "))
         identifiers = etree.SubElement(el, "ChildIdentifiers")
         _sub(identifiers, "PersonBirthDate", births.get(child))
         etree.SubElement(el, "ChildCharacteristics")

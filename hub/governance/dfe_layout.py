@@ -2,11 +2,12 @@
 
 A return is a tree of :class:`Group` elements holding :class:`Item` elements, in the order the
 specification gives; :func:`check_layout` walks a file and reports, one line per problem naming the
-XML path, items that are missing, out of order, repeated, not in the specification, not a date or
-a whole number, too long or outside their code set. Items the local authority's own system
-completes (``by_la``: names, identifiers, sex, ethnicity the hub never holds) are reported as
-``to_complete``, not as problems. The SEN2 (:mod:`hub.governance.sen2`) and CIN census
-(:mod:`hub.governance.cin`) definitions are written with it.
+XML path and the rule broken, items that are missing (mandatory), out of order, repeated more often
+than allowed, not in the specification, not a date, a date-time or a whole number, not of the
+pattern the specification gives, too long or outside their code set (named, with its codes). Items
+the local authority's own system completes (``by_la``: names, identifiers, sex, ethnicity and the
+placement facts the hub never holds) are reported as ``to_complete``, not as problems. The SEN2
+(:mod:`hub.governance.sen2`) and CIN census (:mod:`hub.governance.cin`) definitions are written with it.
 """
 
 from __future__ import annotations
@@ -24,28 +25,41 @@ class Item:
 
     name: str
     required: bool = False
-    kind: str = "text"  # text | date | code | int | bool
+    kind: str = "text"  # text | date | datetime | code | int | bool
     codes: dict[str, str] | None = None
     max_len: int | None = None
-    by_la: bool = False  # person identity the local authority completes; never held by the hub
+    by_la: bool = False  # what the local authority completes (person identity, ...); never held by the hub
+    pattern: str | None = None  # a regular expression the whole value must match (the specification's)
+    code_set: str = ""  # the code set's name, for problems (default: the item's name)
 
 
 @dataclass(frozen=True)
 class Group:
     name: str
     items: tuple[Item, ...] = ()
-    children: tuple[tuple[Group, bool], ...] = ()  # (group, repeats)
+    children: tuple[tuple[Group, bool | int], ...] = ()  # (group, repeats: True unbounded, False once, n at most n)
     required: bool = False
     order: tuple[str, ...] = field(default=())
+    by_la: bool = False  # when missing, the local authority completes it (reported as to_complete)
 
 
-def group(name: str, items: tuple[Item, ...], children: tuple[tuple[Group, bool], ...] = (),
-           required: bool = False) -> Group:
-    order = tuple(i.name for i in items) + tuple(g.name for g, _ in children)
-    return Group(name, items, children, required, order)
+def group(name: str, items: tuple[Item, ...], children: tuple[tuple[Group, bool | int], ...] = (),
+          required: bool = False, *, by_la: bool = False, order: tuple[str, ...] | None = None) -> Group:
+    """A group whose items come first, then its child groups, unless ``order`` names them all in the
+    specification's order (items and groups mixed)."""
+    default = tuple(i.name for i in items) + tuple(g.name for g, _ in children)
+    return Group(name, items, children, required, order or default, by_la)
+
+
+def _most(repeats: bool | int) -> int | None:
+    """How many times a child group may appear: None for unbounded."""
+    if repeats is True:
+        return None
+    return 1 if repeats is False else int(repeats)
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
 
 
 @dataclass
@@ -62,12 +76,16 @@ def _value_problem(item: Item, text: str) -> str | None:
             date.fromisoformat(text)
         except ValueError:
             return f"{text!r} is not a calendar date"
+    elif item.kind == "datetime" and not _DATETIME.match(text):
+        return f"{text!r} is not a date-time as yyyy-mm-ddThh:mm:ss"
     elif item.kind == "bool" and text not in ("true", "false", "1", "0"):
         return f"{text!r} is not a boolean (true, false, 1 or 0)"
     elif item.kind == "int" and not text.isdigit():
         return f"{text!r} is not a whole number"
     elif item.kind == "code" and item.codes is not None and text not in item.codes:
-        return f"{text!r} is not in the code set ({', '.join(item.codes)})"
+        return f"{text!r} is not in the code set {item.code_set or item.name} ({', '.join(item.codes)})"
+    if item.pattern is not None and not re.fullmatch(item.pattern, text):
+        return f"{text!r} does not match the pattern {item.pattern}"
     if item.max_len is not None and len(text) > item.max_len:
         return f"is longer than {item.max_len} characters"
     return None
@@ -93,8 +111,9 @@ def _check_group(el: etree._Element, group: Group, path: str, report: Report, sp
         elif name in kids:
             positions.append(group.order.index(name))
             sub, repeats = kids[name]
-            if seen[name] > 1 and not repeats:
-                report.problems.append(f"{where}: appears more than once")
+            most = _most(repeats)
+            if most is not None and seen[name] == most + 1:
+                report.problems.append(f"{where}: appears more than {'once' if most == 1 else f'{most} times'}")
             _check_group(child, sub, where, report, spec)
         else:
             report.problems.append(f"{where}: not an item of {group.name} in {spec}")
@@ -105,12 +124,13 @@ def _check_group(el: etree._Element, group: Group, path: str, report: Report, sp
             if item.by_la:
                 report.to_complete.add(item.name)
             else:
-                report.problems.append(f"{path}/{item.name}: required")
+                report.problems.append(f"{path}/{item.name}: required (a mandatory item of {group.name})")
     for sub, _ in group.children:
         if sub.required and sub.name not in seen:
-            report.problems.append(f"{path}/{sub.name}: required")
-
-
+            if sub.by_la:
+                report.to_complete.add(sub.name)
+            else:
+                report.problems.append(f"{path}/{sub.name}: required (a mandatory group of {group.name})")
 
 
 def check_layout(xml: bytes, message: Group, spec: str) -> tuple[Report, etree._Element | None]:
@@ -129,17 +149,21 @@ def check_layout(xml: bytes, message: Group, spec: str) -> tuple[Report, etree._
     return report, root
 
 
-def header(collection: str, label: str) -> Group:
-    """The ``Header`` every DfE XML return opens with: the collection's details and the return's source."""
+def header(collection: str, label: str, *, source_extra: tuple[Item, ...] = (),
+           serial_pattern: str | None = None) -> Group:
+    """The ``Header`` every DfE XML return opens with: the collection's details and the return's source.
+
+    ``LEA`` is the authority's 3-digit DfE local-authority number (the pattern of the DfE schemas);
+    ``source_extra`` are a collection's own ``Source`` items after ``DateTime`` (SEN2's DMO and DCO).
+    """
     details = group("CollectionDetails", (
         Item("Collection", required=True, kind="code", codes={collection: label}),
-        Item("Year", required=True, kind="int"), Item("ReferenceDate", required=True, kind="date"),
+        Item("Year", required=True, kind="int", pattern=r"\d{4}"), Item("ReferenceDate", required=True, kind="date"),
     ), required=True)
     source = group("Source", (
         Item("SourceLevel", required=True, kind="code", codes={"L": "Local authority"}),
-        Item("LEA", required=True, max_len=9), Item("SoftwareCode", required=True, max_len=50),
-        Item("Release", required=True, max_len=20), Item("SerialNo", required=True, kind="int"),
-        Item("DateTime", required=True),
+        Item("LEA", required=True, pattern=r"\d{3}"), Item("SoftwareCode", required=True, max_len=50),
+        Item("Release", required=True, max_len=20), Item("SerialNo", required=True, kind="int", pattern=serial_pattern),
+        Item("DateTime", required=True, kind="datetime"), *source_extra,
     ), required=True)
     return group("Header", (), ((details, False), (source, False)), required=True)
-

@@ -3,13 +3,17 @@
 The EHC events a local authority sends (``EhcAssessmentRequested``, ``EhcAssessmentDecided``,
 ``EhcPlanIssued``, under its agency id) are already projected per child; this module gathers them for
 the authority's children and writes the return in the DfE's XML layout (:mod:`hub.governance.sen2`):
-one ``Person`` per child, one ``Request`` per request received on or before the census date, its
-outcome, the assessment's outcome and the 20-week flag, and the named plan with its start, type of
-need, setting and, when it ceased, the cease date and reason. A decision is joined to its request by
-``request_id`` (the request's source id); a plan naming no known request gets a request of its own
-from the plan's ``request_received_date``. Codes the authority sent are written as sent; when it
-sent none, the request outcome follows the decision (assess: A, not assess: B), a plan implies
-assessment outcome A, and the 20-week flag follows ``weeks_from_request`` (at most 20: Y).
+one ``Person`` per child, one ``Requests`` element per request received on or before the census date
+with its outcome; for a request that led to a plan, its ``Assessment`` (outcome, the DfE's Week20 flag
+when the authority sent it) and ``NamedPlan`` (start, setting, and when it ceased the cease date and
+reason), and, while the plan is maintained on the census date, ``ActivePlans`` with its setting and
+type of need. A decision is joined to its request by ``request_id`` (the request's source id); a plan
+naming no known request gets a request of its own from the plan's ``request_received_date``. Codes
+the authority sent are written as sent (codes from mappings before ``mis-generic@3`` are read as the
+DfE's, see :func:`_as_dfe`); when it sent none, the request outcome follows the decision (assess: Y,
+not assess: N; no decision yet: A), and a plan implies assessment outcome Y. ``Week20`` is written only
+as the authority sent it: it says whether the 20-week time limit's exceptions apply, which the hub's
+own clock (``weeks_from_request``) cannot tell.
 
 The hub holds no names, UPNs, sex or postcodes: each ``Person`` has the child's birth date when
 enrolment records it and a comment with the hub's child id, for the authority's system to complete.
@@ -29,6 +33,7 @@ from lxml import etree
 from hub.db.schema import household_members, identity_links, timeline_entries
 from hub.db.sealed import sealer
 from hub.db.store import Store
+from hub.governance.dfe_la import england_lea
 from hub.governance.sen2 import COLLECTION
 
 T = timeline_entries.c
@@ -109,37 +114,73 @@ def _sub(parent: etree._Element, tag: str, value: Any) -> None:
         etree.SubElement(parent, tag).text = value.isoformat() if isinstance(value, date) else str(value)
 
 
-def _request_element(parent: etree._Element, req: _Request) -> None:
-    el = etree.SubElement(parent, "Request")
+def _as_dfe(record: dict[str, Any], field_name: str) -> Any:
+    """A SEN2 code as the DfE defines it. Mappings before ``mis-generic@3`` wrote their own request and
+    assessment outcome codes (A: assess or issue, B: not) and ``EOTAS`` for OLA; they are read as DfE codes here."""
+    value = record.get(field_name)
+    mapping = str((record.get("meta") or {}).get("mapping") or "")
+    if value is None or mapping not in _BEFORE_DFE_CODES:
+        return value
+    if field_name in ("request_outcome", "assessment_outcome"):
+        return {"A": "Y", "B": "N"}.get(value, value)
+    return "OLA" if field_name == "sen_setting" and value == "EOTAS" else value
+
+
+_BEFORE_DFE_CODES = frozenset({"mis-generic@1", "mis-generic@2"})
+
+
+def _request_outcome(req: _Request) -> tuple[str, date | None]:
+    """RequestOutcome and its date: as the authority sent it, else from its decision (assess: Y, not: N),
+    Y when a plan was issued, and A (decision yet to be made) when the hub holds no decision."""
+    d = req.decision
+    if d is not None:
+        sent = _as_dfe(d, "request_outcome") or {"assess": "Y", "not_assess": "N"}.get(d.get("decision", ""))
+        if sent:
+            return sent, _day(d.get("decision_date"))
+    return ("Y", None) if req.plans else ("A", None)
+
+
+def _placement(parent: etree._Element, tag: str, setting: str | None) -> None:
+    """A PlanDetail or PlacementDetail: the setting the authority sent, first in rank; the indicators,
+    entry date and URN are the authority's to complete."""
+    if setting:
+        el = etree.SubElement(parent, tag)
+        _sub(el, "SENSetting", setting)
+        _sub(el, "PlacementRank", 1)
+
+
+def _request_element(parent: etree._Element, req: _Request, census: date) -> None:
+    el = etree.SubElement(parent, "Requests")
     _sub(el, "ReceivedDate", req.received)
     _sub(el, "RequestSource", req.source)
-    d = req.decision
-    outcome = (d.get("request_outcome") or {"assess": "A", "not_assess": "B"}.get(d.get("decision", ""))) if d else None
-    if outcome is None and req.plans:
-        outcome = "A"  # a plan was issued, so the authority decided to assess
-    if outcome is not None:
-        _sub(el, "RequestOutcomeDate", _day(d.get("decision_date")) if d else req.received)
-        _sub(el, "RequestOutcome", outcome)
+    outcome, outcome_date = _request_outcome(req)
+    _sub(el, "RequestOutcomeDate", outcome_date)
+    _sub(el, "RequestOutcome", outcome)
     if not req.plans:
         return
     plan = {k: v for p in req.plans for k, v in p.items() if v is not None}  # later steps add to earlier
     start = _day(plan.get("plan_start_date"))
+    setting = _as_dfe(plan, "sen_setting")
     assessment = etree.SubElement(el, "Assessment")
-    _sub(assessment, "AssessmentOutcome", plan.get("assessment_outcome") or "A")
+    _sub(assessment, "AssessmentOutcome", _as_dfe(plan, "assessment_outcome") or "Y")
     _sub(assessment, "AssessmentOutcomeDate", start)
-    within = plan.get("issued_within_20_weeks")
-    if within is None and plan.get("weeks_from_request") is not None:
-        within = int(plan["weeks_from_request"]) <= 20
-    _sub(assessment, "Week20", None if within is None else ("Y" if within else "N"))
+    exceptions = plan.get("week20_exceptions_apply")  # the DfE's Week20: exceptions to the time limit apply
+    _sub(assessment, "Week20", None if exceptions is None else ("1" if exceptions else "0"))
     named = etree.SubElement(assessment, "NamedPlan")
     _sub(named, "StartDate", start)
-    _sub(named, "SENtype", plan.get("sen_type"))
+    _placement(named, "PlanDetail", setting)
     ceased = [p for p in req.plans if p.get("plan_status") == "ceased"]
+    cease_date = _day(ceased[-1]["meta"]["occurred_at"]) if ceased else None
     if ceased:
-        _sub(named, "CeaseDate", _day(ceased[-1]["meta"]["occurred_at"]))
+        _sub(named, "CeaseDate", cease_date)
         _sub(named, "CeaseReason", ceased[-1].get("cease_reason") or "9")
-    if plan.get("sen_setting"):
-        _sub(etree.SubElement(named, "Placement"), "SENsetting", plan["sen_setting"])
+    if cease_date is None or cease_date > census:  # the plan is maintained on the census date
+        active = etree.SubElement(el, "ActivePlans")
+        _placement(active, "PlacementDetail", setting)
+        if plan.get("sen_type"):
+            need = etree.SubElement(active, "SENneed")
+            _sub(need, "SENtype", plan["sen_type"])
+            _sub(need, "SENtypeRank", 1)
 
 
 def birth_dates(store: Store, child_ids: list[str]) -> dict[str, date]:
@@ -152,9 +193,12 @@ def birth_dates(store: Store, child_ids: list[str]) -> dict[str, date]:
     return {k: v for k, v in born.items() if v is not None}
 
 
-def build_return(store: Store, la_code: str, year: int, *, now: datetime | None = None,
+def build_return(store: Store, la_code: str, year: int, *, lea: str | None, now: datetime | None = None,
                  serial: int = 1) -> tuple[bytes, int]:
-    """The SEN2 return of ``la_code`` for collection ``year`` as XML bytes, and how many persons it has."""
+    """The SEN2 return for collection ``year`` of the authority whose events carry agency id ``la_code``
+    and whose DfE local-authority number is ``lea`` (refused unless an English authority's: SEN2 is
+    an England return), as XML bytes, and how many persons it has."""
+    lea = england_lea(lea, la_code, COLLECTION)
     census = census_date(year)
     requests = _requests(_rows(store, la_code), census)
     births = birth_dates(store, list(requests))
@@ -165,8 +209,8 @@ def build_return(store: Store, la_code: str, year: int, *, now: datetime | None 
     _sub(details, "Year", year)
     _sub(details, "ReferenceDate", census)
     source = etree.SubElement(header, "Source")
-    for tag, value in (("SourceLevel", "L"), ("LEA", la_code), ("SoftwareCode", "family-hub"),
-                       ("Release", _release()), ("SerialNo", serial),
+    for tag, value in (("SourceLevel", "L"), ("LEA", lea), ("SoftwareCode", "family-hub"),
+                       ("Release", _release()), ("SerialNo", f"{serial:03d}"),
                        ("DateTime", (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S"))):
         _sub(source, tag, value)
     persons = etree.SubElement(root, "Persons")
@@ -174,7 +218,6 @@ def build_return(store: Store, la_code: str, year: int, *, now: datetime | None 
         person = etree.SubElement(persons, "Person")
         person.append(etree.Comment(f" hub child {child}: the authority completes names, UPN, sex, ethnicity "))
         _sub(person, "PersonBirthDate", births.get(child))
-        reqs = etree.SubElement(person, "Requests")
         for req in requests[child]:
-            _request_element(reqs, req)
+            _request_element(person, req, census)
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True), len(requests)

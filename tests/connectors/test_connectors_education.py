@@ -90,9 +90,9 @@ def sen2_row(event_type: str, event_id: str, **items: object) -> dict:
 def test_sen2_item_names_and_codes_reach_the_records():
     rows = [
         sen2_row("ehc_request", "R1", ReceivedDate="2024-09-02", RequestSource="2"),
-        sen2_row("ehc_decision", "D1", request_id="R1", RequestOutcome="A", RequestOutcomeDate="2024-10-14"),
+        sen2_row("ehc_decision", "D1", request_id="R1", RequestOutcome="Y", RequestOutcomeDate="2024-10-14"),
         sen2_row("ehc_plan_issued", "P1", plan_id="EHC-1", request_id="R1", ReceivedDate="2024-09-02",
-                 StartDate="2025-01-20", AssessmentOutcome="A", Week20="Y", SENtype="ASD", SENsetting="EOTAS"),
+                 StartDate="2025-01-20", AssessmentOutcome="Y", Week20="1", SENtype="DS", SENsetting="EOTAS"),
         sen2_row("ehc_plan_ceased", "P1-C", plan_id="EHC-1", request_id="R1", StartDate="2025-01-20",
                  CeaseReason="5"),
     ]
@@ -100,14 +100,29 @@ def test_sen2_item_names_and_codes_reach_the_records():
     assert result.problems == []
     request, decision, plan, ceased = result.events
     assert request.body["request_source"] == "2"
-    assert (decision.body["decision"], decision.body["request_outcome"]) == ("assess", "A")
+    assert (decision.body["decision"], decision.body["request_outcome"]) == ("assess", "Y")
     assert str(decision.body["decision_date"]) == "2024-10-14"
-    assert (plan.body["sen_type"], plan.body["sen_setting"], plan.body["issued_within_20_weeks"]) == \
-        ("ASD", "EOTAS", True)
+    # SEN2 2025 guide v1.4 codes: DS (Down syndrome); EOTAS is the DfE's OLA (section 61 arrangements)
+    assert (plan.body["sen_type"], plan.body["sen_setting"]) == ("DS", "OLA")
+    # Week20 is the DfE's "20-week time limit exceptions apply", not "issued within 20 weeks"
+    assert (plan.body["week20_exceptions_apply"], plan.body["issued_within_20_weeks"]) == (True, None)
+    assert plan.mapping == "mis-generic@3"
     assert plan.body["weeks_from_request"] == 20  # 2 September to 20 January
     assert ceased.body["cease_reason"] == "5"
     for e in result.events:
         avro_validate(e)
+
+
+def test_a_request_outcome_of_a_yet_to_be_made_decision_is_not_an_assessment():
+    rows = [sen2_row("ehc_decision", f"D-{code}", request_id="R1", RequestOutcome=code, RequestOutcomeDate="2024-10-14")
+            for code in ("Y", "N", "A", "W", "H")]
+    result = education.parse_payload(json.dumps(rows), "application/json")
+    assert result.problems == []
+    assert [(e.body["request_outcome"], e.body["decision"]) for e in result.events] == [
+        ("Y", "assess"), ("N", "not_assess"), ("A", "other"), ("W", "other"), ("H", "other")]
+    refused = education.parse_payload(json.dumps([sen2_row("ehc_decision", "D-B", request_id="R1",
+                                                           RequestOutcome="B")]), "application/json")
+    assert refused.events == [] and refused.problems  # B is no DfE RequestOutcome code
 
 
 def test_records_without_the_sen2_items_still_map_as_before(fixture_bytes):

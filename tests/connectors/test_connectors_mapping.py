@@ -14,7 +14,7 @@ from hub.core.errors import ConfigError
 
 def test_shipped_mappings_load_and_are_checked():
     refs = {m.ref for m in builtin_mappings()}
-    assert refs == {"uk-core-fhir@1", "la-generic@2", "mis-generic@2"}
+    assert refs == {"uk-core-fhir@1", "la-generic@2", "mis-generic@3"}
 
 
 def test_a_new_council_needs_only_a_mapping_file(tmp_path: Path):
