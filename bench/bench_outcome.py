@@ -52,8 +52,10 @@ import sqlalchemy as sa
 from bench.population import END, SPAN_DAYS, Population
 from hub.core.logging import configure_logging
 from hub.db.schema import agency_webhooks, alerts, deliveries
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc
 from hub.sharing import coordination, readiness
+from hub.sharing.alerts import opened
 from hub.sharing.delivery import deliver_due
 from hub.sharing.kpis import load_deliveries
 from hub.stream import projection, readmodel
@@ -165,9 +167,11 @@ def figures(store: Store, seed: int, linked: dict[str, datetime]) -> dict[str, A
     ready = reports_ready(children, sent, year, "service")
     with_reports = sum(r["with_reports"] for r in ready)
     all_ready = sum(r["all_ready"] for r in ready)
+    seal = sealer(store)  # alert details are sealed at rest under the child's member key
     with store.engine.connect() as conn:
-        shown = {(json.loads(r.details).get("appointment_id"), r.created_at) for r in conn.execute(
-            sa.select(alerts.c.details, alerts.c.created_at).where(alerts.c.kind == "readiness"))}
+        shown = {(opened(seal, dict(r._mapping))["details"].get("appointment_id"), r.created_at)
+                 for r in conn.execute(sa.select(alerts.c.alert_key, alerts.c.details, alerts.c.created_at).where(
+                     alerts.c.kind == "readiness"))}
         kinds = Counter(r[0] for r in conn.execute(sa.select(alerts.c.kind)))
         rows = conn.execute(sa.select(deliveries.c.information_id, deliveries.c.delivered_at, deliveries.c.agency_id,
                                       deliveries.c.service).where(
