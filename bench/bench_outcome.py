@@ -2,7 +2,8 @@
 pipeline in accelerated event time, against a "no hub" baseline of reports sent by post.
 
 Run: /work/venv/bin/python bench/bench_outcome.py [--families 60] [--events-per-family 80] [--chores-hours 96]
-         [--no-readiness-at-arrival] [--database-url postgresql+psycopg://...] [--json PATH]
+         [--no-readiness-at-arrival] [--window-minutes 5] [--escalate-minutes 60] [--per-event]
+         [--database-url postgresql+psycopg://...] [--json PATH]
 
 The population is ``bench/population.py`` (sized from seed 000: 1-3 children a family, 4-20 professionals a
 child a year, the seed's DNA/CNA split, 3 % of records late), plus a mix of consent per family: 40 %
