@@ -2,7 +2,8 @@
 pipeline in accelerated event time, against a "no hub" baseline of reports sent by post.
 
 Run: /work/venv/bin/python bench/bench_outcome.py [--families 60] [--events-per-family 80] [--chores-hours 96]
-         [--no-readiness-at-arrival] [--database-url postgresql+psycopg://...] [--json PATH]
+         [--no-readiness-at-arrival] [--window-minutes 5] [--escalate-minutes 60] [--per-event]
+         [--database-url postgresql+psycopg://...] [--json PATH]
 
 The population is ``bench/population.py`` (sized from seed 000: 1-3 children a family, 4-20 professionals a
 child a year, the seed's DNA/CNA split, 3 % of records late), plus a mix of consent per family: 40 %
@@ -52,9 +53,11 @@ import sqlalchemy as sa
 from bench.population import END, SPAN_DAYS, Population
 from hub.core.logging import configure_logging
 from hub.db.schema import agency_webhooks, alerts, deliveries
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc
 from hub.sharing import coordination, readiness
-from hub.sharing.delivery import deliver_due
+from hub.sharing.alerts import opened
+from hub.sharing.delivery import deliver_due, escalate_unacknowledged
 from hub.sharing.kpis import load_deliveries
 from hub.stream import projection, readmodel
 from hub.stream.kpis import READY_BEFORE, Period, reports_ready
@@ -94,12 +97,88 @@ async def _client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=10.0)
 
 
-def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *,
-             readiness_at_arrival: bool = True) -> dict[str, Any]:
-    """Run the year, each event at its own arrival time; returns timings. With ``readiness_at_arrival`` the
-    household an event touched is swept for readiness at once (the hub sweeps every
-    ``HUB_SHARING_READINESS_INTERVAL``, 300 s by default: "at once" in simulated time), besides the sweeps of
-    every household every ``chores``."""
+ESCALATE_BATCH = 500  # escalate_unacknowledged takes up to this many overdue shares a call
+
+
+class Run:
+    """The simulated year's state: the pipeline's parts, the sweeps' next times and the timings per month."""
+
+    def __init__(self, store: Store, feeder: Feeder, household_of: dict[tuple[str, str], str], chores: timedelta,
+                 escalate_every: timedelta | None, readiness_at_arrival: bool) -> None:
+        self.store, self.feeder, self.household_of = store, feeder, household_of
+        self.chores, self.escalate_every, self.readiness_at_arrival = chores, escalate_every, readiness_at_arrival
+        self.next_chores = self.next_escalation = END - timedelta(days=SPAN_DAYS)
+        self.runner = asyncio.Runner()
+        self.client = self.runner.run(_client())
+        self.pending: dict[str, datetime] = {}  # household -> its last event's arrival, not yet swept
+        self.months: dict[str, dict[str, float]] = {}  # per simulated month: events, seconds, of which sweeps
+
+    def month(self, at: datetime) -> dict[str, float]:
+        return self.months.setdefault(f"{at:%Y-%m}", {"events": 0, "seconds": 0.0, "sweeps": 0,
+                                                      "sweep_seconds": 0.0})
+
+    def chores_until(self, arrival: datetime) -> None:
+        """The readiness and coordination sweeps of every household at their simulated times up to ``arrival``."""
+        month, started = self.month(arrival), time.perf_counter()
+        while self.next_chores <= arrival:
+            self.flush()  # households touched before this time are swept for readiness first, as they were
+            readiness.sweep(self.store, self.next_chores)
+            coordination.sweep(self.store, self.next_chores)
+            self.next_chores += self.chores
+            month["sweeps"] += 1
+        month["sweep_seconds"] += time.perf_counter() - started
+
+    def escalate(self, at: datetime) -> None:
+        while escalate_unacknowledged(self.store, at) >= ESCALATE_BATCH:
+            pass
+
+    def escalate_until(self, arrival: datetime) -> None:
+        """Shares unacknowledged past their window escalated every ``escalate_every`` of simulated time up to
+        ``arrival``: once, at the last such time, when several passed with no event (nothing changed in between
+        but the clock: the same alerts, raised at the later time)."""
+        assert self.escalate_every is not None
+        if self.next_escalation <= arrival:
+            at = self.next_escalation + (arrival - self.next_escalation) // self.escalate_every * self.escalate_every
+            self.escalate(at)
+            self.next_escalation = at + self.escalate_every
+
+    def handle(self, arrival: datetime, ev: Any) -> None:
+        """One event at its own arrival time: sealed, projected, decided, delivered at once (and escalation with
+        the delivery pass when it is not run every ``escalate_every``); its household swept for readiness at
+        once (``window`` None) or when the window closes, at this arrival time."""
+        self.feeder.ingest.clock = lambda at=arrival: at  # type: ignore[misc]
+        projection.apply(self.store, self.feeder.decode([ev]))
+        while self.feeder.follower.step(arrival).more:
+            pass
+        # what the decision queued goes out at once, as the deliverer sends it
+        self.runner.run(deliver_due(self.store, self.client, arrival, escalate=self.escalate_every is None))
+        household = self.household_of.get((ev.subject.system, ev.subject.value)) if ev.subject else None
+        if self.readiness_at_arrival and household is not None:
+            self.pending.pop(household, None)
+            self.pending[household] = arrival
+
+    def flush(self) -> None:
+        """Sweep the households touched since the last flush for readiness, each at its last event's arrival."""
+        for household, at in sorted(self.pending.items(), key=lambda kv: kv[1]):
+            readiness.sweep(self.store, at, households=[household])
+        self.pending.clear()
+
+    def close(self) -> None:
+        self.runner.run(self.client.aclose())
+        self.runner.close()
+
+
+def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *, readiness_at_arrival: bool = True,
+             window: timedelta | None = timedelta(minutes=5),
+             escalate_every: timedelta | None = timedelta(hours=1)) -> dict[str, Any]:
+    """Run the year, each event projected, decided and delivered at its own arrival time; returns timings.
+    With ``readiness_at_arrival`` the household an event touched is swept for readiness at that arrival time
+    (the hub sweeps every ``HUB_SHARING_READINESS_INTERVAL``, 300 s by default: "at once" in simulated time),
+    besides the sweeps of every household every ``chores``. ``window`` None: each event is followed by its
+    household's readiness sweep and an escalation pass (``escalate_every`` is then ignored), as before; else
+    the households touched in each window of simulated time are swept once the window closes, each at its last
+    event's arrival, and unacknowledged shares are escalated every ``escalate_every`` of simulated time in which
+    events arrive and at the last arrival."""
     feeder = Feeder(store, END)
     household_of = {(s.system, s.value): c.household_id for i in range(pop.families)
                     for c in pop.family(i).children for s in c.identifiers.values()}
@@ -113,40 +192,37 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *,
         conn.execute(agency_webhooks.insert(), [{"agency_id": a, "url": hook.url, "secret": "s" * 32}
                                                 for a in agencies])
     t0 = time.perf_counter()
-    next_chores = END - timedelta(days=SPAN_DAYS)
-    runner = asyncio.Runner()
-    client = runner.run(_client())
-    months: dict[str, dict[str, float]] = {}  # per simulated month: events, seconds, of which the sweeps
+    run = Run(store, feeder, household_of, chores, escalate_every if window is not None else None,
+              readiness_at_arrival)
+    origin, current = END - timedelta(days=SPAN_DAYS), -1
     for arrival, _, ev in arrivals:
-        month = months.setdefault(f"{arrival:%Y-%m}", {"events": 0, "seconds": 0.0, "sweeps": 0,
-                                                       "sweep_seconds": 0.0})
         started = time.perf_counter()
-        while next_chores <= arrival:  # readiness and coordination sweeps at their simulated times
-            readiness.sweep(store, next_chores)
-            coordination.sweep(store, next_chores)
-            next_chores += chores
-            month["sweeps"] += 1
-        month["sweep_seconds"] += time.perf_counter() - started
-        feeder.ingest.clock = lambda at=arrival: at  # type: ignore[misc]
-        projection.apply(store, feeder.decode([ev]))
-        while feeder.follower.step(arrival).more:
-            pass
-        # what the decision queued goes out at once, as the deliverer sends it
-        runner.run(deliver_due(store, client, arrival))
-        household = household_of.get((ev.subject.system, ev.subject.value)) if ev.subject else None
-        if readiness_at_arrival and household is not None:
-            readiness.sweep(store, arrival, households=[household])
+        run.chores_until(arrival)
+        if window is None:
+            run.handle(arrival, ev)
+            run.flush()
+        else:
+            if (w := (arrival - origin) // window) != current:
+                run.flush()
+                current = w
+            run.escalate_until(arrival)
+            run.handle(arrival, ev)
+        month = run.month(arrival)
         month["events"] += 1
         month["seconds"] += time.perf_counter() - started
-    runner.run(client.aclose())
-    runner.close()
+    if window is not None and arrivals:
+        started = time.perf_counter()
+        run.flush()
+        run.escalate(arrivals[-1][0])
+        run.month(arrivals[-1][0])["seconds"] += time.perf_counter() - started
+    run.close()
     hook.close()
     linked: dict[str, datetime] = {}  # when the hub could first place each child: its first link's arrival
     for arrival, _, ev in arrivals:
         if ev.record_type == "IdentityLinked":
             linked.setdefault(ev.body["child_id"], arrival)
     per_month = {m: {k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}
-                 for m, row in sorted(months.items())}
+                 for m, row in sorted(run.months.items())}
     return {"seconds": time.perf_counter() - t0, "events": len(arrivals), "linked": linked, "months": per_month}
 
 
@@ -165,9 +241,11 @@ def figures(store: Store, seed: int, linked: dict[str, datetime]) -> dict[str, A
     ready = reports_ready(children, sent, year, "service")
     with_reports = sum(r["with_reports"] for r in ready)
     all_ready = sum(r["all_ready"] for r in ready)
+    seal = sealer(store)  # alert details are sealed at rest under the child's member key
     with store.engine.connect() as conn:
-        shown = {(json.loads(r.details).get("appointment_id"), r.created_at) for r in conn.execute(
-            sa.select(alerts.c.details, alerts.c.created_at).where(alerts.c.kind == "readiness"))}
+        shown = {(opened(seal, dict(r._mapping))["details"].get("appointment_id"), r.created_at)
+                 for r in conn.execute(sa.select(alerts.c.alert_key, alerts.c.details, alerts.c.created_at).where(
+                     alerts.c.kind == "readiness"))}
         kinds = Counter(r[0] for r in conn.execute(sa.select(alerts.c.kind)))
         rows = conn.execute(sa.select(deliveries.c.information_id, deliveries.c.delivered_at, deliveries.c.agency_id,
                                       deliveries.c.service).where(
@@ -291,6 +369,12 @@ def main() -> None:
     parser.add_argument("--chores-hours", type=float, default=96.0)
     parser.add_argument("--readiness-at-arrival", action=argparse.BooleanOptionalAction, default=True,
                         help="sweep the touched household's readiness as each event arrives (the hub's 300 s)")
+    parser.add_argument("--window-minutes", type=float, default=5.0,
+                        help="sweep the households touched in each window of simulated time once it closes")
+    parser.add_argument("--per-event", action="store_true",
+                        help="the earlier path: each event followed by its household's sweep and an escalation pass")
+    parser.add_argument("--escalate-minutes", type=float, default=60.0,
+                        help="escalate unacknowledged shares every this much simulated time (not with --per-event)")
     parser.add_argument("--seed", type=int, default=20261206)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--json", default="")
@@ -301,9 +385,14 @@ def main() -> None:
         pop = Population(args.families, args.events_per_family, seed=args.seed, chunk_families=args.families,
                          prefix="out")
         run = simulate(store, pop, timedelta(hours=args.chores_hours), args.seed,
-                       readiness_at_arrival=args.readiness_at_arrival)
+                       readiness_at_arrival=args.readiness_at_arrival,
+                       window=None if args.per_event else timedelta(minutes=args.window_minutes),
+                       escalate_every=timedelta(minutes=args.escalate_minutes))
         result = {"families": args.families, "events": run["events"], "seconds": round(run["seconds"], 1),
                   "events_per_second": round(run["events"] / run["seconds"], 1),
+                  "ms_per_event": round(run["seconds"] / run["events"] * 1000, 1),
+                  "mode": "per event" if args.per_event else
+                  f"windows of {args.window_minutes:g} min, escalation every {args.escalate_minutes:g} min",
                   **figures(store, args.seed, run["linked"]), "per_simulated_month": run["months"]}
     print(json.dumps(result, indent=2))
     if args.json:

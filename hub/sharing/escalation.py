@@ -24,14 +24,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.core.settings import sharing_settings
-from hub.db.schema import deliveries
+from hub.db.schema import alerts, deliveries
 from hub.db.sealed import sealer_of
 from hub.db.store import Store, as_utc
 from hub.sharing import payloads
-from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
+from hub.sharing.alerts import coordinator_of, opened, raise_alert, resolve
 from hub.sharing.inbox import FAMILY_KINDS, UNREAD_IN_INBOX
 
 DL = deliveries.c
+A = alerts.c
+#: the alerts about one share, each keyed ``<kind>:<delivery id>``
+DELIVERY_KINDS = ("ack_overdue", "delivery_failed")
 
 
 def ack_hours() -> float:
@@ -100,22 +103,52 @@ def _delivered_later(conn: Connection, row: Any) -> Any:
         DL.state.in_(("delivered", "acknowledged"))).order_by(DL.delivered_at).limit(1)).first()
 
 
+def _open_delivery_alerts(conn: Connection, kind: str, cleared: tuple[str, ...] | None) -> list[tuple[str, Any]]:
+    """Every open alert of ``kind`` keyed ``<kind>:<delivery id>``, with its share's row (None when the hub no
+    longer holds it); with ``cleared``, only those whose share is gone or in one of these states. No cap: all
+    of them, however many are open (the share is found by the alert's key, in one query, nothing opened)."""
+    prefix = f"{kind}:"
+    j = alerts.outerjoin(deliveries, DL.delivery_id == sa.func.substr(A.alert_key, len(prefix) + 1))
+    q = (sa.select(A.alert_key, DL.delivery_id, DL.state, DL.service, DL.acknowledged_at, DL.why,
+                   DL.information_id, DL.information_version, DL.recipient_key).select_from(j)
+         .where(A.kind == kind, A.resolved_at.is_(None), A.alert_key.startswith(prefix, autoescape=True))
+         .order_by(A.alert_id))
+    if cleared is not None:
+        q = q.where(sa.or_(DL.delivery_id.is_(None), DL.state.in_(cleared)))
+    return [(r.alert_key, r if r.delivery_id is not None else None) for r in conn.execute(q)]
+
+
+def _other_delivery_alerts(conn: Connection) -> list[tuple[str, str, Any]]:
+    """Open delivery alerts not keyed by their share (raised by hand): their share is read from the details."""
+    keyed = sa.or_(*(sa.and_(A.kind == k, A.alert_key.startswith(f"{k}:", autoescape=True)) for k in DELIVERY_KINDS))
+    q = sa.select(A.alert_key, A.kind, A.details).where(A.kind.in_(DELIVERY_KINDS), A.resolved_at.is_(None),
+                                                        sa.not_(keyed)).order_by(A.alert_id)
+    seal = sealer_of(conn)
+    out = []
+    for r in conn.execute(q).all():
+        did = opened(seal, dict(r._mapping))["details"].get("delivery_id")
+        row = conn.execute(sa.select(deliveries).where(DL.delivery_id == did)).first() if did else None
+        out.append((r.alert_key, r.kind, row))
+    return out
+
+
+def _failed_cleared(conn: Connection, row: Any) -> str | None:
+    """Why a ``delivery_failed`` alert about this share no longer stands (None: it still does)."""
+    if row is None:
+        return "the share is no longer held by the hub"
+    later = _delivered_later(conn, row)
+    return f"delivered to {row.service} on {_when(later.delivered_at)}" if later is not None else None
+
+
 def resolve_delivery_alerts(conn: Connection, now: datetime) -> int:
-    """Resolve ``ack_overdue`` and ``delivery_failed`` alerts whose condition cleared; returns how many."""
-    open_alerts = unresolved(conn, ("ack_overdue", "delivery_failed"))
-    ids = {a["details"].get("delivery_id") for a in open_alerts} - {None}
-    rows = {r.delivery_id: r for r in conn.execute(sa.select(deliveries).where(DL.delivery_id.in_(ids)))} \
-        if ids else {}
+    """Resolve ``ack_overdue`` and ``delivery_failed`` alerts whose condition cleared, every open one however
+    many there are; returns how many."""
+    checks = [(key, "ack_overdue", row) for key, row in
+              _open_delivery_alerts(conn, "ack_overdue", ("acknowledged", "cancelled", "withheld"))]
+    checks += [(key, "delivery_failed", row) for key, row in _open_delivery_alerts(conn, "delivery_failed", None)]
     done = 0
-    for a in open_alerts:
-        row = rows.get(a["details"].get("delivery_id"))
-        if a["kind"] == "ack_overdue":
-            reason = _ack_cleared(row)
-        elif row is None:
-            reason = "the share is no longer held by the hub"
-        else:
-            later = _delivered_later(conn, row)
-            reason = f"delivered to {row.service} on {_when(later.delivered_at)}" if later is not None else None
+    for key, kind, row in checks + _other_delivery_alerts(conn):
+        reason = _ack_cleared(row) if kind == "ack_overdue" else _failed_cleared(conn, row)
         if reason is not None:
-            done += resolve(conn, a["alert_key"], reason, now)
+            done += resolve(conn, key, reason, now)
     return done

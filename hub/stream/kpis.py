@@ -194,7 +194,9 @@ def reports_ready(children: Iterable[ChildFacts], deliveries: Sequence[Delivery]
     service at least 2 days before; appointments with no such report are counted apart."""
     grp = grouping(by)
     first = _first(deliveries, lambda d: d.recipient_kind not in FAMILY_KINDS)
-    reports = _reports(children)
+    reports: dict[str, list[Fact]] = {}  # each child's reports, in order: an appointment reads its child's only
+    for c, f in _reports(children):
+        reports.setdefault(c.child_id, []).append(f)
     out: dict[Group, dict[str, Any]] = {}
     for child, appt in _facts(children):
         start = appt.record.get("start")
@@ -204,8 +206,7 @@ def reports_ready(children: Iterable[ChildFacts], deliveries: Sequence[Delivery]
                              {"appointments": 0, "with_reports": 0, "all_ready": 0})
         row["appointments"] += 1
         due = start - READY_BEFORE
-        relevant = [f for c, f in reports if c.child_id == child.child_id and f.occurred_at <= due
-                    and f.service != appt.service]
+        relevant = [f for f in reports.get(child.child_id, ()) if f.occurred_at <= due and f.service != appt.service]
         if not relevant:
             continue
         row["with_reports"] += 1
