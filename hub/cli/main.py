@@ -201,12 +201,16 @@ def topics(
 
 
 @app.command()
-def replay() -> None:
+def replay(
+    processes: Annotated[int | None, typer.Option(
+        "--processes", min=1, help="Worker processes that decode and seal (default: one per core from "
+                                   "20,000 logged events, else none); 1 replays in this process.")] = None,
+) -> None:
     """Rebuild every projection from the hub's own ingest log (after a mapping or rule change)."""
     from hub.stream.replay import replay_all
 
     settings = load_settings()
-    n = run(replay_all(settings, console=out))
+    n = run(replay_all(settings, console=out, processes=processes))
     out.print(f"replayed {n} event versions")
 
 

@@ -220,21 +220,36 @@ def apply(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *, r
           offsets: Mapping[tuple[str, int], int] | None = None) -> int:
     """Apply a batch in one transaction; return how many rows changed.
 
-    The rows are built first, outside the transaction (pure work); then identity links, entries,
-    the change feed and (``offsets``, from a stream worker) the next offset of each partition the batch
-    came from are written in one transaction, a bulk statement each. A replay rebuilds what families
-    already saw, so it passes ``record_changes=False``: the change feed keeps its history and live
+    The rows are built first, outside the transaction (pure work), and the entries sealed; then identity
+    links, entries, the change feed and (``offsets``, from a stream worker) the next offset of each partition
+    the batch came from are written in one transaction, a bulk statement each. A replay rebuilds what
+    families already saw, so it passes ``record_changes=False``: the change feed keeps its history and live
     streams see no repeats.
     """
     built = build(decoded)
+    return write(store, built, seal_entries(store, built), record_changes=record_changes, offsets=offsets)
+
+
+#: sealed entry rows by (event id, source version)
+Sealed = dict[tuple[str, int], dict[str, Any]]
+
+
+def seal_entries(store: Store, built: Built) -> Sealed:
+    """The entry rows of ``built`` sealed, outside the write transaction (a subject's first data key is
+    created in a transaction of its own); CPU-bound, so ``hub replay`` runs it in worker processes."""
+    seal = sealer(store)
+    with store.engine.connect() as conn:
+        return {(row["event_id"], row["source_version"]): sealed_row(seal, row)
+                for is_link, row, _, _ in _unerased(conn, built) if not is_link}
+
+
+def write(store: Store, built: Built, sealed: Sealed, *, record_changes: bool = True,
+          offsets: Mapping[tuple[str, int], int] | None = None) -> int:
+    """The write part of :func:`apply`: one transaction for the batch; ``sealed`` from :func:`seal_entries`."""
     now = utcnow()
     changed = 0
     changes: list[dict[str, Any]] = []
     seal = sealer(store)
-    # sealed before the transaction: a subject's first data key is created in a transaction of its own
-    with store.engine.connect() as conn:
-        sealed = {(row["event_id"], row["source_version"]): sealed_row(seal, row)
-                  for is_link, row, _, _ in _unerased(conn, built) if not is_link}
     with store.engine.begin() as conn:
         # records of erased subjects never come back (redelivery, replay, a key still cached elsewhere)
         erasure_guard.hold_shared(conn)
