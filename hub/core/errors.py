@@ -26,7 +26,13 @@ retryable, exit code 2.
     │   ├── RecordTooLargeError      413 too-large: a record over the per-record limit (never logged)
     │   └── ConflictError            409 conflict: a resend of an accepted version with other content
     ├── AuthError                401 unauthorised: no token, or a forged, expired or foreign one
+    │   ├── SignInLinkUsedError      a page's one-time sign-in link expired or used
+    │   ├── OrganisationSignInError  a one-time link on a hub whose people sign in with their organisation
+    │   ├── SignInNotStartedError    a sign-in answer for a sign-in that did not start here
+    │   └── ProviderRefusedError     the identity provider did not sign the person in to this hub
     ├── ForbiddenError           403 forbidden: the caller's role may not do this
+    │   ├── LinksOnlyError           organisation sign-in asked of a hub that signs in with one-time links
+    │   └── FormExpiredError         a page's form expired or did not come from this site
     ├── NotFoundError            404 not-found: asked for something that is not there (or not yours)
     ├── BrokerError              503 unavailable, retryable: the Kafka-protocol broker refused or could not be reached
     ├── StoreError               503 unavailable, retryable: the database refused or could not be reached
@@ -237,6 +243,44 @@ class ForbiddenError(HubError):
     status = 403
     slug = "forbidden"
     title = "Forbidden"
+
+
+# The pages' own refusals: each has the ``problem`` type whose words a page shows (hub/pages/problems.py).
+
+class SignInLinkUsedError(AuthError):
+    """A page's one-time sign-in link has expired or has been used."""
+
+    problem: ClassVar[str] = "link-used"
+
+
+class OrganisationSignInError(AuthError):
+    """A one-time link on a hub whose people sign in with their organisation's account."""
+
+    problem: ClassVar[str] = "organisation-sign-in"
+
+
+class SignInNotStartedError(AuthError):
+    """An identity provider's answer for a sign-in that did not start here (or was already used)."""
+
+    problem: ClassVar[str] = "sign-in-not-started"
+
+
+class ProviderRefusedError(AuthError):
+    """The identity provider did not sign the person in, or its answer could not be checked."""
+
+    problem: ClassVar[str] = "provider-refused"
+
+
+class LinksOnlyError(ForbiddenError):
+    """Organisation sign-in asked of a hub that signs people in with one-time links."""
+
+    problem: ClassVar[str] = "links-only"
+
+
+class FormExpiredError(ForbiddenError):
+    """A page's form expired or did not come from this site (CSRF)."""
+
+    problem: ClassVar[str] = "form-expired"
 
 
 class NotFoundError(HubError):

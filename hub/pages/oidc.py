@@ -17,11 +17,10 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from hub.core.errors import AuthError
+from hub.core.errors import AuthError, LinksOnlyError, ProviderRefusedError, SignInNotStartedError
 from hub.core.logging import get_logger
 from hub.core.settings import Settings
 from hub.governance.auth import TokenService
-from hub.pages.problems import FlowLost, LinksOnly, ProviderRefused
 from hub.pages.session import sign_in
 
 log = get_logger(__name__)
@@ -46,7 +45,7 @@ def oidc_pages(settings: Settings, home: dict[str, str]) -> APIRouter:
     async def start(request: Request) -> Response:
         """Send the browser to the identity provider with a fresh state, nonce and PKCE challenge."""
         if tokens is None:
-            raise LinksOnly("this hub signs people in with one-time links, not an identity provider")
+            raise LinksOnlyError("this hub signs people in with one-time links, not an identity provider")
         flow = {"state": secrets.token_urlsafe(24), "nonce": secrets.token_urlsafe(24),
                 "verifier": secrets.token_urlsafe(48)}
         request.session[FLOW] = flow
@@ -61,7 +60,7 @@ def oidc_pages(settings: Settings, home: dict[str, str]) -> APIRouter:
         """Exchange the code (with the PKCE verifier), verify what comes back, start the session."""
         flow = request.session.pop(FLOW, None)
         if tokens is None or not flow or not code or not secrets.compare_digest(str(flow["state"]), state):
-            raise FlowLost("this sign-in did not start here or has already been used: sign in again")
+            raise SignInNotStartedError("this sign-in did not start here or has already been used: sign in again")
         form = {"grant_type": "authorization_code", "code": code, "redirect_uri": settings.oidc_redirect_url,
                 "client_id": settings.oidc_client_id, "code_verifier": flow["verifier"]}
         if settings.oidc_client_secret.get_secret_value():
@@ -74,13 +73,13 @@ def oidc_pages(settings: Settings, home: dict[str, str]) -> APIRouter:
             log.warning("pages.oidc_token_unreachable", error=type(exc).__name__)
             body = {}
         if "access_token" not in body or "id_token" not in body:
-            raise ProviderRefused("the identity provider did not sign you in: try again")
+            raise ProviderRefusedError("the identity provider did not sign you in: try again")
         try:
             await asyncio.to_thread(tokens.verify_id_token, str(body["id_token"]), settings.oidc_client_id,
                                     str(flow["nonce"]))
             principal = await asyncio.to_thread(tokens.verify, str(body["access_token"]))
         except AuthError as exc:
-            raise ProviderRefused(f"the identity provider's answer was refused: {exc}") from None
+            raise ProviderRefusedError(f"the identity provider's answer was refused: {exc}") from None
         sign_in(request, principal, settings.session_hours)
         return RedirectResponse(home.get(principal.role, "/"), status_code=303)
 

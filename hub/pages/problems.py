@@ -2,48 +2,21 @@
 reader's language; never the error's own text (that is written for the API's callers and the logs, in English,
 and may tell a reader more than the page should).
 
-The type of a problem is the page refusal's own (the classes below, raised by the pages) or else the error
-class's ``slug`` (``not-found``, ``forbidden``, ...). Every refusal of the same type reads the same, so a page
-asking for another family's household and one asking for a household that does not exist answer alike. Fields
+The type of a problem is the page refusal's own (``problem`` of the pages' errors in hub/core/errors.py) or
+else the error class's ``slug`` (``not-found``, ``forbidden``, ...). Every refusal of the same type reads the
+same, so a page asking for another family's household and one asking for a household that does not exist
+answer alike. Fields
 of a page's form that were refused are named by their ``Problem.location``, each with its own words.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from hub.core.errors import AuthError, ForbiddenError, HubError, ValidationError
+from hub.core.errors import HubError, ValidationError
 
 
 def N_(message: str) -> str:
     """Marks a message for the catalogue without translating it here."""
     return message
-
-
-class LinkUsed(AuthError):
-    problem: ClassVar[str] = "link-used"
-
-
-class SignInElsewhere(AuthError):
-    """A one-time link on a hub whose people sign in with their organisation's account."""
-
-    problem: ClassVar[str] = "organisation-sign-in"
-
-
-class LinksOnly(ForbiddenError):
-    problem: ClassVar[str] = "links-only"
-
-
-class FlowLost(AuthError):
-    problem: ClassVar[str] = "sign-in-not-started"
-
-
-class ProviderRefused(AuthError):
-    problem: ClassVar[str] = "provider-refused"
-
-
-class FormExpired(ForbiddenError):
-    problem: ClassVar[str] = "form-expired"
 
 
 #: the words of each problem type

@@ -16,10 +16,9 @@ from typing import Any
 
 from starlette.requests import Request
 
-from hub.core.errors import AuthError, ConfigError
+from hub.core.errors import AuthError, ConfigError, FormExpiredError
 from hub.core.settings import Settings
 from hub.governance.auth import ROLES, Principal
-from hub.pages.problems import FormExpired
 
 COOKIE = "hub_session"
 LANGUAGES = ("en", "cy")
@@ -89,7 +88,7 @@ def check_csrf(request: Request, submitted: str | None) -> None:
     """Refuse a form that does not carry this session's token (a request forged by another site)."""
     expected = request.session.get("csrf")
     if not expected or not submitted or not hmac.compare_digest(str(expected), submitted):
-        raise FormExpired("the form has expired or did not come from this site: go back, reload and try again")
+        raise FormExpiredError("the form has expired or did not come from this site: go back, reload and try again")
 
 
 def language(request: Request) -> str:

@@ -12,11 +12,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from hub.core.errors import AuthError
+from hub.core.errors import AuthError, SignInLinkUsedError
 from hub.db.schema import page_signins
 from hub.db.store import Store, utcnow
 from hub.governance.auth import ROLES, Principal
-from hub.pages.problems import LinkUsed
 
 S = page_signins.c
 
@@ -48,7 +47,7 @@ def redeem(store: Store, token: str) -> Principal:
             S.token_hash == digest, S.used_at.is_(None), S.expires_at > now).values(used_at=now)).rowcount
         row = conn.execute(sa.select(page_signins).where(S.token_hash == digest)).first() if done else None
     if row is None:
-        raise LinkUsed("this sign-in link has expired or has been used: ask for a new one")
+        raise SignInLinkUsedError("this sign-in link has expired or has been used: ask for a new one")
     return Principal(row.user_id, row.role, row.agency, row.household_id, row.member_id)
 
 

@@ -20,7 +20,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from hub.api.app import create_app
 from hub.api.problems import hub_error_handler
-from hub.core.errors import AuthError, HubError
+from hub.core.errors import AuthError, HubError, OrganisationSignInError
 from hub.ingest.relay import RELAY_EVERY
 from hub.ingest.services import Services
 from hub.pages import signin
@@ -31,7 +31,7 @@ from hub.pages.family import family_pages
 from hub.pages.governance import governance_pages
 from hub.pages.kpis import kpi_pages
 from hub.pages.oidc import configured, oidc_pages
-from hub.pages.problems import SignInElsewhere, explain
+from hub.pages.problems import explain
 from hub.pages.render import gettext, page
 from hub.pages.session import COOKIE, check_csrf, session_key, sign_in, sign_out, signed_in
 
@@ -85,7 +85,7 @@ def start_pages(services: Services) -> APIRouter:
     async def use_link(request: Request, token: str, csrf: Annotated[str | None, Form()] = None) -> Response:
         check_csrf(request, csrf)
         if settings.oidc_issuer:  # one source of identity in production, as for the API's tokens
-            raise SignInElsewhere("sign in with your organisation's account")
+            raise OrganisationSignInError("sign in with your organisation's account")
         principal = await asyncio.to_thread(signin.redeem, store, token)
         sign_in(request, principal, settings.session_hours)
         return RedirectResponse(HOME.get(principal.role, "/"), status_code=303)
