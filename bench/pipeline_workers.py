@@ -35,7 +35,7 @@ def _caught_up(engine: sa.Engine) -> bool:
     return newest is not None and pos == newest
 
 
-async def _publish(services: Services, pop: Population) -> tuple[int, int]:
+async def publish(services: Services, pop: Population) -> tuple[int, int]:
     from bench.bench_timeline import chunks
 
     events = list(pop.events())
@@ -78,7 +78,7 @@ async def one_run(args: argparse.Namespace, tmp: Path, workers: int) -> dict[str
         await ensure_topics(settings)
         services = Services.build(settings)
         await services.start()
-        n, expected = await _publish(services, Population(max(1, args.pipeline_events // 100), 100, seed=22,
+        n, expected = await publish(services, Population(max(1, args.pipeline_events // 100), 100, seed=22,
                                                           prefix="pl"))
         await services.stop()
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
