@@ -503,6 +503,11 @@ def stop_py_spy(spy: subprocess.Popen[bytes], out: Path) -> None:
 
 
 async def bench_pipeline(report: Report, args: argparse.Namespace, tmp: Path) -> None:
+    if args.workers > 1 or args.pipeline_pg:  # 1 and N workers side by side (bench/pipeline_workers.py)
+        from bench.pipeline_workers import bench_workers
+
+        await bench_workers(report, args, tmp)
+        return
     families = max(1, args.pipeline_events // 100)
     pop = Population(families, 100, seed=22, prefix="pl")
     broker = EmbeddedBroker(log_dir=tmp / "pipeline-broker").start()
@@ -889,6 +894,9 @@ def main() -> None:
                         help="b. stop watching the hub worker after this long (default 90)")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="PATH",
                         help="b. profile the hub worker with py-spy (collapsed stacks to PATH), print its top entries")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="b. N > 1: 1 and N worker processes in the same run (bench/pipeline_workers.py)")
+    parser.add_argument("--pipeline-pg", action="store_true", help="b. with --workers: project into PostgreSQL")
     parser.add_argument("--no-naive", action="store_true", help="b. leave out the naive faust app")
     parser.add_argument("--naive-seconds", type=float, default=20.0,
                         help="b. measure the naive faust app for this long after its first row (default 20)")

@@ -7,9 +7,14 @@ so that however many deliverers or delivering workers run, one does them at a ti
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
 
 from hub.db.schema import stream_cursors
 from hub.db.store import Store, utcnow
@@ -58,9 +63,46 @@ class Lease:
         """Take or renew the lease; True while this owner holds it."""
         return self.claim(now) is not None
 
+    def renew(self, now: datetime | None = None) -> bool:
+        """Extend the lease if this owner still holds it (never takes it over): True if it did."""
+        now = now or utcnow()
+        with self.store.engine.begin() as conn:
+            n = conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
+                lease_until=now + self.ttl, updated_at=now)).rowcount
+        self.held = n == 1
+        return self.held
+
     def release(self) -> None:
         """Give the lease up (on a clean stop) so another process can take over at once."""
         with self.store.engine.begin() as conn:
             conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
                 owner=None, lease_until=None))
         self.held = False
+
+
+@contextmanager
+def kept(lease: Lease, since: datetime, every: float) -> Iterator[None]:
+    """Renew ``lease`` every ``every`` seconds (in a thread) while the block runs: a long pass keeps it.
+
+    ``since`` is the time the block's work started in the holder's clock (renewals add the time elapsed
+    since); renewing stops when the lease was lost or the block ends. A renewal the database refuses for
+    a moment is tried again at the next beat.
+    """
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                if not lease.renew(since + timedelta(seconds=time.monotonic() - started)):
+                    return
+            except SQLAlchemyError:
+                continue
+
+    renewer = threading.Thread(target=beat, name=f"lease-{lease.name}", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()

@@ -2,7 +2,9 @@
 
 * A stream worker always follows the change feed and decides (:func:`worker_jobs`). Where it delivers
   (``worker``, or ``auto`` for a bare ``hub worker``) it also delivers, escalates
-  and sweeps readiness, every ``WORKER_TICK`` second; in ``process`` mode it leaves all that to
+  and sweeps readiness, every ``WORKER_TICK`` second, the sweeps under the chores lease (of several
+  delivering workers one escalates and sweeps at a time; each delivers what it claims); in ``process``
+  mode it leaves all that to
   ``hub deliver`` (:func:`deliverer_jobs`), where the chores run under the chores lease, one deliverer at
   a time. Safeguarding overrides that ended are decided again by a chore under the chores lease
   (:class:`hub.runtime.sharing_jobs.OverrideExpiryJob`), once each, and resolved alerts past their retention
@@ -54,9 +56,11 @@ def worker_jobs(store: Store, owner: str, *, deliver: bool, projected: asyncio.E
     readiness_every = max(sharing_settings().readiness_interval, WORKER_TICK)
     coordination_every = max(sharing_settings().coordination_interval, WORKER_TICK)
     return [FollowJob(store, owner, wake=projected, deliveries=deliveries), deliveries,
-            AuditCatchUpJob(store, every=WORKER_TICK, lease=chores), EscalationJob(store, every=WORKER_TICK),
+            AuditCatchUpJob(store, every=WORKER_TICK, lease=chores),
+            EscalationJob(store, every=WORKER_TICK, lease=chores),
             OverrideExpiryJob(store, every=WORKER_TICK, lease=chores),
-            ReadinessJob(store, every=readiness_every), CoordinationJob(store, every=coordination_every, lease=chores),
+            ReadinessJob(store, every=readiness_every, lease=chores),
+            CoordinationJob(store, every=coordination_every, lease=chores),
             AlertRetentionJob(store, lease=chores), *checkpoint_jobs(store, settings, chores)]
 
 

@@ -13,13 +13,15 @@ the cursor in the same transaction as its decisions. So:
 * one child whose pass fails is skipped and retried later (:mod:`hub.sharing.failures`): the cursor
   moves on for every other family.
 
-One process at a time holds the cursor, under a lease (owner, lease_until) renewed while it works.
-With several workers the others stay idle and take over within ``LEASE`` when the holder dies (at
-once when it stops cleanly and releases the lease).
+One process at a time holds the cursor, under a lease (owner, lease_until) renewed while it works:
+every ``RENEW_EVERY`` of the lease during a pass (:func:`hub.db.lease.kept`), so a pass longer than the
+lease is not taken over and rolled back. With several workers the others stay idle and take over within
+``LEASE`` when the holder dies (at once when it stops cleanly and releases the lease).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.core.errors import LeaseLost
-from hub.db.lease import Lease
+from hub.db.lease import Lease, kept
 from hub.db.schema import stream_cursors, timeline_changes, timeline_entries
 from hub.db.store import Store, utcnow
 from hub.sharing import failures
@@ -36,6 +38,8 @@ from hub.sharing.processor import Change, SharingResult, process_changes
 CURSOR = "sharing"
 LEASE = timedelta(seconds=15)
 BATCH = 5000
+#: the share of the lease after which a pass in hand renews it (5 s of 15)
+RENEW_EVERY = 1 / 3
 S = stream_cursors.c
 C = timeline_changes.c
 T = timeline_entries.c
@@ -95,18 +99,24 @@ class Follower:
         if not n and not retry:
             return Pass(held=True, position=last)
 
+        started = time.monotonic()
+        at = now
+
         def advance(conn: Connection) -> None:
-            n = conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
-                position=last, lease_until=now + self.lease, updated_at=now)).rowcount
-            if n != 1:
+            nonlocal at
+            at = now + timedelta(seconds=time.monotonic() - started)  # the lease runs from the pass's end
+            updated = conn.execute(stream_cursors.update().where(S.name == self.name, S.owner == self.owner).values(
+                position=last, lease_until=at + self.lease, updated_at=at)).rowcount
+            if updated != 1:
                 raise LeaseLost("the sharing cursor was taken over by another process")
 
         try:
-            result = process_changes(self.store, changes, now=now, finish=advance, retry=retry)
+            with kept(self._lease, now, self.lease.total_seconds() * RENEW_EVERY):
+                result = process_changes(self.store, changes, now=now, finish=advance, retry=retry)
         except LeaseLost:
             self._held_until = None
             return Pass(held=False)
-        self._position, self._held_until = last, now + self.lease
+        self._position, self._held_until = last, at + self.lease
         return Pass(held=True, read=len(changes), position=last, more=n >= self.batch, result=result)
 
     def _holds(self, now: datetime) -> bool:

@@ -9,7 +9,9 @@ never stops it or loops. Decoded records go to :mod:`hub.stream.projection` in o
 batch, with the next offset of each partition the batch came from (``stream_offsets``), so the
 projection and its position in the stream commit or vanish together; projections are idempotent, so a
 batch redelivered after a crash or a rebalance (Kafka's committed offsets may lag the database's)
-changes nothing twice. Decoding, unsealing and building the rows run in a thread, off the event loop.
+changes nothing twice. Batches of one partition commit one after the other across workers (each batch's
+transaction claims its partitions first, :mod:`hub.stream.claims`), and records a worker applied meanwhile
+are skipped. Decoding, unsealing and building the rows run in a thread, off the event loop.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Processor:
                 ) -> tuple[int, list[OutgoingRecord]]:
         """Blocking part of :meth:`handle`: (records projected, dead letters to publish)."""
         decoded: list[tuple[str, str, dict[str, Any]]] = []
+        positions: list[tuple[str, int, int]] = []
         dead: list[OutgoingRecord] = []
         offsets: dict[tuple[str, int], int] = {}
         for topic, partition, offset, key, value, headers in messages:
@@ -71,6 +74,7 @@ class Processor:
             try:
                 d = self.serde.decode(value)
                 decoded.append((d.record_type, self.catalogue.writer(d.record_type).ce_type, d.record))
+                positions.append((topic, partition, offset))
             except ErasedRecordError:  # the subject's data key was shredded: skip, never dead-letter
                 self.erased += 1
                 log.info("worker.erased_record_skipped", topic=topic, partition=partition, offset=offset)
@@ -85,5 +89,5 @@ class Processor:
                 log.warning("worker.dead_lettered", topic=topic, partition=partition, offset=offset,
                             error=type(exc).__name__, reason=str(exc))
         if decoded or offsets:
-            projection.apply(self.store, decoded, offsets=offsets)
+            projection.apply(self.store, decoded, offsets=offsets, positions=positions)
         return len(decoded), dead

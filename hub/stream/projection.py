@@ -23,6 +23,7 @@ from hub.db import erasure_guard
 from hub.db.schema import identity_links, stream_offsets, timeline_changes, timeline_entries
 from hub.db.sealed import Sealer, sealer
 from hub.db.store import Store, as_utc, utcnow
+from hub.stream import claims
 from hub.stream.timeline import entry_row, link_row
 
 T = timeline_entries.c
@@ -217,17 +218,21 @@ def lock_change_feed(conn: Connection) -> None:
 
 
 def apply(store: Store, decoded: Sequence[tuple[str, str, dict[str, Any]]], *, record_changes: bool = True,
-          offsets: Mapping[tuple[str, int], int] | None = None) -> int:
+          offsets: Mapping[tuple[str, int], int] | None = None,
+          positions: Sequence[tuple[str, int, int]] | None = None) -> int:
     """Apply a batch in one transaction; return how many rows changed.
 
     The rows are built first, outside the transaction (pure work), and the entries sealed; then identity
     links, entries, the change feed and (``offsets``, from a stream worker) the next offset of each partition
     the batch came from are written in one transaction, a bulk statement each. A replay rebuilds what
     families already saw, so it passes ``record_changes=False``: the change feed keeps its history and live
-    streams see no repeats.
+    streams see no repeats. With ``offsets``, the transaction first claims the batch's partitions
+    (:func:`hub.stream.claims.claim`): records at ``positions`` (topic, partition, offset of each decoded
+    record) that another worker applied meanwhile are left out.
     """
     built = build(decoded)
-    return write(store, built, seal_entries(store, built), record_changes=record_changes, offsets=offsets)
+    return write(store, built, seal_entries(store, built), record_changes=record_changes, offsets=offsets,
+                 positions=positions)
 
 
 #: sealed entry rows by (event id, source version)
@@ -244,7 +249,8 @@ def seal_entries(store: Store, built: Built) -> Sealed:
 
 
 def write(store: Store, built: Built, sealed: Sealed, *, record_changes: bool = True,
-          offsets: Mapping[tuple[str, int], int] | None = None) -> int:
+          offsets: Mapping[tuple[str, int], int] | None = None,
+          positions: Sequence[tuple[str, int, int]] | None = None) -> int:
     """The write part of :func:`apply`: one transaction for the batch; ``sealed`` from :func:`seal_entries`."""
     now = utcnow()
     changed = 0
@@ -253,6 +259,8 @@ def write(store: Store, built: Built, sealed: Sealed, *, record_changes: bool = 
     with store.engine.begin() as conn:
         # records of erased subjects never come back (redelivery, replay, a key still cached elsewhere)
         erasure_guard.hold_shared(conn)
+        if offsets:  # one batch per partition at a time, across workers; what is already applied is skipped
+            built, offsets = claims.claim(conn, built, positions, offsets)
         entries, links = dedupe(_unerased(conn, built))
         entries = [sealed.get((e["event_id"], e["source_version"])) or sealed_row(seal, e) for e in entries]
         if links:  # links first: entries in the same batch then land in the right household

@@ -4,6 +4,8 @@ their links. Real SQLite and PostgreSQL, no broker (the feed is the database's).
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,8 +16,9 @@ import sqlalchemy as sa
 
 from hub.core.settings import Settings
 from hub.db.keyvault import SqlKeyVault, load_keyring
+from hub.db.lease import Lease
 from hub.db.schema import consent_directives, deliveries, share_decisions
-from hub.db.store import Store
+from hub.db.store import Store, utcnow
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.governance.erasure import Erasure, MemberRef
 from hub.sharing import coordination, processor
@@ -23,6 +26,7 @@ from hub.sharing.alerts import raise_alert
 from hub.sharing.follower import LEASE, Follower, lag, read_changes
 from hub.stream import projection
 from tests.sharing.sharing_support import KEY, Feeder, stored_deliveries
+from tests.support import wait_until
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -87,6 +91,41 @@ def test_a_dead_holder_is_replaced_after_its_lease_and_its_late_pass_is_rolled_b
     assert paeds_share(store, f"slt-{j.child_id}")["state"] == "withheld"
     done = b.step(later + timedelta(seconds=1))
     assert done.result.queued == 2 and paeds_share(store, f"slt-{j.child_id}")["state"] == "queued"
+
+
+def _waiting_on_a_lock(store: Store) -> bool:
+    with store.engine.connect() as conn:
+        return bool(conn.execute(sa.text("select count(*) from pg_stat_activity where datname = current_database() "
+                                         "and wait_event_type = 'Lock'")).scalar_one())
+
+
+def test_a_pass_longer_than_the_lease_keeps_the_cursor(pg_url: str) -> None:
+    """With two workers, a pass that outlives the lease (a big burst, a slow database) renews it while it
+    works: the other worker does not take the cursor over, and the pass's decisions commit."""
+    store = Store.open(pg_url)
+    feeder = Feeder(store, NOW)
+    j = report_not_sent_journey(NOW, seed=404, child_id="c-404", household_id="hh-404")
+    lease = timedelta(seconds=1.5)
+    a, b = Follower(store, "worker-a", lease=lease), Follower(store, "worker-b", lease=lease)
+    assert a.step(utcnow()).held
+    project(feeder, j.before_consent)
+    holder = store.engine.connect()  # the pass's decisions wait for this lock: the pass lasts 2 leases
+    holder.execute(sa.text("lock table share_decisions in share mode"))
+    passes: list[Any] = []
+    worker_a = threading.Thread(target=lambda: passes.append(a.step(utcnow())))
+    try:
+        worker_a.start()
+        wait_until(lambda: _waiting_on_a_lock(store), 30, "worker-a's pass to wait on its decisions")
+        time.sleep(2 * lease.total_seconds())
+        assert Lease(store, "sharing", "worker-b", lease).claim() is None  # worker-a renewed it during its pass
+    finally:
+        holder.rollback()
+        holder.close()
+        worker_a.join(30)
+    [done] = passes
+    assert done.held and done.result.decisions > 0 and count(store, share_decisions) == done.result.decisions
+    assert not b.step(utcnow()).held and lag(store) == (done.position, done.position)
+    store.engine.dispose()
 
 
 def test_a_consent_sent_before_its_link_permits_the_report_when_the_link_arrives(store: Store) -> None:
