@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support import children_of
+
 
 def rss_mb(pid: int) -> float:
     """Resident set size of ``pid`` in MiB (0 when it is gone)."""
@@ -32,18 +34,6 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 def role_of(pid: int) -> str:
     """worker, deliverer, broker or other, from the child's command line."""
     args = cmdline(pid)
@@ -59,7 +49,7 @@ def role_of(pid: int) -> str:
 def rss_by_role(hub_pid: int) -> dict[str, float]:
     """MiB: ``api`` (the ``hub up`` process), ``worker`` (sum over workers), ``deliverer``, ``broker``."""
     out = {"api": rss_mb(hub_pid), "worker": 0.0, "deliverer": 0.0, "broker": 0.0}
-    for child in children(hub_pid):
+    for child in children_of(hub_pid):
         role = role_of(child)
         if role != "other":
             out[role] += rss_mb(child)
