@@ -35,6 +35,7 @@ import jwt
 
 from hub.core.errors import AuthError, ConfigError, ForbiddenError, NotFoundError
 from hub.core.logging import get_logger
+from hub.core.privacy import scrub_text
 from hub.core.settings import Settings
 
 log = get_logger(__name__)
@@ -126,6 +127,8 @@ class TokenService:
             raise ConfigError("this hub accepts tokens from its OIDC issuer only (HUB_OIDC_ISSUER is set)")
         if role not in ROLES:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}")
+        if not pseudonymous(subject):
+            raise ConfigError(SUBJECT_SHAPED_LIKE_AN_IDENTIFIER)
         now = int(time.time())
         claims: dict[str, Any] = {"sub": subject, "role": role, "iss": self.settings.jwt_issuer,
                                   "aud": self.settings.jwt_audience, "iat": now, "nbf": now, "exp": now + ttl}
@@ -183,8 +186,21 @@ class TokenService:
         role = str(claims.get("role", ""))
         if role not in ROLES:
             raise AuthError("token has no recognised role")
+        if not pseudonymous(str(claims["sub"])):
+            raise AuthError(SUBJECT_SHAPED_LIKE_AN_IDENTIFIER)
         return Principal(str(claims["sub"]), role, _text(claims.get("agency")), _text(claims.get("household")),
                          _text(claims.get("member")))
+
+
+SUBJECT_SHAPED_LIKE_AN_IDENTIFIER = (
+    "the token's subject is shaped like an NHS number, UPN or date of birth: the hub names who acts, in its audit "
+    "trail, by pseudonymous ids only; ask the identity provider's administrator for a subject that is not")
+
+
+def pseudonymous(subject: str) -> bool:
+    """Whether a token subject can name who acts in the audit trail: nothing in it shaped like an NHS number,
+    UPN or date of birth (the audit refuses those; refused here, at the door, instead of failing mid-request)."""
+    return scrub_text(subject) == subject
 
 
 def _text(value: object) -> str | None:

@@ -168,3 +168,16 @@ def test_oidc_needs_both_issuer_and_key_set(tmp_path: Path) -> None:
     # in OIDC mode the hub makes no signing key of its own
     TokenService(Settings(data_dir=tmp_path / "d", oidc_issuer=ISSUER, oidc_jwks_url="http://127.0.0.1:1/jwks"))
     assert not (tmp_path / "d" / "keys").exists()
+
+
+@pytest.mark.parametrize("subject", ["9434765919", "cc-943 476 5919", "staff-2014-03-09"])
+def test_a_subject_shaped_like_a_personal_identifier_is_refused_at_the_door(
+        tmp_path: Path, tokens: TokenService, idp: IdentityProvider, subject: str) -> None:
+    """The audit trail names who acts by pseudonymous ids: such a subject is refused when the token is
+    verified (401 with the reason), not half-way through a request whose audit record it would fail."""
+    message = refused(tokens, idp.token(FIRST, sub=subject, role="coordinator"))
+    assert "shaped like an NHS number" in message and subject not in message
+    own = TokenService(Settings(data_dir=tmp_path / "own", jwt_key=HUB_KEY))
+    with pytest.raises(ConfigError, match="pseudonymous ids only"):
+        own.create(subject, "coordinator")
+    assert own.verify(own.create("cc-a943476591", "coordinator")).subject == "cc-a943476591"

@@ -79,7 +79,7 @@ class Outcome:
 def evans(hub: RunningHub) -> Outcome:
     """The journey, run once per cluster; the tests below check what each user sees of it."""
     seed = random.randrange(10_000, 900_000)
-    fam = Evans(uuid.uuid4().hex[:10], nhs_number(seed), f"NPT-CS-{seed}", nhs_number(seed + 1), upn(seed + 1),
+    fam = Evans("t" + uuid.uuid4().hex[:9], nhs_number(seed), f"NPT-CS-{seed}", nhs_number(seed + 1), upn(seed + 1),
                 datetime.now(UTC).replace(microsecond=0))
     health = Agency(hub, "abuhb-fhir", "7A6")
     council = Agency(hub, "newport-lcs", LA)
