@@ -60,6 +60,12 @@ def scrub_text(text: str, placeholder: str | None = None) -> str:
     return "".join(out)
 
 
+def pseudonymous(text: str) -> bool:
+    """Whether ``text`` (an id the hub is given, such as a token's subject) holds nothing shaped like an NHS
+    number, UPN or date of birth, so it may name someone where only pseudonymous ids are kept."""
+    return scrub_text(text) == text
+
+
 def scrub(text: str) -> str:
     """:func:`scrub_text` with every identifier replaced by ``<redacted>`` (for problem messages)."""
     return scrub_text(text, REDACTED)

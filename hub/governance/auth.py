@@ -35,7 +35,7 @@ import jwt
 
 from hub.core.errors import AuthError, ConfigError, ForbiddenError, NotFoundError
 from hub.core.logging import get_logger
-from hub.core.privacy import scrub_text
+from hub.core.privacy import pseudonymous
 from hub.core.settings import Settings
 
 log = get_logger(__name__)
@@ -192,15 +192,9 @@ class TokenService:
                          _text(claims.get("member")))
 
 
-SUBJECT_SHAPED_LIKE_AN_IDENTIFIER = (
-    "the token's subject is shaped like an NHS number, UPN or date of birth: the hub names who acts, in its audit "
-    "trail, by pseudonymous ids only; ask the identity provider's administrator for a subject that is not")
-
-
-def pseudonymous(subject: str) -> bool:
-    """Whether a token subject can name who acts in the audit trail: nothing in it shaped like an NHS number,
-    UPN or date of birth (the audit refuses those; refused here, at the door, instead of failing mid-request)."""
-    return scrub_text(subject) == subject
+#: a subject that the audit trail would refuse to name (refused at the door, not half-way through a request)
+SUBJECT_SHAPED_LIKE_AN_IDENTIFIER = ("the token's subject is shaped like an NHS number, UPN or date of birth: the "
+                                     "hub's audit trail names who acts by pseudonymous ids only; ask for another")
 
 
 def _text(value: object) -> str | None:
