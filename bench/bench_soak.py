@@ -47,7 +47,7 @@ import httpx
 import sqlalchemy as sa
 
 from bench import soak_probes as probes
-from bench.harness import REPO_ROOT, machine_info, percentiles
+from bench.harness import REPO_ROOT, machine_info, paced, percentiles
 from bench.population import Population
 from hub.core.events import InboundEvent
 from hub.core.settings import Settings, bootstrap_file
@@ -126,23 +126,9 @@ class Soak:
                 self.pending[a["event_id"]] = (done, window)
 
     async def send(self, client: httpx.AsyncClient, events: Iterator[InboundEvent]) -> int:
-        rate, tick = self.args.rate, 0.1
-        in_flight: set[asyncio.Task[None]] = set()
-        sent = k = 0
-        start = time.perf_counter()
-        n_target = int(rate * self.args.seconds)
-        while sent < n_target:
-            k += 1
-            due = min(n_target, int(rate * (time.perf_counter() - start)) + 1)
-            if due > sent and len(in_flight) < 16:
-                batch = [event_json(next(events)) for _ in range(due - sent)]
-                task = asyncio.create_task(self.post(client, batch))
-                in_flight.add(task)
-                task.add_done_callback(in_flight.discard)
-                sent = due
-            await asyncio.sleep(max(0.0, start + k * tick - time.perf_counter()))
-        if in_flight:
-            await asyncio.gather(*in_flight)
+        rate = self.args.rate
+        sent = await paced(int(rate * self.args.seconds), rate,
+                           lambda a, b: self.post(client, [event_json(next(events)) for _ in range(b - a)]), tick=0.1)
         self.sending = False
         return sent
 

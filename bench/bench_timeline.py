@@ -74,7 +74,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer
 from fastavro import parse_schema, schemaless_reader
 
-from bench.harness import REPO_ROOT, Report, add_common_args, percentiles
+from bench.harness import REPO_ROOT, Report, add_common_args, paced, percentiles
 from bench.population import Population
 from hub.core.logging import configure_logging
 from hub.core.settings import Settings
@@ -215,9 +215,8 @@ async def freshness_phase(services: Services, client: httpx.AsyncClient, events:
     poller = asyncio.create_task(fr.poll())
     api_lat: list[float] = []
     api_tasks: list[asyncio.Task[None]] = []
-    in_flight: set[asyncio.Task[None]] = set()
     accept_lat: list[float] = []
-    sent = accepted = 0
+    accepted = 0
     rng = random.Random(5)
 
     async def send(batch: list[Any]) -> None:
@@ -235,20 +234,8 @@ async def freshness_phase(services: Services, client: httpx.AsyncClient, events:
                     api_lat, 0.02)))
         accepted += len(batch)
 
-    n_target = min(len(events), int(rate * seconds))
     start = time.perf_counter()
-    k = 0
-    while sent < n_target:
-        k += 1
-        due = min(n_target, int(rate * (time.perf_counter() - start)) + 1)
-        if due > sent and len(in_flight) < 16:
-            task = asyncio.create_task(send(events[sent:due]))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-            sent = due
-        await asyncio.sleep(max(0.0, start + k * tick - time.perf_counter()))
-    if in_flight:
-        await asyncio.gather(*in_flight)
+    await paced(min(len(events), int(rate * seconds)), rate, lambda a, b: send(events[a:b]), tick=tick)
     elapsed = time.perf_counter() - start
     fr.running = False
     with contextlib.suppress(TimeoutError):

@@ -23,7 +23,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,6 +144,28 @@ async def time_async(fn: Callable[[Any], Awaitable[object]], items: Sequence[Any
         if latencies:
             samples.append(clock() - t)
     return Measurement(len(items), clock() - start, tuple(samples))
+
+
+async def paced(total: int, rate: float, send: Callable[[int, int], Coroutine[Any, Any, None]], *, tick: float,
+                in_flight_max: int = 16) -> int:
+    """Offer ``total`` items at ``rate`` a second: every ``tick`` seconds, ``send(first, end)`` the items due
+    since the last call (at most ``in_flight_max`` sends at once; a late send makes the next one larger).
+    Returns how many were offered, once every send has finished."""
+    in_flight: set[asyncio.Task[None]] = set()
+    sent = k = 0
+    start = time.perf_counter()
+    while sent < total:
+        k += 1
+        due = min(total, int(rate * (time.perf_counter() - start)) + 1)
+        if due > sent and len(in_flight) < in_flight_max:
+            task = asyncio.create_task(send(sent, due))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            sent = due
+        await asyncio.sleep(max(0.0, start + k * tick - time.perf_counter()))
+    if in_flight:
+        await asyncio.gather(*in_flight)
+    return sent
 
 
 def run_async(coro: Awaitable[Any]) -> Any:
