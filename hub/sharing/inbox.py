@@ -56,7 +56,6 @@ def inbox(store: Store, agency_id: str, *, cursor: str | None = None, limit: int
     on its way and leaves it to the webhook (one routed to the inbox before the webhook was set is delivered).
     """
     now = now or utcnow()
-    hooked = agency_id in load_webhooks(store)
     conds = [DL.agency_id == agency_id, DL.state.in_(("queued", "delivered", "acknowledged"))]
     if cursor:
         ts, did = _uncursor(cursor)
@@ -69,7 +68,9 @@ def inbox(store: Store, agency_id: str, *, cursor: str | None = None, limit: int
         if len(rows) > limit:
             rows = rows[:limit]
             nxt = _cursor(rows[-1].created_at, rows[-1].delivery_id)
-        fresh = [r.delivery_id for r in rows if r.state == "queued" and (not hooked or r.channel == "inbox")]
+        queued = [r for r in rows if r.state == "queued"]
+        hooked = bool(queued) and agency_id in load_webhooks(store)
+        fresh = [r.delivery_id for r in queued if not hooked or r.channel == "inbox"]
         if fresh:
             conn.execute(deliveries.update().where(DL.delivery_id.in_(fresh), DL.state == "queued").values(
                 state="delivered", channel="inbox", delivered_at=now,
