@@ -33,14 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
-import math
 import random
-import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,19 +48,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-import sqlalchemy as sa
 
+from bench.outcome_figures import figures, merge, summary, tallies
 from bench.population import END, SPAN_DAYS, Population
 from hub.core.logging import configure_logging
-from hub.db.schema import agency_webhooks, alerts, deliveries
-from hub.db.sealed import sealer
-from hub.db.store import Store, as_utc
+from hub.db.schema import agency_webhooks
+from hub.db.store import Store
 from hub.sharing import coordination, readiness
-from hub.sharing.alerts import opened
 from hub.sharing.delivery import deliver_due, escalate_unacknowledged
-from hub.sharing.kpis import load_deliveries
-from hub.stream import projection, readmodel
-from hub.stream.kpis import READY_BEFORE, Period, reports_ready
+from hub.stream import projection
 from tests.sharing.sharing_support import (
     Feeder,
     Webhook,
@@ -69,20 +65,21 @@ from tests.sharing.sharing_support import (
     withdraw_event,
 )
 
-POST_DAYS = (3.0, 15.0)  # assumed: a report typed, printed and posted reaches its reader in 3-15 days
+__all__ = ["figures", "simulate"]
 
 
-def consents(pop: Population, rng: random.Random) -> list[tuple[datetime, Any]]:
-    """(arrival time, consent event) for each family's mix: broad, partial, none, withdrawn."""
+def consents(pop: Population, rng: random.Random, families: Sequence[int] | None = None) -> list[tuple[datetime, Any]]:
+    """(arrival time, consent event) for each family's mix: broad, partial, none, withdrawn; ``families``: only
+    these (each family's mix is drawn in order over the whole population, so a slice has the mix it has whole)."""
     start = END - timedelta(days=SPAN_DAYS)
+    kinds = [rng.choices(("broad", "partial", "none", "withdrawn"), (40, 25, 25, 10))[0] for _ in range(pop.families)]
     out = []
-    for i in range(pop.families):
-        fam = pop.family(i)
-        kind = rng.choices(("broad", "partial", "none", "withdrawn"), (40, 25, 25, 10))[0]
+    for i in range(pop.families) if families is None else families:
+        kind = kinds[i]
         if kind == "none":
             continue
         sectors = ("health",) if kind == "partial" else ("health", "social_care", "education")
-        for child in fam.children:
+        for child in pop.family(i).children:
             subject = child.identifiers["nhs-number"]
             d = permit_directive(f"consent-{child.child_id}", child.child_id, start + timedelta(days=1),
                                  sectors=sectors)
@@ -93,8 +90,19 @@ def consents(pop: Population, rng: random.Random) -> list[tuple[datetime, Any]]:
     return out
 
 
-async def _client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=10.0)
+AGENCY_URL = "https://agency-system.example/hub"  # every agency's system, answered in process (below)
+
+
+def _agency_system(request: httpx.Request) -> httpx.Response:
+    """Every agency's system at the edge of the world: it takes each share and answers 200."""
+    return httpx.Response(200, json={"received": True})
+
+
+async def _client(local: Webhook | None) -> httpx.AsyncClient:
+    """The deliverer's client: to the in-process agency system, or (``local``) over HTTP to a local endpoint."""
+    if local is not None:
+        return httpx.AsyncClient(timeout=10.0)
+    return httpx.AsyncClient(timeout=10.0, transport=httpx.MockTransport(_agency_system))
 
 
 ESCALATE_BATCH = 500  # escalate_unacknowledged takes up to this many overdue shares a call
@@ -104,12 +112,12 @@ class Run:
     """The simulated year's state: the pipeline's parts, the sweeps' next times and the timings per month."""
 
     def __init__(self, store: Store, feeder: Feeder, household_of: dict[tuple[str, str], str], chores: timedelta,
-                 escalate_every: timedelta | None, readiness_at_arrival: bool) -> None:
+                 escalate_every: timedelta | None, readiness_at_arrival: bool, local: Webhook | None) -> None:
         self.store, self.feeder, self.household_of = store, feeder, household_of
         self.chores, self.escalate_every, self.readiness_at_arrival = chores, escalate_every, readiness_at_arrival
         self.next_chores = self.next_escalation = END - timedelta(days=SPAN_DAYS)
         self.runner = asyncio.Runner()
-        self.client = self.runner.run(_client())
+        self.client = self.runner.run(_client(local))
         self.pending: dict[str, datetime] = {}  # household -> its last event's arrival, not yet swept
         self.months: dict[str, dict[str, float]] = {}  # per simulated month: events, seconds, of which sweeps
 
@@ -170,30 +178,35 @@ class Run:
 
 def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *, readiness_at_arrival: bool = True,
              window: timedelta | None = timedelta(minutes=5),
-             escalate_every: timedelta | None = timedelta(hours=1)) -> dict[str, Any]:
-    """Run the year, each event projected, decided and delivered at its own arrival time; returns timings.
+             escalate_every: timedelta | None = timedelta(hours=1), families: Sequence[int] | None = None,
+             local_webhook: bool = False, until: datetime | None = None) -> dict[str, Any]:
+    """Run the year (of ``families`` only, when given: a slice of the population), each event projected, decided
+    and delivered at its own arrival time; returns timings.
     With ``readiness_at_arrival`` the household an event touched is swept for readiness at that arrival time
     (the hub sweeps every ``HUB_SHARING_READINESS_INTERVAL``, 300 s by default: "at once" in simulated time),
     besides the sweeps of every household every ``chores``. ``window`` None: each event is followed by its
     household's readiness sweep and an escalation pass (``escalate_every`` is then ignored), as before; else
     the households touched in each window of simulated time are swept once the window closes, each at its last
     event's arrival, and unacknowledged shares are escalated every ``escalate_every`` of simulated time in which
-    events arrive and at the last arrival."""
+    events arrive and at the last arrival. Shares go to every agency's system in process (an endpoint answering
+    200), or with ``local_webhook`` over HTTP to a local endpoint answering 200. ``until``: the last arrival of
+    the whole population, for a slice of it (windows only): its sweeps and escalation go on to then."""
     feeder = Feeder(store, END)
-    household_of = {(s.system, s.value): c.household_id for i in range(pop.families)
+    mine = list(range(pop.families)) if families is None else list(families)
+    household_of = {(s.system, s.value): c.household_id for i in mine
                     for c in pop.family(i).children for s in c.identifiers.values()}
-    timed = [(arrival, ev) for i in range(pop.families) for arrival, ev in pop.family_events(i)]
-    timed += consents(pop, random.Random(seed))
+    timed = [(arrival, ev) for i in mine for arrival, ev in pop.family_events(i)]
+    timed += consents(pop, random.Random(seed), mine)
     arrivals = sorted(((a, n, e) for n, (a, e) in enumerate(timed)), key=lambda t: (t[0], t[1]))
     agencies = sorted({(e.body.get("service") or e.body.get("school") or {}).get("agency_id", "")
                        for _, _, e in arrivals} - {""})
-    hook = Webhook()  # every agency's system: a local endpoint that answers 200 (the edge of the world)
+    hook = Webhook() if local_webhook else None  # the edge of the world: agencies' systems answering 200
     with store.engine.begin() as conn:
-        conn.execute(agency_webhooks.insert(), [{"agency_id": a, "url": hook.url, "secret": "s" * 32}
-                                                for a in agencies])
+        conn.execute(agency_webhooks.insert(), [{"agency_id": a, "url": hook.url if hook else AGENCY_URL,
+                                                 "secret": "s" * 32} for a in agencies])
     t0 = time.perf_counter()
     run = Run(store, feeder, household_of, chores, escalate_every if window is not None else None,
-              readiness_at_arrival)
+              readiness_at_arrival, hook)
     origin, current = END - timedelta(days=SPAN_DAYS), -1
     for arrival, _, ev in arrivals:
         started = time.perf_counter()
@@ -211,12 +224,14 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *, rea
         month["events"] += 1
         month["seconds"] += time.perf_counter() - started
     if window is not None and arrivals:
-        started = time.perf_counter()
+        started, end = time.perf_counter(), max(until or arrivals[-1][0], arrivals[-1][0])
+        run.chores_until(end)  # a slice's sweeps go on to the whole population's last arrival, as in one run
         run.flush()
-        run.escalate(arrivals[-1][0])
-        run.month(arrivals[-1][0])["seconds"] += time.perf_counter() - started
+        run.escalate(end)
+        run.month(end)["seconds"] += time.perf_counter() - started
     run.close()
-    hook.close()
+    if hook is not None:
+        hook.close()
     linked: dict[str, datetime] = {}  # when the hub could first place each child: its first link's arrival
     for arrival, _, ev in arrivals:
         if ev.record_type == "IdentityLinked":
@@ -226,140 +241,109 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *, rea
     return {"seconds": time.perf_counter() - t0, "events": len(arrivals), "linked": linked, "months": per_month}
 
 
-def _median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 1) if values else None
+SETTINGS = ("families", "events_per_family", "chores_hours", "readiness_at_arrival", "window_minutes", "per_event",
+            "escalate_minutes", "seed", "local_webhook")
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    return round(sorted(values)[max(math.ceil(q * len(values)) - 1, 0)], 1) if values else None
+def _write(path: str, data: dict[str, Any]) -> None:
+    text = json.dumps(data, indent=2)
+    if path.endswith(".gz"):
+        Path(path).write_bytes(gzip.compress(text.encode(), mtime=0))
+    else:
+        Path(path).write_text(text)
 
 
-def figures(store: Store, seed: int, linked: dict[str, datetime]) -> dict[str, Any]:
-    children = [c for h in readmodel.households(store) for c in coordination.household_facts(store, h.household_id)]
-    sent = load_deliveries(store)
-    year = Period(END - timedelta(days=SPAN_DAYS), END)
-    ready = reports_ready(children, sent, year, "service")
-    with_reports = sum(r["with_reports"] for r in ready)
-    all_ready = sum(r["all_ready"] for r in ready)
-    seal = sealer(store)  # alert details are sealed at rest under the child's member key
-    with store.engine.connect() as conn:
-        shown = {(opened(seal, dict(r._mapping))["details"].get("appointment_id"), r.created_at)
-                 for r in conn.execute(sa.select(alerts.c.alert_key, alerts.c.details, alerts.c.created_at).where(
-                     alerts.c.kind == "readiness"))}
-        kinds = Counter(r[0] for r in conn.execute(sa.select(alerts.c.kind)))
-        rows = conn.execute(sa.select(deliveries.c.information_id, deliveries.c.delivered_at, deliveries.c.agency_id,
-                                      deliveries.c.service).where(
-            deliveries.c.kind == "share", deliveries.c.delivered_at.is_not(None))).all()
-    reports = {f.event_id: (c, f) for c in children for f in c.facts
-               if f.record_type in ("ReportIssued", "ReportAmended")}
-    latency, in_team, from_receipt = [], [], []
-    for r in rows:
-        if r.information_id not in reports:
-            continue
-        child, rep = reports[r.information_id]
-        at = as_utc(r.delivered_at)
-        latency.append((at - rep.occurred_at) / timedelta(minutes=1))
-        received = rep.record["meta"]["received_at"]
-        from_receipt.append((at - as_utc(received)) / timedelta(seconds=1))
-        joined = next((f.occurred_at for f in child.facts if f.service == (r.agency_id, r.service)), None)
-        if joined is not None and joined <= rep.occurred_at:  # a recipient already in the team at issue
-            in_team.append((at - rep.occurred_at) / timedelta(minutes=1))
-    outcomes = _appointment_outcomes(children, sent, year, shown, linked)
-    shown_in_time = outcomes["shown"]
-    beyond = sum(n for k, n in outcomes.items() if k in BEYOND_ANY_HUB)
-    met = all_ready + shown_in_time
-    post = _baseline(children, year, random.Random(seed))
-    return {"appointments_with_reports": with_reports,
-            "hub": {"all_available_2_days_before": all_ready, "absence_shown_2_days_before": shown_in_time,
-                    "share": round(met / with_reports, 4) if with_reports else None,
-                    "missed": {k: n for k, n in sorted(outcomes.items()) if k not in ("delivered", "shown")},
-                    "can_be_met": with_reports - beyond,
-                    "share_of_those_that_can_be_met": round(met / (with_reports - beyond), 4)
-                    if with_reports > beyond else None,
-                    "latency_median_minutes": round(statistics.median(latency), 1) if latency else None,
-                    "latency_p95_minutes": _pct(latency, 0.95), "deliveries": len(latency),
-                    "in_team_at_issue": {"deliveries": len(in_team), "median_minutes": _median(in_team),
-                                         "p95_minutes": _pct(in_team, 0.95)},
-                    "from_receipt_by_the_hub": {"median_seconds": _median(from_receipt),
-                                                "p95_seconds": _pct(from_receipt, 0.95)},
-                    "alerts": dict(sorted(kinds.items()))},
-            "no_hub": post}
+def _read(path: Path) -> dict[str, Any]:
+    raw = path.read_bytes()
+    data: dict[str, Any] = json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
+    return data
 
 
-#: why an appointment missed the goal where no hub could have met it: the hub did not hold the report, or
-#: the appointment, or the child, by the cut-off (2 days before the appointment)
-BEYOND_ANY_HUB = ("report_reached_the_hub_after_the_cut_off", "booking_reached_the_hub_after_the_cut_off",
-                  "child_linked_after_the_cut_off")
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    """One run over the population, or over its slice ``--slice K/N`` (families i with i % N == K)."""
+    k, n = (int(x) for x in args.slice.split("/")) if args.slice else (0, 1)
+    if n > 1 and args.per_event:
+        raise SystemExit("--slice needs windows of simulated time (without --per-event)")
+    mine = [i for i in range(args.families) if i % n == k]
+    pop = Population(args.families, args.events_per_family, seed=args.seed, chunk_families=args.families,
+                     prefix="out")
+    until = last_arrival(pop, args.seed) if n > 1 else None
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store.open(args.database_url or f"sqlite:///{tmp}/outcome.db")
+        run = simulate(store, pop, timedelta(hours=args.chores_hours), args.seed,
+                       readiness_at_arrival=args.readiness_at_arrival,
+                       window=None if args.per_event else timedelta(minutes=args.window_minutes),
+                       escalate_every=timedelta(minutes=args.escalate_minutes), families=mine,
+                       local_webhook=args.local_webhook, until=until)
+        counted = tallies(store, args.seed, run["linked"])
+    return {"settings": {k: getattr(args, k) for k in SETTINGS}, "slice": [k, n], "families_in_slice": len(mine),
+            "events": run["events"], "seconds": round(run["seconds"], 1), "months": run["months"],
+            "commit": _commit(), "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "tallies": counted}
 
 
-def _appointment_outcomes(children: list[Any], sent: list[Any], year: Period, shown: set[tuple[Any, Any]],
-                          linked: dict[str, datetime]) -> Counter[str]:
-    """Each appointment with relevant reports: ``delivered`` (every one 2 days before), ``shown`` (a readiness
-    alert about it by then), or why it missed: the first that applies of the booking, the child's link or a
-    missing report reaching the hub after the cut-off (no hub could meet those), else ``missed_by_the_hub``."""
-    out: Counter[str] = Counter()
-    first: dict[tuple[str, str, str], datetime] = {}
-    for d in sent:
-        if d.delivered_at is not None:
-            key = (d.information_id, d.agency_id or "", d.service or "")
-            first[key] = min(first.get(key, d.delivered_at), d.delivered_at)
-    alerted: dict[str, datetime] = {}
-    for appt_id, at in shown:
-        alerted[appt_id] = min(alerted.get(appt_id, as_utc(at)), as_utc(at))
-    for child in children:
-        for a in child.facts:
-            start = a.record.get("start")
-            if a.record_type != "AppointmentBooked" or not isinstance(start, datetime) or not year.holds(start):
-                continue
-            due = start - READY_BEFORE
-            relevant = [f for f in child.facts if f.record_type in ("ReportIssued", "ReportAmended")
-                        and f.occurred_at <= due and f.service != a.service]
-            if not relevant:
-                continue
-            missing = [f for f in relevant
-                       if (got := first.get((f.event_id, a.agency_id or "", a.service_name or ""))) is None
-                       or got > due]
-            appt = a.record["meta"].get("source_id")
-            if not missing:
-                out["delivered"] += 1
-            elif appt in alerted and alerted[appt] <= due:
-                out["shown"] += 1
-            elif as_utc(a.record["meta"]["received_at"]) > due:
-                out[BEYOND_ANY_HUB[1]] += 1
-            elif child.child_id not in linked or linked[child.child_id] > due:
-                out[BEYOND_ANY_HUB[2]] += 1
-            elif any(as_utc(f.record["meta"]["received_at"]) > due for f in missing):
-                out[BEYOND_ANY_HUB[0]] += 1
-            else:
-                out["missed_by_the_hub"] += 1
-    return out
+def last_arrival(pop: Population, seed: int) -> datetime:
+    """The last arrival of any record (or consent) of the whole population."""
+    last = max(max((a for a, _ in consents(pop, random.Random(seed))), default=END - timedelta(days=SPAN_DAYS)),
+               max((a for i in range(pop.families) for a, _ in pop.family_events(i)), default=END))
+    return last
 
 
-def _baseline(children: list[Any], year: Period, rng: random.Random) -> dict[str, Any]:
-    """Reports by post: each report reaches each other service after 3-15 days; nobody is told what is missing."""
-    latency: list[float] = []
-    with_reports = ready = 0
-    arrival: dict[tuple[str, tuple[Any, Any]], datetime] = {}
-    for child in children:
-        reports = [f for f in child.facts if f.record_type in ("ReportIssued", "ReportAmended")]
-        for a in child.facts:
-            start = a.record.get("start")
-            if a.record_type != "AppointmentBooked" or not isinstance(start, datetime) or not year.holds(start):
-                continue
-            due = start - READY_BEFORE
-            relevant = [f for f in reports if f.occurred_at <= due and f.service != a.service]
-            if not relevant:
-                continue
-            with_reports += 1
-            for f in relevant:
-                key = (f.event_id, a.service)
-                if key not in arrival:
-                    arrival[key] = f.occurred_at + timedelta(days=rng.uniform(*POST_DAYS))
-                    latency.append((arrival[key] - f.occurred_at) / timedelta(minutes=1))
-            ready += all(arrival[(f.event_id, a.service)] <= due for f in relevant)
-    return {"share": round(ready / with_reports, 4) if with_reports else None, "all_available_2_days_before": ready,
-            "latency_median_minutes": round(statistics.median(latency), 1) if latency else None,
-            "latency_p95_minutes": _pct(latency, 0.95), "alerts": {}}
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+def result_of(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The printed result of one run, or of every slice of one population (checked to be the same settings and
+    every slice once)."""
+    settings, n = parts[0]["settings"], parts[0]["slice"][1]
+    if any(p["settings"] != settings for p in parts) or sorted(p["slice"][0] for p in parts) != list(range(n)) \
+            or any(p["slice"][1] != n for p in parts):
+        raise SystemExit("these are not the slices 0 to N-1 of one population with the same settings")
+    events, seconds = sum(p["events"] for p in parts), sum(p["seconds"] for p in parts)
+    months: dict[str, dict[str, float]] = {}
+    for p in parts:
+        for m, row in p["months"].items():
+            into = months.setdefault(m, dict.fromkeys(row, 0))
+            for key, v in row.items():
+                into[key] = round(into[key] + v, 1)
+    return {"families": settings["families"], "events": events, "slices": n, "seconds": round(seconds, 1),
+            "events_per_second": round(events / seconds, 1), "ms_per_event": round(seconds / events * 1000, 1),
+            "mode": "per event" if settings["per_event"] else
+            f"windows of {settings['window_minutes']:g} min, escalation every {settings['escalate_minutes']:g} min",
+            **summary(merge(p["tallies"] for p in parts)), "per_simulated_month": dict(sorted(months.items()))}
+
+
+def run_slices(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every slice ``--slices N`` of the population, ``--parallel`` at a time, each in its own process and
+    database, written to ``--out``; a slice already written there is not run again (a run can be resumed)."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [k for k in range(args.slices) if not (out / f"slice-{k}-of-{args.slices}.json.gz").exists()]
+    base = [sys.executable, __file__] + [f"--{k.replace('_', '-')}={getattr(args, k)}" for k in
+                                         ("families", "events_per_family", "chores_hours", "window_minutes",
+                                          "escalate_minutes", "seed")]
+    base += [f"--{'' if args.readiness_at_arrival else 'no-'}readiness-at-arrival"]
+    base += ["--per-event"] * args.per_event + ["--local-webhook"] * args.local_webhook
+    running: list[tuple[int, subprocess.Popen[bytes]]] = []
+    while todo or running:
+        while todo and len(running) < args.parallel:
+            k = todo.pop(0)
+            print(f"{time.strftime('%H:%M:%S')} slice {k} of {args.slices} started", flush=True)
+            cmd = [*base, f"--slice={k}/{args.slices}", f"--json={out / f'slice-{k}-of-{args.slices}.json.gz'}",
+                   "--quiet"]
+            running.append((k, subprocess.Popen(cmd)))
+        time.sleep(1)
+        for k, proc in list(running):
+            if proc.poll() is not None:
+                running.remove((k, proc))
+                print(f"{time.strftime('%H:%M:%S')} slice {k} of {args.slices} ended ({proc.returncode})", flush=True)
+                if proc.returncode:
+                    raise SystemExit(f"slice {k} failed")
+    return [_read(out / f"slice-{k}-of-{args.slices}.json.gz") for k in range(args.slices)]
 
 
 def main() -> None:
@@ -376,27 +360,34 @@ def main() -> None:
     parser.add_argument("--escalate-minutes", type=float, default=60.0,
                         help="escalate unacknowledged shares every this much simulated time (not with --per-event)")
     parser.add_argument("--seed", type=int, default=20261206)
+    parser.add_argument("--local-webhook", action="store_true",
+                        help="deliver over HTTP to a local endpoint (default: to the agencies' systems in process)")
+    parser.add_argument("--slice", default="", help="K/N: only families i with i %% N == K")
+    parser.add_argument("--slices", type=int, default=0,
+                        help="run every slice K/N in its own process (--parallel at a time), results in --out")
+    parser.add_argument("--parallel", type=int, default=2)
+    parser.add_argument("--out", default="", help="with --slices: where each slice's result is written and kept")
+    parser.add_argument("--merge", default="", help="a directory of slice results: print the whole run's figures")
     parser.add_argument("--database-url", default="")
     parser.add_argument("--json", default="")
+    parser.add_argument("--quiet", action="store_true", help="write --json only")
     args = parser.parse_args()
     configure_logging("WARNING")
-    with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(args.database_url or f"sqlite:///{tmp}/outcome.db")
-        pop = Population(args.families, args.events_per_family, seed=args.seed, chunk_families=args.families,
-                         prefix="out")
-        run = simulate(store, pop, timedelta(hours=args.chores_hours), args.seed,
-                       readiness_at_arrival=args.readiness_at_arrival,
-                       window=None if args.per_event else timedelta(minutes=args.window_minutes),
-                       escalate_every=timedelta(minutes=args.escalate_minutes))
-        result = {"families": args.families, "events": run["events"], "seconds": round(run["seconds"], 1),
-                  "events_per_second": round(run["events"] / run["seconds"], 1),
-                  "ms_per_event": round(run["seconds"] / run["events"] * 1000, 1),
-                  "mode": "per event" if args.per_event else
-                  f"windows of {args.window_minutes:g} min, escalation every {args.escalate_minutes:g} min",
-                  **figures(store, args.seed, run["linked"]), "per_simulated_month": run["months"]}
-    print(json.dumps(result, indent=2))
+    if args.merge:
+        result = result_of([_read(p) for p in sorted(Path(args.merge).glob("slice-*.json.gz"))])
+    elif args.slices:
+        started = time.perf_counter()
+        result = {**result_of(run_slices(args)), "wall_seconds_of_this_call": round(time.perf_counter() - started)}
+    else:
+        one = run_one(args)
+        if args.slice:
+            _write(args.json, one)
+            return
+        result = result_of([one])
+    if not args.quiet:
+        print(json.dumps(result, indent=2))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        _write(args.json, result)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ Sharing (:class:`SharingSettings`, read when used, so a change applies from the 
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -309,14 +310,35 @@ class SharingSettings(BaseSettings):
     alert_retention_days: Annotated[int, Field(ge=0, validation_alias="HUB_ALERT_RETENTION_DAYS")] = 365
 
 
+def _sources_now() -> tuple[object, ...]:
+    """What the sharing settings are read from, as it stands: the ``HUB_`` variables and the ``.env`` file."""
+    try:
+        st = os.stat(".env")
+        env_file: object = (os.path.abspath(".env"), st.st_mtime_ns, st.st_size)
+    except OSError:
+        env_file = os.getcwd()
+    return (env_file, *sorted((k, v) for k, v in os.environ.items() if k.startswith("HUB_")))
+
+
+_last_read: tuple[tuple[object, ...], SharingSettings] | None = None
+
+
 def sharing_settings() -> SharingSettings:
-    """The sharing settings now; a bad value is a ConfigError naming the variable."""
+    """The sharing settings now; a bad value is a ConfigError naming the variable. Read again whenever a
+    ``HUB_`` variable or the ``.env`` file changed since the last read (reading them is ~2 ms; the chores ask
+    on every pass)."""
     from pydantic import ValidationError
 
     from hub.core.errors import ConfigError
 
+    global _last_read
+    sources = _sources_now()
+    if _last_read is not None and _last_read[0] == sources:
+        return _last_read[1]
     try:
-        return SharingSettings()
+        read = SharingSettings()
+        _last_read = (sources, read)
+        return read
     except ValidationError as exc:
         bad = "; ".join(f"HUB_SHARING_{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
         for alias in ("HUB_ALERT_RULES_FILE", "HUB_STATUTORY_NATIONS", "HUB_STATUTORY_WARN_DAYS"):

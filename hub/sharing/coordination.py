@@ -154,10 +154,12 @@ def apply(conn: Connection, episodes: Iterable[Episode], now: datetime, forget: 
     for ep in episodes:
         if ep.raised_at > now or _forgotten(conn, ep, forget):
             continue
-        agency, service = coordinator_of(conn, ep.child_id) if ep.child_id else (None, None)
-        if raise_alert(conn, key=ep.key, kind=ep.rule, household_id=ep.household_id, child_id=ep.child_id,
-                       to_agency_id=agency, to_service=service, message=ep.message,
-                       details={**ep.details, "raised_at": ep.raised_at.isoformat()}, now=ep.raised_at):
+        known = conn.execute(sa.select(A.alert_id).where(A.alert_key == ep.key)).first() is not None
+        agency, service = coordinator_of(conn, ep.child_id) if ep.child_id and not known else (None, None)
+        if not known and raise_alert(conn, key=ep.key, kind=ep.rule, household_id=ep.household_id,
+                                     child_id=ep.child_id, to_agency_id=agency, to_service=service,
+                                     message=ep.message, details={**ep.details, "raised_at": ep.raised_at.isoformat()},
+                                     now=ep.raised_at):
             raised += 1
             feed(conn, ep.household_id, ep.child_id, ep.key, "alert")
         elif _correct(conn, ep, now):

@@ -181,6 +181,9 @@ def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, w
 
 def _raise_for_child(conn: sa.Connection, hh: str, child: dict[str, Any], now: datetime) -> int:
     cid = child["child_id"]
+    if not any(a["alert_due"] for a in child["appointments"]) and not any(
+            m["overdue"] for m in child["expected_reports"]):
+        return 0
     agency, service = coordinator_of(conn, cid)
     raised = 0
     for a in child["appointments"]:
