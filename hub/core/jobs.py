@@ -5,7 +5,8 @@ A :class:`Job` is a piece of recurring work with a name, a due rule and an async
 * **due rule** — ``every`` seconds (``None``: only when woken), and at once whenever its ``wake``
   event is set (another job or the stream sets it when there is something to do);
 * **lease** — optionally a lease (``hold()`` / ``release()``, :class:`hub.db.lease.Lease`) so that of
-  all the processes running the job one at a time does it: a pass without the lease is skipped;
+  all the processes running the job one at a time does it: a pass without the lease is skipped, and a
+  pass with it renews it while it runs (``keeping()``, where the lease has it), however long it takes;
 * **run_once** returns when to look again: ``None`` by the due rule, ``0`` at once (it found a full
   batch), or a number of seconds to pause regardless of its event.
 
@@ -40,6 +41,13 @@ class LeaseLike(Protocol):
     def hold(self) -> bool: ...
 
     def release(self) -> None: ...
+
+
+def _kept(lease: LeaseLike | None) -> contextlib.AbstractContextManager[object]:
+    """The lease renewed while a pass runs, where it can be (``keeping()``): a pass longer than the lease's
+    time to live (a sweep of every household) keeps it, so no other process starts the same chore meanwhile."""
+    keeping = getattr(lease, "keeping", None)
+    return keeping() if keeping is not None else contextlib.nullcontext()
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
@@ -143,7 +151,8 @@ class Runner:
             if job.lease is not None and not await asyncio.to_thread(job.lease.hold):
                 after: float | None = None  # another process does it: look again when due
             else:
-                after = await job.run_once()
+                with _kept(job.lease):
+                    after = await job.run_once()
             health.ok, health.failures, health.last_error = True, 0, None
         except self.expected as exc:  # the database restarting, a network error: log, back off, try again
             log.warning(f"{job.name}_failed", error=type(exc).__name__, reason=first_line(exc))

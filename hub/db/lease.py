@@ -7,6 +7,7 @@ so that however many deliverers or delivering workers run, one does them at a ti
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -71,6 +72,10 @@ class Lease:
                 lease_until=now + self.ttl, updated_at=now)).rowcount
         self.held = n == 1
         return self.held
+
+    def keeping(self) -> contextlib.AbstractContextManager[None]:
+        """Renew the lease (every third of its time to live) while the block runs: :func:`kept`."""
+        return kept(self, utcnow(), self.ttl.total_seconds() / 3)
 
     def release(self) -> None:
         """Give the lease up (on a clean stop) so another process can take over at once."""

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -117,6 +118,26 @@ async def test_a_leased_job_is_run_by_one_of_two_runners(sqlite_url: str) -> Non
     with store.engine.connect() as conn:
         owner = conn.execute(sa.select(stream_cursors.c.owner).where(stream_cursors.c.name == "test-lease")).scalar()
     assert owner is None
+    store.engine.dispose()
+
+
+async def test_a_pass_longer_than_the_lease_keeps_it_and_no_other_runner_starts_the_chore(sqlite_url: str) -> None:
+    # a sweep of every household can take longer than the lease lives: another process must not take the chore
+    # over half way and run the same sweep beside it
+    store = Store.open(sqlite_url)
+    ttl = timedelta(seconds=0.6)
+    first = Recorder(lease=Lease(store, "test-lease", "a", ttl=ttl), takes=2.0, every=None)
+    second = Recorder(lease=Lease(store, "test-lease", "b", ttl=ttl), every=0.05)
+    one, two = Runner([first]), Runner([second])
+    tasks = [asyncio.create_task(one.run())]
+    await until(lambda: len(first.runs) == 1)
+    tasks.append(asyncio.create_task(two.run()))
+    await until(lambda: first.finished == 1, timeout=10)
+    assert second.runs == [] or min(second.runs) >= first.runs[0] + 2.0  # nothing while the long pass ran
+    one.stop()  # the pass over, the lease given up: the other takes the chore at once
+    await until(lambda: second.finished >= 1)
+    two.stop()
+    await asyncio.wait_for(asyncio.gather(*tasks), 5)
     store.engine.dispose()
 
 
