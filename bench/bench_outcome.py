@@ -202,8 +202,9 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *, rea
                        for _, _, e in arrivals} - {""})
     hook = Webhook() if local_webhook else None  # the edge of the world: agencies' systems answering 200
     with store.engine.begin() as conn:
-        conn.execute(agency_webhooks.insert(), [{"agency_id": a, "url": hook.url if hook else AGENCY_URL,
-                                                 "secret": "s" * 32} for a in agencies])
+        if agencies:
+            conn.execute(agency_webhooks.insert(), [{"agency_id": a, "url": hook.url if hook else AGENCY_URL,
+                                                     "secret": "s" * 32} for a in agencies])
     t0 = time.perf_counter()
     run = Run(store, feeder, household_of, chores, escalate_every if window is not None else None,
               readiness_at_arrival, hook)
@@ -265,6 +266,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     if n > 1 and args.per_event:
         raise SystemExit("--slice needs windows of simulated time (without --per-event)")
     mine = [i for i in range(args.families) if i % n == k]
+    commit = _commit()  # the code this slice runs (a later commit may land before it ends)
     pop = Population(args.families, args.events_per_family, seed=args.seed, chunk_families=args.families,
                      prefix="out")
     until = last_arrival(pop, args.seed) if n > 1 else None
@@ -278,7 +280,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         counted = tallies(store, args.seed, run["linked"])
     return {"settings": {k: getattr(args, k) for k in SETTINGS}, "slice": [k, n], "families_in_slice": len(mine),
             "events": run["events"], "seconds": round(run["seconds"], 1), "months": run["months"],
-            "commit": _commit(), "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "tallies": counted}
+            "commit": commit, "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "tallies": counted}
 
 
 def last_arrival(pop: Population, seed: int) -> datetime:
