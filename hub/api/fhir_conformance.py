@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,7 +28,7 @@ from connectors.health import default_mapping
 from connectors.health.fhir import model_class
 from hub.api.fhir_r4 import FHIR_VERSION
 from hub.api.ingest_answers import FHIR_MEDIA, error_outcome, operation_outcome
-from hub.api.problems import hub_error_handler, request_validation_handler
+from hub.api.problems import http_problem_handler, hub_error_handler, request_validation_handler
 from hub.core.errors import HubError, issue
 
 FHIR_XML = "application/fhir+xml"
@@ -69,7 +68,7 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
         message = str(exc.detail)  # never the path: a caller may have typed an identifier into it
         return operation_outcome(exc.status_code, [issue(_CODES.get(exc.status_code, "processing"), message)],
                                  headers=headers or None)
-    return await http_exception_handler(request, exc)
+    return await http_problem_handler(request, exc)
 
 
 def wanted_format(query: str, accept: str) -> str | None:

@@ -6,9 +6,12 @@ is said by the error class itself; :func:`problem_of` is the one place that read
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hub.core.errors import HubError, Problem, ValidationError, plain_error
 
@@ -52,3 +55,18 @@ async def request_validation_handler(_request: Request, exc: Exception) -> JSONR
     errors = [Problem("/" + "/".join(str(p) for p in loc[1:]), msg) for loc, msg in map(plain_error, exc.errors())]
     return problem(ValidationError.status, ValidationError.slug, "Invalid request",
                    f"{len(errors)} problem(s) in the request", problems_of(errors))
+
+
+#: the routing errors Starlette raises itself: a path no route matches, a method the route does not take
+_ROUTING_SLUGS = {404: "not-found", 405: "method-not-allowed"}
+
+
+async def http_problem_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own errors (no route for the path, a method the route does not take, a detail a route
+    raised) as problem documents like every other error; never the path (a caller may have typed an
+    identifier into it)."""
+    assert isinstance(exc, StarletteHTTPException)
+    phrase = HTTPStatus(exc.status_code).phrase
+    detail = str(exc.detail)
+    return problem(exc.status_code, _ROUTING_SLUGS.get(exc.status_code, f"http-{exc.status_code}"), phrase,
+                   "" if detail == phrase else detail, headers=dict(exc.headers or {}) or None)

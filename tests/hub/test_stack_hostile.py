@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,7 +183,42 @@ def test_an_idempotency_key_with_personal_data_is_not_logged(hub: HubUp) -> None
         assert part not in text
 
 
-# --- (e) a transaction Bundle of 10,000 entries -------------------------------------------------
+# --- (e) doors that should stay shut, and say so in the API's own words ------------------------
+
+
+def test_a_path_no_route_matches_is_a_problem_document_that_does_not_repeat_the_path(hub: HubUp) -> None:
+    nhs = nhs_number(7)  # an agency's system that typed a child's NHS number into the path
+    r = httpx.get(f"{hub.base}/v1/children/{nhs}/reports", headers=AGENCY, timeout=10)
+    assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json", r.text
+    assert r.json()["type"].endswith("/not-found") and r.json()["title"] == "Not Found"
+    assert nhs not in r.text
+    r = httpx.delete(f"{hub.base}/v1/events", headers=AGENCY, timeout=10)
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json", r.text
+    assert r.json()["type"].endswith("/method-not-allowed") and "POST" in r.headers["allow"]
+    assert nhs not in hub.log.read_text(errors="replace")
+
+
+def test_a_token_whose_subject_is_an_nhs_number_is_refused_at_the_door_without_repeating_it(hub: HubUp) -> None:
+    # a misconfigured identity provider naming the caller by a child's NHS number: the hub's own tool will not
+    # make such a token, so it is signed here as the provider would
+    import jwt
+
+    from hub.core.settings import Settings
+    from tests.support import TEST_JWT_KEY
+
+    nhs, s, now = nhs_number(8), Settings(jwt_key=TEST_JWT_KEY), int(time.time())  # type: ignore[call-arg]
+    token = jwt.encode({"sub": nhs, "role": "coordinator", "iss": s.jwt_issuer, "aud": s.jwt_audience,
+                        "iat": now, "nbf": now, "exp": now + 300}, TEST_JWT_KEY, algorithm="HS256")
+    r = httpx.get(f"{hub.base}/v1/households", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json", r.text
+    assert "pseudonymous" in r.json()["detail"] and nhs not in r.text
+    r = post(hub, "/v1/events", [events(1)[0] | {"source_id": "hostile-sub"}],
+             auth={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401 and nhs not in r.text
+    assert nhs not in hub.log.read_text(errors="replace")
+
+
+# --- (f) a transaction Bundle of 10,000 entries -------------------------------------------------
 
 
 def big_transaction(n: int) -> dict[str, Any]:
