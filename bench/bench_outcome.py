@@ -1,9 +1,12 @@
 """The families' outcome, measured: a synthetic population replayed for one simulated year through the hub's
 pipeline in accelerated event time, against a "no hub" baseline of reports sent by post.
 
-Run: /work/venv/bin/python bench/bench_outcome.py [--families 60] [--events-per-family 80] [--chores-hours 96]
+Run: .venv/bin/python bench/bench_outcome.py [--families 60] [--events-per-family 80] [--chores-hours 96]
          [--no-readiness-at-arrival] [--window-minutes 5] [--escalate-minutes 60] [--per-event]
-         [--database-url postgresql+psycopg://...] [--json PATH]
+         [--local-webhook] [--database-url postgresql+psycopg://...] [--json PATH]
+     in slices:  ... --slice K/N --json slice.json.gz      (the families i with i % N == K; tallies, not figures)
+                 ... --slices N [--parallel 2] --out DIR   (every slice in its own process; resumable)
+                 bench/bench_outcome.py --merge DIR        (the whole population's figures from its slices)
 
 The population is ``bench/population.py`` (sized from seed 000: 1-3 children a family, 4-20 professionals a
 child a year, the seed's DNA/CNA split, 3 % of records late), plus a mix of consent per family: 40 %
