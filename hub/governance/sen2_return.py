@@ -11,9 +11,10 @@ type of need. A decision is joined to its request by ``request_id`` (the request
 naming no known request gets a request of its own from the plan's ``request_received_date``. Codes
 the authority sent are written as sent (codes from mappings before ``mis-generic@3`` are read as the
 DfE's, see :func:`_as_dfe`); when it sent none, the request outcome follows the decision (assess: Y,
-not assess: N; no decision yet: A), and a plan implies assessment outcome Y. ``Week20`` is written only
-as the authority sent it: it says whether the 20-week time limit's exceptions apply, which the hub's
-own clock (``weeks_from_request``) cannot tell.
+not assess: N; no decision yet: A), and a plan implies assessment outcome Y. ``Week20`` says whether
+the 20-week time limit's exceptions apply: as the authority sent it, else 1 when the authority recorded
+a ``StatutoryClockException`` stopping the ``ehc_final_plan`` clock between the request and the plan
+(reg. 13(3)), else nothing: the hub's own count of weeks cannot tell that no exception applied.
 
 The hub holds no names, UPNs, sex or postcodes: each ``Person`` has the child's birth date when
 enrolment records it and a comment with the hub's child id, for the authority's system to complete.
@@ -39,6 +40,8 @@ from hub.governance.sen2 import COLLECTION
 T = timeline_entries.c
 L = identity_links.c
 EHC_TYPES = ("EhcAssessmentRequested", "EhcAssessmentDecided", "EhcPlanIssued")
+EXCEPTION = "StatutoryClockException"
+FINAL_PLAN_CLOCK = "ehc_final_plan"  # hub/stream/rulesets/statutory-clocks.yaml: the plan within 20 weeks
 
 
 def _release() -> str:
@@ -60,6 +63,7 @@ class _Request:
     source: str | None = None
     decision: dict[str, Any] | None = None
     plans: list[dict[str, Any]] = field(default_factory=list)
+    time_limit_excepted: bool = False  # an exception to the 20-week limit recorded between request and plan
 
 
 def _day(value: Any) -> date | None:
@@ -73,7 +77,8 @@ def _day(value: Any) -> date | None:
 def _rows(store: Store, la_code: str) -> list[Any]:
     q = (sa.select(L.child_id, T.event_id, T.record_type, T.occurred_at, T.record)
          .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
-         .where(L.active.is_(True), T.status == "active", T.agency_id == la_code, T.record_type.in_(EHC_TYPES))
+         .where(L.active.is_(True), T.status == "active", T.agency_id == la_code,
+                T.record_type.in_((*EHC_TYPES, EXCEPTION)))
          .order_by(L.child_id, T.occurred_at, T.event_id))
     seal = sealer(store)
     with store.engine.connect() as conn:
@@ -85,8 +90,12 @@ def _requests(rows: list[Any], census: date) -> dict[str, list[_Request]]:
     """Child id → its requests (received on or before the census date) with decisions and plans."""
     by_child: dict[str, dict[str, _Request]] = defaultdict(dict)
     later: list[tuple[str, str, dict[str, Any]]] = []
+    excepted: dict[str, list[date]] = defaultdict(list)
     for child_id, record_type, record in rows:
-        if record_type == "EhcAssessmentRequested":
+        if record_type == EXCEPTION:
+            if record.get("clock") == FINAL_PLAN_CLOCK and (on := _day(record["meta"].get("occurred_at"))):
+                excepted[child_id].append(on)
+        elif record_type == "EhcAssessmentRequested":
             received = _day(record.get("request_received_date"))
             if received and received <= census:
                 by_child[child_id][record["meta"]["source_id"]] = _Request(received, record.get("request_source"))
@@ -106,6 +115,10 @@ def _requests(rows: list[Any], census: date) -> dict[str, list[_Request]]:
             received = _day(record.get("request_received_date")) or start
             req = requests.setdefault(f"plan:{record.get('plan_id')}", _Request(received))
         req.plans.append(record)
+    for child, days in excepted.items():
+        for req in by_child[child].values():
+            issued = min((_day(p["meta"].get("occurred_at")) or census for p in req.plans), default=None)
+            req.time_limit_excepted = issued is not None and any(req.received <= d <= issued for d in days)
     return {c: sorted(rs.values(), key=lambda q: q.received) for c, rs in by_child.items() if rs}
 
 
@@ -165,6 +178,8 @@ def _request_element(parent: etree._Element, req: _Request, census: date) -> Non
     _sub(assessment, "AssessmentOutcome", _as_dfe(plan, "assessment_outcome") or "Y")
     _sub(assessment, "AssessmentOutcomeDate", start)
     exceptions = plan.get("week20_exceptions_apply")  # the DfE's Week20: exceptions to the time limit apply
+    if exceptions is None and req.time_limit_excepted:
+        exceptions = True  # the authority recorded one through the hub (never inferred from the count of weeks)
     _sub(assessment, "Week20", None if exceptions is None else ("1" if exceptions else "0"))
     named = etree.SubElement(assessment, "NamedPlan")
     _sub(named, "StartDate", start)

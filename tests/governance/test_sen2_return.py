@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -113,6 +113,45 @@ def test_the_demo_sen2_return_meets_the_dfe_field_definitions(store: Store) -> N
         ("CeaseDate", "2025-11-03"), ("CeaseReason", "5")]
     assert sent.find("ActivePlans") is None  # ceased before the census date
     assert SEN2_CHILD.encode() not in xml  # no UPN, NHS number or name leaves in the file
+
+
+def clock_exception(clock: str, at: datetime) -> InboundEvent:
+    """The authority recording, for Olivia, an exception the law allows that stops one of her EHC clocks."""
+    from hub.demo import scenario
+
+    olivia = next(p for p in scenario.build(NOW).people if p.child_id == "child-lewis-1")
+    return in_england([InboundEvent(
+        record_type="StatutoryClockException", sector="education", source_system="newport-ehc",
+        source_id=f"exc-{clock}", occurred_at=at, subject=olivia.id("upn"), category="education", mapping="demo@1",
+        body={"service": scenario.SEND, "clock": clock, "exception": "reg. 13(3)(b): the child was away"})])[0]
+
+
+def olivia_week20(store: Store, *events: InboundEvent) -> str | None:
+    projection.apply(store, Feeder(store, NOW).decode(list(events)))
+    xml, _ = build_return(store, ENGLAND, 2026, lea=LEA, now=NOW)
+    assert check(xml).problems == []
+    value: str | None = persons(xml)["child-lewis-1"].find("Requests").findtext("Assessment/Week20")
+    return value
+
+
+def olivia_ehc() -> tuple[datetime, datetime]:
+    """When Olivia's EHC needs assessment was requested, and when her plan was issued (the demo's times)."""
+    ehc = {e.record_type: e.occurred_at for e in build(NOW).events if e.record_type in (
+        "EhcAssessmentRequested", "EhcPlanIssued")}
+    return ehc["EhcAssessmentRequested"], ehc["EhcPlanIssued"]
+
+
+def test_an_exception_to_another_clock_or_after_the_plan_leaves_week20_unsaid(store: Store) -> None:
+    requested, issued = olivia_ehc()
+    # an exception to the 6-week decision clock says nothing of the 20-week limit
+    assert olivia_week20(store, clock_exception("ehc_assessment_decision", requested + timedelta(days=10))) is None
+    # nor does one recorded after the plan was issued
+    assert olivia_week20(store, clock_exception("ehc_final_plan", issued + timedelta(days=3))) is None
+
+
+def test_an_exception_to_the_final_plan_clock_between_request_and_plan_is_week20_1(store: Store) -> None:
+    requested, _issued = olivia_ehc()
+    assert olivia_week20(store, clock_exception("ehc_final_plan", requested + timedelta(days=30))) == "1"
 
 
 def test_the_demo_authority_in_wales_is_refused_with_a_message_that_says_so(store: Store) -> None:
