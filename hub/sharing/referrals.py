@@ -89,10 +89,12 @@ def _made(store: Store, requisition: str, parts: int) -> list[Acceptance]:
 
 
 def _answer(part: dict[str, Any], later: list[dict[str, Any]]) -> dict[str, Any]:
-    """The service's answer to one part of the referral, from its records after the referral."""
+    """The service's answer to one part of the referral, from its records after the referral: the service's own,
+    and an outcome naming the part from the agency it was sent to (never another agency's)."""
     source_id = part["record"]["meta"].get("source_id")
     mine = [e for e in later if (e["agency_id"], e["service_name"]) == (part["agency_id"], part["service_name"])
-            or (e["record_type"] == "ReferralOutcome" and e["record"].get("referral_id") == source_id)]
+            or (e["record_type"] == "ReferralOutcome" and e["record"].get("referral_id") == source_id
+                and e["agency_id"] == part["agency_id"])]
     answer: dict[str, Any] = {"answer": "no_answer"}
     for e in mine:  # in event-time order: the latest step the service has reached
         r, t = e["record"], e["record_type"]

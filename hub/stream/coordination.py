@@ -170,14 +170,15 @@ def _overdue(rule: Rule, child: ChildFacts, trigger: Fact, due: datetime, answer
 
 
 def referral_unanswered(rule: Rule, child: ChildFacts, now: datetime) -> list[Episode]:
-    """A referral with no record from the receiving service (or an outcome naming it) after ``weeks``."""
+    """A referral with no record from the receiving service (or an outcome naming it, from the agency it was sent
+    to: another agency naming the referral does not answer it) after ``weeks``."""
     out: list[Episode] = []
     for r in (f for f in child.facts if f.record_type == "ReferralMade"):
         source_id = (r.record.get("meta") or {}).get("source_id")
 
         def answers(f: Fact, r: Fact = r, source_id: Any = source_id) -> bool:
             if f.record_type == "ReferralOutcome" and source_id and f.record.get("referral_id") == source_id:
-                return True
+                return f.agency_id == r.agency_id
             return f.service == r.service and f.record_type != "ReferralMade"
 
         answer = _first_after(child.facts, r.occurred_at, now, answers)

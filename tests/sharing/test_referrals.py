@@ -103,3 +103,24 @@ def test_the_coordinator_sees_one_referral_with_each_services_answer_and_silence
     assert [a["details"]["event_id"] for a in list_alerts(store, kind="referral_unanswered")] == [silent["event_id"]]
     with pytest.raises(Exception, match="no such referral"):
         referrals.referral(store, "household-lewis", REQ)  # another household's referral is not found
+
+
+def test_an_outcome_from_another_agency_naming_a_part_does_not_answer_it(store: Store) -> None:
+    # the health board's therapy service names the council's part of the referral (a mistake in its system, or
+    # worse): the council's team has not answered, the coordinator must not read that it declined, and the
+    # alert for its silence still stands
+    assert scenario.SLT["agency_id"] != scenario.CWD["agency_id"]
+    feeder = Feeder(store, NOW)
+    spoof = ev("ReferralOutcome", "slt-names-cwd", -50, {"service": scenario.SLT, "referral_id": f"{REQ}/3",
+                                                         "outcome": "declined", "reason": "not for us"})
+    own = ev("ReferralOutcome", "ot-answer", -55, {"service": scenario.OT, "referral_id": f"{REQ}/0",
+                                                   "outcome": "accepted"})
+    feeder.feed([*referral_parts(), spoof, own], NOW)
+    coordination.sweep(store, days(-1))
+    (one,) = referrals.referrals(store, CERYS.household_id)
+    rows = {r["service"]["service_name"]: r for r in one["services"]}
+    assert rows["Children with Disabilities Team"]["answer"] == "no_answer"
+    assert rows["Children with Disabilities Team"]["alert"] is not None
+    assert rows["Occupational therapy, Serennu"]["answer"] == "accepted"  # its own agency's outcome answers it
+    unanswered = {a["details"]["service"] for a in list_alerts(store, kind="referral_unanswered")}
+    assert "Children with Disabilities Team" in unanswered and "Occupational therapy, Serennu" not in unanswered
