@@ -88,19 +88,22 @@ def _who(record: dict[str, Any]) -> tuple[str | None, str | None]:
 
 
 def upcoming(entries: list[dict[str, Any]], now: datetime) -> list[Appointment]:
-    """Booked appointments still ahead: moved ones at their new time, cancelled or recorded ones gone."""
-    booked: dict[str, dict[str, Any]] = {}
+    """Booked appointments still ahead: moved ones at their new time, cancelled or recorded ones gone. An
+    appointment is the booking agency's: a move, cancellation or attendance names it by its id *from that agency*
+    (another agency's record with the same id, by chance or not, leaves it as it is)."""
+    booked: dict[tuple[str | None, str], dict[str, Any]] = {}
     for e in entries:
         r, kind = e["record"], e["record_type"]
+        agency = (r.get("service") or {}).get("agency_id")
         if kind == "AppointmentBooked":
-            booked[r["meta"]["source_id"]] = {"event_id": e["event_id"], "start": r["start"], "record": r,
-                                              "rescheduled": r["meta"]["source_version"] > 1}
-        elif kind == "AppointmentRescheduled" and r["appointment_id"] in booked:
-            booked[r["appointment_id"]].update(start=r["new_start"], rescheduled=True)
+            booked[(agency, r["meta"]["source_id"])] = {"event_id": e["event_id"], "start": r["start"], "record": r,
+                                                        "rescheduled": r["meta"]["source_version"] > 1}
+        elif kind == "AppointmentRescheduled" and (agency, r["appointment_id"]) in booked:
+            booked[(agency, r["appointment_id"])].update(start=r["new_start"], rescheduled=True)
         elif kind in ("AppointmentCancelled", "AttendanceRecorded"):
-            booked.pop(r["appointment_id"], None)
+            booked.pop((agency, r["appointment_id"]), None)
     out = [Appointment(aid, b["event_id"], b["start"], b["record"]["service"]["service_name"],
                        b["record"]["service"]["agency_id"], b["record"].get("purpose"),
                        b["record"].get("contact_type", "other"), b["rescheduled"], *_who(b["record"]))
-           for aid, b in booked.items() if b["start"] >= now]
+           for (_agency, aid), b in booked.items() if b["start"] >= now]
     return sorted(out, key=lambda a: a.start)
