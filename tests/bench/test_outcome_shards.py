@@ -47,7 +47,14 @@ def test_two_slices_merged_give_the_figures_of_the_whole_run(tmp_path: Path) -> 
     assert hub["alerts"].get("ack_overdue", 0) > 0 and hub["alerts"].get("readiness", 0) > 0
 
 
-def test_slices_that_are_not_one_population_are_refused(tmp_path: Path) -> None:
-    one = part(tmp_path, "slice-0", [i for i in range(FAMILIES) if i % 2 == 0], local_webhook=False)
-    with pytest.raises(SystemExit, match="not the slices 0 to N-1"):
-        figures_of([one])  # slice 1 of 2 is missing
+def test_slices_that_are_not_one_population_are_refused() -> None:
+    settings = {"families": FAMILIES, "per_event": False, "window_minutes": 5, "escalate_minutes": 60}
+
+    def made(k: int, n: int, **other: Any) -> dict[str, Any]:
+        return {"settings": {**settings, **other}, "slice": [k, n], "events": 1, "seconds": 1.0, "months": {},
+                "tallies": {}}
+
+    for parts in ([made(0, 2)], [made(0, 2), made(0, 2)], [made(0, 2), made(1, 3)],
+                  [made(0, 2), made(1, 2, escalate_minutes=240)]):
+        with pytest.raises(SystemExit, match="not the slices 0 to N-1"):
+            figures_of(parts)  # a slice missing or twice, two sizes of slicing, two settings
