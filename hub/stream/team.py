@@ -87,6 +87,13 @@ def _who(record: dict[str, Any]) -> tuple[str | None, str | None]:
     return str(p["id"]), p.get("display_name") or p.get("role")
 
 
+def _appointment(agency: str | None, ref: Any) -> tuple[str | None, str]:
+    """An appointment as its agency names it. A FHIR booking's source id is ``Appointment/<id>`` while the
+    cancellation, attendance or move names it by the reference's id alone (``<id>``): both are the same
+    appointment."""
+    return agency, str(ref).removeprefix("Appointment/")
+
+
 def upcoming(entries: list[dict[str, Any]], now: datetime) -> list[Appointment]:
     """Booked appointments still ahead: moved ones at their new time, cancelled or recorded ones gone. An
     appointment is the booking agency's: a move, cancellation or attendance names it by its id *from that agency*
@@ -96,14 +103,15 @@ def upcoming(entries: list[dict[str, Any]], now: datetime) -> list[Appointment]:
         r, kind = e["record"], e["record_type"]
         agency = (r.get("service") or {}).get("agency_id")
         if kind == "AppointmentBooked":
-            booked[(agency, r["meta"]["source_id"])] = {"event_id": e["event_id"], "start": r["start"], "record": r,
-                                                        "rescheduled": r["meta"]["source_version"] > 1}
-        elif kind == "AppointmentRescheduled" and (agency, r["appointment_id"]) in booked:
-            booked[(agency, r["appointment_id"])].update(start=r["new_start"], rescheduled=True)
+            booked[_appointment(agency, r["meta"]["source_id"])] = {
+                "id": r["meta"]["source_id"], "event_id": e["event_id"], "start": r["start"], "record": r,
+                "rescheduled": r["meta"]["source_version"] > 1}
+        elif kind == "AppointmentRescheduled" and _appointment(agency, r["appointment_id"]) in booked:
+            booked[_appointment(agency, r["appointment_id"])].update(start=r["new_start"], rescheduled=True)
         elif kind in ("AppointmentCancelled", "AttendanceRecorded"):
-            booked.pop((agency, r["appointment_id"]), None)
-    out = [Appointment(aid, b["event_id"], b["start"], b["record"]["service"]["service_name"],
+            booked.pop(_appointment(agency, r["appointment_id"]), None)
+    out = [Appointment(b["id"], b["event_id"], b["start"], b["record"]["service"]["service_name"],
                        b["record"]["service"]["agency_id"], b["record"].get("purpose"),
                        b["record"].get("contact_type", "other"), b["rescheduled"], *_who(b["record"]))
-           for (_agency, aid), b in booked.items() if b["start"] >= now]
+           for b in booked.values() if b["start"] >= now]
     return sorted(out, key=lambda a: a.start)

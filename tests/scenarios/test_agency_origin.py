@@ -169,6 +169,32 @@ def test_two_trusts_one_appointment_id_each_family_sees_its_own(hub: RunningHub)
     assert a["event_id"] != b["event_id"]
 
 
+def test_another_trusts_cancellation_with_the_same_id_leaves_the_appointment_standing(hub: RunningHub) -> None:
+    # one child seen by two trusts whose systems both number appointments: Cardiff and Vale cancels its own
+    # Appointment/4343; Aneurin Bevan's Appointment/4343 for the same child still stands before the clinic
+    tag, (nhs,) = tag_and_nhs()
+    coordinator = Coordinator(hub, f"cc-origin-{tag}")
+    household, (child,) = coordinator.enrol(children=1)
+    coordinator.link(household, child, "nhs-number", nhs)
+    abuhb, cav = Agency(hub, f"abuhb-{tag}", "7A6"), Agency(hub, f"cav-{tag}", "7A4")
+    try:
+        answers = [abuhb.health(appointment("4343", nhs, at(-3), at(10), 30, PAEDIATRICS, "review")),
+                   cav.health(appointment("4343", nhs, at(-3), at(11), 45, CAV_NEUROLOGY, "neurology clinic")),
+                   cav.health({**appointment("4343", nhs, at(-1), at(11), 45, CAV_NEUROLOGY, "neurology clinic",
+                                             version=2), "status": "cancelled"})]
+    finally:
+        abuhb.close()
+        cav.close()
+    assert [a["accepted"] for a in answers] == [1, 1, 1], answers
+    hub.eventually(hub.caught_up, "the workers to catch up")
+
+    def ahead() -> list[tuple[str, str]]:
+        return [(a["agency_id"], a["service"]) for a in coordinator.appointments(household).get(child, [])]
+
+    hub.eventually(lambda: ahead() == [("7A6", PAEDIATRICS.service_name)], "Aneurin Bevan's appointment alone",
+                   show=ahead)
+
+
 # --- on the same hub restarted with an agency registry ----------------------------------------------
 
 

@@ -44,3 +44,18 @@ def test_the_booking_agencys_own_records_move_and_end_it() -> None:
     both = upcoming([booked(10), booked(12, service=COUNCIL),
                      entry("AttendanceRecorded", "att-1", HEALTH, appointment_id="appt-1")], NOW)
     assert [(a.agency_id, a.appointment_id) for a in both] == [("W06000022", "appt-1")]
+
+
+def test_a_fhir_cancellation_names_the_booking_by_its_id_alone_and_ends_it() -> None:
+    # a UK Core Appointment is booked as source id Appointment/4343; its cancellation (the same resource, status
+    # cancelled) and an Encounter's attendance name it by the reference's id, 4343
+    fhir_booking = booked(10, source_id="Appointment/4343")
+    assert upcoming([fhir_booking], NOW)[0].appointment_id == "Appointment/4343"
+    assert upcoming([fhir_booking, entry("AppointmentCancelled", "Appointment/4343#cancelled", HEALTH,
+                                         appointment_id="4343")], NOW) == []
+    assert upcoming([fhir_booking, entry("AttendanceRecorded", "Encounter/77", HEALTH, appointment_id="4343",
+                                         outcome="attended")], NOW) == []
+    # the other trust's cancellation of its own 4343 does not
+    (appt,) = upcoming([fhir_booking, entry("AppointmentCancelled", "Appointment/4343#cancelled", COUNCIL,
+                                            appointment_id="4343")], NOW)
+    assert appt.agency_id == "7A6"
