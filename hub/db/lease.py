@@ -75,7 +75,7 @@ class Lease:
 
     def keeping(self) -> contextlib.AbstractContextManager[None]:
         """Renew the lease (every third of its time to live) while the block runs: :func:`kept`."""
-        return kept(self, utcnow(), self.ttl.total_seconds() / 3)
+        return kept(self, utcnow(), self.ttl.total_seconds() / 3, wait=False)
 
     def release(self) -> None:
         """Give the lease up (on a clean stop) so another process can take over at once."""
@@ -86,12 +86,14 @@ class Lease:
 
 
 @contextmanager
-def kept(lease: Lease, since: datetime, every: float) -> Iterator[None]:
+def kept(lease: Lease, since: datetime, every: float, *, wait: bool = True) -> Iterator[None]:
     """Renew ``lease`` every ``every`` seconds (in a thread) while the block runs: a long pass keeps it.
 
     ``since`` is the time the block's work started in the holder's clock (renewals add the time elapsed
     since); renewing stops when the lease was lost or the block ends. A renewal the database refuses for
-    a moment is tried again at the next beat.
+    a moment is tried again at the next beat. ``wait`` false: the block's end does not wait for a renewal
+    in flight (an event loop must not block on the database; a late renewal only extends a lease this
+    owner holds, and does nothing once it was released).
     """
     stop = threading.Event()
     started = time.monotonic()
@@ -110,4 +112,5 @@ def kept(lease: Lease, since: datetime, every: float) -> Iterator[None]:
         yield
     finally:
         stop.set()
-        renewer.join()
+        if wait:
+            renewer.join()
