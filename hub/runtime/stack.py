@@ -31,6 +31,7 @@ from hub.ingest.relay import relay_unpublished
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker, die_with_parent, port_is_free
 from hub.kafka.topics import INGEST_TOPICS, ensure_topics, message_counts
+from hub.stream import projection
 
 log = get_logger(__name__)
 
@@ -45,8 +46,11 @@ async def reseed_if_new(services: Services, bootstrap: str, *, new: bool = False
         counts = await message_counts(services.settings, bootstrap)
         new = sum(counts.get(t.name) or 0 for t in INGEST_TOPICS) == 0
     if new and accepted:
+        # the stream positions the database holds are offsets in the lost log: forgotten before any worker
+        # reads the new one (a request accepted meanwhile already took an offset there)
+        forgotten = await asyncio.to_thread(projection.forget_offsets, services.store)
         marked = await asyncio.to_thread(services.store.mark_all_unpublished)
-        log.info("stack.reseed", events=marked)
+        log.info("stack.reseed", events=marked, positions_forgotten=forgotten)
     return await relay_unpublished(services.store, services.publisher)
 
 

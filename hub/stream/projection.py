@@ -195,6 +195,15 @@ def record_offsets(conn: Connection, offsets: Mapping[tuple[str, int], int], now
                         for (t, p), n in sorted(offsets.items())])
 
 
+def forget_offsets(store: Store) -> int:
+    """Forget every recorded next offset, when the log they point into is gone (an embedded broker started
+    again with an empty log, a new cluster): the records published again take other offsets there, and a
+    worker would leave out as "applied already" each one below a stale position. The projections are
+    idempotent, so applying again what they hold changes nothing. Returns how many were forgotten."""
+    with store.engine.begin() as conn:
+        return int(conn.execute(stream_offsets.delete()).rowcount or 0)
+
+
 def offsets(store: Store) -> dict[tuple[str, int], int]:
     """The next offset per (topic, partition) that the projection holds everything before."""
     with store.engine.connect() as conn:
