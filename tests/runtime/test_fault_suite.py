@@ -213,6 +213,7 @@ def test_kill_9_anywhere_loses_no_event_share_withdrawal_or_audit_record(db: str
                 stack.kill(targets[faults.index(n)])
             step()
         check(stack, hook, world)
+        signed_to(stack, db_url)
     except BaseException as exc:
         raise AssertionError(f"fault suite failed with HUB_FAULT_SEED={SEED} (kills: {stack.kills}): {exc}\n"
                              f"--- deliveries ---\n{deliveries(stack)}\n--- received ---\n"
@@ -311,6 +312,24 @@ def check(stack: Stack, hook: AgencyEndpoint, world: dict[str, Any]) -> None:
         wait_until(lambda: last.append(verified()) or last[-1] is None, 30, "hub audit verify to pass")
     except AssertionError:
         raise AssertionError(f"hub audit verify: {last[-1]}") from None
+
+
+def signed_to(stack: Stack, db_url: str) -> None:
+    """Wait for the running hub to sign a checkpoint covering the trail's head as it is now (every second here):
+    the tamper checks below need one, and a stack stopped right after the last step may not have written it."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            head = conn.execute(sa.select(sa.func.max(audit_log.c.seq))).scalar() or 0
+    finally:
+        engine.dispose()
+    file = Path(stack.env["HUB_DATA_DIR"]) / "audit" / "checkpoints.jsonl"
+
+    def covered() -> bool:
+        lines = file.read_text().splitlines() if file.exists() else []
+        return any(json.loads(x)["checkpoint"]["seq"] >= head for x in lines)
+
+    wait_until(covered, 30, f"a signed checkpoint covering seq {head}")
 
 
 def tampered(stack: Stack, db_url: str) -> None:
