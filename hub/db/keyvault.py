@@ -215,15 +215,26 @@ class SqlKeyVault:
 
 
 class ConnectionKeyVault:
-    """:class:`hub.sealing.KeyVault` on one connection, inside its transaction and without a cache: for a
-    migration sealing what it converts (the other processes' vaults use their own connections)."""
+    """:class:`hub.sealing.KeyVault` on one connection, inside its transaction: for code sealing inside a
+    transaction of its own (:func:`hub.db.sealed.sealer_of`; a migration sealing what it converts), where
+    another connection would wait for this transaction's write lock. Keys are remembered for the vault's life
+    only, which is one piece of work in one transaction: make a new one after a savepoint was rolled back."""
 
     def __init__(self, conn: Connection, keyring: MasterKeyring) -> None:
         self.conn = conn
         self.keyring = keyring
         self._keys: dict[tuple[str, int], DataKey] = {}
+        #: the current key of each subject as this vault found or made it: a vault lives for one piece of
+        #: work inside one transaction (one batch of rows sealed), so it is asked the database once a subject
+        self._current: dict[str, DataKey] = {}
 
     def current(self, subject: str) -> DataKey:
+        known = self._current.get(subject)
+        if known is None:
+            known = self._current[subject] = self._find_or_make(subject)
+        return known
+
+    def _find_or_make(self, subject: str) -> DataKey:
         rows = self.conn.execute(sa.select(K.version, K.kek_id, K.wrapped_key, K.shredded_at)
                                  .where(K.subject == subject).order_by(K.version.desc())).all()
         if rows and rows[0].shredded_at is None and rows[0].wrapped_key is not None:
@@ -259,6 +270,7 @@ class ConnectionKeyVault:
     def forget(self, subjects: Iterable[str]) -> None:
         gone = set(subjects)
         self._keys = {k: v for k, v in self._keys.items() if k[0] not in gone}
+        self._current = {k: v for k, v in self._current.items() if k not in gone}
 
 
 def sealed_serde(catalogue: SchemaCatalogue, settings: Settings, store: Store) -> SealingSerde:
