@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -76,6 +77,15 @@ def key_file_of(settings: Settings) -> Path | None:
     if settings.payload_master_key.get_secret_value():
         return None
     return settings.payload_master_key_file or settings.data_dir / "keys" / "payload-master.key"
+
+
+def _inserted(conn: Connection, insert: Any, row: dict[str, Any]) -> bool:
+    """Insert a data key unless that (subject, version) exists; True only when this row went in. Told by the
+    row coming back (RETURNING), not by the rowcount: PostgreSQL's driver reports -1 for an INSERT, which
+    would read as "inserted" when another process's key had won, and the loser's key would seal what no
+    stored key opens."""
+    stmt = insert(subject_keys).on_conflict_do_nothing(index_elements=[K.subject, K.version]).returning(K.version)
+    return conn.execute(stmt, row).first() is not None
 
 
 class SqlKeyVault:
@@ -149,8 +159,7 @@ class SqlKeyVault:
             dialect = conn.dialect.name
             if dialect in ("sqlite", "postgresql"):
                 insert = sqlite_insert if dialect == "sqlite" else pg_insert
-                stmt = insert(subject_keys).on_conflict_do_nothing(index_elements=[K.subject, K.version])
-                return bool(conn.execute(stmt, row).rowcount)
+                return _inserted(conn, insert, row)
             try:
                 with conn.begin_nested():
                     conn.execute(subject_keys.insert(), row)
@@ -247,9 +256,7 @@ class ConnectionKeyVault:
         if dialect not in ("sqlite", "postgresql"):
             self.conn.execute(subject_keys.insert(), row)
         else:  # another process created this version first (it waited for that one to commit): use theirs
-            insert = sqlite_insert if dialect == "sqlite" else pg_insert
-            stmt = insert(subject_keys).on_conflict_do_nothing(index_elements=[K.subject, K.version])
-            if not self.conn.execute(stmt, row).rowcount:
+            if not _inserted(self.conn, sqlite_insert if dialect == "sqlite" else pg_insert, row):
                 return self.get(subject, version)
         key = self._keys[(subject, version)] = data_key(subject, version, raw)
         return key

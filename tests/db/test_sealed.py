@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
+import time
 from datetime import date
 
 import pytest
@@ -132,4 +134,49 @@ def test_the_migration_seals_what_an_older_hub_kept_in_clear(sqlite_url: str, mo
     with engine.connect() as conn:
         assert conn.execute(sa.text("select summary from timeline_entries")).scalar_one() == TITLE
         assert str(conn.execute(sa.text("select date_of_birth from household_members")).scalar_one()) == "2024-05-06"
+    engine.dispose()
+
+
+@pytest.mark.parametrize("second", ["in a write transaction", "through the process's key vault"])
+def test_a_members_first_key_made_by_two_at_once_is_the_one_both_seal_with(pg_url: str, second: str) -> None:
+    """Two transactions need a member's first data key at the same moment: the second waits for the first's
+    insert and must then seal with the key that was kept, not with the one it made and lost (PostgreSQL,
+    where the two really wait on each other)."""
+    engine = make_engine(pg_url)
+    migrate(engine)
+    store = Store(engine, SqlKeyVault(Store(engine), MasterKeyring.from_text(secrets.token_hex(32))))
+    subject = member_key("c-race")
+    sealed: dict[str, str] = {}
+    first = engine.connect()
+    held = first.begin()
+    sealed["r-1"] = sealer_of(first).seal(T.summary, "r-1", subject, TITLE)  # makes the key; not committed yet
+
+    def later() -> None:
+        if second == "in a write transaction":
+            with engine.begin() as conn:
+                sealed["r-2"] = sealer_of(conn).seal(T.summary, "r-2", subject, TITLE)
+        else:
+            sealed["r-2"] = sealer(store).seal(T.summary, "r-2", subject, TITLE)
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    try:
+        def waiting() -> bool:
+            with engine.connect() as conn:
+                return bool(conn.execute(sa.text(
+                    "select count(*) from pg_stat_activity where datname = current_database() "
+                    "and wait_event_type = 'Lock' and query like 'INSERT INTO subject_keys%'")).scalar_one())
+        deadline = time.monotonic() + 30
+        while not waiting():
+            assert time.monotonic() < deadline, "the second never waited for the first's key"
+            time.sleep(0.05)
+        held.commit()
+    finally:
+        first.close()
+        thread.join(30)
+    seal = sealer(store)
+    assert [seal.open(T.summary, r, sealed[r]) for r in ("r-1", "r-2")] == [TITLE, TITLE]
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from subject_keys where subject = :s"),
+                            {"s": subject}).scalar_one() == 1
     engine.dispose()
