@@ -54,6 +54,24 @@ def keys_of(store: Any, data_dir: Path) -> Any:
     return store
 
 
+def worker_on(bootstrap: str, database_url: str, data_dir: Path, worker_name: str) -> tuple[Any, dict[str, str]]:
+    """The settings of a hub on this broker and database (topics made, database migrated, as `hub migrate`
+    does before a worker starts) and the environment a `hub worker` subprocess of it runs with."""
+    import asyncio
+
+    from hub.core.settings import Settings
+    from hub.db.store import Store
+    from hub.kafka.topics import ensure_topics
+
+    settings = Settings(kafka_bootstrap=bootstrap, kafka_embedded=True, data_dir=data_dir, database_url=database_url,
+                        pseudonym_key="test-key-0123456789abcdef")
+    asyncio.run(ensure_topics(settings))
+    Store.open(database_url).engine.dispose()
+    env = hub_env(kafka_bootstrap=bootstrap, kafka_embedded="true", data_dir=data_dir, database_url=database_url,
+                  worker_name=worker_name, delivery_mode="process")
+    return settings, env
+
+
 def hub_env(**settings: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update({"HUB_PSEUDONYM_KEY": "test-key-0123456789abcdef",

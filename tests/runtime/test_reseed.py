@@ -23,13 +23,12 @@ import sqlalchemy as sa
 from hub.core.events import InboundEvent, SubjectRef
 from hub.core.settings import Settings
 from hub.db.schema import identity_links, stream_offsets, timeline_entries
-from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
-from hub.kafka.topics import INGEST_TOPICS, ensure_topics
+from hub.kafka.topics import INGEST_TOPICS
 from hub.runtime.stack import reseed_if_new
-from tests.support import hub_env, spawn, stop, wait_until
+from tests.support import spawn, stop, wait_until, worker_on
 
 pytestmark = pytest.mark.broker
 T0 = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
@@ -56,12 +55,7 @@ def _appointment(i: int) -> InboundEvent:
 def hub(tmp_path: Path) -> Iterator[tuple[Settings, dict[str, str]]]:
     broker = EmbeddedBroker().start()
     url = f"sqlite:///{tmp_path / 'hub.db'}"
-    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, data_dir=tmp_path / "data",
-                        database_url=url, pseudonym_key="test-key-0123456789abcdef")
-    asyncio.run(ensure_topics(settings))
-    Store.open(url).engine.dispose()  # migrated, as `hub migrate` does before the worker starts
-    env = hub_env(kafka_bootstrap=broker.bootstrap, kafka_embedded="true", data_dir=tmp_path / "data",
-                  database_url=url, worker_name="w-reseed", delivery_mode="process")
+    settings, env = worker_on(broker.bootstrap, url, tmp_path / "data", "w-reseed")
     yield settings, env
     broker.stop()
 

@@ -28,9 +28,9 @@ from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker
-from hub.kafka.topics import INGEST_TOPICS, end_offsets, ensure_topics
+from hub.kafka.topics import INGEST_TOPICS, end_offsets
 from hub.stream import projection
-from tests.support import hub_env, spawn, stop, wait_until
+from tests.support import spawn, stop, wait_until, worker_on
 
 pytestmark = pytest.mark.broker
 T0 = datetime(2026, 9, 1, 9, 0, tzinfo=UTC)
@@ -80,12 +80,7 @@ async def _broker_ends(bootstrap: str) -> dict[tuple[str, int], int]:
 @pytest.fixture
 def hub(tmp_path: Path, pg_url: str) -> Iterator[tuple[Settings, dict[str, str]]]:
     broker = EmbeddedBroker().start()
-    settings = Settings(kafka_bootstrap=broker.bootstrap, kafka_embedded=True, data_dir=tmp_path / "data",
-                        database_url=pg_url, pseudonym_key="test-key-0123456789abcdef")
-    asyncio.run(ensure_topics(settings))
-    Store.open(pg_url).engine.dispose()  # migrated, as `hub migrate` does before the worker starts
-    env = hub_env(kafka_bootstrap=broker.bootstrap, kafka_embedded="true", data_dir=tmp_path / "data",
-                  database_url=pg_url, worker_name="w-killed", delivery_mode="process")
+    settings, env = worker_on(broker.bootstrap, pg_url, tmp_path / "data", "w-killed")
     yield settings, env
     broker.stop()
 
