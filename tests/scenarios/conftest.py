@@ -54,7 +54,9 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         yield containers
 
 
-@pytest.fixture(scope="package")
+# session-scoped like the cluster: the test processes take files of other packages in between, and a
+# package-scoped hub started again on the same broker would meet the first one's signed checkpoints
+@pytest.fixture(scope="session")
 def paediatrics_webhook() -> Iterator[AgencyEndpoint]:
     """Aneurin Bevan's (7A6) webhook, where community paediatrics receives shares."""
     endpoint = AgencyEndpoint(PAEDIATRICS_SECRET)
@@ -62,7 +64,7 @@ def paediatrics_webhook() -> Iterator[AgencyEndpoint]:
     endpoint.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def hub(cluster: Cluster, paediatrics_webhook: AgencyEndpoint,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
     running = RunningHub(cluster, tmp_path_factory.mktemp(f"hub-{cluster.name}"), {"7A6": paediatrics_webhook})
