@@ -17,40 +17,6 @@ from hub.kafka.broker import EmbeddedBroker
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("HUB_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
-#: The test files that take tens of seconds each (``--durations``: kill -9 runs, whole stacks, the installed
-#: wheel, property searches), longest first. ``make test`` hands whole files to its pytest processes in
-#: collection order (``--dist loadfile --no-loadscope-reorder``), so these start first and the run does not
-#: end with one process still in a long file while the others wait.
-HEAVY_FIRST = (
-    "tests/runtime/test_fault_suite.py",
-    "tests/hub/test_stack.py",
-    "tests/stream/test_two_workers.py",
-    "tests/consent/test_consent_engine_properties.py",
-    "tests/deploy/test_installed_wheel.py",
-    "tests/scenarios/test_agency_origin.py",
-    "tests/hub/test_broker_loss.py",
-    "tests/stream/test_worker_killed_mid_batch.py",
-    "tests/scenarios/test_restart.py",
-    "tests/hub/test_stack_hostile.py",
-    "tests/bench/test_outcome_batches.py",
-    "tests/hub/test_erasure.py",
-    "tests/governance/test_audit_checkpoints.py",
-    "tests/scenarios/test_family_timeline.py",
-    "tests/hub/test_privacy_scan.py",
-    "tests/hub/test_stack_deliverer.py",
-    "tests/scenarios/test_privacy_scan.py",
-    "tests/hub/test_stack_outbox.py",
-    "tests/core/test_tracing_otlp.py",
-    "tests/bench/test_outcome_shards.py",
-)
-
-
-@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture params, which it keeps within a file
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The heavy files first (in the order above), each file's tests kept together and in their order."""
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
-
 
 @pytest.fixture(autouse=True)
 def hub_logging() -> None:
