@@ -27,7 +27,8 @@ from tests.scenarios.running import PAEDIATRICS_SECRET, AgencyEndpoint, RunningH
 def _kafka_param() -> object:
     """The ``kafka`` param, marked skipped (with the reason) where there is no Kafka to run on: a skip mark acts
     before any fixture is set up, so the embedded cluster and its hub are not stopped and started again around
-    each file's skipped tests (the fixture's own skip below would do that, about 30 s a file)."""
+    each file's skipped tests (a skip inside the fixture would do that, about 30 s a file). ``docker_unavailable``
+    is asked once a process, so the fixture finds what the mark was made from."""
     reason = None if existing_kafka() is not None else docker_unavailable()
     marks = [pytest.mark.docker] + ([pytest.mark.skip(reason=reason)] if reason else [])
     return pytest.param("kafka", marks=marks)
@@ -47,10 +48,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     if existing is not None:
         yield existing
         return
-    reason = docker_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    with kafka_in_containers() as containers:
+    with kafka_in_containers() as containers:  # no Docker engine: skipped by the param's mark, never reached
         yield containers
 
 
