@@ -1,6 +1,6 @@
 """The sharing step alone, in-process: what deciding costs per report, without broker, worker or webhook.
 
-Run: /work/venv/bin/python bench/bench_sharing_step.py [--children 200] [--reports 2000] [--pass-size 100]
+Run: .venv/bin/python bench/bench_sharing_step.py [--children 200] [--reports 2000] [--pass-size 100] [--memo 0,10000]
          [--database-url postgresql+psycopg://...]
 
 A temporary SQLite database (or the given one, which must be empty) gets ``--children`` children, each
@@ -10,14 +10,20 @@ children, are projected and decided in passes of ``--pass-size`` — the project
 it (``hub.projection.apply``) and the sharing step as its follower runs it (``Follower.step`` over the
 change feed). A second run repeats it with a directive per child naming a professional ("never to
 Dr Bowen"), so the named-professional decisions are measured too. Figures: ms per report for each.
+
+Each run is made once per size in ``--memo`` (default ``0,10000``): the records memo of the sharing step
+(:mod:`hub.sharing.record_memo`) off, then at its default size, so the two are compared in the same
+process on the same machine; with a memo, what it holds per entry is measured with ``tracemalloc``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import tempfile
 import time
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,6 +35,7 @@ from hub.core.events import InboundEvent, SubjectRef
 from hub.core.logging import configure_logging
 from hub.db.store import Store
 from hub.demo.identifiers import nhs_number
+from hub.sharing.record_memo import RecordMemo, child_records
 from hub.stream import projection
 from tests.sharing.sharing_support import Feeder, consent_event
 
@@ -37,13 +44,15 @@ SLT = {"agency_id": "7A6", "agency_name": None, "sector": "health", "service_cod
 PAEDS = {"agency_id": "7A6", "agency_name": None, "sector": "health", "service_code": "PAED",
          "service_name": "Community paediatrics, Serennu"}
 BOWEN = {"id": "paed-bowen", "role": "registrar", "display_name": "Dr Bowen"}
+MEMORY: list[tuple[int, int]] = []  # (entries, bytes) the memo held, per run with a memo
 
 
-def run_once(url: str, args: argparse.Namespace, named: bool) -> tuple[float, float, int]:
-    """(projection ms / report, sharing ms / report, decisions made)."""
+def run_once(url: str, args: argparse.Namespace, named: bool, memo_records: int) -> tuple[float, float, int, float]:
+    """(projection ms / report, sharing ms / report, decisions made, share of entries the memo answered)."""
     store = Store.open(url)
     now = datetime.now(UTC)
     feeder = Feeder(store, now)
+    memo = feeder.follower.memo = RecordMemo(memo_records)
     idents = [SubjectRef("nhs-number", nhs_number(700_000 + i * 7)) for i in range(args.children)]
     setup: list[InboundEvent] = []
     for i, ident in enumerate(idents):
@@ -79,8 +88,27 @@ def run_once(url: str, args: argparse.Namespace, named: bool) -> tuple[float, fl
         t = time.perf_counter()
         decisions += feeder.follow(now).decisions
         sharing += time.perf_counter() - t
+    if memo_records:
+        memory_per_entry(store, args.children)
     store.engine.dispose()
-    return projecting / args.reports * 1000, sharing / args.reports * 1000, decisions
+    answered = memo.hits / max(1, memo.hits + memo.misses)
+    return projecting / args.reports * 1000, sharing / args.reports * 1000, decisions, answered
+
+
+def memory_per_entry(store: Store, children: int) -> None:
+    """What the memo holds per entry once every child's record is in it (tracemalloc: held, then let go)."""
+    homes = [(f"h-{i}", f"c-{i}") for i in range(children)]
+    tracemalloc.start()
+    memo = RecordMemo(10**9)
+    child_records(store, homes, memo)
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0]
+    n = len(memo)
+    memo.clear()
+    gc.collect()
+    freed = held - tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    MEMORY.append((n, freed))
 
 
 def main() -> None:
@@ -89,18 +117,25 @@ def main() -> None:
     parser.add_argument("--reports", type=int, default=2000)
     parser.add_argument("--pass-size", type=int, default=100)
     parser.add_argument("--database-url", default=None, help="an empty database (default: temporary SQLite)")
+    parser.add_argument("--memo", default="0,10000",
+                        help="sizes of the records memo to run with, comma-separated (0: none, whole records read)")
     args = parser.parse_args()
     configure_logging("WARNING", "console")
     report = Report("sharing step in-process: report projected → decided", argv=sys.argv)
+    sizes = [int(x) for x in args.memo.split(",")]
     for named in (False, True):
-        url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='bench-step-')}/hub.db"
-        if args.database_url and named:
-            break  # one run per given database: it must start empty
-        proj, share, n = run_once(url, args, named)
         label = "with a named-professional directive" if named else "service decisions only"
-        report.add(f"projection ({label})", proj, "ms", note="per report")
-        report.add(f"sharing step ({label})", share, "ms", note=f"per report; {n} decisions in all")
+        for size in sizes:
+            url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='bench-step-')}/hub.db"
+            if args.database_url and (named or size != sizes[0]):
+                break  # one run per given database: it must start empty
+            proj, share, n, answered = run_once(url, args, named, size)
+            report.add(f"projection ({label}, memo {size})", proj, "ms", note="per report")
+            report.add(f"sharing step ({label}, memo {size})", share, "ms",
+                       note=f"per report; {n} decisions; {answered:.0%} of entries from the memo")
     report.print()
+    for n, freed in MEMORY:
+        print(f"memo memory: {n} entries held {freed / 1024:.0f} KiB, {freed / max(1, n):.0f} bytes an entry")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ Sharing (:class:`SharingSettings`, read when used, so a change applies from the 
 | HUB_SHARING_ACK_HOURS | 72 | Hours a share (webhook, or inbox read or unread) may go unacknowledged before an alert. |
 | HUB_SHARING_READINESS_INTERVAL | 300 | Seconds between readiness sweeps (coordinator alerts before appointments). |
 | HUB_SHARING_COORDINATION_INTERVAL | 60 | Seconds between sweeps of the coordination alert rules. |
+| HUB_SHARING_MEMO_RECORDS | 10000 | Timeline entries the sharing step keeps opened between passes (0: none). |
 | HUB_STATUTORY_NATIONS | (all) | Comma-separated nations whose statutory clocks run (`england`, `wales`). |
 | HUB_STATUTORY_WARN_DAYS | 14 | Days before a statutory deadline a running clock raises an alert. |
 | HUB_ALERT_RULES_FILE | (none) | JSON: alert rule id → parameters or `"enabled": false` (docs/operations.md). |
@@ -304,6 +305,7 @@ class SharingSettings(BaseSettings):
     ack_hours: Annotated[float, Field(ge=0)] = 72.0
     readiness_interval: Annotated[float, Field(ge=0)] = 300.0
     coordination_interval: Annotated[float, Field(ge=0)] = 60.0
+    memo_records: Annotated[int, Field(ge=0)] = 10_000
     alert_rules_file: Annotated[Path | None, Field(validation_alias="HUB_ALERT_RULES_FILE")] = None
     statutory_nations: Annotated[str, Field(validation_alias="HUB_STATUTORY_NATIONS")] = ""
     statutory_warn_days: Annotated[int, Field(ge=0, validation_alias="HUB_STATUTORY_WARN_DAYS")] = 14

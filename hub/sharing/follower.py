@@ -29,11 +29,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from hub.core.errors import LeaseLost
+from hub.core.settings import sharing_settings
 from hub.db.lease import Lease, kept
 from hub.db.schema import stream_cursors, timeline_changes, timeline_entries
 from hub.db.store import Store, utcnow
 from hub.sharing import failures
 from hub.sharing.processor import Change, SharingResult, process_changes
+from hub.sharing.record_memo import RecordMemo
 
 CURSOR = "sharing"
 LEASE = timedelta(seconds=15)
@@ -78,7 +80,7 @@ class Follower:
     """Follows the change feed for one process (``owner``); call :meth:`step` repeatedly."""
 
     def __init__(self, store: Store, owner: str, *, name: str = CURSOR, lease: timedelta = LEASE,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, memo: RecordMemo | None = None) -> None:
         self.store = store
         self.owner = owner
         self.name = name
@@ -87,6 +89,8 @@ class Follower:
         self._position = 0
         self._held_until: datetime | None = None
         self._lease = Lease(store, name, owner, lease)
+        #: records opened by earlier passes (:mod:`hub.sharing.record_memo`): kept while this process holds the cursor
+        self.memo = memo if memo is not None else RecordMemo(sharing_settings().memo_records)
 
     def step(self, now: datetime | None = None) -> Pass:
         """Claim or renew the lease when due, then decide for the next run of changes."""
@@ -112,9 +116,9 @@ class Follower:
 
         try:
             with kept(self._lease, now, self.lease.total_seconds() * RENEW_EVERY):
-                result = process_changes(self.store, changes, now=now, finish=advance, retry=retry)
+                result = process_changes(self.store, changes, now=now, finish=advance, retry=retry, memo=self.memo)
         except LeaseLost:
-            self._held_until = None
+            self._lost()
             return Pass(held=False)
         self._position, self._held_until = last, at + self.lease
         return Pass(held=True, read=len(changes), position=last, more=n >= self.batch, result=result)
@@ -124,10 +128,15 @@ class Follower:
             return True
         position = self._claim(now)
         if position is None:
-            self._held_until = None
+            self._lost()
             return False
         self._position, self._held_until = position, now + self.lease
         return True
+
+    def _lost(self) -> None:
+        """Another process holds the cursor: what this one kept of children's records is let go."""
+        self._held_until = None
+        self.memo.clear()
 
     def _claim(self, now: datetime) -> int | None:
         return self._lease.claim(now)
@@ -137,7 +146,7 @@ class Follower:
         if self._held_until is None:
             return
         self._lease.release()
-        self._held_until = None
+        self._lost()
 
 
 def lag(store: Store, name: str = CURSOR) -> tuple[int, int]:

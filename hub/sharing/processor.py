@@ -46,46 +46,20 @@ from hub.core.logging import get_logger
 from hub.core.records import catalogue as record_types
 from hub.db import erasure_guard
 from hub.db.schema import consent_directives, identity_links, timeline_entries
-from hub.db.sealed import sealer
-from hub.db.store import Store, as_utc, utcnow
+from hub.db.store import Store, utcnow
 from hub.sharing import audit_trail, failures
 from hub.sharing.apply import Inserts
 from hub.sharing.child_state import directive_set, load_states
 from hub.sharing.decisions import ChildState, SharingResult, sync_child
 from hub.sharing.directives import consent_records, record_consent
 from hub.sharing.model import child_for_engine, shareable_from
+from hub.sharing.record_memo import RecordMemo, child_records
 from hub.sharing.rows import RowContext
 from hub.stream import readmodel
 from hub.stream.team import TeamMember, team_around
 
 log = get_logger(__name__)
 L = identity_links.c
-
-
-def _records(store: Store, homes: list[tuple[str, str]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
-    """``readmodel.child_records`` for many children in one query (same shape and order).
-
-    Times inside the records stay ISO strings: the sharing step parses the one it uses (the issue
-    time, in ``shareable_from``) and passes the others through to payloads as they are.
-    """
-    T = timeline_entries.c
-    out: dict[tuple[str, str], list[dict[str, Any]]] = {h: [] for h in homes}
-    seal = sealer(store)
-    with store.engine.connect() as conn:
-        for i in range(0, len(homes), 300):
-            chunk = homes[i:i + 300]
-            q = (sa.select(L.household_id, L.child_id, T.event_id, T.record_type, T.occurred_at, T.record)
-                 .select_from(identity_links.join(timeline_entries, T.subject == L.subject))
-                 .where(sa.tuple_(L.household_id, L.child_id).in_(chunk), L.active.is_(True),
-                        T.status == "active").order_by(T.occurred_at, T.event_id))
-            for r in conn.execute(q):
-                record = seal.json(T.record, r.event_id, r.record)
-                if record is None:  # its subject was erased
-                    continue
-                out[(r.household_id, r.child_id)].append({
-                    "event_id": r.event_id, "record_type": r.record_type, "occurred_at": as_utc(r.occurred_at),
-                    "record": record})
-    return out
 
 
 def _team_grew(entries: list[dict[str, Any]], team: list[TeamMember], new: set[str]) -> bool:
@@ -164,19 +138,20 @@ NOT_A_CHILDS = (LeaseLost, sa.exc.OperationalError, sa.exc.InterfaceError)
 
 def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | None = None,
                     finish: Callable[[Connection], None] | None = None,
-                    retry: Sequence[tuple[str, str]] = ()) -> SharingResult:
+                    retry: Sequence[tuple[str, str]] = (), memo: RecordMemo | None = None) -> SharingResult:
     """Run the sharing step for a run of the change feed, in one transaction; idempotent.
 
     ``finish(conn)`` runs inside that transaction before it commits (the follower moves its cursor
     there, so decisions and the cursor commit together). ``retry``: (household, child) of children
     whose earlier pass failed, decided again in this one. When the pass keeps failing it is run with
-    each child in a savepoint of its own: a child that fails is skipped and recorded for retry.
+    each child in a savepoint of its own: a child that fails is skipped and recorded for retry. ``memo``: the
+    records opened by earlier passes (:mod:`hub.sharing.record_memo`), kept by the caller between passes.
     """
     mine = [c for c in changes if relevant(c)]
     at = now or utcnow()
     for _attempt in range(2):
         try:
-            return _process(store, mine, at, finish, retry)
+            return _process(store, mine, at, finish, retry, memo=memo)
         except sa.exc.IntegrityError:  # another process decided the same child at the same time
             log.info("sharing.concurrent_retry")
         except NOT_A_CHILDS:
@@ -184,7 +159,7 @@ def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | 
         except Exception as exc:  # one child's failure, found below
             log.warning("sharing.pass_failed", error=type(exc).__name__)
             break
-    return _process(store, mine, at, finish, retry, isolate=True)
+    return _process(store, mine, at, finish, retry, isolate=True, memo=memo)
 
 
 def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -199,19 +174,22 @@ def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[s
 
 
 def _process(store: Store, changes: list[Change], now: datetime, finish: Callable[[Connection], None] | None,
-             retry: Sequence[tuple[str, str]] = (), *, isolate: bool = False) -> SharingResult:
+             retry: Sequence[tuple[str, str]] = (), *, isolate: bool = False,
+             memo: RecordMemo | None = None) -> SharingResult:
     result = SharingResult()
     consents = [c for c in changes if c.record_type in record_types().consent_types]
     records = consent_records(store, [c.event_id for c in consents]) if consents else {}
     touched = {(c.household_id, c.child_id) for c in changes} | set(retry)
     # the children's records first (committed by the projection), then one transaction for everything
-    entries = _records(store, sorted(touched))
+    entries = child_records(store, sorted(touched), memo)
     consent_children: set[tuple[str, str]] = set()
     failed: set[tuple[str, str]] = set()
     with store.engine.begin() as conn:
         erasure_guard.hold_shared(conn)  # an erasure's purge and this pass never interleave
         gone = _without_links(conn, touched)
         for home in gone:  # erased (or every link undone) since their records were read: decide nothing
+            if memo is not None:
+                memo.forget(e["event_id"] for e in entries[home])
             entries[home] = []
         consents = [c for c in consents if c.kind == "left" or (c.household_id, c.child_id) not in gone]
         inserts = Inserts()  # new rows and audit records, written at once (each child's alone when isolated)

@@ -24,6 +24,7 @@ from hub.governance.erasure import Erasure, MemberRef
 from hub.sharing import coordination, processor
 from hub.sharing.alerts import raise_alert
 from hub.sharing.follower import LEASE, Follower, lag, read_changes
+from hub.sharing.record_memo import RecordMemo
 from hub.stream import projection
 from tests.sharing.sharing_support import KEY, Feeder, stored_deliveries
 from tests.support import wait_until
@@ -166,14 +167,19 @@ def test_a_pass_that_read_a_child_before_their_erasure_decides_nothing_for_them(
     home = (j.household_id, j.child_id)
     with store.engine.connect() as conn:  # what a pass in flight had read before the erasure committed
         changes_before = read_changes(conn, 0)
-    read_before = processor._records(store, [home])
+    read_before = processor.child_records(store, [home])
     assert changes_before and read_before[home]
     settings = Settings(data_dir=tmp_path / "data", pseudonym_key=KEY)
     Erasure(store, SqlKeyVault(store, load_keyring(settings)), feeder.pseudonymise).erase(
         MemberRef(j.household_id, j.child_id), reason="right to erasure request, ticket 405", actor="ig-1")
-    monkeypatch.setattr(processor, "_records", lambda _store, homes: {h: read_before.get(h, []) for h in homes})
-    late = processor.process_changes(store, changes_before, now=NOW)
+    monkeypatch.setattr(processor, "child_records",
+                        lambda _store, homes, _memo=None: {h: read_before.get(h, []) for h in homes})
+    memo = RecordMemo()
+    for e in read_before[home]:
+        memo.put(e["event_id"], 1, e)
+    late = processor.process_changes(store, changes_before, now=NOW, memo=memo)
     assert late.decisions == 0
+    assert len(memo) == 0  # nothing of the erased child is kept for a later pass
     assert count(store, share_decisions) == 0 and count(store, deliveries) == 0
 
 
