@@ -123,7 +123,7 @@ def child_records(store: Store, homes: list[Home], memo: RecordMemo | None = Non
     out: dict[Home, list[Entry]] = {}
     for home, ids in listed.items():
         entries = [found[e] for e, _v in ids if e in found]
-        if moved & {e for e, _v in ids}:  # a newer version came in between the two steps: its time may differ
+        if moved and any(e in moved for e, _v in ids):  # a newer version came in between the steps: its time may differ
             entries.sort(key=lambda x: (x["occurred_at"], x["event_id"]))
         out[home] = entries
     return out
