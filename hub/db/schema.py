@@ -65,7 +65,8 @@ Tables
   delivery failed) and report requests to producing services, once per ``alert_key``. Open until
   a person acknowledges it (``acknowledged_at`` / ``acknowledged_by``) and until its condition
   clears (``resolved_at`` with the ``resolution`` in words) — migration 0018.
-* ``agency_webhooks`` — agency id → webhook URL and shared secret (``HUB_WEBHOOKS_FILE`` may add more).
+* ``agency_webhooks`` — agency id → webhook URL and shared secret (``HUB_WEBHOOKS_FILE`` may add more);
+  ``batch_max`` (migration 0029) is how many deliveries one POST may carry (1, the default: one each).
 * ``disclosure_releases`` — a disclosure hold lifted: which entry, by whom (the producing agency or IG), when
   (migration 0017); the sharing step decides the entry as ``released``. ``safeguarding_overrides`` — a
   time-limited safeguarding override of one child (scope: recipient agency and service, categories,
@@ -526,6 +527,8 @@ agency_webhooks = sa.Table(
     sa.Column("url", sa.Text, nullable=False),
     sa.Column("secret", sa.Text, nullable=False),
     sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    # the most deliveries one POST may carry: 1 sends each alone, more batches them (migration 0029)
+    sa.Column("batch_max", sa.Integer, nullable=False, server_default="1"),
 )
 
 # ---- FHIR references between requests (migration 0010) --------------------------------------------

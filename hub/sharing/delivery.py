@@ -6,14 +6,18 @@ family's view :mod:`hub.sharing.inbox`, shares withdrawn in flight :mod:`hub.sha
 (the names callers use are re-exported here).
 
 Configuring agency webhooks
-    Either rows in the ``agency_webhooks`` table (agency_id, url, secret, active), or a JSON file named
-    by ``HUB_WEBHOOKS_FILE``::
+    Either rows in the ``agency_webhooks`` table (agency_id, url, secret, active, batch_max), or a JSON
+    file named by ``HUB_WEBHOOKS_FILE``::
 
-        {"7A6": {"url": "https://abuhb.example/hub-inbox", "secret": "a-long-random-shared-secret"}}
+        {"7A6": {"url": "https://abuhb.example/hub-inbox", "secret": "a-long-random-shared-secret"},
+         "7A4": {"url": "https://cav.example/hub", "secret": "whsec_...", "batch_max": 50}}
 
-    The file wins for an agency in both; it is re-read when it changes. An agency with no webhook
-    reads its shares from ``GET /v1/agencies/{agency_id}/inbox`` instead (a read marks them delivered)
-    and acknowledges each with ``POST /v1/agencies/{agency_id}/inbox/{delivery_id}/ack``.
+    The file wins for an agency in both; it is re-read when it changes. ``batch_max`` (default 1: each
+    delivery in a POST of its own) lets a webhook that accepts batches take up to that many deliveries
+    per POST; outside 1 to 500 it is refused (ConfigError naming ``batch_max``: ``set_webhook`` writes
+    nothing, a file that says so fails the pass). An agency with no webhook reads its shares from
+    ``GET /v1/agencies/{agency_id}/inbox`` instead (a read marks them delivered) and acknowledges
+    each with ``POST /v1/agencies/{agency_id}/inbox/{delivery_id}/ack``.
 
 What a webhook receives (``POST``, JSON)
     Least data: the delivery id and kind (``share``, ``withdrawal_notice`` or ``recall``), the pseudonymous hub
@@ -31,6 +35,12 @@ What a webhook receives (``POST``, JSON)
     refuse one more than five minutes off, which stops replays) and ``webhook-signature`` (``v1,``
     and the base64 HMAC-SHA256 of ``"{webhook-id}.{webhook-timestamp}.{raw body}"`` keyed with the
     secret, ``whsec_<base64>``); also ``Idempotency-Key`` (the delivery id) and ``X-Hub-Delivery-Kind``.
+    A webhook with ``batch_max`` above 1 gets its deliveries of a pass in batches instead
+    (:mod:`hub.sharing.batched`): one POST ``{"batch": [each delivery's body as above, with its
+    sent_at], "sent_at": ...}``, kind ``batch``, signed the same way with ``webhook-id`` and
+    ``Idempotency-Key`` the batch id (``batch_`` and 32 hex digits, the same for the same set of
+    deliveries); receivers de-duplicate on each element's ``delivery_id``. A 2xx delivers every
+    delivery of the batch (each receipt names the batch), anything else is a failed attempt for each.
     docs/operations.md ("Receiving webhooks") shows a receiver verifying. Any 2xx is the receipt
     (status and the first 500 characters of the body are recorded); anything else is retried with
     exponential backoff with jitter (a uniform wait between half and all of ``HUB_SHARING_RETRY_BASE``
@@ -51,13 +61,14 @@ each named professional the copy did not yet exclude).
 
 Sending, and shares in doubt
     Before each POST the share is marked ``sending`` (``attempt_id``, ``sending_at``, and a claim
-    until ``next_attempt_at``) in a transaction of its own. A deliverer that dies mid-POST (kill -9,
-    a lost machine) leaves it so; when the claim has expired, the next deliverer pass marks it
-    ``in_doubt``: the recipient may or may not have it. An in-doubt share is sent again while the
-    consent it rests on stands (the ``Idempotency-Key`` is the delivery id, so the receiver keeps one
-    copy). If consent is withdrawn, it is not cancelled as a queued share would be: it is closed in
-    doubt (no more attempts) and the recipient gets a withdrawal notice as for a delivered share;
-    the family's share list says it "may have been received". A withdrawal notice is never sent
+    until ``next_attempt_at``) in a transaction of its own (a batch's shares together, in one). A
+    deliverer that dies mid-POST (kill -9, a lost machine) leaves it so; when the claim has expired,
+    the next deliverer pass marks it ``in_doubt``: the recipient may or may not have it. An in-doubt
+    share is sent again while the consent it rests on stands (the ``Idempotency-Key`` is the delivery
+    id, in a batch each element's ``delivery_id``, so the receiver keeps one copy). If consent is
+    withdrawn, it is not cancelled as a queued share would be: it is closed in doubt (no more
+    attempts) and the recipient gets a withdrawal notice as for a delivered share; the family's share
+    list says it "may have been received". A withdrawal notice is never sent
     while the share it follows is ``sending``, so it cannot overtake it.
 
 Recalls
@@ -87,7 +98,7 @@ from hub.core.tracing import continued
 from hub.db.schema import consent_directives, deliveries, share_decisions
 from hub.db.sealed import sealer
 from hub.db.store import Store, utcnow
-from hub.sharing import audit_trail, payloads
+from hub.sharing import audit_trail, batched, payloads
 from hub.sharing.alerts import coordinator_of, raise_alert
 from hub.sharing.escalation import ack_hours, escalate_unacknowledged
 from hub.sharing.inbox import FAMILY_KINDS, acknowledge, family_copies, inbox, recipient_states
@@ -162,14 +173,15 @@ def _claim_due(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
         due = sa.and_(DL.state.in_(CLAIMABLE), DL.closed_at.is_(None), DL.next_attempt_at <= now)
         waits = sa.and_(DL.kind.in_(NOTICE_KINDS), share_in_hand)
         ids = [r[0] for r in conn.execute(sa.select(DL.delivery_id).where(due, ~waits)
-                                          .order_by(DL.next_attempt_at).limit(limit))]
+                                          .order_by(DL.next_attempt_at, DL.delivery_id).limit(limit))]
         if not ids:
             return []
         conn.execute(deliveries.update().where(DL.delivery_id.in_(ids), due).values(next_attempt_at=lease_until))
         q = (sa.select(deliveries, SD.directive_ids).select_from(
             deliveries.join(share_decisions, SD.decision_id == DL.decision_id, isouter=True))
              .where(DL.delivery_id.in_(ids), DL.next_attempt_at == lease_until))
-        rows = [dict(r._mapping) for r in conn.execute(q)]
+        order = {d: i for i, d in enumerate(ids)}  # the claimed order (batches keep it)
+        rows = sorted((dict(r._mapping) for r in conn.execute(q)), key=lambda r: order[r["delivery_id"]])
     seal = sealer(store)  # what goes out: the payload opened (an erased child's reads as erased)
     return [r | {"payload": payloads.text(seal, r["delivery_id"], r["payload"])} for r in rows]
 
@@ -309,7 +321,21 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
                 ok, info = await send(client, hook, row, now)
             outcomes.append(_posted(row, ok, info, attempt, now, stats))
 
-        await asyncio.gather(*(one(r) for r in rows))
+        async def batch(hook: Webhook, group: list[dict[str, Any]]) -> None:  # hub/sharing/batched.py
+            with continued("deliver", [traces.get((r["information_id"], r["information_version"]), []) for r in group],
+                           kind=SpanKind.CLIENT, attributes={"hub.delivery.kind": batched.KIND,
+                                                             "hub.batch.size": len(group)}):
+                async with sem:
+                    attempt = str(uuid.uuid4())
+                    ours = await asyncio.to_thread(batched.mark_sending, store, group, attempt, now,
+                                                   until=now + LEASE, claimable=CLAIMABLE)
+                    if not ours:
+                        return  # every row cancelled or closed since the claim
+                    ok, info = await batched.send(client, hook, ours, now)
+            outcomes.extend(batched.retry_together([_posted(r, ok, info, attempt, now, stats) for r in ours]))
+
+        alone, batches = batched.plan(rows, hooks, cancel)
+        await asyncio.gather(*(one(r) for r in alone), *(batch(hook, group) for hook, group in batches))
         sent = {r["delivery_id"]: json.loads(r["payload"]) for r in rows}  # as claimed: what went out
         await asyncio.to_thread(_finish, store, outcomes, now, sent)
         if stats.delivered or stats.failed:

@@ -4,6 +4,8 @@ Deliveries are signed to the Standard Webhooks specification (standardwebhooks.c
 ``webhook-id`` (the delivery id, the same on every attempt), ``webhook-timestamp`` (unix seconds
 of this attempt) and ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 over
 ``"{id}.{timestamp}.{body}"`` keyed with the secret), so a receiver can refuse a replayed body.
+A webhook whose ``batch_max`` is more than 1 takes up to that many deliveries in one POST
+(:mod:`hub.sharing.batched`); ``batch_max`` is refused (ConfigError) outside 1 to ``BATCH_MAX_LIMIT``.
 
 See :mod:`hub.sharing.delivery` for what a webhook receives and how retries go.
 """
@@ -34,22 +36,35 @@ from hub.db.schema import agency_webhooks
 from hub.db.store import Store
 
 log = get_logger(__name__)
+#: the most deliveries one POST may carry (an agency's ``batch_max`` is refused above it)
+BATCH_MAX_LIMIT = 500
 
 
 @dataclass(frozen=True)
 class Webhook:
     url: str
     secret: str
+    batch_max: int = 1  # how many deliveries one POST may carry: 1 sends each alone
 
     def __repr__(self) -> str:
-        return f"Webhook(url={self.url!r}, secret=<redacted>)"
+        return f"Webhook(url={self.url!r}, secret=<redacted>, batch_max={self.batch_max})"
+
+
+def checked_batch_max(value: object, where: str) -> int:
+    """``value`` as a webhook's ``batch_max``; ConfigError unless it is a whole number from 1 to the limit."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= BATCH_MAX_LIMIT:
+        raise ConfigError(f"{where}: batch_max must be a whole number from 1 to {BATCH_MAX_LIMIT} "
+                          f"(1 sends each delivery alone), not {value!r}")
+    return value
 
 
 @lru_cache(maxsize=8)
 def _read_file(path: str, mtime: float) -> Mapping[str, Webhook]:
     """The file's webhooks as of ``mtime`` (read again when the file changes)."""
     data = json.loads(Path(path).read_text())
-    return {str(a): Webhook(str(v["url"]), str(v["secret"])) for a, v in data.items()}
+    return {str(a): Webhook(str(v["url"]), str(v["secret"]),
+                            checked_batch_max(v.get("batch_max", 1), f"HUB_WEBHOOKS_FILE, agency {a}"))
+            for a, v in data.items()}
 
 
 def _from_file(path: str) -> Mapping[str, Webhook]:
@@ -65,7 +80,7 @@ def load_webhooks(store: Store) -> dict[str, Webhook]:
     """Agency id → webhook, from the ``agency_webhooks`` table and ``HUB_WEBHOOKS_FILE``."""
     w = agency_webhooks.c
     with store.engine.connect() as conn:
-        hooks = {r.agency_id: Webhook(r.url, r.secret) for r in conn.execute(
+        hooks = {r.agency_id: Webhook(r.url, r.secret, r.batch_max) for r in conn.execute(
             sa.select(agency_webhooks).where(w.active.is_(True)))}
     path = sharing_settings().webhooks_file
     if path:
@@ -73,16 +88,19 @@ def load_webhooks(store: Store) -> dict[str, Webhook]:
     return hooks
 
 
-def set_webhook(store: Store, agency_id: str, url: str, secret: str, active: bool = True) -> None:
-    """Set an agency's webhook; a ``whsec_`` secret that is not base64 is refused (ConfigError)."""
+def set_webhook(store: Store, agency_id: str, url: str, secret: str, active: bool = True,
+                batch_max: int = 1) -> None:
+    """Set an agency's webhook; a ``whsec_`` secret that is not base64, or a ``batch_max`` outside 1 to
+    ``BATCH_MAX_LIMIT``, is refused (ConfigError) and nothing is written."""
     secret_key(secret)
+    checked_batch_max(batch_max, f"the webhook of agency {agency_id}")
     w = agency_webhooks.c
+    values = dict(url=url, secret=secret, active=active, batch_max=batch_max)
     with store.engine.begin() as conn:
         if conn.execute(sa.select(w.agency_id).where(w.agency_id == agency_id)).first():
-            conn.execute(agency_webhooks.update().where(w.agency_id == agency_id).values(
-                url=url, secret=secret, active=active))
+            conn.execute(agency_webhooks.update().where(w.agency_id == agency_id).values(values))
         else:
-            conn.execute(agency_webhooks.insert().values(agency_id=agency_id, url=url, secret=secret, active=active))
+            conn.execute(agency_webhooks.insert().values(agency_id=agency_id, **values))
 
 
 SECRET_PREFIX = "whsec_"
@@ -134,21 +152,34 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str], now: float | No
     return any(hmac.compare_digest(expected, sig) for sig in lower.get("webhook-signature", "").split())
 
 
-async def send(client: httpx.AsyncClient, hook: Webhook, row: dict[str, Any],
-                now: datetime) -> tuple[bool, str]:
-    body = json.loads(row["payload"])
+def body_of(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """What a delivery's POST carries: its payload and ``sent_at``."""
+    body: dict[str, Any] = json.loads(row["payload"])
     body["sent_at"] = now.isoformat()
+    return body
+
+
+async def post(client: httpx.AsyncClient, hook: Webhook, msg_id: str, kind: str, body: dict[str, Any],
+               now: datetime, receipt: Mapping[str, Any] | None = None) -> tuple[bool, str]:
+    """One signed POST of ``body`` as message ``msg_id``: (True, the receipt) on a 2xx, else (False, why)."""
     raw = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
     try:
-        signature = signed_headers(hook.secret, row["delivery_id"], raw)
+        signature = signed_headers(hook.secret, msg_id, raw)
     except ConfigError as exc:  # a malformed secret: this agency's deliveries fail and are retried, no others
         return False, str(exc)
-    headers = {"Content-Type": "application/json", "Idempotency-Key": row["delivery_id"],
-               "X-Hub-Delivery-Kind": row["kind"], **signature}
+    headers = {"Content-Type": "application/json", "Idempotency-Key": msg_id, "X-Hub-Delivery-Kind": kind,
+               **signature}
     try:
         resp = await client.post(hook.url, content=raw, headers=headers, timeout=10.0)
     except httpx.HTTPError as exc:
         return False, f"{type(exc).__name__}: {exc}"[:500]
     if 200 <= resp.status_code < 300:
-        return True, json.dumps({"status": resp.status_code, "at": now.isoformat(), "body": resp.text[:500]})
+        return True, json.dumps({"status": resp.status_code, "at": now.isoformat(), "body": resp.text[:500],
+                                 **(receipt or {})})
     return False, f"HTTP {resp.status_code}: {resp.text[:300]}"
+
+
+async def send(client: httpx.AsyncClient, hook: Webhook, row: dict[str, Any],
+               now: datetime) -> tuple[bool, str]:
+    """One delivery alone: its id is the message id (``webhook-id``, ``Idempotency-Key``)."""
+    return await post(client, hook, row["delivery_id"], row["kind"], body_of(row, now), now)

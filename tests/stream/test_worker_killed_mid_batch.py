@@ -2,10 +2,11 @@
 
 The worker writes a batch's identity links, timeline entries, change feed and the next offset of each
 partition in one transaction (:func:`hub.stream.projection.apply`). The test holds the change-feed lock
-on PostgreSQL, so the worker's first batch (every record published before it started) stops inside that
-transaction after writing its links and entries; the worker is then killed with SIGKILL. Nothing of the
-batch may be visible; after a restart the projection, the change feed and the recorded offsets must
-agree with what the broker holds: every record once.
+on PostgreSQL, so the worker's first batch that announces a change stops inside that transaction after
+writing its links and entries; the worker is then killed with SIGKILL. Nothing of that batch may be
+visible (a batch before it that announced nothing, such as a child's appointment whose link is in a later
+batch, needs no lock and may have committed); after a restart the projection, the change feed and the
+recorded offsets must agree with what the broker holds: every record once.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ def test_a_worker_killed_inside_a_batch_transaction_loses_and_doubles_nothing(
     worker = spawn(["worker"], env, log)
     try:
         wait_until(lambda: _waiting_on_the_feed_lock(engine), 90, "the worker's batch to wait inside its transaction")
-        assert _counts(engine) == {"timeline_entries": 0, "identity_links": 0, "timeline_changes": 0,
-                                   "stream_offsets": 0}
+        before = _counts(engine)  # what batches that announced nothing committed without the lock
+        assert before["timeline_changes"] == 0 and before["timeline_entries"] < len(events) - CHILDREN
         os.kill(worker.pid, signal.SIGKILL)
         assert worker.wait(30) == -signal.SIGKILL
     finally:
@@ -126,7 +127,7 @@ def test_a_worker_killed_inside_a_batch_transaction_loses_and_doubles_nothing(
     # the killed transaction is rolled back as a whole: no link, entry, change or offset of the batch (its
     # server session gets the lock, finds its client gone and ends without a commit)
     wait_until(lambda: not _waiting_on_the_feed_lock(engine), 30, "the killed worker's session to end")
-    assert _counts(engine) == {"timeline_entries": 0, "identity_links": 0, "timeline_changes": 0, "stream_offsets": 0}
+    assert _counts(engine) == before
 
     worker = spawn(["worker"], env, log)
     try:
