@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Header, Query
 from fastapi.responses import JSONResponse, Response
 
-from hub.core.errors import NotFoundError, ValidationError
+from hub.core.errors import UNEXPECTED_FIELD, NotFoundError, Problem, ValidationError
 from hub.ingest.services import Services
 from hub.sharing import coordination, kpis, referrals
 from hub.stream import readmodel
@@ -52,6 +52,8 @@ def coordination_router(services: Services) -> APIRouter:
 
         Send an ``Idempotency-Key`` to retry safely: the same key for the same child answers with the
         referral the first request made (``duplicate``) and records nothing again."""
+        if set(body) - set(referrals.BODY_FIELDS):  # a made-up field is refused, its name not repeated
+            raise ValidationError(Problem("/", UNEXPECTED_FIELD), title="Not a usable referral")
         referral_id, accepted = await referrals.create(
             store, services.ingest, household_id, child_id, referrer_service=body.get("referrer_service"),
             services=body.get("services"), reason=body.get("reason"), priority=body.get("priority"),
@@ -80,7 +82,7 @@ def coordination_router(services: Services) -> APIRouter:
         copies to the family and caseload sizes, over the period, by service, agency or household type."""
         start, end = _utc(start), _utc(end)
         if end <= start:
-            raise ValidationError("end must be after start")
+            raise ValidationError(Problem("/end", "end must be after start"))
         result = await asyncio.to_thread(kpis.kpis, store, start, end, by, None, household_type)
         if format == "json":
             return JSONResponse(result)

@@ -5,12 +5,17 @@
 * JSON nesting (:data:`hub.core.limits.MAX_JSON_DEPTH`) for JSON bodies, measured without parsing,
   before a recursive parser can exhaust the stack: 422. NDJSON is checked line by line by its reader,
   so one deep line refuses only itself.
+* A path holding a control character or a lone surrogate (``%00``, ``%FF``): no hub id holds one, and
+  PostgreSQL refuses NUL in text, so such a path would fail in the first query (a 500, or the refusal's
+  own audit failing): 404, before any route or the authorisation guard reads it.
 
 Refusals are problem documents, OperationOutcomes on the ``/fhir`` routes; they say which limit,
 never what the body held.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
@@ -41,21 +46,29 @@ def refusal(path: str, status: int, detail: str) -> JSONResponse:
                    [{"pointer": "", "detail": DEPTH_RULE}])
 
 
+def unholdable(path: str) -> bool:
+    """Whether a decoded path holds a character no id can: a control character or a lone surrogate."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in path)
+
+
 class EdgeLimits:
-    """Refuse bodies over ``max_bytes`` (streamed or declared) and JSON nested too deep."""
+    """Refuse bodies over ``max_bytes`` (streamed or declared), JSON nested too deep, and paths no id matches."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and unholdable(scope["path"]):  # never the path: it may hold a name
+            await problem(404, "not-found", "Not found", "no such resource")(scope, receive, send)
+            return
         if scope["type"] != "http" or scope["method"] not in _WITH_BODY:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
         too_large = f"the limit is {self.max_bytes} bytes; split the batch"
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
             await refusal(scope["path"], 413, too_large)(scope, receive, send)
             return
         chunks: list[bytes] = []

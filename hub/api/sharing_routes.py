@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from consent import Directive, Grantor
 from hub.api.fhir_conformance import consent_bundle, fhir_answer, wants_fhir
 from hub.core.errors import ForbiddenError, NotFoundError
+from hub.core.limits import row_id
 from hub.governance.audit import AuditEntry, AuditLog
 from hub.ingest.services import Services
 from hub.sharing import consents, delivery, readiness
@@ -167,10 +168,11 @@ def sharing_router(services: Services) -> APIRouter:
     async def acknowledge_household_alert(household_id: str, alert_id: str, request: Request) -> dict[str, Any]:
         """Acknowledge an open alert (audited); one already acknowledged or resolved is returned as it is.
         It is resolved by the hub when its condition clears."""
-        if not alert_id.isdigit():
+        number = row_id(alert_id)  # ASCII digits in range: "²" or 30 nines are no alert, not a 500
+        if number is None:
             raise NotFoundError("no such alert for this household")
         principal = getattr(request.state, "principal", None)
-        return await asyncio.to_thread(acknowledge_alert, store, household_id, int(alert_id),
+        return await asyncio.to_thread(acknowledge_alert, store, household_id, number,
                                        actor=getattr(principal, "subject", "anonymous"),
                                        actor_role=getattr(principal, "role", ""))
 

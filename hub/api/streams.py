@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Request
 from sse_starlette.sse import EventSourceResponse
 
+from hub.core.limits import row_id
 from hub.db.store import Store
 from hub.governance.auth import Principal
 from hub.sharing.coordination import alert_changes
@@ -29,8 +30,7 @@ def resume_position(last_event_id: str | None, after: int | None = None) -> int:
     """Where a stream starts: after ``after`` if given, else after the Last-Event-ID, else from the start."""
     if after is not None:
         return after
-    resume = last_event_id or ""
-    return int(resume) if resume.isdigit() else 0
+    return row_id(last_event_id or "") or 0
 
 
 def visible_changes(store: Store, principal: Principal | None, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -45,3 +45,13 @@ def too_deep(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def in_long_range(value: int) -> bool:
     return LONG_MIN <= value <= LONG_MAX
+
+
+def row_id(text: str) -> int | None:
+    """A database row id given as text (a path segment, a header), or None when it is not one: only ASCII
+    digits (``str.isdigit`` also takes ``²`` and other scripts' digits, which ``int`` refuses) and no larger
+    than the database's BIGINT."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(LONG_MAX)):
+        return None
+    value = int(text)
+    return value if value <= LONG_MAX else None

@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from hub.api.streams import change_stream, resume_position
 from hub.core.errors import NotFoundError
+from hub.core.limits import row_id
 from hub.ingest.services import Services
 from hub.pages import gather
 from hub.pages.access import PageGate
@@ -80,9 +81,10 @@ def coordinator_pages(services: Services, gate: PageGate, poll_interval: float) 
                           csrf: Annotated[str | None, Form()] = None) -> Response:
         check_csrf(request, csrf)
         me = await gate.enter(request, ("POST", "/v1/households/{household_id}/alerts/{alert_id}/acknowledge"))
-        if not alert_id.isdigit():
+        number = row_id(alert_id)
+        if number is None:
             raise NotFoundError("no such alert for this household")
-        await asyncio.to_thread(acknowledge_alert, store, household_id, int(alert_id), actor=me.subject,
+        await asyncio.to_thread(acknowledge_alert, store, household_id, number, actor=me.subject,
                                 actor_role=me.role)
         return RedirectResponse(f"/households/{household_id}#alerts", status_code=303)
 

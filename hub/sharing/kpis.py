@@ -3,12 +3,14 @@ the pure definitions of :mod:`hub.stream.kpis`."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
-from hub.core.errors import ValidationError
+from hub.core.errors import Problem, ValidationError
+from hub.core.privacy import pseudonymous
 from hub.db.schema import caseloads, deliveries, household_members
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.coordination import household_facts, statutory_clocks
@@ -19,6 +21,9 @@ from hub.stream.household_types import household_type as type_of
 from hub.stream.kpis import By, Delivery, Grouping, Period, all_kpis
 
 D = deliveries.c
+#: an unknown household type short and plain enough to say back to the caller (never one with control
+#: characters, quotes, or the shape of an identifier)
+_SAYABLE = re.compile(r"[A-Za-z0-9 _-]{1,40}")
 
 
 def _utc(at: datetime | None) -> datetime | None:
@@ -59,7 +64,8 @@ def kpis(store: Store, start: datetime, end: datetime, by: By = "service", now: 
     """Every KPI over ``[start, end)``, grouped by service, agency or household type; with ``household_type``,
     over the children of households of that type only (caseload sizes stay whole)."""
     if household_type is not None and household_type not in TYPES:
-        raise ValidationError(f"unknown household type {household_type!r} (known: {', '.join(TYPES)})")
+        said = f" {household_type!r}" if _SAYABLE.fullmatch(household_type) and pseudonymous(household_type) else ""
+        raise ValidationError(Problem("/household_type", f"unknown household type{said} (known: {', '.join(TYPES)})"))
     now = now or utcnow()
     summaries = readmodel.households(store)
     types = household_types(store, {h.household_id: list(h.children) for h in summaries})

@@ -144,7 +144,7 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str], now: float | No
     (constant-time). A replay of an old delivery fails on its timestamp."""
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id, ts = lower.get("webhook-id", ""), lower.get("webhook-timestamp", "")
-    if not msg_id or not ts.isdigit():
+    if not msg_id or not (ts.isascii() and ts.isdigit()):
         return False
     if abs((time.time() if now is None else now) - int(ts)) > tolerance:
         return False

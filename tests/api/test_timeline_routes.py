@@ -17,6 +17,7 @@ import pytest
 import uvicorn
 
 from hub.api.app import create_app
+from hub.api.streams import resume_position
 from hub.demo.identifiers import nhs_number, upn
 from hub.ingest.services import Services
 from hub.kafka.broker import free_port
@@ -183,3 +184,9 @@ async def test_live_stream_resumes_without_gaps_or_repeats(client: httpx.AsyncCl
     assert len({d["event_id"] for _, _, d in got + rest}) == 8  # no gap: every entry arrived once
     caseload = await asyncio.to_thread(read_sse, f"{server}/v1/coordinators/cc-stream/stream", cc, 8)
     assert [int(i) for i, _, _ in caseload] == ids
+
+
+@pytest.mark.parametrize("last_id", ["²", "١٢", "9" * 40, "-3", "x", ""])
+def test_a_last_event_id_that_is_not_a_position_starts_the_stream_from_the_start(last_id: str) -> None:
+    assert resume_position(last_id) == 0
+    assert resume_position("12") == 12 and resume_position(last_id, after=5) == 5

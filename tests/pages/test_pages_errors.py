@@ -85,6 +85,10 @@ async def test_another_familys_record_and_one_that_does_not_exist_answer_alike(s
             pairs = [(await client.get(f"/households/{hh}"), await client.get(f"/households/{hh}/live"),
                       await client.post(f"/households/{hh}/alerts/a-1/acknowledge", data={"csrf": token}))
                      for hh in (theirs.household_id, "hh-err-nowhere")]
+            for odd in ("a-1", "²", "١٢", "9" * 30):  # not an alert id: no such alert, never a failure
+                ours_odd = await client.post(f"/households/{ours.household_id}/alerts/{odd}/acknowledge",
+                                             data={"csrf": token})
+                assert ours_odd.status_code == 404, (odd, ours_odd.status_code)
             for other, nowhere in zip(*pairs, strict=True):
                 assert other.status_code == nowhere.status_code == 404
                 assert other.content == nowhere.content and theirs.household_id not in other.text

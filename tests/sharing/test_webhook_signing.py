@@ -98,3 +98,12 @@ def test_a_malformed_whsec_secret_is_refused_with_a_message_and_fails_only_its_d
 
     assert asyncio.run(go()) == (False, "a webhook secret starting whsec_ must be base64 after the prefix")
     assert endpoint.requests == []  # nothing unsigned went out
+
+
+@pytest.mark.parametrize("stamp", ["²", "١٧٦٥٠٠٠٠٠٠", "9" * 40, "-1", ""])
+def test_a_timestamp_that_is_not_plain_digits_is_refused_not_raised(endpoint: Endpoint, stamp: str) -> None:
+    """Other scripts' digits pass ``str.isdigit`` but not ``int``: the check says no instead of failing."""
+    req = deliver_one(endpoint)
+    headers = {k.lower(): v for k, v in req["headers"].items()}
+    assert webhooks.verify(SECRET, req["body"], headers)
+    assert not webhooks.verify(SECRET, req["body"], {**headers, "webhook-timestamp": stamp})
