@@ -19,6 +19,11 @@ timeline's change feed (and may be called again with the same run: it is idempot
    re-decided: withheld → queued when now permitted (exactly once: one delivery row per information
    version and recipient), queued → cancelled when no longer permitted, and a ``withdrawal_notice``
    delivery for recipients who already hold a copy.
+   A child whose only changes in the run are new entries that share nothing (an appointment, an
+   attendance, a waiting list: most of a busy feed) and whose recipients are the same with them as
+   without (no new service or named professional, no change of purpose) has nothing to decide: its
+   ledger is not loaded and its decisions stand (``_settled``; ``tests/sharing/test_settled_children.py``
+   checks the ledger against deciding every child whole).
 4. Queued shares of an older version of a record, or of a record no longer in the child's record
    (entered in error, subject unlinked), are cancelled.
 5. A record that left the child's record with an undone link (and is still a live record,
@@ -52,7 +57,7 @@ from hub.sharing.apply import Inserts
 from hub.sharing.child_state import directive_set, load_states
 from hub.sharing.decisions import ChildState, SharingResult, sync_child
 from hub.sharing.directives import consent_records, record_consent
-from hub.sharing.model import child_for_engine, shareable_from
+from hub.sharing.model import child_for_engine, shareable_from, targets_for
 from hub.sharing.record_memo import RecordMemo, child_records
 from hub.sharing.rows import RowContext
 from hub.stream import readmodel
@@ -69,6 +74,33 @@ def _team_grew(entries: list[dict[str, Any]], team: list[TeamMember], new: set[s
     if not any(e["record_type"] in record_types().team_joins for e in entries if e["event_id"] in new):
         return False
     return bool(members(team) - members(team_around([e for e in entries if e["event_id"] not in new])))
+
+
+def _settled(changes: Sequence[Change], entries: dict[tuple[str, str], list[dict[str, Any]]],
+             teams: dict[tuple[str, str], list[TeamMember]], whole: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The children with nothing to decide: every change of theirs added an entry that shares nothing (an
+    appointment, an attendance, a waiting list) and their recipients are the same with those entries as
+    without (no new service or named professional, no change of purpose). Their decisions stand as the last
+    pass left them, so neither their ledger is loaded nor is anything planned (most of a busy feed)."""
+    added: dict[tuple[str, str], set[str]] = {}
+    mixed: set[tuple[str, str]] = set(whole)
+    for c in changes:
+        home = (c.household_id, c.child_id)
+        if c.kind == "added":
+            added.setdefault(home, set()).add(c.event_id)
+        else:
+            mixed.add(home)
+    out: set[tuple[str, str]] = set()
+    for home, ids in added.items():
+        if home in mixed or home not in teams:
+            continue
+        mine = [e for e in entries[home] if e["event_id"] in ids]
+        if len(mine) != len(ids) or any(shareable_from(e, home[1]) is not None for e in mine):
+            continue
+        before = [e for e in entries[home] if e["event_id"] not in ids]
+        if targets_for(teams[home], entries[home], *home) == targets_for(team_around(before), before, *home):
+            out.add(home)
+    return out
 
 
 def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
@@ -212,6 +244,9 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         teams = {h: team_around(entries[h]) for h in children}
         partial = {h: ids for h, ids in new.items()
                    if h in teams and h not in whole and not _team_grew(entries[h], teams[h], ids)}
+        settled = _settled(changes, entries, teams, set(consent_children) | gone | set(retry))
+        result.children |= {child for _h, child in settled}
+        children = [home for home in children if home not in settled]
         states = load_states(conn, sorted({home[1] for home in children if home not in partial}))
         if partial:
             states |= load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
@@ -232,7 +267,7 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
             if _guarded(conn, isolate, (hh, child), now, failed, decide):
                 result.children.add(child)
         inserts.write(conn)
-        failures.clear(conn, [c for _h, c in children if (_h, c) not in failed])
+        failures.clear(conn, [c for _h, c in [*children, *settled] if (_h, c) not in failed])
         if finish is not None:
             finish(conn)
     if result.decisions or failed:

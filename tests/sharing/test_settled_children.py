@@ -1,0 +1,92 @@
+"""Children with nothing to decide: a pass whose only changes to a child are new entries that share nothing
+(appointments, attendances, waiting lists) and leave the child's recipients as they were skips that child's
+ledger. The decisions and deliveries it leaves are exactly those of deciding every touched child whole, over a
+year of a synthetic population's events with a mix of consent (broad, health only, none, withdrawn)."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from bench.population import END, SPAN_DAYS, Population
+from hub.core.events import InboundEvent
+from hub.db.schema import deliveries, share_decisions
+from hub.db.store import Store
+from hub.sharing import processor
+from tests.sharing.sharing_support import Feeder, consent_event, permit_directive, withdraw_event
+
+CHUNK = 20  # events per pass: several changes to one child in one pass, as under load
+
+
+def timed_events(families: int, seed: int) -> list[tuple[datetime, InboundEvent]]:
+    """The population's events and a consent mix, in arrival order."""
+    pop = Population(families, 70, seed=seed, prefix="st")
+    rng = random.Random(seed)
+    start = END - timedelta(days=SPAN_DAYS)
+    out = [t for i in range(families) for t in pop.family_events(i)]
+    for i in range(families):
+        kind = rng.choice(("broad", "health", "none", "withdrawn"))
+        for child in pop.family(i).children if kind != "none" else ():
+            subject = child.identifiers["nhs-number"]
+            sectors = ("health",) if kind == "health" else ("health", "social_care", "education")
+            d = permit_directive(f"consent-{child.child_id}", child.child_id, start + timedelta(days=1),
+                                 sectors=sectors)
+            out.append((d.made_at, consent_event(d, subject)))
+            if kind == "withdrawn":
+                at = start + timedelta(days=SPAN_DAYS / 2)
+                out.append((at, withdraw_event(d.id, subject, at)))
+    return [t for _, t in sorted(((a, n), (a, e)) for n, (a, e) in enumerate(out))]
+
+
+def ledger(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    D, S = deliveries.c, share_decisions.c
+    with store.engine.connect() as conn:
+        return {"decisions": sorted(tuple(r) for r in conn.execute(sa.select(
+                    S.information_id, S.information_version, S.recipient_key, S.seq, S.current, S.outcome, S.rule_id,
+                    S.basis, S.directive_ids, S.trigger))),
+                "deliveries": sorted(tuple(r) for r in conn.execute(sa.select(
+                    D.information_id, D.information_version, D.recipient_key, D.kind, D.state, D.round,
+                    D.recipient_kind, D.why)))}
+
+
+def run(tmp: Path, events: list[tuple[datetime, InboundEvent]]) -> dict[str, list[tuple[Any, ...]]]:
+    tmp.mkdir()
+    store = Store.open(f"sqlite:///{tmp / 'hub.db'}")
+    feeder = Feeder(store, END)
+    for i in range(0, len(events), CHUNK):
+        chunk = events[i:i + CHUNK]
+        feeder.feed([e for _, e in chunk], chunk[-1][0])
+    return ledger(store)
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_skipping_children_with_nothing_to_decide_leaves_the_ledger_deciding_them_whole_leaves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    events = timed_events(6, seed)
+    real = processor._settled
+    skipped: list[int] = []
+
+    def counting(*args: Any) -> set[tuple[str, str]]:
+        out = real(*args)
+        skipped.append(len(out))
+        return out
+
+    monkeypatch.setattr(processor, "_settled", counting)
+    fast = run(tmp_path / "settled", events)
+    monkeypatch.setattr(processor, "_settled", lambda *args: set())
+    whole = run(tmp_path / "whole", events)
+    assert sum(skipped) >= len(events) // 10, "the passes should find children with nothing to decide"
+    assert len(whole["decisions"]) > 50 and any(d[5] == "deny" for d in whole["decisions"])  # a real mix
+    assert fast["decisions"] == whole["decisions"]
+    assert fast["deliveries"] == whole["deliveries"]
+    # and the test has teeth: skipping every child whose new entries share nothing, recipients changed or
+    # not, loses the decisions owed to services that joined after a report (the population has them)
+    monkeypatch.setattr(processor, "_settled", real)
+    monkeypatch.setattr(processor, "targets_for", lambda *args: [])  # as if the recipients never changed
+    eager = run(tmp_path / "eager", events)
+    assert len(eager["decisions"]) < len(whole["decisions"])
