@@ -25,9 +25,10 @@ that unblocks it) by then; the median and p95 report latency from issue to each 
 minutes); alert counts by kind; and the same figures for the baseline: no alerts, every report posted
 to each recipient, arriving after an assumed 3-15 days (typing, printing, second-class post; the seed
 gives no figure), uniform. Each appointment that missed the goal is put down to the first reason that
-applies: its booking reached the hub after the cut-off (2 days before), the child was not yet linked to a
-household by then (their records were parked), a missing report reached the hub after the cut-off (no hub
-could meet these three), or else the hub (``missed_by_the_hub``); the share is also given over the
+applies: its booking reached the hub after the cut-off (2 days before), the identifier the booking or a
+missing report came under (the child's NHS number, UPN or local authority id) was not yet linked to the child
+by then (the record was parked), a missing report reached the hub after the cut-off (no hub could meet these
+three), or else the hub (``missed_by_the_hub``); the share is also given over the
 appointments that can be met. ``per_simulated_month``: events handled, seconds, sweeps of every household
 and their seconds, for each month of simulated time.
 """
@@ -236,13 +237,22 @@ def simulate(store: Store, pop: Population, chores: timedelta, seed: int, *, rea
     run.close()
     if hook is not None:
         hook.close()
-    linked: dict[str, datetime] = {}  # when the hub could first place each child: its first link's arrival
-    for arrival, _, ev in arrivals:
-        if ev.record_type == "IdentityLinked":
-            linked.setdefault(ev.body["child_id"], arrival)
+    linked = placeable(arrivals)
     per_month = {m: {k: round(v, 1) if isinstance(v, float) else v for k, v in row.items()}
                  for m, row in sorted(run.months.items())}
     return {"seconds": time.perf_counter() - t0, "events": len(arrivals), "linked": linked, "months": per_month}
+
+
+def placeable(arrivals: Sequence[tuple[datetime, int, Any]]) -> dict[str, datetime]:
+    """When the hub could first place each record on its child's record, by the record's source id: the first
+    link of the identifier it came under (an NHS number, a UPN, a local authority id), or None (never linked).
+    A record under an identifier linked later waits, parked, until that link arrives."""
+    first_link: dict[tuple[str, str], datetime] = {}
+    for arrival, _, ev in arrivals:
+        if ev.record_type == "IdentityLinked" and ev.subject is not None:
+            first_link.setdefault((ev.subject.system, ev.subject.value), arrival)
+    return {ev.source_id: at for _a, _, ev in arrivals if ev.subject is not None
+            and (at := first_link.get((ev.subject.system, ev.subject.value))) is not None}
 
 
 SETTINGS = ("families", "events_per_family", "chores_hours", "readiness_at_arrival", "window_minutes", "per_event",

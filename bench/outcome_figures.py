@@ -138,7 +138,9 @@ def _appointment_outcomes(children: list[Any], sent: list[Any], year: Period, sh
                           linked: dict[str, datetime]) -> Counter[str]:
     """Each appointment with relevant reports: ``delivered`` (every one 2 days before), ``shown`` (a readiness
     alert about it by then), or why it missed: the first that applies of the booking, the child's link or a
-    missing report reaching the hub after the cut-off (no hub could meet those), else ``missed_by_the_hub``."""
+    missing report reaching the hub after the cut-off (no hub could meet those), else ``missed_by_the_hub``.
+    ``linked``: when the identifier each record came under was first linked (by source id); a booking or a
+    missing report whose identifier was linked after the cut-off was parked until then: ``child_linked_...``."""
     out: Counter[str] = Counter()
     first: dict[tuple[str, str, str], datetime] = {}
     for d in sent:
@@ -168,13 +170,18 @@ def _appointment_outcomes(children: list[Any], sent: list[Any], year: Period, sh
                 out["shown"] += 1
             elif as_utc(a.record["meta"]["received_at"]) > due:
                 out[BEYOND_ANY_HUB[1]] += 1
-            elif child.child_id not in linked or linked[child.child_id] > due:
+            elif any(_parked(x.record["meta"].get("source_id"), linked, due) for x in (a, *missing)):
                 out[BEYOND_ANY_HUB[2]] += 1
             elif any(as_utc(f.record["meta"]["received_at"]) > due for f in missing):
                 out[BEYOND_ANY_HUB[0]] += 1
             else:
                 out["missed_by_the_hub"] += 1
     return out
+
+
+def _parked(source_id: Any, linked: dict[str, datetime], due: datetime) -> bool:
+    """Whether the record was still parked at ``due``: the identifier it came under was not linked to the child."""
+    return source_id not in linked or linked[source_id] > due
 
 
 def _baseline(children: list[Any], year: Period, seed: int) -> dict[str, Any]:
