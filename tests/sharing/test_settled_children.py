@@ -6,40 +6,28 @@ year of a synthetic population's events with a mix of consent (broad, health onl
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from bench.population import END, SPAN_DAYS, Population
+from bench.bench_outcome import consents
+from bench.population import END, Population
 from hub.core.events import InboundEvent
 from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store
 from hub.sharing import processor
-from tests.sharing.sharing_support import Feeder, consent_event, permit_directive, withdraw_event
+from tests.sharing.sharing_support import Feeder
 
 CHUNK = 20  # events per pass: several changes to one child in one pass, as under load
 
 
 def timed_events(families: int, seed: int) -> list[tuple[datetime, InboundEvent]]:
-    """The population's events and a consent mix, in arrival order."""
+    """The population's events and the outcome bench's consent mix, in arrival order."""
     pop = Population(families, 70, seed=seed, prefix="st")
-    rng = random.Random(seed)
-    start = END - timedelta(days=SPAN_DAYS)
-    out = [t for i in range(families) for t in pop.family_events(i)]
-    for i in range(families):
-        kind = rng.choice(("broad", "health", "none", "withdrawn"))
-        for child in pop.family(i).children if kind != "none" else ():
-            subject = child.identifiers["nhs-number"]
-            sectors = ("health",) if kind == "health" else ("health", "social_care", "education")
-            d = permit_directive(f"consent-{child.child_id}", child.child_id, start + timedelta(days=1),
-                                 sectors=sectors)
-            out.append((d.made_at, consent_event(d, subject)))
-            if kind == "withdrawn":
-                at = start + timedelta(days=SPAN_DAYS / 2)
-                out.append((at, withdraw_event(d.id, subject, at)))
+    out = [t for i in range(families) for t in pop.family_events(i)] + consents(pop, random.Random(seed))
     return [t for _, t in sorted(((a, n), (a, e)) for n, (a, e) in enumerate(out))]
 
 
