@@ -104,6 +104,7 @@ from hub.sharing.escalation import ack_hours, escalate_unacknowledged
 from hub.sharing.inbox import FAMILY_KINDS, acknowledge, family_copies, inbox, recipient_states
 from hub.sharing.inflight import follow_raced
 from hub.sharing.ledger import MAYBE_SENT, NOTICE_KINDS
+from hub.sharing.marking import Marker
 from hub.sharing.webhooks import Webhook, load_webhooks, new_secret, send, set_webhook, sign, signed_headers, verify
 
 __all__ = [
@@ -184,15 +185,6 @@ def _claim_due(store: Store, now: datetime, limit: int) -> list[dict[str, Any]]:
         rows = sorted((dict(r._mapping) for r in conn.execute(q)), key=lambda r: order[r["delivery_id"]])
     seal = sealer(store)  # what goes out: the payload opened (an erased child's reads as erased)
     return [r | {"payload": payloads.text(seal, r["delivery_id"], r["payload"])} for r in rows]
-
-
-def _mark_sending(store: Store, row: dict[str, Any], attempt_id: str, now: datetime) -> bool:
-    """Record, committed before the POST, that it is going out; False if the row is no longer ours to send."""
-    with store.engine.begin() as conn:
-        return bool(conn.execute(deliveries.update().where(
-            DL.delivery_id == row["delivery_id"], DL.state.in_(CLAIMABLE), DL.closed_at.is_(None),
-            DL.next_attempt_at == row["next_attempt_at"]).values(
-            state="sending", attempt_id=attempt_id, sending_at=now, next_attempt_at=now + LEASE)).rowcount)
 
 
 def _withdrawn(store: Store, rows: list[dict[str, Any]]) -> set[str]:
@@ -286,6 +278,8 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
                                          [(r["information_id"], r["information_version"]) for r in rows])
         outcomes: list[tuple[str, str, dict[str, Any]]] = []
         sem = asyncio.Semaphore(concurrency)
+        # each single POST waits for its row's "sending" mark to commit; rows asking together share the commit
+        marker = Marker(store, now, lease=LEASE, claimable=CLAIMABLE)
 
         async def one(row: dict[str, Any]) -> None:
             # a span continuing the trace of the request that sent the information (hub/core/tracing.py)
@@ -316,7 +310,7 @@ async def deliver_due(store: Store, client: httpx.AsyncClient, now: datetime | N
                 return
             async with sem:
                 attempt = str(uuid.uuid4())
-                if not await asyncio.to_thread(_mark_sending, store, row, attempt, now):
+                if not await marker.mark(row, attempt):
                     return  # cancelled or closed since the claim
                 ok, info = await send(client, hook, row, now)
             outcomes.append(_posted(row, ok, info, attempt, now, stats))
