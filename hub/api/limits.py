@@ -15,15 +15,13 @@ never what the body held.
 
 from __future__ import annotations
 
-import unicodedata
-
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.problems import problem
 from hub.core.errors import issue
-from hub.core.limits import DEPTH_RULE, MAX_JSON_DEPTH, too_deep
+from hub.core.limits import DEPTH_RULE, MAX_JSON_DEPTH, too_deep, unholdable
 
 _WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
 _LINE_FORMATS = ("ndjson", "jsonl")
@@ -44,11 +42,6 @@ def refusal(path: str, status: int, detail: str) -> JSONResponse:
         return problem(413, "too-large", "Request body too large", detail)
     return problem(422, "validation", "Request breaks a shape limit", detail,
                    [{"pointer": "", "detail": DEPTH_RULE}])
-
-
-def unholdable(path: str) -> bool:
-    """Whether a decoded path holds a character no id can: a control character or a lone surrogate."""
-    return any(unicodedata.category(c) in ("Cc", "Cs") for c in path)
 
 
 class EdgeLimits:

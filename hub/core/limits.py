@@ -8,6 +8,7 @@ time linear in the payload and without recursion. Messages name the limit, never
 from __future__ import annotations
 
 import re
+import unicodedata
 from itertools import accumulate
 
 #: deepest JSON nesting (objects and arrays) any route or file accepts; FHIR resources need about 12
@@ -45,6 +46,12 @@ def too_deep(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
 
 def in_long_range(value: int) -> bool:
     return LONG_MIN <= value <= LONG_MAX
+
+
+def unholdable(text: str, allowed: str = "") -> bool:
+    """Whether text holds a control character (other than those ``allowed``) or a lone surrogate: what no
+    id holds, the records' encoding refuses and PostgreSQL refuses in text (NUL)."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") and c not in allowed for c in text)
 
 
 def row_id(text: str) -> int | None:

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from hub.db.schema import deliveries
 from hub.db.store import Store
 from hub.sharing.inbox import FAMILY_KINDS
+from hub.sharing.marking import still_claimed
 from hub.sharing.webhooks import Webhook, body_of, post
 
 DL = deliveries.c
@@ -70,10 +71,7 @@ def mark_sending(store: Store, rows: Sequence[Row], attempt_id: str, now: dateti
         claims.setdefault(r["next_attempt_at"], []).append(r["delivery_id"])
     with store.engine.begin() as conn:
         for claimed, some in claims.items():
-            conn.execute(deliveries.update().where(
-                DL.delivery_id.in_(some), DL.state.in_(claimable), DL.closed_at.is_(None),
-                DL.next_attempt_at == claimed).values(
-                state="sending", attempt_id=attempt_id, sending_at=now, next_attempt_at=until))
+            conn.execute(still_claimed(some, claimed, attempt_id, now, until=until, claimable=claimable))
         ours = {r[0] for r in conn.execute(sa.select(DL.delivery_id).where(
             DL.delivery_id.in_(ids), DL.attempt_id == attempt_id, DL.state == "sending"))}
     return [r for r in rows if r["delivery_id"] in ours]

@@ -16,11 +16,23 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+
 from hub.db.schema import deliveries
 from hub.db.store import Store
 
 DL = deliveries.c
 Row = dict[str, Any]
+
+
+def still_claimed(ids: Sequence[str], claimed: datetime, attempt_id: str, now: datetime, *, until: datetime,
+                  claimable: Sequence[str]) -> sa.Update:
+    """Mark ``sending`` (this attempt, claim ``until``) the rows of ``ids`` still as this pass claimed them: in a
+    claimable state, not closed, and their claim (``next_attempt_at``) not moved by anyone since."""
+    return deliveries.update().where(
+        DL.delivery_id.in_(ids), DL.state.in_(claimable), DL.closed_at.is_(None),
+        DL.next_attempt_at == claimed).values(state="sending", attempt_id=attempt_id, sending_at=now,
+                                              next_attempt_at=until)
 
 
 def mark_many(store: Store, rows: Sequence[tuple[Row, str]], now: datetime, *, lease: timedelta,
@@ -29,10 +41,8 @@ def mark_many(store: Store, rows: Sequence[tuple[Row, str]], now: datetime, *, l
     ours: set[str] = set()
     with store.engine.begin() as conn:
         for row, attempt_id in rows:
-            if conn.execute(deliveries.update().where(
-                    DL.delivery_id == row["delivery_id"], DL.state.in_(claimable), DL.closed_at.is_(None),
-                    DL.next_attempt_at == row["next_attempt_at"]).values(
-                    state="sending", attempt_id=attempt_id, sending_at=now, next_attempt_at=now + lease)).rowcount:
+            if conn.execute(still_claimed([row["delivery_id"]], row["next_attempt_at"], attempt_id, now,
+                                          until=now + lease, claimable=claimable)).rowcount:
                 ours.add(row["delivery_id"])
     return ours
 

@@ -12,18 +12,18 @@ with a reason, a waiting list with its estimate, a first appointment booked; unt
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from hub.core.errors import UNEXPECTED_FIELD, ConflictError, NotFoundError, Problem, ValidationError
 from hub.core.events import InboundEvent
+from hub.core.limits import unholdable
 from hub.core.privacy import pseudonymous
 from hub.db.schema import ingest_log
-from hub.db.store import Store, utcnow
+from hub.db.store import Store, as_utc, utcnow
 from hub.ingest.service import Acceptance, IngestService
 from hub.sharing.alerts import list_alerts
 from hub.sharing.consents import child_subject, link_event, linked_in
@@ -58,7 +58,7 @@ def _text(value: Any, most: int, *, lines: bool = False) -> str | None:
         return "must not be blank"
     if len(value) > most:
         return f"must be at most {most} characters"
-    if any(unicodedata.category(c) in ("Cc", "Cs") and not (lines and c in "\n\r\t") for c in value):
+    if unholdable(value, "\n\r\t" if lines else ""):
         return "must not hold control characters or lone surrogates"
     return None
 
@@ -155,8 +155,7 @@ def _made(store: Store, requisition: str) -> tuple[int, datetime] | None:
             ingest_log.c.source_id.in_([f"{requisition}/{n}" for n in range(MAX_SERVICES)]))).all()
     if not rows:
         return None
-    at = rows[0].occurred_at
-    return len(rows), at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return len(rows), as_utc(rows[0].occurred_at)
 
 
 def _answer(part: dict[str, Any], later: list[dict[str, Any]]) -> dict[str, Any]:
