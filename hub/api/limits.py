@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.api.problems import problem
 from hub.core.errors import issue
-from hub.core.limits import DEPTH_RULE, MAX_JSON_DEPTH, too_deep, unholdable
+from hub.core.limits import DEPTH_RULE, MAX_JSON_DEPTH, ascii_digits, too_deep, unholdable
 
 _WITH_BODY = ("POST", "PUT", "PATCH", "DELETE")
 _LINE_FORMATS = ("ndjson", "jsonl")
@@ -61,7 +61,7 @@ class EdgeLimits:
         headers = Headers(scope=scope)
         too_large = f"the limit is {self.max_bytes} bytes; split the batch"
         declared = headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > self.max_bytes:
+        if ascii_digits(declared) and int(declared) > self.max_bytes:
             await refusal(scope["path"], 413, too_large)(scope, receive, send)
             return
         chunks: list[bytes] = []

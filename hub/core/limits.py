@@ -54,11 +54,17 @@ def unholdable(text: str, allowed: str = "") -> bool:
     return any(unicodedata.category(c) in ("Cc", "Cs") and c not in allowed for c in text)
 
 
+def ascii_digits(text: str) -> bool:
+    """Whether text is a whole number in ASCII digits (``str.isdigit`` alone also takes ``²`` and other
+    scripts' digits, which ``int`` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def row_id(text: str) -> int | None:
     """A database row id given as text (a path segment, a header), or None when it is not one: only ASCII
     digits (``str.isdigit`` also takes ``²`` and other scripts' digits, which ``int`` refuses) and no larger
     than the database's BIGINT."""
-    if not (text.isascii() and text.isdigit()) or len(text) > len(str(LONG_MAX)):
+    if not ascii_digits(text) or len(text) > len(str(LONG_MAX)):
         return None
     value = int(text)
     return value if value <= LONG_MAX else None

@@ -18,6 +18,8 @@ from datetime import date
 
 from lxml import etree
 
+from hub.core.limits import ascii_digits
+
 
 @dataclass(frozen=True)
 class Item:
@@ -80,7 +82,7 @@ def _value_problem(item: Item, text: str) -> str | None:
         return f"{text!r} is not a date-time as yyyy-mm-ddThh:mm:ss"
     elif item.kind == "bool" and text not in ("true", "false", "1", "0"):
         return f"{text!r} is not a boolean (true, false, 1 or 0)"
-    elif item.kind == "int" and not (text.isascii() and text.isdigit()):
+    elif item.kind == "int" and not ascii_digits(text):
         return f"{text!r} is not a whole number"
     elif item.kind == "code" and item.codes is not None and text not in item.codes:
         return f"{text!r} is not in the code set {item.code_set or item.name} ({', '.join(item.codes)})"

@@ -30,6 +30,7 @@ import httpx
 import sqlalchemy as sa
 
 from hub.core.errors import ConfigError
+from hub.core.limits import ascii_digits
 from hub.core.logging import get_logger
 from hub.core.settings import sharing_settings
 from hub.db.schema import agency_webhooks
@@ -144,7 +145,7 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str], now: float | No
     (constant-time). A replay of an old delivery fails on its timestamp."""
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id, ts = lower.get("webhook-id", ""), lower.get("webhook-timestamp", "")
-    if not msg_id or not (ts.isascii() and ts.isdigit()):
+    if not msg_id or not ascii_digits(ts):
         return False
     if abs((time.time() if now is None else now) - int(ts)) > tolerance:
         return False
