@@ -14,9 +14,13 @@ cost per event moves as histories grow.
 Variants, each on a fresh temporary SQLite database (or ``--database-url``, which must be empty), one after
 the other in this process (with ``--database-url``, give one variant):
 
-* ``settled``: the sharing step as it is (children whose new entries share nothing and leave their
-  recipients as they were are skipped: :func:`hub.sharing.processor._settled`);
-* ``whole``: every touched child decided whole (``_settled`` answering none), as before that rule.
+* ``views``: the sharing step as it is: children whose new entries share nothing and leave their recipients
+  as they were are skipped, told from the new entries and what the last whole read kept of the child
+  (:func:`hub.sharing.settled.settled_by_view`) where it can, else from the child's whole record
+  (:func:`hub.sharing.settled.settled`); new reports from services and authors already in the team are
+  decided from the view too, without the child's record;
+* ``settled``: the same skip told from the whole record only (``settled_by_view`` answering none);
+* ``whole``: every touched child decided whole (both answering none), as before either rule.
 """
 
 from __future__ import annotations
@@ -70,23 +74,24 @@ def main() -> None:
     parser.add_argument("--families", type=int, default=400)
     parser.add_argument("--chunk", type=int, default=250)
     parser.add_argument("--window", type=int, default=5000)
-    parser.add_argument("--variants", default="whole,settled")
+    parser.add_argument("--variants", default="whole,settled,views")
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     configure_logging("WARNING")
     report = Report("sharing step over the population's mix", argv=sys.argv)
-    real = processor._settled
+    real, by_view = processor.settled, processor.settled_by_view
     first = None
     for variant in args.variants.split(","):
-        processor._settled = real if variant == "settled" else (lambda *a: set())  # type: ignore[assignment]
+        processor.settled = real if variant in ("settled", "views") else (lambda *a: set())  # type: ignore[assignment]
+        processor.settled_by_view = by_view if variant == "views" else (lambda *a: (set(), {}))  # type: ignore[assignment]
         with tempfile.TemporaryDirectory() as tmp:
             rate, windows, n = run(args.database_url or f"sqlite:///{tmp}/hub.db", args)
         name = f"follower, {variant}"
         report.add(name, rate, "ev/s", base=first,
                    note=f"{n:,} events; per {args.window:,}: " + " ".join(f"{w:,.0f}" for w in windows))
         first = first or name
-    processor._settled = real  # type: ignore[assignment]
+    processor.settled, processor.settled_by_view = real, by_view  # type: ignore[assignment]
     report.print()
     report.write_json(args.json)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,6 +66,8 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         #: why the broker is unreachable, as the last check found (:class:`hub.kafka.watch.BrokerWatch`)
         self.unreachable: str | None = None
+        #: when (``time.monotonic()``) the broker last acknowledged a publish
+        self.acknowledged_at: float | None = None
 
     async def start(self) -> None:
         """Connect (inside the event loop that will publish)."""
@@ -147,5 +150,7 @@ class Publisher:
                 failed = outcome
         if failed is not None:
             raise BrokerError(f"the broker did not acknowledge {len(records)} record(s): {failed}") from failed
+        if futures:
+            self.acknowledged_at = time.monotonic()
         if refused:
             raise RecordsRefusedError(dict(sorted(refused.items())))

@@ -4,11 +4,18 @@ The API process runs :class:`BrokerWatch` beside its outbox relay: ``/readyz`` a
 unreachable" while the last check failed, and the publisher refuses at once (503 with Retry-After)
 instead of waiting out its request timeout; both recover by themselves at the first check that
 succeeds. The producer itself reconnects on its own (aiokafka retries with back-off).
+
+A check that fails while the broker acknowledged one of the publisher's sends during it, or in the
+``WATCH_TIMEOUT`` seconds before it, does not count: under load (the broker and the hub on busy cores) a fresh
+client's metadata request can outlast its timeout while the producer's own connection is answered,
+and refusing every request then would turn a slow moment into an outage. A broker that is really gone
+acknowledges nothing, so it is declared unreachable at the first failed check after its last ack.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -48,7 +55,12 @@ class BrokerWatch(Job):
         self.publisher = publisher
 
     async def run_once(self) -> float | None:
+        started = time.monotonic()
         ok = await broker_reachable(self.settings, self.publisher.bootstrap)
+        acked = self.publisher.acknowledged_at
+        if not ok and acked is not None and acked > started - WATCH_TIMEOUT:
+            log.info("kafka.watch_slow")  # the check timed out, but the broker is answering the producer
+            return None
         was = self.publisher.unreachable
         self.publisher.unreachable = None if ok else UNREACHABLE
         if was and ok:

@@ -114,12 +114,14 @@ def decide(info_: Shareable, target: Target, ds: DirectiveSet, directives: dict[
 
 def plan_for(child_id: str, household_id: str, entries: list[dict[str, Any]], infos: Sequence[Shareable],
              ledger: Ledger, ds: DirectiveSet, directives: dict[str, Directive], now: datetime, *,
-             redecide: bool, team: list[TeamMember] | None = None) -> Plan:
+             redecide: bool, team: list[TeamMember] | None = None, targets: list[Target] | None = None) -> Plan:
     """What the child's record needs, as a plan: their recipients decided by the consent engine.
 
-    ``team``: the team around the child from ``entries``, when the caller has it already.
+    ``team``: the team around the child from ``entries``, when the caller has it already; ``targets``: the
+    recipients themselves, when the caller knows them without the child's whole record.
     """
-    targets = targets_for(team_around(entries) if team is None else team, entries, household_id, child_id)
+    if targets is None:
+        targets = targets_for(team_around(entries) if team is None else team, entries, household_id, child_id)
     return plan_child(ChildCase(
         infos=infos, targets=targets, ledger=ledger, decide=lambda s, t: decide(s, t, ds, directives, now),
         redecide=redecide, names_individuals=any(d.names_individuals() for d in directives.values())))
@@ -129,7 +131,7 @@ def sync_child(conn: Connection, ctx: RowContext, entries: list[dict[str, Any]],
                state: ChildState, ds: DirectiveSet | None, directives: dict[str, Directive],
                current_versions: dict[str, int], *, redecide: bool, result: SharingResult,
                team: list[TeamMember] | None = None, inserts: Inserts | None = None,
-               recalled: set[str] | frozenset[str] = frozenset()) -> None:
+               recalled: set[str] | frozenset[str] = frozenset(), targets: list[Target] | None = None) -> None:
     """Decide → plan → apply for one child: recalls and superseded shares cancelled, then every record × recipient.
 
     ``ds`` None (no shareable record): only the cancellations. ``inserts``: where the new rows wait
@@ -140,6 +142,6 @@ def sync_child(conn: Connection, ctx: RowContext, entries: list[dict[str, Any]],
     plan += plan_superseded(state.ledger, current_versions, recalled)
     if infos and ds is not None:
         plan += plan_for(ctx.child_id, ctx.household_id, entries, infos, state.ledger, ds, directives, ctx.now,
-                         redecide=redecide, team=team)
+                         redecide=redecide, team=team, targets=targets)
     apply_plan(conn, plan, ctx, inserts)
     result.count(plan)

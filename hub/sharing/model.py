@@ -124,7 +124,7 @@ def _named(member: TeamMember, kind: RecipientKind, sector: Sector, service_id: 
         for pid in sorted(member.professionals))
 
 
-def _service_codes(entries: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+def service_codes(entries: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
     codes: dict[tuple[str, str], str] = {}
     for e in entries:
         svc = e["record"].get("service") or e["record"].get("school") or {}
@@ -136,8 +136,14 @@ def _service_codes(entries: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
 def targets_for(team: list[TeamMember], entries: list[dict[str, Any]], household_id: str,
                 child_id: str) -> list[Target]:
     """Every recipient the child's information is decided for (team services and the family)."""
-    codes = _service_codes(entries)
-    ehc_open = any(e["record_type"] == "EhcAssessmentRequested" for e in entries)
+    return targets_from(team, service_codes(entries), any(e["record_type"] == "EhcAssessmentRequested"
+                                                           for e in entries), household_id, child_id)
+
+
+def targets_from(team: list[TeamMember], codes: dict[tuple[str, str], str], ehc_open: bool, household_id: str,
+                 child_id: str) -> list[Target]:
+    """:func:`targets_for` from what it reads of the child's entries: the service codes and whether an EHC needs
+    assessment is open."""
     out: list[Target] = []
     for m in team:
         sector = _SECTORS.get(m.sector)

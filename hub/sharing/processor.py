@@ -22,8 +22,12 @@ timeline's change feed (and may be called again with the same run: it is idempot
    A child whose only changes in the run are new entries that share nothing (an appointment, an
    attendance, a waiting list: most of a busy feed) and whose recipients are the same with them as
    without (no new service or named professional, no change of purpose) has nothing to decide: its
-   ledger is not loaded and its decisions stand (``_settled``; ``tests/sharing/test_settled_children.py``
-   checks the ledger against deciding every child whole).
+   ledger is not loaded and its decisions stand (:func:`hub.sharing.settled.settled`;
+   ``tests/sharing/test_settled_children.py`` checks the ledger against deciding every child whole). When the
+   process kept what decides the child's recipients from an earlier pass (:mod:`hub.sharing.child_views`),
+   that is told from the new entries alone and the child's record is not read at all
+   (:func:`hub.sharing.settled.settled_by_view`); so are new reports from services and authors already in
+   the team, decided for the recipients the view gives.
 4. Queued shares of an older version of a record, or of a record no longer in the child's record
    (entered in error, subject unlinked), are cancelled.
 5. A record that left the child's record with an undone link (and is still a live record,
@@ -31,13 +35,14 @@ timeline's change feed (and may be called again with the same run: it is idempot
 
 One child's failure never holds up the others: when a pass fails, it is run again with each child in
 a savepoint of its own; a child that fails then is rolled back alone, recorded in
-``sharing_failures`` (:mod:`hub.sharing.failures`) and retried later, and the cursor moves on.
+``sharing_failures`` (:mod:`hub.sharing.failures`) and retried later, and the cursor moves on. The record of
+a failure is cleared only when the child is decided whole (its retry, or a later pass that reads it whole),
+never by a pass that decided only its new records or found nothing to decide.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial as partial_fn
 from typing import Any
@@ -50,16 +55,18 @@ from hub.core.errors import LeaseLost
 from hub.core.logging import get_logger
 from hub.core.records import catalogue as record_types
 from hub.db import erasure_guard
-from hub.db.schema import consent_directives, identity_links, timeline_entries
+from hub.db.schema import consent_directives, identity_links, timeline_changes, timeline_entries
 from hub.db.store import Store, utcnow
 from hub.sharing import audit_trail, failures
 from hub.sharing.apply import Inserts
 from hub.sharing.child_state import directive_set, load_states
+from hub.sharing.child_views import view_of
 from hub.sharing.decisions import ChildState, SharingResult, sync_child
 from hub.sharing.directives import consent_records, record_consent
-from hub.sharing.model import child_for_engine, shareable_from, targets_for
+from hub.sharing.model import Target, child_for_engine, shareable_from
 from hub.sharing.record_memo import RecordMemo, child_records
 from hub.sharing.rows import RowContext
+from hub.sharing.settled import Change, relevant, settled, settled_by_view, team_grew
 from hub.stream import readmodel
 from hub.stream.team import TeamMember, team_around
 
@@ -67,51 +74,17 @@ log = get_logger(__name__)
 L = identity_links.c
 
 
-def _team_grew(entries: list[dict[str, Any]], team: list[TeamMember], new: set[str]) -> bool:
-    """Did the entries ``new`` bring the team around the child (``team``) a service or a named professional?"""
-    def members(members_of: list[TeamMember]) -> set[tuple[str, str, str]]:
-        return {(m.agency_id, m.service, p) for m in members_of for p in ("", *m.professionals)}
-    if not any(e["record_type"] in record_types().team_joins for e in entries if e["event_id"] in new):
-        return False
-    return bool(members(team) - members(team_around([e for e in entries if e["event_id"] not in new])))
-
-
-def _settled(changes: Sequence[Change], entries: dict[tuple[str, str], list[dict[str, Any]]],
-             teams: dict[tuple[str, str], list[TeamMember]], whole: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """The children with nothing to decide: every change of theirs added an entry that shares nothing (an
-    appointment, an attendance, a waiting list) and their recipients are the same with those entries as
-    without (no new service or named professional, no change of purpose). Their decisions stand as the last
-    pass left them, so neither their ledger is loaded nor is anything planned (most of a busy feed)."""
-    added: dict[tuple[str, str], set[str]] = {}
-    mixed: set[tuple[str, str]] = set(whole)
-    for c in changes:
-        home = (c.household_id, c.child_id)
-        if c.kind == "added":
-            added.setdefault(home, set()).add(c.event_id)
-        else:
-            mixed.add(home)
-    out: set[tuple[str, str]] = set()
-    for home, ids in added.items():
-        if home in mixed or home not in teams:
-            continue
-        mine = [e for e in entries[home] if e["event_id"] in ids]
-        if len(mine) != len(ids) or any(shareable_from(e, home[1]) is not None for e in mine):
-            continue
-        before = [e for e in entries[home] if e["event_id"] not in ids]
-        if targets_for(teams[home], entries[home], *home) == targets_for(team_around(before), before, *home):
-            out.add(home)
-    return out
-
-
 def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
                 now: datetime, *, redecide: bool, trigger: str, result: SharingResult,
                 state: ChildState | None = None, inserts: Inserts | None = None,
-                only: set[str] | None = None, team: list[TeamMember] | None = None) -> None:
+                only: set[str] | None = None, team: list[TeamMember] | None = None,
+                targets: list[Target] | None = None) -> None:
     """Bring one child's decisions up to date.
 
     ``only`` (with a ``state`` loaded for those ids): the ids of the child's new or changed
     shareable records, when nothing else changed and they brought the team no new member (who
-    would be owed the earlier records too) — those alone are decided.
+    would be owed the earlier records too) — those alone are decided. ``targets``: the child's recipients when
+    ``entries`` holds only the new records (their view, :mod:`hub.sharing.child_views`).
     """
     mine = entries if only is None else [e for e in entries if e["event_id"] in only]
     if state is None:
@@ -128,7 +101,8 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
                                        state.override_rows, state.corporate_parent)
     recalled = _recalled(conn, state, entries) if only is None else set()
     sync_child(conn, RowContext(child_id, household_id, now, trigger), entries, infos, state, ds, directives,
-               current_versions, redecide=redecide, result=result, team=team, inserts=inserts, recalled=recalled)
+               current_versions, redecide=redecide, result=result, team=team, inserts=inserts, recalled=recalled,
+               targets=targets)
 
 
 def _recalled(conn: Connection, state: ChildState, entries: list[dict[str, Any]]) -> set[str]:
@@ -142,27 +116,6 @@ def _recalled(conn: Connection, state: ChildState, entries: list[dict[str, Any]]
 
 
 # ---------------------------------------------------------------------------------------- the step
-
-@dataclass(frozen=True)
-class Change:
-    """One row of the timeline's change feed, with the entry's type and status as they are now."""
-
-    seq: int
-    household_id: str
-    child_id: str
-    event_id: str
-    kind: str  # added | updated | joined | left
-    record_type: str
-    status: str
-
-
-def relevant(change: Change) -> bool:
-    """Whether a change can alter a decision of the child: a link, or a shareable, consent or team-joining record
-    (a new team member may now be owed earlier records); other changes are skipped."""
-    facts = record_types()
-    return (change.kind in ("joined", "left") or change.record_type in facts.shareable
-            or change.record_type in facts.consent_types or change.record_type in facts.team_joins)
-
 
 #: errors of the database connection itself: no child is to blame, the pass is retried whole
 NOT_A_CHILDS = (LeaseLost, sa.exc.OperationalError, sa.exc.InterfaceError)
@@ -180,6 +133,8 @@ def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | 
     records opened by earlier passes (:mod:`hub.sharing.record_memo`), kept by the caller between passes.
     """
     mine = [c for c in changes if relevant(c)]
+    if memo is not None:  # a change the step skips may still alter what a child's view holds: let it go
+        memo.views.drop({(c.household_id, c.child_id) for c in changes if not relevant(c)})
     at = now or utcnow()
     for _attempt in range(2):
         try:
@@ -211,18 +166,24 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
     result = SharingResult()
     consents = [c for c in changes if c.record_type in record_types().consent_types]
     records = consent_records(store, [c.event_id for c in consents]) if consents else {}
-    touched = {(c.household_id, c.child_id) for c in changes} | set(retry)
+    # children told from their new entries and what an earlier pass kept of them, without reading their record:
+    # with nothing to decide (quiet), or only new records to decide for the recipients they had (viewed)
+    quiet, viewed = settled_by_view(store, changes, memo, set(retry)) if memo is not None else (set(), {})
+    touched = ({(c.household_id, c.child_id) for c in changes} | set(retry)) - quiet
     # the children's records first (committed by the projection), then one transaction for everything
-    entries = child_records(store, sorted(touched), memo)
+    entries = child_records(store, sorted(touched - set(viewed)), memo)
+    entries.update({home: v.entries for home, v in viewed.items()})
     consent_children: set[tuple[str, str]] = set()
     failed: set[tuple[str, str]] = set()
     with store.engine.begin() as conn:
+        position = conn.execute(sa.select(sa.func.max(timeline_changes.c.seq))).scalar() or 0  # after the read
         erasure_guard.hold_shared(conn)  # an erasure's purge and this pass never interleave
         gone = _without_links(conn, touched)
         for home in gone:  # erased (or every link undone) since their records were read: decide nothing
             if memo is not None:
                 memo.forget(e["event_id"] for e in entries[home])
             entries[home] = []
+            viewed.pop(home, None)
         consents = [c for c in consents if c.kind == "left" or (c.household_id, c.child_id) not in gone]
         inserts = Inserts()  # new rows and audit records, written at once (each child's alone when isolated)
         for c in consents:  # in feed order
@@ -237,16 +198,20 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         whole: set[tuple[str, str]] = set(consent_children) | gone | set(retry)
         for c in changes:
             home = (c.household_id, c.child_id)
+            if home in quiet or home in viewed:
+                continue
             if c.kind in ("added", "updated") and c.record_type in record_types().shareable:
                 new.setdefault(home, set()).add(c.event_id)
             else:
                 whole.add(home)
-        teams = {h: team_around(entries[h]) for h in children}
+        teams = {h: team_around(entries[h]) for h in children if h not in viewed}
         partial = {h: ids for h, ids in new.items()
-                   if h in teams and h not in whole and not _team_grew(entries[h], teams[h], ids)}
-        settled = _settled(changes, entries, teams, set(consent_children) | gone | set(retry))
-        result.children |= {child for _h, child in settled}
-        children = [home for home in children if home not in settled]
+                   if h in teams and h not in whole and not team_grew(entries[h], teams[h], ids)}
+        partial |= {h: v.ids for h, v in viewed.items() if h not in failed}
+        stand = settled([c for c in changes if (c.household_id, c.child_id) in teams], entries, teams,
+                        set(consent_children) | gone | set(retry))
+        result.children |= {child for _h, child in stand | quiet}
+        children = [home for home in children if home not in stand]
         states = load_states(conn, sorted({home[1] for home in children if home not in partial}))
         if partial:
             states |= load_states(conn, sorted({c for _h, c in partial}), set().union(*partial.values()))
@@ -259,7 +224,8 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
             def decide(hh: str = hh, child: str = child, redecide: bool = redecide, mine: Inserts = mine) -> bool:
                 _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
                             trigger="consent_changed" if redecide else "event", result=result, state=states[child],
-                            inserts=mine, only=partial.get((hh, child)), team=teams[(hh, child)])
+                            inserts=mine, only=partial.get((hh, child)), team=teams.get((hh, child)),
+                            targets=viewed[(hh, child)].targets if (hh, child) in viewed else None)
                 if isolate:
                     mine.write(conn)
                 return True
@@ -267,9 +233,15 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
             if _guarded(conn, isolate, (hh, child), now, failed, decide):
                 result.children.add(child)
         inserts.write(conn)
-        failures.clear(conn, [c for _h, c in [*children, *settled] if (_h, c) not in failed])
+        # a failure waiting for its retry is cleared only by deciding the child whole
+        failures.clear(conn, [c for h, c in children if (h, c) not in failed and (h, c) not in partial])
         if finish is not None:
             finish(conn)
+    if memo is not None:  # what decides each child's recipients, as this pass read their record
+        memo.views.drop(failed | gone)
+        for home, team in teams.items():
+            if home not in failed and home not in gone:
+                memo.views.put(home, view_of(team, entries[home], position))
     if result.decisions or failed:
         log.info("sharing.decided", decisions=result.decisions, queued=result.queued, withheld=result.withheld,
                  cancelled=result.cancelled, notices=result.notices, recalls=result.recalls,

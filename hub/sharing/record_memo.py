@@ -21,7 +21,8 @@ What the memo holds is what the pass held anyway, kept for the next pass, and ne
 * dropped for a child the pass finds without links (erased, or every link undone), and let go when the
   process loses the sharing cursor.
 
-The entries it returns are shared between passes: callers must not change them in place.
+The entries it returns are shared between passes: callers must not change them in place. The memo also holds
+the children's views (:mod:`hub.sharing.child_views`: what decides their recipients), let go with it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import sqlalchemy as sa
 from hub.db.schema import erasures, identity_links, timeline_entries
 from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc
+from hub.sharing.child_views import ChildViews
 
 L = identity_links.c
 T = timeline_entries.c
@@ -57,6 +59,8 @@ class RecordMemo:
         self._held: OrderedDict[str, tuple[int, Entry]] = OrderedDict()
         self._started = time.monotonic()
         self._erasures: int | None = None  # how many erasures there were when the memo was last read
+        #: what decides each child's recipients, as of their last whole read (as many children as records)
+        self.views = ChildViews(max_records)
         self.hits = 0
         self.misses = 0
 
@@ -86,6 +90,7 @@ class RecordMemo:
 
     def clear(self) -> None:
         self._held.clear()
+        self.views.clear()
         self._started = time.monotonic()
 
     def check(self, erasures_now: int) -> None:
@@ -95,14 +100,28 @@ class RecordMemo:
         self._erasures = erasures_now
 
 
+def refresh(conn: sa.Connection, memo: RecordMemo) -> None:
+    """Let the memo go if an erasure was made since it was last read, or it is older than its ``max_age``."""
+    if memo.max_records:
+        memo.check(conn.execute(sa.select(sa.func.count()).select_from(erasures)).scalar_one())
+
+
+def entries_by_id(store: Store, event_ids: list[str], memo: RecordMemo) -> dict[str, Entry]:
+    """The active entries among ``event_ids``, opened (``child_records`` shape; an erased subject's are left out)."""
+    found: dict[str, Entry] = {}
+    with store.engine.connect() as conn:
+        refresh(conn, memo)
+        _open(store, conn, [(e, -1) for e in event_ids], found, memo)
+    return found
+
+
 def child_records(store: Store, homes: list[Home], memo: RecordMemo | None = None) -> dict[Home, list[Entry]]:
     """Each child's active entries in event-time order: ``event_id``, ``record_type``, ``occurred_at`` (UTC) and
     ``record`` (the decoded record; its times stay ISO strings). An entry whose subject was erased is left out."""
     memo = memo if memo is not None else RecordMemo(0)
     listed: dict[Home, list[tuple[str, int]]] = {h: [] for h in homes}
     with store.engine.connect() as conn:
-        if memo.max_records:
-            memo.check(conn.execute(sa.select(sa.func.count()).select_from(erasures)).scalar_one())
+        refresh(conn, memo)
         for i in range(0, len(homes), CHILDREN_CHUNK):
             q = (sa.select(L.household_id, L.child_id, T.event_id, T.source_version)
                  .select_from(identity_links.join(timeline_entries, T.subject == L.subject))

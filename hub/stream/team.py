@@ -13,6 +13,8 @@ from typing import Any
 from hub.core import records
 
 _CLOSED_OUTCOMES = {"case_closed", "referral_declined"}
+#: the fields of a record that name a professional of its service
+ROLE_KEYS = ("professional", "author", "current", "social_worker", "referrer")
 
 
 @dataclass
@@ -27,8 +29,17 @@ class TeamMember:
     roles: dict[str, str] = field(default_factory=dict)  # id -> role, where the records give one
 
 
-def _key(svc: dict[str, Any]) -> tuple[str, str]:
+def service_of(record: dict[str, Any]) -> tuple[str, str]:
+    """The (agency id, service name) a record's service or school is known by in the team."""
+    svc = record.get("service") or record.get("school") or {}
     return svc.get("agency_id", ""), svc.get("service_name", "")
+
+
+def leaves(kind: str, record: dict[str, Any]) -> bool:
+    """Whether a record takes its service out of the team (a discharge, a closed case, a declined referral)."""
+    return (kind in ("ServiceDischarged", "HospitalDischarged")
+            or (kind == "SocialCareOutcome" and record.get("outcome_kind") in _CLOSED_OUTCOMES)
+            or (kind == "ReferralOutcome" and record.get("outcome") == "declined"))
 
 
 def team_around(entries: list[dict[str, Any]]) -> list[TeamMember]:
@@ -40,11 +51,8 @@ def team_around(entries: list[dict[str, Any]]) -> list[TeamMember]:
         svc = r.get("service") or r.get("school")
         if not svc:
             continue
-        k = _key(svc)
-        leaves = (kind in ("ServiceDischarged", "HospitalDischarged")
-                  or (kind == "SocialCareOutcome" and r.get("outcome_kind") in _CLOSED_OUTCOMES)
-                  or (kind == "ReferralOutcome" and r.get("outcome") == "declined"))
-        if leaves:
+        k = service_of(r)
+        if leaves(kind, r):
             team.pop(k, None)
             continue
         if kind not in team_joins:
@@ -54,7 +62,7 @@ def team_around(entries: list[dict[str, Any]]) -> list[TeamMember]:
             member = team[k] = TeamMember(svc.get("agency_id", ""), svc.get("sector", ""), svc.get("service_name", ""),
                                           when, when, how=kind)
         member.last_contact = max(member.last_contact, when)
-        for role_key in ("professional", "author", "current", "social_worker", "referrer"):
+        for role_key in ROLE_KEYS:
             p = r.get(role_key)
             if isinstance(p, dict) and p.get("id"):
                 member.professionals[p["id"]] = p.get("display_name") or p.get("role") or ""

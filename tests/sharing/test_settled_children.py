@@ -1,7 +1,9 @@
 """Children with nothing to decide: a pass whose only changes to a child are new entries that share nothing
 (appointments, attendances, waiting lists) and leave the child's recipients as they were skips that child's
-ledger. The decisions and deliveries it leaves are exactly those of deciding every touched child whole, over a
-year of a synthetic population's events with a mix of consent (broad, health only, none, withdrawn)."""
+ledger, and where the process kept the child's view (hub.sharing.child_views) it does so, or decides a new
+report from the team for the recipients the child had, without reading the child's record. The decisions and
+deliveries it leaves are exactly those of deciding every touched child whole, over a year of a synthetic
+population's events with a mix of consent (broad, health only, none, withdrawn)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from hub.core.events import InboundEvent
 from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store
 from hub.sharing import processor
+from hub.sharing import settled as settled_module
 from tests.sharing.sharing_support import Feeder
 
 CHUNK = 20  # events per pass: several changes to one child in one pass, as under load
@@ -56,25 +59,37 @@ def run(tmp: Path, events: list[tuple[datetime, InboundEvent]]) -> dict[str, lis
 def test_skipping_children_with_nothing_to_decide_leaves_the_ledger_deciding_them_whole_leaves(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     events = timed_events(6, seed)
-    real = processor._settled
+    real, by_view = processor.settled, processor.settled_by_view
     skipped: list[int] = []
+    unread: list[int] = []
+    viewed: list[int] = []
 
     def counting(*args: Any) -> set[tuple[str, str]]:
         out = real(*args)
         skipped.append(len(out))
         return out
 
-    monkeypatch.setattr(processor, "_settled", counting)
+    def counting_views(*args: Any) -> Any:
+        quiet, decided = by_view(*args)
+        unread.append(len(quiet))
+        viewed.append(len(decided))
+        return quiet, decided
+
+    monkeypatch.setattr(processor, "settled", counting)
+    monkeypatch.setattr(processor, "settled_by_view", counting_views)
     fast = run(tmp_path / "settled", events)
-    monkeypatch.setattr(processor, "_settled", lambda *args: set())
+    monkeypatch.setattr(processor, "settled", lambda *args: set())
+    monkeypatch.setattr(processor, "settled_by_view", lambda *args: (set(), {}))
     whole = run(tmp_path / "whole", events)
-    assert sum(skipped) >= len(events) // 10, "the passes should find children with nothing to decide"
+    assert sum(skipped) + sum(unread) >= len(events) // 10, "the passes should find children with nothing to decide"
+    assert sum(unread) > 2 * sum(skipped), "most of them without reading their record"
+    assert sum(viewed) >= 10, "and children with new reports from their team decided without it too"
     assert len(whole["decisions"]) > 50 and any(d[5] == "deny" for d in whole["decisions"])  # a real mix
     assert fast["decisions"] == whole["decisions"]
     assert fast["deliveries"] == whole["deliveries"]
     # and the test has teeth: skipping every child whose new entries share nothing, recipients changed or
     # not, loses the decisions owed to services that joined after a report (the population has them)
-    monkeypatch.setattr(processor, "_settled", real)
-    monkeypatch.setattr(processor, "targets_for", lambda *args: [])  # as if the recipients never changed
+    monkeypatch.setattr(processor, "settled", real)
+    monkeypatch.setattr(settled_module, "targets_for", lambda *args: [])  # as if the recipients never changed
     eager = run(tmp_path / "eager", events)
     assert len(eager["decisions"]) < len(whole["decisions"])
