@@ -88,6 +88,10 @@ def _inserted(conn: Connection, insert: Any, row: dict[str, Any]) -> bool:
     return conn.execute(stmt, row).first() is not None
 
 
+#: (subject, version) pairs a prefetch asks for in one query
+PREFETCH_CHUNK = 300
+
+
 class SqlKeyVault:
     """:class:`hub.sealing.KeyVault` over ``subject_keys``; thread-safe, with a bounded in-memory cache."""
 
@@ -180,6 +184,21 @@ class SqlKeyVault:
             raise ErasedRecordError(f"data key {version} of subject {subject} was shredded: the record is erased")
         raw = self.keyring.unwrap(row.kek_id, subject, version, bytes(row.wrapped_key))
         return self._remember(data_key(subject, version, raw), current=False)
+
+    def prefetch(self, wanted: Iterable[tuple[str, int]]) -> None:
+        """Load the keys among ``wanted`` ((subject, version)) that are not cached, a few hundred a query: a pass
+        about to open many subjects' values asks the database once, not once a subject. Unknown and shredded
+        keys are left for :meth:`get` to report."""
+        missing = sorted({w for w in wanted if self._cached(*w) is None})
+        if not missing:
+            return
+        with self.store.engine.connect() as conn:
+            for i in range(0, len(missing), PREFETCH_CHUNK):
+                for r in conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key).where(
+                        sa.tuple_(K.subject, K.version).in_(missing[i:i + PREFETCH_CHUNK]), K.shredded_at.is_(None),
+                        K.wrapped_key.is_not(None))):
+                    raw = self.keyring.unwrap(r.kek_id, r.subject, r.version, bytes(r.wrapped_key))
+                    self._remember(data_key(r.subject, r.version, raw), current=False)
 
     # -- shredding and rotation --
     def shred(self, conn: Connection, subjects: Iterable[str]) -> int:

@@ -29,6 +29,7 @@ import binascii
 import json
 import os
 import struct
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,24 @@ class Sealer:
             raise UnsealError(f"{_where(column)} of row {row_id} failed authentication "
                               "(altered, or moved from another row)") from None
         return plain.decode("utf-8")
+
+    def prefetch(self, values: Iterable[str | None]) -> None:
+        """Have the vault load at once the keys of many sealed values about to be opened (where it keeps keys in a
+        database: :meth:`hub.db.keyvault.SqlKeyVault.prefetch`). Values that are not well-formed are left for
+        :meth:`open` to refuse."""
+        if not isinstance(self.vault, SqlKeyVault):
+            return
+        wanted: set[tuple[str, int]] = set()
+        for value in values:
+            if value is None or not is_sealed(value):
+                continue
+            try:  # the header alone: version, subject length, subject (at most 260 bytes, 348 base64 characters)
+                head = base64.b64decode(value[len(PREFIX):len(PREFIX) + 348], validate=True)
+                version, n = _HEAD.unpack_from(head)
+                wanted.add((head[_HEAD.size:_HEAD.size + n].decode("ascii"), version))
+            except (binascii.Error, struct.error, UnicodeDecodeError):
+                continue
+        self.vault.prefetch(wanted)
 
     def text(self, column: sa.Column[Any], row_id: str, value: str, erased: str = ERASED) -> str:
         """The text, or ``erased`` once the key was shredded."""

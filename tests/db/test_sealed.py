@@ -88,6 +88,34 @@ def test_a_shredded_key_reads_as_erased_and_a_new_key_seals_what_comes_after(sto
     assert seal.open(T.summary, "e-3", later) == "Physiotherapy report"
 
 
+def test_a_prefetch_loads_many_subjects_keys_in_one_query_and_never_a_shredded_one(store: Store) -> None:
+    """A pass about to open many subjects' values (the sharing step reading children's records) asks the key vault
+    once for their keys, not once a subject; a shredded key is not loaded, so its values still read as erased."""
+    seal = sealer(store)
+    subjects = [f"s-{n:026d}" for n in range(40)]
+    values = {s: seal.seal(T.record, f"e-{s}", s, json.dumps({"n": s})) for s in subjects}
+    assert isinstance(store.vault, SqlKeyVault)
+    with store.engine.begin() as conn:
+        assert store.vault.shred(conn, subjects[:1]) == 1
+    fresh = Sealer(SqlKeyVault(store, store.vault.keyring))  # another process: nothing cached
+    asked: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "subject_keys" in statement:
+            asked.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        fresh.prefetch([*values.values(), None, PREFIX + "not base64!", "in clear"])
+        assert len(asked) == 1
+        opened = {s: fresh.json(T.record, f"e-{s}", v, erased="erased") for s, v in values.items()}
+        assert len(asked) == 2  # every live key came with the prefetch: only the shredded one is asked again
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+    assert opened[subjects[0]] == "erased"
+    assert all(opened[s] == {"n": s} for s in subjects[1:])
+
+
 def test_a_member_key_is_made_inside_a_write_transaction_without_waiting_for_it(store: Store) -> None:
     """The sharing step seals a child's first payload in its own transaction (SQLite has one writer)."""
     sealer(store)  # the store's vault is the one sealer_of finds for this engine
