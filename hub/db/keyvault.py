@@ -200,6 +200,24 @@ class SqlKeyVault:
                     raw = self.keyring.unwrap(r.kek_id, r.subject, r.version, bytes(r.wrapped_key))
                     self._remember(data_key(r.subject, r.version, raw), current=False)
 
+    def prefetch_current(self, subjects: Iterable[str]) -> None:
+        """Load the current keys of the ``subjects`` that have none cached, a few hundred a query: a batch about to
+        be sealed (an ingest request) asks the database once, not once a subject. A subject with no key yet, or
+        whose newest key was shredded, is left for :meth:`current` (which makes its next key)."""
+        missing = sorted({s for s in subjects if (v := self._current.get(s)) is None or self._cached(s, v) is None})
+        if not missing:
+            return
+        with self.store.engine.connect() as conn:
+            for i in range(0, len(missing), PREFETCH_CHUNK):
+                newest: dict[str, Any] = {}
+                for r in conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key, K.shredded_at).where(
+                        K.subject.in_(missing[i:i + PREFETCH_CHUNK])).order_by(K.subject, K.version.desc())):
+                    newest.setdefault(r.subject, r)
+                for subject, top in newest.items():
+                    if top.shredded_at is None and top.wrapped_key is not None:
+                        raw = self.keyring.unwrap(top.kek_id, subject, top.version, bytes(top.wrapped_key))
+                        self._remember(data_key(subject, top.version, raw), current=True)
+
     # -- shredding and rotation --
     def shred(self, conn: Connection, subjects: Iterable[str]) -> int:
         """Destroy every live data key of these subjects in the caller's transaction; how many were live."""

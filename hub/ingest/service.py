@@ -49,6 +49,7 @@ from hub.kafka.publisher import OutgoingRecord, Publisher
 from hub.kafka.topics import topic_for
 from hub.wire import envelope
 from hub.wire.schemas import SchemaCatalogue
+from hub.wire.sealing import SealingSerde
 from hub.wire.serde import Serde
 
 log = get_logger(__name__)
@@ -165,6 +166,8 @@ class IngestService:
         builder = envelope.HeaderBuilder(received, self.serde.content_type)
         out: list[Prepared | None] = []
         problems: list[Problem] = []
+        if isinstance(self.serde, SealingSerde):  # the batch's subjects' keys at once, not one query a subject
+            self.serde.prefetch(self._subjects(events))
         for i, ev in enumerate(events):
             try:
                 out.append(self._prepare_one(ev, received, builder))
@@ -176,12 +179,26 @@ class IngestService:
                 problems.append(Problem(f"[{i}]", str(exc)))
         return out, problems
 
+    def _subjects(self, events: Sequence[InboundEvent]) -> set[str]:
+        """The subjects of the events whose subject the hub can key (the others fail in their own turn, below)."""
+        out: set[str] = set()
+        for ev in events:
+            try:
+                out.add(self._subject(ev))
+            except (HubError, ValueError):
+                continue
+        return out
+
+    def _subject(self, ev: InboundEvent) -> str:
+        """The event's subject as the hub keys it: its pseudonym."""
+        return (ev.subject.value if ev.subject.system == PSEUDONYM_SYSTEM
+                else self.pseudonymise(ev.subject.system, ev.subject.value))
+
     def _prepare_one(self, ev: InboundEvent, received: datetime, builder: envelope.HeaderBuilder) -> Prepared:
         schema = self.catalogue.writer(ev.record_type)
         if not 1 <= ev.source_version <= LONG_MAX:
             raise ValueError("source_version must be from 1 to 2^63 - 1")
-        subject = (ev.subject.value if ev.subject.system == PSEUDONYM_SYSTEM
-                   else self.pseudonymise(ev.subject.system, ev.subject.value))
+        subject = self._subject(ev)
         event_id = event_id_for(ev.source_system, ev.source_id)
         occurred = _as_utc(ev.occurred_at)
         meta = {

@@ -224,6 +224,13 @@ class SealingSerde:
         self.inner = inner
         self.vault = vault
 
+    def prefetch(self, subjects: Iterable[str]) -> None:
+        """Have the vault load the current keys of many subjects at once (a batch about to be sealed), where it
+        keeps them in a database (``prefetch_current``); otherwise nothing."""
+        load = getattr(self.vault, "prefetch_current", None)
+        if load is not None:
+            load(subjects)
+
     def encode(self, record_type: str, record: dict[str, Any]) -> bytes:
         meta = record["meta"]
         return seal(self.vault.current(meta["subject"]), meta["event_id"], self.inner.encode(record_type, record))

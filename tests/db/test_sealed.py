@@ -116,6 +116,37 @@ def test_a_prefetch_loads_many_subjects_keys_in_one_query_and_never_a_shredded_o
     assert all(opened[s] == {"n": s} for s in subjects[1:])
 
 
+def test_a_batch_about_to_be_sealed_loads_its_subjects_current_keys_in_one_query(store: Store) -> None:
+    """An ingest request seals each event under its subject's current key: a process whose cache is cold (or
+    expired) asks for the batch's keys once; a subject whose key was shredded, or who has none yet, still gets a
+    new key version from ``current``."""
+    assert isinstance(store.vault, SqlKeyVault)
+    subjects = [f"s-{n:026d}" for n in range(30)]
+    made = {s: store.vault.current(s).version for s in subjects}
+    with store.engine.begin() as conn:
+        assert store.vault.shred(conn, subjects[:1]) == 1
+    fresh = SqlKeyVault(store, store.vault.keyring)
+    asked: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "subject_keys" in statement:
+            asked.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        fresh.prefetch_current([*subjects, "s-new-subject"])
+        assert len(asked) == 1
+        assert all(fresh.current(s).version == made[s] for s in subjects[1:])
+        assert len(asked) == 1  # every live current key came with the prefetch
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+    assert fresh.current(subjects[0]).version == made[subjects[0]] + 1  # shredded: the next version is made
+    assert fresh.current("s-new-subject").version == 1
+    seal = Sealer(fresh)
+    value = seal.seal(T.summary, "e-1", subjects[1], TITLE)
+    assert sealer(store).open(T.summary, "e-1", value) == TITLE  # sealed with the key the other process holds
+
+
 def test_a_member_key_is_made_inside_a_write_transaction_without_waiting_for_it(store: Store) -> None:
     """The sharing step seals a child's first payload in its own transaction (SQLite has one writer)."""
     sealer(store)  # the store's vault is the one sealer_of finds for this engine
