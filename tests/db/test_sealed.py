@@ -4,10 +4,12 @@ seals what an older hub kept in clear."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from datetime import date
 
 import pytest
@@ -88,6 +90,22 @@ def test_a_shredded_key_reads_as_erased_and_a_new_key_seals_what_comes_after(sto
     assert seal.open(T.summary, "e-3", later) == "Physiotherapy report"
 
 
+@contextlib.contextmanager
+def key_queries(store: Store) -> Iterator[list[str]]:
+    """The statements run against the key vault's table while the block runs."""
+    asked: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "subject_keys" in statement:
+            asked.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        yield asked
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)
+
+
 def test_a_prefetch_loads_many_subjects_keys_in_one_query_and_never_a_shredded_one(store: Store) -> None:
     """A pass about to open many subjects' values (the sharing step reading children's records) asks the key vault
     once for their keys, not once a subject; a shredded key is not loaded, so its values still read as erased."""
@@ -98,20 +116,11 @@ def test_a_prefetch_loads_many_subjects_keys_in_one_query_and_never_a_shredded_o
     with store.engine.begin() as conn:
         assert store.vault.shred(conn, subjects[:1]) == 1
     fresh = Sealer(SqlKeyVault(store, store.vault.keyring))  # another process: nothing cached
-    asked: list[str] = []
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if "subject_keys" in statement:
-            asked.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", count)
-    try:
+    with key_queries(store) as asked:
         fresh.prefetch([*values.values(), None, PREFIX + "not base64!", "in clear"])
         assert len(asked) == 1
         opened = {s: fresh.json(T.record, f"e-{s}", v, erased="erased") for s, v in values.items()}
         assert len(asked) == 2  # every live key came with the prefetch: only the shredded one is asked again
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", count)
     assert opened[subjects[0]] == "erased"
     assert all(opened[s] == {"n": s} for s in subjects[1:])
 
@@ -126,20 +135,11 @@ def test_a_batch_about_to_be_sealed_loads_its_subjects_current_keys_in_one_query
     with store.engine.begin() as conn:
         assert store.vault.shred(conn, subjects[:1]) == 1
     fresh = SqlKeyVault(store, store.vault.keyring)
-    asked: list[str] = []
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if "subject_keys" in statement:
-            asked.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", count)
-    try:
+    with key_queries(store) as asked:
         fresh.prefetch_current([*subjects, "s-new-subject"])
         assert len(asked) == 1
         assert all(fresh.current(s).version == made[s] for s in subjects[1:])
         assert len(asked) == 1  # every live current key came with the prefetch
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", count)
     assert fresh.current(subjects[0]).version == made[subjects[0]] + 1  # shredded: the next version is made
     assert fresh.current("s-new-subject").version == 1
     seal = Sealer(fresh)
