@@ -19,9 +19,9 @@ When a view may be used, and when it is let go:
   that record (``position``): every change up to ``position`` may be in it, none after it is. A change whose
   ``seq`` is not past ``position`` may or may not be in the view already (the record was read while the
   projection wrote), so such a change is never judged by the view: the child is read whole again.
-* Any change to the child that the view does not judge (a link joined or left, an entry updated, a
-  consent, a shareable record, a change the sharing step skips as irrelevant) lets the view go; the next
-  whole read builds it again.
+* Any other change to the child (a link joined or left, an entry updated, a consent, an entry that may
+  change the recipients) sends the child to a whole read, which builds the view again. A change the sharing
+  step skips as irrelevant lets the view go, and so does a pass in which the child failed or lost its links.
 * The views are held by the :class:`hub.sharing.record_memo.RecordMemo` and let go with it: when an erasure
   was made, after ``MAX_AGE``, and when the process loses the sharing cursor. At most ``max_children``
   are held, least recently used first out.
