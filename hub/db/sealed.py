@@ -68,6 +68,13 @@ def _aad(column: sa.Column[Any], row_id: str, header: bytes) -> bytes:
     return _AAD + b"\x00".join((column.table.name.encode(), column.name.encode(), row_id.encode())) + b"\x00" + header
 
 
+def _key_of(data: bytes) -> tuple[str, int, int]:
+    """The key a sealed value's bytes name, from its header: (subject, version, where the nonce starts). The subject
+    may come out shorter than its stated length when the bytes are cut short (the caller checks)."""
+    version, n = _HEAD.unpack_from(data)
+    return data[_HEAD.size:_HEAD.size + n].decode("ascii"), version, _HEAD.size + n
+
+
 class Sealer:
     """Seals and opens column values with data keys from ``vault``."""
 
@@ -93,11 +100,10 @@ class Sealer:
             raise UnsealError(f"{_where(column)} of row {row_id} is not sealed")
         try:
             data = base64.b64decode(value[len(PREFIX):], validate=True)
-            version, n = _HEAD.unpack_from(data)
-            subject = data[_HEAD.size:_HEAD.size + n].decode("ascii")
+            subject, version, body = _key_of(data)
         except (binascii.Error, struct.error, UnicodeDecodeError):
             raise UnsealError(f"{_where(column)} of row {row_id} is not a well-formed sealed value") from None
-        body = _HEAD.size + n
+        n = body - _HEAD.size
         if len(subject) != n or len(data) < body + _NONCE + 16:
             raise UnsealError(f"{_where(column)} of row {row_id} is truncated")
         key = self.vault.get(subject, version)  # ErasedRecordError once shredded
@@ -119,11 +125,11 @@ class Sealer:
             if value is None or not is_sealed(value):
                 continue
             try:  # the header alone: version, subject length, subject (at most 260 bytes, 348 base64 characters)
-                head = base64.b64decode(value[len(PREFIX):len(PREFIX) + 348], validate=True)
-                version, n = _HEAD.unpack_from(head)
-                wanted.add((head[_HEAD.size:_HEAD.size + n].decode("ascii"), version))
+                subject, version, _body = _key_of(base64.b64decode(value[len(PREFIX):len(PREFIX) + 348],
+                                                                   validate=True))
             except (binascii.Error, struct.error, UnicodeDecodeError):
                 continue
+            wanted.add((subject, version))
         self.vault.prefetch(wanted)
 
     def text(self, column: sa.Column[Any], row_id: str, value: str, erased: str = ERASED) -> str:
