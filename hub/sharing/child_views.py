@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.core import records
-from hub.sharing.model import Target, service_codes, targets_from
+from hub.sharing.model import Target, ehc_open, service_code, service_codes, targets_from
 from hub.stream.team import ROLE_KEYS, TeamMember, leaves, service_of
 
 Home = tuple[str, str]  # (household id, child id)
@@ -59,8 +59,7 @@ class View:
 
 def view_of(team: list[TeamMember], entries: list[dict[str, Any]], position: int) -> View:
     """The view of a child whose whole record (``entries``, its team ``team``) was read before ``position``."""
-    return View(position, {(m.agency_id, m.service): m for m in team}, service_codes(entries),
-                any(e["record_type"] == "EhcAssessmentRequested" for e in entries))
+    return View(position, {(m.agency_id, m.service): m for m in team}, service_codes(entries), ehc_open(entries))
 
 
 def keeps_recipients(view: View, entry: dict[str, Any]) -> bool:
@@ -73,7 +72,7 @@ def keeps_recipients(view: View, entry: dict[str, Any]) -> bool:
     if not svc:
         return True  # not in the team, no service code
     key = service_of(r)
-    if svc.get("service_code") and view.codes.get(key) != str(svc["service_code"]).lower():
+    if (code := service_code(r)) is not None and view.codes.get(key) != code:
         return False
     if leaves(kind, r):
         return False

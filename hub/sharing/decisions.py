@@ -45,7 +45,7 @@ from hub.sharing.apply import Inserts, apply_plan
 from hub.sharing.ledger import ChildCase, Ledger, Plan, plan_child, plan_recall, plan_superseded
 from hub.sharing.model import Shareable, Target, targets_for
 from hub.sharing.rows import RowContext
-from hub.stream.team import TeamMember, team_around
+from hub.stream.team import team_around
 
 
 @cache
@@ -114,14 +114,14 @@ def decide(info_: Shareable, target: Target, ds: DirectiveSet, directives: dict[
 
 def plan_for(child_id: str, household_id: str, entries: list[dict[str, Any]], infos: Sequence[Shareable],
              ledger: Ledger, ds: DirectiveSet, directives: dict[str, Directive], now: datetime, *,
-             redecide: bool, team: list[TeamMember] | None = None, targets: list[Target] | None = None) -> Plan:
+             redecide: bool, targets: list[Target] | None = None) -> Plan:
     """What the child's record needs, as a plan: their recipients decided by the consent engine.
 
-    ``team``: the team around the child from ``entries``, when the caller has it already; ``targets``: the
-    recipients themselves, when the caller knows them without the child's whole record.
+    ``targets``: the recipients, when the caller has them already (else found from ``entries``, the child's
+    whole record).
     """
     if targets is None:
-        targets = targets_for(team_around(entries) if team is None else team, entries, household_id, child_id)
+        targets = targets_for(team_around(entries), entries, household_id, child_id)
     return plan_child(ChildCase(
         infos=infos, targets=targets, ledger=ledger, decide=lambda s, t: decide(s, t, ds, directives, now),
         redecide=redecide, names_individuals=any(d.names_individuals() for d in directives.values())))
@@ -130,8 +130,8 @@ def plan_for(child_id: str, household_id: str, entries: list[dict[str, Any]], in
 def sync_child(conn: Connection, ctx: RowContext, entries: list[dict[str, Any]], infos: Sequence[Shareable],
                state: ChildState, ds: DirectiveSet | None, directives: dict[str, Directive],
                current_versions: dict[str, int], *, redecide: bool, result: SharingResult,
-               team: list[TeamMember] | None = None, inserts: Inserts | None = None,
-               recalled: set[str] | frozenset[str] = frozenset(), targets: list[Target] | None = None) -> None:
+               inserts: Inserts | None = None, recalled: set[str] | frozenset[str] = frozenset(),
+               targets: list[Target] | None = None) -> None:
     """Decide → plan → apply for one child: recalls and superseded shares cancelled, then every record × recipient.
 
     ``ds`` None (no shareable record): only the cancellations. ``inserts``: where the new rows wait
@@ -142,6 +142,6 @@ def sync_child(conn: Connection, ctx: RowContext, entries: list[dict[str, Any]],
     plan += plan_superseded(state.ledger, current_versions, recalled)
     if infos and ds is not None:
         plan += plan_for(ctx.child_id, ctx.household_id, entries, infos, state.ledger, ds, directives, ctx.now,
-                         redecide=redecide, team=team, targets=targets)
+                         redecide=redecide, targets=targets)
     apply_plan(conn, plan, ctx, inserts)
     result.count(plan)

@@ -37,7 +37,7 @@ from typing import Any
 
 from consent import Category, Child, Information, Purpose, Recipient, RecipientKind, Sector
 from hub.core import records
-from hub.stream.team import TeamMember
+from hub.stream.team import TeamMember, service_of
 
 #: a child enrolled without a birth date is treated as under 16 (see the module docstring)
 UNKNOWN_BIRTH_DATE = date(9000, 1, 1)
@@ -124,20 +124,30 @@ def _named(member: TeamMember, kind: RecipientKind, sector: Sector, service_id: 
         for pid in sorted(member.professionals))
 
 
+def service_code(record: dict[str, Any]) -> str | None:
+    """The code of a record's service or school as consent directives name it (lower case), if it carries one."""
+    svc = record.get("service") or record.get("school") or {}
+    return str(svc["service_code"]).lower() if svc.get("service_code") else None
+
+
 def service_codes(entries: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """Each service's code, the latest in event time where its records carry one."""
     codes: dict[tuple[str, str], str] = {}
     for e in entries:
-        svc = e["record"].get("service") or e["record"].get("school") or {}
-        if svc.get("service_code"):
-            codes[(svc.get("agency_id", ""), svc.get("service_name", ""))] = str(svc["service_code"]).lower()
+        if (code := service_code(e["record"])) is not None:
+            codes[service_of(e["record"])] = code
     return codes
+
+
+def ehc_open(entries: list[dict[str, Any]]) -> bool:
+    """Whether the child has an EHC needs assessment request on record."""
+    return any(e["record_type"] == "EhcAssessmentRequested" for e in entries)
 
 
 def targets_for(team: list[TeamMember], entries: list[dict[str, Any]], household_id: str,
                 child_id: str) -> list[Target]:
     """Every recipient the child's information is decided for (team services and the family)."""
-    return targets_from(team, service_codes(entries), any(e["record_type"] == "EhcAssessmentRequested"
-                                                           for e in entries), household_id, child_id)
+    return targets_from(team, service_codes(entries), ehc_open(entries), household_id, child_id)
 
 
 def targets_from(team: list[TeamMember], codes: dict[tuple[str, str], str], ehc_open: bool, household_id: str,

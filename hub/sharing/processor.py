@@ -68,7 +68,7 @@ from hub.sharing.record_memo import RecordMemo, child_records
 from hub.sharing.rows import RowContext
 from hub.sharing.settled import Change, relevant, settled, settled_by_view, team_grew
 from hub.stream import readmodel
-from hub.stream.team import TeamMember, team_around
+from hub.stream.team import team_around
 
 log = get_logger(__name__)
 L = identity_links.c
@@ -77,14 +77,13 @@ L = identity_links.c
 def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
                 now: datetime, *, redecide: bool, trigger: str, result: SharingResult,
                 state: ChildState | None = None, inserts: Inserts | None = None,
-                only: set[str] | None = None, team: list[TeamMember] | None = None,
-                targets: list[Target] | None = None) -> None:
+                only: set[str] | None = None, targets: list[Target] | None = None) -> None:
     """Bring one child's decisions up to date.
 
     ``only`` (with a ``state`` loaded for those ids): the ids of the child's new or changed
     shareable records, when nothing else changed and they brought the team no new member (who
-    would be owed the earlier records too) — those alone are decided. ``targets``: the child's recipients when
-    ``entries`` holds only the new records (their view, :mod:`hub.sharing.child_views`).
+    would be owed the earlier records too) — those alone are decided. ``targets``: the child's recipients, when
+    the caller has them (:mod:`hub.sharing.child_views`; needed when ``entries`` holds only the new records).
     """
     mine = entries if only is None else [e for e in entries if e["event_id"] in only]
     if state is None:
@@ -101,8 +100,7 @@ def _sync_child(conn: Connection, child_id: str, household_id: str, entries: lis
                                        state.override_rows, state.corporate_parent)
     recalled = _recalled(conn, state, entries) if only is None else set()
     sync_child(conn, RowContext(child_id, household_id, now, trigger), entries, infos, state, ds, directives,
-               current_versions, redecide=redecide, result=result, team=team, inserts=inserts, recalled=recalled,
-               targets=targets)
+               current_versions, redecide=redecide, result=result, inserts=inserts, recalled=recalled, targets=targets)
 
 
 def _recalled(conn: Connection, state: ChildState, entries: list[dict[str, Any]]) -> set[str]:
@@ -208,7 +206,9 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         partial = {h: ids for h, ids in new.items()
                    if h in teams and h not in whole and not team_grew(entries[h], teams[h], ids)}
         partial |= {h: v.ids for h, v in viewed.items() if h not in failed}
-        stand = settled([c for c in changes if (c.household_id, c.child_id) in teams], entries, teams,
+        # what decides each child's recipients, as this pass read their record: their recipients now, and kept
+        views = {h: view_of(team, entries[h], position) for h, team in teams.items()}
+        stand = settled([c for c in changes if (c.household_id, c.child_id) in teams], entries, views,
                         set(consent_children) | gone | set(retry))
         result.children |= {child for _h, child in stand | quiet}
         children = [home for home in children if home not in stand]
@@ -222,10 +222,11 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
             mine = Inserts() if isolate else inserts
 
             def decide(hh: str = hh, child: str = child, redecide: bool = redecide, mine: Inserts = mine) -> bool:
-                _sync_child(conn, child, hh, entries[(hh, child)], now, redecide=redecide,
+                home = (hh, child)
+                targets = viewed[home].targets if home in viewed else views[home].targets(hh, child)
+                _sync_child(conn, child, hh, entries[home], now, redecide=redecide,
                             trigger="consent_changed" if redecide else "event", result=result, state=states[child],
-                            inserts=mine, only=partial.get((hh, child)), team=teams.get((hh, child)),
-                            targets=viewed[(hh, child)].targets if (hh, child) in viewed else None)
+                            inserts=mine, only=partial.get(home), targets=targets)
                 if isolate:
                     mine.write(conn)
                 return True
@@ -237,11 +238,11 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         failures.clear(conn, [c for h, c in children if (h, c) not in failed and (h, c) not in partial])
         if finish is not None:
             finish(conn)
-    if memo is not None:  # what decides each child's recipients, as this pass read their record
+    if memo is not None:  # the views are kept for the next passes
         memo.views.drop(failed | gone)
-        for home, team in teams.items():
+        for home, view in views.items():
             if home not in failed and home not in gone:
-                memo.views.put(home, view_of(team, entries[home], position))
+                memo.views.put(home, view)
     if result.decisions or failed:
         log.info("sharing.decided", decisions=result.decisions, queued=result.queued, withheld=result.withheld,
                  cancelled=result.cancelled, notices=result.notices, recalls=result.recalls,

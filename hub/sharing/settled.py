@@ -19,7 +19,7 @@ from typing import Any
 
 from hub.core.records import catalogue as record_types
 from hub.db.store import Store
-from hub.sharing.child_views import keeps_recipients
+from hub.sharing.child_views import View, keeps_recipients
 from hub.sharing.model import Target, shareable_from, targets_for
 from hub.sharing.record_memo import RecordMemo, entries_by_id
 from hub.stream.team import TeamMember, team_around
@@ -70,22 +70,24 @@ def _added(changes: Sequence[Change], whole: set[Home]) -> tuple[dict[Home, set[
     return added, mixed
 
 
-def settled(changes: Sequence[Change], entries: dict[Home, list[dict[str, Any]]],
-            teams: dict[Home, list[TeamMember]], whole: set[Home]) -> set[Home]:
+def settled(changes: Sequence[Change], entries: dict[Home, list[dict[str, Any]]], views: dict[Home, View],
+            whole: set[Home]) -> set[Home]:
     """The children with nothing to decide: every change of theirs added an entry that shares nothing (an
     appointment, an attendance, a waiting list) and their recipients are the same with those entries as
     without (no new service or named professional, no change of purpose). Their decisions stand as the last
-    pass left them, so neither their ledger is loaded nor is anything planned (most of a busy feed)."""
+    pass left them, so neither their ledger is loaded nor is anything planned (most of a busy feed). ``views``:
+    each child's view of the record as read (:mod:`hub.sharing.child_views`), whose recipients are those with the
+    new entries."""
     added, mixed = _added(changes, whole)
     out: set[Home] = set()
     for home, ids in added.items():
-        if home in mixed or home not in teams:
+        if home in mixed or home not in views:
             continue
         mine = [e for e in entries[home] if e["event_id"] in ids]
         if len(mine) != len(ids) or any(shareable_from(e, home[1]) is not None for e in mine):
             continue
         before = [e for e in entries[home] if e["event_id"] not in ids]
-        if targets_for(teams[home], entries[home], *home) == targets_for(team_around(before), before, *home):
+        if views[home].targets(*home) == targets_for(team_around(before), before, *home):
             out.add(home)
     return out
 
