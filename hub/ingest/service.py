@@ -166,11 +166,12 @@ class IngestService:
         builder = envelope.HeaderBuilder(received, self.serde.content_type)
         out: list[Prepared | None] = []
         problems: list[Problem] = []
+        subjects = [self._keyable(ev) for ev in events]
         if isinstance(self.serde, SealingSerde):  # the batch's subjects' keys at once, not one query a subject
-            self.serde.prefetch(self._subjects(events))
+            self.serde.prefetch({s for s in subjects if s is not None})
         for i, ev in enumerate(events):
             try:
-                out.append(self._prepare_one(ev, received, builder))
+                out.append(self._prepare_one(ev, received, builder, subjects[i]))
             except RecordTooLargeError as exc:
                 out.append(None)
                 problems += [Problem(f"[{i}]", p.message, status=413) for p in exc.problems]
@@ -179,26 +180,25 @@ class IngestService:
                 problems.append(Problem(f"[{i}]", str(exc)))
         return out, problems
 
-    def _subjects(self, events: Sequence[InboundEvent]) -> set[str]:
-        """The subjects of the events whose subject the hub can key (the others fail in their own turn, below)."""
-        out: set[str] = set()
-        for ev in events:
-            try:
-                out.add(self._subject(ev))
-            except (HubError, ValueError):
-                continue
-        return out
+    def _keyable(self, ev: InboundEvent) -> str | None:
+        """The event's subject as the hub keys it, or None when it cannot be keyed (the event then fails in its
+        own turn, with its other problems, in :meth:`_prepare_one`)."""
+        try:
+            return self._subject(ev)
+        except (HubError, ValueError):
+            return None
 
     def _subject(self, ev: InboundEvent) -> str:
         """The event's subject as the hub keys it: its pseudonym."""
         return (ev.subject.value if ev.subject.system == PSEUDONYM_SYSTEM
                 else self.pseudonymise(ev.subject.system, ev.subject.value))
 
-    def _prepare_one(self, ev: InboundEvent, received: datetime, builder: envelope.HeaderBuilder) -> Prepared:
+    def _prepare_one(self, ev: InboundEvent, received: datetime, builder: envelope.HeaderBuilder,
+                     subject: str | None) -> Prepared:
         schema = self.catalogue.writer(ev.record_type)
         if not 1 <= ev.source_version <= LONG_MAX:
             raise ValueError("source_version must be from 1 to 2^63 - 1")
-        subject = self._subject(ev)
+        subject = subject if subject is not None else self._subject(ev)
         event_id = event_id_for(ev.source_system, ev.source_id)
         occurred = _as_utc(ev.occurred_at)
         meta = {
