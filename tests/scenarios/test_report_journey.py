@@ -16,7 +16,7 @@ import json
 import random
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -158,6 +158,29 @@ def test_the_paediatricians_inbox_holds_the_report_once_and_takes_an_acknowledge
     other_board = bearer("agency", "cav-slt", agency=CAV_SLT["agency_id"])
     assert hub.call("POST", f"/v1/agencies/{CAV_SLT['agency_id']}/inbox/{item['delivery_id']}/ack",
                     other_board).status_code == 404
+
+
+def test_a_later_report_from_the_same_service_reaches_only_the_team_and_no_other_agency(
+        hub: RunningHub, journey: Journey, paediatrics_webhook: AgencyEndpoint) -> None:
+    """Once the hub has read the child's record, a further report from a service already in the team is decided
+    from what it kept of the child (its view), not from the whole record again: it must reach the paediatrician
+    the consent permits, once, and no agency outside the team, nor the producing service itself."""
+    first = next(e for e in journey.journey.before_consent if e.record_type == "ReportIssued")
+    second_id = f"{journey.report_id}-review"
+    send(hub, [replace(first, source_id=second_id, occurred_at=datetime.now(UTC),
+                       body={**first.body, "report_id": second_id, "title": "SLT review"})])
+    hub.eventually(lambda: [d for d in paediatrics_webhook.received(journey.child)
+                            if d["json"]["information"].get("report_id") == second_id],
+                   "the later report at the paediatrician's webhook")
+    time.sleep(2)  # anything more would arrive within the delivery timer's next passes
+    assert len([d for d in paediatrics_webhook.received(journey.child)
+                if d["json"]["information"].get("report_id") == second_id]) == 1
+    for agency in (CAV_SLT["agency_id"], "W06000022-S3"):  # the producing board; a school outside the team
+        r = hub.call("GET", f"/v1/agencies/{agency}/inbox", bearer("agency", f"{agency}-reader", agency=agency),
+                     params={"limit": 500})
+        assert r.status_code == 200, r.text
+        assert not [i for i in r.json()["items"] if i["content"].get("child_id") == journey.child], agency
+    assert hub.call("GET", f"/v1/agencies/{ABUHB_PAEDS['agency_id']}/inbox", {}).status_code == 401  # no token
 
 
 def test_permit_all_health_but_never_a_named_registrar(hub: RunningHub, paediatrics_webhook: AgencyEndpoint) -> None:
