@@ -13,9 +13,10 @@
   (:func:`hub.sharing.audit_trail.catch_up`), under the chores lease, and then stops looking.
 * :class:`EscalationJob` escalates unacknowledged deliveries; :class:`ReadinessJob` sweeps readiness
   alerts and report requests; :class:`CoordinationJob` sweeps the coordination alert rules
-  (:mod:`hub.sharing.coordination`); :class:`AlertRetentionJob` removes alerts resolved more than
-  ``HUB_ALERT_RETENTION_DAYS`` ago (:mod:`hub.governance.alert_retention`), every ``ALERT_RETENTION_EVERY``
-  seconds.
+  (:mod:`hub.sharing.coordination`), each over the households with something new or due
+  (:mod:`hub.sharing.sweep_scope`) and every household hourly; :class:`AlertRetentionJob` removes
+  alerts resolved more than ``HUB_ALERT_RETENTION_DAYS`` ago (:mod:`hub.governance.alert_retention`), every
+  ``ALERT_RETENTION_EVERY`` seconds.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from hub.sharing.delivery import DeliveryStats, deliver_due, escalate_unacknowle
 from hub.sharing.follower import LEASE, Follower
 from hub.sharing.readiness import sweep
 from hub.sharing.safeguarding import expire_overrides
+from hub.sharing.sweep_scope import FULL_EVERY, SweepScope
 
 #: seconds between looks at the change feed when nothing woke the follower
 POLL = 0.2
@@ -135,15 +137,22 @@ class EscalationJob(Job):
         return None
 
 
+def sweep_scope(every: float) -> SweepScope:
+    """A sweep job's scope: every household at first, after the lease was away (no pass for three intervals)
+    and every ``FULL_EVERY`` seconds; in between, those with something new or due."""
+    return SweepScope(full_every=FULL_EVERY, stale_after=3 * every + 60)
+
+
 class ReadinessJob(Job):
     """Sweep readiness alerts and report requests: raise new ones, resolve those whose condition cleared."""
 
     def __init__(self, store: Store, *, every: float, lease: Lease | None = None) -> None:
         super().__init__("sharing.readiness", every=every, lease=lease)
         self.store = store
+        self.scope = sweep_scope(every)
 
     async def run_once(self) -> float | None:
-        await asyncio.to_thread(sweep, self.store)
+        await asyncio.to_thread(sweep, self.store, scope=self.scope)
         return None
 
 
@@ -153,9 +162,10 @@ class CoordinationJob(Job):
     def __init__(self, store: Store, *, every: float, lease: Lease | None = None) -> None:
         super().__init__("sharing.coordination", every=every, lease=lease)
         self.store = store
+        self.scope = sweep_scope(every)
 
     async def run_once(self) -> float | None:
-        await asyncio.to_thread(coordination.sweep, self.store)
+        await asyncio.to_thread(coordination.sweep, self.store, scope=self.scope)
         return None
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from hub.db.sealed import sealer, sealer_of
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.alert_retention import FEED_KINDS, forget_before
 from hub.sharing.alerts import coordinator_of, opened, raise_alert, resolve, seal_message, unresolved
+from hub.sharing.sweep_scope import Looked, SweepScope
 from hub.stream import readmodel
 from hub.stream.clocks import ClockSet, child_clocks, clock_episodes, load_clocks
 from hub.stream.coordination import (
@@ -197,26 +198,60 @@ def _resolve_gone(conn: Connection, household_id: str, kinds: tuple[str, ...], k
 
 
 def sweep(store: Store, now: datetime | None = None, *, households: list[str] | None = None,
-          rules: Ruleset | None = None, clocks: ClockSet | None = None) -> int:
+          rules: Ruleset | None = None, clocks: ClockSet | None = None, scope: SweepScope | None = None) -> int:
     """Evaluate the coordination rules and the statutory clocks for every (or the given) household at the
     event-time clock (or ``now``), and the caseload rule for every coordinator; returns how many alerts were
-    raised."""
+    raised. With a ``scope`` (and no ``households``), only the households it plans
+    (:mod:`hub.sharing.sweep_scope`), and it learns from what they showed."""
     rules = rules or ruleset()
     clocks = clocks or statutory_clocks()
     with store.engine.connect() as conn:
         at = now or clock(conn)
+        plan = (scope.plan(conn, at, (rules, clocks)) if scope is not None and households is None and at is not None
+                else None)
+    if plan is not None:
+        households = plan.households
     ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
     raised = 0
-    forget = forget_before(at) if at is not None else None
-    for hh in ids:
-        if at is None:  # nothing recorded yet: no event time
-            break
-        episodes = [e for child in household_facts(store, hh)
-                    for e in child_episodes(rules, child, at) + clock_episodes(clocks, child, at)]
-        with store.engine.begin() as conn:
-            raised += apply(conn, episodes, at, forget)
-            _resolve_gone(conn, hh, CHILD_KINDS, {e.key for e in episodes if e.raised_at <= at}, at)
+    looked: list[tuple[str, Looked]] = []
+    if at is not None:  # else nothing recorded yet: no event time
+        forget = forget_before(at)
+        for hh in ids:
+            n, seen = sweep_household(store, hh, at, rules, clocks, forget)
+            raised += n
+            looked.append((hh, seen))
+    if scope is not None and plan is not None:
+        scope.done(plan, looked)
     return raised + sweep_caseloads(store, rules)
+
+
+def sweep_household(store: Store, hh: str, at: datetime, rules: Ruleset, clocks: ClockSet,
+                    forget: datetime | None = None) -> tuple[int, Looked]:
+    """One household's alerts made to agree with its records at the event-time clock ``at``: how many were
+    raised, and the next event time at which they could change with no new record (:func:`next_change`)."""
+    children = household_facts(store, hh)
+    episodes = [e for child in children for e in child_episodes(rules, child, at) + clock_episodes(clocks, child, at)]
+    with store.engine.begin() as conn:
+        raised = apply(conn, episodes, at, forget)
+        _resolve_gone(conn, hh, CHILD_KINDS, {e.key for e in episodes if e.raised_at <= at}, at)
+    return raised, Looked(wake_at=next_change(rules, clocks, children, at))
+
+
+#: how far past the clock :func:`next_change` looks for an episode's beginning or end
+HORIZON = timedelta(days=366 * 30)
+
+
+def next_change(rules: Ruleset, clocks: ClockSet, children: Iterable[ChildFacts], at: datetime) -> datetime | None:
+    """The first event time after ``at`` at which the children's episodes could differ from those at ``at``
+    with no new record: a record dated after the clock coming due, or an episode (as the records would show
+    it far ahead) beginning or ending. Until then, evaluating at any clock gives the episodes at ``at``."""
+    ahead = at + HORIZON
+    times: list[datetime] = []
+    for child in children:
+        times += [f.occurred_at for f in child.facts]
+        for ep in child_episodes(rules, child, ahead) + clock_episodes(clocks, child, ahead):
+            times += [ep.raised_at] + ([ep.cleared_at] if ep.cleared_at is not None else [])
+    return min((t for t in times if t > at), default=None)
 
 
 def sweep_caseloads(store: Store, rules: Ruleset) -> int:

@@ -39,6 +39,7 @@ from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
 from hub.sharing.inbox import UNREAD_IN_INBOX
 from hub.sharing.model import professional_key, service_key, shareable_from
 from hub.sharing.rounds import latest_share
+from hub.sharing.sweep_scope import Looked, SweepScope
 from hub.stream import readmodel
 from hub.stream.team import upcoming
 
@@ -164,19 +165,46 @@ def readiness(store: Store, household_id: str, now: datetime | None = None, *, r
 
 
 def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, warn_days: int = 7,
-          households: list[str] | None = None) -> int:
+          households: list[str] | None = None, scope: SweepScope | None = None) -> int:
     """Raise readiness alerts and report requests for every (or the given) household, and resolve those whose
-    condition cleared; returns how many were raised."""
+    condition cleared; returns how many were raised. With a ``scope`` (and no ``households``), only the
+    households it plans (:mod:`hub.sharing.sweep_scope`), and it learns from what they showed."""
     now = now or utcnow()
+    plan = None
+    if scope is not None and households is None:
+        with store.engine.connect() as conn:
+            plan = scope.plan(conn, now)
+        households = plan.households
     ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
     raised = 0
+    looked: list[tuple[str, Looked]] = []
     for hh in ids:
-        view = readiness(store, hh, now, report_days=report_days, warn_days=warn_days)
-        with store.engine.begin() as conn:
-            for child in view["children"]:
-                raised += _raise_for_child(conn, hh, child, now)
-            _resolve_cleared(conn, hh, view, now)
+        n, seen = sweep_household(store, hh, now, report_days=report_days, warn_days=warn_days)
+        raised += n
+        looked.append((hh, seen))
+    if scope is not None and plan is not None:
+        scope.done(plan, looked)
     return raised
+
+
+def sweep_household(store: Store, hh: str, now: datetime, *, report_days: int = 28,
+                    warn_days: int = 7) -> tuple[int, Looked]:
+    """One household's sweep: how many alerts it raised, and when it next needs a look without a change (an
+    appointment coming within ``warn_days``, an expected report falling due). It is *active*, read every
+    sweep, while an appointment is within the warning, a report is overdue or an alert is open: what it
+    shows then follows its shares and deliveries, which the change feed does not carry."""
+    view = readiness(store, hh, now, report_days=report_days, warn_days=warn_days)
+    with store.engine.begin() as conn:
+        raised = sum(_raise_for_child(conn, hh, child, now) for child in view["children"])
+        still_open = _resolve_cleared(conn, hh, view, now)
+    warn = timedelta(days=warn_days)
+    starts = [datetime.fromisoformat(a["start"]) for c in view["children"] for a in c["appointments"]]
+    dues = [datetime.fromisoformat(m["due_at"]) for c in view["children"] for m in c["expected_reports"]
+            if not m["overdue"]]
+    near = any(s - now <= warn for s in starts)
+    overdue = any(m["overdue"] for c in view["children"] for m in c["expected_reports"])
+    wake = min([s - warn for s in starts if s - now > warn] + dues, default=None)
+    return raised, Looked(wake_at=wake, active=near or overdue or still_open > 0)
 
 
 def _raise_for_child(conn: sa.Connection, hh: str, child: dict[str, Any], now: datetime) -> int:
@@ -232,17 +260,18 @@ def _readiness_cleared(alert: dict[str, Any], appt: dict[str, Any] | None, now: 
 
 
 def _resolve_cleared(conn: sa.Connection, hh: str, view: dict[str, Any], now: datetime) -> int:
+    """Resolve the household's alerts whose condition cleared; how many stay open."""
     appts = {f"readiness:{c['child_id']}:{a['appointment_id']}:{a['start']}": a
              for c in view["children"] for a in c["appointments"]}
     owed = {f"report_request:{c['child_id']}:{m['trigger_event_id']}" for c in view["children"]
             for m in c["expected_reports"]}
-    done = 0
+    left = 0
     for alert in unresolved(conn, ("readiness", "report_request"), household_id=hh):
         key = alert["alert_key"]
         if alert["kind"] == "readiness":
             reason = _readiness_cleared(alert, appts.get(key), now)
         else:
             reason = None if key in owed else f"{alert['details'].get('service')} has issued the report"
-        if reason is not None:
-            done += resolve(conn, key, reason, now)
-    return done
+        if reason is None or not resolve(conn, key, reason, now):
+            left += 1
+    return left
