@@ -132,6 +132,13 @@ class Sealer:
             wanted.add((subject, version))
         self.vault.prefetch(wanted)
 
+    def prefetch_current(self, subjects: Iterable[str]) -> None:
+        """Have the vault find at once the current keys of many subjects about to be sealed for (where it keeps
+        keys in a database: ``prefetch_current`` of :class:`hub.db.keyvault.SqlKeyVault` and
+        :class:`hub.db.keyvault.ConnectionKeyVault`)."""
+        if isinstance(self.vault, SqlKeyVault | ConnectionKeyVault):
+            self.vault.prefetch_current(subjects)
+
     def text(self, column: sa.Column[Any], row_id: str, value: str, erased: str = ERASED) -> str:
         """The text, or ``erased`` once the key was shredded."""
         try:

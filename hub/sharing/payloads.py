@@ -33,6 +33,7 @@ def seal(seal_with: Sealer, delivery_id: str, child_id: str, text: str) -> str:
 def sealed_rows(conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """New ``deliveries`` rows with their payloads sealed (keys read or made in ``conn``'s transaction)."""
     with_key = sealer_of(conn)
+    with_key.prefetch_current({member_key(r["child_id"]) for r in rows})
     return [{**r, "payload": seal(with_key, r["delivery_id"], r["child_id"], r["payload"])} for r in rows]
 
 

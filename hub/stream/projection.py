@@ -253,8 +253,9 @@ def seal_entries(store: Store, built: Built) -> Sealed:
     created in a transaction of its own); CPU-bound, so ``hub replay`` runs it in worker processes."""
     seal = sealer(store)
     with store.engine.connect() as conn:
-        return {(row["event_id"], row["source_version"]): sealed_row(seal, row)
-                for is_link, row, _, _ in _unerased(conn, built) if not is_link}
+        rows = [row for is_link, row, _, _ in _unerased(conn, built) if not is_link]
+    seal.prefetch_current({row["subject"] for row in rows})
+    return {(row["event_id"], row["source_version"]): sealed_row(seal, row) for row in rows}
 
 
 def write(store: Store, built: Built, sealed: Sealed, *, record_changes: bool = True,

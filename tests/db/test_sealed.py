@@ -147,6 +147,29 @@ def test_a_batch_about_to_be_sealed_loads_its_subjects_current_keys_in_one_query
     assert sealer(store).open(T.summary, "e-1", value) == TITLE  # sealed with the key the other process holds
 
 
+def test_payloads_sealed_in_a_write_transaction_find_their_childrens_keys_in_one_query(store: Store) -> None:
+    """The sharing step seals a pass's new payloads in its transaction, each under its child's key: it asks for
+    the children's keys once, not once a child; a child whose key was shredded, or who has none yet, gets a new
+    key version there, and what is sealed opens with the keys every other process reads."""
+    seal = sealer(store)
+    assert isinstance(store.vault, SqlKeyVault)
+    children = [member_key(f"c-{n}") for n in range(25)]
+    made = {c: store.vault.current(c).version for c in children}
+    with store.engine.begin() as conn:
+        assert store.vault.shred(conn, children[:1]) == 1
+    with store.engine.begin() as conn, key_queries(store) as asked:
+        in_tx = sealer_of(conn)
+        in_tx.prefetch_current([*children, member_key("c-new")])
+        assert len(asked) == 1
+        values = {c: in_tx.seal(deliveries.c.payload, f"d-{c}", c, '{"kind":"share"}') for c in children[1:]}
+        assert len(asked) == 1  # every live key came with the prefetch
+        renewed = in_tx.seal(deliveries.c.payload, "d-0", children[0], '{"kind":"share"}')
+        first = in_tx.seal(deliveries.c.payload, "d-new", member_key("c-new"), '{"kind":"share"}')
+    assert all(seal.open(deliveries.c.payload, f"d-{c}", v) == '{"kind":"share"}' for c, v in values.items())
+    assert store.vault.current(children[0]).version == made[children[0]] + 1
+    assert seal.open(deliveries.c.payload, "d-0", renewed) == seal.open(deliveries.c.payload, "d-new", first)
+
+
 def test_a_member_key_is_made_inside_a_write_transaction_without_waiting_for_it(store: Store) -> None:
     """The sharing step seals a child's first payload in its own transaction (SQLite has one writer)."""
     sealer(store)  # the store's vault is the one sealer_of finds for this engine
