@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_JWT_KEY = "test-jwt-key-0123456789abcdef0123456789"
@@ -165,3 +167,19 @@ def span_exporter() -> Any:
         configure_tracing("familyhub-test", processors=[SimpleSpanProcessor(_SPAN_EXPORTER[0])])
     _SPAN_EXPORTER[0].clear()
     return _SPAN_EXPORTER[0]
+
+
+@contextlib.contextmanager
+def key_queries(store: Any) -> Iterator[list[str]]:
+    """The statements run against the key vault's table while the block runs."""
+    asked: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "subject_keys" in statement:
+            asked.append(statement)
+
+    sa.event.listen(store.engine, "before_cursor_execute", count)
+    try:
+        yield asked
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", count)

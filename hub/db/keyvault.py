@@ -280,6 +280,18 @@ class ConnectionKeyVault:
             known = self._current[subject] = self._find_or_make(subject)
         return known
 
+    def prefetch(self, wanted: Iterable[tuple[str, int]]) -> None:
+        """Find the keys among ``wanted`` ((subject, version)) not yet found, a few hundred a query: many values
+        about to be opened in this transaction ask the database once. Unknown and shredded keys are left for
+        :meth:`get` to report."""
+        missing = sorted({w for w in wanted if w not in self._keys})
+        for i in range(0, len(missing), PREFETCH_CHUNK):
+            for r in self.conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key).where(
+                    sa.tuple_(K.subject, K.version).in_(missing[i:i + PREFETCH_CHUNK]), K.shredded_at.is_(None),
+                    K.wrapped_key.is_not(None))):
+                raw = self.keyring.unwrap(r.kek_id, r.subject, r.version, bytes(r.wrapped_key))
+                self._keys[(r.subject, r.version)] = data_key(r.subject, r.version, raw)
+
     def prefetch_current(self, subjects: Iterable[str]) -> None:
         """Find the current keys of the ``subjects`` not yet found, a few hundred a query: a batch about to be
         sealed in this transaction asks the database once, not once a subject. A subject with no key yet, or

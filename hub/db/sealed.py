@@ -116,9 +116,10 @@ class Sealer:
 
     def prefetch(self, values: Iterable[str | None]) -> None:
         """Have the vault load at once the keys of many sealed values about to be opened (where it keeps keys in a
-        database: :meth:`hub.db.keyvault.SqlKeyVault.prefetch`). Values that are not well-formed are left for
-        :meth:`open` to refuse."""
-        if not isinstance(self.vault, SqlKeyVault):
+        database: ``prefetch`` of :class:`hub.db.keyvault.SqlKeyVault` and
+        :class:`hub.db.keyvault.ConnectionKeyVault`). Values that are not well-formed are left for :meth:`open`
+        to refuse."""
+        if not isinstance(self.vault, SqlKeyVault | ConnectionKeyVault):
             return
         wanted: set[tuple[str, int]] = set()
         for value in values:

@@ -66,6 +66,7 @@ def follow_raced(conn: sa.Connection, sent: dict[str, dict[str, Any]], values: d
     notices: list[dict[str, Any]] = []
     keys = sealer_of(conn)
     rows = conn.execute(sa.select(deliveries).where(DL.delivery_id.in_(list(sent)))).all()
+    keys.prefetch(row.payload for row in rows if row.state == "delivered")  # their children's keys at once
     for row in rows:
         body = sent[row.delivery_id]
         if row.state == "cancelled":

@@ -4,12 +4,10 @@ seals what an older hub kept in clear."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from datetime import date
 
 import pytest
@@ -23,6 +21,7 @@ from hub.db.schema_version import alembic_config
 from hub.db.sealed import ERASED, PREFIX, Sealer, member_key, sealer, sealer_of
 from hub.db.store import Store, make_engine, migrate
 from hub.wire.sealing import MasterKeyring
+from tests.support import key_queries
 
 T, M = timeline_entries.c, household_members.c
 SUBJECT = "s-aaaaaaaaaaaaaaaaaaaaaaaaaa"
@@ -88,22 +87,6 @@ def test_a_shredded_key_reads_as_erased_and_a_new_key_seals_what_comes_after(sto
     # a later record of the same subject is sealed with a new key version and opens
     later = seal.seal(T.summary, "e-3", SUBJECT, "Physiotherapy report")
     assert seal.open(T.summary, "e-3", later) == "Physiotherapy report"
-
-
-@contextlib.contextmanager
-def key_queries(store: Store) -> Iterator[list[str]]:
-    """The statements run against the key vault's table while the block runs."""
-    asked: list[str] = []
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        if "subject_keys" in statement:
-            asked.append(statement)
-
-    sa.event.listen(store.engine, "before_cursor_execute", count)
-    try:
-        yield asked
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", count)
 
 
 def test_a_prefetch_loads_many_subjects_keys_in_one_query_and_never_a_shredded_one(store: Store) -> None:

@@ -19,6 +19,7 @@ from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.sharing import delivery
 from hub.sharing.inbox import inbox
 from tests.sharing.sharing_support import Feeder, Webhook, deliver, stored_deliveries
+from tests.support import key_queries
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PAEDS = ABUHB_PAEDS["agency_id"]
@@ -80,3 +81,22 @@ def test_an_agency_without_a_webhook_receives_a_share_by_reading_its_inbox(store
     deliver(store, later + timedelta(seconds=1))  # nothing left for the deliverer to do with it
     after = paediatric_share(store, report)
     assert (after["state"], after["channel"], after["attempts"]) == ("delivered", "inbox", 0)
+
+
+def test_a_delivery_pass_and_an_inbox_page_open_many_childrens_payloads_with_one_key_query(db_url: str) -> None:
+    """A process whose key cache is cold (another process sealed the payloads) asks the key vault for the children
+    of a delivery pass once to open what it sends and once in the transaction that records what was sent, and
+    once for those of an inbox page: not once a child. Every payload opens."""
+    writer = Store.open(db_url)
+    children = [f"c-kq-{n}" for n in range(6)]
+    for n, child in enumerate(children):
+        consented_report(writer, 950 + n, child)
+    reader = Store.open(db_url)  # another process: nothing cached
+    with key_queries(reader) as asked:
+        stats = deliver(reader, NOW + timedelta(hours=2))
+    assert stats.to_inbox >= len(children) and len(asked) == 2, (stats, asked)
+    reader = Store.open(db_url)
+    with key_queries(reader) as asked:
+        page, _next = inbox(reader, PAEDS, limit=100)
+    assert len(asked) == 1
+    assert {item["content"]["information"].get("report_id") for item in page} >= {f"slt-{c}" for c in children}
