@@ -27,7 +27,6 @@ import dataclasses
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa
 
-from bench.harness import Report, add_common_args
+from bench.harness import Report, add_common_args, fresh_pg_database
 from bench.population import END, Population
 from hub.core.logging import configure_logging
 from hub.db.store import Store
@@ -65,18 +64,7 @@ class Counted(SweepScope):
 def _database(args: argparse.Namespace, tmp: Path) -> tuple[str, Callable[[], None]]:
     if not args.pg:
         return f"sqlite:///{tmp / 'hub.db'}", lambda: None
-    base = args.pg_url.rsplit("/", 1)[0]
-    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
-    db = f"bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {db}"))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        admin.dispose()
-
-    return f"{base}/{db}", drop
+    return fresh_pg_database(args.pg_url)
 
 
 def feed(feeder: Feeder, events: list[Any], at: datetime) -> None:

@@ -266,3 +266,24 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options every bench takes: ``--json PATH``."""
     parser.add_argument("--json", metavar="PATH", help="also write the figures and the machine as JSON")
     return parser
+
+
+def fresh_pg_database(pg_url: str) -> tuple[str, Callable[[], None]]:
+    """A new PostgreSQL database ``bench_<random>`` on the server of ``pg_url``: (its URL, a callable dropping
+    it)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = pg_url.rsplit("/", 1)[0]
+    admin = sa.create_engine(base + "/postgres", isolation_level="AUTOCOMMIT")
+    db = f"bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {db}"))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        admin.dispose()
+
+    return f"{base}/{db}", drop

@@ -15,13 +15,12 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from bench.harness import REPO_ROOT, Report
+from bench.harness import REPO_ROOT, Report, fresh_pg_database
 from bench.population import Population
 from hub.ingest.services import Services
 from hub.kafka.broker import EmbeddedBroker, die_with_parent
@@ -52,17 +51,7 @@ def _database(args: argparse.Namespace, tmp: Path, name: str) -> tuple[str, Any]
     """(database URL, a callable dropping it)."""
     if not args.pipeline_pg:
         return f"sqlite:///{tmp / name / 'hub.db'}", lambda: None
-    admin = sa.create_engine(args.pg_url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    db = f"bench_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {db}"))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        admin.dispose()
-
-    return args.pg_url.rsplit("/", 1)[0] + f"/{db}", drop
+    return fresh_pg_database(args.pg_url)
 
 
 async def one_run(args: argparse.Namespace, tmp: Path, workers: int) -> dict[str, float]:
