@@ -34,29 +34,54 @@ WATCH_TIMEOUT = 3.0
 UNREACHABLE = "broker unreachable"
 
 
-async def broker_reachable(settings: Settings, bootstrap: str | None = None, timeout: float = WATCH_TIMEOUT) -> bool:
-    """One metadata request to the bootstrap servers; False if it fails or takes longer than ``timeout``."""
+async def _connected(settings: Settings, bootstrap: str | None, timeout: float = WATCH_TIMEOUT) -> AIOKafkaClient:
+    """A client that has fetched the cluster's metadata from the bootstrap servers within ``timeout``; raises
+    (KafkaError, OSError, TimeoutError) after closing it if it could not."""
     client = AIOKafkaClient(**client_args(settings, bootstrap), request_timeout_ms=int(timeout * 1000))  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
-        return True
-    except (KafkaError, OSError, TimeoutError):
-        return False
-    finally:
+    except BaseException:
         await client.close()
+        raise
+    return client
 
 
 class BrokerWatch(Job):
-    """Checks the broker every ``every`` seconds and tells the publisher (``publisher.unreachable``)."""
+    """Checks the broker every ``every`` seconds and tells the publisher (``publisher.unreachable``).
+
+    The watch keeps one client between checks, each a metadata request on its open connection, rather than a
+    new connection (and its handshake) every second; a failed check closes that client, and the next check
+    connects afresh. A check cut short by its timeout leaves the connection to the client, closed with it."""
 
     def __init__(self, settings: Settings, publisher: Publisher, every: float = WATCH_EVERY) -> None:
         super().__init__("kafka.watch", every=every)
         self.settings = settings
         self.publisher = publisher
+        self._client: AIOKafkaClient | None = None
+        self._client_for: str | None = None
+
+    async def _reachable(self) -> bool:
+        bootstrap = self.publisher.bootstrap
+        if self._client is not None and self._client_for != bootstrap:
+            await self.close()
+        try:
+            if self._client is None:
+                self._client, self._client_for = await _connected(self.settings, bootstrap), bootstrap
+            else:
+                await asyncio.wait_for(self._client.fetch_all_metadata(), WATCH_TIMEOUT)
+            return True
+        except (KafkaError, OSError, TimeoutError):
+            await self.close()
+            return False
+
+    async def close(self) -> None:
+        client, self._client, self._client_for = self._client, None, None
+        if client is not None:
+            await client.close()
 
     async def run_once(self) -> float | None:
         started = time.monotonic()
-        ok = await broker_reachable(self.settings, self.publisher.bootstrap)
+        ok = await self._reachable()
         acked = self.publisher.acknowledged_at
         if not ok and acked is not None and acked > started - WATCH_TIMEOUT:
             log.info("kafka.watch_slow")  # the check timed out, but the broker is answering the producer

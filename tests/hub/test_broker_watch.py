@@ -50,3 +50,26 @@ async def test_an_acknowledged_publish_is_what_the_watch_trusts(settings: Settin
         assert publisher.unreachable is None
     finally:
         await publisher.stop()
+
+
+async def test_the_watch_keeps_one_connection_between_checks_and_starts_afresh_after_a_failure(
+        settings: Settings) -> None:
+    """A check a second over a client kept open, not a new connection each time; a failed check closes it and
+    the next one connects again, so a broker that comes back is seen at once."""
+    publisher = Publisher(settings)
+    watch = BrokerWatch(settings, publisher)
+    reachable = publisher.bootstrap
+    try:
+        await watch.run_once()
+        first = watch._client
+        assert publisher.unreachable is None and first is not None
+        await watch.run_once()
+        assert watch._client is first and publisher.unreachable is None
+        publisher.bootstrap = closed_port()  # the broker gone (nothing acknowledged lately)
+        await watch.run_once()
+        assert publisher.unreachable == UNREACHABLE and watch._client is None
+        publisher.bootstrap = reachable  # and back
+        await watch.run_once()
+        assert publisher.unreachable is None and watch._client is not None and watch._client is not first
+    finally:
+        await watch.close()
