@@ -82,7 +82,7 @@ class Pair:
         self.households += len(readmodel.households(self.whole))
 
 
-@pytest.mark.parametrize("seed", [21, 22])
+@pytest.mark.parametrize("seed", [21])
 def test_scoped_sweeps_leave_the_alerts_sweeping_every_household_leaves(tmp_path: Path, seed: int) -> None:
     events = timed_events(8, seed)
     pair = Pair(tmp_path)
