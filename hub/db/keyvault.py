@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,30 @@ def _inserted(conn: Connection, insert: Any, row: dict[str, Any]) -> bool:
 
 #: (subject, version) pairs a prefetch asks for in one query
 PREFETCH_CHUNK = 300
+
+
+def _live_keys(conn: Connection, keyring: MasterKeyring, wanted: list[tuple[str, int]]) -> Iterator[DataKey]:
+    """The live keys among ``wanted`` ((subject, version)), a few hundred a query; unknown and shredded keys are
+    left out."""
+    for i in range(0, len(wanted), PREFETCH_CHUNK):
+        for r in conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key).where(
+                sa.tuple_(K.subject, K.version).in_(wanted[i:i + PREFETCH_CHUNK]), K.shredded_at.is_(None),
+                K.wrapped_key.is_not(None))):
+            yield data_key(r.subject, r.version, keyring.unwrap(r.kek_id, r.subject, r.version, bytes(r.wrapped_key)))
+
+
+def _current_keys(conn: Connection, keyring: MasterKeyring, subjects: list[str]) -> Iterator[DataKey]:
+    """The current key of each of ``subjects``, a few hundred a query; a subject with no key yet, or whose newest
+    key was shredded, is left out (its next key is made by ``current``)."""
+    for i in range(0, len(subjects), PREFETCH_CHUNK):
+        newest: dict[str, Any] = {}
+        for r in conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key, K.shredded_at).where(
+                K.subject.in_(subjects[i:i + PREFETCH_CHUNK])).order_by(K.subject, K.version.desc())):
+            newest.setdefault(r.subject, r)
+        for subject, top in newest.items():
+            if top.shredded_at is None and top.wrapped_key is not None:
+                yield data_key(subject, top.version,
+                               keyring.unwrap(top.kek_id, subject, top.version, bytes(top.wrapped_key)))
 
 
 class SqlKeyVault:
@@ -193,12 +217,8 @@ class SqlKeyVault:
         if not missing:
             return
         with self.store.engine.connect() as conn:
-            for i in range(0, len(missing), PREFETCH_CHUNK):
-                for r in conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key).where(
-                        sa.tuple_(K.subject, K.version).in_(missing[i:i + PREFETCH_CHUNK]), K.shredded_at.is_(None),
-                        K.wrapped_key.is_not(None))):
-                    raw = self.keyring.unwrap(r.kek_id, r.subject, r.version, bytes(r.wrapped_key))
-                    self._remember(data_key(r.subject, r.version, raw), current=False)
+            for key in _live_keys(conn, self.keyring, missing):
+                self._remember(key, current=False)
 
     def prefetch_current(self, subjects: Iterable[str]) -> None:
         """Load the current keys of the ``subjects`` that have none cached, a few hundred a query: a batch about to
@@ -208,15 +228,8 @@ class SqlKeyVault:
         if not missing:
             return
         with self.store.engine.connect() as conn:
-            for i in range(0, len(missing), PREFETCH_CHUNK):
-                newest: dict[str, Any] = {}
-                for r in conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key, K.shredded_at).where(
-                        K.subject.in_(missing[i:i + PREFETCH_CHUNK])).order_by(K.subject, K.version.desc())):
-                    newest.setdefault(r.subject, r)
-                for subject, top in newest.items():
-                    if top.shredded_at is None and top.wrapped_key is not None:
-                        raw = self.keyring.unwrap(top.kek_id, subject, top.version, bytes(top.wrapped_key))
-                        self._remember(data_key(subject, top.version, raw), current=True)
+            for key in _current_keys(conn, self.keyring, missing):
+                self._remember(key, current=True)
 
     # -- shredding and rotation --
     def shred(self, conn: Connection, subjects: Iterable[str]) -> int:
@@ -284,29 +297,15 @@ class ConnectionKeyVault:
         """Find the keys among ``wanted`` ((subject, version)) not yet found, a few hundred a query: many values
         about to be opened in this transaction ask the database once. Unknown and shredded keys are left for
         :meth:`get` to report."""
-        missing = sorted({w for w in wanted if w not in self._keys})
-        for i in range(0, len(missing), PREFETCH_CHUNK):
-            for r in self.conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key).where(
-                    sa.tuple_(K.subject, K.version).in_(missing[i:i + PREFETCH_CHUNK]), K.shredded_at.is_(None),
-                    K.wrapped_key.is_not(None))):
-                raw = self.keyring.unwrap(r.kek_id, r.subject, r.version, bytes(r.wrapped_key))
-                self._keys[(r.subject, r.version)] = data_key(r.subject, r.version, raw)
+        for key in _live_keys(self.conn, self.keyring, sorted({w for w in wanted if w not in self._keys})):
+            self._keys[(key.subject, key.version)] = key
 
     def prefetch_current(self, subjects: Iterable[str]) -> None:
         """Find the current keys of the ``subjects`` not yet found, a few hundred a query: a batch about to be
         sealed in this transaction asks the database once, not once a subject. A subject with no key yet, or
         whose newest key was shredded, is left for :meth:`current` (which makes its next key)."""
-        missing = sorted({s for s in subjects if s not in self._current})
-        for i in range(0, len(missing), PREFETCH_CHUNK):
-            newest: dict[str, Any] = {}
-            for r in self.conn.execute(sa.select(K.subject, K.version, K.kek_id, K.wrapped_key, K.shredded_at).where(
-                    K.subject.in_(missing[i:i + PREFETCH_CHUNK])).order_by(K.subject, K.version.desc())):
-                newest.setdefault(r.subject, r)
-            for subject, top in newest.items():
-                if top.shredded_at is None and top.wrapped_key is not None:
-                    raw = self.keyring.unwrap(top.kek_id, subject, top.version, bytes(top.wrapped_key))
-                    key = self._keys[(subject, top.version)] = data_key(subject, top.version, raw)
-                    self._current[subject] = key
+        for key in _current_keys(self.conn, self.keyring, sorted({s for s in subjects if s not in self._current})):
+            self._keys[(key.subject, key.version)] = self._current[key.subject] = key
 
     def _find_or_make(self, subject: str) -> DataKey:
         rows = self.conn.execute(sa.select(K.version, K.kek_id, K.wrapped_key, K.shredded_at)
