@@ -37,7 +37,7 @@ from hub.sharing.delivery import DeliveryStats, deliver_due, escalate_unacknowle
 from hub.sharing.follower import LEASE, Follower
 from hub.sharing.readiness import sweep
 from hub.sharing.safeguarding import expire_overrides
-from hub.sharing.sweep_scope import FULL_EVERY, SweepScope
+from hub.sharing.sweep_scope import SweepScope
 
 #: seconds between looks at the change feed when nothing woke the follower
 POLL = 0.2
@@ -140,7 +140,7 @@ class EscalationJob(Job):
 def sweep_scope(every: float) -> SweepScope:
     """A sweep job's scope: every household at first, after the lease was away (no pass for three intervals)
     and every ``FULL_EVERY`` seconds; in between, those with something new or due."""
-    return SweepScope(full_every=FULL_EVERY, stale_after=3 * every + 60)
+    return SweepScope(stale_after=3 * every + 60)
 
 
 class ReadinessJob(Job):

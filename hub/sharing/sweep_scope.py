@@ -53,13 +53,13 @@ class Looked:
 
 @dataclass(frozen=True)
 class Plan:
-    """One sweep's households (``None``: every household), the feed position read before its records and the
-    sweep's clock."""
+    """One sweep's households (``None``: every household), the feed position read before its records, the
+    sweep's clock, what it judges by besides the records, and the wall time it was made."""
     households: list[str] | None
     position: int
     now: datetime
-    basis: object = None
-    wall: datetime | None = None
+    basis: object
+    wall: datetime
 
 
 @dataclass
@@ -67,14 +67,11 @@ class SweepScope:
     full_every: float = FULL_EVERY
     stale_after: float | None = None
     clock: Callable[[], float] = time.monotonic
-    position: int | None = None
+    last: Plan | None = None  # the plan of the last sweep done
     wake: dict[str, datetime] = field(default_factory=dict)
     active: set[str] = field(default_factory=set)
     last_full: float = float("-inf")
     last_done: float = float("-inf")
-    last_now: datetime | None = None
-    last_basis: object = None
-    last_wall: datetime | None = None
 
     def plan(self, conn: sa.Connection, now: datetime, basis: object = None) -> Plan:
         """The households to read at the sweep's clock ``now``; the feed position is read first, so a change
@@ -83,16 +80,16 @@ class SweepScope:
         top = conn.execute(sa.select(sa.func.max(C.seq))).scalar() or 0
         wall = utcnow()
         tick = self.clock()
+        last = self.last
         stale = self.stale_after is not None and tick - self.last_done > self.stale_after
-        went_back = self.last_now is not None and now < self.last_now  # the latest record was erased or moved
-        new_rules = basis != self.last_basis
-        if self.position is None or stale or went_back or new_rules or tick - self.last_full >= self.full_every:
+        if (last is None or stale or now < last.now  # a clock gone back: the latest record was erased or moved
+                or basis != last.basis or tick - self.last_full >= self.full_every):
             return Plan(None, top, now, basis, wall)
         changed = set(conn.execute(sa.select(C.household_id).distinct().where(
-            C.seq > self.position, C.seq <= top, C.kind.not_in(FEED_KINDS))).scalars())
-        if self.last_wall is not None:  # a hold released shows the coordinator a record the rules skipped
-            changed |= set(conn.execute(sa.select(R.household_id).distinct().where(
-                R.released_at >= self.last_wall - RELEASE_MARGIN)).scalars())
+            C.seq > last.position, C.seq <= top, C.kind.not_in(FEED_KINDS))).scalars())
+        # a hold released shows the coordinator a record the rules skipped
+        changed |= set(conn.execute(sa.select(R.household_id).distinct().where(
+            R.released_at >= last.wall - RELEASE_MARGIN)).scalars())
         due = {hh for hh, at in self.wake.items() if at <= now}
         return Plan(sorted(changed | due | self.active), top, now, basis, wall)
 
@@ -112,8 +109,5 @@ class SweepScope:
                 self.active.add(hh)
             else:
                 self.active.discard(hh)
-        self.position = plan.position
+        self.last = plan
         self.last_done = tick
-        self.last_now = plan.now
-        self.last_basis = plan.basis
-        self.last_wall = plan.wall
