@@ -52,6 +52,11 @@ class AgencyEndpoint(Webhook):
         self.server.server_close()
 
 
+#: seconds between the suite hub's coordination sweeps (they read the households with something new or due), so
+#: that a scenario sees the alerts the hub raises without waiting out the default minute
+SWEEP_EVERY = 2
+
+
 class RunningHub:
     """`hub up` on a cluster, with its own data directory and SQLite database, kept across restarts."""
 
@@ -61,7 +66,8 @@ class RunningHub:
         self.base = f"http://127.0.0.1:{self.port}"
         hooks = workdir / "webhooks.json"
         hooks.write_text(json.dumps({a: {"url": e.url, "secret": e.secret} for a, e in webhooks.items()}))
-        self.env = cluster.hub_env(workdir / "data", self.port, webhooks_file=hooks)
+        self.env = cluster.hub_env(workdir / "data", self.port, webhooks_file=hooks,
+                                   sharing_coordination_interval=SWEEP_EVERY)
         self.log = workdir / "hub.log"
         self.proc: subprocess.Popen[bytes] | None = None
         #: how long the workers may take to project what was accepted (machines under load included)
