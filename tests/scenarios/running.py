@@ -12,7 +12,9 @@ import asyncio
 import json
 import signal
 import subprocess
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import httpx
 
 from connectors.client import BatchResult, HubClient
 from hub.core.settings import Settings
+from hub.demo.identifiers import nhs_number
 from hub.kafka.broker import free_port
 from hub.kafka.topics import GROUP_ID, consumer_lag
 from tests.scenarios.cluster import Cluster
@@ -191,3 +194,27 @@ async def worker_lag(bootstrap: str) -> int:
 
 def when(entry: dict[str, Any], key: str = "occurred_at") -> datetime:
     return datetime.fromisoformat(entry[key])
+
+
+@dataclass(frozen=True)
+class Door:
+    """A scenario's child to try the doors on: one child with an NHS number, in a household of its own coordinator's
+    caseload, and another coordinator (``other``) with a household of their own, who must be refused it."""
+    tag: str
+    nhs: str
+    coordinator: Coordinator
+    household: str
+    child: str
+    other: str
+
+
+def door(hub: RunningHub, prefix: str, serials: int) -> Door:
+    """A fresh :class:`Door`: ids tagged at random, the NHS number from ``serials`` up."""
+    tag = uuid.uuid4().hex[:8]
+    nhs = nhs_number(serials + int(tag[:4], 16))
+    coordinator = Coordinator(hub, f"cc-{prefix}-{tag}")
+    household, (child,) = coordinator.enrol(children=1)
+    coordinator.link(household, child, "nhs-number", nhs)
+    other = f"cc-{prefix}-other-{tag}"
+    Coordinator(hub, other).enrol(children=1)
+    return Door(tag, nhs, coordinator, household, child, other)

@@ -6,12 +6,10 @@ number."""
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.demo.identifiers import nhs_number
-from tests.scenarios.running import SWEEP_EVERY, Coordinator, RunningHub
+from tests.scenarios.running import SWEEP_EVERY, RunningHub, door
 from tests.support import bearer
 
 PHYSIO = {"agency_id": "7A6", "sector": "health", "service_name": "Physiotherapy, Serennu"}
@@ -27,12 +25,8 @@ def attendance(tag: str, n: int, days_ago: int, service: dict[str, str], outcome
 
 
 def test_an_alert_the_hub_raises_is_read_by_the_households_coordinator_alone(hub: RunningHub) -> None:
-    tag = uuid.uuid4().hex[:8]
-    nhs = nhs_number(890_000 + int(tag[:4], 16))
-    coordinator = Coordinator(hub, f"cc-al-{tag}")
-    household, (child,) = coordinator.enrol(children=1)
-    coordinator.link(household, child, "nhs-number", nhs)
-    Coordinator(hub, f"cc-al-other-{tag}").enrol(children=1)  # another caseload, with a household of its own
+    d = door(hub, "al", 890_000)
+    tag, nhs, coordinator, household = d.tag, d.nhs, d.coordinator, d.household
     agency = bearer("agency", f"abuhb-{tag}", agency="7A6")
     path = f"/v1/households/{household}/alerts"
 
@@ -58,7 +52,7 @@ def test_an_alert_the_hub_raises_is_read_by_the_households_coordinator_alone(hub
     assert nhs not in str(alert)
     refused = {
         "nobody": ({}, 401),
-        "another caseload's coordinator": (bearer("coordinator", f"cc-al-other-{tag}"), 404),
+        "another caseload's coordinator": (bearer("coordinator", d.other), 404),
         "an agency": (agency, 403),
     }
     for who, (headers, status) in refused.items():

@@ -6,11 +6,9 @@ household holds exactly the one referral its coordinator made."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from hub.demo.identifiers import nhs_number
-from tests.scenarios.running import Coordinator, RunningHub
+from tests.scenarios.running import RunningHub, door
 from tests.support import bearer
 
 CARE = {"agency_id": "W06000022", "sector": "social_care", "service_name": "Complex needs care coordination"}
@@ -22,12 +20,8 @@ BODY = {"referrer_service": CARE, "services": [SLT, PHYSIO], "reason": "feeding 
 
 def test_a_referral_is_made_by_its_coordinator_alone_and_a_hostile_or_changed_one_records_nothing(
         hub: RunningHub) -> None:
-    tag = uuid.uuid4().hex[:8]
-    nhs = nhs_number(880_000 + int(tag[:4], 16))
-    coordinator = Coordinator(hub, f"cc-ref-{tag}")
-    household, (child,) = coordinator.enrol(children=1)
-    coordinator.link(household, child, "nhs-number", nhs)
-    Coordinator(hub, f"cc-ref-other-{tag}").enrol(children=1)  # another caseload, with a household of its own
+    d = door(hub, "ref", 880_000)
+    tag, nhs, coordinator, household, child = d.tag, d.nhs, d.coordinator, d.household, d.child
     path = f"/v1/households/{household}/children/{child}/referrals"
 
     def referrals() -> list[dict[str, Any]]:
@@ -37,7 +31,7 @@ def test_a_referral_is_made_by_its_coordinator_alone_and_a_hostile_or_changed_on
 
     refused = {
         "nobody": ({}, 401),
-        "another caseload's coordinator": (bearer("coordinator", f"cc-ref-other-{tag}"), 404),
+        "another caseload's coordinator": (bearer("coordinator", d.other), 404),
         "an agency": (bearer("agency", f"abuhb-{tag}", agency="7A6"), 403),
         "a parent of the household": (bearer("parent", f"p-{tag}", household=household), 403),
         "the young person": (bearer("young_person", f"yp-{tag}", household=household, member=child), 403),
