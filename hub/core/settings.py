@@ -15,7 +15,7 @@
 | HUB_WORKERS | 1 | Stream worker processes `hub up` starts. |
 | HUB_WORKER_STORE | memory:// | faust table store; the worker keeps no tables, so nothing to persist. |
 | HUB_WORKER_REBALANCE_TIMEOUT | 2 / 60 | Group rebalance timeout, s (embedded / Kafka); tansu holds a join this long. |
-| HUB_WORKER_SESSION_TIMEOUT | 10 / 60 | Seconds before a silent worker's partitions go to the others. |
+| HUB_WORKER_SESSION_TIMEOUT | 4 / 60 | Seconds before a silent worker's partitions go to the others. |
 | HUB_WORKER_FETCH_WAIT_MS | 20 / 500 | Longest a worker's fetch waits for data (embedded / Kafka). |
 | HUB_PROCESSING_GUARANTEE | at_least_once | faust processing guarantee (`exactly_once` on Apache Kafka). |
 | HUB_DELIVERY_MODE | auto | Who delivers shares: `worker`, `process` (`hub deliver`); auto: process under `hub up`. |
@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     workers: int = 1
     worker_store: str = "memory://"
     worker_rebalance_timeout: float | None = None  # None: 2 s on the embedded broker, 60 s on Kafka
-    worker_session_timeout: float | None = None  # None: 10 s on the embedded broker, 60 s on Kafka
+    worker_session_timeout: float | None = None  # None: 4 s on the embedded broker (a join waits half), 60 s on Kafka
     worker_fetch_wait_ms: int | None = None  # None: 20 ms on the embedded broker, 500 ms on Kafka
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     #: auto: `hub up` runs one `hub deliver` and its workers only decide; a bare `hub worker` delivers itself
@@ -272,7 +272,7 @@ class Settings(BaseSettings):
     def session_timeout(self) -> float:
         if self.worker_session_timeout is not None:
             return self.worker_session_timeout
-        return 10.0 if (self.embedded_broker or self.kafka_embedded) else 60.0
+        return 4.0 if (self.embedded_broker or self.kafka_embedded) else 60.0
 
     def kafka_client_options(self) -> dict[str, object]:
         """Security options in aiokafka's spelling, for every client the hub makes."""
