@@ -9,8 +9,10 @@ SQLite database, or with ``--pg`` a fresh PostgreSQL database ``bench_<random>``
 afterwards). Then, each timed:
 
 * ``readiness, every household`` and ``coordination, every household``: one sweep of the whole population, as
-  each job's first sweep and its hourly backstop read it (the readiness sweep at the population's end, the
-  coordination sweep at its event-time clock);
+  each job's first sweep reads it (the readiness sweep at the population's end, the coordination sweep at its
+  event-time clock): it raises the population's alerts;
+* ``..., every household again``: another whole sweep with nothing new, as the hourly backstop (or a minute in
+  which every family changed, as in the soaks) reads it: every episode is seen again with its alert;
 * ``..., changed``: after ``--touched`` of the households (evenly spread) received one new record each (a
   later version of their latest record), a sweep through the scope the first sweep primed: the changed
   households, those due by then and, for readiness, those active (an appointment within the week, a report
@@ -101,6 +103,11 @@ def run(store: Store, args: argparse.Namespace, report: Report) -> None:
     for kind in scopes:
         whole = timed(lambda kind=kind: sweep(kind, END))
         report.add(f"{kind}, every household", whole, "s", note=f"{households:,} households")
+    for kind in scopes:  # as the hourly backstop, or a minute in which every family changed, reads them
+        again = timed(lambda kind=kind: readiness.sweep(store, END) if kind == "readiness"
+                      else coordination.sweep(store))
+        report.add(f"{kind}, every household again", again, "s", base=f"{kind}, every household",
+                   note=f"{households:,} households, their alerts raised")
     step = max(1, round(1 / args.touched)) if args.touched > 0 else 0
     touched = [pop.family_events(i) for i in range(0, args.families, step)] if step else []
     news = [dataclasses.replace(max(fam, key=lambda t: t[0])[1], source_version=2) for fam in touched]

@@ -50,11 +50,12 @@ def coordinator_of(conn: Connection, child_id: str) -> tuple[str | None, str | N
 
 def raise_alert(conn: Connection, *, key: str, kind: str, household_id: str, child_id: str,
                 to_agency_id: str | None, to_service: str | None, message: str, details: dict[str, Any],
-                now: datetime) -> bool:
-    """Insert the alert unless one with this key exists (open, acknowledged or resolved); True when raised."""
+                now: datetime, seal: Sealer | None = None) -> bool:
+    """Insert the alert unless one with this key exists (open, acknowledged or resolved); True when raised.
+    ``seal``: the sealer of ``conn``'s transaction (:func:`hub.db.sealed.sealer_of`) where the caller has one."""
     if conn.execute(sa.select(A.alert_id).where(A.alert_key == key)).first() is not None:
         return False
-    seal = sealer_of(conn)
+    seal = seal or sealer_of(conn)
     conn.execute(alerts.insert().values(
         alert_key=key, kind=kind, household_id=household_id, child_id=child_id, to_agency_id=to_agency_id,
         to_service=to_service, message=seal_message(seal, key, child_id, message),

@@ -30,10 +30,11 @@ from consent.ruleset import load_ruleset as load_consent_ruleset
 from hub.core.errors import ConfigError
 from hub.core.settings import sharing_settings
 from hub.db.schema import alerts, caseloads, household_members, timeline_changes
-from hub.db.sealed import sealer, sealer_of
+from hub.db.sealed import sealer
 from hub.db.store import Store, as_utc, utcnow
 from hub.governance.alert_retention import FEED_KINDS, forget_before
-from hub.sharing.alerts import coordinator_of, opened, raise_alert, resolve, seal_message, unresolved
+from hub.sharing import alert_sync
+from hub.sharing.alerts import opened, resolve, unresolved
 from hub.sharing.sweep_scope import Looked, SweepScope
 from hub.stream import readmodel
 from hub.stream.clocks import ClockSet, child_clocks, clock_episodes, load_clocks
@@ -47,10 +48,11 @@ from hub.stream.coordination import (
     child_episodes,
     load_ruleset,
 )
-from hub.stream.projection import lock_change_feed
+from hub.stream.household_records import household_records
 
 A = alerts.c
-GONE = "the records no longer show this condition"
+#: households a sweep reads and settles at a time
+CHUNK = 200
 CHILD_KINDS: tuple[str, ...] = (*CHILD_RULES, "statutory_clock")
 KINDS: tuple[str, ...] = (*CHILD_KINDS, "caseload_over_limit")
 
@@ -92,12 +94,19 @@ def clock(conn: Connection) -> datetime | None:
     return readmodel.event_clock(conn)
 
 
-def _birthdays(store: Store, household_id: str) -> dict[str, date | None]:
+def _birthdays(store: Store, household_ids: list[str]) -> dict[str, dict[str, date | None]]:
+    """Each household's children's dates of birth (where enrolment records one)."""
     M = household_members.c
     seal = sealer(store)
+    out: dict[str, dict[str, date | None]] = {hh: {} for hh in household_ids}
     with store.engine.connect() as conn:
-        return {r.member_id: seal.date(M.date_of_birth, r.member_id, r.date_of_birth) for r in conn.execute(
-            sa.select(M.member_id, M.date_of_birth).where(M.household_id == household_id, M.kind == "child"))}
+        for i in range(0, len(household_ids), CHUNK):
+            rows = conn.execute(sa.select(M.household_id, M.member_id, M.date_of_birth).where(
+                M.household_id.in_(household_ids[i:i + CHUNK]), M.kind == "child")).all()
+            seal.prefetch(r.date_of_birth for r in rows)
+            for r in rows:
+                out[r.household_id][r.member_id] = seal.date(M.date_of_birth, r.member_id, r.date_of_birth)
+    return out
 
 
 def household_clocks(store: Store, household_id: str, now: datetime | None = None, *,
@@ -118,83 +127,22 @@ def household_facts(store: Store, household_id: str, *, as_coordinator: bool = T
     can hide from a coordinator (under a disclosure hold, or in a restricted category such as mental health
     or child protection) are left out unless ``as_coordinator`` is false (aggregate figures): an alert
     would tell of them. ``records``: the children's records if already read (else read here)."""
-    dob = _birthdays(store, household_id)
+    if records is None:
+        records = {c: readmodel.child_records(store, household_id, c) for c in readmodel.children(store, household_id)}
+    return facts_of(household_id, records, _birthdays(store, [household_id])[household_id], as_coordinator)
+
+
+def facts_of(household_id: str, records: dict[str, list[dict[str, Any]]], dob: dict[str, date | None],
+             as_coordinator: bool = True) -> list[ChildFacts]:
+    """:func:`household_facts` from the children's records and dates of birth already read."""
     untold = untold_categories() if as_coordinator else frozenset()
     out = []
-    for child in (list(records) if records is not None else readmodel.children(store, household_id)):
-        rows = records[child] if records is not None else readmodel.child_records(store, household_id, child)
+    for child, rows in records.items():
         facts = tuple(Fact(r["event_id"], r["record_type"], r["occurred_at"], r["agency_id"], r["service_name"],
                            r["record"]) for r in rows
                       if not (as_coordinator and r["held"]) and r["category"] not in untold)
         out.append(ChildFacts(household_id, child, facts, dob.get(child)))
     return out
-
-
-def feed(conn: Connection, household_id: str, child_id: str, key: str, kind: str) -> None:
-    """Put an alert raised or resolved into the household's change feed (the live streams)."""
-    alert_id = conn.execute(sa.select(A.alert_id).where(A.alert_key == key)).scalar_one()
-    lock_change_feed(conn)
-    conn.execute(timeline_changes.insert().values(household_id=household_id, child_id=child_id,
-                                                  event_id=str(alert_id), kind=kind, at=utcnow()))
-
-
-def _forgotten(conn: Connection, ep: Episode, forget: datetime | None) -> bool:
-    """An episode that cleared before the alerts' retention cut-off and has no alert: its alert was removed by
-    retention (or would be at once), so it is not raised again."""
-    if forget is None or ep.cleared_at is None or ep.cleared_at >= forget:
-        return False
-    return conn.execute(sa.select(A.alert_id).where(A.alert_key == ep.key)).first() is None
-
-
-def apply(conn: Connection, episodes: Iterable[Episode], now: datetime, forget: datetime | None = None) -> int:
-    """Raise every episode raised by ``now`` and resolve those cleared by then; how many were raised. An
-    alert a late record contradicts (it began, or cleared, at another time) is corrected to the episode.
-    An episode that cleared before ``forget`` (:func:`hub.governance.alert_retention.forget_before`) is not
-    raised if it has no alert."""
-    raised = 0
-    for ep in episodes:
-        if ep.raised_at > now or _forgotten(conn, ep, forget):
-            continue
-        known = conn.execute(sa.select(A.alert_id).where(A.alert_key == ep.key)).first() is not None
-        agency, service = coordinator_of(conn, ep.child_id) if ep.child_id and not known else (None, None)
-        if not known and raise_alert(conn, key=ep.key, kind=ep.rule, household_id=ep.household_id,
-                                     child_id=ep.child_id, to_agency_id=agency, to_service=service,
-                                     message=ep.message, details={**ep.details, "raised_at": ep.raised_at.isoformat()},
-                                     now=ep.raised_at):
-            raised += 1
-            feed(conn, ep.household_id, ep.child_id, ep.key, "alert")
-        elif _correct(conn, ep, now):
-            feed(conn, ep.household_id, ep.child_id, ep.key, "alert_corrected")
-            continue
-        if ep.cleared_at is not None and ep.cleared_at <= now and resolve(
-                conn, ep.key, ep.resolution or "the condition cleared", ep.cleared_at):
-            feed(conn, ep.household_id, ep.child_id, ep.key, "alert_resolved")
-    return raised
-
-
-def _correct(conn: Connection, ep: Episode, now: datetime) -> bool:
-    """Bring an existing alert's times and words to its episode as the records now show it (records arrived
-    late); True when it changed. An acknowledgement stays; an alert resolved too early opens again."""
-    row = conn.execute(sa.select(A.created_at, A.resolved_at, A.message, A.resolution, A.child_id).where(
-        A.alert_key == ep.key)).one()
-    seal = sealer_of(conn)
-    cleared = ep.cleared_at if ep.cleared_at is not None and ep.cleared_at <= now else None
-    want = (ep.raised_at, cleared, ep.message, ep.resolution if cleared else None)
-    have = (as_utc(row.created_at), as_utc(row.resolved_at) if row.resolved_at else None,
-            seal.text(A.message, ep.key, row.message), row.resolution)
-    if have == want or (row.resolved_at is not None and row.resolution == GONE):
-        return False
-    conn.execute(alerts.update().where(A.alert_key == ep.key).values(
-        created_at=ep.raised_at, resolved_at=cleared, message=seal_message(seal, ep.key, row.child_id, ep.message),
-        resolution=want[3]))
-    return True
-
-
-def _resolve_gone(conn: Connection, household_id: str, kinds: tuple[str, ...], keep: set[str], now: datetime,
-                  reason: str = GONE) -> None:
-    for a in unresolved(conn, kinds, household_id=household_id):
-        if a["alert_key"] not in keep and resolve(conn, a["alert_key"], reason, now):
-            feed(conn, household_id, a["child_id"], a["alert_key"], "alert_resolved")
 
 
 def sweep(store: Store, now: datetime | None = None, *, households: list[str] | None = None,
@@ -216,25 +164,38 @@ def sweep(store: Store, now: datetime | None = None, *, households: list[str] | 
     looked: list[tuple[str, Looked]] = []
     if at is not None:  # else nothing recorded yet: no event time
         forget = forget_before(at)
-        for hh in ids:
-            n, seen = sweep_household(store, hh, at, rules, clocks, forget)
+        for i in range(0, len(ids), CHUNK):
+            n, seen = sweep_households(store, ids[i:i + CHUNK], at, rules, clocks, forget)
             raised += n
-            looked.append((hh, seen))
+            looked += seen
     if scope is not None and plan is not None:
         scope.done(plan, looked)
     return raised + sweep_caseloads(store, rules)
 
 
-def sweep_household(store: Store, hh: str, at: datetime, rules: Ruleset, clocks: ClockSet,
-                    forget: datetime | None = None) -> tuple[int, Looked]:
-    """One household's alerts made to agree with its records at the event-time clock ``at``: how many were
-    raised, and the next event time at which they could change with no new record (:func:`next_change`)."""
-    children = household_facts(store, hh)
-    episodes = [e for child in children for e in child_episodes(rules, child, at) + clock_episodes(clocks, child, at)]
+def sweep_households(store: Store, household_ids: list[str], at: datetime, rules: Ruleset, clocks: ClockSet,
+                     forget: datetime | None = None) -> tuple[int, list[tuple[str, Looked]]]:
+    """The households' alerts made to agree with their records at the event-time clock ``at``, read in a few
+    queries and written in one transaction: how many were raised, and each household's next event time at which
+    they could change with no new record (:func:`next_change`)."""
+    records = household_records(store, household_ids)
+    dobs = _birthdays(store, household_ids)
+    found: list[tuple[str, list[Episode]]] = []
+    looked: list[tuple[str, Looked]] = []
+    for hh in household_ids:  # the rules first: the transaction holds the change feed's lock once it writes
+        children = facts_of(hh, records[hh], dobs[hh])
+        found.append((hh, [e for child in children
+                           for e in child_episodes(rules, child, at) + clock_episodes(clocks, child, at)]))
+        looked.append((hh, Looked(wake_at=next_change(rules, clocks, children, at))))
+    raised = 0
     with store.engine.begin() as conn:
-        raised = apply(conn, episodes, at, forget)
-        _resolve_gone(conn, hh, CHILD_KINDS, {e.key for e in episodes if e.raised_at <= at}, at)
-    return raised, Looked(wake_at=next_change(rules, clocks, children, at))
+        settling = alert_sync.Settling(conn, alert_sync.known(
+            conn, households=household_ids, keys=[e.key for _hh, eps in found for e in eps], kinds=CHILD_KINDS))
+        for hh, episodes in found:
+            raised += settling.apply(episodes, at, forget)
+            settling.resolve_gone(hh, {e.key for e in episodes if e.raised_at <= at}, at)
+        settling.finish()
+    return raised, looked
 
 
 #: how far past the clock :func:`next_change` looks for an episode's beginning or end
@@ -270,7 +231,9 @@ def sweep_caseloads(store: Store, rules: Ruleset) -> int:
             ep = caseload_episode(rules, coordinator, households, now)
             keep = {ep.key} if ep is not None else set()
             if ep is not None:
-                raised += apply(conn, [ep], now)
+                settling = alert_sync.Settling(conn, alert_sync.known(conn, keys=[ep.key]))
+                raised += settling.apply([ep], now)
+                settling.finish()
             limit = rules.get("caseload_over_limit")
             words = (f"caseload back to {len(households)} families, within the limit of "
                      f"{limit.params['limit'] if limit else 'the limit'}")
@@ -285,7 +248,7 @@ def _resolve_gone_keyed(conn: Connection, household_id: str, coordinator: str, k
     for a in unresolved(conn, ("caseload_over_limit",), household_id=household_id):
         if a["alert_key"].endswith(suffix) and a["alert_key"] not in keep and resolve(conn, a["alert_key"], reason,
                                                                                          now):
-            feed(conn, household_id, a["child_id"], a["alert_key"], "alert_resolved")
+            alert_sync.feed(conn, household_id, a["child_id"], a["alert_key"], "alert_resolved")
 
 
 def alert_changes(store: Store, household_ids: list[str], after: int, upto: int | None = None) -> list[dict[str, Any]]:

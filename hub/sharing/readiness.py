@@ -41,6 +41,7 @@ from hub.sharing.model import professional_key, service_key, shareable_from
 from hub.sharing.rounds import latest_share
 from hub.sharing.sweep_scope import Looked, SweepScope
 from hub.stream import readmodel
+from hub.stream.household_records import CHUNK, household_records
 from hub.stream.team import upcoming
 
 SD = share_decisions.c
@@ -156,12 +157,14 @@ def child_readiness(store: Store, household_id: str, child_id: str, now: datetim
 
 
 def readiness(store: Store, household_id: str, now: datetime | None = None, *, report_days: int = 28,
-              warn_days: int = 7) -> dict[str, Any]:
+              warn_days: int = 7, records: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The household's readiness; ``records``: its children's records (:mod:`hub.stream.household_records`) if
+    already read."""
     now = now or utcnow()
-    kids = readmodel.children(store, household_id)
+    kids = list(records) if records is not None else readmodel.children(store, household_id)
     return {"household_id": household_id, "generated_at": now.isoformat(),
-            "children": [child_readiness(store, household_id, c, now, report_days=report_days, warn_days=warn_days)
-                         for c in kids]}
+            "children": [child_readiness(store, household_id, c, now, report_days=report_days, warn_days=warn_days,
+                                         entries=records[c] if records is not None else None) for c in kids]}
 
 
 def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, warn_days: int = 7,
@@ -178,22 +181,26 @@ def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, w
     ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
     raised = 0
     looked: list[tuple[str, Looked]] = []
-    for hh in ids:
-        n, seen = sweep_household(store, hh, now, report_days=report_days, warn_days=warn_days)
-        raised += n
-        looked.append((hh, seen))
+    for i in range(0, len(ids), CHUNK):  # the households' records in a few queries a chunk
+        records = household_records(store, ids[i:i + CHUNK])
+        for hh in ids[i:i + CHUNK]:
+            n, seen = sweep_household(store, hh, now, report_days=report_days, warn_days=warn_days,
+                                      records=records[hh])
+            raised += n
+            looked.append((hh, seen))
     if scope is not None and plan is not None:
         scope.done(plan, looked)
     return raised
 
 
-def sweep_household(store: Store, hh: str, now: datetime, *, report_days: int = 28,
-                    warn_days: int = 7) -> tuple[int, Looked]:
+def sweep_household(store: Store, hh: str, now: datetime, *, report_days: int = 28, warn_days: int = 7,
+                    records: dict[str, list[dict[str, Any]]] | None = None) -> tuple[int, Looked]:
     """One household's sweep: how many alerts it raised, and when it next needs a look without a change (an
     appointment coming within ``warn_days``, an expected report falling due). It is *active*, read every
     sweep, while an appointment is within the warning, a report is overdue or an alert is open: what it
-    shows then follows its shares and deliveries, which the change feed does not carry."""
-    view = readiness(store, hh, now, report_days=report_days, warn_days=warn_days)
+    shows then follows its shares and deliveries, which the change feed does not carry. ``records``: its
+    children's records if already read."""
+    view = readiness(store, hh, now, report_days=report_days, warn_days=warn_days, records=records)
     with store.engine.begin() as conn:
         raised = sum(_raise_for_child(conn, hh, child, now) for child in view["children"])
         still_open = _resolve_cleared(conn, hh, view, now)

@@ -289,28 +289,34 @@ def _opened(seal: Sealer, event_id: str, value: str, erased: Any = None) -> Any:
         return erased
 
 
+def records_select() -> Any:
+    """The columns :func:`entry_of` reads, over the active links' entries (add the ``where`` and the order)."""
+    return (sa.select(L.household_id, L.child_id, T.event_id, T.record_type, T.category, T.sector, T.agency_id,
+                      T.service_name, T.occurred_at, T.record, RELEASED)
+            .select_from(_entries()).where(L.active.is_(True), T.status == "active"))
+
+
+def entry_of(seal: Sealer, r: Any) -> dict[str, Any] | None:
+    """A :func:`records_select` row as :func:`child_records` gives it; None once its subject was erased."""
+    opened = _opened(seal, r.event_id, r.record)
+    if opened is None:  # its subject was erased: not a record of the child any more
+        return None
+    record = dict(opened)  # a copy of the top level: callers may add keys, never share them
+    return {"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
+            "sector": r.sector, "agency_id": r.agency_id, "service_name": r.service_name,
+            "child_id": r.child_id, "occurred_at": as_utc(r.occurred_at),
+            "held": hold_of(record) and not r.released, "released": bool(r.released),
+            "third_party": bool(record.get("third_party")), "record": record}
+
+
 def child_records(store: Store, household_id: str, child_id: str) -> list[dict[str, Any]]:
     """A child's active entries with their decoded records, in event-time order."""
-    q = (sa.select(T.event_id, T.record_type, T.category, T.sector, T.agency_id, T.service_name, T.occurred_at,
-                   T.record, RELEASED)
-         .select_from(_entries())
-         .where(L.household_id == household_id, L.child_id == child_id, L.active.is_(True), T.status == "active")
+    q = (records_select().where(L.household_id == household_id, L.child_id == child_id)
          .order_by(T.occurred_at, T.event_id))
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
     seal = sealer(store)
-    out = []
-    for r in rows:
-        opened = _opened(seal, r.event_id, r.record)
-        if opened is None:  # its subject was erased: not a record of the child any more
-            continue
-        record = dict(opened)  # a copy of the top level: callers may add keys, never share them
-        out.append({"event_id": r.event_id, "record_type": r.record_type, "category": r.category,
-                    "sector": r.sector, "agency_id": r.agency_id, "service_name": r.service_name,
-                    "child_id": child_id, "occurred_at": as_utc(r.occurred_at),
-                    "held": hold_of(record) and not r.released, "released": bool(r.released),
-                    "third_party": bool(record.get("third_party")), "record": record})
-    return out
+    return [e for e in (entry_of(seal, r) for r in rows) if e is not None]
 
 
 def children(store: Store, household_id: str) -> list[str]:

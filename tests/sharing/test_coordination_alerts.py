@@ -22,7 +22,7 @@ from hub.db.store import Store, as_utc
 from hub.demo import scenario
 from hub.demo.journey import ABUHB_PAEDS, CAV_SLT, report_not_sent_journey
 from hub.ingest.services import Services
-from hub.sharing import coordination
+from hub.sharing import alert_sync, coordination
 from hub.sharing.alerts import acknowledge_alert, list_alerts, opened
 from hub.stream.coordination import ChildFacts, load_ruleset, transition_no_plan
 from hub.stream.replay import replay_log
@@ -241,8 +241,8 @@ def test_hub_replay_from_the_sealed_ingest_log_gives_the_same_alerts(db_url: str
     assert len(replayed) >= 8
     # late records corrected the alerts they touched; one raised on records a late one contradicted stays,
     # resolved as no longer shown (a coordinator may have acted on it), and is the only difference
-    assert [a for a in history(live) if a[-1] != coordination.GONE] == replayed
-    assert all(a[-1] == coordination.GONE for a in history(live) if a not in replayed)
+    assert [a for a in history(live) if a[-1] != alert_sync.GONE] == replayed
+    assert all(a[-1] == alert_sync.GONE for a in history(live) if a not in replayed)
 
 
 def test_no_alert_tells_of_a_record_the_read_policy_can_hide_from_the_coordinator(store: Store) -> None:

@@ -21,7 +21,7 @@ from hub.db.schema import consent_directives, deliveries, share_decisions
 from hub.db.store import Store, utcnow
 from hub.demo.journey import ABUHB_PAEDS, report_not_sent_journey
 from hub.governance.erasure import Erasure, MemberRef
-from hub.sharing import coordination, processor
+from hub.sharing import alert_sync, processor
 from hub.sharing.alerts import raise_alert
 from hub.sharing.follower import LEASE, Follower, lag, read_changes
 from hub.sharing.record_memo import RecordMemo
@@ -194,8 +194,8 @@ def test_alerts_in_the_feed_are_read_past_and_the_lag_comes_back_to_zero(store: 
         raise_alert(conn, key="test-alert:c-406", kind="readiness", household_id=j.household_id,
                     child_id=j.child_id, to_agency_id=None, to_service=None, message="a report is missing",
                     details={}, now=NOW)
-        coordination.feed(conn, j.household_id, j.child_id, "test-alert:c-406", "alert")
-        coordination.feed(conn, j.household_id, j.child_id, "test-alert:c-406", "alert_resolved")
+        alert_sync.feed(conn, j.household_id, j.child_id, "test-alert:c-406", "alert")
+        alert_sync.feed(conn, j.household_id, j.child_id, "test-alert:c-406", "alert_resolved")
     position, newest = lag(store)
     assert newest == position + 2
     step = follower.step(NOW + timedelta(seconds=1))
