@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from hub.ingest.services import Services
+from hub.kafka.topics import end_offsets
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "connectors" / "fixtures"
@@ -44,20 +46,31 @@ def assert_no_identifiers(text: Any) -> None:
     assert not re.search(r"\b[A-HJ-NP-TV-Z]\d{12}\b", rendered), rendered  # UPN-shaped
 
 
-async def consume_all(bootstrap: str, topic: str, timeout_ms: int = 1500) -> list[Any]:
-    """Every message on ``topic`` (from the beginning), stopping once the topic is quiet."""
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
+async def consume_all(bootstrap: str, topic: str, timeout: float = 15.0) -> list[Any]:
+    """Every message on ``topic`` when called: each partition read from its beginning to its end offset (what
+    the hub's own tools read: :func:`hub.kafka.topics.end_offsets`), not until the topic has been quiet a while."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
+        await consumer.topics()  # the cluster's metadata, so the topic's partitions are known
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert parts, f"no topic {topic} on the broker"
+        ends = await end_offsets(consumer, parts)
+        begin = await consumer.beginning_offsets(parts)
+        consumer.assign(parts)
+        for tp in parts:
+            consumer.seek(tp, begin[tp])
         out: list[Any] = []
-        while True:
-            batch = await consumer.getmany(timeout_ms=timeout_ms)
-            if not batch:
-                return out
-            for msgs in batch.values():
-                out.extend(msgs)
+        pending = {tp for tp in parts if ends[tp] > begin[tp]}
+        deadline = asyncio.get_running_loop().time() + timeout
+        while pending:
+            assert asyncio.get_running_loop().time() < deadline, f"{topic} was not read to its end in {timeout} s"
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, msgs in batch.items():
+                out.extend(m for m in msgs if m.offset < ends[tp])
+                if msgs and msgs[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+        return out
     finally:
         await consumer.stop()
 
