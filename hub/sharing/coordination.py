@@ -51,8 +51,8 @@ from hub.stream.coordination import (
 from hub.stream.household_records import household_records
 
 A = alerts.c
-#: households a sweep reads and settles at a time
-CHUNK = 200
+#: households a sweep reads and settles at a time (their records are held together: about 100 entries each)
+CHUNK = 50
 CHILD_KINDS: tuple[str, ...] = (*CHILD_RULES, "statutory_clock")
 KINDS: tuple[str, ...] = (*CHILD_KINDS, "caseload_over_limit")
 
