@@ -37,7 +37,6 @@ class Known:
     alert_id: int
     household_id: str
     child_id: str
-    kind: str
     created_at: datetime
     resolved_at: datetime | None
     message: str
@@ -47,8 +46,7 @@ class Known:
 def known(conn: Connection, *, households: Iterable[str] = (), keys: Iterable[str] = (),
           kinds: tuple[str, ...] | None = None) -> dict[str, Known]:
     """The alerts (of ``kinds``, if given) of these households, and those with these keys, by key."""
-    cols = (A.alert_key, A.alert_id, A.household_id, A.child_id, A.kind, A.created_at, A.resolved_at, A.message,
-            A.resolution)
+    cols = (A.alert_key, A.alert_id, A.household_id, A.child_id, A.created_at, A.resolved_at, A.message, A.resolution)
     rows: dict[str, Any] = {}
     for column, values in ((A.household_id, sorted(set(households))), (A.alert_key, sorted(set(keys)))):
         for i in range(0, len(values), CHUNK):
@@ -58,7 +56,7 @@ def known(conn: Connection, *, households: Iterable[str] = (), keys: Iterable[st
             rows.update((r.alert_key, r) for r in conn.execute(q))
     seal = sealer_of(conn)
     seal.prefetch(r.message for r in rows.values())  # their keys in a few queries, not one an alert
-    return {key: Known(r.alert_id, r.household_id, r.child_id, r.kind, as_utc(r.created_at),
+    return {key: Known(r.alert_id, r.household_id, r.child_id, as_utc(r.created_at),
                        as_utc(r.resolved_at) if r.resolved_at is not None else None,
                        seal.text(A.message, key, r.message), r.resolution) for key, r in rows.items()}
 

@@ -48,11 +48,9 @@ from hub.stream.coordination import (
     child_episodes,
     load_ruleset,
 )
-from hub.stream.household_records import household_records
+from hub.stream.household_records import CHUNK, household_records
 
 A = alerts.c
-#: households a sweep reads and settles at a time (their records are held together: about 100 entries each)
-CHUNK = 50
 CHILD_KINDS: tuple[str, ...] = (*CHILD_RULES, "statutory_clock")
 KINDS: tuple[str, ...] = (*CHILD_KINDS, "caseload_over_limit")
 

@@ -21,7 +21,8 @@ from hub.stream.readmodel import entry_of, records_select
 L = identity_links.c
 T = timeline_entries.c
 M = household_members.c
-#: households per query (the sweeps read this many at a time: their records are held together)
+#: households per query; the readiness and coordination sweeps read and settle this many at a time (their records
+#: are held together: about 100 opened entries a household)
 CHUNK = 50
 Records = dict[str, list[dict[str, Any]]]  # child id -> entries
 
