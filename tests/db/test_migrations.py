@@ -35,17 +35,17 @@ def _differences(url: str) -> list[Any]:
         engine.dispose()
 
 
-def test_sqlite_migrations_match_the_schema(sqlite_url: str) -> None:
-    assert _differences(sqlite_url) == []
+def test_sqlite_migrations_match_the_schema(empty_sqlite_url: str) -> None:
+    assert _differences(empty_sqlite_url) == []
 
 
 @pytest.mark.postgres
-def test_postgresql_migrations_match_the_schema(pg_url: str) -> None:
-    assert _differences(pg_url) == []
+def test_postgresql_migrations_match_the_schema(empty_pg_url: str) -> None:
+    assert _differences(empty_pg_url) == []
 
 
-def test_migrated_tables_are_the_declared_ones(sqlite_url: str) -> None:
-    engine = make_engine(sqlite_url)
+def test_migrated_tables_are_the_declared_ones(empty_sqlite_url: str) -> None:
+    engine = make_engine(empty_sqlite_url)
     try:
         migrate(engine)
         names = set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
@@ -54,13 +54,13 @@ def test_migrated_tables_are_the_declared_ones(sqlite_url: str) -> None:
     assert names == set(metadata.tables)
 
 
-def test_the_comparison_sees_a_drifted_declaration(sqlite_url: str) -> None:
+def test_the_comparison_sees_a_drifted_declaration(empty_sqlite_url: str) -> None:
     drifted = sa.MetaData()
     for table in metadata.sorted_tables:
         table.to_metadata(drifted)
     drifted.tables["alerts"].c.message.type = sa.String(10)
     sa.Index("ix_alerts_kind", drifted.tables["alerts"].c.kind)
-    engine = make_engine(sqlite_url)
+    engine = make_engine(empty_sqlite_url)
     try:
         migrate(engine)
         with engine.connect() as conn:
@@ -70,9 +70,9 @@ def test_the_comparison_sees_a_drifted_declaration(sqlite_url: str) -> None:
     assert {d[0] if isinstance(d, tuple) else d[0][0] for d in diffs} == {"add_index", "modify_type"}
 
 
-def test_alembic_environment_targets_the_whole_schema(sqlite_url: str) -> None:
+def test_alembic_environment_targets_the_whole_schema(empty_sqlite_url: str) -> None:
     """``alembic check`` through hub/db/migrations/env.py: its target metadata is every declared table."""
-    engine = make_engine(sqlite_url)
+    engine = make_engine(empty_sqlite_url)
     try:
         migrate(engine)
         cfg = Config()

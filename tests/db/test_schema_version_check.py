@@ -43,39 +43,40 @@ def env_for(url: str, tmp_path: Path) -> dict[str, str]:
             "HUB_PSEUDONYM_KEY": "k" * 32}
 
 
-def test_a_configured_empty_database_is_refused_and_left_empty(db_url: str, tmp_path: Path) -> None:
+def test_a_configured_empty_database_is_refused_and_left_empty(empty_db_url: str, tmp_path: Path) -> None:
     runner = CliRunner()
     for command in (["dlq", "list"], ["audit", "verify"], ["keys", "rewrap"]):
-        result = runner.invoke(app, command, env=env_for(db_url, tmp_path))
+        result = runner.invoke(app, command, env=env_for(empty_db_url, tmp_path))
         assert result.exit_code == 2, (command, result.output)
         assert "holds no hub schema" in result.output and "run `hub migrate`" in result.output
-    assert tables(db_url) == set()
+    assert tables(empty_db_url) == set()
     with pytest.raises(DatabaseSchemaBehindError, match=r"run `hub migrate` \(the migrate Job in Kubernetes\)"):
-        Store.open(db_url, migrate_schema=False)
+        Store.open(empty_db_url, migrate_schema=False)
 
 
-def test_api_worker_and_deliverer_refuse_a_schema_behind_until_hub_migrate_runs(db_url: str, tmp_path: Path) -> None:
+def test_api_worker_and_deliverer_refuse_a_schema_behind_until_hub_migrate_runs(empty_db_url: str,
+                                                                                tmp_path: Path) -> None:
     from alembic import command
 
     from hub.db.schema_version import alembic_config
 
-    engine = sa.create_engine(db_url)
+    engine = sa.create_engine(empty_db_url)
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0017")
     engine.dispose()
-    env = {**env_for(db_url, tmp_path), "HUB_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
+    env = {**env_for(empty_db_url, tmp_path), "HUB_KAFKA_BOOTSTRAP": "127.0.0.1:9"}
     for process in (["api"], ["worker"], ["deliver"]):  # what the Deployments run
         done = subprocess.run([sys.executable, "-m", "hub.cli", *process], env={"PATH": "/usr/bin:/bin", **env},
                               cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2, (process, done.stderr[-2000:])
         assert "schema is at revision 0017, behind" in done.stderr and "run `hub migrate`" in done.stderr, process
-    assert revision(db_url) == "0017"  # untouched
+    assert revision(empty_db_url) == "0017"  # untouched
 
-    done = CliRunner().invoke(app, ["migrate"], env=env_for(db_url, tmp_path))
+    done = CliRunner().invoke(app, ["migrate"], env=env_for(empty_db_url, tmp_path))
     assert done.exit_code == 0 and "latest schema" in done.output
-    Store.open(db_url, migrate_schema=False).engine.dispose()  # now accepted
+    Store.open(empty_db_url, migrate_schema=False).engine.dispose()  # now accepted
 
 
 def test_a_schema_from_a_newer_hub_is_refused(tmp_path: Path) -> None:

@@ -163,11 +163,11 @@ def test_a_member_key_is_made_inside_a_write_transaction_without_waiting_for_it(
     assert sealer(store).open(deliveries.c.payload, "d-1", value) == '{"kind":"share"}'
 
 
-def test_the_migration_seals_what_an_older_hub_kept_in_clear(sqlite_url: str, monkeypatch: pytest.MonkeyPatch
-                                                             ) -> None:
+def test_the_migration_seals_what_an_older_hub_kept_in_clear(empty_sqlite_url: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     master = secrets.token_hex(32)
     monkeypatch.setenv("HUB_PAYLOAD_MASTER_KEY", master)
-    engine = make_engine(sqlite_url)
+    engine = make_engine(empty_sqlite_url)
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn

@@ -162,7 +162,7 @@ async def test_events_failing_avro_preparation_are_rejected_rows(services: Servi
 
 
 def test_cli_import_prints_line_numbered_errors_and_summary(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import asyncio
 
@@ -170,7 +170,7 @@ def test_cli_import_prints_line_numbered_errors_and_summary(
     try:
         env = {
             "HUB_DATA_DIR": str(tmp_path / "data"),
-            "HUB_DATABASE_URL": db_url,
+            "HUB_DATABASE_URL": empty_db_url,
             "HUB_PSEUDONYM_KEY": "k" * 32,
             "HUB_SCHEMA_DIR": str(ROOT / "schemas"),
         }

@@ -196,7 +196,7 @@ def shared(hook: AgencyEndpoint, child: str, kind: str = "share") -> list[dict[s
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_kill_9_anywhere_loses_no_event_share_withdrawal_or_audit_record(db: str, tmp_path: Path,
                                                                          request: pytest.FixtureRequest) -> None:
-    db_url = f"sqlite:///{tmp_path / 'data' / 'hub.db'}" if db == "sqlite" else request.getfixturevalue("pg_url")
+    db_url = f"sqlite:///{tmp_path / 'data' / 'hub.db'}" if db == "sqlite" else request.getfixturevalue("empty_pg_url")
     rng = random.Random(SEED)
     hook = AgencyEndpoint(PAEDIATRICS_SECRET)
     stack = Stack(tmp_path, db_url, hook)
