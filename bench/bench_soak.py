@@ -232,6 +232,11 @@ def hub_env(args: argparse.Namespace, data: Path, url: str, port: int) -> dict[s
                 "HUB_METRICS_TOKEN": METRICS_TOKEN, "HUB_METRICS_INTERVAL": "5", "HUB_API_PORT": str(port),
                 "HUB_LOG_LEVEL": os.environ.get("BENCH_HUB_LOG_LEVEL", "WARNING"),
                 "PYTHONPATH": str(REPO_ROOT)})
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        if not name.startswith("HUB_") or not _:
+            raise SystemExit(f"--set takes HUB_NAME=value, not {setting!r}")
+        env[name] = value
     return env
 
 
@@ -340,6 +345,8 @@ def main() -> None:
     parser.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the samples as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (hub-up.log, database)")
+    parser.add_argument("--set", action="append", default=[], metavar="HUB_NAME=VALUE",
+                        help="a hub setting for the stack (repeatable), e.g. HUB_SHARING_MEMO_RECORDS=400000")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     admin, pg_db = None, None
@@ -354,6 +361,8 @@ def main() -> None:
     m = machine_info()
     print(f"machine: {m['cpu_count']} CPUs, {m['cpu_model']}; load average at start "
           f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.db}")
+    if args.set:
+        print(f"settings: {' '.join(args.set)}")
     try:
         rows = asyncio.run(soak(args, tmp, url))
     finally:

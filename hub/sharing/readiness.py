@@ -33,9 +33,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from hub.core import records
-from hub.db.schema import deliveries, share_decisions
+from hub.db.schema import alerts, deliveries, share_decisions
+from hub.db.sealed import sealer_of
 from hub.db.store import Store, as_utc, utcnow
-from hub.sharing.alerts import coordinator_of, raise_alert, resolve, unresolved
+from hub.sharing.alerts import coordinator_of, raise_alert, resolve
 from hub.sharing.inbox import UNREAD_IN_INBOX
 from hub.sharing.model import professional_key, service_key, shareable_from
 from hub.sharing.rounds import latest_share
@@ -46,6 +47,10 @@ from hub.stream.team import upcoming
 
 SD = share_decisions.c
 DL = deliveries.c
+A = alerts.c
+KINDS = ("readiness", "report_request")
+#: children, households or alert keys per query
+KEYS_CHUNK = 300
 
 
 def _label(r: dict[str, Any], record_type: str) -> str:
@@ -79,13 +84,19 @@ def expected_reports(entries: list[dict[str, Any]], now: datetime, report_days: 
     return out
 
 
-def _decisions(store: Store, child_id: str) -> dict[tuple[str, int, str], dict[str, Any]]:
+def _decisions(store: Store, child_ids: list[str]) -> dict[str, dict[tuple[str, int, str], dict[str, Any]]]:
+    """Each child's current share decisions with their latest delivery, by (information, version, recipient)."""
     j = share_decisions.join(deliveries, latest_share(share_decisions), isouter=True)
-    q = sa.select(SD.decision_id, SD.information_id, SD.information_version, SD.recipient_key, SD.outcome,
-                  SD.rule_id, SD.reasons, DL.state, DL.channel, DL.why).select_from(j).where(
-        SD.child_id == child_id, SD.current.is_(True))
+    out: dict[str, dict[tuple[str, int, str], dict[str, Any]]] = {c: {} for c in child_ids}
+    ids = sorted(out)
     with store.engine.connect() as conn:
-        return {(r.information_id, r.information_version, r.recipient_key): dict(r._mapping) for r in conn.execute(q)}
+        for i in range(0, len(ids), KEYS_CHUNK):
+            q = sa.select(SD.child_id, SD.decision_id, SD.information_id, SD.information_version, SD.recipient_key,
+                          SD.outcome, SD.rule_id, SD.reasons, DL.state, DL.channel, DL.why).select_from(j).where(
+                SD.child_id.in_(ids[i:i + KEYS_CHUNK]), SD.current.is_(True))
+            for r in conn.execute(q):
+                out[r.child_id][(r.information_id, r.information_version, r.recipient_key)] = dict(r._mapping)
+    return out
 
 
 def _for_clinician(decisions: dict[tuple[str, int, str], dict[str, Any]], iid: str, version: int, service_key: str,
@@ -121,14 +132,17 @@ def _report_status(dec: dict[str, Any] | None, producer: str, service: str) -> t
 
 
 def child_readiness(store: Store, household_id: str, child_id: str, now: datetime, *, report_days: int = 28,
-                    warn_days: int = 7, entries: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """One child's readiness; ``entries``: the child's records (``readmodel.child_records``) if already read."""
+                    warn_days: int = 7, entries: list[dict[str, Any]] | None = None,
+                    decisions: dict[tuple[str, int, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One child's readiness; ``entries``: the child's records (``readmodel.child_records``) if already read, and
+    ``decisions`` its current share decisions (:func:`_decisions`) if already read."""
     if entries is None:
         entries = readmodel.child_records(store, household_id, child_id)
     appts = upcoming(entries, now)
     infos = [s for s in (shareable_from(e, child_id) for e in entries)
              if s is not None and s.addressed_to is None]  # a referral is for its service, not a report
-    decisions = _decisions(store, child_id) if appts else {}
+    if decisions is None:
+        decisions = _decisions(store, [child_id])[child_id] if appts else {}
     expected = expected_reports(entries, now, report_days)
     out = []
     for a in appts:
@@ -157,14 +171,17 @@ def child_readiness(store: Store, household_id: str, child_id: str, now: datetim
 
 
 def readiness(store: Store, household_id: str, now: datetime | None = None, *, report_days: int = 28,
-              warn_days: int = 7, records: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+              warn_days: int = 7, records: dict[str, list[dict[str, Any]]] | None = None,
+              decisions: dict[str, dict[tuple[str, int, str], dict[str, Any]]] | None = None) -> dict[str, Any]:
     """The household's readiness; ``records``: its children's records (:mod:`hub.stream.household_records`) if
-    already read."""
+    already read, and ``decisions`` the current share decisions of its children with an appointment coming."""
     now = now or utcnow()
     kids = list(records) if records is not None else readmodel.children(store, household_id)
     return {"household_id": household_id, "generated_at": now.isoformat(),
             "children": [child_readiness(store, household_id, c, now, report_days=report_days, warn_days=warn_days,
-                                         entries=records[c] if records is not None else None) for c in kids]}
+                                         entries=records[c] if records is not None else None,
+                                         decisions=decisions.get(c, {}) if decisions is not None else None)
+                         for c in kids]}
 
 
 def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, warn_days: int = 7,
@@ -181,46 +198,65 @@ def sweep(store: Store, now: datetime | None = None, *, report_days: int = 28, w
     ids = households if households is not None else [h.household_id for h in readmodel.households(store)]
     raised = 0
     looked: list[tuple[str, Looked]] = []
-    for i in range(0, len(ids), CHUNK):  # the households' records in a few queries a chunk
-        records = household_records(store, ids[i:i + CHUNK])
-        for hh in ids[i:i + CHUNK]:
-            n, seen = sweep_household(store, hh, now, report_days=report_days, warn_days=warn_days,
-                                      records=records[hh])
-            raised += n
-            looked.append((hh, seen))
+    for i in range(0, len(ids), CHUNK):  # a chunk's records and decisions in a few queries, settled together
+        n, seen = sweep_households(store, ids[i:i + CHUNK], now, report_days=report_days, warn_days=warn_days)
+        raised += n
+        looked += seen
     if scope is not None and plan is not None:
         scope.done(plan, looked)
     return raised
 
 
-def sweep_household(store: Store, hh: str, now: datetime, *, report_days: int = 28, warn_days: int = 7,
-                    records: dict[str, list[dict[str, Any]]] | None = None) -> tuple[int, Looked]:
-    """One household's sweep: how many alerts it raised, and when it next needs a look without a change (an
-    appointment coming within ``warn_days``, an expected report falling due). It is *active*, read every
-    sweep, while an appointment is within the warning, a report is overdue or an alert is open: what it
-    shows then follows its shares and deliveries, which the change feed does not carry. ``records``: its
-    children's records if already read."""
-    view = readiness(store, hh, now, report_days=report_days, warn_days=warn_days, records=records)
+def sweep_households(store: Store, household_ids: list[str], now: datetime, *, report_days: int = 28,
+                     warn_days: int = 7) -> tuple[int, list[tuple[str, Looked]]]:
+    """The households' sweep, read in a few queries and settled in one transaction: how many alerts it raised,
+    and for each household when it next needs a look without a change (an appointment coming within
+    ``warn_days``, an expected report falling due). A household is *active*, read every sweep, while an
+    appointment is within the warning, a report is overdue or an alert is open: what it shows then follows its
+    shares and deliveries, which the change feed does not carry."""
+    records = household_records(store, household_ids)
+    coming = [c for hh in household_ids for c, entries in records[hh].items() if upcoming(entries, now)]
+    decisions = _decisions(store, coming)
+    views = [readiness(store, hh, now, report_days=report_days, warn_days=warn_days, records=records[hh],
+                       decisions=decisions) for hh in household_ids]
+    due = [(view["household_id"], child["child_id"], alert) for view in views for child in view["children"]
+           for alert in _due_alerts(view["household_id"], child)]
+    raised, still_open = 0, dict.fromkeys(household_ids, 0)
     with store.engine.begin() as conn:
-        raised = sum(_raise_for_child(conn, hh, child, now) for child in view["children"])
-        still_open = _resolve_cleared(conn, hh, view, now)
+        have = _held(conn, household_ids, [a["key"] for _h, _c, a in due])
+        seal = sealer_of(conn)
+        coordinators: dict[str, tuple[str | None, str | None]] = {}
+        for hh, cid, alert in due:
+            if alert["key"] in have:
+                continue
+            if alert["kind"] == "readiness":
+                if cid not in coordinators:
+                    coordinators[cid] = coordinator_of(conn, cid)
+                alert["to_agency_id"], alert["to_service"] = coordinators[cid]
+            if raise_alert(conn, household_id=hh, child_id=cid, now=now, seal=seal, **alert):
+                raised += 1
+                still_open[hh] += 1  # raised because its condition stands: it stays open
+        for view in views:
+            still_open[view["household_id"]] += _resolve_cleared(conn, view, have, now)
     warn = timedelta(days=warn_days)
-    starts = [datetime.fromisoformat(a["start"]) for c in view["children"] for a in c["appointments"]]
-    dues = [datetime.fromisoformat(m["due_at"]) for c in view["children"] for m in c["expected_reports"]
-            if not m["overdue"]]
-    near = any(s - now <= warn for s in starts)
-    overdue = any(m["overdue"] for c in view["children"] for m in c["expected_reports"])
-    wake = min([s - warn for s in starts if s - now > warn] + dues, default=None)
-    return raised, Looked(wake_at=wake, active=near or overdue or still_open > 0)
+    looked = []
+    for view in views:
+        starts = [datetime.fromisoformat(a["start"]) for c in view["children"] for a in c["appointments"]]
+        dues = [datetime.fromisoformat(m["due_at"]) for c in view["children"] for m in c["expected_reports"]
+                if not m["overdue"]]
+        near = any(s - now <= warn for s in starts)
+        overdue = any(m["overdue"] for c in view["children"] for m in c["expected_reports"])
+        wake = min([s - warn for s in starts if s - now > warn] + dues, default=None)
+        looked.append((view["household_id"],
+                       Looked(wake_at=wake, active=near or overdue or still_open[view["household_id"]] > 0)))
+    return raised, looked
 
 
-def _raise_for_child(conn: sa.Connection, hh: str, child: dict[str, Any], now: datetime) -> int:
+def _due_alerts(hh: str, child: dict[str, Any]) -> list[dict[str, Any]]:
+    """The alerts the child's readiness calls for (``raise_alert``'s arguments but the household, child and
+    time): a readiness alert for each appointment due one, a report request for each overdue report."""
     cid = child["child_id"]
-    if not any(a["alert_due"] for a in child["appointments"]) and not any(
-            m["overdue"] for m in child["expected_reports"]):
-        return 0
-    agency, service = coordinator_of(conn, cid)
-    raised = 0
+    out: list[dict[str, Any]] = []
     for a in child["appointments"]:
         if not a["alert_due"]:
             continue
@@ -229,19 +265,38 @@ def _raise_for_child(conn: sa.Connection, hh: str, child: dict[str, Any], now: d
         msg = (f"Before the {a['service']} appointment on {a['start'][:10]}: {len(withheld)} report(s) "
                f"withheld, {len(overdue)} overdue. " +
                "; ".join(x["unblock"] for x in withheld + overdue if x.get("unblock")))
-        raised += raise_alert(conn, key=f"readiness:{cid}:{a['appointment_id']}:{a['start']}",
-                              kind="readiness", household_id=hh, child_id=cid, to_agency_id=agency,
-                              to_service=service, message=msg, now=now,
-                              details={"appointment_id": a["appointment_id"], "start": a["start"],
-                                       "service": a["service"], "withheld": withheld, "overdue": overdue})
+        out.append({"key": f"readiness:{cid}:{a['appointment_id']}:{a['start']}", "kind": "readiness",
+                    "to_agency_id": None, "to_service": None, "message": msg,
+                    "details": {"appointment_id": a["appointment_id"], "start": a["start"], "service": a["service"],
+                                "withheld": withheld, "overdue": overdue}})
     for m in child["expected_reports"]:
         if m["overdue"]:
-            raised += raise_alert(
-                conn, key=f"report_request:{cid}:{m['trigger_event_id']}", kind="report_request",
-                household_id=hh, child_id=cid, to_agency_id=m["agency_id"], to_service=m["service"],
-                message=f"Report requested from {m['service']}: due {m['due_at'][:10]} after "
-                        f"{m['trigger']} and not yet issued", details=m, now=now)
-    return raised
+            out.append({"key": f"report_request:{cid}:{m['trigger_event_id']}", "kind": "report_request",
+                        "to_agency_id": m["agency_id"], "to_service": m["service"],
+                        "message": f"Report requested from {m['service']}: due {m['due_at'][:10]} after "
+                                   f"{m['trigger']} and not yet issued", "details": m})
+    return out
+
+
+def _held(conn: sa.Connection, household_ids: list[str], keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The alerts a sweep of these households compares with: those with ``keys`` (in any household and state: a
+    key is raised once), and the households' readiness alerts and report requests still open, with their details
+    opened; by key."""
+    cols = (A.alert_id, A.alert_key, A.kind, A.household_id, A.child_id, A.resolved_at, A.details)
+    rows: dict[str, Any] = {}
+    wanted = sorted(set(keys))
+    for i in range(0, len(wanted), KEYS_CHUNK):
+        rows.update((r.alert_key, r) for r in conn.execute(
+            sa.select(*cols).where(A.alert_key.in_(wanted[i:i + KEYS_CHUNK]))))
+    for i in range(0, len(household_ids), KEYS_CHUNK):
+        rows.update((r.alert_key, r) for r in conn.execute(sa.select(*cols).where(
+            A.household_id.in_(household_ids[i:i + KEYS_CHUNK]), A.kind.in_(KINDS), A.resolved_at.is_(None))))
+    seal = sealer_of(conn)
+    seal.prefetch(r.details for r in rows.values() if r.resolved_at is None)
+    return {key: {"alert_id": r.alert_id, "alert_key": key, "kind": r.kind, "household_id": r.household_id,
+                  "child_id": r.child_id, "resolved_at": r.resolved_at,
+                  "details": seal.json(A.details, key, r.details, erased={}) if r.resolved_at is None else {}}
+            for key, r in rows.items()}
 
 
 STATUS_WORDS = {"will_see": "delivered", "on_its_way": "on its way", "unread_in_inbox": UNREAD_IN_INBOX,
@@ -266,14 +321,16 @@ def _readiness_cleared(alert: dict[str, Any], appt: dict[str, Any] | None, now: 
             + (f" ({'; '.join(was)})" if was else ""))
 
 
-def _resolve_cleared(conn: sa.Connection, hh: str, view: dict[str, Any], now: datetime) -> int:
-    """Resolve the household's alerts whose condition cleared; how many stay open."""
+def _resolve_cleared(conn: sa.Connection, view: dict[str, Any], have: dict[str, dict[str, Any]], now: datetime) -> int:
+    """Resolve the household's alerts (as read in ``have``) whose condition cleared; how many stay open."""
+    hh = view["household_id"]
     appts = {f"readiness:{c['child_id']}:{a['appointment_id']}:{a['start']}": a
              for c in view["children"] for a in c["appointments"]}
     owed = {f"report_request:{c['child_id']}:{m['trigger_event_id']}" for c in view["children"]
             for m in c["expected_reports"]}
     left = 0
-    for alert in unresolved(conn, ("readiness", "report_request"), household_id=hh):
+    for alert in sorted((a for a in have.values() if a["household_id"] == hh and a["kind"] in KINDS
+                         and a["resolved_at"] is None), key=lambda a: a["alert_id"]):
         key = alert["alert_key"]
         if alert["kind"] == "readiness":
             reason = _readiness_cleared(alert, appts.get(key), now)
