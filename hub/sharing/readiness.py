@@ -84,18 +84,30 @@ def expected_reports(entries: list[dict[str, Any]], now: datetime, report_days: 
     return out
 
 
-def _decisions(store: Store, child_ids: list[str]) -> dict[str, dict[tuple[str, int, str], dict[str, Any]]]:
-    """Each child's current share decisions with their latest delivery, by (information, version, recipient)."""
+def _clinicians(appts: list[Any]) -> set[str]:
+    """The recipient keys whose decisions say what the appointments' clinicians see: each appointment's service,
+    and its named professional."""
+    keys = {service_key(a.agency_id, a.service) for a in appts}
+    return keys | {professional_key(a.agency_id, a.service, a.professional_id) for a in appts if a.professional_id}
+
+
+def _decisions(store: Store, child_ids: list[str], recipients: set[str]
+               ) -> dict[str, dict[tuple[str, int, str], dict[str, Any]]]:
+    """Each child's current share decisions for ``recipients`` with their latest delivery, by (information,
+    version, recipient)."""
     j = share_decisions.join(deliveries, latest_share(share_decisions), isouter=True)
     out: dict[str, dict[tuple[str, int, str], dict[str, Any]]] = {c: {} for c in child_ids}
-    ids = sorted(out)
+    ids, keys = sorted(out), sorted(recipients)
     with store.engine.connect() as conn:
-        for i in range(0, len(ids), KEYS_CHUNK):
+        for i in range(0, len(ids) if keys else 0, KEYS_CHUNK):
             q = sa.select(SD.child_id, SD.decision_id, SD.information_id, SD.information_version, SD.recipient_key,
                           SD.outcome, SD.rule_id, SD.reasons, DL.state, DL.channel, DL.why).select_from(j).where(
-                SD.child_id.in_(ids[i:i + KEYS_CHUNK]), SD.current.is_(True))
-            for r in conn.execute(q):
-                out[r.child_id][(r.information_id, r.information_version, r.recipient_key)] = dict(r._mapping)
+                SD.child_id.in_(ids[i:i + KEYS_CHUNK]), SD.recipient_key.in_(keys), SD.current.is_(True))
+            result = conn.execute(q)
+            names = list(result.keys())
+            for r in result:  # a plain dict a row (a Row's mapping view costs more than the rest of the read)
+                row = dict(zip(names, r, strict=True))
+                out[r.child_id][(r.information_id, r.information_version, r.recipient_key)] = row
     return out
 
 
@@ -142,7 +154,7 @@ def child_readiness(store: Store, household_id: str, child_id: str, now: datetim
     infos = [s for s in (shareable_from(e, child_id) for e in entries)
              if s is not None and s.addressed_to is None]  # a referral is for its service, not a report
     if decisions is None:
-        decisions = _decisions(store, [child_id])[child_id] if appts else {}
+        decisions = _decisions(store, [child_id], _clinicians(appts))[child_id] if appts else {}
     expected = expected_reports(entries, now, report_days)
     out = []
     for a in appts:
@@ -215,8 +227,9 @@ def sweep_households(store: Store, household_ids: list[str], now: datetime, *, r
     appointment is within the warning, a report is overdue or an alert is open: what it shows then follows its
     shares and deliveries, which the change feed does not carry."""
     records = household_records(store, household_ids)
-    coming = [c for hh in household_ids for c, entries in records[hh].items() if upcoming(entries, now)]
-    decisions = _decisions(store, coming)
+    coming = {c: appts for hh in household_ids for c, entries in records[hh].items()
+              if (appts := upcoming(entries, now))}
+    decisions = _decisions(store, list(coming), set().union(*map(_clinicians, coming.values())))
     views = [readiness(store, hh, now, report_days=report_days, warn_days=warn_days, records=records[hh],
                        decisions=decisions) for hh in household_ids]
     due = [(view["household_id"], child["child_id"], alert) for view in views for child in view["children"]
