@@ -15,10 +15,13 @@ assessment. Anything else is read whole, as before.
 
 When a view may be used, and when it is let go:
 
-* A view is built from a record read at some moment, and the change feed's newest ``seq`` read just after
-  that record (``position``): every change up to ``position`` may be in it, none after it is. A change whose
-  ``seq`` is not past ``position`` may or may not be in the view already (the record was read while the
-  projection wrote), so such a change is never judged by the view: the child is read whole again.
+* A view is built from a record read after the change feed was read up to ``position`` (the sharing pass's
+  own read of the feed): every change up to ``position`` had committed before the record was read, so it is
+  in the view. A change after ``position`` may be in it too (its entry was projected between the feed's read
+  and the record's); judging it by the view is sound all the same: an entry already in the record leaves the
+  recipients as the view has them, so :func:`keeps_recipients` answering True is right, and False only sends
+  the child to a whole read. So a pass's views serve the next pass however far behind the feed it runs. A
+  change not past ``position`` is never judged by the view: the child is read whole again.
 * Any other change to the child (a link joined or left, an entry updated, a consent, an entry that may
   change the recipients) sends the child to a whole read, which builds the view again. A change the sharing
   step skips as irrelevant lets the view go, and so does a pass in which the child failed or lost its links.

@@ -116,7 +116,8 @@ class Follower:
 
         try:
             with kept(self._lease, now, self.lease.total_seconds() * RENEW_EVERY):
-                result = process_changes(self.store, changes, now=now, finish=advance, retry=retry, memo=self.memo)
+                result = process_changes(self.store, changes, now=now, finish=advance, retry=retry, memo=self.memo,
+                                         read_to=last)
         except LeaseLost:
             self._lost()
             return Pass(held=False)

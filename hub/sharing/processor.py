@@ -121,7 +121,8 @@ NOT_A_CHILDS = (LeaseLost, sa.exc.OperationalError, sa.exc.InterfaceError)
 
 def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | None = None,
                     finish: Callable[[Connection], None] | None = None,
-                    retry: Sequence[tuple[str, str]] = (), memo: RecordMemo | None = None) -> SharingResult:
+                    retry: Sequence[tuple[str, str]] = (), memo: RecordMemo | None = None,
+                    read_to: int | None = None) -> SharingResult:
     """Run the sharing step for a run of the change feed, in one transaction; idempotent.
 
     ``finish(conn)`` runs inside that transaction before it commits (the follower moves its cursor
@@ -129,6 +130,9 @@ def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | 
     whose earlier pass failed, decided again in this one. When the pass keeps failing it is run with
     each child in a savepoint of its own: a child that fails is skipped and recorded for retry. ``memo``: the
     records opened by earlier passes (:mod:`hub.sharing.record_memo`), kept by the caller between passes.
+    ``read_to``: the ``seq`` the change feed was read up to before this call (every change up to it was
+    committed before the children's records are read), the position of the views this pass builds; without
+    it, the feed's newest ``seq`` just after the records were read.
     """
     mine = [c for c in changes if relevant(c)]
     if memo is not None:  # a change the step skips may still alter what a child's view holds: let it go
@@ -136,7 +140,7 @@ def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | 
     at = now or utcnow()
     for _attempt in range(2):
         try:
-            return _process(store, mine, at, finish, retry, memo=memo)
+            return _process(store, mine, at, finish, retry, memo=memo, read_to=read_to)
         except sa.exc.IntegrityError:  # another process decided the same child at the same time
             log.info("sharing.concurrent_retry")
         except NOT_A_CHILDS:
@@ -144,7 +148,7 @@ def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | 
         except Exception as exc:  # one child's failure, found below
             log.warning("sharing.pass_failed", error=type(exc).__name__)
             break
-    return _process(store, mine, at, finish, retry, isolate=True, memo=memo)
+    return _process(store, mine, at, finish, retry, isolate=True, memo=memo, read_to=read_to)
 
 
 def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -160,7 +164,7 @@ def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[s
 
 def _process(store: Store, changes: list[Change], now: datetime, finish: Callable[[Connection], None] | None,
              retry: Sequence[tuple[str, str]] = (), *, isolate: bool = False,
-             memo: RecordMemo | None = None) -> SharingResult:
+             memo: RecordMemo | None = None, read_to: int | None = None) -> SharingResult:
     result = SharingResult()
     consents = [c for c in changes if c.record_type in record_types().consent_types]
     records = consent_records(store, [c.event_id for c in consents]) if consents else {}
@@ -174,7 +178,8 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
     consent_children: set[tuple[str, str]] = set()
     failed: set[tuple[str, str]] = set()
     with store.engine.begin() as conn:
-        position = conn.execute(sa.select(sa.func.max(timeline_changes.c.seq))).scalar() or 0  # after the read
+        position = read_to if read_to is not None else (  # every change up to it is in the records read
+            conn.execute(sa.select(sa.func.max(timeline_changes.c.seq))).scalar() or 0)
         erasure_guard.hold_shared(conn)  # an erasure's purge and this pass never interleave
         gone = _without_links(conn, touched)
         for home in gone:  # erased (or every link undone) since their records were read: decide nothing

@@ -23,6 +23,7 @@ from hub.db.schema import deliveries, share_decisions
 from hub.db.store import Store
 from hub.sharing import processor
 from hub.sharing import settled as settled_module
+from hub.stream import projection
 from tests.sharing.sharing_support import Feeder
 
 CHUNK = 20  # events per pass: several changes to one child in one pass, as under load
@@ -46,13 +47,19 @@ def ledger(store: Store) -> dict[str, list[tuple[Any, ...]]]:
                     D.recipient_kind, D.why)))}
 
 
-def run(tmp: Path, events: list[tuple[datetime, InboundEvent]]) -> dict[str, list[tuple[Any, ...]]]:
+def run(tmp: Path, events: list[tuple[datetime, InboundEvent]], *, behind: int = 0) -> dict[str, list[tuple[Any, ...]]]:
+    """Project the events CHUNK at a time and decide them; ``behind``: the sharing step reads the feed that many
+    rows a pass, so it runs behind the projection (each pass reads records holding entries of later passes)."""
     tmp.mkdir()
     store = Store.open(f"sqlite:///{tmp / 'hub.db'}")
     feeder = Feeder(store, END)
+    if behind:
+        feeder.follower.batch = behind
     for i in range(0, len(events), CHUNK):
         chunk = events[i:i + CHUNK]
-        feeder.feed([e for _, e in chunk], chunk[-1][0])
+        projection.apply(store, feeder.decode([e for _, e in chunk]))
+        while feeder.follower.step(chunk[-1][0]).more:
+            pass
     return ledger(store)
 
 
@@ -95,3 +102,28 @@ def test_skipping_children_with_nothing_to_decide_leaves_the_ledger_deciding_the
     monkeypatch.setattr(settled_module, "targets_for", lambda *args: mock.ANY)
     eager = run(tmp_path / "eager", events)
     assert len(eager["decisions"]) < len(whole["decisions"])
+
+
+def test_views_kept_while_the_sharing_step_runs_behind_the_feed_leave_the_ledger_deciding_whole_leaves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Passes of 3 feed rows against batches of 20 events: every pass reads records that already hold the entries
+    of the next passes. The views it builds still serve them (a view's position is what the pass read of the
+    feed), and the decisions are those of deciding every child whole."""
+    events = timed_events(6, 13)
+    reads = processor.child_records
+    read: list[int] = []
+
+    def counting_reads(store: Store, homes: list[tuple[str, str]], memo: Any = None) -> Any:
+        read.append(len(homes))
+        return reads(store, homes, memo)
+
+    monkeypatch.setattr(processor, "child_records", counting_reads)
+    fast = run(tmp_path / "views", events, behind=3)
+    with_views, read[:] = sum(read), []
+    monkeypatch.setattr(processor, "settled", lambda *args: set())
+    monkeypatch.setattr(processor, "settled_by_view", lambda *args: (set(), {}))
+    whole = run(tmp_path / "whole", events, behind=3)
+    assert with_views < sum(read) / 3, "children behind the feed should mostly be told from their views"
+    assert len(whole["decisions"]) > 50 and any(d[5] == "deny" for d in whole["decisions"])
+    assert fast["decisions"] == whole["decisions"]
+    assert fast["deliveries"] == whole["deliveries"]
