@@ -15,13 +15,16 @@ assessment. Anything else is read whole, as before.
 
 When a view may be used, and when it is let go:
 
-* A view is built from a record read after the change feed was read up to ``position`` (the sharing pass's
-  own read of the feed): every change up to ``position`` had committed before the record was read, so it is
-  in the view. A change after ``position`` may be in it too (its entry was projected between the feed's read
-  and the record's); judging it by the view is sound all the same: an entry already in the record leaves the
-  recipients as the view has them, so :func:`keeps_recipients` answering True is right, and False only sends
-  the child to a whole read. So a pass's views serve the next pass however far behind the feed it runs. A
-  change not past ``position`` is never judged by the view: the child is read whole again.
+* A view holds no entry whose change a later pass will judge by it, and is stamped with the feed's ``seq``
+  up to which every change is in it (``position``): a change not past ``position`` is never judged by the
+  view (the child is read whole again). A pass reads the feed up to some ``seq``, then the children's
+  records: a record may hold entries read ahead of the feed (projected in between). Such an entry may have
+  brought a service into the team, and its own change is what owes that service the earlier reports, so a
+  view holding it would wrongly judge that change as keeping the recipients. The view kept for later passes
+  is therefore taken back to the feed as the pass read it
+  (:func:`hub.sharing.processor.kept_views`): entries added after that ``seq`` are left out and it is stamped
+  with it, so views serve the next pass however far behind the feed the step runs; a child with an entry
+  updated or a link joined or left after it keeps no view.
 * Any other change to the child (a link joined or left, an entry updated, a consent, an entry that may
   change the recipients) sends the child to a whole read, which builds the view again. A change the sharing
   step skips as irrelevant lets the view go, and so does a pass in which the child failed or lost its links.

@@ -43,6 +43,7 @@ never by a pass that decided only its new records or found nothing to decide.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from functools import partial as partial_fn
 from typing import Any
@@ -60,7 +61,7 @@ from hub.db.store import Store, utcnow
 from hub.sharing import audit_trail, failures
 from hub.sharing.apply import Inserts
 from hub.sharing.child_state import directive_set, load_states
-from hub.sharing.child_views import view_of
+from hub.sharing.child_views import View, view_of
 from hub.sharing.decisions import ChildState, SharingResult, sync_child
 from hub.sharing.directives import consent_records, record_consent
 from hub.sharing.model import Target, child_for_engine, shareable_from
@@ -72,6 +73,8 @@ from hub.stream.team import team_around
 
 log = get_logger(__name__)
 L = identity_links.c
+TC = timeline_changes.c
+Home = tuple[str, str]  # (household id, child id)
 
 
 def _sync_child(conn: Connection, child_id: str, household_id: str, entries: list[dict[str, Any]],
@@ -130,9 +133,9 @@ def process_changes(store: Store, changes: Sequence[Change], *, now: datetime | 
     whose earlier pass failed, decided again in this one. When the pass keeps failing it is run with
     each child in a savepoint of its own: a child that fails is skipped and recorded for retry. ``memo``: the
     records opened by earlier passes (:mod:`hub.sharing.record_memo`), kept by the caller between passes.
-    ``read_to``: the ``seq`` the change feed was read up to before this call (every change up to it was
-    committed before the children's records are read), the position of the views this pass builds; without
-    it, the feed's newest ``seq`` just after the records were read.
+    ``read_to``: the ``seq`` the change feed was read up to before this call (every change up to it had
+    committed before the children's records are read): the views kept for later passes are of the records as
+    of it (:func:`kept_views`), so they serve the next pass however far behind the feed the step runs.
     """
     mine = [c for c in changes if relevant(c)]
     if memo is not None:  # a change the step skips may still alter what a child's view holds: let it go
@@ -162,6 +165,42 @@ def _without_links(conn: Connection, homes: set[tuple[str, str]]) -> set[tuple[s
     return homes - linked
 
 
+def kept_views(conn: Connection, views: dict[Home, View], entries: dict[Home, list[dict[str, Any]]],
+               read_to: int | None, position: int) -> dict[Home, View]:
+    """The views of this pass's whole reads to keep for later passes. A view must hold no entry whose change a
+    later pass will judge by it: an entry read ahead of the feed (its change after ``read_to``, committed before
+    the record was read) may have brought a service into the team, and its change is what owes that service the
+    earlier reports. So each view is taken back to the feed as this pass read it: entries added after
+    ``read_to`` are left out of it and it is stamped ``read_to``; a child with an entry updated or a link joined
+    or left after ``read_to`` keeps no view (its next change is read whole). Without ``read_to``, or nothing
+    read ahead, the views as built, stamped with the feed's newest ``seq`` after the read."""
+    if read_to is None or read_to >= position or not views:
+        return dict(views)
+    ahead: dict[Home, set[str]] = {}
+    moved: set[Home] = set()
+    homes = sorted(views)
+    for i in range(0, len(homes), 300):
+        q = sa.select(TC.household_id, TC.child_id, TC.event_id, TC.kind).where(
+            TC.seq > read_to, TC.seq <= position, sa.tuple_(TC.household_id, TC.child_id).in_(homes[i:i + 300]))
+        for r in conn.execute(q):
+            home = (r.household_id, r.child_id)
+            if r.kind == "added":
+                ahead.setdefault(home, set()).add(r.event_id)
+            elif r.kind in ("updated", "joined", "left"):
+                moved.add(home)
+    out: dict[Home, View] = {}
+    for home, view in views.items():
+        if home in moved:
+            continue
+        later = ahead.get(home)
+        if not later:
+            out[home] = replace(view, position=read_to)
+            continue
+        before = [e for e in entries[home] if e["event_id"] not in later]
+        out[home] = view_of(team_around(before), before, read_to)
+    return out
+
+
 def _process(store: Store, changes: list[Change], now: datetime, finish: Callable[[Connection], None] | None,
              retry: Sequence[tuple[str, str]] = (), *, isolate: bool = False,
              memo: RecordMemo | None = None, read_to: int | None = None) -> SharingResult:
@@ -178,8 +217,7 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
     consent_children: set[tuple[str, str]] = set()
     failed: set[tuple[str, str]] = set()
     with store.engine.begin() as conn:
-        position = read_to if read_to is not None else (  # every change up to it is in the records read
-            conn.execute(sa.select(sa.func.max(timeline_changes.c.seq))).scalar() or 0)
+        position = conn.execute(sa.select(sa.func.max(timeline_changes.c.seq))).scalar() or 0  # after the read
         erasure_guard.hold_shared(conn)  # an erasure's purge and this pass never interleave
         gone = _without_links(conn, touched)
         for home in gone:  # erased (or every link undone) since their records were read: decide nothing
@@ -213,6 +251,7 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         partial |= {h: v.ids for h, v in viewed.items() if h not in failed}
         # what decides each child's recipients, as this pass read their record: their recipients now, and kept
         views = {h: view_of(team, entries[h], position) for h, team in teams.items()}
+        keep = kept_views(conn, views, entries, read_to, position) if memo is not None else {}
         stand = settled([c for c in changes if (c.household_id, c.child_id) in teams], entries, views,
                         set(consent_children) | gone | set(retry))
         result.children |= {child for _h, child in stand | quiet}
@@ -244,8 +283,8 @@ def _process(store: Store, changes: list[Change], now: datetime, finish: Callabl
         if finish is not None:
             finish(conn)
     if memo is not None:  # the views are kept for the next passes
-        memo.views.drop(failed | gone)
-        for home, view in views.items():
+        memo.views.drop(failed | gone | (set(views) - set(keep)))
+        for home, view in keep.items():
             if home not in failed and home not in gone:
                 memo.views.put(home, view)
     if result.decisions or failed:

@@ -20,6 +20,7 @@ from hub.demo.journey import ABUHB_PAEDS
 from hub.sharing import processor
 from hub.sharing.child_views import ChildViews, View, keeps_recipients, view_of
 from hub.sharing.model import targets_for
+from hub.sharing.record_memo import RecordMemo
 from hub.stream import projection, readmodel
 from hub.stream.team import TeamMember, team_around
 from tests.sharing.sharing_support import Feeder, stored_deliveries
@@ -159,6 +160,27 @@ def test_a_new_service_read_ahead_of_the_feed_is_still_owed_the_earlier_report(s
     first = feeder.follower.step(NOW)
     assert first.held and first.read == 1 and first.more
     assert for_physio(store, "paeds-1") == []  # physiotherapy was in the record, but its change not yet read
+    feeder.follower.batch = 1000
+    feeder.follow(NOW)
+    assert [d["state"] for d in for_physio(store, "paeds-1")] == ["queued"]
+
+
+def test_a_service_a_whole_read_saw_ahead_of_the_feed_is_still_owed_the_earlier_report(store: Store) -> None:
+    """As above, but the pass that reads ahead reads the child whole (no view kept yet: a process that just took
+    the cursor over) and builds the view. That view holds physiotherapy already, yet its booking's change, read
+    by the next pass, is what owes it the earlier report: the view must not judge it (a view stamped with the
+    feed position its pass read to, instead of the newest after the record, would, and lose the share)."""
+    feeder = Feeder(store, NOW)
+    nhs = SubjectRef("nhs-number", nhs_number(414))
+    feeder.feed([link(nhs, "414"), report(nhs, "paeds-1", 5)], NOW)
+    projection.apply(store, feeder.decode([report(nhs, "paeds-2", 4)]))
+    projection.apply(store, feeder.decode([booking(nhs, "appt-physio", PHYSIO, 4)]))  # ahead of the next pass
+    feeder.follower.memo = RecordMemo()  # nothing kept: the next pass reads the child whole
+    feeder.follower.batch = 1
+    first = feeder.follower.step(NOW)
+    assert first.held and first.read == 1 and first.more
+    assert len(feeder.follower.memo.views) == 1  # the whole read kept a view, physiotherapy in its team
+    assert for_physio(store, "paeds-1") == []
     feeder.follower.batch = 1000
     feeder.follow(NOW)
     assert [d["state"] for d in for_physio(store, "paeds-1")] == ["queued"]
