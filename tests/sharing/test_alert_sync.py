@@ -5,7 +5,6 @@ database must not grow with the households it reads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,15 +52,6 @@ def test_households_settled_together_or_one_at_a_time_leave_the_same_alerts_and_
     assert {"alert", "alert_resolved"} <= kinds, kinds  # the population raises and clears alerts
     assert len({r[1] for r in feed_rows(together)}) > 1  # in more than one household at a time
     assert feed_rows(together) == feed_rows(alone)
-
-
-@pytest.fixture
-def counted(db_url: str) -> Iterator[tuple[Store, list[str]]]:
-    store = Store.open(db_url)
-    statements: list[str] = []
-    sa.event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    yield store, statements
-    store.engine.dispose()
 
 
 def test_a_sweep_asks_the_database_as_often_for_thirty_households_as_for_three(

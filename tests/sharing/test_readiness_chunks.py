@@ -5,12 +5,10 @@ with the households it reads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from hub.core.events import InboundEvent
 from hub.db.store import Store
@@ -59,15 +57,6 @@ def test_households_swept_together_or_one_at_a_time_leave_the_same_alerts(
     assert {"readiness", "report_request"} <= {r[1] for r in rows}, "both kinds are raised"
     assert len({r[2] for r in rows if r[1] == "readiness"}) > 1  # in more than one household
     assert any(r[5] is not None for r in rows) and any(r[5] is None for r in rows)  # resolved and open
-
-
-@pytest.fixture
-def counted(db_url: str) -> Iterator[tuple[Store, list[str]]]:
-    store = Store.open(db_url)
-    statements: list[str] = []
-    sa.event.listen(store.engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
-    yield store, statements
-    store.engine.dispose()
 
 
 def test_a_readiness_sweep_asks_the_database_as_often_for_many_households_as_for_a_few(
