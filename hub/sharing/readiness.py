@@ -34,7 +34,7 @@ import sqlalchemy as sa
 
 from hub.core import records
 from hub.db.schema import alerts, deliveries, share_decisions
-from hub.db.sealed import sealer_of
+from hub.db.sealed import Sealer, sealer_of
 from hub.db.store import Store, as_utc, utcnow
 from hub.sharing.alerts import coordinator_of, raise_alert, resolve
 from hub.sharing.inbox import UNREAD_IN_INBOX
@@ -236,8 +236,8 @@ def sweep_households(store: Store, household_ids: list[str], now: datetime, *, r
            for alert in _due_alerts(view["household_id"], child)]
     raised, still_open = 0, dict.fromkeys(household_ids, 0)
     with store.engine.begin() as conn:
-        have = _held(conn, household_ids, [a["key"] for _h, _c, a in due])
-        seal = sealer_of(conn)
+        seal = sealer_of(conn)  # one key lookup a child for everything opened and sealed in this transaction
+        have = _held(conn, seal, household_ids, [a["key"] for _h, _c, a in due])
         coordinators: dict[str, tuple[str | None, str | None]] = {}
         for hh, cid, alert in due:
             if alert["key"] in have:
@@ -291,7 +291,7 @@ def _due_alerts(hh: str, child: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _held(conn: sa.Connection, household_ids: list[str], keys: list[str]) -> dict[str, dict[str, Any]]:
+def _held(conn: sa.Connection, seal: Sealer, household_ids: list[str], keys: list[str]) -> dict[str, dict[str, Any]]:
     """The alerts a sweep of these households compares with: those with ``keys`` (in any household and state: a
     key is raised once), and the households' readiness alerts and report requests still open, with their details
     opened; by key."""
@@ -304,7 +304,6 @@ def _held(conn: sa.Connection, household_ids: list[str], keys: list[str]) -> dic
     for i in range(0, len(household_ids), KEYS_CHUNK):
         rows.update((r.alert_key, r) for r in conn.execute(sa.select(*cols).where(
             A.household_id.in_(household_ids[i:i + KEYS_CHUNK]), A.kind.in_(KINDS), A.resolved_at.is_(None))))
-    seal = sealer_of(conn)
     seal.prefetch(r.details for r in rows.values() if r.resolved_at is None)
     return {key: {"alert_id": r.alert_id, "alert_key": key, "kind": r.kind, "household_id": r.household_id,
                   "child_id": r.child_id, "resolved_at": r.resolved_at,
